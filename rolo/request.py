@@ -1,0 +1,146 @@
+"""The HTTP request object, and the WSGI environment it is built on.
+
+Servers and tests both build requests through :func:`build_environ`, so that the environment a handler
+sees has one shape whichever way the request arrived.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Iterable, Mapping
+from typing import IO, Any, Union
+
+from werkzeug.datastructures import Headers
+from werkzeug.utils import cached_property
+from werkzeug.wrappers import Request as _WerkzeugRequest
+
+__all__ = ["RAW_HEADERS_KEY", "HeadersLike", "Request", "build_environ"]
+
+RAW_HEADERS_KEY = "rolo.raw_headers"
+"""WSGI environment key holding the request headers as :class:`Headers`, names cased as the client sent
+them. The ``HTTP_*`` keys of WSGI fold that casing away."""
+
+HeadersLike = Union[Headers, Mapping[str, str], Iterable[tuple[str, str]]]
+"""What the ``headers`` argument of :func:`build_environ` and :class:`Request` accepts."""
+
+
+def build_environ(
+    method: str = "GET",
+    path: str | bytes = "/",
+    headers: HeadersLike | None = None,
+    body: bytes | str | IO[bytes] | None = None,
+    scheme: str = "http",
+    root_path: str = "/",
+    query_string: bytes | str = b"",
+    remote_addr: str | None = None,
+    server: tuple[str, int | None] | None = None,
+    raw_uri: str | None = None,
+) -> dict[str, Any]:
+    """Build a WSGI environment for a request.
+
+    :param method: the HTTP method, e.g. ``GET`` (or ``WEBSOCKET``)
+    :param path: the request path, without the query string. A ``str`` is the decoded path as text; ``bytes``
+        are the percent-decoded bytes of the path as they came off the wire (they need not be UTF-8).
+    :param headers: the request headers; their names keep the casing given here
+    :param body: the request body, as bytes, text (encoded as UTF-8) or a readable binary stream
+    :param scheme: ``http`` or ``https``
+    :param root_path: the mount point of the application (WSGI ``SCRIPT_NAME``)
+    :param query_string: the raw query string, without ``?``
+    :param remote_addr: the peer's address
+    :param server: the ``(host, port)`` the request was received on
+    :param raw_uri: the request target as sent, for ``RAW_URI``/``REQUEST_URI``
+    """
+    raw_headers = Headers(headers) if headers is not None else Headers()
+
+    if isinstance(path, str):
+        path = path.encode("utf-8")
+    if isinstance(query_string, str):
+        query_string = query_string.encode("latin-1")
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if body is None:
+        body = b""
+
+    host, port = server if server else ("127.0.0.1", None)
+    if port is None:
+        port = 443 if scheme == "https" else 80
+
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": root_path.rstrip("/"),
+        "PATH_INFO": path.decode("latin-1"),
+        "QUERY_STRING": query_string.decode("latin-1"),
+        "SERVER_NAME": host,
+        "SERVER_PORT": str(port),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": remote_addr or "",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scheme,
+        "wsgi.input": io.BytesIO(body) if isinstance(body, (bytes, bytearray)) else body,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        RAW_HEADERS_KEY: raw_headers,
+    }
+    if raw_uri is not None:
+        environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
+    if isinstance(body, (bytes, bytearray)) and body and "Content-Length" not in raw_headers:
+        environ["CONTENT_LENGTH"] = str(len(body))
+
+    for name, value in raw_headers.items():
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        # repeated headers fold into one comma-separated value, as in CGI
+        environ[key] = f"{environ[key]}, {value}" if key in environ else value
+
+    return environ
+
+
+class Request(_WerkzeugRequest):
+    """An HTTP request: a :class:`werkzeug.wrappers.Request` that can also be built from its parts.
+
+    ``Request(environ)`` wraps a WSGI environment; ``Request("POST", "/items", headers=..., body=...)``
+    builds one with :func:`build_environ`. ``headers`` keeps the casing of header names as the client sent
+    them when the server recorded it.
+    """
+
+    def __init__(
+        self,
+        method: str | dict[str, Any] = "GET",
+        path: str | bytes = "/",
+        headers: HeadersLike | None = None,
+        body: bytes | str | IO[bytes] | None = None,
+        scheme: str = "http",
+        root_path: str = "/",
+        query_string: bytes | str = b"",
+        remote_addr: str | None = None,
+        server: tuple[str, int | None] | None = None,
+        raw_uri: str | None = None,
+    ) -> None:
+        if isinstance(method, dict):
+            environ = method
+        else:
+            environ = build_environ(
+                method=method,
+                path=path,
+                headers=headers,
+                body=body,
+                scheme=scheme,
+                root_path=root_path,
+                query_string=query_string,
+                remote_addr=remote_addr,
+                server=server,
+                raw_uri=raw_uri,
+            )
+        super().__init__(environ)
+
+    @cached_property
+    def headers(self) -> Headers:  # type: ignore[override]
+        """The request headers, with their names cased as the client sent them where that is known."""
+        raw = self.environ.get(RAW_HEADERS_KEY)
+        if raw is not None:
+            return raw
+        return Headers(super().headers)
