@@ -1,0 +1,40 @@
+"""WebSockets: the upgrade request a handler accepts or rejects, and the connection it then talks to.
+
+A handler registered with ``methods=["WEBSOCKET"]`` receives a :class:`WebSocketRequest`::
+
+    @route("/echo/<name>", methods=["WEBSOCKET"])
+    def handler(request: WebSocketRequest, name: str):
+        with request.accept() as websocket:
+            for line in websocket:
+                websocket.send(f"echo: {line}")
+
+Servers plug in below this API through :mod:`rolo.websocket.adapter`.
+"""
+
+from .adapter import (
+    WEBSOCKET_KEY,
+    BytesMessage,
+    CreateConnection,
+    TextMessage,
+    WebSocketAdapter,
+    WebSocketEnvironment,
+    WebSocketListener,
+)
+from .errors import WebSocketDisconnectedError, WebSocketError, WebSocketProtocolError
+from .request import WebSocketRequest
+from .websocket import WebSocket
+
+__all__ = [
+    "WEBSOCKET_KEY",
+    "BytesMessage",
+    "CreateConnection",
+    "TextMessage",
+    "WebSocket",
+    "WebSocketAdapter",
+    "WebSocketDisconnectedError",
+    "WebSocketEnvironment",
+    "WebSocketError",
+    "WebSocketListener",
+    "WebSocketProtocolError",
+    "WebSocketRequest",
+]

@@ -1,0 +1,107 @@
+"""The contract between the WebSocket API and a server.
+
+A server that serves WebSockets implements :class:`WebSocketAdapter` for each connection, puts it under
+:data:`WEBSOCKET_KEY` into a WSGI-style :data:`WebSocketEnvironment`, and hands that to a
+:class:`WebSocketListener` (usually a :class:`~rolo.gateway.Gateway`'s ``accept`` through
+:meth:`~rolo.websocket.WebSocketRequest.listener`). Everything the handler does with the connection goes
+through the adapter, so the API above it does not know which server runs it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol, Union
+
+__all__ = [
+    "WEBSOCKET_KEY",
+    "BytesMessage",
+    "CreateConnection",
+    "Event",
+    "Message",
+    "TextMessage",
+    "WebSocketAdapter",
+    "WebSocketEnvironment",
+    "WebSocketListener",
+]
+
+WEBSOCKET_KEY = "rolo.websocket"
+"""The environment key under which a server puts the connection's :class:`WebSocketAdapter`."""
+
+WebSocketEnvironment = dict[str, Any]
+"""A WSGI environment for the upgrade request, with the connection's adapter under :data:`WEBSOCKET_KEY`."""
+
+
+@dataclass(frozen=True)
+class CreateConnection:
+    """The peer's opening handshake arrived and was valid: the connection waits to be accepted or rejected.
+
+    It is always the first event an adapter yields.
+    """
+
+
+@dataclass(frozen=True)
+class TextMessage:
+    """A complete text message."""
+
+    data: str
+
+
+@dataclass(frozen=True)
+class BytesMessage:
+    """A complete binary message."""
+
+    data: bytes
+
+
+Message = Union[TextMessage, BytesMessage]
+Event = Union[CreateConnection, TextMessage, BytesMessage]
+
+
+class WebSocketAdapter(abc.ABC):
+    """One WebSocket connection as a server presents it to a handler thread.
+
+    Every method blocks the calling thread, never the server: a server with an event loop implements them
+    by handing work to its loop. ``timeout`` is in seconds; ``None`` waits as long as the connection lives.
+    Once the connection is closed, ``receive`` and ``send`` raise
+    :class:`~rolo.websocket.errors.WebSocketDisconnectedError`.
+    """
+
+    @abc.abstractmethod
+    def receive(self, timeout: float | None = None) -> Event:
+        """The next event: :class:`CreateConnection` first, then messages.
+
+        :raises TimeoutError: if no event came within ``timeout``
+        :raises WebSocketDisconnectedError: once the connection is closed and every message was received
+        """
+
+    @abc.abstractmethod
+    def accept(
+        self,
+        subprotocol: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        timeout: float | None = None,
+    ) -> None:
+        """Complete the opening handshake with a ``101 Switching Protocols`` carrying ``headers``."""
+
+    @abc.abstractmethod
+    def reject(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
+        """Answer the upgrade request with this HTTP response instead, and close the connection."""
+
+    @abc.abstractmethod
+    def send(self, message: Message, timeout: float | None = None) -> None:
+        """Send a message; block while the peer is not reading and the server's buffer is full.
+
+        :raises TimeoutError: if the peer did not make room within ``timeout``
+        """
+
+    @abc.abstractmethod
+    def close(self, code: int = 1000, reason: str | None = None, timeout: float | None = None) -> None:
+        """Perform the closing handshake, and return when the connection is closed. Closing twice is a no-op."""
+
+
+class WebSocketListener(Protocol):
+    """What a server calls, in a handler thread, for each WebSocket upgrade request."""
+
+    def __call__(self, environ: WebSocketEnvironment) -> None: ...

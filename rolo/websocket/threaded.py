@@ -1,0 +1,268 @@
+"""A :class:`~rolo.websocket.adapter.WebSocketAdapter` for handler threads over an event-loop server.
+
+The server owns the connection on its event-loop thread (the I/O side); the handler blocks in a thread of
+its own (the handler side). :class:`ThreadedWebSocketAdapter` sits between the two:
+
+- Incoming messages go into a bounded inbox. When it fills, the I/O side is told to stop reading from the
+  socket, and to start again once the handler has drained it to half. A client that floods a slow handler
+  therefore fills its own TCP window, not the server's memory.
+- Outgoing messages go into an outbox that the I/O side takes in batches: one hand-off to the loop carries
+  every message queued since the last one. ``send`` blocks while the outbox holds more than a high-water
+  mark of bytes or while the server's transport has asked its producer to pause, so a peer that does not
+  read slows the handler down instead of growing a buffer.
+
+The I/O side is a :class:`ServerConnection`, which the server implements; the adapter calls its methods
+only through ``call_in_loop``, so they always run on the loop thread. The server in turn reports to the
+adapter's ``on_*`` methods from the loop thread. This module knows no server.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from .adapter import CreateConnection, Event, Message, WebSocketAdapter
+from .errors import WebSocketDisconnectedError, WebSocketProtocolError
+
+__all__ = ["ServerConnection", "ThreadedWebSocketAdapter"]
+
+CLOSE_CODE_ABNORMAL = 1006
+"""The close code reported when a connection ends without a closing handshake (RFC 6455, 7.1.5)."""
+
+
+class ServerConnection(Protocol):
+    """The I/O side of one connection. Every method is called on the server's event-loop thread."""
+
+    def accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
+        """Send the ``101`` response; report :meth:`ThreadedWebSocketAdapter.on_open` once it is out."""
+
+    def reject(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """Send this HTTP response instead of the ``101``, then close the connection."""
+
+    def send(self, messages: list[Message]) -> None:
+        """Write these messages to the peer, in order."""
+
+    def close(self, code: int, reason: str | None) -> None:
+        """Start the closing handshake (or drop the connection if it never opened)."""
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket."""
+
+    def resume_reading(self) -> None:
+        """Read from the socket again."""
+
+
+class _State(enum.Enum):
+    CONNECTING = "connecting"
+    ACCEPTING = "accepting"
+    OPEN = "open"
+    REJECTED = "rejected"
+    CLOSED = "closed"
+
+
+class ThreadedWebSocketAdapter(WebSocketAdapter):
+    """Bridges one connection between its handler thread and the server's event loop.
+
+    :param connection: the I/O side
+    :param call_in_loop: runs a callable on the loop thread, from any thread (``reactor.callFromThread``,
+        ``loop.call_soon_threadsafe``)
+    :param max_queue: how many received messages may wait for the handler before the server stops reading
+    :param write_high_water: how many bytes of outgoing messages may wait for the loop before ``send``
+        blocks
+    :param close_timeout: how long ``close`` waits for the closing handshake when given no timeout
+    """
+
+    def __init__(
+        self,
+        connection: ServerConnection,
+        call_in_loop: Callable[[Callable[[], None]], None],
+        *,
+        max_queue: int = 16,
+        write_high_water: int = 64 * 1024,
+        close_timeout: float = 10.0,
+    ) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        self._connection = connection
+        self._call_in_loop = call_in_loop
+        self._max_queue = max_queue
+        self._resume_below = max_queue // 2 + 1
+        self._write_high_water = write_high_water
+        self._close_timeout = close_timeout
+
+        # two conditions over one lock: a sender waiting for room must never swallow the wake-up meant for
+        # a receiver waiting for a message
+        self._lock = threading.Lock()
+        self._readable = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)
+        self._state = _State.CONNECTING
+        self._close_code: int | None = None
+        self._close_reason: str | None = None
+
+        self._inbox: deque[Event] = deque([CreateConnection()])
+        self._reading_paused = False
+        self._resume_pending = False
+
+        self._outbox: list[Message] = []
+        self._outbox_bytes = 0
+        self._flush_pending = False
+        self._writing_paused = False
+
+    # -- handler side ------------------------------------------------------------------------------
+
+    def receive(self, timeout: float | None = None) -> Event:
+        with self._readable:
+            if not self._readable.wait_for(self._can_receive, timeout):
+                raise TimeoutError(f"no message within {timeout} seconds")
+            if not self._inbox:
+                raise self._disconnected()
+            event = self._inbox.popleft()
+            resume = (
+                self._reading_paused and not self._resume_pending and len(self._inbox) < self._resume_below
+            )
+            if resume:
+                self._resume_pending = True
+        if resume:
+            self._call_in_loop(self._resume_reading)
+        return event
+
+    def accept(
+        self,
+        subprotocol: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        timeout: float | None = None,
+    ) -> None:
+        with self._changed:
+            if self._state is not _State.CONNECTING:
+                raise self._disconnected() if self._state is _State.CLOSED else WebSocketProtocolError(
+                    f"cannot accept a connection that is {self._state.value}"
+                )
+            self._state = _State.ACCEPTING
+        self._call_in_loop(lambda: self._connection.accept(subprotocol, list(headers)))
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._state is not _State.ACCEPTING, timeout):
+                raise TimeoutError(f"the opening handshake did not complete within {timeout} seconds")
+            if self._state is _State.CLOSED:
+                raise self._disconnected()
+
+    def reject(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
+        with self._changed:
+            if self._state is not _State.CONNECTING:
+                raise WebSocketProtocolError(f"cannot reject a connection that is {self._state.value}")
+            self._state = _State.REJECTED
+        self._call_in_loop(lambda: self._connection.reject(status, list(headers), body))
+
+    def send(self, message: Message, timeout: float | None = None) -> None:
+        size = len(message.data)
+        with self._changed:
+            if self._state is not _State.OPEN:
+                raise self._not_open()
+            if not self._changed.wait_for(self._can_send, timeout):
+                raise TimeoutError(f"the peer did not read within {timeout} seconds")
+            if self._state is not _State.OPEN:
+                raise self._not_open()
+            self._outbox.append(message)
+            self._outbox_bytes += size
+            flush = not self._flush_pending
+            self._flush_pending = True
+        if flush:
+            self._call_in_loop(self._flush)
+
+    def close(self, code: int = 1000, reason: str | None = None, timeout: float | None = None) -> None:
+        with self._changed:
+            if self._state in (_State.CLOSED, _State.REJECTED):
+                return
+            if self._close_code is None:
+                # queued behind any pending flush, so messages sent before close() go out first
+                self._close_code, self._close_reason = code, reason
+                self._call_in_loop(lambda: self._connection.close(code, reason))
+            closed = self._changed.wait_for(
+                lambda: self._state is _State.CLOSED,
+                self._close_timeout if timeout is None else timeout,
+            )
+        if not closed:
+            raise TimeoutError("the closing handshake did not complete in time")
+
+    def _can_receive(self) -> bool:
+        return bool(self._inbox) or self._state is _State.CLOSED
+
+    def _can_send(self) -> bool:
+        if self._state is not _State.OPEN:
+            return True
+        # an empty outbox always takes one message, however large, so progress never stalls
+        return not self._writing_paused and (not self._outbox or self._outbox_bytes < self._write_high_water)
+
+    def _not_open(self) -> Exception:
+        if self._state is _State.CLOSED or self._close_code is not None:
+            return self._disconnected()
+        return WebSocketProtocolError(f"cannot send on a connection that is {self._state.value}")
+
+    def _disconnected(self) -> WebSocketDisconnectedError:
+        return WebSocketDisconnectedError(self._close_code, self._close_reason)
+
+    # -- loop side ---------------------------------------------------------------------------------
+
+    def on_open(self) -> None:
+        """The ``101`` response is out: the connection is open."""
+        with self._changed:
+            if self._state is _State.ACCEPTING:
+                self._state = _State.OPEN
+                self._changed.notify_all()
+
+    def on_message(self, message: Message) -> None:
+        """A complete message arrived."""
+        with self._changed:
+            self._inbox.append(message)
+            pause = len(self._inbox) >= self._max_queue and not self._reading_paused
+            if pause:
+                self._reading_paused = True
+            self._readable.notify()
+        if pause:
+            self._connection.pause_reading()
+
+    def on_close(self, code: int | None, reason: str | None) -> None:
+        """The connection is closed, cleanly (with the peer's close code) or not (``code`` None)."""
+        with self._changed:
+            if self._state is _State.CLOSED:
+                return
+            self._state = _State.CLOSED
+            if code is None:
+                code = CLOSE_CODE_ABNORMAL
+            # what the peer said wins over what the handler asked for: it is how the connection ended
+            self._close_code, self._close_reason = code, reason
+            self._outbox.clear()
+            self._readable.notify_all()
+            self._changed.notify_all()
+
+    def on_pause_writing(self) -> None:
+        """The transport's buffer is over its high-water mark: hold ``send``."""
+        with self._changed:
+            self._writing_paused = True
+
+    def on_resume_writing(self) -> None:
+        """The transport has drained: let ``send`` go on."""
+        with self._changed:
+            self._writing_paused = False
+            self._changed.notify_all()
+
+    def _flush(self) -> None:
+        with self._changed:
+            messages, self._outbox = self._outbox, []
+            self._outbox_bytes = 0
+            self._flush_pending = False
+            self._changed.notify_all()
+        if messages:
+            self._connection.send(messages)
+
+    def _resume_reading(self) -> None:
+        with self._changed:
+            self._resume_pending = False
+            resume = self._reading_paused and len(self._inbox) < self._resume_below
+            if resume:
+                self._reading_paused = False
+        if resume:
+            self._connection.resume_reading()
+

@@ -1,0 +1,76 @@
+"""The WebSocket object a handler talks to once it has accepted a connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import TracebackType
+
+from .adapter import BytesMessage, CreateConnection, TextMessage, WebSocketAdapter
+from .errors import WebSocketDisconnectedError, WebSocketProtocolError
+
+__all__ = ["WebSocket"]
+
+CLOSE_CODE_INTERNAL_ERROR = 1011
+
+
+class WebSocket:
+    """An open WebSocket connection: send and receive whole messages, blocking the calling thread.
+
+    Iterating over it yields each message received until the peer closes the connection. Used as a context
+    manager, it closes the connection on exit: with 1000 (normal closure), or with 1011 (internal error)
+    when the block raised.
+    """
+
+    def __init__(self, adapter: WebSocketAdapter) -> None:
+        self._adapter = adapter
+
+    def send(self, data: str | bytes, timeout: float | None = None) -> None:
+        """Send ``data``: ``str`` as a text message, ``bytes`` as a binary message.
+
+        Blocks while the peer is not reading and the server's buffer is full.
+
+        :raises WebSocketProtocolError: if ``data`` is neither ``str`` nor ``bytes``
+        :raises TimeoutError: if the peer made no room within ``timeout`` seconds
+        :raises WebSocketDisconnectedError: if the connection is closed
+        """
+        if isinstance(data, str):
+            self._adapter.send(TextMessage(data), timeout)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            self._adapter.send(BytesMessage(bytes(data)), timeout)
+        else:
+            raise WebSocketProtocolError(f"can only send str or bytes, not {type(data).__name__}")
+
+    def receive(self, timeout: float | None = None) -> str | bytes:
+        """The next message: ``str`` for a text message, ``bytes`` for a binary one.
+
+        :raises TimeoutError: if no message came within ``timeout`` seconds
+        :raises WebSocketDisconnectedError: once the peer closed the connection, with its code and reason
+        """
+        event = self._adapter.receive(timeout)
+        if isinstance(event, CreateConnection):
+            # the handshake event belongs to the request, which takes it before accepting
+            raise WebSocketProtocolError("received the opening handshake on an open connection")
+        return event.data
+
+    def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Perform the closing handshake with ``code`` and ``reason``. Closing a closed socket does nothing."""
+        self._adapter.close(code, reason)
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        while True:
+            try:
+                yield self.receive()
+            except WebSocketDisconnectedError:
+                return
+
+    def __enter__(self) -> WebSocket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        failed = exc is not None and not isinstance(exc, WebSocketDisconnectedError)
+        self.close(CLOSE_CODE_INTERNAL_ERROR if failed else 1000)

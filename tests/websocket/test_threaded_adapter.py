@@ -1,0 +1,187 @@
+"""ThreadedWebSocketAdapter without a server: its I/O side is a recorder, its loop a list of calls.
+
+These pin down the hand-off rules (bounded inbox, batched outbox, ordering of close after sends) that the
+end-to-end tests can only observe from outside.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from rolo.websocket import BytesMessage, CreateConnection, TextMessage, WebSocketDisconnectedError
+from rolo.websocket.errors import WebSocketProtocolError
+from rolo.websocket.threaded import ThreadedWebSocketAdapter
+
+
+class RecordingConnection:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def accept(self, subprotocol, headers):
+        self.calls.append(("accept", subprotocol, headers))
+
+    def reject(self, status, headers, body):
+        self.calls.append(("reject", status, headers, body))
+
+    def send(self, messages):
+        self.calls.append(("send", list(messages)))
+
+    def close(self, code, reason):
+        self.calls.append(("close", code, reason))
+
+    def pause_reading(self):
+        self.calls.append(("pause_reading",))
+
+    def resume_reading(self):
+        self.calls.append(("resume_reading",))
+
+
+class Loop:
+    """Collects what the adapter hands to the loop; ``run`` plays it, as the loop thread would."""
+
+    def __init__(self) -> None:
+        self.pending: list = []
+
+    def __call__(self, fn):
+        self.pending.append(fn)
+
+    def run(self) -> None:
+        while self.pending:
+            self.pending.pop(0)()
+
+
+def open_adapter(**kwargs):
+    connection, loop = RecordingConnection(), Loop()
+    adapter = ThreadedWebSocketAdapter(connection, loop, **kwargs)
+    assert adapter.receive(timeout=0) == CreateConnection()
+    accepted = threading.Thread(target=adapter.accept, kwargs={"timeout": 5})
+    accepted.start()
+    while not loop.pending:
+        threading.Event().wait(0.001)
+    loop.run()
+    adapter.on_open()
+    accepted.join(5)
+    assert not accepted.is_alive()
+    return adapter, connection, loop
+
+
+def test_create_connection_comes_first_and_receive_times_out():
+    adapter = ThreadedWebSocketAdapter(RecordingConnection(), Loop())
+    assert adapter.receive(timeout=0) == CreateConnection()
+    with pytest.raises(TimeoutError):
+        adapter.receive(timeout=0.01)
+
+
+def test_sends_are_batched_into_one_hand_off():
+    adapter, connection, loop = open_adapter()
+    for i in range(5):
+        adapter.send(TextMessage(str(i)))
+    assert len(loop.pending) == 1
+    loop.run()
+    assert connection.calls[-1] == ("send", [TextMessage(str(i)) for i in range(5)])
+
+
+def test_full_inbox_pauses_reading_and_draining_resumes_it():
+    adapter, connection, loop = open_adapter(max_queue=4)
+    for i in range(4):
+        adapter.on_message(BytesMessage(bytes([i])))
+    assert connection.calls[-1] == ("pause_reading",)
+    adapter.on_message(BytesMessage(b"late"))  # already read off the socket: kept, not dropped
+    assert ("pause_reading",) not in connection.calls[:-1]
+    got = [adapter.receive(timeout=0) for _ in range(2)]
+    assert loop.pending == []  # 3 still queued: not yet below half
+    got.append(adapter.receive(timeout=0))
+    loop.run()
+    assert connection.calls[-1] == ("resume_reading",)
+    got += [adapter.receive(timeout=0) for _ in range(2)]
+    assert [m.data for m in got] == [b"\x00", b"\x01", b"\x02", b"\x03", b"late"]
+
+
+def test_send_blocks_past_high_water_until_the_loop_flushes():
+    adapter, connection, loop = open_adapter(write_high_water=10)
+    adapter.send(BytesMessage(b"x" * 100))  # an empty outbox always takes one message
+    with pytest.raises(TimeoutError):
+        adapter.send(BytesMessage(b"y"), timeout=0.01)
+    loop.run()
+    adapter.send(BytesMessage(b"y"), timeout=0.01)
+
+
+def test_send_blocks_while_the_transport_is_paused():
+    adapter, connection, loop = open_adapter()
+    adapter.on_pause_writing()
+    with pytest.raises(TimeoutError):
+        adapter.send(TextMessage("held"), timeout=0.01)
+    adapter.on_resume_writing()
+    adapter.send(TextMessage("free"), timeout=0.01)
+
+
+def test_messages_received_before_close_are_delivered_then_the_close():
+    adapter, connection, loop = open_adapter()
+    adapter.on_message(TextMessage("last words"))
+    adapter.on_close(4002, "bye")
+    assert adapter.receive(timeout=0) == TextMessage("last words")
+    with pytest.raises(WebSocketDisconnectedError) as info:
+        adapter.receive(timeout=0)
+    assert (info.value.code, info.value.reason) == (4002, "bye")
+    with pytest.raises(WebSocketDisconnectedError):
+        adapter.send(TextMessage("too late"))
+
+
+def test_close_goes_out_after_pending_sends_and_waits_for_the_handshake():
+    adapter, connection, loop = open_adapter()
+    adapter.send(TextMessage("first"))
+    closer = threading.Thread(target=adapter.close, args=(1000, None, 5))
+    closer.start()
+    while len(loop.pending) < 2:
+        threading.Event().wait(0.001)
+    loop.run()
+    assert [c[0] for c in connection.calls[-2:]] == ["send", "close"]
+    assert closer.is_alive()  # waits for the peer's close
+    adapter.on_close(1000, None)
+    closer.join(5)
+    assert not closer.is_alive()
+    adapter.close()  # closing twice is a no-op
+
+
+def test_a_lost_connection_reports_1006_and_wakes_a_blocked_sender():
+    adapter, connection, loop = open_adapter()
+    adapter.on_pause_writing()
+    errors = []
+
+    def blocked_send():
+        try:
+            adapter.send(TextMessage("stuck"))
+        except WebSocketDisconnectedError as e:
+            errors.append(e.code)
+
+    sender = threading.Thread(target=blocked_send)
+    sender.start()
+    adapter.on_close(None, None)
+    sender.join(5)
+    assert errors == [1006]
+
+
+def test_accept_after_the_peer_left_raises_disconnected():
+    connection, loop = RecordingConnection(), Loop()
+    adapter = ThreadedWebSocketAdapter(connection, loop)
+    adapter.on_close(None, None)
+    adapter.receive(timeout=0)  # CreateConnection is still delivered
+    with pytest.raises(WebSocketDisconnectedError):
+        adapter.accept(timeout=1)
+
+
+def test_send_before_accept_is_a_protocol_error():
+    adapter = ThreadedWebSocketAdapter(RecordingConnection(), Loop())
+    with pytest.raises(WebSocketProtocolError):
+        adapter.send(TextMessage("early"))
+
+
+def test_reject_hands_the_response_to_the_loop():
+    connection, loop = RecordingConnection(), Loop()
+    adapter = ThreadedWebSocketAdapter(connection, loop)
+    adapter.reject(403, [("X-A", "1")], b"no")
+    loop.run()
+    assert connection.calls == [("reject", 403, [("X-A", "1")], b"no")]
+    adapter.close()  # nothing to close after a reject
