@@ -1,0 +1,29 @@
+"""The gateway: a chain of handlers that every request, HTTP or WebSocket, runs through.
+
+Servers hand requests to :meth:`Gateway.process` (HTTP) and :meth:`Gateway.accept` (WebSockets);
+``rolo.gateway.wsgi`` and ``rolo.serving.twisted`` are such servers.
+"""
+
+from .chain import (
+    CompositeExceptionHandler,
+    CompositeFinalizer,
+    CompositeHandler,
+    CompositeResponseHandler,
+    ExceptionHandler,
+    Handler,
+    HandlerChain,
+)
+from .context import RequestContext
+from .gateway import Gateway
+
+__all__ = [
+    "CompositeExceptionHandler",
+    "CompositeFinalizer",
+    "CompositeHandler",
+    "CompositeResponseHandler",
+    "ExceptionHandler",
+    "Gateway",
+    "Handler",
+    "HandlerChain",
+    "RequestContext",
+]

@@ -1,0 +1,192 @@
+"""The handler chain: request handlers, then response handlers, exception handlers on error, finalizers always."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, Optional, TypeVar
+
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import HTTPException
+
+from rolo.response import Response
+from rolo.websocket.errors import WebSocketDisconnectedError
+
+from .context import RequestContext
+
+__all__ = [
+    "CompositeExceptionHandler",
+    "CompositeFinalizer",
+    "CompositeHandler",
+    "CompositeResponseHandler",
+    "ExceptionHandler",
+    "Handler",
+    "HandlerChain",
+]
+
+LOG = logging.getLogger("rolo.gateway")
+
+RC = TypeVar("RC", bound=RequestContext)
+
+Handler = Callable[["HandlerChain[Any]", Any, Response], None]
+"""``handler(chain, context, response)``: a request handler, response handler or finalizer."""
+
+ExceptionHandler = Callable[["HandlerChain[Any]", Exception, Any, Response], None]
+"""``handler(chain, exception, context, response)``: called when a handler raised."""
+
+
+def _is_expected(error: Exception) -> bool:
+    """Errors that are answers, not faults: HTTP errors, and a WebSocket peer that went away."""
+    return isinstance(error, (HTTPException, WebSocketDisconnectedError))
+
+
+class HandlerChain(Generic[RC]):
+    """Runs one request through the handlers.
+
+    Request handlers run in order until one calls :meth:`stop` or :meth:`terminate` (or :meth:`respond`).
+    Response handlers run next, unless the chain was terminated. When a request or response handler
+    raises, the response becomes a plain 500, the error is recorded as :attr:`error` and logged, and the
+    exception handlers run: they may turn the response into something better. Finalizers always run last.
+    An exception handler, or a finalizer, that raises is logged and does not stop the others.
+    """
+
+    def __init__(
+        self,
+        request_handlers: Optional[Iterable[Handler]] = None,
+        response_handlers: Optional[Iterable[Handler]] = None,
+        finalizers: Optional[Iterable[Handler]] = None,
+        exception_handlers: Optional[Iterable[ExceptionHandler]] = None,
+    ) -> None:
+        self.request_handlers = list(request_handlers or ())
+        self.response_handlers = list(response_handlers or ())
+        self.finalizers = list(finalizers or ())
+        self.exception_handlers = list(exception_handlers or ())
+        self.stopped = False
+        self.terminated = False
+        self.error: Exception | None = None
+        self.context: RC | None = None
+        self.response: Response | None = None
+
+    def handle(self, context: RC, response: Response) -> None:
+        """Run the handlers over ``context``, filling in ``response``."""
+        self.context = context
+        self.response = response
+        try:
+            self._run(self.request_handlers, context, response)
+            if not self.terminated:
+                self._run(self.response_handlers, context, response, ignore_stop=True)
+        finally:
+            for finalizer in self.finalizers:
+                self._isolated(finalizer, self, context, response)
+
+    def _run(self, handlers: list[Handler], context: RC, response: Response, ignore_stop: bool = False) -> None:
+        try:
+            for handler in handlers:
+                handler(self, context, response)
+                if self.terminated or (self.stopped and not ignore_stop):
+                    return
+        except Exception as error:
+            self._fail(error, context, response)
+
+    def _fail(self, error: Exception, context: RC, response: Response) -> None:
+        self.error = error
+        self.stopped = True
+        if _is_expected(error):
+            LOG.debug("handler raised %r", error)
+        else:
+            LOG.exception("exception while handling %s", getattr(context, "request", None))
+        # never an empty 200: without an exception handler to say more, the answer is a 500
+        response.status_code = 500
+        response.headers.clear()
+        response.set_response(b"")
+        for handler in self.exception_handlers:
+            self._isolated(handler, self, error, context, response)
+
+    @staticmethod
+    def _isolated(handler: Callable[..., None], *args: Any) -> None:
+        try:
+            handler(*args)
+        except Exception:
+            LOG.exception("exception in %r", handler)
+
+    def stop(self) -> None:
+        """No more request handlers; response handlers and finalizers still run."""
+        self.stopped = True
+
+    def terminate(self) -> None:
+        """No more request handlers or response handlers; finalizers still run."""
+        self.stopped = True
+        self.terminated = True
+
+    def respond(self, status_code: int = 200, payload: Any = None, headers: Any = None) -> None:
+        """Answer now: set the status, the body (a ``dict`` or ``list`` as JSON, ``str`` or ``bytes`` as it
+        is) and headers, then :meth:`stop`."""
+        response = self.response
+        assert response is not None, "respond() is for handlers, while the chain runs"
+        response.status_code = status_code
+        if isinstance(payload, (dict, list)):
+            response.set_json(payload)
+        elif payload is not None:
+            response.set_response(payload)
+        if headers:
+            response.headers.update(Headers(headers))
+        self.stop()
+
+    def throw(self, error: Exception) -> None:
+        """Fail the request with ``error``: it is raised, so the exception handlers run."""
+        self.error = error
+        raise error
+
+
+class CompositeHandler:
+    """Request handlers run as one, in order, until the chain stops."""
+
+    def __init__(self, handlers: Optional[Iterable[Handler]] = None) -> None:
+        self.handlers: list[Handler] = list(handlers or ())
+
+    def append(self, handler: Handler) -> None:
+        self.handlers.append(handler)
+
+    def remove(self, handler: Handler) -> None:
+        self.handlers.remove(handler)
+
+    def __call__(self, chain: HandlerChain[Any], context: Any, response: Response) -> None:
+        for handler in self.handlers:
+            handler(chain, context, response)
+            if chain.stopped:
+                return
+
+
+class CompositeResponseHandler(CompositeHandler):
+    """Response handlers run as one, in order, until the chain is terminated."""
+
+    def __call__(self, chain: HandlerChain[Any], context: Any, response: Response) -> None:
+        for handler in self.handlers:
+            handler(chain, context, response)
+            if chain.terminated:
+                return
+
+
+class CompositeFinalizer(CompositeHandler):
+    """Finalizers run as one; each runs whatever the others do."""
+
+    def __call__(self, chain: HandlerChain[Any], context: Any, response: Response) -> None:
+        for handler in self.handlers:
+            HandlerChain._isolated(handler, chain, context, response)
+
+
+class CompositeExceptionHandler:
+    """Exception handlers run as one; each runs whatever the others do."""
+
+    def __init__(self, handlers: Optional[Iterable[ExceptionHandler]] = None) -> None:
+        self.handlers: list[ExceptionHandler] = list(handlers or ())
+
+    def append(self, handler: ExceptionHandler) -> None:
+        self.handlers.append(handler)
+
+    def remove(self, handler: ExceptionHandler) -> None:
+        self.handlers.remove(handler)
+
+    def __call__(self, chain: HandlerChain[Any], exception: Exception, context: Any, response: Response) -> None:
+        for handler in self.handlers:
+            HandlerChain._isolated(handler, chain, exception, context, response)

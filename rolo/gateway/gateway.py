@@ -1,0 +1,78 @@
+"""The Gateway: where a server hands over HTTP requests and WebSocket upgrade requests."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Optional
+
+from rolo.request import Request
+from rolo.response import Response
+from rolo.websocket.errors import WebSocketDisconnectedError
+
+from .chain import ExceptionHandler, Handler, HandlerChain
+from .context import RequestContext
+
+if TYPE_CHECKING:
+    from rolo.websocket import WebSocketRequest
+
+__all__ = ["Gateway"]
+
+LOG = logging.getLogger("rolo.gateway")
+
+CLOSE_CODE_INTERNAL_ERROR = 1011
+
+
+class Gateway:
+    """Runs each request through a :class:`HandlerChain` made of its handlers.
+
+    The handler lists are kept by reference: handlers appended later take part in later requests.
+
+    :param context_class: the :class:`RequestContext` subclass made for each request
+    """
+
+    def __init__(
+        self,
+        request_handlers: Optional[list[Handler]] = None,
+        response_handlers: Optional[list[Handler]] = None,
+        finalizers: Optional[list[Handler]] = None,
+        exception_handlers: Optional[list[ExceptionHandler]] = None,
+        context_class: Optional[type[RequestContext]] = None,
+    ) -> None:
+        self.request_handlers = request_handlers if request_handlers is not None else []
+        self.response_handlers = response_handlers if response_handlers is not None else []
+        self.finalizers = finalizers if finalizers is not None else []
+        self.exception_handlers = exception_handlers if exception_handlers is not None else []
+        self.context_class = context_class or RequestContext
+
+    def new_chain(self) -> HandlerChain[Any]:
+        """A chain over the gateway's current handlers."""
+        return HandlerChain(self.request_handlers, self.response_handlers, self.finalizers, self.exception_handlers)
+
+    def process(self, request: Request, response: Response) -> None:
+        """Handle an HTTP request, filling in ``response``. Errors become error responses; nothing raises."""
+        self.handle(self.context_class(request), response)
+
+    def handle(self, context: RequestContext, response: Response) -> None:
+        """Run a chain over a context made by the caller."""
+        self.new_chain().handle(context, response)
+
+    def accept(self, request: WebSocketRequest) -> None:
+        """Handle a WebSocket upgrade request, in the thread the connection's handler is to run in.
+
+        After the chain, the connection is settled whatever the handlers did: a request nobody accepted or
+        rejected is rejected with the chain's response (a 500 if a handler raised, a 404 if nothing routed
+        it); an accepted connection is closed, with 1011 if a handler raised and 1000 otherwise.
+        """
+        response = Response()
+        chain = self.new_chain()
+        chain.handle(self.context_class(request), response)
+        try:
+            if request.is_upgraded():
+                failed = chain.error is not None and not isinstance(chain.error, WebSocketDisconnectedError)
+                request.close(CLOSE_CODE_INTERNAL_ERROR if failed else 1000, "internal error" if failed else None)
+            elif not request.is_rejected():
+                request.reject(response)
+        except Exception as error:
+            if not isinstance(error, WebSocketDisconnectedError):
+                LOG.exception("could not settle the WebSocket connection for %s", request.path)
+

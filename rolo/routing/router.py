@@ -1,0 +1,121 @@
+"""The Router: werkzeug URL matching with host matching on, dispatching to endpoints."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, Map, Rule, RuleFactory
+
+from rolo.request import Request
+
+from .converters import PortConverter, RegexConverter
+from .handler import Dispatcher, call_endpoint
+from .rules import HOST_VARIABLE, make_rule, rules_for
+
+__all__ = ["Router"]
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Router:
+    """Routes requests to endpoints by path, method and host.
+
+    It wraps a werkzeug :class:`~werkzeug.routing.Map` with host matching on and strict slashes off; a rule
+    without a host matches any host. The converters ``regex`` and ``port`` are built in, beside werkzeug's.
+
+    :param dispatcher: calls the matched endpoint, ``dispatcher(request, endpoint, args)``; by default
+        :func:`~rolo.routing.handler.call_endpoint`
+    :param converters: further URL converters by name
+    """
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher | None = None,
+        converters: Mapping[str, type[BaseConverter]] | None = None,
+    ) -> None:
+        self.dispatcher: Dispatcher = dispatcher or call_endpoint
+        self._converters = {"regex": RegexConverter, "port": PortConverter, **(converters or {})}
+        self._rules: list[Rule] = []
+        # werkzeug maps are not safe to change while another thread matches against them
+        self._lock = threading.RLock()
+        self.url_map = self._new_map()
+
+    def _new_map(self) -> Map:
+        return Map(host_matching=True, strict_slashes=False, converters=self._converters)
+
+    def add(
+        self,
+        path: Any,
+        endpoint: Any = None,
+        host: str | None = None,
+        methods: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> Rule | list[Rule]:
+        """Add rules, and return them (one rule for a path, a list otherwise).
+
+        - ``add("/items/<id>", endpoint, host=None, methods=None, **rule_kwargs)``: one rule;
+        - ``add(fn)``: the rules of a function decorated with ``@route``;
+        - ``add(obj)``: the rules of every ``@route`` method of an object;
+        - ``add(rule_factory)``: the rules of a werkzeug ``Rule`` or ``RuleFactory``;
+        - ``add([...])``: any mix of these.
+        """
+        if isinstance(path, str):
+            rule = make_rule(path, endpoint, host, methods, **kwargs)
+            self._add_rules([rule])
+            return rule
+        rules: list[Rule] = []
+        for item in rules_for(path):
+            rules.extend(item.get_rules(self.url_map) if isinstance(item, RuleFactory) else [item])
+        self._add_rules(rules)
+        return rules
+
+    def _add_rules(self, rules: list[Rule]) -> None:
+        with self._lock:
+            for rule in rules:
+                # the map gets a copy: a rule binds to one map, and remove() builds a new one
+                self.url_map.add(rule.empty())
+                self._rules.append(rule)
+
+    def remove(self, rules: Rule | Iterable[Rule]) -> None:
+        """Remove rules that :meth:`add` returned."""
+        doomed = {id(rule) for rule in ([rules] if isinstance(rules, Rule) else rules)}
+        with self._lock:
+            self._rules = [rule for rule in self._rules if id(rule) not in doomed]
+            url_map = self._new_map()
+            for rule in self._rules:
+                url_map.add(rule.empty())
+            self.url_map = url_map
+
+    def dispatch(self, request: Request) -> Any:
+        """Match the request and call its endpoint through the dispatcher.
+
+        :raises werkzeug.exceptions.NotFound: no rule matches the path and host
+        :raises werkzeug.exceptions.MethodNotAllowed: rules match, but not for the request's method
+        """
+        with self._lock:
+            adapter = self.url_map.bind(
+                request.host,
+                script_name=request.root_path or None,
+                url_scheme=request.scheme,
+                path_info=request.path,
+                query_args=request.query_string,
+            )
+            rule, args = adapter.match(method=request.method, return_rule=True)
+        args.pop(HOST_VARIABLE, None)
+        return self.dispatcher(request, rule.endpoint, args)
+
+    def wsgi(self) -> WsgiApp:
+        """This router as a WSGI application; werkzeug HTTP errors are answered as such."""
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            request = Request(environ)
+            try:
+                response = self.dispatch(request)
+            except HTTPException as e:
+                return e(environ, start_response)
+            return response(environ, start_response)
+
+        return app
