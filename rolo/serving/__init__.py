@@ -1,0 +1,1 @@
+"""Servers for a gateway. :mod:`rolo.serving.twisted` serves HTTP and WebSockets on Twisted."""

@@ -1,0 +1,31 @@
+"""The HTTP connection and request of Twisted Web, keeping header names as the client cased them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.http import HTTPChannel
+from twisted.web.server import Request
+
+__all__ = ["GatewayRequest", "RawHeadersChannel"]
+
+
+class GatewayRequest(Request):
+    """A Twisted Web request that also holds its headers as sent: ``raw_headers``, in order."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+
+
+class RawHeadersChannel(HTTPChannel):
+    """Records each header line's name before Twisted canonicalises it."""
+
+    def headerReceived(self, line: bytes) -> bool:
+        accepted = super().headerReceived(line)
+        if accepted:
+            name, _, value = line.partition(b":")
+            request = self.requests[-1]
+            if isinstance(request, GatewayRequest):
+                request.raw_headers.append((name, value.strip(b" \t")))
+        return accepted

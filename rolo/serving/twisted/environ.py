@@ -1,0 +1,63 @@
+"""The WSGI environment of a Twisted Web request."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from twisted.web.server import Request
+
+from rolo.request import build_environ
+
+from .channel import GatewayRequest
+
+__all__ = ["environ_for", "request_path"]
+
+
+def request_path(request: Request) -> tuple[bytes, bytes]:
+    """The percent-decoded path bytes and the raw query of a request.
+
+    An absolute-form target (``GET http://host:8080/a/b?x=1 HTTP/1.1``, as sent to proxies) routes by its
+    path, as RFC 9112 3.2.2 asks of a server.
+    """
+    target = request.uri
+    if not target.startswith(b"/"):
+        split = urlsplit(target)
+        target = (split.path or b"/") + (b"?" + split.query if split.query else b"")
+    path, _, query = target.partition(b"?")
+    return unquote_to_bytes(path), query
+
+
+def environ_for(request: Request, method: str | None = None) -> dict[str, Any]:
+    """A WSGI environment for ``request``, with its headers as the client cased them.
+
+    :param method: replaces the request's method (the WebSocket side passes ``WEBSOCKET``)
+    :raises UnicodeDecodeError: if the path is not UTF-8
+    """
+    path, query = request_path(request)
+    path.decode("utf-8")  # a path that is not text has no route: refuse it here, once
+    if isinstance(request, GatewayRequest) and request.raw_headers:
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.raw_headers]
+    else:
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, values in request.requestHeaders.getAllRawHeaders()
+            for value in values
+        ]
+    request.content.seek(0)
+    client = request.getClientAddress()
+    host = request.getHost()
+    environ = build_environ(
+        method=method or request.method.decode("latin-1"),
+        path=path,
+        headers=headers,
+        body=request.content,
+        scheme="https" if request.isSecure() else "http",
+        query_string=query,
+        remote_addr=getattr(client, "host", None),
+        server=(getattr(host, "host", "localhost"), getattr(host, "port", None)),
+        raw_uri=request.uri.decode("latin-1"),
+    )
+    # Twisted Web has read the whole body (de-chunked if need be): it ends where the stream ends
+    environ["wsgi.input_terminated"] = True
+    return environ

@@ -1,0 +1,147 @@
+"""Plain HTTP on Twisted Web: the gateway runs in a thread pool, the reactor writes the response."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Any
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.threads import blockingCallFromThread
+from twisted.logger import Logger
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
+
+from rolo.gateway import Gateway
+from rolo.request import Request as RoloRequest
+from rolo.response import Response
+
+from .environ import environ_for
+from .threads import HandlerThreadPool
+
+__all__ = ["HttpResource"]
+
+log = Logger()
+
+
+class HttpResource:
+    """Serves plain HTTP requests through a gateway.
+
+    The gateway runs, and a streamed response body is iterated, in a thread of ``pool``; the reactor
+    thread does every write. A body that is a sequence is written at once; a streamed one chunk by chunk,
+    the iterating thread waiting while the client is slow to read (the transport pauses its producer).
+    """
+
+    def __init__(self, gateway: Gateway, pool: HandlerThreadPool, reactor: Any) -> None:
+        self.gateway = gateway
+        self.pool = pool
+        self.reactor = reactor
+
+    def render(self, request: Request) -> int:
+        writer = _ResponseWriter(request, self.reactor)
+        environ = environ_for(request)
+        self.pool.callInThreadWithCallback(writer.done, self._serve, environ, writer)
+        return NOT_DONE_YET
+
+    def _serve(self, environ: dict[str, Any], writer: _ResponseWriter) -> None:
+        response = Response()
+        self.gateway.process(RoloRequest(environ), response)
+        try:
+            body, status, headers = response.get_wsgi_response(environ)
+            writer.start(int(status.split(" ", 1)[0]), headers)
+            if response.is_sequence:
+                writer.write_all(list(body))
+            else:
+                for chunk in body:
+                    if not writer.write(chunk):
+                        break  # the client went away
+        finally:
+            response.close()
+
+
+@implementer(IPushProducer)
+class _ResponseWriter:
+    """Carries one response from its handler thread to the reactor."""
+
+    def __init__(self, request: Request, reactor: Any) -> None:
+        self._request = request
+        self._reactor = reactor
+        self._started = False
+        self._writable = threading.Condition()
+        self._paused = False
+        self._gone = False
+        request.notifyFinish().addErrback(lambda _: self.stopProducing())
+
+    # handler thread
+
+    def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        self._started = True
+        self._reactor.callFromThread(self._start, status, list(headers))
+
+    def write_all(self, chunks: list[bytes]) -> None:
+        self._reactor.callFromThread(self._write_all, chunks)
+
+    def write(self, chunk: bytes) -> bool:
+        """Hand a chunk to the reactor, after waiting for the client to read; False once it left."""
+        with self._writable:
+            self._writable.wait_for(lambda: not self._paused or self._gone)
+            if self._gone:
+                return False
+        # one chunk in flight at a time: the wait above is what keeps a slow client from growing memory
+        blockingCallFromThread(self._reactor, self._write, chunk)
+        return True
+
+    def done(self, success: bool, result: Any) -> None:
+        """The handler thread finished: finish the response, or fail it with a 500."""
+        self._reactor.callFromThread(self._done, success, result)
+
+    # reactor thread
+
+    def _start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        request = self._request
+        if request.finished or request._disconnected:
+            return
+        request.setResponseCode(status)
+        for name, value in headers:
+            request.responseHeaders.addRawHeader(name.encode("latin-1"), value.encode("latin-1"))
+        request.registerProducer(self, True)
+
+    def _write_all(self, chunks: list[bytes]) -> None:
+        if not self._gone and not self._request._disconnected:
+            self._request.write(b"".join(chunks))
+
+    def _write(self, chunk: bytes) -> None:
+        if chunk and not self._gone and not self._request._disconnected:
+            self._request.write(chunk)
+
+    def _done(self, success: bool, result: Any) -> None:
+        request = self._request
+        if request.finished or request._disconnected:
+            return
+        if not success:
+            log.failure("HTTP request to {path} failed", result, path=request.path)
+            if self._started:
+                # part of the body is out: only a cut connection tells the client it is incomplete
+                request.loseConnection()
+                return
+            request.setResponseCode(HTTPStatus.INTERNAL_SERVER_ERROR)
+            request.responseHeaders.setRawHeaders(b"Content-Type", [b"text/plain; charset=utf-8"])
+            request.write(b"internal server error\n")
+        if request.producer is not None:
+            request.unregisterProducer()
+        request.finish()
+
+    def pauseProducing(self) -> None:
+        with self._writable:
+            self._paused = True
+
+    def resumeProducing(self) -> None:
+        with self._writable:
+            self._paused = False
+            self._writable.notify_all()
+
+    def stopProducing(self) -> None:
+        with self._writable:
+            self._gone = True
+            self._writable.notify_all()

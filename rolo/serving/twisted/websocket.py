@@ -1,0 +1,358 @@
+"""WebSockets on Twisted: Autobahn speaks the protocol, a handler thread runs the application.
+
+The path of an upgrade request through this module:
+
+1. :class:`WebSocketUpgradeResource` gets the request from the site, refuses it with 503 when every
+   handler slot is taken, and otherwise hands the connection's transport over from Twisted Web to a
+   :class:`GatewayWebSocketProtocol`, replaying the request to it.
+2. Autobahn validates the handshake (bad ones get a 4xx and never reach a handler) and calls
+   :meth:`GatewayWebSocketProtocol.onConnect`, which starts the listener (the gateway) in the WebSocket
+   thread pool with a :class:`~rolo.websocket.threaded.ThreadedWebSocketAdapter` in its environment, and
+   returns a Deferred that the handler's ``accept`` fires.
+3. From then on the adapter carries messages between the handler thread and :class:`AutobahnConnection`,
+   which runs every protocol and transport call on the reactor thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer, IReactorFromThreads
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
+
+from rolo.websocket.adapter import WEBSOCKET_KEY, BytesMessage, Message, TextMessage, WebSocketListener
+from rolo.websocket.threaded import ThreadedWebSocketAdapter
+
+from .environ import environ_for
+from .threads import HandlerThreadPool
+
+__all__ = ["GatewayWebSocketProtocol", "WebSocketSettings", "WebSocketUpgradeResource"]
+
+log = Logger()
+
+CLOSE_CODE_GOING_AWAY = 1001
+
+# RFC 6455 5.5: a close frame's payload is at most 125 bytes, two of which hold the code
+_MAX_CLOSE_REASON = 123
+
+
+@dataclass(frozen=True)
+class WebSocketSettings:
+    """How :class:`~rolo.serving.twisted.TwistedGateway` serves WebSockets.
+
+    :param max_connections: how many WebSocket handlers may run at once; each has a thread of its own in a
+        pool of this size, and an upgrade request beyond it is answered ``503`` at once
+    :param thread_stack_size: the stack size of those threads, in bytes (small, so thousands fit)
+    :param max_queue: how many received messages may wait for a handler before the server stops reading
+        from that connection's socket
+    :param write_high_water: how many bytes a handler may have sent that the reactor has not yet written
+        before ``send`` blocks
+    :param max_message_size: the largest message accepted, in bytes; a larger one closes the connection
+        with 1009 (message too big). ``0`` means no limit.
+    :param compression: whether to accept the permessage-deflate extension when a client offers it
+    :param ping_interval: seconds between the pings the server sends to idle connections (``0``: none)
+    :param ping_timeout: seconds a peer may take to answer a ping before the connection is dropped
+    :param open_timeout: seconds the opening handshake may take, from the request's arrival to the
+        handler's ``accept``
+    :param close_timeout: seconds the closing handshake may take before the connection is dropped
+    :param allowed_origins: the ``Origin`` values allowed to connect, with ``*`` wildcards (e.g.
+        ``["https://*.example.com"]``); others get 403. ``None`` allows any origin, including none.
+    """
+
+    max_connections: int = 4096
+    thread_stack_size: int = 512 * 1024
+    max_queue: int = 16
+    write_high_water: int = 64 * 1024
+    max_message_size: int = 1024 * 1024
+    compression: bool = True
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    open_timeout: float = 10.0
+    close_timeout: float = 10.0
+    allowed_origins: Sequence[str] | None = None
+
+
+def _truncate_utf8(text: str, limit: int) -> bytes:
+    # cut at a character boundary: a close reason must be valid UTF-8
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore").encode("utf-8")
+
+
+def _accept_permessage_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+class WebSocketUpgradeResource(Resource):
+    """Takes WebSocket upgrade requests over from Twisted Web and serves them with a listener.
+
+    :param listener: called in a handler thread with each upgrade request's environment
+    :param settings: the WebSocket settings
+    :param reactor: the reactor the server runs on
+    """
+
+    isLeaf = True
+
+    def __init__(self, listener: WebSocketListener, settings: WebSocketSettings, reactor: Any) -> None:
+        super().__init__()
+        self.listener = listener
+        self.settings = settings
+        self.reactor = reactor
+        self.pool = HandlerThreadPool(
+            reactor,
+            name="rolo-websocket",
+            max_threads=settings.max_connections,
+            stack_size=settings.thread_stack_size,
+        )
+        self.active_handlers = 0
+        self.accepting = True
+        self.protocols: set[GatewayWebSocketProtocol] = set()
+        self._idle_waiters: list[Deferred[None]] = []
+        self.factory = self._build_factory()
+
+    def _build_factory(self) -> WebSocketServerFactory:
+        settings = self.settings
+        factory = WebSocketServerFactory(reactor=self.reactor)
+        factory.protocol = GatewayWebSocketProtocol
+        factory.server = None
+        factory.upgrade_resource = self
+        options: dict[str, Any] = dict(
+            maxMessagePayloadSize=settings.max_message_size,
+            maxFramePayloadSize=settings.max_message_size,
+            autoPingInterval=settings.ping_interval,
+            autoPingTimeout=settings.ping_timeout,
+            openHandshakeTimeout=settings.open_timeout,
+            closeHandshakeTimeout=settings.close_timeout,
+        )
+        if settings.compression:
+            options["perMessageCompressionAccept"] = _accept_permessage_deflate
+        if settings.allowed_origins is not None:
+            options["allowedOrigins"] = list(settings.allowed_origins)
+        factory.setProtocolOptions(**options)
+        return factory
+
+    def render(self, request: Request) -> bytes | int:
+        if not self.accepting or self.active_handlers >= self.settings.max_connections:
+            request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            request.setHeader(b"Retry-After", b"1")
+            if not self.accepting:
+                return b"server shutting down\n"
+            return b"too many WebSocket connections\n"
+
+        protocol: GatewayWebSocketProtocol = self.factory.buildProtocol(request.transport.getPeer())
+        protocol.environ = environ_for(request, method="WEBSOCKET")
+
+        # Twisted Web is done with this connection: detach its channel, which also holds the transport's
+        # producer slot and may have paused reading while it dispatched the request
+        transport, request.channel.transport = request.channel.transport, None
+        transport.unregisterProducer()
+        if hasattr(transport, "wrappedProtocol"):  # TLS wraps the application protocol
+            transport.wrappedProtocol = protocol
+        else:
+            transport.protocol = protocol
+        protocol.makeConnection(transport)
+        transport.resumeProducing()
+
+        # Autobahn parses the handshake itself: replay the request as it arrived
+        lines = [b"%s %s %s" % (request.method, request.uri, request.clientproto)]
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            lines.extend(b"%s: %s" % (name, value) for value in values)
+        protocol.dataReceived(b"\r\n".join(lines) + b"\r\n\r\n")
+        return NOT_DONE_YET
+
+    def start_handler(self, environ: dict[str, Any]) -> None:
+        """Run the listener for one connection in the WebSocket pool (reactor thread)."""
+        self.active_handlers += 1
+        self.pool.callInThreadWithCallback(self._handler_done, self._run_listener, environ)
+
+    def _run_listener(self, environ: dict[str, Any]) -> None:
+        try:
+            self.listener(environ)
+        except Exception:
+            log.failure("WebSocket listener failed for {path}", path=environ.get("PATH_INFO"))
+
+    def _handler_done(self, success: bool, result: Any) -> None:
+        self.reactor.callFromThread(self._release_slot)
+
+    def _release_slot(self) -> None:
+        self.active_handlers -= 1
+        if self.active_handlers == 0:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                if not waiter.called:  # a waiter whose grace period ran out has fired already
+                    waiter.callback(None)
+
+    def shutdown(self, grace_period: float) -> Deferred[None]:
+        """Stop taking connections, close every open one with 1001 (going away), and fire once every
+        handler has returned or ``grace_period`` seconds have passed, whichever comes first."""
+        self.accepting = False
+        for protocol in list(self.protocols):
+            protocol.go_away()
+        if self.active_handlers == 0:
+            return succeed(None)
+        idle: Deferred[None] = Deferred()
+        self._idle_waiters.append(idle)
+        idle.addTimeout(grace_period, self.reactor, onTimeoutCancel=self._report_stuck)
+        return idle
+
+    def _report_stuck(self, result: Any, timeout: float) -> None:
+        log.warn(
+            "{count} WebSocket handlers still running {timeout}s after shutdown began; not waiting longer",
+            count=self.active_handlers,
+            timeout=timeout,
+        )
+
+
+class GatewayWebSocketProtocol(WebSocketServerProtocol):
+    """Autobahn's server protocol, reporting to a :class:`ThreadedWebSocketAdapter`.
+
+    ``environ`` is set by :class:`WebSocketUpgradeResource` before the handshake is replayed.
+    """
+
+    environ: dict[str, Any]
+    adapter: ThreadedWebSocketAdapter | None = None
+    handshake: Deferred[Any] | None = None
+    opened_at: float = 0.0
+    was_open = False
+
+    def onConnect(self, request: ConnectionRequest) -> Deferred[Any]:
+        resource: WebSocketUpgradeResource = self.factory.upgrade_resource
+        settings = resource.settings
+        reactor: IReactorFromThreads = resource.reactor
+        self.opened_at = resource.reactor.seconds()
+        self.adapter = ThreadedWebSocketAdapter(
+            AutobahnConnection(self),
+            reactor.callFromThread,
+            max_queue=settings.max_queue,
+            write_high_water=settings.write_high_water,
+            close_timeout=settings.close_timeout + 1,
+        )
+        self.environ[WEBSOCKET_KEY] = self.adapter
+        resource.protocols.add(self)
+        self.handshake = Deferred()
+        resource.start_handler(self.environ)
+        return self.handshake
+
+    def onOpen(self) -> None:
+        self.transport.registerProducer(_WriteFlowControl(self.adapter), True)
+        self.adapter.on_open()
+        self.was_open = True
+        log.info("WebSocket open {path} from {peer}", path=self.environ.get("PATH_INFO"), peer=self.peer)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.adapter.on_message(BytesMessage(payload) if isBinary else TextMessage(payload.decode("utf-8")))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.adapter is None:
+            return  # the handshake never got to the application
+        self.factory.upgrade_resource.protocols.discard(self)
+        self.adapter.on_close(code, reason)
+        if self.was_open:
+            log.info(
+                "WebSocket closed {path} from {peer}: code {code} after {duration:.3f}s",
+                path=self.environ.get("PATH_INFO"),
+                peer=self.peer,
+                code=code,
+                duration=self.factory.upgrade_resource.reactor.seconds() - self.opened_at,
+            )
+
+    def go_away(self) -> None:
+        """Close with 1001 because the server is shutting down."""
+        AutobahnConnection(self).close(CLOSE_CODE_GOING_AWAY, "server shutting down")
+
+
+@implementer(IPushProducer)
+class _WriteFlowControl:
+    """Registered with the transport so that its buffer filling up holds the handler's ``send``."""
+
+    def __init__(self, adapter: ThreadedWebSocketAdapter) -> None:
+        self._adapter = adapter
+
+    def pauseProducing(self) -> None:
+        self._adapter.on_pause_writing()
+
+    def resumeProducing(self) -> None:
+        self._adapter.on_resume_writing()
+
+    def stopProducing(self) -> None:
+        self._adapter.on_resume_writing()
+
+
+class AutobahnConnection:
+    """The I/O side of a connection (:class:`~rolo.websocket.threaded.ServerConnection`) on Autobahn.
+
+    Its methods run on the reactor thread.
+    """
+
+    def __init__(self, protocol: GatewayWebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    def accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
+        protocol = self._protocol
+        if protocol.state != WebSocketProtocol.STATE_CONNECTING:
+            return  # the peer left while the handler decided; the adapter knows from onClose
+        grouped: dict[str, list[str]] = {}
+        for name, value in headers:
+            grouped.setdefault(name, []).append(value)
+        protocol.handshake.callback((subprotocol, grouped))
+
+    def reject(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        protocol = self._protocol
+        if protocol.state != WebSocketProtocol.STATE_CONNECTING:
+            return
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        lines = [f"HTTP/1.1 {status} {phrase}"]
+        # framing is ours: the body is sent whole and the connection closes after it
+        framing = ("content-length", "connection", "transfer-encoding")
+        lines.extend(f"{name}: {value}" for name, value in headers if name.lower() not in framing)
+        lines.append(f"Content-Length: {len(body)}")
+        lines.append("Connection: close")
+        protocol.sendData("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
+        protocol.dropConnection(abort=False)
+        log.info(
+            "WebSocket rejected {path} from {peer}: {status}",
+            path=protocol.environ.get("PATH_INFO"),
+            peer=protocol.peer,
+            status=status,
+        )
+
+    def send(self, messages: list[Message]) -> None:
+        protocol = self._protocol
+        if protocol.state != WebSocketProtocol.STATE_OPEN:
+            return
+        for message in messages:
+            if isinstance(message, TextMessage):
+                protocol.sendMessage(message.data.encode("utf-8"), False)
+            else:
+                protocol.sendMessage(message.data, True)
+
+    def close(self, code: int, reason: str | None) -> None:
+        protocol = self._protocol
+        if protocol.state == WebSocketProtocol.STATE_OPEN:
+            reason_bytes = _truncate_utf8(reason, _MAX_CLOSE_REASON) if reason else None
+            # sendClose only allows the codes an application may use; a server also sends 1001 and 1011
+            protocol.sendCloseFrame(code, reason_bytes, isReply=False)
+        elif protocol.state == WebSocketProtocol.STATE_CONNECTING:
+            protocol.dropConnection(abort=True)
+
+    def pause_reading(self) -> None:
+        self._protocol.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        self._protocol.transport.resumeProducing()
