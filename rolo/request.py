@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from typing import IO, Any, Union
 
 from werkzeug.datastructures import Headers
-from werkzeug.utils import cached_property
 from werkzeug.wrappers import Request as _WerkzeugRequest
 
 __all__ = ["RAW_HEADERS_KEY", "HeadersLike", "Request", "build_environ"]
@@ -136,11 +135,7 @@ class Request(_WerkzeugRequest):
                 raw_uri=raw_uri,
             )
         super().__init__(environ)
-
-    @cached_property
-    def headers(self) -> Headers:  # type: ignore[override]
-        """The request headers, with their names cased as the client sent them where that is known."""
-        raw = self.environ.get(RAW_HEADERS_KEY)
-        if raw is not None:
-            return raw
-        return Headers(super().headers)
+        # werkzeug's constructor sets ``headers`` from the HTTP_* keys, which fold the client's casing away
+        raw_headers = environ.get(RAW_HEADERS_KEY)
+        if raw_headers is not None:
+            self.headers = raw_headers
