@@ -32,6 +32,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from rolo.websocket.adapter import WEBSOCKET_KEY, BytesMessage, Message, TextMessage, WebSocketListener
+from rolo.websocket.origins import OriginPolicy
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
 
 from .environ import environ_for
@@ -67,7 +68,8 @@ class WebSocketSettings:
         handler's ``accept``
     :param close_timeout: seconds the closing handshake may take before the connection is dropped
     :param allowed_origins: the ``Origin`` values allowed to connect, with ``*`` wildcards (e.g.
-        ``["https://*.example.com"]``); others get 403. ``None`` allows any origin, including none.
+        ``["https://*.example.com"]``); others get 403 (see :class:`~rolo.websocket.origins.OriginPolicy`).
+        ``None``, the default, allows any origin: set it for a server that browsers reach with cookies.
     """
 
     max_connections: int = 4096
@@ -116,6 +118,7 @@ class WebSocketUpgradeResource(Resource):
             max_threads=settings.max_connections,
             stack_size=settings.thread_stack_size,
         )
+        self.origins = OriginPolicy(settings.allowed_origins) if settings.allowed_origins is not None else None
         self.active_handlers = 0
         self.accepting = True
         self.protocols: set[GatewayWebSocketProtocol] = set()
@@ -135,15 +138,22 @@ class WebSocketUpgradeResource(Resource):
             autoPingTimeout=settings.ping_timeout,
             openHandshakeTimeout=settings.open_timeout,
             closeHandshakeTimeout=settings.close_timeout,
+            # a protocol error (or a message over the limit) is answered with a close frame saying why
+            # (1002, 1007, 1009 …) rather than a dropped connection the peer cannot tell from a crash
+            failByDrop=False,
         )
         if settings.compression:
             options["perMessageCompressionAccept"] = _accept_permessage_deflate
-        if settings.allowed_origins is not None:
-            options["allowedOrigins"] = list(settings.allowed_origins)
         factory.setProtocolOptions(**options)
         return factory
 
     def render(self, request: Request) -> bytes | int:
+        origin = request.getHeader("origin")
+        if self.origins is not None and not self.origins.allows(origin):
+            request.setResponseCode(HTTPStatus.FORBIDDEN)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            log.info("WebSocket refused {path}: origin {origin!r} not allowed", path=request.path, origin=origin)
+            return b"origin not allowed\n"
         if not self.accepting or self.active_handlers >= self.settings.max_connections:
             request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
@@ -227,6 +237,23 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     handshake: Deferred[Any] | None = None
     opened_at: float = 0.0
     was_open = False
+    # whether the peer sent anything since the keep-alive ping was last scheduled
+    heard_from_peer = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.heard_from_peer = True
+        super().dataReceived(data)
+
+    def _sendAutoPing(self) -> None:
+        # Autobahn pings on a fixed schedule; a peer that is sending proves it is alive, so only a
+        # connection silent for a whole interval is pinged (and a ping never lands in a busy exchange)
+        if self.heard_from_peer:
+            self.heard_from_peer = False
+            self.autoPingPendingCall = self.factory._batched_timer.call_later(
+                self.autoPingInterval, self._sendAutoPing
+            )
+            return
+        super()._sendAutoPing()
 
     def onConnect(self, request: ConnectionRequest) -> Deferred[Any]:
         resource: WebSocketUpgradeResource = self.factory.upgrade_resource
