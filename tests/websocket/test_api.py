@@ -389,3 +389,23 @@ async def test_unknown_path_is_404(serve):
 
     assert await in_thread(client) == 404
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upgrade_nobody_settles_is_never_answered_with_success(serve):
+    @route("/undecided", methods=["WEBSOCKET"])
+    def undecided(request: WebSocketRequest):
+        return None  # neither accept nor reject
+
+    # a gateway whose router does not answer 404 itself: the chain's response stays an empty 200
+    server = serve(undecided, respond_not_found=False)
+
+    def client():
+        statuses = []
+        for path in ("/nowhere", "/undecided"):
+            with pytest.raises(wsclient.WebSocketBadStatusException) as info:
+                wsclient.create_connection(server.ws(path), timeout=10)
+            statuses.append(info.value.status_code)
+        return statuses
+
+    assert await in_thread(client) == [404, 500]

@@ -295,8 +295,10 @@ async def test_peer_that_never_answers_the_close_is_dropped_after_close_timeout(
             pass
         outcome = closed.get(timeout=10)
         ws.sock.close()
-        return received[:2], int.from_bytes(received[2:4], "big"), outcome
+        return received, outcome
 
-    header, code, outcome = await in_thread(client)
-    assert header[0] == 0x88  # a close frame, then the server dropped the connection
-    assert (code, outcome) == (4000, "closed")
+    received, outcome = await in_thread(client)
+    assert outcome == "closed"
+    # the close frame went out before the drop; a reset may discard it unread, so look only if it came
+    if received:
+        assert received[0] == 0x88 and int.from_bytes(received[2:4], "big") == 4000

@@ -33,7 +33,7 @@ from zope.interface import implementer
 
 from rolo.websocket.adapter import WEBSOCKET_KEY, BytesMessage, Message, TextMessage, WebSocketListener
 from rolo.websocket.origins import OriginPolicy
-from rolo.websocket.threaded import ThreadedWebSocketAdapter
+from rolo.websocket.threaded import CLOSE_CODE_ABNORMAL, ThreadedWebSocketAdapter
 
 from .environ import environ_for
 from .threads import HandlerThreadPool
@@ -288,8 +288,16 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         self.factory.upgrade_resource.protocols.discard(self)
         self.adapter.on_close(code, reason)
         if self.was_open:
+            # say who ended it and with which code: onClose's code is only the peer's
+            if self.closedByMe:
+                ending, code = "closed by the server", self.localCloseCode
+            elif self.remoteCloseCode is not None:
+                ending, code = "closed by the peer", self.remoteCloseCode
+            else:
+                ending, code = "lost", CLOSE_CODE_ABNORMAL
             log.info(
-                "WebSocket closed {path} from {peer}: code {code} after {duration:.3f}s",
+                "WebSocket {ending} {path} from {peer}: code {code} after {duration:.3f}s",
+                ending=ending,
                 path=self.environ.get("PATH_INFO"),
                 peer=self.peer,
                 code=code,
@@ -351,6 +359,7 @@ class AutobahnConnection:
         lines.append(f"Content-Length: {len(body)}")
         lines.append("Connection: close")
         protocol.sendData("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
+        protocol.wasClean = True  # an answered request, not a failure for Autobahn to warn about
         protocol.dropConnection(abort=False)
         log.info(
             "WebSocket rejected {path} from {peer}: {status}",
