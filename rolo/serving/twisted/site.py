@@ -13,6 +13,7 @@ from rolo.websocket import WebSocketRequest
 
 from .channel import GatewayRequest, RawHeadersChannel
 from .http import HttpResource
+from .logs import forward_rolo_logs
 from .threads import HandlerThreadPool
 from .websocket import WebSocketSettings, WebSocketUpgradeResource
 
@@ -79,6 +80,7 @@ class TwistedGateway(Site):
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
+        forward_rolo_logs()
         self.gateway = gateway
         self.websocket_settings = WebSocketSettings(**websocket_settings)
         self.http_pool = HandlerThreadPool(reactor, name="rolo-http", max_threads=http_threads)
