@@ -11,8 +11,11 @@ __all__ = ["GatewayRequest", "RawHeadersChannel"]
 
 
 class GatewayRequest(Request):
-    """A Twisted Web request that also holds its headers as sent, ``raw_headers`` in order, and when its
-    request line arrived, ``received_at`` (by the site's reactor clock)."""
+    """A Twisted Web request that also holds its headers as sent, ``raw_headers`` in order, when its
+    request line arrived, ``received_at`` (by the site's reactor clock), and whether its response has
+    been ``logged``."""
+
+    logged = False
 
     def __init__(self, channel: HTTPChannel, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)

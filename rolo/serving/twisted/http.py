@@ -127,6 +127,9 @@ class _ResponseWriter:
             self._finish(success, result)
         finally:
             self._finished()
+            # a client that read the whole body may have left before the finish: log its response anyway
+            if isinstance(self._request, GatewayRequest):
+                log_response(self._request, self._reactor.seconds())
 
     def _finish(self, success: bool, result: Any) -> None:
         request = self._request
@@ -162,7 +165,11 @@ class _ResponseWriter:
 
 def log_response(request: GatewayRequest, now: float) -> None:
     """Log one line for a response that has been written: method, path, peer, status and how long since
-    the request arrived (``now`` is the reactor's clock)."""
+    the request arrived (``now`` is the reactor's clock). A request is logged once; later calls do
+    nothing."""
+    if request.logged:
+        return
+    request.logged = True
     log.info(
         "{method} {path} from {peer}: {status} in {duration:.3f}s",
         method=request.method.decode("latin-1"),
