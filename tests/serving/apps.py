@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 from rolo import Response, Router, route
 from rolo.gateway import Gateway
 from rolo.gateway.handlers import RouterHandler
 from rolo.websocket import WebSocketRequest
 
-
-@route("/echo/<name>", methods=["WEBSOCKET"])
-def echo(request: WebSocketRequest, name: str):
-    with request.accept() as websocket:
-        websocket.send(f"thanks for connecting {name}")
-        for line in websocket:
-            websocket.send(f"echo: {line}")
+from tests.websocket.test_api import echo_handler  # the seed's echo server, at /echo/<name>
 
 
 @route("/hello/<name>")
@@ -32,7 +27,9 @@ def stuck(request: WebSocketRequest):
 
 
 router = Router()
-router.add([echo, hello, stuck])
+router.add([echo_handler, hello, stuck])
+
+server = SimpleNamespace(router=router)  # an attribute path: tests.serving.apps:server.router
 
 
 def make_gateway() -> Gateway:
