@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import urllib.request
 from typing import Any
@@ -118,3 +119,21 @@ def test_load_app_takes_a_router_a_gateway_or_a_factory_of_either():
     assert load_app("tests.serving.apps:server.router").request_handlers[0].router is router
     with pytest.raises(AppError, match="has no attribute server.nosuch"):
         load_app("tests.serving.apps:server.nosuch")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_kept_alive_past_the_stop_gets_503():
+    service = await listen(router, LOOPBACK)
+    connection = http.client.HTTPConnection("127.0.0.1", service.ports[0].getHost().port, timeout=10)
+
+    def get() -> tuple[int, bytes, str | None]:
+        connection.request("GET", "/hello/kept")
+        response = connection.getresponse()
+        return response.status, response.read(), response.getheader("Connection")
+
+    try:
+        assert (await in_thread(get))[:2] == (200, b"hello kept")
+        await service.stopService()
+        assert await in_thread(get) == (503, b"server shutting down\n", "close")
+    finally:
+        connection.close()

@@ -52,8 +52,9 @@ class ServerHandle:
         to ``grace_period`` seconds (the one given to :func:`run_in_thread` if ``None``) for the handlers
         still running, stop the thread pools and wait for their threads to exit.
 
-        The reactor thread keeps running, for other servers (see :func:`run_in_thread`). Stopping again
-        does nothing. Do not call it on the reactor thread.
+        The reactor thread keeps running, for other servers (see :func:`run_in_thread`). Stopping again,
+        or after the reactor stopped (which stopped the server), only waits for the threads. Do not call it
+        on the reactor thread.
 
         :returns: whether every handler thread exited; those of handlers still running after the grace
             period are left behind as daemon threads, which do not keep the process alive
@@ -61,7 +62,8 @@ class ServerHandle:
         if grace_period is not None:
             self.service.grace_period = grace_period
         deadline = time.monotonic() + self.service.grace_period
-        blockingCallFromThread(self.reactor, self.service.stopService)
+        if self.reactor.running:
+            blockingCallFromThread(self.reactor, self.service.stopService)
         site = self.service.site
         joined = [pool.join(max(0.0, deadline - time.monotonic())) for pool in (site.websocket.pool, site.http_pool)]
         return all(joined)

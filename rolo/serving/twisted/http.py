@@ -33,7 +33,8 @@ class HttpResource:
     The gateway runs, and a streamed response body is iterated, in a thread of ``pool``; the reactor
     thread does every write. A body that is a sequence is written at once; a streamed one chunk by chunk,
     the iterating thread waiting while the client is slow to read (the transport pauses its producer).
-    ``handlers`` counts the requests between their arrival and their handler's return.
+    ``handlers`` counts the requests between their arrival and their handler's return. Once the pool has
+    stopped, a request (on a connection kept alive from before) is answered 503 and the connection closed.
     """
 
     def __init__(self, gateway: Gateway, pool: HandlerThreadPool, reactor: Any) -> None:
@@ -42,7 +43,12 @@ class HttpResource:
         self.reactor = reactor
         self.handlers = Activity(reactor)
 
-    def render(self, request: Request) -> int:
+    def render(self, request: Request) -> bytes | int:
+        if self.pool.joined:
+            request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            request.setHeader(b"Connection", b"close")
+            return b"server shutting down\n"
         environ = environ_for(request)
         writer = _ResponseWriter(request, self.reactor, self.handlers.finished)
         self.handlers.started()
