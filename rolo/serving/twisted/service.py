@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .site import TwistedGateway
 
@@ -43,7 +44,7 @@ def _parse_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
 
 
 class _ListeningService(Service):
-    """Listens with the site on one endpoint while running."""
+    """Listens with the site on one endpoint while running (its parent starts the privileged step)."""
 
     def __init__(self, description: str, endpoint: IStreamServerEndpoint, site: TwistedGateway) -> None:
         self.description = description
@@ -60,14 +61,9 @@ class _ListeningService(Service):
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
-        log.info("rolo listening at {address} ({endpoint})", address=format_address(port.getHost()),
-                 endpoint=self.description)
+        address = format_address(port.getHost())
+        log.info("rolo listening at {address} ({endpoint})", address=address, endpoint=self.description)
         return port
-
-    def startService(self) -> None:
-        if self.listening is None:  # started without the privileged step (not by twistd)
-            self.privilegedStartService()
-        super().startService()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -123,11 +119,16 @@ class GatewayService(MultiService):
         """
         super().privilegedStartService()
         self.listening = gatherResults([listener.listening for listener in self._listeners], consumeErrors=True)
-        failures: list[Any] = []
-        self.listening.addErrback(lambda failure: failures.append(failure.value.subFailure) or failure)
-        if failures:
-            self.listening.addErrback(lambda failure: None)  # raised here instead
-            failures[0].raiseException()
+        failed: list[Failure] = []
+
+        def note(failure: Failure) -> Failure:
+            failed.append(failure.value.subFailure)  # a FirstError wraps the endpoint's failure
+            return failure
+
+        self.listening.addErrback(note)
+        if failed:  # it failed at once
+            self.listening.addErrback(lambda _: None)  # raised here rather than through the Deferred
+            failed[0].raiseException()
 
     def startService(self) -> None:
         if self.listening is None:  # started without the privileged step (not by twistd)
@@ -146,7 +147,6 @@ class GatewayService(MultiService):
             except ValueError:
                 pass  # it fired: this is the shutdown
             self._shutdown_trigger = None
-        self.listening = None
         stopped: Deferred[Any] = super().stopService()
         stopped.addCallback(lambda _: self.site.stop(self.grace_period))
         return stopped
