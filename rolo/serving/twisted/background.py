@@ -5,17 +5,18 @@ from __future__ import annotations
 import atexit
 import functools
 import threading
-import time
 from types import TracebackType
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python import threadable
 
 from .app import App
 from .embed import listen
 from .service import Endpoint, GatewayService
+from .threads import HandlerThreadPool
 
 __all__ = ["ServerHandle", "run_in_thread"]
 
@@ -56,17 +57,27 @@ class ServerHandle:
         or after the reactor stopped (which stopped the server), only waits for the threads. Do not call it
         on the reactor thread.
 
-        :returns: whether every handler thread exited; those of handlers still running after the grace
-            period are left behind as daemon threads, which do not keep the process alive
+        :returns: whether every handler returned in time, and their threads exited; the threads of handlers
+            still running after the grace period are left behind as daemon threads, which do not keep the
+            process alive
         """
-        if grace_period is not None:
-            self.service.grace_period = grace_period
-        deadline = time.monotonic() + self.service.grace_period
-        if self.reactor.running:
-            blockingCallFromThread(self.reactor, self.service.stopService)
-        site = self.service.site
-        joined = [pool.join(max(0.0, deadline - time.monotonic())) for pool in (site.websocket.pool, site.http_pool)]
-        return all(joined)
+        service = self.service
+        if not self.reactor.running:  # it stopped, stopping the server: give the threads the grace period
+            return all([pool.join(service.grace_period) for pool in self._pools()])
+
+        async def stop_service() -> bool:
+            if grace_period is not None:
+                service.grace_period = grace_period
+            await service.stopService()
+            return service.site.websocket.handlers.running == 0 and service.site.http.handlers.running == 0
+
+        if blockingCallFromThread(self.reactor, lambda: ensureDeferred(stop_service())):
+            # every handler returned: their threads are on their way out
+            return all([pool.join() for pool in self._pools()])
+        return False
+
+    def _pools(self) -> list[HandlerThreadPool]:
+        return [self.service.site.websocket.pool, self.service.site.http_pool]
 
     def __enter__(self) -> ServerHandle:
         return self
