@@ -69,7 +69,9 @@ def test_serves_http_and_websockets_and_logs_each(twistd):
 
     server.wait_for(r"GET /hello/bob from tcp4:127\.0\.0\.1:\d+: 200 in \d+\.\d{3}s")
     server.wait_for(r"WebSocket open /echo/alice from tcp4:127\.0\.0\.1:\d+")
-    server.wait_for(r"WebSocket closed /echo/alice from tcp4:127\.0\.0\.1:\d+: code 1000 after \d+\.\d{3}s")
+    server.wait_for(
+        r"WebSocket closed by the peer /echo/alice from tcp4:127\.0\.0\.1:\d+: code 1000 after \d+\.\d{3}s"
+    )
     assert server.stop() == 0
     # one line per request: Twisted Web's own access log stays off
     assert sum("/hello/bob" in line for line in server.lines) == 1
@@ -108,7 +110,7 @@ def test_signal_closes_websockets_with_1001_and_exits_0(twistd, signum):
 
     assert server.wait(timeout=5) == 0
     assert "Traceback" not in server.output
-    server.wait_for(r"WebSocket closed /echo/carol")
+    server.wait_for(r"WebSocket closed by the server /echo/carol from tcp4:127\.0\.0\.1:\d+: code 1001")
 
 
 def test_a_handler_that_never_returns_does_not_outlive_the_grace_period(twistd):
