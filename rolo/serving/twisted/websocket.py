@@ -24,7 +24,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionRequest
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer, IReactorFromThreads
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -36,7 +36,7 @@ from rolo.websocket.origins import OriginPolicy
 from rolo.websocket.threaded import CLOSE_CODE_ABNORMAL, ThreadedWebSocketAdapter
 
 from .environ import environ_for
-from .threads import HandlerThreadPool
+from .threads import Activity, HandlerThreadPool
 
 __all__ = ["GatewayWebSocketProtocol", "WebSocketSettings", "WebSocketUpgradeResource"]
 
@@ -119,10 +119,9 @@ class WebSocketUpgradeResource(Resource):
             stack_size=settings.thread_stack_size,
         )
         self.origins = OriginPolicy(settings.allowed_origins) if settings.allowed_origins is not None else None
-        self.active_handlers = 0
+        self.handlers = Activity(reactor)
         self.accepting = True
         self.protocols: set[GatewayWebSocketProtocol] = set()
-        self._idle_waiters: list[Deferred[None]] = []
         self.factory = self._build_factory()
 
     def _build_factory(self) -> WebSocketServerFactory:
@@ -154,7 +153,7 @@ class WebSocketUpgradeResource(Resource):
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             log.info("WebSocket refused {path}: origin {origin!r} not allowed", path=request.path, origin=origin)
             return b"origin not allowed\n"
-        if not self.accepting or self.active_handlers >= self.settings.max_connections:
+        if not self.accepting or self.handlers.running >= self.settings.max_connections:
             request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             request.setHeader(b"Retry-After", b"1")
@@ -185,7 +184,7 @@ class WebSocketUpgradeResource(Resource):
 
     def start_handler(self, environ: dict[str, Any]) -> None:
         """Run the listener for one connection in the WebSocket pool (reactor thread)."""
-        self.active_handlers += 1
+        self.handlers.started()
         self.pool.callInThreadWithCallback(self._handler_done, self._run_listener, environ)
 
     def _run_listener(self, environ: dict[str, Any]) -> None:
@@ -195,35 +194,15 @@ class WebSocketUpgradeResource(Resource):
             log.failure("WebSocket listener failed for {path}", path=environ.get("PATH_INFO"))
 
     def _handler_done(self, success: bool, result: Any) -> None:
-        self.reactor.callFromThread(self._release_slot)
+        self.reactor.callFromThread(self.handlers.finished)
 
-    def _release_slot(self) -> None:
-        self.active_handlers -= 1
-        if self.active_handlers == 0:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                if not waiter.called:  # a waiter whose grace period ran out has fired already
-                    waiter.callback(None)
-
-    def shutdown(self, grace_period: float) -> Deferred[None]:
+    def shutdown(self, grace_period: float) -> Deferred[bool]:
         """Stop taking connections, close every open one with 1001 (going away), and fire once every
-        handler has returned or ``grace_period`` seconds have passed, whichever comes first."""
+        handler has returned (with ``True``) or ``grace_period`` seconds have passed (``False``)."""
         self.accepting = False
         for protocol in list(self.protocols):
             protocol.go_away()
-        if self.active_handlers == 0:
-            return succeed(None)
-        idle: Deferred[None] = Deferred()
-        self._idle_waiters.append(idle)
-        idle.addTimeout(grace_period, self.reactor, onTimeoutCancel=self._report_stuck)
-        return idle
-
-    def _report_stuck(self, result: Any, timeout: float) -> None:
-        log.warn(
-            "{count} WebSocket handlers still running {timeout}s after shutdown began; not waiting longer",
-            count=self.active_handlers,
-            timeout=timeout,
-        )
+        return self.handlers.idle(grace_period)
 
 
 class GatewayWebSocketProtocol(WebSocketServerProtocol):
