@@ -1,0 +1,300 @@
+"""pytest fixtures for testing rolo applications against a real server, with real clients.
+
+Installing rolo registers this module as a pytest plugin (through the ``pytest11`` entry point), so its
+fixtures are there in every test suite without further ado::
+
+    from rolo import Router, route
+
+    @route("/hello/<name>")
+    def hello(request, name):
+        return f"hello {name}"
+
+    def test_hello(rolo_server):
+        server = rolo_server(hello)               # a Gateway, a Router, or anything Router.add takes
+        assert server.get("/hello/ann").text == "hello ann"
+        with server.websocket("/echo/ann") as ws:  # a connected websocket-client WebSocket
+            assert ws.recv() == "thanks for connecting ann"
+
+The server is a :class:`~rolo.serving.twisted.TwistedGateway` on an ephemeral loopback port of the global
+reactor, which must run while a test's client blocks. How that happens depends on who runs the reactor:
+
+- without pytest-twisted, the plugin runs the reactor in a thread of its own for the whole session;
+- with pytest-twisted (whose reactor runs in a greenlet of the main thread, and which runs every test on
+  it), a plain ``def test_...`` that uses ``rolo_server`` is run in a worker thread instead, while the
+  main thread waits and its reactor serves, so the test may block on any client it likes. Tests marked
+  for pytest-twisted (``@pytest_twisted.ensureDeferred async def ...``) run on the reactor as usual, and
+  must run blocking clients in a thread (``await deferToThread(server.get, "/")``).
+
+The helpers need ``websocket-client`` for :meth:`RoloServer.websocket` (``pip install rolo[testing]``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import inspect
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+from twisted.python import threadable
+
+from rolo.gateway import Gateway
+from rolo.gateway.handlers import RouterHandler, WerkzeugExceptionHandler
+from rolo.routing import Router
+from rolo.serving.twisted import TwistedGateway
+
+__all__ = ["HttpResponse", "RoloServer", "rolo_reactor", "rolo_server"]
+
+_PYTEST_TWISTED = "twisted"  # the name pytest-twisted registers its plugin under
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A complete HTTP response: ``status``, ``headers`` (case-insensitive) and the body as ``data``."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.data.decode("utf-8")
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.data)
+
+
+class RoloServer:
+    """A gateway served on a loopback port for one test, with URLs and blocking clients for it.
+
+    The clients block the calling thread: call them from a plain test function, or from a thread, never
+    on the reactor (an ``async`` pytest-twisted test), where they would stop the server they wait for.
+    """
+
+    def __init__(self, site: TwistedGateway, port: Any) -> None:
+        self.site = site
+        self.gateway: Gateway = site.gateway
+        self.listening_port = port
+        self.port: int = port.getHost().port
+        self.address = f"127.0.0.1:{self.port}"
+        self._websockets: list[Any] = []
+
+    def url(self, path: str = "/") -> str:
+        """The ``http://`` URL of ``path`` on this server."""
+        return f"http://{self.address}{path}"
+
+    def ws_url(self, path: str = "/") -> str:
+        """The ``ws://`` URL of ``path`` on this server."""
+        return f"ws://{self.address}{path}"
+
+    def request(
+        self,
+        method: str,
+        path: str = "/",
+        data: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> HttpResponse:
+        """Send one HTTP request and return the whole response, whatever its status."""
+        _refuse_on_reactor("an HTTP request")
+        connection = http.client.HTTPConnection(self.address, timeout=timeout)
+        try:
+            body = data.encode("utf-8") if isinstance(data, str) else data
+            connection.request(method, path, body=body, headers=dict(headers or {}))
+            response = connection.getresponse()
+            return HttpResponse(response.status, response.headers, response.read())
+        finally:
+            connection.close()
+
+    def get(self, path: str = "/", **kwargs: Any) -> HttpResponse:
+        """``request("GET", path, ...)``."""
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str = "/", data: bytes | str | None = None, **kwargs: Any) -> HttpResponse:
+        """``request("POST", path, data, ...)``."""
+        return self.request("POST", path, data, **kwargs)
+
+    def websocket(
+        self,
+        path: str = "/",
+        headers: Iterable[str] | Mapping[str, str] | None = None,
+        subprotocols: Iterable[str] | None = None,
+        timeout: float = 10.0,
+    ) -> Any:
+        """Open a WebSocket to ``path``: a connected ``websocket.WebSocket`` of websocket-client, whose
+        ``recv`` and ``send`` wait at most ``timeout`` seconds. It is dropped at the end of the test if
+        it is still open.
+
+        :raises websocket.WebSocketBadStatusException: if the server answered with an HTTP response
+            (``status_code`` and ``resp_body`` tell which)
+        """
+        _refuse_on_reactor("a WebSocket client")
+        import websocket
+
+        if isinstance(headers, Mapping):
+            headers = [f"{name}: {value}" for name, value in headers.items()]
+        client = websocket.create_connection(
+            self.ws_url(path),
+            timeout=timeout,
+            header=list(headers or []),
+            subprotocols=list(subprotocols) if subprotocols else None,
+        )
+        self._websockets.append(client)
+        return client
+
+    def _drop_clients(self) -> None:
+        # no closing handshake: the reactor may not be running to answer it while the fixture ends
+        for client in self._websockets:
+            client.shutdown()
+
+
+def gateway_for(app: Any) -> Gateway:
+    """``app`` if it is a :class:`~rolo.gateway.Gateway`; otherwise a gateway that routes through ``app``
+    (a :class:`~rolo.routing.Router`, or whatever :meth:`Router.add <rolo.routing.Router.add>` takes),
+    answering unrouted requests with 404 and errors as JSON."""
+    if isinstance(app, Gateway):
+        return app
+    if not isinstance(app, Router):
+        router = Router()
+        router.add(app)
+        app = router
+    return Gateway(
+        request_handlers=[RouterHandler(app, respond_not_found=True)],
+        exception_handlers=[WerkzeugExceptionHandler()],
+    )
+
+
+# -- the reactor -------------------------------------------------------------------------------------
+
+
+def _reactor_in_main_greenlet(config: pytest.Config) -> bool:
+    """Whether pytest-twisted runs the reactor in a greenlet of the main thread (its default)."""
+    if not config.pluginmanager.hasplugin(_PYTEST_TWISTED):
+        return False
+    import pytest_twisted
+
+    # pytest-twisted has no public way to tell; it has no greenlet when the reactor runs in a thread
+    return pytest_twisted._instances.gr_twisted is not None
+
+
+def _on_reactor() -> bool:
+    from twisted.internet import reactor
+
+    return reactor.running and threadable.isInIOThread()
+
+
+def _refuse_on_reactor(what: str) -> None:
+    if _on_reactor():
+        raise RuntimeError(
+            f"{what} would block the reactor that serves it: run it in a thread "
+            "(in an async test: await twisted.internet.threads.deferToThread(...))"
+        )
+
+
+def _call_on_reactor(fn: Callable[[], Any]) -> Any:
+    """Call ``fn`` on the reactor's thread and return its result, waiting if it is a Deferred."""
+    from twisted.internet import reactor
+    from twisted.internet.threads import blockingCallFromThread
+
+    if reactor.running and not threadable.isInIOThread():
+        return blockingCallFromThread(reactor, fn)
+    result = fn()  # the reactor's own thread, or a reactor that does not run yet
+    if isinstance(result, Deferred):
+        import pytest_twisted  # only pytest-twisted runs a reactor in this thread and can wait here
+
+        return pytest_twisted.blockon(result)
+    return result
+
+
+class _ReactorThread:
+    """Runs the global reactor in a daemon thread, for sessions that nothing else runs it for."""
+
+    def __init__(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        running = threading.Event()
+        reactor.callWhenRunning(running.set)
+        self.thread = threading.Thread(
+            target=reactor.run, kwargs={"installSignalHandlers": False}, name="rolo-testing-reactor", daemon=True
+        )
+        self.thread.start()
+        if not running.wait(10):
+            raise RuntimeError("the reactor did not start")
+
+    def stop(self) -> None:
+        self.reactor.callFromThread(self.reactor.stop)
+        self.thread.join(10)
+
+
+# -- fixtures and hooks ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def rolo_reactor(pytestconfig: pytest.Config) -> Iterator[Any]:
+    """The running reactor the servers listen on: pytest-twisted's, or one in a thread of its own."""
+    from twisted.internet import reactor
+
+    if pytestconfig.pluginmanager.hasplugin(_PYTEST_TWISTED) or reactor.running:
+        yield reactor
+        return
+    runner = _ReactorThread()
+    yield reactor
+    runner.stop()
+
+
+@pytest.fixture
+def rolo_server(rolo_reactor: Any) -> Iterator[Callable[..., RoloServer]]:
+    """``rolo_server(app, **settings)`` serves ``app`` (a Gateway, a Router, or what ``Router.add`` takes)
+    on an ephemeral loopback port until the test ends, and returns a :class:`RoloServer`. ``settings``
+    go to :class:`~rolo.serving.twisted.TwistedGateway` (``http_threads``, ``max_connections``,
+    ``ping_interval`` …)."""
+    servers: list[RoloServer] = []
+
+    def serve(app: Any, **settings: Any) -> RoloServer:
+        site = TwistedGateway(gateway_for(app), reactor=rolo_reactor, **settings)
+        port = _call_on_reactor(lambda: rolo_reactor.listenTCP(0, site, interface="127.0.0.1"))
+        servers.append(RoloServer(site, port))
+        return servers[-1]
+
+    yield serve
+    for server in servers:
+        server._drop_clients()
+        _call_on_reactor(server.listening_port.stopListening)
+        _call_on_reactor(lambda: server.site.stop(grace_period=5.0))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run a plain test function that uses ``rolo_server`` off the reactor, so that it may block on
+    clients while the reactor serves."""
+    test = pyfuncitem.obj
+    if "rolo_server" not in pyfuncitem.fixturenames or _runs_on_the_reactor(test):
+        return None
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    if not _reactor_in_main_greenlet(pyfuncitem.config):
+        test(**kwargs)  # the reactor, if any, runs in another thread
+    else:
+        import pytest_twisted
+
+        # pytest-twisted would call the test on the reactor: call it in a thread, and let the reactor
+        # run in the main thread until the test is over
+        pytest_twisted.blockon(threads.deferToThread(test, **kwargs))
+    return True
+
+
+def _runs_on_the_reactor(test: Callable[..., Any]) -> bool:
+    """Whether pytest-twisted must run this test: a coroutine, or one it decorated."""
+    return (
+        inspect.iscoroutinefunction(test)
+        or inspect.isgeneratorfunction(test)
+        or getattr(test, "_pytest_twisted_mark", None) is not None
+        or getattr(test, "hypothesis", None) is not None
+    )
