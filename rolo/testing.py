@@ -18,7 +18,8 @@ fixtures are there in every test suite without further ado::
 The server is a :class:`~rolo.serving.twisted.TwistedGateway` on an ephemeral loopback port of the global
 reactor, which must run while a test's client blocks. How that happens depends on who runs the reactor:
 
-- without pytest-twisted, the plugin runs the reactor in a thread of its own for the whole session;
+- without pytest-twisted, the reactor runs in a thread of its own (that of
+  :func:`~rolo.serving.twisted.run_in_thread`) until the process exits;
 - with pytest-twisted (whose reactor runs in a greenlet of the main thread, and which runs every test on
   it), a plain ``def test_...`` that uses ``rolo_server`` is run in a worker thread instead, while the
   main thread waits and its reactor serves, so the test may block on any client it likes. Tests marked
@@ -41,16 +42,22 @@ from typing import Any
 import pytest
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import blockingCallFromThread
 from twisted.python import threadable
+from twisted.python.failure import Failure
 
 from rolo.gateway import Gateway
-from rolo.gateway.handlers import RouterHandler, WerkzeugExceptionHandler
 from rolo.routing import Router
-from rolo.serving.twisted import TwistedGateway
+from rolo.serving.twisted import GatewayService, listen, run_in_thread
+from rolo.serving.twisted.app import as_gateway
 
-__all__ = ["HttpResponse", "RoloServer", "rolo_reactor", "rolo_server"]
+__all__ = ["HttpResponse", "RoloServer", "gateway_for", "rolo_server"]
 
 _PYTEST_TWISTED = "twisted"  # the name pytest-twisted registers its plugin under
+
+LOOPBACK = "tcp:0:interface=127.0.0.1"
+GRACE_PERIOD = 5.0
+"""How long stopping a server at the end of a test waits for its handlers, in seconds."""
 
 
 @dataclass(frozen=True)
@@ -76,13 +83,14 @@ class RoloServer:
 
     The clients block the calling thread: call them from a plain test function, or from a thread, never
     on the reactor (an ``async`` pytest-twisted test), where they would stop the server they wait for.
+
+    :ivar service: the :class:`~rolo.serving.twisted.GatewayService` serving it
+    :ivar port: the port it listens on, on 127.0.0.1
     """
 
-    def __init__(self, site: TwistedGateway, port: Any) -> None:
-        self.site = site
-        self.gateway: Gateway = site.gateway
-        self.listening_port = port
-        self.port: int = port.getHost().port
+    def __init__(self, service: GatewayService) -> None:
+        self.service = service
+        self.port: int = service.ports[0].getHost().port
         self.address = f"127.0.0.1:{self.port}"
         self._websockets: list[Any] = []
 
@@ -156,19 +164,14 @@ class RoloServer:
 
 
 def gateway_for(app: Any) -> Gateway:
-    """``app`` if it is a :class:`~rolo.gateway.Gateway`; otherwise a gateway that routes through ``app``
-    (a :class:`~rolo.routing.Router`, or whatever :meth:`Router.add <rolo.routing.Router.add>` takes),
-    answering unrouted requests with 404 and errors as JSON."""
-    if isinstance(app, Gateway):
-        return app
-    if not isinstance(app, Router):
+    """The gateway that serves ``app``: a :class:`~rolo.gateway.Gateway`, a :class:`~rolo.routing.Router`
+    (see :func:`~rolo.serving.twisted.app.as_gateway`), or whatever :meth:`Router.add
+    <rolo.routing.Router.add>` takes, in a router of its own."""
+    if not isinstance(app, (Gateway, Router)):
         router = Router()
         router.add(app)
         app = router
-    return Gateway(
-        request_handlers=[RouterHandler(app, respond_not_found=True)],
-        exception_handlers=[WerkzeugExceptionHandler()],
-    )
+    return as_gateway(app)
 
 
 # -- the reactor -------------------------------------------------------------------------------------
@@ -198,60 +201,40 @@ def _refuse_on_reactor(what: str) -> None:
         )
 
 
-def _call_on_reactor(fn: Callable[[], Any]) -> Any:
-    """Call ``fn`` on the reactor's thread and return its result, waiting if it is a Deferred."""
+def _in_reactor_greenlet() -> bool:
+    import greenlet
+    import pytest_twisted
+
+    return greenlet.getcurrent() is pytest_twisted._instances.gr_twisted
+
+
+def _wait_on_reactor(call: Callable[[], Deferred[Any]]) -> Any:
+    """Call ``call`` on the reactor thread and wait for the Deferred it returns, from the main thread that
+    pytest-twisted's reactor greenlet runs in."""
     from twisted.internet import reactor
-    from twisted.internet.threads import blockingCallFromThread
 
     if reactor.running and not threadable.isInIOThread():
-        return blockingCallFromThread(reactor, fn)
-    result = fn()  # the reactor's own thread, or a reactor that does not run yet
-    if isinstance(result, Deferred):
-        import pytest_twisted  # only pytest-twisted runs a reactor in this thread and can wait here
+        return blockingCallFromThread(reactor, call)
+    import pytest_twisted
 
-        return pytest_twisted.blockon(result)
-    return result
-
-
-class _ReactorThread:
-    """Runs the global reactor in a daemon thread, for sessions that nothing else runs it for."""
-
-    def __init__(self) -> None:
-        from twisted.internet import reactor
-
-        self.reactor = reactor
-        running = threading.Event()
-        reactor.callWhenRunning(running.set)
-        self.thread = threading.Thread(
-            target=reactor.run, kwargs={"installSignalHandlers": False}, name="rolo-testing-reactor", daemon=True
-        )
-        self.thread.start()
-        if not running.wait(10):
-            raise RuntimeError("the reactor did not start")
-
-    def stop(self) -> None:
-        self.reactor.callFromThread(self.reactor.stop)
-        self.thread.join(10)
+    waiting = call()
+    if not _in_reactor_greenlet():
+        return pytest_twisted.blockon(waiting)
+    # on the reactor itself nothing can wait: only what is done already (listening on TCP) can be had
+    outcome: list[Any] = []
+    waiting.addBoth(outcome.append)
+    if not outcome:
+        raise RuntimeError("cannot wait on the reactor's own greenlet")
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    return outcome[0]
 
 
 # -- fixtures and hooks ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def rolo_reactor(pytestconfig: pytest.Config) -> Iterator[Any]:
-    """The running reactor the servers listen on: pytest-twisted's, or one in a thread of its own."""
-    from twisted.internet import reactor
-
-    if pytestconfig.pluginmanager.hasplugin(_PYTEST_TWISTED) or reactor.running:
-        yield reactor
-        return
-    runner = _ReactorThread()
-    yield reactor
-    runner.stop()
-
-
 @pytest.fixture
-def rolo_server(rolo_reactor: Any) -> Iterator[Callable[..., RoloServer]]:
+def rolo_server(pytestconfig: pytest.Config) -> Iterator[Callable[..., RoloServer]]:
     """``rolo_server(app, **settings)`` serves ``app`` (a Gateway, a Router, or what ``Router.add`` takes)
     on an ephemeral loopback port until the test ends, and returns a :class:`RoloServer`. ``settings``
     go to :class:`~rolo.serving.twisted.TwistedGateway` (``http_threads``, ``max_connections``,
@@ -259,16 +242,19 @@ def rolo_server(rolo_reactor: Any) -> Iterator[Callable[..., RoloServer]]:
     servers: list[RoloServer] = []
 
     def serve(app: Any, **settings: Any) -> RoloServer:
-        site = TwistedGateway(gateway_for(app), reactor=rolo_reactor, **settings)
-        port = _call_on_reactor(lambda: rolo_reactor.listenTCP(0, site, interface="127.0.0.1"))
-        servers.append(RoloServer(site, port))
+        gateway = gateway_for(app)
+        if _reactor_in_main_greenlet(pytestconfig) and threading.current_thread() is threading.main_thread():
+            service = _wait_on_reactor(lambda: listen(gateway, LOOPBACK, grace_period=GRACE_PERIOD, **settings))
+        else:
+            # the reactor runs in another thread, or in none yet: run_in_thread starts one if need be
+            service = run_in_thread(gateway, LOOPBACK, grace_period=GRACE_PERIOD, **settings).service
+        servers.append(RoloServer(service))
         return servers[-1]
 
     yield serve
     for server in servers:
         server._drop_clients()
-        _call_on_reactor(server.listening_port.stopListening)
-        _call_on_reactor(lambda: server.site.stop(grace_period=5.0))
+        _wait_on_reactor(server.service.stopService)
 
 
 @pytest.hookimpl(tryfirst=True)

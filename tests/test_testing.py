@@ -79,6 +79,15 @@ def test_any_blocking_client_and_two_servers(rolo_server):
         assert ws.recv(timeout=10) == "thanks for connecting bob"
 
 
+@pytest.fixture
+def app_server(rolo_server):
+    return rolo_server(router)
+
+
+def test_a_server_from_a_fixture_of_the_users(app_server):
+    assert app_server.get("/hello/dee").text == "hello dee"
+
+
 def test_a_failure_is_reported(rolo_server):
     assert rolo_server(router).get("/hello/ann").text == "hello bob"
 
@@ -121,7 +130,7 @@ MODES = {"pytest-twisted": [], "own reactor thread": ["-p", "no:twisted"]}
 def test_plain_test_functions_block_on_clients_while_the_server_serves(pytester, mode):
     pytester.makepyfile(test_user_app=PLAIN_TESTS)
     result = pytester.runpytest_subprocess("-q", *MODES[mode], timeout=120)
-    result.assert_outcomes(passed=4, failed=1)
+    result.assert_outcomes(passed=5, failed=1)
     result.stdout.fnmatch_lines(["*assert 'hello ann' == 'hello bob'*"])
 
 
