@@ -30,7 +30,8 @@ def app(request: WebSocketRequest):
         websocket.send(f"you said: {data}")
 
 
+router = Router()
+router.add(app)
+
 if __name__ == "__main__":
-    router = Router()
-    router.add(app)
     serve(router, "authorized clients only, on ws://localhost:{port}/ (Authorization: Bearer letmein)")

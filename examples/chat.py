@@ -38,9 +38,10 @@ def announce(request: Request, room: str):
     return {"delivered": len(delivery.sent)}
 
 
+router = Router()
+router.add([chat, announce])
+
 if __name__ == "__main__":
-    router = Router()
-    router.add([chat, announce])
     serve(
         router,
         "chat rooms on ws://localhost:{port}/rooms/<room>?name=<name>",

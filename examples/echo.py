@@ -24,7 +24,8 @@ def handler(request: WebSocketRequest, name: str):
                 return
 
 
+router = Router()
+router.add(handler)
+
 if __name__ == "__main__":
-    router = Router()
-    router.add(handler)
     serve(router, "echo server on ws://localhost:{port}/echo/<name>")
