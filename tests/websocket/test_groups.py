@@ -20,7 +20,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as websockets_connect
 
 from rolo import Request, route
-from rolo.websocket import Hub, TextMessage, WebSocket, WebSocketRequest
+from rolo.websocket import Hub, TextMessage, WebSocket, WebSocketDisconnectedError, WebSocketRequest
 
 from tests.helpers import Signal, in_thread
 from tests.websocket.test_threaded_adapter import open_adapter
@@ -34,6 +34,27 @@ LINGER_RESET = struct.pack("ii", 1, 0)
 def open_websocket(**kwargs):
     adapter, connection, loop = open_adapter(**kwargs)
     return WebSocket(adapter), adapter, loop
+
+
+def test_close_listeners_run_once_when_the_connection_closes_or_at_once_if_it_is_closed():
+    websocket, adapter, _ = open_websocket()
+    calls = []
+    websocket.on_close(lambda: calls.append("first"))
+    websocket.on_close(lambda: 1 / 0)  # a failing listener is logged; the others still run
+    websocket.on_close(lambda: calls.append("second"))
+    adapter.on_close(1001, "bye")
+    adapter.on_close(1006, None)
+    websocket.on_close(lambda: calls.append("late"))
+    assert calls == ["first", "second", "late"]
+
+
+def test_send_refuses_once_close_began():
+    websocket, _, _ = open_websocket()
+    with pytest.raises(TimeoutError):
+        websocket.close(4000, "done", timeout=0)
+    with pytest.raises(WebSocketDisconnectedError) as closed:
+        websocket.send("too late")
+    assert closed.value.code == 4000
 
 
 def test_members_join_and_leave_groups_and_are_addressed_by_id():
