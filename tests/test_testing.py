@@ -88,6 +88,14 @@ def test_a_server_from_a_fixture_of_the_users(app_server):
     assert app_server.get("/hello/dee").text == "hello dee"
 
 
+def test_reactor_calls_from_the_test(rolo_server):
+    from twisted.internet import reactor
+    from twisted.internet.threads import blockingCallFromThread
+
+    server = rolo_server(router)
+    assert blockingCallFromThread(reactor, lambda: server.service.running)
+
+
 def test_a_failure_is_reported(rolo_server):
     assert rolo_server(router).get("/hello/ann").text == "hello bob"
 
@@ -130,7 +138,7 @@ MODES = {"pytest-twisted": [], "own reactor thread": ["-p", "no:twisted"]}
 def test_plain_test_functions_block_on_clients_while_the_server_serves(pytester, mode):
     pytester.makepyfile(test_user_app=PLAIN_TESTS)
     result = pytester.runpytest_subprocess("-q", *MODES[mode], timeout=120)
-    result.assert_outcomes(passed=5, failed=1)
+    result.assert_outcomes(passed=6, failed=1)
     result.stdout.fnmatch_lines(["*assert 'hello ann' == 'hello bob'*"])
 
 
