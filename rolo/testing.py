@@ -3,17 +3,13 @@
 Installing rolo registers this module as a pytest plugin (through the ``pytest11`` entry point), so its
 fixtures are there in every test suite without further ado::
 
-    from rolo import Router, route
-
-    @route("/hello/<name>")
-    def hello(request, name):
-        return f"hello {name}"
+    from myapp import router  # with /hello/<name> over HTTP and the seed's /echo/<name> WebSocket
 
     def test_hello(rolo_server):
-        server = rolo_server(hello)               # a Gateway, a Router, or anything Router.add takes
+        server = rolo_server(router)          # a Gateway, a Router, or anything Router.add takes
         assert server.get("/hello/ann").text == "hello ann"
-        with server.websocket("/echo/ann") as ws:  # a connected websocket-client WebSocket
-            assert ws.recv() == "thanks for connecting ann"
+        ws = server.websocket("/echo/ann")    # a connected websocket-client WebSocket
+        assert ws.recv() == "thanks for connecting ann"
 
 The server is a :class:`~rolo.serving.twisted.TwistedGateway` on an ephemeral loopback port of the global
 reactor, which must run while a test's client blocks. How that happens depends on who runs the reactor:
@@ -31,6 +27,7 @@ The helpers need ``websocket-client`` for :meth:`RoloServer.websocket` (``pip in
 
 from __future__ import annotations
 
+import functools
 import http.client
 import inspect
 import json
@@ -244,7 +241,9 @@ def rolo_server(pytestconfig: pytest.Config) -> Iterator[Callable[..., RoloServe
     def serve(app: Any, **settings: Any) -> RoloServer:
         gateway = gateway_for(app)
         if _reactor_in_main_greenlet(pytestconfig) and threading.current_thread() is threading.main_thread():
-            service = _wait_on_reactor(lambda: listen(gateway, LOOPBACK, grace_period=GRACE_PERIOD, **settings))
+            # a user's fixture, or an async test: the reactor runs (or will) in this very thread
+            start = functools.partial(listen, gateway, LOOPBACK, grace_period=GRACE_PERIOD, **settings)
+            service = _wait_on_reactor(start)
         else:
             # the reactor runs in another thread, or in none yet: run_in_thread starts one if need be
             service = run_in_thread(gateway, LOOPBACK, grace_period=GRACE_PERIOD, **settings).service

@@ -194,7 +194,9 @@ class Hub:
             ]
         return self._push(targets, data, timeout)
 
-    def _push(self, targets: list[tuple[str, WebSocket]], data: str | bytes, timeout: float | None) -> Delivery:
+    def _push(
+        self, targets: list[tuple[str, WebSocket]], data: str | bytes, timeout: float | None
+    ) -> Delivery:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         sent: list[str] = []
         gone: list[str] = []
