@@ -187,6 +187,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 # queued behind any pending flush, so messages sent before close() go out first
                 self._close_code, self._close_reason = code, reason
                 self._call_in_loop(lambda: self._connection.close(code, reason))
+                self._changed.notify_all()  # a send waiting for room gives up now, not at the close's end
             closed = self._changed.wait_for(
                 lambda: self._state is _State.CLOSED,
                 self._close_timeout if timeout is None else timeout,

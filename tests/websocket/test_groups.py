@@ -57,6 +57,25 @@ def test_send_refuses_once_close_began():
     assert closed.value.code == 4000
 
 
+def test_a_send_waiting_for_room_gives_up_when_another_thread_closes():
+    websocket, adapter, _ = open_websocket()
+    adapter.on_pause_writing()
+    outcome: queue.Queue = queue.Queue()
+
+    def send():
+        try:
+            websocket.send("held", timeout=30)
+        except Exception as error:
+            outcome.put(error)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    with pytest.raises(TimeoutError):
+        websocket.close(1013, timeout=0)
+    assert isinstance(outcome.get(timeout=10), WebSocketDisconnectedError)
+    sender.join(10)
+
+
 def test_members_join_and_leave_groups_and_are_addressed_by_id():
     hub = Hub()
     (a, _, _), (b, _, _) = open_websocket(), open_websocket()
