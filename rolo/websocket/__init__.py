@@ -8,6 +8,8 @@ A handler registered with ``methods=["WEBSOCKET"]`` receives a :class:`WebSocket
             for line in websocket:
                 websocket.send(f"echo: {line}")
 
+A :class:`Hub` lets any thread push to open connections, by id or by named group.
+
 Servers plug in below this API through :mod:`rolo.websocket.adapter`.
 """
 
@@ -21,6 +23,7 @@ from .adapter import (
     WebSocketListener,
 )
 from .errors import WebSocketDisconnectedError, WebSocketError, WebSocketProtocolError
+from .groups import Delivery, Hub
 from .origins import OriginPolicy
 from .request import WebSocketRequest
 from .websocket import WebSocket
@@ -29,6 +32,8 @@ __all__ = [
     "WEBSOCKET_KEY",
     "BytesMessage",
     "CreateConnection",
+    "Delivery",
+    "Hub",
     "OriginPolicy",
     "TextMessage",
     "WebSocket",

@@ -10,7 +10,7 @@ through the adapter, so the API above it does not know which server runs it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, Union
 
@@ -99,6 +99,14 @@ class WebSocketAdapter(abc.ABC):
     @abc.abstractmethod
     def close(self, code: int = 1000, reason: str | None = None, timeout: float | None = None) -> None:
         """Perform the closing handshake, and return when the connection is closed. Closing twice is a no-op."""
+
+    @abc.abstractmethod
+    def add_close_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` once, when the connection is closed (at once if it is closed already).
+
+        The listener runs in whichever thread learns of the close, often the server's event-loop thread:
+        it must return quickly and never block.
+        """
 
 
 class WebSocketListener(Protocol):

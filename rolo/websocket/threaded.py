@@ -19,6 +19,7 @@ adapter's ``on_*`` methods from the loop thread. This module knows no server.
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -28,6 +29,8 @@ from .adapter import CreateConnection, Event, Message, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketProtocolError
 
 __all__ = ["ServerConnection", "ThreadedWebSocketAdapter"]
+
+LOG = logging.getLogger("rolo.websocket")
 
 CLOSE_CODE_ABNORMAL = 1006
 """The close code reported when a connection ends without a closing handshake (RFC 6455, 7.1.5)."""
@@ -112,6 +115,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._flush_pending = False
         self._writing_paused = False
 
+        self._close_listeners: list[Callable[[], None]] = []
+
     # -- handler side ------------------------------------------------------------------------------
 
     def receive(self, timeout: float | None = None) -> Event:
@@ -161,11 +166,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def send(self, message: Message, timeout: float | None = None) -> None:
         size = len(message.data)
         with self._changed:
-            if self._state is not _State.OPEN:
+            if not self._is_open():
                 raise self._not_open()
             if not self._changed.wait_for(self._can_send, timeout):
                 raise TimeoutError(f"the peer did not read within {timeout} seconds")
-            if self._state is not _State.OPEN:
+            if not self._is_open():
                 raise self._not_open()
             self._outbox.append(message)
             self._outbox_bytes += size
@@ -182,6 +187,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 # queued behind any pending flush, so messages sent before close() go out first
                 self._close_code, self._close_reason = code, reason
                 self._call_in_loop(lambda: self._connection.close(code, reason))
+                self._changed.notify_all()  # a send waiting for room gives up now, not at the close's end
             closed = self._changed.wait_for(
                 lambda: self._state is _State.CLOSED,
                 self._close_timeout if timeout is None else timeout,
@@ -189,11 +195,23 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         if not closed:
             raise TimeoutError("the closing handshake did not complete in time")
 
+    def add_close_listener(self, listener: Callable[[], None]) -> None:
+        with self._lock:
+            closed = self._state is _State.CLOSED
+            if not closed:
+                self._close_listeners.append(listener)
+        if closed:
+            listener()
+
+    def _is_open(self) -> bool:
+        # once close() began, a message would only be queued behind the close frame and dropped
+        return self._state is _State.OPEN and self._close_code is None
+
     def _can_receive(self) -> bool:
         return bool(self._inbox) or self._state is _State.CLOSED
 
     def _can_send(self) -> bool:
-        if self._state is not _State.OPEN:
+        if not self._is_open():
             return True
         # an empty outbox always takes one message, however large, so progress never stalls
         return not self._writing_paused and (not self._outbox or self._outbox_bytes < self._write_high_water)
@@ -240,6 +258,12 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._outbox.clear()
             self._readable.notify_all()
             self._changed.notify_all()
+            listeners, self._close_listeners = self._close_listeners, []
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:
+                LOG.exception("a close listener failed")
 
     def on_pause_writing(self) -> None:
         """The transport's buffer is over its high-water mark: hold ``send``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from .adapter import BytesMessage, CreateConnection, TextMessage, WebSocketAdapter
@@ -52,9 +52,21 @@ class WebSocket:
             raise WebSocketProtocolError("received the opening handshake on an open connection")
         return event.data
 
-    def close(self, code: int = 1000, reason: str | None = None) -> None:
-        """Perform the closing handshake with ``code`` and ``reason``. Closing a closed socket does nothing."""
-        self._adapter.close(code, reason)
+    def close(self, code: int = 1000, reason: str | None = None, timeout: float | None = None) -> None:
+        """Perform the closing handshake with ``code`` and ``reason``. Closing a closed socket does nothing.
+
+        :raises TimeoutError: if the handshake did not complete within ``timeout`` seconds (the server's
+            close timeout by default); the server drops the connection when its own close timeout ends
+        """
+        self._adapter.close(code, reason, timeout)
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the connection is closed, however it ends (at once if it is closed).
+
+        It runs in whichever thread learns of the close, often the server's event loop: keep it short and
+        non-blocking, e.g. removing the connection from a registry.
+        """
+        self._adapter.add_close_listener(callback)
 
     def __iter__(self) -> Iterator[str | bytes]:
         while True:

@@ -1,0 +1,30 @@
+"""What every example does to run: serve its router on the port given on the command line."""
+
+import sys
+
+from twisted.internet import reactor
+from twisted.logger import globalLogBeginner, textFileLogObserver
+
+from rolo import Router
+from rolo.serving.twisted import listen
+
+
+def serve(router: Router, *urls: str) -> None:
+    """Serve ``router`` on ``python examples/X.py [PORT]`` (8000 by default; 0 picks a free one), print
+    ``urls`` with ``{port}`` filled in, and run until interrupted (then shut down gracefully)."""
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+
+    def listening(service):
+        for url in urls:
+            print(url.format(port=service.ports[0].getHost().port), flush=True)
+
+    def failed(failure):
+        errors.append(failure.getErrorMessage())
+        reactor.callWhenRunning(reactor.stop)  # listening may fail before the reactor runs
+
+    errors: list[str] = []
+    listen(router, f"tcp:{port}").addCallbacks(listening, failed)
+    reactor.run()
+    if errors:
+        sys.exit(f"cannot serve: {errors[0]}")
