@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from typing import IO, Any, Union
 
 from werkzeug.datastructures import Headers
-from werkzeug.utils import cached_property
 from werkzeug.wrappers import Request as _WerkzeugRequest
 
 __all__ = ["RAW_HEADERS_KEY", "HeadersLike", "Request", "build_environ"]
@@ -86,8 +85,10 @@ def build_environ(
     }
     if raw_uri is not None:
         environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
-    if isinstance(body, (bytes, bytearray)) and body and "Content-Length" not in raw_headers:
-        environ["CONTENT_LENGTH"] = str(len(body))
+    framed = "Content-Length" in raw_headers or "Transfer-Encoding" in raw_headers
+    if body and isinstance(body, (bytes, bytearray)) and not framed:
+        # a body given as bytes has a known length: say so, as a client would have
+        raw_headers["Content-Length"] = str(len(body))
 
     for name, value in raw_headers.items():
         key = name.upper().replace("-", "_")
@@ -136,11 +137,7 @@ class Request(_WerkzeugRequest):
                 raw_uri=raw_uri,
             )
         super().__init__(environ)
-
-    @cached_property
-    def headers(self) -> Headers:  # type: ignore[override]
-        """The request headers, with their names cased as the client sent them where that is known."""
-        raw = self.environ.get(RAW_HEADERS_KEY)
-        if raw is not None:
-            return raw
-        return Headers(super().headers)
+        # werkzeug has set ``headers`` from the HTTP_* keys, which fold the casing away
+        raw_headers = environ.get(RAW_HEADERS_KEY)
+        if raw_headers is not None:
+            self.headers = raw_headers
