@@ -85,15 +85,18 @@ class TwistedGateway(Site):
         self.websocket = WebSocketUpgradeResource(
             WebSocketRequest.listener(gateway.accept), self.websocket_settings, reactor
         )
-        root = _GatewayResource(HttpResource(gateway, self.http_pool, reactor), self.websocket)
+        self.http = HttpResource(gateway, self.http_pool, reactor)
+        root = _GatewayResource(self.http, self.websocket)
         super().__init__(root, requestFactory=GatewayRequest, reactor=reactor)
 
     def stop(self, grace_period: float = 10.0) -> Deferred[None]:
         """Stop serving: refuse new WebSockets, close the open ones with 1001, wait for their handlers (at
-        most ``grace_period`` seconds), and stop the thread pools. Stop listening on the ports first."""
+        most ``grace_period`` seconds), cut the HTTP responses still streaming, and stop the thread pools.
+        Stop listening on the ports first."""
 
         async def stop() -> None:
             await self.websocket.shutdown(grace_period)
+            self.http.stop_writing()
             for pool in (self.websocket.pool, self.http_pool):
                 pool.stop()
 
