@@ -240,6 +240,18 @@ def test_werkzeug_exception_handler_html():
     assert "<title>404 Not Found</title>" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("output_format", ["json", "html"])
+def test_werkzeug_exception_handler_redirects(output_format):
+    # werkzeug merges repeated slashes by redirecting to the canonical path
+    router = Router()
+    router.add("/a/b", lambda request: "ab")
+    gateway = Gateway(
+        request_handlers=[RouterHandler(router)], exception_handlers=[WerkzeugExceptionHandler(output_format)]
+    )
+    response = process(gateway, path="/a//b")
+    assert (response.status_code, response.headers["Location"]) == (308, "http://localhost/a/b")
+
+
 def test_werkzeug_exception_handler_uses_the_exception_response():
     error = HTTPException(response=Response("custom", 429, headers={"Retry-After": "3"}))
     response = process(werkzeug_gateway(error))
