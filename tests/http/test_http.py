@@ -14,7 +14,8 @@ import pytest_twisted
 
 from rolo import Response, Router, route
 from rolo.gateway import Gateway
-from rolo.gateway.handlers import RouterHandler, WerkzeugExceptionHandler
+from rolo.gateway.handlers import RouterHandler
+from rolo.serving.twisted import TwistedGateway
 
 from tests.helpers import Signal, in_thread
 
@@ -305,6 +306,11 @@ async def test_http_pool_is_the_servers_own_and_sized_by_http_threads(serve):
     assert await in_thread(clients) == [b"done"] * 3
     assert max(most_active) == 2
     assert all(name.startswith("PoolThread-rolo-http-") for name in threads), threads
+
+
+def test_http_threads_must_be_positive():
+    with pytest.raises(ValueError):
+        TwistedGateway(Gateway(), http_threads=0)
 
 
 @pytest_twisted.ensureDeferred

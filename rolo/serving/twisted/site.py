@@ -61,7 +61,7 @@ class TwistedGateway(Site):
     separate pool sized by ``max_connections``. Neither can starve the other.
 
     :param gateway: the gateway to serve
-    :param http_threads: how many HTTP requests are handled at once
+    :param http_threads: how many HTTP requests are handled at once (at least 1)
     :param reactor: the reactor to run on (the global one by default)
     :param websocket_settings: the fields of :class:`WebSocketSettings` (``max_connections``,
         ``max_message_size``, ``ping_interval`` …)
@@ -77,6 +77,8 @@ class TwistedGateway(Site):
         reactor: Any = None,
         **websocket_settings: Any,
     ) -> None:
+        if http_threads < 1:
+            raise ValueError(f"http_threads must be at least 1, not {http_threads}")  # 0 would never answer
         if reactor is None:
             from twisted.internet import reactor
         self.gateway = gateway
