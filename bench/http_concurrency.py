@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -65,22 +66,37 @@ async def client(number: int, port: int, until: float, latencies: list[float]) -
     return answered
 
 
-async def drive(port: int, clients: int, duration: float, warmup: float) -> None:
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time a process has used (Linux), or None where /proc is missing."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(port: int, server_pid: int, clients: int, duration: float, warmup: float) -> None:
     warm: list[float] = []
     await asyncio.gather(*(client(n, port, time.perf_counter() + warmup, warm) for n in range(clients)))
 
     latencies: list[float] = []
+    cpu_before = cpu_seconds(server_pid)
     started = time.perf_counter()
     counts = await asyncio.gather(
         *(client(n, port, started + duration, latencies) for n in range(clients))
     )
     elapsed = time.perf_counter() - started
+    cpu_after = cpu_seconds(server_pid)
 
     total = sum(counts)
     cuts = statistics.quantiles(latencies, n=100)
     print(f"clients: {clients}  duration: {elapsed:.1f}s  requests: {total}  (all answered and checked)")
     print(f"requests/s: {total / elapsed:.0f}")
     print(f"latency p50: {cuts[49] * 1000:.2f} ms  p99: {cuts[98] * 1000:.2f} ms  max: {max(latencies) * 1000:.2f} ms")
+    if cpu_before is not None and cpu_after is not None:
+        # less sensitive than requests/s to what else the machine runs
+        print(f"server CPU: {(cpu_after - cpu_before) / total * 1e6:.0f} us/request")
 
 
 def main() -> None:
@@ -105,7 +121,7 @@ def main() -> None:
     try:
         if server.stdout is None or server.stdout.readline().strip() != "ready":
             raise SystemExit("the server did not start")
-        asyncio.run(drive(args.port, args.clients, args.duration, args.warmup))
+        asyncio.run(drive(args.port, server.pid, args.clients, args.duration, args.warmup))
     finally:
         server.terminate()
         server.wait(10)
