@@ -137,7 +137,7 @@ class Request(_WerkzeugRequest):
                 raw_uri=raw_uri,
             )
         super().__init__(environ)
-        # werkzeug has set ``headers`` from the HTTP_* keys, which fold the casing away
+        # werkzeug's constructor sets ``headers`` from the HTTP_* keys, which fold the client's casing away
         raw_headers = environ.get(RAW_HEADERS_KEY)
         if raw_headers is not None:
             self.headers = raw_headers

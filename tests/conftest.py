@@ -15,13 +15,13 @@ from rolo.gateway.handlers import RouterHandler, WerkzeugExceptionHandler
 from rolo.serving.twisted import TwistedGateway
 
 
-def gateway_for(*routes: Any) -> Gateway:
-    """A gateway that routes to ``routes`` and answers a request nothing routes with 404."""
+def gateway_for(*routes: Any, respond_not_found: bool = True) -> Gateway:
+    """A gateway that routes to ``routes`` and (unless told not to) answers a request nothing routes with 404."""
     router = Router()
     for r in routes:
         router.add(r)
     return Gateway(
-        request_handlers=[RouterHandler(router, respond_not_found=True)],
+        request_handlers=[RouterHandler(router, respond_not_found=respond_not_found)],
         exception_handlers=[WerkzeugExceptionHandler()],
     )
 
@@ -61,9 +61,10 @@ def serve_gateway() -> Iterator[Callable[..., Server]]:
 
 @pytest.fixture
 def serve(serve_gateway: Callable[..., Server]) -> Callable[..., Server]:
-    """``serve(*routes, **settings)`` serves the routes on an ephemeral loopback port until the test ends."""
+    """``serve(*routes, respond_not_found=True, **settings)`` serves the routes on an ephemeral loopback port
+    until the test ends."""
 
-    def start(*routes: Any, **settings: Any) -> Server:
-        return serve_gateway(gateway_for(*routes), **settings)
+    def start(*routes: Any, respond_not_found: bool = True, **settings: Any) -> Server:
+        return serve_gateway(gateway_for(*routes, respond_not_found=respond_not_found), **settings)
 
     return start

@@ -59,13 +59,19 @@ class Gateway:
     def accept(self, request: WebSocketRequest) -> None:
         """Handle a WebSocket upgrade request, in the thread the connection's handler is to run in.
 
-        After the chain, the connection is settled whatever the handlers did: a request nobody accepted or
-        rejected is rejected with the chain's response (a 500 if a handler raised, a 404 if nothing routed
-        it); an accepted connection is closed, with 1011 if a handler raised and 1000 otherwise.
+        After the chain, the connection is settled whatever the handlers did. A request nobody accepted or
+        rejected is rejected with the chain's response (a 500 if a handler raised); since only a 101 opens
+        a WebSocket, a response still saying success is replaced: 404 when no handler stopped the chain
+        (nothing routed it), 500 when one did (its handler returned without accepting or rejecting). An
+        accepted connection is closed, with 1011 if a handler raised and 1000 otherwise.
         """
         response = Response()
         chain = self.new_chain()
         chain.handle(self.context_class(request), response)
+        if not request.is_upgraded() and not request.is_rejected() and response.status_code < 300:
+            if chain.stopped:
+                LOG.error("the handler for WebSocket %s neither accepted nor rejected it", request.path)
+            response = Response(status=500 if chain.stopped else 404)
         try:
             if request.is_upgraded():
                 failed = chain.error is not None and not isinstance(chain.error, WebSocketDisconnectedError)

@@ -21,6 +21,7 @@ from .adapter import (
     WebSocketListener,
 )
 from .errors import WebSocketDisconnectedError, WebSocketError, WebSocketProtocolError
+from .origins import OriginPolicy
 from .request import WebSocketRequest
 from .websocket import WebSocket
 
@@ -28,6 +29,7 @@ __all__ = [
     "WEBSOCKET_KEY",
     "BytesMessage",
     "CreateConnection",
+    "OriginPolicy",
     "TextMessage",
     "WebSocket",
     "WebSocketAdapter",

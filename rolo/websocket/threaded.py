@@ -101,6 +101,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._state = _State.CONNECTING
         self._close_code: int | None = None
         self._close_reason: str | None = None
+        self._opened = False
 
         self._inbox: deque[Event] = deque([CreateConnection()])
         self._reading_paused = False
@@ -145,7 +146,9 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         with self._changed:
             if not self._changed.wait_for(lambda: self._state is not _State.ACCEPTING, timeout):
                 raise TimeoutError(f"the opening handshake did not complete within {timeout} seconds")
-            if self._state is _State.CLOSED:
+            # a connection that opened and was lost before this thread woke is still accepted: the
+            # handler learns of the loss from its next receive or send, with the close code
+            if not self._opened:
                 raise self._disconnected()
 
     def reject(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
@@ -210,6 +213,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         with self._changed:
             if self._state is _State.ACCEPTING:
                 self._state = _State.OPEN
+                self._opened = True
                 self._changed.notify_all()
 
     def on_message(self, message: Message) -> None:

@@ -270,3 +270,35 @@ async def test_json_roundtrip_many_messages(serve):
         return out
 
     assert await in_thread(client) == list(range(500))
+
+
+@pytest_twisted.ensureDeferred
+async def test_peer_that_never_answers_the_close_is_dropped_after_close_timeout(serve):
+    closed = queue.Queue()
+
+    @route("/leave", methods=["WEBSOCKET"])
+    def leave(request: WebSocketRequest):
+        ws = request.accept()
+        ws.close(4000, "leaving")  # returns once the connection is closed, handshake or not
+        closed.put("closed")
+
+    server = serve(leave, close_timeout=0.5)
+
+    def client():
+        ws = wsclient.create_connection(server.ws("/leave"), timeout=10)
+        # read raw bytes, so that nothing answers the server's close frame, until the server drops us
+        received = b""
+        try:
+            while chunk := ws.sock.recv(4096):
+                received += chunk
+        except ConnectionResetError:
+            pass
+        outcome = closed.get(timeout=10)
+        ws.sock.close()
+        return received, outcome
+
+    received, outcome = await in_thread(client)
+    assert outcome == "closed"
+    # the close frame went out before the drop; a reset may discard it unread, so look only if it came
+    if received:
+        assert received[0] == 0x88 and int.from_bytes(received[2:4], "big") == 4000

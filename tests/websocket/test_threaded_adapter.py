@@ -43,9 +43,17 @@ class Loop:
 
     def __init__(self) -> None:
         self.pending: list = []
+        self._handed = threading.Condition()
 
     def __call__(self, fn):
-        self.pending.append(fn)
+        with self._handed:
+            self.pending.append(fn)
+            self._handed.notify_all()
+
+    def wait_pending(self, count: int = 1, timeout: float = 5.0) -> None:
+        """Wait until ``count`` calls are handed to the loop and not yet run."""
+        with self._handed:
+            assert self._handed.wait_for(lambda: len(self.pending) >= count, timeout), "not handed to the loop"
 
     def run(self) -> None:
         while self.pending:
@@ -58,13 +66,30 @@ def open_adapter(**kwargs):
     assert adapter.receive(timeout=0) == CreateConnection()
     accepted = threading.Thread(target=adapter.accept, kwargs={"timeout": 5})
     accepted.start()
-    while not loop.pending:
-        threading.Event().wait(0.001)
+    loop.wait_pending()
     loop.run()
     adapter.on_open()
     accepted.join(5)
     assert not accepted.is_alive()
     return adapter, connection, loop
+
+
+def test_a_connection_lost_right_after_opening_is_still_accepted():
+    adapter = ThreadedWebSocketAdapter(RecordingConnection(), loop := Loop())
+    adapter.receive(timeout=0)
+    outcome = []
+    accepting = threading.Thread(target=lambda: outcome.append(adapter.accept(timeout=5) or "accepted"))
+    accepting.start()
+    loop.wait_pending()
+    loop.run()
+    # the 101 went out and the peer vanished, both before the handler's thread woke up
+    adapter.on_open()
+    adapter.on_close(None, None)
+    accepting.join(5)
+    assert outcome == ["accepted"]
+    with pytest.raises(WebSocketDisconnectedError) as info:
+        adapter.receive(timeout=0)
+    assert info.value.code == 1006
 
 
 def test_create_connection_comes_first_and_receive_times_out():
@@ -134,8 +159,7 @@ def test_close_goes_out_after_pending_sends_and_waits_for_the_handshake():
     adapter.send(TextMessage("first"))
     closer = threading.Thread(target=adapter.close, args=(1000, None, 5))
     closer.start()
-    while len(loop.pending) < 2:
-        threading.Event().wait(0.001)
+    loop.wait_pending(2)
     loop.run()
     assert [c[0] for c in connection.calls[-2:]] == ["send", "close"]
     assert closer.is_alive()  # waits for the peer's close

@@ -11,11 +11,16 @@ __all__ = ["GatewayRequest", "RawHeadersChannel"]
 
 
 class GatewayRequest(Request):
-    """A Twisted Web request that also holds its headers as sent: ``raw_headers``, in order."""
+    """A Twisted Web request that also holds its headers as sent, ``raw_headers`` in order, when its
+    request line arrived, ``received_at`` (by the site's reactor clock), and whether its response has
+    been ``logged``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    logged = False
+
+    def __init__(self, channel: HTTPChannel, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
         self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.received_at: float = channel.site.reactor.seconds()
 
 
 class RawHeadersChannel(HTTPChannel):

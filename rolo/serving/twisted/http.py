@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
+from autobahn.twisted.util import peer2str
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web.server import NOT_DONE_YET, Request
@@ -17,9 +18,10 @@ from rolo.request import Request as RoloRequest
 from rolo.response import Response
 
 from .environ import environ_for
-from .threads import HandlerThreadPool
+from .channel import GatewayRequest
+from .threads import Activity, HandlerThreadPool
 
-__all__ = ["HttpResource"]
+__all__ = ["HttpResource", "log_response"]
 
 log = Logger()
 
@@ -30,17 +32,26 @@ class HttpResource:
     The gateway runs, and a streamed response body is iterated, in a thread of ``pool``; the reactor
     thread does every write. A body that is a sequence is written at once; a streamed one chunk by chunk,
     the iterating thread waiting while the client is slow to read (the transport pauses its producer).
+    ``handlers`` counts the requests between their arrival and their handler's return. Once the pool has
+    stopped, a request (on a connection kept alive from before) is answered 503 and the connection closed.
     """
 
     def __init__(self, gateway: Gateway, pool: HandlerThreadPool, reactor: Any) -> None:
         self.gateway = gateway
         self.pool = pool
         self.reactor = reactor
+        self.handlers = Activity(reactor)
         self._writers: set[_ResponseWriter] = set()  # reactor thread only
 
-    def render(self, request: Request) -> int:
+    def render(self, request: Request) -> bytes | int:
+        if self.pool.joined:
+            request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            request.setHeader(b"Connection", b"close")
+            return b"server shutting down\n"
         environ = environ_for(request)
-        writer = _ResponseWriter(request, self.reactor)
+        writer = _ResponseWriter(request, self.reactor, self.handlers.finished)
+        self.handlers.started()
         self._writers.add(writer)
         request.notifyFinish().addBoth(lambda _: self._writers.discard(writer))
         self.pool.callInThreadWithCallback(writer.done, self._serve, environ, writer)
@@ -70,11 +81,13 @@ class HttpResource:
 
 @implementer(IPushProducer)
 class _ResponseWriter:
-    """Carries one response from its handler thread to the reactor."""
+    """Carries one response from its handler thread to the reactor; ``finished`` is called on the reactor
+    thread once the handler has returned."""
 
-    def __init__(self, request: Request, reactor: Any) -> None:
+    def __init__(self, request: Request, reactor: Any, finished: Callable[[], None]) -> None:
         self._request = request
         self._reactor = reactor
+        self._finished = finished
         self._started = False
         self._writable = threading.Condition()
         self._paused = False
@@ -134,6 +147,15 @@ class _ResponseWriter:
             self._writable.notify_all()
 
     def _done(self, success: bool, result: Any) -> None:
+        try:
+            self._finish(success, result)
+        finally:
+            self._finished()
+            # a client that read the whole body may have left before the finish: log its response anyway
+            if isinstance(self._request, GatewayRequest):
+                log_response(self._request, self._reactor.seconds())
+
+    def _finish(self, success: bool, result: Any) -> None:
         request = self._request
         if request.finished or request._disconnected:
             return
@@ -164,3 +186,20 @@ class _ResponseWriter:
         with self._writable:
             self._gone = True
             self._writable.notify_all()
+
+
+def log_response(request: GatewayRequest, now: float) -> None:
+    """Log one line for a response that has been written: method, path, peer, status and how long since
+    the request arrived (``now`` is the reactor's clock). A request is logged once; later calls do
+    nothing."""
+    if request.logged:
+        return
+    request.logged = True
+    log.info(
+        "{method} {path} from {peer}: {status} in {duration:.3f}s",
+        method=request.method.decode("latin-1"),
+        path=request.path.decode("utf-8", "replace"),
+        peer=peer2str(request.transport) if request.transport is not None else "unknown",
+        status=request.code,
+        duration=now - request.received_at,
+    )

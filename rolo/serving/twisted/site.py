@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -12,11 +13,14 @@ from rolo.gateway import Gateway
 from rolo.websocket import WebSocketRequest
 
 from .channel import GatewayRequest, RawHeadersChannel
-from .http import HttpResource
+from .http import HttpResource, log_response
+from .logs import forward_rolo_logs
 from .threads import HandlerThreadPool
 from .websocket import WebSocketSettings, WebSocketUpgradeResource
 
 __all__ = ["TwistedGateway", "is_websocket_upgrade"]
+
+log = Logger()
 
 
 def is_websocket_upgrade(request: Request) -> bool:
@@ -68,6 +72,7 @@ class TwistedGateway(Site):
     """
 
     protocol = RawHeadersChannel
+    noisy = False  # each response is logged (see log); "Starting factory" lines add nothing
 
     def __init__(
         self,
@@ -81,6 +86,7 @@ class TwistedGateway(Site):
             raise ValueError(f"http_threads must be at least 1, not {http_threads}")  # 0 would never answer
         if reactor is None:
             from twisted.internet import reactor
+        forward_rolo_logs()
         self.gateway = gateway
         self.websocket_settings = WebSocketSettings(**websocket_settings)
         self.http_pool = HandlerThreadPool(reactor, name="rolo-http", max_threads=http_threads)
@@ -88,16 +94,37 @@ class TwistedGateway(Site):
             WebSocketRequest.listener(gateway.accept), self.websocket_settings, reactor
         )
         self.http = HttpResource(gateway, self.http_pool, reactor)
-        root = _GatewayResource(self.http, self.websocket)
-        super().__init__(root, requestFactory=GatewayRequest, reactor=reactor)
+        super().__init__(_GatewayResource(self.http, self.websocket), requestFactory=GatewayRequest, reactor=reactor)
+
+    def log(self, request: Request) -> None:
+        """Log each response as one line through :mod:`twisted.logger` (in place of Twisted Web's access
+        log): method, path, peer, status and duration."""
+        log_response(request, self.reactor.seconds())
 
     def stop(self, grace_period: float = 10.0) -> Deferred[None]:
-        """Stop serving: refuse new WebSockets, close the open ones with 1001, wait for their handlers (at
-        most ``grace_period`` seconds), cut the HTTP responses still streaming, and stop the thread pools.
-        Stop listening on the ports first."""
+        """Stop serving: refuse new WebSockets (503), close the open ones with 1001 (going away), wait at
+        most ``grace_period`` seconds for the WebSocket and HTTP handlers still running to return, then
+        stop the thread pools. Stop listening on the ports first, so that no new connections come.
+
+        Handlers still running after the grace period are logged and left to finish on their own: their
+        threads are daemon threads (see :meth:`HandlerThreadPool.stop`), so they do not keep the process
+        alive. HTTP responses still streaming then are cut (their connections closed), so that their
+        handlers return. Calling it again once stopped does nothing.
+        """
 
         async def stop() -> None:
-            await self.websocket.shutdown(grace_period)
+            websocket_done, http_done = await gatherResults(
+                [self.websocket.shutdown(grace_period), self.http.handlers.idle(grace_period)]
+            )
+            if not (websocket_done and http_done):
+                log.warn(
+                    "{websocket} WebSocket and {http} HTTP handlers still running {grace_period}s after "
+                    "shutdown began; not waiting for them",
+                    websocket=self.websocket.handlers.running,
+                    http=self.http.handlers.running,
+                    grace_period=grace_period,
+                )
+            # a handler still streaming to a client that does not read would wait on it forever
             self.http.stop_writing()
             for pool in (self.websocket.pool, self.http_pool):
                 pool.stop()

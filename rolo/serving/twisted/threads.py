@@ -1,22 +1,33 @@
-"""Thread pools for handlers, owned by the server that uses them."""
+"""Thread pools for handlers, owned by the server that uses them, and the count of running handlers."""
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.threadpool import ThreadPool
 
-__all__ = ["HandlerThreadPool"]
+__all__ = ["Activity", "HandlerThreadPool"]
 
 # threading.stack_size is process-wide: set and restore it under a lock around each start
 _stack_size_lock = threading.Lock()
 
 
-class _SizedStackThread(threading.Thread):
+class _HandlerThread(threading.Thread):
+    """A pool thread: a daemon, so that a handler that never returns cannot keep the process alive after
+    the server stopped waiting for it; with a stack of ``stack_size`` bytes unless that is 0."""
+
     stack_size = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, daemon=True, **kwargs)
+
     def start(self) -> None:
+        if not self.stack_size:
+            super().start()
+            return
         with _stack_size_lock:
             previous = threading.stack_size(self.stack_size)
             try:
@@ -30,6 +41,7 @@ class HandlerThreadPool(ThreadPool):
 
     Each server makes its own, rather than using the reactor's shared pool, so that one kind of work
     (WebSocket handlers that live as long as their connection) cannot starve another (HTTP requests).
+    Its threads are daemon threads (see :meth:`stop`).
 
     :param reactor: the reactor whose shutdown stops the pool
     :param name: shown in thread names
@@ -39,8 +51,7 @@ class HandlerThreadPool(ThreadPool):
 
     def __init__(self, reactor: Any, name: str, max_threads: int, stack_size: int = 0) -> None:
         super().__init__(minthreads=0, maxthreads=max_threads, name=name)
-        if stack_size:
-            self.threadFactory = type("SizedStackThread", (_SizedStackThread,), {"stack_size": stack_size})
+        self.threadFactory = type("HandlerThread", (_HandlerThread,), {"stack_size": stack_size})
         self._reactor = reactor
         self._shutdown_trigger: Any = None
 
@@ -51,6 +62,13 @@ class HandlerThreadPool(ThreadPool):
         super().callInThreadWithCallback(onResult, func, *args, **kw)
 
     def stop(self) -> None:
+        """Tell the pool's threads to quit, without waiting for them: an idle thread quits at once, a busy
+        one when its job returns.
+
+        Unlike :meth:`ThreadPool.stop` this does not join the threads, because it runs on the reactor
+        thread, which a running handler may be waiting on. Call :meth:`join` from another thread to wait
+        for them; a thread whose handler never returns is a daemon and does not keep the process alive.
+        """
         if self._shutdown_trigger is not None:
             try:
                 self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
@@ -58,4 +76,50 @@ class HandlerThreadPool(ThreadPool):
                 pass  # already fired: this is the shutdown
             self._shutdown_trigger = None
         if self.started:
+            # ThreadPool.stop tells every worker to quit, then joins the threads it lists: list none
+            threads, self.threads = self.threads, []
             super().stop()
+            self.threads = threads
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every thread of the stopped pool has exited, at most ``timeout`` seconds in all
+        (``None``: no limit). Never call it on the reactor thread. Whether they all exited."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self.threads):
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self.threads)
+
+
+class Activity:
+    """How many handlers of one kind are running, counted on the reactor thread, so that a shutdown can
+    wait until none are.
+
+    :param reactor: the reactor whose clock times :meth:`idle`
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.running = 0
+        self._idle_waiters: list[Deferred[bool]] = []
+
+    def started(self) -> None:
+        """A handler started."""
+        self.running += 1
+
+    def finished(self) -> None:
+        """A handler returned."""
+        self.running -= 1
+        if self.running == 0:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                if not waiter.called:  # one whose timeout passed has fired already
+                    waiter.callback(True)
+
+    def idle(self, timeout: float) -> Deferred[bool]:
+        """Fires with ``True`` once no handler is running, or with ``False`` after ``timeout`` seconds."""
+        if self.running == 0:
+            return succeed(True)
+        waiter: Deferred[bool] = Deferred()
+        self._idle_waiters.append(waiter)
+        waiter.addTimeout(timeout, self.reactor, onTimeoutCancel=lambda result, timeout: False)
+        return waiter

@@ -24,7 +24,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionRequest
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer, IReactorFromThreads
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -32,10 +32,11 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from rolo.websocket.adapter import WEBSOCKET_KEY, BytesMessage, Message, TextMessage, WebSocketListener
-from rolo.websocket.threaded import ThreadedWebSocketAdapter
+from rolo.websocket.origins import OriginPolicy
+from rolo.websocket.threaded import CLOSE_CODE_ABNORMAL, ThreadedWebSocketAdapter
 
 from .environ import environ_for
-from .threads import HandlerThreadPool
+from .threads import Activity, HandlerThreadPool
 
 __all__ = ["GatewayWebSocketProtocol", "WebSocketSettings", "WebSocketUpgradeResource"]
 
@@ -67,7 +68,8 @@ class WebSocketSettings:
         handler's ``accept``
     :param close_timeout: seconds the closing handshake may take before the connection is dropped
     :param allowed_origins: the ``Origin`` values allowed to connect, with ``*`` wildcards (e.g.
-        ``["https://*.example.com"]``); others get 403. ``None`` allows any origin, including none.
+        ``["https://*.example.com"]``); others get 403 (see :class:`~rolo.websocket.origins.OriginPolicy`).
+        ``None``, the default, allows any origin: set it for a server that browsers reach with cookies.
     """
 
     max_connections: int = 4096
@@ -116,10 +118,10 @@ class WebSocketUpgradeResource(Resource):
             max_threads=settings.max_connections,
             stack_size=settings.thread_stack_size,
         )
-        self.active_handlers = 0
+        self.origins = OriginPolicy(settings.allowed_origins) if settings.allowed_origins is not None else None
+        self.handlers = Activity(reactor)
         self.accepting = True
         self.protocols: set[GatewayWebSocketProtocol] = set()
-        self._idle_waiters: list[Deferred[None]] = []
         self.factory = self._build_factory()
 
     def _build_factory(self) -> WebSocketServerFactory:
@@ -135,16 +137,23 @@ class WebSocketUpgradeResource(Resource):
             autoPingTimeout=settings.ping_timeout,
             openHandshakeTimeout=settings.open_timeout,
             closeHandshakeTimeout=settings.close_timeout,
+            # a protocol error (or a message over the limit) is answered with a close frame saying why
+            # (1002, 1007, 1009 …) rather than a dropped connection the peer cannot tell from a crash
+            failByDrop=False,
         )
         if settings.compression:
             options["perMessageCompressionAccept"] = _accept_permessage_deflate
-        if settings.allowed_origins is not None:
-            options["allowedOrigins"] = list(settings.allowed_origins)
         factory.setProtocolOptions(**options)
         return factory
 
     def render(self, request: Request) -> bytes | int:
-        if not self.accepting or self.active_handlers >= self.settings.max_connections:
+        origin = request.getHeader("origin")
+        if self.origins is not None and not self.origins.allows(origin):
+            request.setResponseCode(HTTPStatus.FORBIDDEN)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            log.info("WebSocket refused {path}: origin {origin!r} not allowed", path=request.path, origin=origin)
+            return b"origin not allowed\n"
+        if not self.accepting or self.handlers.running >= self.settings.max_connections:
             request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             request.setHeader(b"Retry-After", b"1")
@@ -175,7 +184,7 @@ class WebSocketUpgradeResource(Resource):
 
     def start_handler(self, environ: dict[str, Any]) -> None:
         """Run the listener for one connection in the WebSocket pool (reactor thread)."""
-        self.active_handlers += 1
+        self.handlers.started()
         self.pool.callInThreadWithCallback(self._handler_done, self._run_listener, environ)
 
     def _run_listener(self, environ: dict[str, Any]) -> None:
@@ -185,35 +194,15 @@ class WebSocketUpgradeResource(Resource):
             log.failure("WebSocket listener failed for {path}", path=environ.get("PATH_INFO"))
 
     def _handler_done(self, success: bool, result: Any) -> None:
-        self.reactor.callFromThread(self._release_slot)
+        self.reactor.callFromThread(self.handlers.finished)
 
-    def _release_slot(self) -> None:
-        self.active_handlers -= 1
-        if self.active_handlers == 0:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                if not waiter.called:  # a waiter whose grace period ran out has fired already
-                    waiter.callback(None)
-
-    def shutdown(self, grace_period: float) -> Deferred[None]:
+    def shutdown(self, grace_period: float) -> Deferred[bool]:
         """Stop taking connections, close every open one with 1001 (going away), and fire once every
-        handler has returned or ``grace_period`` seconds have passed, whichever comes first."""
+        handler has returned (with ``True``) or ``grace_period`` seconds have passed (``False``)."""
         self.accepting = False
         for protocol in list(self.protocols):
             protocol.go_away()
-        if self.active_handlers == 0:
-            return succeed(None)
-        idle: Deferred[None] = Deferred()
-        self._idle_waiters.append(idle)
-        idle.addTimeout(grace_period, self.reactor, onTimeoutCancel=self._report_stuck)
-        return idle
-
-    def _report_stuck(self, result: Any, timeout: float) -> None:
-        log.warn(
-            "{count} WebSocket handlers still running {timeout}s after shutdown began; not waiting longer",
-            count=self.active_handlers,
-            timeout=timeout,
-        )
+        return self.handlers.idle(grace_period)
 
 
 class GatewayWebSocketProtocol(WebSocketServerProtocol):
@@ -227,6 +216,23 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     handshake: Deferred[Any] | None = None
     opened_at: float = 0.0
     was_open = False
+    # whether the peer sent anything since the keep-alive ping was last scheduled
+    heard_from_peer = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.heard_from_peer = True
+        super().dataReceived(data)
+
+    def _sendAutoPing(self) -> None:
+        # Autobahn pings on a fixed schedule; a peer that is sending proves it is alive, so only a
+        # connection silent for a whole interval is pinged (and a ping never lands in a busy exchange)
+        if self.heard_from_peer:
+            self.heard_from_peer = False
+            self.autoPingPendingCall = self.factory._batched_timer.call_later(
+                self.autoPingInterval, self._sendAutoPing
+            )
+            return
+        super()._sendAutoPing()
 
     def onConnect(self, request: ConnectionRequest) -> Deferred[Any]:
         resource: WebSocketUpgradeResource = self.factory.upgrade_resource
@@ -261,8 +267,16 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         self.factory.upgrade_resource.protocols.discard(self)
         self.adapter.on_close(code, reason)
         if self.was_open:
+            # say who ended it and with which code: onClose's code is only the peer's
+            if self.closedByMe:
+                ending, code = "closed by the server", self.localCloseCode
+            elif self.remoteCloseCode is not None:
+                ending, code = "closed by the peer", self.remoteCloseCode
+            else:
+                ending, code = "lost", CLOSE_CODE_ABNORMAL
             log.info(
-                "WebSocket closed {path} from {peer}: code {code} after {duration:.3f}s",
+                "WebSocket {ending} {path} from {peer}: code {code} after {duration:.3f}s",
+                ending=ending,
                 path=self.environ.get("PATH_INFO"),
                 peer=self.peer,
                 code=code,
@@ -324,6 +338,7 @@ class AutobahnConnection:
         lines.append(f"Content-Length: {len(body)}")
         lines.append("Connection: close")
         protocol.sendData("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
+        protocol.wasClean = True  # an answered request, not a failure for Autobahn to warn about
         protocol.dropConnection(abort=False)
         log.info(
             "WebSocket rejected {path} from {peer}: {status}",

@@ -1,0 +1,72 @@
+"""Finding the application to serve: a :class:`~rolo.gateway.Gateway`, or a :class:`~rolo.Router` to
+put in one, named by an import path such as ``myapp.server:gateway``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any, Union
+
+from rolo.gateway import Gateway
+from rolo.gateway.handlers import RouterHandler, WerkzeugExceptionHandler
+from rolo.routing import Router
+
+__all__ = ["AppError", "App", "as_gateway", "load_app"]
+
+App = Union[Gateway, Router]
+"""What rolo serves: a gateway, or a router that :func:`as_gateway` puts in one."""
+
+
+class AppError(Exception):
+    """The application named could not be loaded; the message says why, on one line."""
+
+
+def as_gateway(app: App) -> Gateway:
+    """The gateway that serves ``app``: a :class:`Gateway` as it is; a :class:`Router` in a gateway that
+    routes with it, answers what no rule matches with 404 and werkzeug's HTTP errors as JSON.
+
+    :raises TypeError: if ``app`` is neither
+    """
+    if isinstance(app, Gateway):
+        return app
+    if isinstance(app, Router):
+        return Gateway(
+            request_handlers=[RouterHandler(app, respond_not_found=True)],
+            exception_handlers=[WerkzeugExceptionHandler()],
+        )
+    raise TypeError(f"expected a rolo Gateway or Router, got {type(app).__module__}.{type(app).__qualname__}")
+
+
+def load_app(spec: str) -> Gateway:
+    """Import the application named by ``spec``, ``package.module:attribute``, and return its gateway.
+
+    The attribute (a dotted path within the module, such as ``server.gateway``) is a :class:`Gateway`, a
+    :class:`Router`, or a callable that takes no arguments and returns one of them. The current directory
+    is put on ``sys.path`` first, so that a module beside the command is found.
+
+    :raises AppError: if the module cannot be imported, has no such attribute, or holds something else
+    """
+    module_name, colon, attribute = spec.partition(":")
+    if not colon or not module_name or not attribute:
+        raise AppError(f"--app {spec!r}: expected package.module:attribute")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as error:
+        raise AppError(f"--app {spec!r}: cannot import {module_name}: {type(error).__name__}: {error}") from None
+    for name in attribute.split("."):
+        try:
+            target = getattr(target, name)
+        except AttributeError:
+            raise AppError(f"--app {spec!r}: {module_name} has no attribute {attribute}") from None
+    if callable(target) and not isinstance(target, (Gateway, Router)):
+        try:
+            target = target()
+        except Exception as error:
+            raise AppError(f"--app {spec!r}: calling {attribute}() raised {type(error).__name__}: {error}") from None
+    try:
+        return as_gateway(target)
+    except TypeError as error:
+        raise AppError(f"--app {spec!r}: {error}") from None

@@ -1,0 +1,62 @@
+"""Serving a gateway on a reactor that the application runs itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
+
+from .app import App, as_gateway
+from .service import Endpoint, GatewayService
+from .site import TwistedGateway
+
+__all__ = ["listen"]
+
+
+def listen(
+    app: App,
+    *endpoints: Endpoint,
+    reactor: Any = None,
+    grace_period: float = 10.0,
+    **settings: Any,
+) -> Deferred[GatewayService]:
+    """Serve ``app`` on ``endpoints`` (``"tcp:8000"`` if none are given) on a reactor the caller runs.
+
+    Call it on the reactor thread, before or after the reactor starts running. It fires with the running
+    :class:`GatewayService` once every endpoint listens; its :attr:`~GatewayService.ports` are the
+    listening ports (``service.ports[0].getHost().port`` is the port ``"tcp:0"`` bound)::
+
+        service = await listen(gateway, "tcp:0:interface=127.0.0.1")
+        ...
+        await service.stopService()  # stop listening, close WebSockets with 1001, stop the thread pools
+
+    If the reactor stops first, the service stops gracefully as part of the reactor's shutdown.
+
+    :param app: a :class:`~rolo.gateway.Gateway`, or a :class:`~rolo.Router` (see
+        :func:`~rolo.serving.twisted.app.as_gateway`)
+    :param endpoints: Twisted endpoint strings (``tcp:8000``, ``tcp:8000:interface=127.0.0.1``,
+        ``ssl:8443:privateKey=key.pem:certKey=cert.pem``, ``unix:/run/app.sock``) or endpoint objects
+    :param reactor: the reactor (the global one by default)
+    :param grace_period: how long stopping waits for running handlers, in seconds
+    :param settings: :class:`TwistedGateway`'s settings: ``http_threads`` and the fields of
+        :class:`~rolo.serving.twisted.WebSocketSettings`
+    :raises ValueError: (in the Deferred) for an endpoint string that does not parse, or a bad setting
+    :raises twisted.internet.error.CannotListenError: (in the Deferred) if an endpoint cannot listen; the
+        others are closed again
+    """
+
+    async def start() -> GatewayService:
+        site = TwistedGateway(as_gateway(app), reactor=reactor, **settings)
+        service = GatewayService(site, endpoints or ("tcp:8000",), grace_period=grace_period)
+        try:
+            service.startService()
+            await service.listening
+        except BaseException:
+            if service.running:
+                await service.stopService()
+            else:  # an endpoint failed at once, before the service ran: close the ports that did listen
+                await gatherResults([listener.stopService() for listener in service])
+            raise
+        return service
+
+    return ensureDeferred(start())

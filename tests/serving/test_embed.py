@@ -1,0 +1,139 @@
+"""listen(): serving a gateway on the reactor the application runs (here, the test's)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import urllib.request
+from typing import Any
+
+import pytest
+import pytest_twisted
+import websocket as wsclient
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+
+from rolo.serving.twisted import GatewayService, listen
+from rolo.serving.twisted.app import AppError, load_app
+
+from tests.helpers import in_thread
+
+from .apps import make_gateway, router
+from .test_twistd import close_frame
+
+LOOPBACK = "tcp:0:interface=127.0.0.1"
+
+
+class RecordingEndpoint:
+    """A server endpoint that remembers the port it listened on, and its number."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint) -> None:
+        self.endpoint = endpoint
+        self.port: Any = None
+        self.number = 0
+
+    def listen(self, factory: Any) -> Deferred[IListeningPort]:
+        def record(port: IListeningPort) -> IListeningPort:
+            self.port, self.number = port, port.getHost().port
+            return port
+
+        return self.endpoint.listen(factory).addCallback(record)
+
+
+def refuses_connections(port: int) -> bool:
+    with socket.socket() as client:
+        return client.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_listen_serves_until_stopped_and_stopping_says_going_away():
+    service = await listen(router, LOOPBACK)
+    assert isinstance(service, GatewayService) and service.running
+    port = service.ports[0].getHost().port
+
+    def talk() -> wsclient.WebSocket:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/dan", timeout=10) as response:
+            assert response.read() == b"hello dan"
+        ws = wsclient.create_connection(f"ws://127.0.0.1:{port}/echo/dan", timeout=10)
+        assert ws.recv() == "thanks for connecting dan"
+        return ws
+
+    ws = await in_thread(talk)
+    closing = in_thread(close_frame, ws)
+    await service.stopService()
+    assert await closing == (1001, b"server shutting down")
+    ws.close()
+    assert not service.running and service.ports == []
+    assert await in_thread(refuses_connections, port)
+    await service.stopService()  # again: nothing to do
+
+
+@pytest_twisted.ensureDeferred
+async def test_listen_on_several_endpoints(tmp_path):
+    path = tmp_path / "rolo.sock"
+    service = await listen(make_gateway(), LOOPBACK, f"unix:{path}")
+    try:
+        tcp, unix = service.ports
+        assert unix.getHost().name in (str(path), str(path).encode())
+
+        def get_over_unix() -> bytes:
+            with socket.socket(socket.AF_UNIX) as client:
+                client.settimeout(10)
+                client.connect(str(path))
+                client.sendall(b"GET /hello/unix HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return b"".join(iter(lambda: client.recv(4096), b""))
+
+        assert (await in_thread(get_over_unix)).endswith(b"hello unix")
+    finally:
+        await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_listen_fails_on_a_taken_port_and_closes_the_other_endpoints():
+    first = RecordingEndpoint(serverFromString(reactor, LOOPBACK))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CannotListenError):
+            await listen(router, first, f"tcp:{port}:interface=127.0.0.1")
+    assert first.port is not None and not first.port.connected
+    assert await in_thread(refuses_connections, first.number)
+
+
+@pytest_twisted.ensureDeferred
+async def test_listen_rejects_a_bad_endpoint_or_app():
+    with pytest.raises(ValueError, match="bad endpoint 'tcp:nope'"):
+        await listen(router, "tcp:nope")
+    with pytest.raises(TypeError, match="expected a rolo Gateway or Router"):
+        await listen(object(), LOOPBACK)  # type: ignore[arg-type]
+
+
+def test_load_app_takes_a_router_a_gateway_or_a_factory_of_either():
+    gateway = load_app("tests.serving.apps:router")
+    assert gateway.request_handlers[0].router is router
+    assert load_app("tests.serving.apps:make_gateway").request_handlers[0].router is router
+    assert load_app("tests.serving.apps:server.router").request_handlers[0].router is router
+    with pytest.raises(AppError, match="has no attribute server.nosuch"):
+        load_app("tests.serving.apps:server.nosuch")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_kept_alive_past_the_stop_gets_503():
+    service = await listen(router, LOOPBACK)
+    connection = http.client.HTTPConnection("127.0.0.1", service.ports[0].getHost().port, timeout=10)
+
+    def get() -> tuple[int, bytes, str | None]:
+        connection.request("GET", "/hello/kept")
+        response = connection.getresponse()
+        return response.status, response.read(), response.getheader("Connection")
+
+    try:
+        assert (await in_thread(get))[:2] == (200, b"hello kept")
+        await service.stopService()
+        assert await in_thread(get) == (503, b"server shutting down\n", "close")
+    finally:
+        connection.close()
