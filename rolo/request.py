@@ -85,8 +85,10 @@ def build_environ(
     }
     if raw_uri is not None:
         environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
-    if isinstance(body, (bytes, bytearray)) and body and "Content-Length" not in raw_headers:
-        environ["CONTENT_LENGTH"] = str(len(body))
+    framed = "Content-Length" in raw_headers or "Transfer-Encoding" in raw_headers
+    if body and isinstance(body, (bytes, bytearray)) and not framed:
+        # a body given as bytes has a known length: say so, as a client would have
+        raw_headers["Content-Length"] = str(len(body))
 
     for name, value in raw_headers.items():
         key = name.upper().replace("-", "_")

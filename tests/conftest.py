@@ -42,13 +42,13 @@ class Server:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., Server]]:
-    """``serve(*routes, respond_not_found=True, **settings)`` serves the routes on an ephemeral loopback port
-    until the test ends."""
+def serve_gateway() -> Iterator[Callable[..., Server]]:
+    """``serve_gateway(gateway, **settings)`` serves a gateway on an ephemeral loopback port until the test
+    ends."""
     servers: list[Server] = []
 
-    def start(*routes: Any, respond_not_found: bool = True, **settings: Any) -> Server:
-        site = TwistedGateway(gateway_for(*routes, respond_not_found=respond_not_found), **settings)
+    def start(gateway: Gateway, **settings: Any) -> Server:
+        site = TwistedGateway(gateway, **settings)
         server = Server(site, reactor.listenTCP(0, site, interface="127.0.0.1"))
         servers.append(server)
         return server
@@ -57,3 +57,14 @@ def serve() -> Iterator[Callable[..., Server]]:
     for server in servers:
         pytest_twisted.blockon(server.port.stopListening())
         pytest_twisted.blockon(server.site.stop())
+
+
+@pytest.fixture
+def serve(serve_gateway: Callable[..., Server]) -> Callable[..., Server]:
+    """``serve(*routes, respond_not_found=True, **settings)`` serves the routes on an ephemeral loopback port
+    until the test ends."""
+
+    def start(*routes: Any, respond_not_found: bool = True, **settings: Any) -> Server:
+        return serve_gateway(gateway_for(*routes, respond_not_found=respond_not_found), **settings)
+
+    return start

@@ -73,12 +73,14 @@ class WerkzeugExceptionHandler:
         if exception.response is not None:
             response.update_from(exception.response)
             return
+        # the headers of get_response(), not get_headers(): a RequestRedirect adds its Location only there
+        page = exception.get_response()
         response.status_code = exception.code or 500
-        for name, value in exception.get_headers():
-            if name.lower() != "content-type":
+        for name, value in page.headers:
+            if name.lower() not in ("content-type", "content-length"):
                 response.headers[name] = value
         if self.output_format == "json":
             response.set_json({"code": exception.code, "message": exception.description})
         else:
             response.mimetype = "text/html"
-            response.set_response(exception.get_body())
+            response.set_response(page.get_data())

@@ -12,12 +12,24 @@ from werkzeug.routing import BaseConverter, Map, Rule, RuleFactory
 from rolo.request import Request
 
 from .converters import PortConverter, RegexConverter
-from .handler import Dispatcher, call_endpoint
-from .rules import HOST_VARIABLE, make_rule, rules_for
+from .handler import Dispatcher, call_endpoint, to_response
+from .rules import ANY_HOST, HOST_VARIABLE, make_rule, rules_for
 
 __all__ = ["Router"]
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _copy_for_map(rule: Rule) -> Rule:
+    """A copy of ``rule`` to add to a map (a rule binds to one map, and remove() builds a new one).
+
+    A werkzeug rule made without a host would match only an empty host once host matching is on; like a
+    rule added by path, it matches any host instead.
+    """
+    copy = rule.empty()
+    if copy.host is None:
+        copy.host = ANY_HOST
+    return copy
 
 
 class Router:
@@ -75,8 +87,7 @@ class Router:
     def _add_rules(self, rules: list[Rule]) -> None:
         with self._lock:
             for rule in rules:
-                # the map gets a copy: a rule binds to one map, and remove() builds a new one
-                self.url_map.add(rule.empty())
+                self.url_map.add(_copy_for_map(rule))
                 self._rules.append(rule)
 
     def remove(self, rules: Rule | Iterable[Rule]) -> None:
@@ -86,7 +97,7 @@ class Router:
             self._rules = [rule for rule in self._rules if id(rule) not in doomed]
             url_map = self._new_map()
             for rule in self._rules:
-                url_map.add(rule.empty())
+                url_map.add(_copy_for_map(rule))
             self.url_map = url_map
 
     def dispatch(self, request: Request) -> Any:
@@ -108,12 +119,13 @@ class Router:
         return self.dispatcher(request, rule.endpoint, args)
 
     def wsgi(self) -> WsgiApp:
-        """This router as a WSGI application; werkzeug HTTP errors are answered as such."""
+        """This router as a WSGI application; werkzeug HTTP errors are answered as such, and an endpoint that
+        returns nothing with an empty 200."""
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             request = Request(environ)
             try:
-                response = self.dispatch(request)
+                response = to_response(self.dispatch(request))
             except HTTPException as e:
                 return e(environ, start_response)
             return response(environ, start_response)

@@ -9,7 +9,6 @@ from typing import Any
 
 from autobahn.twisted.util import peer2str
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
@@ -42,6 +41,7 @@ class HttpResource:
         self.pool = pool
         self.reactor = reactor
         self.handlers = Activity(reactor)
+        self._writers: set[_ResponseWriter] = set()  # reactor thread only
 
     def render(self, request: Request) -> bytes | int:
         if self.pool.joined:
@@ -52,8 +52,16 @@ class HttpResource:
         environ = environ_for(request)
         writer = _ResponseWriter(request, self.reactor, self.handlers.finished)
         self.handlers.started()
+        self._writers.add(writer)
+        request.notifyFinish().addBoth(lambda _: self._writers.discard(writer))
         self.pool.callInThreadWithCallback(writer.done, self._serve, environ, writer)
         return NOT_DONE_YET
+
+    def stop_writing(self) -> None:
+        """Make every response still being written give up, cutting its connection, so that no handler
+        thread stays blocked on a slow client (call before stopping the pool)."""
+        for writer in list(self._writers):
+            writer.stopProducing()
 
     def _serve(self, environ: dict[str, Any], writer: _ResponseWriter) -> None:
         response = Response()
@@ -83,26 +91,33 @@ class _ResponseWriter:
         self._started = False
         self._writable = threading.Condition()
         self._paused = False
+        self._in_flight = False
         self._gone = False
         request.notifyFinish().addErrback(lambda _: self.stopProducing())
 
     # handler thread
 
     def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        # encoded here, so that a header that is not Latin-1 fails the request with a 500 rather than
+        # failing in the reactor and leaving a 200 without it
+        encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         self._started = True
-        self._reactor.callFromThread(self._start, status, list(headers))
+        self._reactor.callFromThread(self._start, status, encoded)
 
     def write_all(self, chunks: list[bytes]) -> None:
         self._reactor.callFromThread(self._write_all, chunks)
 
     def write(self, chunk: bytes) -> bool:
-        """Hand a chunk to the reactor, after waiting for the client to read; False once it left."""
+        """Hand a chunk to the reactor, once the previous one is written and the client reads; False once
+        the response is abandoned (the client left, or the server stops)."""
         with self._writable:
-            self._writable.wait_for(lambda: not self._paused or self._gone)
+            # one chunk in flight at a time, none while the client is not reading: a slow client slows
+            # the handler instead of growing memory. stopProducing() is this wait's way out.
+            self._writable.wait_for(lambda: self._gone or not (self._paused or self._in_flight))
             if self._gone:
                 return False
-        # one chunk in flight at a time: the wait above is what keeps a slow client from growing memory
-        blockingCallFromThread(self._reactor, self._write, chunk)
+            self._in_flight = True
+        self._reactor.callFromThread(self._write, chunk)
         return True
 
     def done(self, success: bool, result: Any) -> None:
@@ -111,13 +126,13 @@ class _ResponseWriter:
 
     # reactor thread
 
-    def _start(self, status: int, headers: list[tuple[str, str]]) -> None:
+    def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         request = self._request
         if request.finished or request._disconnected:
             return
         request.setResponseCode(status)
         for name, value in headers:
-            request.responseHeaders.addRawHeader(name.encode("latin-1"), value.encode("latin-1"))
+            request.responseHeaders.addRawHeader(name, value)
         request.registerProducer(self, True)
 
     def _write_all(self, chunks: list[bytes]) -> None:
@@ -127,6 +142,9 @@ class _ResponseWriter:
     def _write(self, chunk: bytes) -> None:
         if chunk and not self._gone and not self._request._disconnected:
             self._request.write(chunk)
+        with self._writable:
+            self._in_flight = False
+            self._writable.notify_all()
 
     def _done(self, success: bool, result: Any) -> None:
         try:
@@ -143,10 +161,11 @@ class _ResponseWriter:
             return
         if not success:
             log.failure("HTTP request to {path} failed", result, path=request.path)
-            if self._started:
-                # part of the body is out: only a cut connection tells the client it is incomplete
-                request.loseConnection()
-                return
+        if self._started and (not success or self._gone):
+            # part of the body may be out: only a cut connection tells the client it is incomplete
+            request.loseConnection()
+            return
+        if not success:
             request.setResponseCode(HTTPStatus.INTERNAL_SERVER_ERROR)
             request.responseHeaders.setRawHeaders(b"Content-Type", [b"text/plain; charset=utf-8"])
             request.write(b"internal server error\n")

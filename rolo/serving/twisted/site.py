@@ -65,7 +65,7 @@ class TwistedGateway(Site):
     separate pool sized by ``max_connections``. Neither can starve the other.
 
     :param gateway: the gateway to serve
-    :param http_threads: how many HTTP requests are handled at once
+    :param http_threads: how many HTTP requests are handled at once (at least 1)
     :param reactor: the reactor to run on (the global one by default)
     :param websocket_settings: the fields of :class:`WebSocketSettings` (``max_connections``,
         ``max_message_size``, ``ping_interval`` …)
@@ -82,6 +82,8 @@ class TwistedGateway(Site):
         reactor: Any = None,
         **websocket_settings: Any,
     ) -> None:
+        if http_threads < 1:
+            raise ValueError(f"http_threads must be at least 1, not {http_threads}")  # 0 would never answer
         if reactor is None:
             from twisted.internet import reactor
         forward_rolo_logs()
@@ -106,7 +108,8 @@ class TwistedGateway(Site):
 
         Handlers still running after the grace period are logged and left to finish on their own: their
         threads are daemon threads (see :meth:`HandlerThreadPool.stop`), so they do not keep the process
-        alive. Calling it again once stopped does nothing.
+        alive. HTTP responses still streaming then are cut (their connections closed), so that their
+        handlers return. Calling it again once stopped does nothing.
         """
 
         async def stop() -> None:
@@ -121,6 +124,8 @@ class TwistedGateway(Site):
                     http=self.http.handlers.running,
                     grace_period=grace_period,
                 )
+            # a handler still streaming to a client that does not read would wait on it forever
+            self.http.stop_writing()
             for pool in (self.websocket.pool, self.http_pool):
                 pool.stop()
 

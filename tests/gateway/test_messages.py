@@ -1,0 +1,124 @@
+"""rolo.Request built from its parts, and the rolo.Response helpers."""
+
+from __future__ import annotations
+
+import io
+
+from werkzeug.test import EnvironBuilder
+
+from rolo import Request, Response
+
+
+def test_request_from_parts():
+    request = Request(
+        "POST",
+        "/items/a b",
+        headers={"Content-Type": "application/json", "X-CamelCase-Header": "v"},
+        body=b'{"a": 1}',
+        query_string="q=1&q=2&r=x",
+        remote_addr="10.0.0.1",
+        server=("example.com", 8080),
+    )
+    assert (request.method, request.path, request.full_path) == ("POST", "/items/a b", "/items/a b?q=1&q=2&r=x")
+    assert request.args.getlist("q") == ["1", "2"]
+    assert request.get_json() == {"a": 1}
+    assert request.content_length == 8
+    assert request.remote_addr == "10.0.0.1"
+    assert request.host == "example.com:8080"
+    assert request.url == "http://example.com:8080/items/a%20b?q=1&q=2&r=x"
+
+
+def test_request_keeps_header_casing_and_order():
+    request = Request("GET", "/", headers=[("x-lower", "1"), ("X-UPPER", "2"), ("X-MiXeD", "3"), ("x-lower", "4")])
+    assert list(request.headers.keys()) == ["x-lower", "X-UPPER", "X-MiXeD", "x-lower"]
+    # lookups stay case-insensitive, and repeated headers are all there
+    assert request.headers["X-MIXED"] == "3"
+    assert request.headers.getlist("X-Lower") == ["1", "4"]
+    assert request.environ["HTTP_X_LOWER"] == "1, 4"
+
+
+def test_request_host_header_wins_over_the_server():
+    request = Request("GET", "/", headers={"Host": "api.example:4566"}, server=("127.0.0.1", 80))
+    assert request.host == "api.example:4566"
+
+
+def test_request_body_forms():
+    assert Request("PUT", "/", body="text ü").get_data() == "text ü".encode()
+    stream = io.BytesIO(b"streamed")
+    assert Request("PUT", "/", body=stream, headers={"Content-Length": "8"}).get_data() == b"streamed"
+    form = Request("POST", "/", body="a=1&b=2", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.form.to_dict() == {"a": "1", "b": "2"}
+    assert Request("GET", "/").get_data() == b""
+
+
+def test_request_scheme_and_root_path():
+    request = Request("GET", "/x", scheme="https", root_path="/app", headers={"Host": "h"})
+    assert (request.scheme, request.root_path, request.url) == ("https", "/app", "https://h/app/x")
+
+
+def test_request_from_an_environ():
+    environ = EnvironBuilder("/p", query_string="a=1", headers={"x-custom": "1"}).get_environ()
+    request = Request(environ)
+    assert (request.path, request.args["a"]) == ("/p", "1")
+    # without recorded casing, names come out as WSGI leaves them
+    assert request.headers["X-Custom"] == "1"
+
+
+def test_request_bytes_path():
+    request = Request("GET", "/caf\xc3\xa9".encode("latin-1"))
+    assert request.path == "/café"
+
+
+def test_set_json():
+    response = Response()
+    response.set_json({"a": [1, 2]})
+    assert (response.mimetype, response.get_json()) == ("application/json", {"a": [1, 2]})
+
+
+def test_for_json():
+    response = Response.for_json({"ok": True}, status=201, headers={"X-A": "1"})
+    assert isinstance(response, Response)
+    assert (response.status_code, response.get_json(), response.headers["X-A"]) == (201, {"ok": True}, "1")
+    assert response.mimetype == "application/json"
+
+
+def test_set_response():
+    response = Response()
+    response.set_response("text")
+    assert response.get_data() == b"text"
+    response.set_response(b"bytes")
+    assert response.get_data() == b"bytes"
+    response.set_response(None)
+    assert response.get_data() == b""
+    chunks = iter([b"a", b"b"])
+    response.set_response(chunks)
+    assert response.is_streamed
+    assert b"".join(response.iter_encoded()) == b"ab"
+
+
+def test_update_from():
+    closed = []
+    other = Response("other body", 418, headers={"X-Other": "1", "Content-Type": "text/x-other"})
+    other.call_on_close(lambda: closed.append("other"))
+    response = Response(headers={"X-Kept": "1"})
+    response.update_from(other)
+    assert (response.status_code, response.get_data()) == (418, b"other body")
+    assert (response.headers["X-Other"], response.headers["X-Kept"]) == ("1", "1")
+    assert response.headers["Content-Type"] == "text/x-other"
+    response.close()
+    assert closed == ["other"]
+
+
+def test_update_from_keeps_a_stream_streamed():
+    produced = []
+
+    def stream():
+        produced.append("first")
+        yield b"first"
+        produced.append("second")
+        yield b"second"
+
+    response = Response()
+    response.update_from(Response(stream()))
+    assert produced == []  # nothing was read to copy it
+    assert b"".join(response.iter_encoded()) == b"firstsecond"

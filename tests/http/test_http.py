@@ -1,0 +1,453 @@
+"""Plain HTTP served by TwistedGateway, driven end to end by http.client over loopback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import pytest_twisted
+
+from rolo import Response, Router, route
+from rolo.gateway import Gateway
+from rolo.gateway.handlers import RouterHandler
+from rolo.serving.twisted import TwistedGateway
+
+from tests.helpers import Signal, in_thread
+
+TIMEOUT = 10
+
+
+def connect(server) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", server.port.getHost().port, timeout=TIMEOUT)
+
+
+def fetch(server, method: str, target: str, body=None, headers=None) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One request on a fresh connection: the status, headers and body of the response."""
+    conn = connect(server)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        conn.close()
+
+
+@route("/echo", methods=["GET", "POST", "PUT"])
+def echo(request):
+    return {
+        "method": request.method,
+        "path": request.path,
+        "args": request.args.to_dict(flat=False),
+        "body": request.get_data(as_text=True),
+        "content_type": request.content_type,
+    }
+
+
+@route("/headers")
+def header_names(request):
+    return {"names": list(request.headers.keys()), "values": dict(request.headers.items())}
+
+
+@route("/fail")
+def fail(request):
+    raise RuntimeError("the handler failed")
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_with_query_args(serve):
+    server = serve(echo)
+    status, headers, body = await in_thread(fetch, server, "GET", "/echo?a=1&a=2&b=%C3%BC")
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"method": "GET", "path": "/echo", "args": {"a": ["1", "2"], "b": ["ü"]},
+                                "body": "", "content_type": None}
+
+
+@pytest_twisted.ensureDeferred
+async def test_post_with_a_body(serve):
+    server = serve(echo)
+    payload = json.dumps({"x": "y" * 10_000})
+    status, _, body = await in_thread(
+        fetch, server, "POST", "/echo", body=payload.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert status == 200
+    doc = json.loads(body)
+    assert (doc["method"], doc["body"], doc["content_type"]) == ("POST", payload, "application/json")
+
+
+@pytest_twisted.ensureDeferred
+async def test_chunked_request_body(serve):
+    seen = []
+
+    @route("/upload", methods=["POST"])
+    def upload(request):
+        seen.append((request.headers.get("Transfer-Encoding"), request.content_length))
+        return request.get_data()
+
+    server = serve(upload)
+    chunks = [b"first,", b"second,", b"x" * 70_000]
+
+    def post():
+        conn = connect(server)
+        conn.request("POST", "/upload", body=iter(chunks), encode_chunked=True)
+        response = conn.getresponse()
+        return response.status, response.read()
+
+    assert await in_thread(post) == (200, b"".join(chunks))
+    assert seen == [("chunked", None)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_chunked_form_body(serve):
+    @route("/form", methods=["POST"])
+    def form(request):
+        return request.form.to_dict()
+
+    server = serve(form)
+
+    def post():
+        conn = connect(server)
+        conn.request(
+            "POST",
+            "/form",
+            body=iter([b"a=1&", b"b=two"]),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            encode_chunked=True,
+        )
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+
+    assert await in_thread(post) == (200, {"a": "1", "b": "two"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_header_casing_reaches_the_handler(serve):
+    server = serve(header_names)
+
+    def get():
+        conn = connect(server)
+        conn.putrequest("GET", "/headers", skip_accept_encoding=True)
+        conn.putheader("x-lower-case", "1")
+        conn.putheader("X-UPPER-CASE", "2")
+        conn.putheader("X-MiXeD-CaSe", "3")
+        conn.endheaders()
+        response = conn.getresponse()
+        return json.loads(response.read())
+
+    doc = await in_thread(get)
+    assert doc["names"] == ["Host", "x-lower-case", "X-UPPER-CASE", "X-MiXeD-CaSe"]
+    assert doc["values"]["X-MiXeD-CaSe"] == "3"
+
+
+@pytest_twisted.ensureDeferred
+async def test_streamed_response_arrives_streamed(serve):
+    first_read = Signal()
+    finished = Signal()
+
+    @route("/stream")
+    def stream(request):
+        def body() -> Iterator[bytes]:
+            yield b"first"
+            # the second chunk exists only once the client has read the first
+            first_read.wait(TIMEOUT)
+            yield b"second"
+            finished.set()
+
+        return Response(body(), mimetype="text/plain")
+
+    server = serve(stream)
+
+    def get():
+        conn = connect(server)
+        conn.request("GET", "/stream")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        first = response.read(5)
+        first_read.set()
+        return first, response.read()
+
+    assert await in_thread(get) == (b"first", b"second")
+    await in_thread(finished.wait)
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_streamed_response(serve):
+    chunk = bytes(range(256)) * 256
+
+    @route("/big")
+    def big(request):
+        return Response(chunk for _ in range(64))
+
+    server = serve(big)
+    status, _, body = await in_thread(fetch, server, "GET", "/big")
+    assert (status, len(body), body[: len(chunk)]) == (200, 64 * len(chunk), chunk)
+
+
+@pytest_twisted.ensureDeferred
+async def test_handler_exception_is_a_500(serve):
+    server = serve(fail)
+    status, _, body = await in_thread(fetch, server, "GET", "/fail")
+    assert (status, body) == (500, b"")
+
+
+@pytest_twisted.ensureDeferred
+async def test_handler_exception_goes_through_the_exception_handlers(serve_gateway):
+    seen = []
+
+    def explain(chain, exception, context, response):
+        seen.append((type(exception), context.request.path))
+        chain.respond(500, {"error": str(exception)})
+
+    router = Router()
+    router.add(fail)
+    server = serve_gateway(Gateway(request_handlers=[RouterHandler(router)], exception_handlers=[explain]))
+    status, headers, body = await in_thread(fetch, server, "GET", "/fail")
+    assert (status, json.loads(body)) == (500, {"error": "the handler failed"})
+    assert seen == [(RuntimeError, "/fail")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_stream_cuts_the_connection(serve):
+    @route("/broken")
+    def broken(request):
+        def body():
+            yield b"partial"
+            raise RuntimeError("the stream failed")
+
+        return Response(body())
+
+    server = serve(broken)
+
+    def get():
+        conn = connect(server)
+        conn.request("GET", "/broken")
+        response = conn.getresponse()
+        assert response.status == 200  # already sent when the stream failed
+        with pytest.raises(http.client.IncompleteRead) as info:
+            response.read()
+        return info.value.partial
+
+    assert await in_thread(get) == b"partial"
+
+
+@pytest_twisted.ensureDeferred
+async def test_absolute_form_target_routes_by_path(serve):
+    server = serve(echo)
+    status, _, body = await in_thread(fetch, server, "GET", "http://example.com:8080/echo?x=1")
+    doc = json.loads(body)
+    assert (status, doc["path"], doc["args"]) == (200, "/echo", {"x": ["1"]})
+
+
+@pytest_twisted.ensureDeferred
+async def test_path_that_is_not_utf8_is_a_400(serve):
+    server = serve(echo)
+    status, _, _ = await in_thread(fetch, server, "GET", "/caf%E9")
+    assert status == 400
+    # the server keeps serving
+    status, _, _ = await in_thread(fetch, server, "GET", "/echo")
+    assert status == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_path_is_a_404(serve):
+    server = serve(echo)
+    status, headers, body = await in_thread(fetch, server, "GET", "/nowhere")
+    assert (status, json.loads(body)) == (404, {"code": 404, "message": "Not Found"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_head_is_answered_and_a_wrong_method_is_a_405(serve):
+    server = serve(echo)
+    status, headers, body = await in_thread(fetch, server, "HEAD", "/echo")
+    assert (status, body) == (200, b"")
+    status, headers, _ = await in_thread(fetch, server, "DELETE", "/echo")
+    assert status == 405
+    assert set(headers["Allow"].split(", ")) >= {"GET", "HEAD", "POST", "PUT"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_http_pool_is_the_servers_own_and_sized_by_http_threads(serve):
+    lock = threading.Lock()
+    active = []
+    most_active = []
+    threads = set()
+    two_inside = Signal()
+    release = threading.Event()
+
+    @route("/busy")
+    def busy(request):
+        with lock:
+            active.append(1)
+            most_active.append(len(active))
+            threads.add(threading.current_thread().name)
+            if len(active) == 2:
+                two_inside.set()
+        assert release.wait(TIMEOUT)
+        with lock:
+            active.pop()
+        return "done"
+
+    server = serve(busy, http_threads=2)
+    assert server.site.http_pool.max == 2
+
+    def clients():
+        with ThreadPoolExecutor(3) as executor:
+            futures = [executor.submit(fetch, server, "GET", "/busy") for _ in range(3)]
+            two_inside.wait()
+            release.set()
+            return [future.result()[2] for future in futures]
+
+    assert await in_thread(clients) == [b"done"] * 3
+    assert max(most_active) == 2
+    assert all(name.startswith("PoolThread-rolo-http-") for name in threads), threads
+
+
+def test_http_threads_must_be_positive():
+    with pytest.raises(ValueError):
+        TwistedGateway(Gateway(), http_threads=0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_keep_alive_connection_serves_many_requests(serve):
+    server = serve(echo)
+
+    def many():
+        conn = connect(server)
+        bodies = []
+        for i in range(20):
+            conn.request("POST", f"/echo?i={i}", body=f"body {i}".encode())
+            bodies.append(json.loads(conn.getresponse().read()))
+        conn.close()
+        return bodies
+
+    bodies = await in_thread(many)
+    assert [(b["args"]["i"], b["body"]) for b in bodies] == [([str(i)], f"body {i}") for i in range(20)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_fifty_concurrent_clients(serve):
+    @route("/client/<int:client>/<int:n>")
+    def numbered(request, client, n):
+        return {"client": client, "n": n, "body": request.get_data(as_text=True)}
+
+    server = serve(numbered)
+    clients, requests_each = 50, 20
+    all_connected = threading.Barrier(clients, timeout=TIMEOUT)
+
+    def client(number: int) -> list:
+        conn = connect(server)
+        conn.connect()
+        all_connected.wait()  # all 50 connections are open at once
+        answers = []
+        for n in range(requests_each):
+            conn.request("PUT", f"/client/{number}/{n}", body=f"{number}:{n}".encode())
+            response = conn.getresponse()
+            answers.append((response.status, json.loads(response.read())))
+        conn.close()
+        return answers
+
+    def run_all():
+        with ThreadPoolExecutor(clients) as executor:
+            return list(executor.map(client, range(clients)))
+
+    results = await in_thread(run_all)
+    for number, answers in enumerate(results):
+        assert answers == [
+            (200, {"client": number, "n": n, "body": f"{number}:{n}"}) for n in range(requests_each)
+        ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_malformed_request_line_is_a_400(serve):
+    server = serve(echo)
+
+    def send_raw():
+        with socket.create_connection(("127.0.0.1", server.port.getHost().port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"NONSENSE\r\n\r\n")
+            return sock.recv(1024)
+
+    assert (await in_thread(send_raw)).startswith(b"HTTP/1.1 400")
+
+
+@pytest_twisted.ensureDeferred
+async def test_header_that_is_not_latin1_is_a_500(serve):
+    @route("/bad-header")
+    def bad_header(request):
+        return Response("body", headers={"X-Price": "10 \u20ac"})
+
+    server = serve(bad_header)
+    status, headers, _ = await in_thread(fetch, server, "GET", "/bad-header")
+    assert status == 500
+    assert "X-Price" not in headers
+
+
+class EndlessStream:
+    """A route at ``/endless`` whose body never ends: ``streaming`` is set once a chunk went out,
+    ``closed`` once the body was closed."""
+
+    def __init__(self, chunk_size: int) -> None:
+        self.chunk = b"x" * chunk_size
+        self.streaming = Signal()
+        self.closed = Signal()
+
+    @route("/endless")
+    def endless(self, request):
+        def body():
+            try:
+                while True:
+                    yield self.chunk
+                    self.streaming.set()
+            finally:
+                self.closed.set()
+
+        return Response(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_leaving_mid_stream_ends_the_stream(serve):
+    stream = EndlessStream(1024)
+    server = serve(stream, http_threads=1)
+
+    def leave_early():
+        conn = connect(server)
+        conn.request("GET", "/endless")
+        response = conn.getresponse()
+        response.read(1024)
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.close()
+
+    await in_thread(leave_early)
+    await in_thread(stream.streaming.wait)
+    await in_thread(stream.closed.wait)
+    # the one HTTP thread is free again
+    status, _, body = await in_thread(fetch, server, "GET", "/nowhere")
+    assert status == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_cuts_a_stream_to_a_client_that_does_not_read(serve):
+    stream = EndlessStream(65536)
+    server = serve(stream)
+
+    def start_reading():
+        conn = connect(server)
+        conn.request("GET", "/endless")
+        return conn.getresponse()
+
+    response = await in_thread(start_reading)
+    await in_thread(stream.streaming.wait)
+    # the client reads no more: the handler thread waits on it, and stopping must not wait forever
+    await server.site.stop(grace_period=1)
+    await in_thread(stream.closed.wait)
+
+    def read_rest():
+        with pytest.raises(http.client.IncompleteRead):
+            response.read()
+
+    await in_thread(read_rest)
