@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-import functools
 import inspect
 import json
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,9 +29,25 @@ class _Convention(enum.Enum):
     KEYWORDS = "keywords"  # handler(request, name=...) or handler(request, **kwargs)
 
 
-@functools.lru_cache(maxsize=None)
-def _signature_of(endpoint: Callable[..., Any]) -> tuple[bool, tuple[str, ...]]:
+Signature = tuple[bool, tuple[str, ...]]
+
+# each endpoint's signature is read once; weakly held, so that a removed endpoint is not kept alive
+_signatures: weakref.WeakKeyDictionary[Callable[..., Any], Signature] = weakref.WeakKeyDictionary()
+
+
+def _signature_of(endpoint: Callable[..., Any]) -> Signature:
     """Whether the endpoint takes ``**kwargs``, and the names of its parameters after the request."""
+    try:
+        return _signatures[endpoint]
+    except KeyError:
+        pass
+    except TypeError:  # neither hashable nor weakly referable: read it each time
+        return _read_signature(endpoint)
+    signature = _signatures[endpoint] = _read_signature(endpoint)
+    return signature
+
+
+def _read_signature(endpoint: Callable[..., Any]) -> Signature:
     parameters = list(inspect.signature(endpoint).parameters.values())[1:]
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
     names = tuple(

@@ -163,3 +163,32 @@ def test_custom_dispatcher():
     router.add("/c/<x>", endpoint)
     assert get(router, "/c/1").get_data() == b"custom"
     assert calls == [("/c/1", endpoint, {"x": "1"})]
+
+
+def test_an_endpoint_that_cannot_be_weakly_referenced_is_still_dispatched():
+    class Endpoint:
+        __slots__ = ()  # no __weakref__
+
+        def __call__(self, request, name):
+            return f"hello {name}"
+
+    router = Router()
+    router.add("/hello/<name>", Endpoint())
+    assert router.dispatch(Request("GET", "/hello/ana")).get_data() == b"hello ana"
+
+
+def test_a_removed_endpoint_is_not_kept_alive_by_dispatch():
+    import gc
+    import weakref
+
+    def endpoint(request):
+        return "ok"
+
+    router = Router()
+    rule = router.add("/gone", endpoint)
+    router.dispatch(Request("GET", "/gone"))
+    alive = weakref.ref(endpoint)
+    router.remove(rule)
+    del endpoint, rule
+    gc.collect()
+    assert alive() is None
