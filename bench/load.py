@@ -1,10 +1,11 @@
 """The load generator: WebSocket clients on asyncio that frame by hand, so the client costs little.
 
-``python -m bench.load echo PORT CONNECTIONS SIZE DURATION`` opens ``CONNECTIONS`` connections to
+``python -m bench.load echo PORT CONNECTIONS SIZE DURATION [SERVER_PID]`` opens ``CONNECTIONS`` connections to
 ``ws://127.0.0.1:PORT/echo``; each sends a message of ``SIZE`` bytes (text up to 64 KiB, binary above) and
 sends the next one when the echo is back. After a short warm-up it counts for ``DURATION`` seconds, then
-prints one JSON line: messages per second, round-trip percentiles, and the CPU the client itself used
-(if it nears one core, the client is the bottleneck).
+prints one JSON line: messages per second, round-trip percentiles, the CPU the client itself used (if it
+nears one core, the client is the bottleneck) and, given the server's PID, the server's CPU time per
+message, which other load on the machine disturbs less than the rates.
 
 ``python -m bench.load hold PORT CONNECTIONS`` opens that many connections and keeps them open, driven by
 lines on stdin: it prints ``open N`` once all are open, echoes one message on each on ``echo`` and prints
@@ -137,13 +138,20 @@ async def connect(port: int, on_frame, limit: asyncio.Semaphore) -> Client:
     return client
 
 
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
 
 
-async def echo(port: int, connections: int, size: int, duration: float) -> dict:
+async def echo(port: int, connections: int, size: int, duration: float, server_pid: int | None) -> dict:
     message = frame(b"x" * size, 0x1 if size <= TEXT_LIMIT else 0x2)
     round_trips: list[float] = []
     record = round_trips.append
@@ -165,9 +173,11 @@ async def echo(port: int, connections: int, size: int, duration: float) -> dict:
         client.transport.write(message)
     await asyncio.sleep(WARM_UP)
     round_trips.clear()
+    server_start = cpu_seconds(server_pid) if server_pid else 0.0
     cpu_start, start = time.process_time(), clock()
     await asyncio.sleep(duration)
     count, elapsed, cpu = len(round_trips), clock() - start, time.process_time() - cpu_start
+    server_cpu = cpu_seconds(server_pid) - server_start if server_pid else float("nan")
     measured = sorted(round_trips[:count])
     running = False
     await asyncio.gather(*(client.close() for client in clients))
@@ -179,6 +189,8 @@ async def echo(port: int, connections: int, size: int, duration: float) -> dict:
         "p50_ms": percentile(measured, 0.50) * 1000,
         "p99_ms": percentile(measured, 0.99) * 1000,
         "client_cpu": cpu / elapsed,
+        "server_cpu": server_cpu / elapsed,
+        "server_us_per_msg": server_cpu / max(count, 1) * 1e6,
     }
 
 
@@ -218,7 +230,8 @@ def main() -> None:
     mode, port, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if mode == "echo":
         size, duration = int(sys.argv[4]), float(sys.argv[5])
-        print(json.dumps(asyncio.run(echo(port, connections, size, duration))), flush=True)
+        server_pid = int(sys.argv[6]) if len(sys.argv) > 6 else None
+        print(json.dumps(asyncio.run(echo(port, connections, size, duration, server_pid))), flush=True)
     else:
         asyncio.run(hold(port, connections))
 

@@ -25,7 +25,7 @@ from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflat
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer, IReactorFromThreads
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -36,7 +36,7 @@ from rolo.websocket.origins import OriginPolicy
 from rolo.websocket.threaded import CLOSE_CODE_ABNORMAL, ThreadedWebSocketAdapter
 
 from .environ import environ_for
-from .threads import Activity, HandlerThreadPool
+from .threads import Activity, BatchedCallFromThread, HandlerThreadPool
 
 __all__ = ["GatewayWebSocketProtocol", "WebSocketSettings", "WebSocketUpgradeResource"]
 
@@ -120,6 +120,7 @@ class WebSocketUpgradeResource(Resource):
         )
         self.origins = OriginPolicy(settings.allowed_origins) if settings.allowed_origins is not None else None
         self.handlers = Activity(reactor)
+        self.call_from_thread = BatchedCallFromThread(reactor)
         self.accepting = True
         self.protocols: set[GatewayWebSocketProtocol] = set()
         self.factory = self._build_factory()
@@ -237,11 +238,10 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def onConnect(self, request: ConnectionRequest) -> Deferred[Any]:
         resource: WebSocketUpgradeResource = self.factory.upgrade_resource
         settings = resource.settings
-        reactor: IReactorFromThreads = resource.reactor
         self.opened_at = resource.reactor.seconds()
         self.adapter = ThreadedWebSocketAdapter(
             AutobahnConnection(self),
-            reactor.callFromThread,
+            resource.call_from_thread,
             max_queue=settings.max_queue,
             write_high_water=settings.write_high_water,
             close_timeout=settings.close_timeout + 1,
