@@ -6,8 +6,8 @@ The path of an upgrade request through this module:
    handler slot is taken, and otherwise hands the connection's transport over from Twisted Web to a
    :class:`GatewayWebSocketProtocol`, replaying the request to it.
 2. Autobahn validates the handshake (bad ones get a 4xx and never reach a handler) and calls
-   :meth:`GatewayWebSocketProtocol.onConnect`, which starts the listener (the gateway) in the WebSocket
-   thread pool with a :class:`~rolo.websocket.threaded.ThreadedWebSocketAdapter` in its environment, and
+   :meth:`GatewayWebSocketProtocol.onConnect`, which starts the listener (the gateway) in a thread of
+   its own with a :class:`~rolo.websocket.threaded.ThreadedWebSocketAdapter` in its environment, and
    returns a Deferred that the handler's ``accept`` fires.
 3. From then on the adapter carries messages between the handler thread and :class:`AutobahnConnection`,
    which runs every protocol and transport call on the reactor thread.
@@ -36,7 +36,7 @@ from rolo.websocket.origins import OriginPolicy
 from rolo.websocket.threaded import CLOSE_CODE_ABNORMAL, ThreadedWebSocketAdapter
 
 from .environ import environ_for
-from .threads import Activity, BatchedCallFromThread, HandlerThreadPool
+from .threads import Activity, BatchedCallFromThread, HandlerThreads
 
 __all__ = ["GatewayWebSocketProtocol", "WebSocketSettings", "WebSocketUpgradeResource"]
 
@@ -52,8 +52,8 @@ _MAX_CLOSE_REASON = 123
 class WebSocketSettings:
     """How :class:`~rolo.serving.twisted.TwistedGateway` serves WebSockets.
 
-    :param max_connections: how many WebSocket handlers may run at once; each has a thread of its own in a
-        pool of this size, and an upgrade request beyond it is answered ``503`` at once
+    :param max_connections: how many WebSocket handlers may run at once, each in a thread of its own; an
+        upgrade request beyond it is answered ``503`` at once
     :param thread_stack_size: the stack size of those threads, in bytes (small, so thousands fit)
     :param max_queue: how many received messages may wait for a handler before the server stops reading
         from that connection's socket
@@ -112,12 +112,7 @@ class WebSocketUpgradeResource(Resource):
         self.listener = listener
         self.settings = settings
         self.reactor = reactor
-        self.pool = HandlerThreadPool(
-            reactor,
-            name="rolo-websocket",
-            max_threads=settings.max_connections,
-            stack_size=settings.thread_stack_size,
-        )
+        self.pool = HandlerThreads(name="rolo-websocket", stack_size=settings.thread_stack_size)
         self.origins = OriginPolicy(settings.allowed_origins) if settings.allowed_origins is not None else None
         self.handlers = Activity(reactor)
         self.call_from_thread = BatchedCallFromThread(reactor)
@@ -184,7 +179,7 @@ class WebSocketUpgradeResource(Resource):
         return NOT_DONE_YET
 
     def start_handler(self, environ: dict[str, Any]) -> None:
-        """Run the listener for one connection in the WebSocket pool (reactor thread)."""
+        """Run the listener for one connection in a thread of its own (reactor thread)."""
         self.handlers.started()
         self.pool.callInThreadWithCallback(self._handler_done, self._run_listener, environ)
 
