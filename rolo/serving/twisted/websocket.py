@@ -162,8 +162,12 @@ class WebSocketUpgradeResource(Resource):
 
         # Twisted Web is done with this connection: detach its channel, which also holds the transport's
         # producer slot and may have paused reading while it dispatched the request
-        transport, request.channel.transport = request.channel.transport, None
+        channel = request.channel
+        transport, channel.transport = channel.transport, None
         transport.unregisterProducer()
+        # the channel and its request refer to each other: unlinked, both go once this request is done
+        # with, instead of lingering until a full garbage collection (about 2 KB per connection)
+        channel.requests.clear()
         if hasattr(transport, "wrappedProtocol"):  # TLS wraps the application protocol
             transport.wrappedProtocol = protocol
         else:
