@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-__all__ = ["Activity", "BatchedCallFromThread", "HandlerThreadPool", "HandlerThreads"]
+__all__ = ["Activity", "BatchedCallFromThread", "EndOfTurnCalls", "HandlerThreadPool", "HandlerThreads"]
 
 log = Logger()
 
@@ -222,3 +222,32 @@ class BatchedCallFromThread:
                 call()
             except Exception:
                 log.failure("a call handed to the reactor failed")
+
+
+class EndOfTurnCalls:
+    """Calls made on the reactor thread, run together once the reactor has handled the I/O events at
+    hand and before it waits for more (one ``callLater(0)`` for all of them).
+
+    Waking handler threads from here rather than in the middle of the reactor's work lets them run while
+    the reactor waits for I/O and the GIL is free.
+
+    :param reactor: the reactor to run the calls on
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._calls: list[Callable[[], None]] = []
+
+    def __call__(self, call: Callable[[], None]) -> None:
+        """Run ``call`` at the end of the reactor's current turn; call this on the reactor thread."""
+        if not self._calls:
+            self._reactor.callLater(0, self._run_calls)
+        self._calls.append(call)
+
+    def _run_calls(self) -> None:
+        calls, self._calls = self._calls, []
+        for call in calls:
+            try:
+                call()
+            except Exception:
+                log.failure("a call at the end of the reactor's turn failed")

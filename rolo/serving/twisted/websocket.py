@@ -36,7 +36,7 @@ from rolo.websocket.origins import OriginPolicy
 from rolo.websocket.threaded import CLOSE_CODE_ABNORMAL, ThreadedWebSocketAdapter
 
 from .environ import environ_for
-from .threads import Activity, BatchedCallFromThread, HandlerThreads
+from .threads import Activity, BatchedCallFromThread, EndOfTurnCalls, HandlerThreads
 
 __all__ = ["GatewayWebSocketProtocol", "WebSocketSettings", "WebSocketUpgradeResource"]
 
@@ -116,6 +116,7 @@ class WebSocketUpgradeResource(Resource):
         self.origins = OriginPolicy(settings.allowed_origins) if settings.allowed_origins is not None else None
         self.handlers = Activity(reactor)
         self.call_from_thread = BatchedCallFromThread(reactor)
+        self.call_at_end_of_turn = EndOfTurnCalls(reactor)
         self.accepting = True
         self.protocols: set[GatewayWebSocketProtocol] = set()
         self.factory = self._build_factory()
@@ -244,6 +245,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             max_queue=settings.max_queue,
             write_high_water=settings.write_high_water,
             close_timeout=settings.close_timeout + 1,
+            defer_wake=resource.call_at_end_of_turn,
         )
         self.environ[WEBSOCKET_KEY] = self.adapter
         resource.protocols.add(self)
