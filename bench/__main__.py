@@ -56,8 +56,9 @@ class Server:
             self.process.wait()
 
 
-def run_echo(port: int, connections: int, size: int, duration: float) -> dict:
-    command = [PYTHON, "-m", "bench.load", "echo", str(port), str(connections), str(size), str(duration)]
+def run_echo(server: Server, connections: int, size: int, duration: float) -> dict:
+    command = [PYTHON, "-m", "bench.load", "echo", str(server.port), str(connections), str(size), str(duration)]
+    command.append(str(server.process.pid))
     output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=duration + 120)
     return json.loads(output.stdout)
 
@@ -84,7 +85,7 @@ def run_scale(kind: str, port: int, connections: int, clients: int) -> ScaleResu
     server = Server(kind, port)
     holders: list[subprocess.Popen] = []
     try:
-        run_echo(port, 1, SMALL, 0.2)  # load what the first connection loads, so idle means warm
+        run_echo(server, 1, SMALL, 0.2)  # load what the first connection loads, so idle means warm
         idle = server.status("VmRSS")
         shares = [connections // clients + (i < connections % clients) for i in range(clients)]
         started = time.perf_counter()
@@ -137,23 +138,31 @@ def median_ratio(rounds: list[dict], key: str) -> float:
 
 def print_table(results: dict[tuple[int, int], list[dict]], loads) -> None:
     head = (
-        f"{'load':<14}{'rolo msg/s':>11}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'autobahn msg/s':>16}{'p50 ms':>8}{'p99 ms':>8}{'msg/s ratio':>13}{'p99 ratio':>11}{'client cpu':>12}"
+        f"{'load':<13}{'rolo msg/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'CPU us':>8}"
+        f"{'Autobahn msg/s':>16}{'p50 ms':>8}{'p99 ms':>8}{'CPU us':>8}"
+        f"{'ratio msg/s':>12}{'p99':>7}{'CPU':>7}{'client':>8}"
     )
     print(head)
     print("-" * len(head))
     for load in loads:
         rounds = results[load]
         cpu = max(r[kind]["client_cpu"] for r in rounds for kind in SERVERS)
-        print(
-            f"{label(*load):<14}"
-            f"{median_cell(rounds, 'rolo', 'msg_per_s'):>11,.0f}"
-            f"{median_cell(rounds, 'rolo', 'p50_ms'):>8.2f}{median_cell(rounds, 'rolo', 'p99_ms'):>8.2f}"
-            f"{median_cell(rounds, 'autobahn', 'msg_per_s'):>16,.0f}"
-            f"{median_cell(rounds, 'autobahn', 'p50_ms'):>8.2f}{median_cell(rounds, 'autobahn', 'p99_ms'):>8.2f}"
-            f"{median_ratio(rounds, 'msg_per_s'):>12.2f}×{median_ratio(rounds, 'p99_ms'):>10.2f}×"
-            f"{cpu:>11.0%}"
+        row = f"{label(*load):<13}"
+        for kind, width in (("rolo", 11), ("autobahn", 16)):
+            row += (
+                f"{median_cell(rounds, kind, 'msg_per_s'):>{width},.0f}"
+                f"{median_cell(rounds, kind, 'p50_ms'):>8.2f}{median_cell(rounds, kind, 'p99_ms'):>8.2f}"
+                f"{median_cell(rounds, kind, 'server_us_per_msg'):>8.0f}"
+            )
+        row += (
+            f"{median_ratio(rounds, 'msg_per_s'):>11.2f}×{median_ratio(rounds, 'p99_ms'):>6.2f}×"
+            f"{median_ratio(rounds, 'server_us_per_msg'):>6.2f}×{cpu:>8.0%}"
         )
+        print(row)
+    print(
+        "CPU us: the server's CPU time per message (user + system), which other load on the machine disturbs\n"
+        "less than the rates; client: the most CPU the load generator used (near 100%, it is the bottleneck)."
+    )
 
 
 def draw_chart(results: dict[tuple[int, int], list[dict]], path: Path) -> None:
@@ -199,7 +208,7 @@ def main() -> None:
                 for load in loads:
                     # the two servers back to back, so that both meet the same machine
                     results[load].append(
-                        {kind: run_echo(servers[kind].port, *load, args.duration) for kind in SERVERS}
+                        {kind: run_echo(servers[kind], *load, args.duration) for kind in SERVERS}
                     )
         finally:
             for server in servers.values():
