@@ -63,6 +63,14 @@ def run_echo(server: Server, connections: int, size: int, duration: float) -> di
     return json.loads(output.stdout)
 
 
+def read_count(holder: subprocess.Popen, word: str) -> int:
+    """The number in a holding client's next line, ``WORD N``."""
+    line = holder.stdout.readline().split()
+    if len(line) != 2 or line[0] != word:
+        raise RuntimeError(f"a holding client failed (exit status {holder.poll()}); see its output above")
+    return int(line[1])
+
+
 @dataclass
 class ScaleResult:
     kind: str
@@ -99,13 +107,13 @@ def run_scale(kind: str, port: int, connections: int, clients: int) -> ScaleResu
                     text=True,
                 )
             )
-        opened = sum(int(holder.stdout.readline().split()[1]) for holder in holders)
+        opened = sum(read_count(holder, "open") for holder in holders)
         open_seconds = time.perf_counter() - started
         started = time.perf_counter()
         for holder in holders:
             holder.stdin.write("echo\n")
             holder.stdin.flush()
-        answered = sum(int(holder.stdout.readline().split()[1]) for holder in holders)
+        answered = sum(read_count(holder, "answered") for holder in holders)
         answer_seconds = time.perf_counter() - started
         result = ScaleResult(
             kind, connections, opened, answered, open_seconds, answer_seconds, idle,
@@ -171,13 +179,16 @@ def draw_chart(results: dict[tuple[int, int], list[dict]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(10, 4))
-    for kind, style in (("rolo", "o-"), ("autobahn", "s--")):
-        throughput.plot(SWEEP, [median_cell(results[(n, SMALL)], kind, "msg_per_s") for n in SWEEP], style, label=kind)
-        latency.plot(SWEEP, [median_cell(results[(n, SMALL)], kind, "p99_ms") for n in SWEEP], style, label=kind)
-    throughput.set(title="32-byte echo throughput", xlabel="connections", ylabel="messages per second")
-    latency.set(title="32-byte echo round trip, 99th percentile", xlabel="connections", ylabel="ms")
-    for axes in (throughput, latency):
+    panels = (
+        ("msg_per_s", "throughput", "messages per second"),
+        ("p99_ms", "round trip, 99th percentile", "ms"),
+        ("server_us_per_msg", "server CPU per message", "µs"),
+    )
+    figure, axes_row = plt.subplots(1, len(panels), figsize=(14, 4))
+    for axes, (key, title, unit) in zip(axes_row, panels):
+        for kind, name, style in (("rolo", "rolo", "o-"), ("autobahn", "Autobahn", "s--")):
+            axes.plot(SWEEP, [median_cell(results[(n, SMALL)], kind, key) for n in SWEEP], style, label=name)
+        axes.set(title=f"32-byte echo: {title}", xlabel="connections", ylabel=unit)
         axes.set_xscale("log")
         axes.set_xticks(SWEEP, [str(n) for n in SWEEP])
         axes.set_ylim(bottom=0)
