@@ -108,6 +108,25 @@ def test_sends_are_batched_into_one_hand_off():
     assert connection.calls[-1] == ("send", [TextMessage(str(i)) for i in range(5)])
 
 
+def test_deferred_wake_up_is_one_per_batch_and_wakes_every_waiting_receiver():
+    turn_end = Loop()
+    adapter, connection, loop = open_adapter(defer_wake=turn_end)
+    received: list = []
+    receivers = [
+        threading.Thread(target=lambda: received.append(adapter.receive(timeout=5))) for _ in range(2)
+    ]
+    for receiver in receivers:
+        receiver.start()
+    adapter.on_message(TextMessage("a"))
+    adapter.on_message(TextMessage("b"))
+    assert len(turn_end.pending) == 1  # one wake-up for the batch
+    turn_end.run()
+    for receiver in receivers:
+        receiver.join(5)
+        assert not receiver.is_alive()
+    assert sorted(message.data for message in received) == ["a", "b"]
+
+
 def test_full_inbox_pauses_reading_and_draining_resumes_it():
     adapter, connection, loop = open_adapter(max_queue=4)
     for i in range(4):

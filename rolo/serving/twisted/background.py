@@ -16,7 +16,7 @@ from twisted.python import threadable
 from .app import App
 from .embed import listen
 from .service import Endpoint, GatewayService
-from .threads import HandlerThreadPool
+from .threads import HandlerThreadPool, HandlerThreads
 
 __all__ = ["ServerHandle", "run_in_thread"]
 
@@ -76,7 +76,7 @@ class ServerHandle:
             return all([pool.join() for pool in self._pools()])
         return False
 
-    def _pools(self) -> list[HandlerThreadPool]:
+    def _pools(self) -> list[HandlerThreadPool | HandlerThreads]:
         return [self.service.site.websocket.pool, self.service.site.http_pool]
 
     def __enter__(self) -> ServerHandle:

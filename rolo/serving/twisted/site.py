@@ -61,8 +61,8 @@ class TwistedGateway(Site):
         reactor.listenTCP(8000, TwistedGateway(gateway))
         serverFromString(reactor, "tcp:8000").listen(TwistedGateway(gateway))
 
-    HTTP handlers run in a pool of ``http_threads`` threads; each WebSocket handler in a thread of a
-    separate pool sized by ``max_connections``. Neither can starve the other.
+    HTTP handlers run in a pool of ``http_threads`` threads; each WebSocket handler in a thread of its own,
+    up to ``max_connections`` of them. Neither can starve the other.
 
     :param gateway: the gateway to serve
     :param http_threads: how many HTTP requests are handled at once (at least 1)
