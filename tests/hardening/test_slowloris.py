@@ -1,0 +1,129 @@
+"""Slowloris: clients that trickle their opening handshake are cut off and do not keep others out."""
+
+from __future__ import annotations
+
+import http.client
+import select
+import socket
+import time
+
+import pytest_twisted
+
+from rolo import Response, route
+from rolo.websocket import WebSocketRequest
+
+from tests.helpers import Signal, in_thread
+
+from .support import upgrade_request
+from .test_handshake import echo_once
+
+HEADER_TIMEOUT = 1.0
+BYTE_INTERVAL = 0.1  # the ~130-byte request would take 13 s
+
+
+@route("/ws", methods=["WEBSOCKET"])
+def echo(request: WebSocketRequest):
+    with request.accept() as ws:
+        for message in ws:
+            ws.send(message)
+
+
+@route("/hello")
+def hello(request):
+    return Response("hello")
+
+
+def slowloris(address: tuple[str, int], clients: int, connected: Signal) -> list[tuple[float, bytes]]:
+    """Open ``clients`` connections and send each one's handshake a byte every BYTE_INTERVAL seconds;
+    return, for each, the seconds until the server cut it off and what it answered."""
+    request = upgrade_request()
+    sockets = []
+    for _ in range(clients):
+        sock = socket.create_connection(address, timeout=10)
+        sock.setblocking(False)
+        sockets.append((sock, time.monotonic()))
+    connected.set()
+    sent = dict.fromkeys(range(clients), 0)
+    outcome: dict[int, tuple[float, bytes]] = {}
+    deadline = time.monotonic() + HEADER_TIMEOUT + 10
+    try:
+        while len(outcome) < clients and time.monotonic() < deadline:
+            for i in sent.keys() - outcome.keys():
+                try:
+                    sockets[i][0].send(request[sent[i] : sent[i] + 1])
+                    sent[i] += 1
+                except OSError:
+                    outcome[i] = (time.monotonic() - sockets[i][1], b"")
+            # waiting for the server to answer anyone paces the trickle
+            live = [sockets[i][0] for i in range(clients) if i not in outcome]
+            readable, _, _ = select.select(live, [], [], BYTE_INTERVAL)
+            for sock in readable:
+                i = next(i for i, (s, _) in enumerate(sockets) if s is sock)
+                try:
+                    answer = sock.recv(4096)
+                except OSError:
+                    answer = b""
+                outcome[i] = (time.monotonic() - sockets[i][1], answer)
+    finally:
+        for sock, _ in sockets:
+            sock.close()
+    assert all(sent[i] < len(request) for i in range(clients)), "a client got its whole request out"
+    return [outcome[i] for i in sorted(outcome)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_slowloris_clients_are_dropped_without_keeping_others_out(serve, heavy):
+    clients = 500 if heavy else 50
+    server = serve(echo, header_timeout=HEADER_TIMEOUT)
+    address = (server.port.getHost().host, server.port.getHost().port)
+    connected = Signal()
+
+    trickling = in_thread(slowloris, address, clients, connected)
+    await in_thread(connected.wait)
+    started = time.monotonic()
+    assert await in_thread(echo_once, server.ws("/ws")) == "still serving"
+    normal_client = time.monotonic() - started
+    outcome = await trickling
+
+    times = [elapsed for elapsed, _ in outcome]
+    print(
+        f"slowloris x{clients}: a normal client took {normal_client:.3f}s meanwhile; "
+        f"dropped after {min(times):.2f}-{max(times):.2f}s"
+    )
+    assert len(outcome) == clients, "some slow clients were never dropped"
+    assert all(answer.startswith(b"HTTP/1.1 408 ") for _, answer in outcome)
+    assert min(times) > HEADER_TIMEOUT * 0.9  # (timers may fire a millisecond early)
+
+
+@pytest_twisted.ensureDeferred
+async def test_silent_connection_is_dropped_after_the_header_timeout(serve):
+    server = serve(echo, header_timeout=0.5)
+
+    def silent():
+        with socket.create_connection((server.port.getHost().host, server.port.getHost().port), timeout=10) as sock:
+            started = time.monotonic()
+            answer = sock.recv(4096)
+            return time.monotonic() - started, answer
+
+    elapsed, answer = await in_thread(silent)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 0.5 <= elapsed < 5
+
+
+@pytest_twisted.ensureDeferred
+async def test_keep_alive_connection_is_not_cut_while_idle_between_requests(serve):
+    """The header deadline starts with a request's first byte, not when the connection goes idle."""
+    server = serve(echo, hello, header_timeout=0.3)
+
+    def keep_alive():
+        connection = http.client.HTTPConnection(server.address, timeout=10)
+        connection.request("GET", "/hello")
+        first = connection.getresponse().read()
+        # idle three header timeouts long: the server must neither answer nor close
+        readable, _, _ = select.select([connection.sock], [], [], 1.0)
+        connection.request("GET", "/hello")
+        second = connection.getresponse().read()
+        connection.close()
+        return first, readable, second
+
+    assert await in_thread(keep_alive) == (b"hello", [], b"hello")
