@@ -166,6 +166,8 @@ class WebSocketUpgradeResource(Resource):
             # a protocol error (or a message over the limit) is answered with a close frame saying why
             # (1002, 1007, 1009 …) rather than a dropped connection the peer cannot tell from a crash
             failByDrop=False,
+            # origins are checked in render (OriginPolicy); Autobahn's own check refuses "null" unless told
+            allowNullOrigin=True,
         )
         if settings.compression:
             options["perMessageCompressionAccept"] = _accept_permessage_deflate
