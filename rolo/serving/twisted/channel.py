@@ -85,8 +85,9 @@ class GatewayChannel(HTTPChannel):
     def _header_timed_out(self) -> None:
         self._header_deadline = None
         self._refuse(b"408 Request Timeout")
-        # a client that does not read either is cut off after abortTimeout, as on Twisted's idle timeout
-        self.timeoutConnection()
+        # a client that reads nothing (or never finished its TLS handshake) cannot be closed politely:
+        # it gets one more header_timeout to take the answer, then the connection is cut
+        self._abortingCall = self.callLater(self.header_timeout, self.forceAbortClient)
 
     def _refuse(self, status: bytes) -> None:
         if self._refused:
