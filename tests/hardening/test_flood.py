@@ -33,7 +33,10 @@ def test_flood_of_a_slow_handler_keeps_memory_bounded_and_loses_nothing(server_p
 
     after = server.usage()
     growth = after["peak_rss"] - before["peak_rss"]
-    print(f"flood {total // MiB} MiB: RSS {before['rss'] / MiB:.1f} MiB before, peak {after['peak_rss'] / MiB:.1f} MiB")
+    print(
+        f"flood {total // MiB} MiB: RSS {before['rss'] / MiB:.1f} MiB before, "
+        f"peak {after['peak_rss'] / MiB:.1f} MiB"
+    )
     assert summary == {"count": total // MESSAGE_SIZE, "bytes": total, "in_order": True}
     assert after["peak_rss"] < 200 * MiB
     # the handler holds at most max_queue messages (4 MiB here) and the sockets a few MiB more

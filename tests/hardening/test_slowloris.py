@@ -100,7 +100,8 @@ async def test_silent_connection_is_dropped_after_the_header_timeout(serve):
     server = serve(echo, header_timeout=0.5)
 
     def silent():
-        with socket.create_connection((server.port.getHost().host, server.port.getHost().port), timeout=10) as sock:
+        address = (server.port.getHost().host, server.port.getHost().port)
+        with socket.create_connection(address, timeout=10) as sock:
             started = time.monotonic()
             answer = sock.recv(4096)
             return time.monotonic() - started, answer

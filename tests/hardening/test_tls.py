@@ -28,6 +28,9 @@ from rolo.websocket import WebSocketRequest
 from tests.conftest import gateway_for
 from tests.helpers import in_thread
 
+# Twisted's ssl: endpoint still hands pyOpenSSL its own certificate and key types
+pytestmark = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
+
 
 @route("/echo", methods=["WEBSOCKET"])
 def echo(request: WebSocketRequest):
