@@ -87,10 +87,14 @@ def recorded_echo(request: WebSocketRequest):
             ws.send(message)
 
 
-@pytest.fixture
-def server(serve):
+@pytest.fixture(params=["HTTP errors handled", "router only"])
+def server(request, serve):
     calls.clear()
-    yield serve(recorded_echo)
+    server = serve(recorded_echo)
+    if request.param == "router only":
+        # as the seed's gateway: without WerkzeugExceptionHandler an HTTP error from routing is a 500
+        server.site.gateway.exception_handlers.clear()
+    return server
 
 
 def echo_once(url: str) -> str:

@@ -27,13 +27,24 @@ log = Logger()
 _VALID_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(:[0-9]*)?")
 
 
+def _tokens(request: Request, header: bytes) -> set[bytes]:
+    """The comma-separated tokens of a header, lowercase, over all its lines."""
+    values = request.requestHeaders.getRawHeaders(header, [])
+    return {token.strip() for token in b",".join(values).lower().split(b",")}
+
+
 def is_websocket_upgrade(request: Request) -> bool:
     """Whether the request asks to upgrade to WebSocket (``Connection: upgrade``, ``Upgrade: websocket``)."""
+    return b"websocket" in _tokens(request, b"upgrade") and b"upgrade" in _tokens(request, b"connection")
+
+
+def _is_partial_upgrade(request: Request) -> bool:
+    """Whether a request that does not ask to upgrade still carries part of a WebSocket handshake."""
     headers = request.requestHeaders
-    upgrade = b",".join(headers.getRawHeaders(b"upgrade", [])).lower()
-    connection = b",".join(headers.getRawHeaders(b"connection", [])).lower()
-    return b"websocket" in (t.strip() for t in upgrade.split(b",")) and b"upgrade" in (
-        t.strip() for t in connection.split(b",")
+    return (
+        headers.hasHeader(b"sec-websocket-key")
+        or headers.hasHeader(b"sec-websocket-version")
+        or b"websocket" in _tokens(request, b"upgrade")
     )
 
 
@@ -56,6 +67,11 @@ class _GatewayResource(Resource):
                 if request.clientproto != b"HTTP/1.1":
                     return _bad_request(request, "a WebSocket upgrade needs HTTP/1.1")
                 return self.websocket.render(request)
+            if _is_partial_upgrade(request):
+                # RFC 6455 4.2.1: a handshake missing its Upgrade or Connection is refused, not served
+                # as HTTP (where a WebSocket-only route could only answer 405, or 500 without a handler
+                # for HTTP errors)
+                return _bad_request(request, "a WebSocket handshake needs Upgrade and Connection headers")
             return self.http.render(request)
         except UnicodeDecodeError:
             return _bad_request(request, "the request path is not valid UTF-8")
