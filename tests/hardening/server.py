@@ -64,7 +64,7 @@ def stats(request: Request):
     return Response.for_json(
         {
             "active_handlers": websocket.handlers.running,
-            "pool_threads": len(pool.threads),
+            "pool_threads": pool.workers,
             "pool_working": len(pool.working),
             # counted here, while this request's connection is open, so that no earlier one is
             **process_usage(os.getpid()),

@@ -6,6 +6,8 @@ import time
 
 import websocket as wsclient
 
+from rolo.serving.twisted.websocket import SPARE_HANDLER_THREADS
+
 from .support import reset
 
 MiB = 1024 * 1024
@@ -46,6 +48,29 @@ def test_churn_leaves_threads_descriptors_and_memory_at_baseline(server_process,
     # the pool keeps idle threads for the most handlers that ran at once, which for one client at a
     # time is a few, whatever the number of cycles; the other threads must not change
     assert after["pool_threads"] <= 4
-    assert within_10_percent(after["threads"] - after["pool_threads"], before["threads"] - before["pool_threads"])
+    others_before, others_after = before["threads"] - before["pool_threads"], after["threads"] - after["pool_threads"]
+    assert within_10_percent(others_after, others_before)
     assert within_10_percent(after["fds"], before["fds"])
     assert within_10_percent(after["rss"], before["rss"])
+
+
+def test_a_burst_of_connections_leaves_only_spare_threads(server_process, heavy):
+    """Threads started for a burst stop once it is over, but for SPARE_HANDLER_THREADS kept idle."""
+    burst = 1000 if heavy else 300
+    server = server_process()
+    before = server.stats(wait_idle=True)
+
+    def connect_all() -> list[wsclient.WebSocket]:
+        return [wsclient.create_connection(server.ws("/echo"), timeout=10) for _ in range(burst)]
+
+    sockets = connect_all()
+    during = server.stats()
+    for i, ws in enumerate(sockets):
+        ws.close() if i % 2 else reset(ws.sock)
+    after = server.stats(wait_idle=True)
+
+    print(f"burst of {burst}: before {before}, during {during}, after {after}")
+    assert during["pool_threads"] == burst
+    assert after["pool_threads"] <= SPARE_HANDLER_THREADS
+    assert after["threads"] <= before["threads"] + SPARE_HANDLER_THREADS
+    assert after["fds"] == before["fds"]

@@ -41,11 +41,11 @@ def push_until_disconnected(request: WebSocketRequest):
 
 
 async def assert_handlers_returned(server) -> None:
-    """Every handler returned, and its thread went back to the pool: the next connection runs on it."""
+    """Every handler returned, so its thread is free (a handler stuck on a dead peer would hold its
+    slot and thread forever), and the server goes on serving."""
     websocket = server.site.websocket
     await websocket.when_idle().addTimeout(10, reactor)
     assert websocket.active_handlers == 0
-    threads = len(websocket.pool.threads)
 
     def next_connection():
         ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
@@ -54,7 +54,9 @@ async def assert_handlers_returned(server) -> None:
         ws.close()
 
     await in_thread(next_connection)
-    assert len(websocket.pool.threads) == threads
+    await websocket.when_idle().addTimeout(10, reactor)
+    # one thread per connection at most, and the pool's count lags a thread's return by an instant
+    assert websocket.pool.workers <= 2
 
 
 def drain() -> None:

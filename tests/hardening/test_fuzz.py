@@ -103,7 +103,7 @@ def failures():
 def non_pool_threads(site) -> int:
     """Threads other than the server's pools' and the reactor's (in which the test runs its clients)."""
     others = [t for t in threading.enumerate() if "twisted.internet.reactor" not in t.name]
-    return len(others) - len(site.websocket.pool.threads) - len(site.http_pool.threads)
+    return len(others) - site.websocket.pool.workers - site.http_pool.workers
 
 
 @pytest.mark.parametrize("target", ["handshake", "frames"])
@@ -139,11 +139,11 @@ async def test_fuzz(serve, failures, heavy, target):
         f"fuzz {target}: {len(outcomes)} examples, statuses "
         f"{ {status: statuses.count(status) for status in set(statuses)} }, "
         f"{sum(closed for _, closed in outcomes)} closed by the server, "
-        f"pool threads {len(server.site.websocket.pool.threads)}"
+        f"pool threads {server.site.websocket.pool.workers}"
     )
     assert failures == []
     assert not any(status and status >= 500 for status in statuses)
     assert server.site.websocket.active_handlers == 0
     assert non_pool_threads(server.site) == threads_before
     # examples ran one at a time: the pool never needed more than a few threads
-    assert len(server.site.websocket.pool.threads) <= 4
+    assert server.site.websocket.pool.workers <= 4

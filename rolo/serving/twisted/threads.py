@@ -7,9 +7,12 @@ import time
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 __all__ = ["Activity", "HandlerThreadPool"]
+
+log = Logger()
 
 # threading.stack_size is process-wide: set and restore it under a lock around each start
 _stack_size_lock = threading.Lock()
@@ -47,11 +50,17 @@ class HandlerThreadPool(ThreadPool):
     :param name: shown in thread names
     :param max_threads: the most threads the pool runs at once
     :param stack_size: the stack size of its threads in bytes (0: the platform's default)
+    :param max_idle: how many idle threads to keep for later jobs; a thread finishing a job beyond that
+        stops (``None``: every thread started stays, up to ``max_threads``)
     """
 
-    def __init__(self, reactor: Any, name: str, max_threads: int, stack_size: int = 0) -> None:
+    def __init__(
+        self, reactor: Any, name: str, max_threads: int, stack_size: int = 0, max_idle: int | None = None
+    ) -> None:
         super().__init__(minthreads=0, maxthreads=max_threads, name=name)
-        self.threadFactory = type("HandlerThread", (_HandlerThread,), {"stack_size": stack_size})
+        self.max_idle = max_idle
+        self._thread_class = type("HandlerThread", (_HandlerThread,), {"stack_size": stack_size})
+        self.threadFactory = self._new_thread
         self._reactor = reactor
         self._shutdown_trigger: Any = None
 
@@ -59,7 +68,30 @@ class HandlerThreadPool(ThreadPool):
         if not self.started and not self.joined:
             self.start()
             self._shutdown_trigger = self._reactor.addSystemEventTrigger("during", "shutdown", self.stop)
-        super().callInThreadWithCallback(onResult, func, *args, **kw)
+        super().callInThreadWithCallback(self._then_trim(onResult), func, *args, **kw)
+
+    def _then_trim(self, onResult: Any) -> Any:
+        if self.max_idle is None:
+            return onResult
+
+        def done(success: bool, result: Any) -> None:
+            try:
+                if onResult is not None:
+                    onResult(success, result)
+                elif not success:
+                    log.failure("a job in thread pool {name} failed", result, name=self.name)
+            finally:
+                # this thread is about to go idle: past max_idle idle ones, one stops
+                if len(self.waiters) >= self.max_idle:
+                    self.stopAWorker()
+
+        return done
+
+    def _new_thread(self, *args: Any, **kwargs: Any) -> threading.Thread:
+        # Twisted's pool lists every thread it ever started: forget the finished ones, which come and go
+        # with max_idle (threads are only made, and listed, under the pool's coordinator lock)
+        self.threads[:] = [thread for thread in self.threads if thread.is_alive()]
+        return self._thread_class(*args, **kwargs)
 
     def stop(self) -> None:
         """Tell the pool's threads to quit, without waiting for them: an idle thread quits at once, a busy

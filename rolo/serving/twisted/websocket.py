@@ -44,6 +44,9 @@ log = Logger()
 
 CLOSE_CODE_GOING_AWAY = 1001
 
+# idle handler threads kept for new connections: the rest of a burst's threads stop, giving back memory
+SPARE_HANDLER_THREADS = 16
+
 # RFC 6455 5.5: a close frame's payload is at most 125 bytes, two of which hold the code
 _MAX_CLOSE_REASON = 123
 
@@ -142,6 +145,7 @@ class WebSocketUpgradeResource(Resource):
             name="rolo-websocket",
             max_threads=settings.max_connections,
             stack_size=settings.thread_stack_size,
+            max_idle=SPARE_HANDLER_THREADS,
         )
         self.origins = OriginPolicy(settings.allowed_origins) if settings.allowed_origins is not None else None
         self.handlers = Activity(reactor)
