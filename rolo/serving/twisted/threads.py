@@ -81,8 +81,9 @@ class HandlerThreadPool(ThreadPool):
                 elif not success:
                     log.failure("a job in thread pool {name} failed", result, name=self.name)
             finally:
-                # this thread is about to go idle: past max_idle idle ones, one stops
-                if len(self.waiters) >= self.max_idle:
+                # this thread is about to go idle: past max_idle idle ones, one stops (unless the whole
+                # pool is stopping)
+                if self.started and len(self.waiters) >= self.max_idle:
                     self.stopAWorker()
 
         return done
