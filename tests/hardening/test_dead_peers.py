@@ -8,7 +8,6 @@ import time
 
 import pytest_twisted
 import websocket as wsclient
-from twisted.internet import reactor
 
 from rolo import route
 from rolo.websocket import WebSocketDisconnectedError, WebSocketRequest
@@ -44,8 +43,8 @@ async def assert_handlers_returned(server) -> None:
     """Every handler returned, so its thread is free (a handler stuck on a dead peer would hold its
     slot and thread forever), and the server goes on serving."""
     websocket = server.site.websocket
-    await websocket.when_idle().addTimeout(10, reactor)
-    assert websocket.active_handlers == 0
+    assert await websocket.handlers.idle(10)
+    assert websocket.handlers.running == 0
 
     def next_connection():
         ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
@@ -54,7 +53,7 @@ async def assert_handlers_returned(server) -> None:
         ws.close()
 
     await in_thread(next_connection)
-    await websocket.when_idle().addTimeout(10, reactor)
+    assert await websocket.handlers.idle(10)
     # one thread per connection at most, and the pool's count lags a thread's return by an instant
     assert websocket.pool.workers <= 2
 

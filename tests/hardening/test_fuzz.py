@@ -10,7 +10,6 @@ import pytest_twisted
 import websocket as wsclient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
 
 from rolo import route
@@ -132,7 +131,7 @@ async def test_fuzz(serve, failures, heavy, target):
 
     await in_thread(run)
     assert await in_thread(echo_once, server.ws("/ws")) == "still serving"
-    await server.site.websocket.when_idle().addTimeout(10, reactor)
+    assert await server.site.websocket.handlers.idle(10)
 
     statuses = [status for status, _ in outcomes]
     print(
@@ -143,7 +142,7 @@ async def test_fuzz(serve, failures, heavy, target):
     )
     assert failures == []
     assert not any(status and status >= 500 for status in statuses)
-    assert server.site.websocket.active_handlers == 0
+    assert server.site.websocket.handlers.running == 0
     assert non_pool_threads(server.site) == threads_before
     # examples ran one at a time: the pool never needed more than a few threads
     assert server.site.websocket.pool.workers <= 4
