@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import socket
 import ssl
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import pytest_twisted
 import websocket as wsclient
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import reactor
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from websockets.sync.client import connect as websockets_connect
@@ -26,7 +19,7 @@ from rolo.serving.twisted import TwistedGateway
 from rolo.websocket import WebSocketRequest
 
 from tests.conftest import gateway_for
-from tests.helpers import in_thread
+from tests.helpers import in_thread, self_signed_certificate
 
 # Twisted's ssl: endpoint still hands pyOpenSSL its own certificate and key types
 pytestmark = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
@@ -45,42 +38,10 @@ def hello(request):
     return Response("hello over TLS")
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rolo test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 def tls_server(tmp_path):
     """A TwistedGateway on an ``ssl:`` endpoint: yields (port number, certificate path)."""
-    cert, key = make_certificate(tmp_path)
+    key, cert = self_signed_certificate(tmp_path)
     site = TwistedGateway(gateway_for(echo, hello), header_timeout=0.5)
     description = "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}".format(
         quoteStringArgument(str(key)), quoteStringArgument(str(cert))
