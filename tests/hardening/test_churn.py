@@ -44,7 +44,7 @@ def test_churn_leaves_threads_descriptors_and_memory_at_baseline(server_process,
     after = server.stats(wait_idle=True)
 
     print(f"churn {cycles} cycles in {elapsed:.1f}s: before {before}, after {after}")
-    assert after["active_handlers"] == 0 and after["pool_working"] == 0
+    assert after["active_handlers"] == 0
     # the pool keeps idle threads for the most handlers that ran at once, which for one client at a
     # time is a few, whatever the number of cycles; the other threads must not change
     assert after["pool_threads"] <= 4
