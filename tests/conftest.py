@@ -68,3 +68,7 @@ def serve(serve_gateway: Callable[..., Server]) -> Callable[..., Server]:
         return serve_gateway(gateway_for(*routes, respond_not_found=respond_not_found), **settings)
 
     return start
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--heavy", action="store_true", help="run the hardening tests at full size (minutes)")

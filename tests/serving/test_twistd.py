@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import signal
 import socket
 import ssl
@@ -10,16 +9,13 @@ import subprocess
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import websocket as wsclient
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from rolo.serving.twisted.tap import Options
+
+from tests.helpers import self_signed_certificate
 
 from .twistd import REPO, Twistd, twistd_command
 
@@ -215,29 +211,6 @@ def test_a_port_in_use_is_a_one_line_error():
     assert [line for line in output.splitlines() if "rolo:" in line][0].endswith(
         f"rolo: Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
     )
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A key and a self-signed certificate for 127.0.0.1, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    key_path, certificate_path = directory / "key.pem", directory / "cert.pem"
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return key_path, certificate_path
 
 
 def test_serves_https_and_wss_on_an_ssl_endpoint(twistd, tmp_path):

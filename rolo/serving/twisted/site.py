@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
@@ -12,7 +13,7 @@ from twisted.web.server import Request, Site
 from rolo.gateway import Gateway
 from rolo.websocket import WebSocketRequest
 
-from .channel import GatewayRequest, RawHeadersChannel
+from .channel import GatewayChannel, GatewayRequest
 from .http import HttpResource, log_response
 from .logs import forward_rolo_logs
 from .threads import HandlerThreadPool
@@ -22,14 +23,28 @@ __all__ = ["TwistedGateway", "is_websocket_upgrade"]
 
 log = Logger()
 
+# RFC 9110 7.2: uri-host [ ":" port ], the host an IP literal or a (non-empty) reg-name
+_VALID_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(:[0-9]*)?")
+
+
+def _tokens(request: Request, header: bytes) -> set[bytes]:
+    """The comma-separated tokens of a header, lowercase, over all its lines."""
+    values = request.requestHeaders.getRawHeaders(header, [])
+    return {token.strip() for token in b",".join(values).lower().split(b",")}
+
 
 def is_websocket_upgrade(request: Request) -> bool:
     """Whether the request asks to upgrade to WebSocket (``Connection: upgrade``, ``Upgrade: websocket``)."""
+    return b"websocket" in _tokens(request, b"upgrade") and b"upgrade" in _tokens(request, b"connection")
+
+
+def _is_partial_upgrade(request: Request) -> bool:
+    """Whether a request that does not ask to upgrade still carries part of a WebSocket handshake."""
     headers = request.requestHeaders
-    upgrade = b",".join(headers.getRawHeaders(b"upgrade", [])).lower()
-    connection = b",".join(headers.getRawHeaders(b"connection", [])).lower()
-    return b"websocket" in (t.strip() for t in upgrade.split(b",")) and b"upgrade" in (
-        t.strip() for t in connection.split(b",")
+    return (
+        headers.hasHeader(b"sec-websocket-key")
+        or headers.hasHeader(b"sec-websocket-version")
+        or b"websocket" in _tokens(request, b"upgrade")
     )
 
 
@@ -44,14 +59,40 @@ class _GatewayResource(Resource):
         self.websocket = websocket
 
     def render(self, request: Request) -> bytes | int:
+        problem = _request_problem(request)
+        if problem is not None:
+            return _bad_request(request, problem)
         try:
             if is_websocket_upgrade(request):
+                if request.clientproto != b"HTTP/1.1":
+                    return _bad_request(request, "a WebSocket upgrade needs HTTP/1.1")
                 return self.websocket.render(request)
+            if _is_partial_upgrade(request):
+                # RFC 6455 4.2.1: a handshake missing its Upgrade or Connection is refused, not served
+                # as HTTP (where a WebSocket-only route could only answer 405, or 500 without a handler
+                # for HTTP errors)
+                return _bad_request(request, "a WebSocket handshake needs Upgrade and Connection headers")
             return self.http.render(request)
         except UnicodeDecodeError:
-            request.setResponseCode(400)
-            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-            return b"the request path is not valid UTF-8\n"
+            return _bad_request(request, "the request path is not valid UTF-8")
+
+
+def _request_problem(request: Request) -> str | None:
+    """Why the request must be refused before any handler sees it (RFC 9112 3.2), or None."""
+    hosts = request.requestHeaders.getRawHeaders(b"host", [])
+    if len(hosts) > 1:
+        return "more than one Host header"
+    if not hosts:
+        return "no Host header" if request.clientproto == b"HTTP/1.1" else None
+    if not _VALID_HOST.fullmatch(hosts[0]):
+        return "the Host header is not a valid host"
+    return None
+
+
+def _bad_request(request: Request, reason: str) -> bytes:
+    request.setResponseCode(400)
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    return reason.encode("utf-8") + b"\n"
 
 
 class TwistedGateway(Site):
@@ -66,12 +107,15 @@ class TwistedGateway(Site):
 
     :param gateway: the gateway to serve
     :param http_threads: how many HTTP requests are handled at once (at least 1)
+    :param header_timeout: seconds a client may take to send a request's line and headers, counted from
+        the connection's start or from the first byte of a later request on it; a slower one gets ``408``
+        and is disconnected (``None``: no limit but the idle timeout)
     :param reactor: the reactor to run on (the global one by default)
     :param websocket_settings: the fields of :class:`WebSocketSettings` (``max_connections``,
         ``max_message_size``, ``ping_interval`` …)
     """
 
-    protocol = RawHeadersChannel
+    protocol = GatewayChannel
     noisy = False  # each response is logged (see log); "Starting factory" lines add nothing
 
     def __init__(
@@ -79,6 +123,7 @@ class TwistedGateway(Site):
         gateway: Gateway,
         *,
         http_threads: int = 32,
+        header_timeout: float | None = 10.0,
         reactor: Any = None,
         **websocket_settings: Any,
     ) -> None:
@@ -88,6 +133,7 @@ class TwistedGateway(Site):
             from twisted.internet import reactor
         forward_rolo_logs()
         self.gateway = gateway
+        self.header_timeout = header_timeout
         self.websocket_settings = WebSocketSettings(**websocket_settings)
         self.http_pool = HandlerThreadPool(reactor, name="rolo-http", max_threads=http_threads)
         self.websocket = WebSocketUpgradeResource(
@@ -100,6 +146,11 @@ class TwistedGateway(Site):
         """Log each response as one line through :mod:`twisted.logger` (in place of Twisted Web's access
         log): method, path, peer, status and duration."""
         log_response(request, self.reactor.seconds())
+
+    def buildProtocol(self, addr: Any) -> GatewayChannel:
+        channel: GatewayChannel = super().buildProtocol(addr)
+        channel.header_timeout = self.header_timeout
+        return channel
 
     def stop(self, grace_period: float = 10.0) -> Deferred[None]:
         """Stop serving: refuse new WebSockets (503), close the open ones with 1001 (going away), wait at

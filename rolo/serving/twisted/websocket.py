@@ -97,6 +97,31 @@ def _accept_permessage_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccep
     return None
 
 
+class _ReactorTimer:
+    """Autobahn's timer interface (``call_later``) on the reactor's clock, to the millisecond.
+
+    Autobahn times its pings and handshakes with txaio's batched timer, which rounds each deadline down
+    to a whole second: a ping timeout of 0.5 s could fire at once, and one of 20 s after 19.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def call_later(self, delay: float, fn: Any, *args: Any, **kwargs: Any) -> _TimerCall:
+        return _TimerCall(self._reactor.callLater(delay, fn, *args, **kwargs))
+
+
+class _TimerCall:
+    """A delayed call that, like txaio's, may be cancelled after it ran."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def cancel(self) -> None:
+        if self._call.active():
+            self._call.cancel()
+
+
 class WebSocketUpgradeResource(Resource):
     """Takes WebSocket upgrade requests over from Twisted Web and serves them with a listener.
 
@@ -127,6 +152,7 @@ class WebSocketUpgradeResource(Resource):
         factory.protocol = GatewayWebSocketProtocol
         factory.server = None
         factory.upgrade_resource = self
+        factory._batched_timer = _ReactorTimer(self.reactor)
         options: dict[str, Any] = dict(
             maxMessagePayloadSize=settings.max_message_size,
             maxFramePayloadSize=settings.max_message_size,
@@ -137,6 +163,8 @@ class WebSocketUpgradeResource(Resource):
             # a protocol error (or a message over the limit) is answered with a close frame saying why
             # (1002, 1007, 1009 …) rather than a dropped connection the peer cannot tell from a crash
             failByDrop=False,
+            # origins are checked in render (OriginPolicy); Autobahn's own check refuses "null" unless told
+            allowNullOrigin=True,
         )
         if settings.compression:
             options["perMessageCompressionAccept"] = _accept_permessage_deflate

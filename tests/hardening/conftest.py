@@ -1,0 +1,75 @@
+"""Fixtures of the hardening tests: the ``--heavy`` switch and a server in a process of its own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .support import process_usage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def heavy(request: pytest.FixtureRequest) -> bool:
+    """Whether to run at full size (``pytest --heavy``): minutes, not seconds."""
+    return bool(request.config.getoption("--heavy"))
+
+
+class ServerProcess:
+    """tests/hardening/server.py running in a child process."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.hardening.server", json.dumps(settings)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        if not line.strip().isdigit():
+            self.process.kill()
+            raise RuntimeError(f"the server process did not start: {line!r}")
+        self.address = ("127.0.0.1", int(line))
+
+    def ws(self, path: str) -> str:
+        return f"ws://{self.address[0]}:{self.address[1]}{path}"
+
+    def stats(self, wait_idle: bool = False) -> dict[str, int]:
+        """The server's WebSocket counters; with ``wait_idle``, once no handler runs."""
+        url = f"http://{self.address[0]}:{self.address[1]}/stats" + ("?idle=1" if wait_idle else "")
+        with urllib.request.urlopen(url, timeout=15) as response:
+            return json.load(response)
+
+    def usage(self) -> dict[str, int]:
+        return process_usage(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def server_process() -> Iterator[Callable[..., ServerProcess]]:
+    """``server_process(**settings)`` starts tests/hardening/server.py; it is stopped when the test ends."""
+    started: list[ServerProcess] = []
+
+    def start(**settings: Any) -> ServerProcess:
+        server = ServerProcess(settings)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

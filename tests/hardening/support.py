@@ -1,0 +1,76 @@
+"""Helpers for the hardening tests: raw HTTP over a socket, and counting a process's resources."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+WEBSOCKET_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def upgrade_request(
+    path: str = "/ws",
+    host: str = "127.0.0.1",
+    method: str = "GET",
+    version: str = "HTTP/1.1",
+    headers: list[tuple[str, str]] | None = None,
+) -> bytes:
+    """A WebSocket opening handshake request; ``headers`` replaces the usual ones."""
+    if headers is None:
+        headers = [
+            ("Host", host),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", WEBSOCKET_KEY),
+            ("Sec-WebSocket-Version", "13"),
+        ]
+    lines = [f"{method} {path} {version}"] + [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def response_head(address: tuple[str, int], data: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``data`` on a new connection and return what came back up to the end of the response head
+    (less if the server closed first; empty if it answered nothing)."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server refused part way; its answer may still be readable
+        received = b""
+        while b"\r\n\r\n" not in received:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def status_of(head: bytes) -> int | None:
+    """The status code of a response head, None if there was no status line."""
+    parts = head.split(b"\r\n", 1)[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+def reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a TCP reset instead of a FIN: the peer vanishing without a goodbye."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def process_usage(pid: int) -> dict[str, int]:
+    """Threads, open file descriptors, resident memory and its peak (bytes) of process ``pid``."""
+    usage = {"fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name == "Threads":
+                usage["threads"] = int(value)
+            elif name in ("VmRSS", "VmHWM"):
+                usage["rss" if name == "VmRSS" else "peak_rss"] = int(value.split()[0]) * 1024
+    return usage

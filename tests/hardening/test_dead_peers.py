@@ -1,0 +1,129 @@
+"""Peers that vanish without a closing handshake are detected, and their handler threads come back."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import time
+
+import pytest_twisted
+import websocket as wsclient
+
+from rolo import route
+from rolo.websocket import WebSocketDisconnectedError, WebSocketRequest
+
+from tests.helpers import in_thread
+
+from .support import reset
+
+outcomes: queue.Queue = queue.Queue()
+
+
+@route("/echo", methods=["WEBSOCKET"])
+def echo_until_disconnected(request: WebSocketRequest):
+    try:
+        with request.accept() as ws:
+            while True:
+                ws.send(ws.receive())
+    except WebSocketDisconnectedError as error:
+        outcomes.put((time.monotonic(), error.code))
+
+
+@route("/push", methods=["WEBSOCKET"])
+def push_until_disconnected(request: WebSocketRequest):
+    try:
+        with request.accept() as ws:
+            while True:
+                ws.send(b"x" * 65536)
+    except WebSocketDisconnectedError as error:
+        outcomes.put((time.monotonic(), error.code))
+
+
+async def assert_handlers_returned(server) -> None:
+    """Every handler returned, so its thread is free (a handler stuck on a dead peer would hold its
+    slot and thread forever), and the server goes on serving."""
+    websocket = server.site.websocket
+    assert await websocket.handlers.idle(10)
+    assert websocket.handlers.running == 0
+
+    def next_connection():
+        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+        ws.send("next")
+        assert ws.recv() == "next"
+        ws.close()
+
+    await in_thread(next_connection)
+    assert await websocket.handlers.idle(10)
+    # a thread leaves the count an instant after its handler is counted out
+    assert len(websocket.pool.threads) <= 2
+
+
+def drain() -> None:
+    while not outcomes.empty():
+        outcomes.get_nowait()
+
+
+@pytest_twisted.ensureDeferred
+async def test_peer_that_resets_is_detected_at_once(serve):
+    drain()
+    server = serve(echo_until_disconnected)
+
+    def vanish():
+        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+        ws.send("hello")
+        assert ws.recv() == "hello"
+        vanished = time.monotonic()
+        reset(ws.sock)
+        detected, code = outcomes.get(timeout=10)
+        return detected - vanished, code
+
+    delay, code = await in_thread(vanish)
+    print(f"reset detected after {delay * 1000:.1f} ms")
+    assert code == 1006
+    await assert_handlers_returned(server)
+
+
+@pytest_twisted.ensureDeferred
+async def test_silent_peer_is_dropped_after_the_ping_timeout(serve):
+    drain()
+    server = serve(echo_until_disconnected, ping_interval=0.5, ping_timeout=0.5)
+
+    def go_silent():
+        # a client that completes the handshake and then never reads or answers anything
+        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+        silent_from = time.monotonic()
+        try:
+            detected, code = outcomes.get(timeout=10)
+        finally:
+            ws.sock.close()
+        return detected - silent_from, code
+
+    delay, code = await in_thread(go_silent)
+    print(f"silent peer dropped after {delay:.2f}s")
+    assert code == 1006
+    assert 0.5 + 0.5 <= delay < 5  # a ping after 0.5 s, unanswered for 0.5 s
+    await assert_handlers_returned(server)
+
+
+@pytest_twisted.ensureDeferred
+async def test_handler_blocked_sending_to_a_dead_peer_is_released(serve):
+    drain()
+    server = serve(push_until_disconnected, echo_until_disconnected, ping_interval=0.5, ping_timeout=0.5)
+
+    def stop_reading():
+        sock = socket.create_connection((server.port.getHost().host, server.port.getHost().port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ws = wsclient.WebSocket()
+        ws.connect(server.ws("/push"), socket=sock, timeout=10)
+        silent_from = time.monotonic()
+        try:
+            detected, code = outcomes.get(timeout=10)
+        finally:
+            sock.close()
+        return detected - silent_from, code
+
+    delay, code = await in_thread(stop_reading)
+    print(f"send to a peer that stopped reading released after {delay:.2f}s")
+    assert code == 1006
+    assert 0.5 + 0.5 <= delay < 5
+    await assert_handlers_returned(server)
