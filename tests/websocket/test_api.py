@@ -1,4 +1,4 @@
-"""The WebSocket API served by TwistedGateway, driven by real clients over loopback."""
+"""The WebSocket API on TwistedGateway and on AsgiGateway (hypercorn, uvicorn), driven by real clients."""
 
 from __future__ import annotations
 
@@ -262,7 +262,11 @@ async def test_send_receive_types_timeouts_and_peer_close(serve):
     assert results.get(timeout=5)[0] == "protocol error"
     assert results.get(timeout=5) == "timeout"
     assert results.get(timeout=5) == ("received", ["a", b"b"])
-    assert results.get(timeout=5) == ("closed", 4001, "done here")
+    if server.kind == "hypercorn":
+        # hypercorn 0.18 reports every close the peer starts as 1006, without the peer's code or reason
+        assert results.get(timeout=5) == ("closed", 1006, None)
+    else:
+        assert results.get(timeout=5) == ("closed", 4001, "done here")
 
 
 @pytest_twisted.ensureDeferred
@@ -357,6 +361,7 @@ async def test_accept_or_reject_twice_raises(serve):
     assert [results.get(timeout=5) for _ in range(3)] == ["ValueError", "ValueError", (True, False)]
 
 
+@pytest.mark.servers("twisted", "uvicorn", reason="hypercorn lowercases header names (as ASGI asks)")
 @pytest_twisted.ensureDeferred
 async def test_handler_sees_the_request(serve):
     seen = queue.Queue()
