@@ -361,7 +361,7 @@ async def test_accept_or_reject_twice_raises(serve):
     assert [results.get(timeout=5) for _ in range(3)] == ["ValueError", "ValueError", (True, False)]
 
 
-@pytest.mark.servers("twisted", "uvicorn", reason="hypercorn lowercases header names (as ASGI asks)")
+@pytest.mark.servers("twisted", reason="ASGI servers lowercase header names, as ASGI asks")
 @pytest_twisted.ensureDeferred
 async def test_handler_sees_the_request(serve):
     seen = queue.Queue()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from http import HTTPStatus
 from typing import Any
 
 from rolo.threads import SizedStackThread
+from rolo.websocket.origins import OriginPolicy
 from rolo.websocket.adapter import WEBSOCKET_KEY, BytesMessage, Message, TextMessage, WebSocketListener
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
 
@@ -59,8 +59,8 @@ class WebSocketSettings:
     :param open_timeout: seconds from the upgrade request to the handler's ``accept`` or ``reject``
     :param close_timeout: seconds the closing handshake may take
     :param allowed_origins: the ``Origin`` values allowed to connect, with ``*`` wildcards (e.g.
-        ``["https://*.example.com"]``); others get 403. A request without ``Origin`` (not from a browser)
-        is allowed. ``None`` allows any origin.
+        ``["https://*.example.com"]``; see :class:`~rolo.websocket.OriginPolicy`); others get 403.
+        ``None`` allows any origin.
     """
 
     max_connections: int = 4096
@@ -70,10 +70,6 @@ class WebSocketSettings:
     open_timeout: float = 10.0
     close_timeout: float = 10.0
     allowed_origins: Sequence[str] | None = None
-
-
-def _origin_pattern(wildcard: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in wildcard.split("*")), re.IGNORECASE)
 
 
 def _encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -244,9 +240,7 @@ class WebSocketHandler:
         self.active_handlers = 0
         self.accepting = True
         self.connections: set[AsgiConnection] = set()
-        self._origins = (
-            None if settings.allowed_origins is None else [_origin_pattern(o) for o in settings.allowed_origins]
-        )
+        self._origins = None if settings.allowed_origins is None else OriginPolicy(settings.allowed_origins)
         self._idle: asyncio.Event | None = None
         self._thread_numbers = itertools.count(1)
 
@@ -301,8 +295,8 @@ class WebSocketHandler:
         if self.active_handlers >= self.settings.max_connections:
             return HTTPStatus.SERVICE_UNAVAILABLE, b"too many WebSocket connections\n"
         if self._origins is not None:
-            origins = [value.decode("latin-1") for name, value in scope.get("headers", ()) if name.lower() == b"origin"]
-            if origins and not any(p.fullmatch(origins[0]) for p in self._origins):
+            origin = next((v.decode("latin-1") for n, v in scope.get("headers", ()) if n.lower() == b"origin"), None)
+            if not self._origins.allows(origin):
                 return HTTPStatus.FORBIDDEN, b"origin not allowed\n"
         return None
 
