@@ -124,7 +124,7 @@ def _serve_asgi(kind: str, app: AsgiGateway, config: dict[str, Any]) -> tuple[so
         hypercorn_config = Config()
         # hypercorn takes the descriptor over and closes it: give it a copy
         hypercorn_config.bind = [f"fd://{os.dup(sock.fileno())}"]
-        hypercorn_config.graceful_timeout = 5
+        hypercorn_config.graceful_timeout = 1
         for name, value in config.items():
             setattr(hypercorn_config, name, value)
 

@@ -6,6 +6,7 @@ import http.client
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -17,9 +18,10 @@ import pytest_twisted
 import websocket as wsclient
 
 from rolo import Request, Response, route
+from rolo.websocket import WebSocketDisconnectedError
 
 from tests.conftest import listening_socket
-from tests.helpers import in_thread
+from tests.helpers import Signal, in_thread
 
 
 @route("/hello/<name>")
@@ -81,6 +83,53 @@ async def test_http_through_the_server(serve):
     assert (results["/broken"], results["/nowhere"]) == (500, 404)
 
 
+@pytest.mark.servers("hypercorn", "uvicorn", reason="Twisted Web reads the whole body before a handler runs")
+@pytest_twisted.ensureDeferred
+async def test_request_body_is_received_only_as_fast_as_the_handler_reads(serve):
+    arrived, release = Signal(), Signal()
+
+    @route("/slow-upload", methods=["POST"])
+    def slow_upload(request: Request):
+        arrived.set()
+        release.wait()
+        total = 0
+        while chunk := request.stream.read(65536):
+            total += len(chunk)
+        return Response(str(total))
+
+    server = serve(slow_upload)
+    chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+    limit = 1024  # 64 MiB: far more than the buffers on the way hold
+
+    def client():
+        sock = socket.create_connection((server.host, server.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        sock.sendall(b"POST /slow-upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        arrived.wait()
+        sock.settimeout(2)
+        pending, started = memoryview(b""), 0
+        try:
+            while started < limit:
+                if not pending:
+                    pending, started = memoryview(chunk), started + 1
+                pending = pending[sock.send(pending) :]
+        except socket.timeout:
+            pass  # the server stopped reading: our send buffer is full
+        release.set()
+        sock.settimeout(10)
+        sock.sendall(pending)
+        sock.sendall(b"0\r\n\r\n")
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = response.read()
+        sock.close()
+        return started, int(body)
+
+    started, received = await in_thread(client)
+    assert started < limit, "the client could send without bound"
+    assert received == started * 65536
+
+
 @route("/echo", methods=["WEBSOCKET"])
 def echo(request):
     with request.accept() as ws:
@@ -103,7 +152,18 @@ class Listener:
 @pytest_twisted.ensureDeferred
 async def test_lifespan_starts_and_stops_the_application(serve):
     listener = Listener()
-    server = serve(echo, hello, lifespan_listener=listener)
+    opened, ended = Signal(), queue.Queue()
+
+    @route("/stay", methods=["WEBSOCKET"])
+    def stay(request):
+        with request.accept() as ws:
+            opened.set()
+            try:
+                ws.receive()
+            except WebSocketDisconnectedError as error:
+                ended.put(error.code)
+
+    server = serve(echo, hello, stay, lifespan_listener=listener)
 
     def client():
         assert listener.events.get(timeout=10) == "startup"
@@ -113,10 +173,17 @@ async def test_lifespan_starts_and_stops_the_application(serve):
         ws.close()
         with urllib.request.urlopen(server.http("/hello/bob"), timeout=10) as response:
             greeting = response.read()
-        server.stop()
-        return echoed, greeting, listener.events.get(timeout=10)
+        staying = wsclient.create_connection(server.ws("/stay"), timeout=10)
+        opened.wait()
+        server.stop()  # with a WebSocket still open: its handler is told, and the server stops
+        staying.shutdown()
+        return echoed, greeting, ended.get(timeout=10), listener.events.get(timeout=10)
 
-    assert await in_thread(client) == ("hi", b"hello bob", "shutdown")
+    echoed, greeting, code, last_event = await in_thread(client)
+    assert (echoed, greeting, last_event) == ("hi", b"hello bob", "shutdown")
+    # uvicorn closes open WebSockets itself with 1012 (service restart) before the lifespan shutdown;
+    # hypercorn cancels the application after its graceful timeout, which drops the connection
+    assert code == {"uvicorn": 1012, "hypercorn": 1006}[server.kind]
     # the HTTP pool is gone, and new WebSockets would be refused until the next startup
     assert server.app.http._pool is None
     assert not server.app.websocket.accepting
