@@ -271,9 +271,15 @@ class WebSocketHandler:
         connection.adapter = adapter
         environ[WEBSOCKET_KEY] = adapter
 
-        self.connections.add(connection)
         handler_done: asyncio.Future[None] = loop.create_future()
-        self._start_handler(environ, handler_done)
+        try:
+            self._start_handler(environ, handler_done)
+        except RuntimeError:  # the process is out of threads
+            LOG.exception("could not start a handler thread for WebSocket %s", scope.get("path"))
+            for message in self._refusal_response(scope, HTTPStatus.SERVICE_UNAVAILABLE, b"no thread for a handler\n"):
+                await send(message)
+            return
+        self.connections.add(connection)
         tasks = [loop.create_task(connection.read()), loop.create_task(connection.write())]
         open_timer = loop.call_later(settings.open_timeout, connection.give_up_opening)
         try:
@@ -310,7 +316,6 @@ class WebSocketHandler:
 
     def _start_handler(self, environ: dict[str, Any], done: asyncio.Future[None]) -> None:
         loop = done.get_loop()
-        self.active_handlers += 1
 
         def run() -> None:
             try:
@@ -326,6 +331,7 @@ class WebSocketHandler:
         thread = SizedStackThread(target=run, name=f"rolo-websocket-{next(self._thread_numbers)}", daemon=True)
         thread.stack_size = self.settings.thread_stack_size
         thread.start()
+        self.active_handlers += 1
 
     def _handler_finished(self, done: asyncio.Future[None]) -> None:
         self.active_handlers -= 1
