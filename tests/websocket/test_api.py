@@ -361,7 +361,6 @@ async def test_accept_or_reject_twice_raises(serve):
     assert [results.get(timeout=5) for _ in range(3)] == ["ValueError", "ValueError", (True, False)]
 
 
-@pytest.mark.servers("twisted", reason="ASGI servers lowercase header names, as ASGI asks")
 @pytest_twisted.ensureDeferred
 async def test_handler_sees_the_request(serve):
     seen = queue.Queue()
@@ -380,7 +379,8 @@ async def test_handler_sees_the_request(serve):
     await in_thread(client)
     method, path, q, n, header_names = seen.get(timeout=5)
     assert (method, path, q, n) == ("WEBSOCKET", "/info/7", "x", 7)
-    assert "X-MiXeD-Case" in header_names
+    # ASGI servers lowercase header names before the application sees them, as ASGI asks
+    assert ("X-MiXeD-Case" if server.kind == "twisted" else "x-mixed-case") in header_names
 
 
 @pytest_twisted.ensureDeferred
