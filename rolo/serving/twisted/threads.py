@@ -22,6 +22,7 @@ __all__ = ["Activity", "BatchedCallFromThread", "EndOfTurnCalls", "HandlerThread
 log = Logger()
 
 
+
 class _HandlerThread(SizedStackThread):
     """A pool thread: a daemon, so that a handler that never returns cannot keep the process alive after
     the server stopped waiting for it; with a stack of ``stack_size`` bytes unless that is 0."""
