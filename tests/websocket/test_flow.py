@@ -273,6 +273,7 @@ async def test_json_roundtrip_many_messages(serve):
     assert await in_thread(client) == list(range(500))
 
 
+@pytest.mark.servers("twisted", "hypercorn", reason="uvicorn waits a fixed 10 s for the peer's close reply")
 @pytest_twisted.ensureDeferred
 async def test_peer_that_never_answers_the_close_is_dropped_after_close_timeout(serve):
     closed = queue.Queue()

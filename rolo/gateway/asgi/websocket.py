@@ -57,7 +57,8 @@ class WebSocketSettings:
     :param write_high_water: how many bytes a handler may have sent that the server has not yet taken
         before ``send`` blocks
     :param open_timeout: seconds from the upgrade request to the handler's ``accept`` or ``reject``
-    :param close_timeout: seconds the closing handshake may take
+    :param close_timeout: seconds the closing handshake may take; after that the handler's ``close``
+        returns and the application lets the server drop the connection
     :param allowed_origins: the ``Origin`` values allowed to connect, with ``*`` wildcards (e.g.
         ``["https://*.example.com"]``; see :class:`~rolo.websocket.OriginPolicy`); others get 403.
         ``None`` allows any origin.
@@ -96,15 +97,21 @@ class AsgiConnection:
 
     :param scope: the connection's ASGI scope
     :param write_high_water: bytes waiting for ``send`` above which the adapter holds the handler's sends
+    :param close_timeout: seconds from sending a close to the end of the connection, after which it is
+        taken as lost
     """
 
     adapter: ThreadedWebSocketAdapter
 
-    def __init__(self, scope: dict[str, Any], receive: Receive, send: Send, write_high_water: int) -> None:
+    def __init__(
+        self, scope: dict[str, Any], receive: Receive, send: Send, write_high_water: int, close_timeout: float
+    ) -> None:
         self._scope = scope
         self._receive = receive
         self._send = send
         self._write_high_water = write_high_water
+        self._close_timeout = close_timeout
+        self._close_timer: asyncio.TimerHandle | None = None
         self._outgoing: deque[tuple[dict[str, Any], int]] = deque()
         self._outgoing_bytes = 0
         self._writing_paused = False
@@ -186,7 +193,7 @@ class AsgiConnection:
                 received = TextMessage(text) if text is not None else BytesMessage(message.get("bytes") or b"")
                 self.adapter.on_message(received)
             elif kind == "websocket.disconnect":
-                self._lost(message.get("code"), message.get("reason") or None)
+                self.lost(message.get("code"), message.get("reason") or None)
                 return
 
     async def write(self) -> None:
@@ -200,7 +207,7 @@ class AsgiConnection:
                 await self._send(message)
             except (OSError, RuntimeError):
                 # the server refuses to send: the client is gone (its disconnect event tells the reader)
-                self._lost(None, None)
+                self.lost(None, None)
                 return
             self._outgoing_bytes -= size
             if self._writing_paused and self._outgoing_bytes <= self._write_high_water // 2:
@@ -211,6 +218,11 @@ class AsgiConnection:
                 self.open = True
                 self.adapter.on_open()
             elif kind in ("websocket.close", "websocket.http.response.body"):
+                if kind == "websocket.close" and not self.gone:
+                    # some servers wait for the peer's close reply forever: give up on it after a while
+                    self._close_timer = asyncio.get_running_loop().call_later(
+                        self._close_timeout, self.lost, None, None
+                    )
                 self.finished.set()
                 return
 
@@ -219,7 +231,10 @@ class AsgiConnection:
         self._outgoing_bytes += size
         self._has_outgoing.set()
 
-    def _lost(self, code: int | None, reason: str | None) -> None:
+    def lost(self, code: int | None = None, reason: str | None = None) -> None:
+        """The connection is over: with the close code the server reported, or lost (``None``)."""
+        if self._close_timer is not None:
+            self._close_timer.cancel()
         self.gone = True
         self._outgoing.clear()
         self._outgoing_bytes = 0
@@ -260,7 +275,7 @@ class WebSocketHandler:
 
         loop = asyncio.get_running_loop()
         settings = self.settings
-        connection = AsgiConnection(scope, receive, send, settings.write_high_water)
+        connection = AsgiConnection(scope, receive, send, settings.write_high_water, settings.close_timeout)
         adapter = ThreadedWebSocketAdapter(
             connection,
             loop.call_soon_threadsafe,
@@ -293,7 +308,7 @@ class WebSocketHandler:
             for task in tasks:
                 task.cancel()
             self.connections.discard(connection)
-            adapter.on_close(None, None)  # a handler still running (the server gave up on it) is released
+            connection.lost()  # a handler still running (the server gave up on it) is released
 
     def _refusal(self, scope: dict[str, Any]) -> tuple[int, bytes] | None:
         if not self.accepting:
