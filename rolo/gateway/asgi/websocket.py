@@ -206,8 +206,8 @@ class AsgiConnection:
             try:
                 await self._send(message)
             except (OSError, RuntimeError):
-                # the server refuses to send: the client is gone (its disconnect event tells the reader)
-                self.lost(None, None)
+                # the server refuses to send (uvicorn raises once the client is gone): the connection is over
+                self.lost()
                 return
             self._outgoing_bytes -= size
             if self._writing_paused and self._outgoing_bytes <= self._write_high_water // 2:
@@ -220,9 +220,7 @@ class AsgiConnection:
             elif kind in ("websocket.close", "websocket.http.response.body"):
                 if kind == "websocket.close" and not self.gone:
                     # some servers wait for the peer's close reply forever: give up on it after a while
-                    self._close_timer = asyncio.get_running_loop().call_later(
-                        self._close_timeout, self.lost, None, None
-                    )
+                    self._close_timer = asyncio.get_running_loop().call_later(self._close_timeout, self.lost)
                 self.finished.set()
                 return
 
