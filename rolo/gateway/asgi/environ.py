@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import IO, Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from rolo.request import build_environ
 
@@ -16,7 +16,14 @@ _HTTP_SCHEMES = {"ws": "http", "wss": "https"}
 def _path_of(scope: dict[str, Any]) -> bytes:
     """The percent-decoded path bytes, below the application's mount point."""
     raw_path = scope.get("raw_path")
-    path = unquote_to_bytes(raw_path) if raw_path else scope["path"].encode("utf-8")
+    if raw_path is None:  # optional in ASGI; path is decoded already
+        path = scope["path"].encode("utf-8")
+    else:
+        if not raw_path.startswith(b"/"):
+            # an absolute-form target (GET http://host/a/b, as sent to proxies), which servers pass on as
+            # the path: route by its path, as RFC 9112 3.2.2 asks of a server
+            raw_path = urlsplit(raw_path).path or b"/"
+        path = unquote_to_bytes(raw_path)
     # servers disagree on whether path includes root_path (the spec now says it does): take it off if so
     root = scope.get("root_path", "").encode("utf-8")
     if root and path.startswith(root):
