@@ -100,7 +100,7 @@ class AsgiGateway:
 
     async def shutdown(self) -> None:
         """Refuse new WebSockets, close the open ones with 1001, wait for their handlers (at most
-        ``grace_period`` seconds), and stop the HTTP pool. A server without lifespan events calls this
-        itself."""
+        ``grace_period`` seconds), and stop the HTTP pool. The lifespan's shutdown does this; under a server
+        that runs no lifespan, await it on the server's loop before it stops."""
         await self.websocket.shutdown(self.grace_period)
         self.http.shutdown()
