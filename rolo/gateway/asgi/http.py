@@ -132,6 +132,7 @@ class _ResponseSender:
         self._loop = loop
         self._send = send
         self._body = body
+        self._lock = threading.Lock()  # so that abort() never misses a send scheduled as it runs
         self._pending: concurrent.futures.Future[None] | None = None
         self._aborted = False
         self.started = False
@@ -155,20 +156,22 @@ class _ResponseSender:
             await self._send(message)
 
     def _call(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
-        if self._aborted or self._body.disconnected:
-            return False
-        self._pending = asyncio.run_coroutine_threadsafe(fn(*args), self._loop)
+        with self._lock:
+            if self._aborted or self._body.disconnected:
+                return False
+            pending = self._pending = asyncio.run_coroutine_threadsafe(fn(*args), self._loop)
         try:
-            self._pending.result()
+            pending.result()
         except (concurrent.futures.CancelledError, OSError):
             return False  # aborted, or the server found the client gone
         return True
 
     def abort(self) -> None:
         """The request is over on the loop side (done or cancelled): release a thread waiting to send."""
-        self._aborted = True
-        if self._pending is not None:
-            self._pending.cancel()
+        with self._lock:
+            self._aborted = True
+            if self._pending is not None:
+                self._pending.cancel()
 
 
 class HttpHandler:
