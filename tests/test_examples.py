@@ -77,6 +77,15 @@ def test_echo(example):
     ws.close()
 
 
+def test_asgi_echo_under_uvicorn(example):
+    server = example("asgi_echo")
+    ws = wsclient.create_connection(f"ws://{server.address}/echo/bob", timeout=10)
+    assert ws.recv() == "thanks for connecting bob"
+    ws.send("exit")
+    assert [ws.recv(), ws.recv()] == ["echo: exit", "ok bye!"]
+    ws.close()
+
+
 def test_auth_rejects_with_the_response_given_and_accepts_the_authorized(example):
     server = example("auth")
     with pytest.raises(wsclient.WebSocketBadStatusException) as refused:

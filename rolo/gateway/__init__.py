@@ -1,7 +1,7 @@
 """The gateway: a chain of handlers that every request, HTTP or WebSocket, runs through.
 
 Servers hand requests to :meth:`Gateway.process` (HTTP) and :meth:`Gateway.accept` (WebSockets);
-``rolo.gateway.wsgi`` and ``rolo.serving.twisted`` are such servers.
+``rolo.gateway.wsgi``, ``rolo.gateway.asgi`` and ``rolo.serving.twisted`` are such servers.
 """
 
 from .chain import (

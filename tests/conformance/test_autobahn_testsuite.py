@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import pytest_twisted
 from twisted.internet import threads
 
@@ -46,6 +47,7 @@ def summarise(reports: Path) -> dict[str, collections.Counter]:
     return {"behavior": behaviour, "behaviorClose": closing, "failed": failed}
 
 
+@pytest.mark.servers("twisted", reason="the whole suite takes minutes; test_autobahn_asgi runs the ASGI side")
 @pytest_twisted.ensureDeferred
 async def test_autobahn_testsuite(serve, tmp_path):
     # the suite sends 16 MiB messages; everything else is the default configuration

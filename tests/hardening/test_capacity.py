@@ -95,7 +95,7 @@ async def test_over_capacity_under_churn(serve):
             return list(clients.map(churn, [50] * 8))
 
     results = await in_thread(churn_from_8_clients)
-    assert await server.site.websocket.handlers.idle(10)
+    assert await server.app.websocket.handlers.idle(10)
     busy = sum(b for _, b in results)
     print(
         f"capacity {LIMIT}: 200 refusals while full, slowest {slowest_refusal * 1000:.1f} ms; "
@@ -103,4 +103,4 @@ async def test_over_capacity_under_churn(serve):
     )
     assert sum(c for c, _ in results) == 400
     assert running.most <= LIMIT
-    assert server.site.websocket.handlers.running == 0
+    assert server.app.websocket.handlers.running == 0

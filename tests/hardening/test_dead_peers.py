@@ -42,7 +42,7 @@ def push_until_disconnected(request: WebSocketRequest):
 async def assert_handlers_returned(server) -> None:
     """Every handler returned, so its thread is free (a handler stuck on a dead peer would hold its
     slot and thread forever), and the server goes on serving."""
-    websocket = server.site.websocket
+    websocket = server.app.websocket
     assert await websocket.handlers.idle(10)
     assert websocket.handlers.running == 0
 
@@ -111,7 +111,7 @@ async def test_handler_blocked_sending_to_a_dead_peer_is_released(serve):
     server = serve(push_until_disconnected, echo_until_disconnected, ping_interval=0.5, ping_timeout=0.5)
 
     def stop_reading():
-        sock = socket.create_connection((server.port.getHost().host, server.port.getHost().port))
+        sock = socket.create_connection((server.host, server.port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         ws = wsclient.WebSocket()
         ws.connect(server.ws("/push"), socket=sock, timeout=10)

@@ -110,7 +110,7 @@ def threads_outside_pools() -> int:
 async def test_fuzz(serve, failures, heavy, target):
     fuzz = fuzz_settings(1000 if heavy else 100)
     server = serve(echo, header_timeout=0.2, close_timeout=0.3)
-    address = (server.port.getHost().host, server.port.getHost().port)
+    address = (server.host, server.port)
     assert await in_thread(echo_once, server.ws("/ws")) == "still serving"
     threads_before = threads_outside_pools()
     outcomes: list[tuple[int | None, bool]] = []
@@ -131,18 +131,18 @@ async def test_fuzz(serve, failures, heavy, target):
 
     await in_thread(run)
     assert await in_thread(echo_once, server.ws("/ws")) == "still serving"
-    assert await server.site.websocket.handlers.idle(10)
+    assert await server.app.websocket.handlers.idle(10)
 
     statuses = [status for status, _ in outcomes]
     print(
         f"fuzz {target}: {len(outcomes)} examples, statuses "
         f"{ {status: statuses.count(status) for status in set(statuses)} }, "
         f"{sum(closed for _, closed in outcomes)} closed by the server, "
-        f"handler threads {len(server.site.websocket.pool.threads)}"
+        f"handler threads {len(server.app.websocket.pool.threads)}"
     )
     assert failures == []
     assert not any(status and status >= 500 for status in statuses)
-    assert server.site.websocket.handlers.running == 0
+    assert server.app.websocket.handlers.running == 0
     assert threads_outside_pools() == threads_before
     # examples ran one at a time: never more than a few handler threads
-    assert len(server.site.websocket.pool.threads) <= 4
+    assert len(server.app.websocket.pool.threads) <= 4

@@ -93,7 +93,7 @@ def server(request, serve):
     server = serve(recorded_echo)
     if request.param == "router only":
         # as the seed's gateway: without WerkzeugExceptionHandler an HTTP error from routing is a 500
-        server.site.gateway.exception_handlers.clear()
+        server.app.gateway.exception_handlers.clear()
     return server
 
 
@@ -109,7 +109,7 @@ def echo_once(url: str) -> str:
 @pytest.mark.parametrize("request_bytes", MALFORMED.values(), ids=MALFORMED.keys())
 @pytest_twisted.ensureDeferred
 async def test_malformed_upgrade_gets_4xx_and_never_reaches_a_handler(server, request_bytes):
-    address = (server.port.getHost().host, server.port.getHost().port)
+    address = (server.host, server.port)
     head = await in_thread(response_head, address, request_bytes)
     status = status_of(head)
     assert status is not None and 400 <= status < 500, head[:200]

@@ -50,7 +50,7 @@ ACCEPTED = {
 
 
 async def status(server, request: bytes) -> int | None:
-    address = (server.port.getHost().host, server.port.getHost().port)
+    address = (server.host, server.port)
     return status_of(await in_thread(response_head, address, request))
 
 

@@ -80,7 +80,7 @@ def slowloris(address: tuple[str, int], clients: int, connected: Signal) -> list
 async def test_slowloris_clients_are_dropped_without_keeping_others_out(serve, heavy):
     clients = 500 if heavy else 50
     server = serve(echo, header_timeout=HEADER_TIMEOUT)
-    address = (server.port.getHost().host, server.port.getHost().port)
+    address = (server.host, server.port)
     connected = Signal()
 
     trickling = in_thread(slowloris, address, clients, connected)
@@ -107,7 +107,7 @@ async def test_silent_connection_is_dropped_after_the_header_timeout(serve):
     server = serve(echo, header_timeout=0.5)
 
     def silent():
-        address = (server.port.getHost().host, server.port.getHost().port)
+        address = (server.host, server.port)
         with socket.create_connection(address, timeout=10) as sock:
             started = time.monotonic()
             answer = sock.recv(4096)

@@ -1,4 +1,4 @@
-"""The WebSocket API served by TwistedGateway, driven by real clients over loopback."""
+"""The WebSocket API on TwistedGateway and on AsgiGateway (hypercorn, uvicorn), driven by real clients."""
 
 from __future__ import annotations
 
@@ -262,7 +262,11 @@ async def test_send_receive_types_timeouts_and_peer_close(serve):
     assert results.get(timeout=5)[0] == "protocol error"
     assert results.get(timeout=5) == "timeout"
     assert results.get(timeout=5) == ("received", ["a", b"b"])
-    assert results.get(timeout=5) == ("closed", 4001, "done here")
+    if server.kind == "hypercorn":
+        # hypercorn 0.18 reports every close the peer starts as 1006, without the peer's code or reason
+        assert results.get(timeout=5) == ("closed", 1006, None)
+    else:
+        assert results.get(timeout=5) == ("closed", 4001, "done here")
 
 
 @pytest_twisted.ensureDeferred
@@ -375,7 +379,8 @@ async def test_handler_sees_the_request(serve):
     await in_thread(client)
     method, path, q, n, header_names = seen.get(timeout=5)
     assert (method, path, q, n) == ("WEBSOCKET", "/info/7", "x", 7)
-    assert "X-MiXeD-Case" in header_names
+    # ASGI servers lowercase header names before the application sees them, as ASGI asks
+    assert ("X-MiXeD-Case" if server.kind == "twisted" else "x-mixed-case") in header_names
 
 
 @pytest_twisted.ensureDeferred

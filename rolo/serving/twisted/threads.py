@@ -15,33 +15,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from rolo.threads import SizedStackThread
+
 __all__ = ["Activity", "BatchedCallFromThread", "EndOfTurnCalls", "HandlerThreadPool", "HandlerThreads"]
 
 log = Logger()
 
-# threading.stack_size is process-wide: set and restore it under a lock around each start
-_stack_size_lock = threading.Lock()
 
 
-class _HandlerThread(threading.Thread):
+class _HandlerThread(SizedStackThread):
     """A pool thread: a daemon, so that a handler that never returns cannot keep the process alive after
     the server stopped waiting for it; with a stack of ``stack_size`` bytes unless that is 0."""
 
-    stack_size = 0
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, daemon=True, **kwargs)
-
-    def start(self) -> None:
-        if not self.stack_size:
-            super().start()
-            return
-        with _stack_size_lock:
-            previous = threading.stack_size(self.stack_size)
-            try:
-                super().start()
-            finally:
-                threading.stack_size(previous)
 
 
 class HandlerThreadPool(ThreadPool):

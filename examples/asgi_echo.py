@@ -1,0 +1,41 @@
+"""The echo server from rolo's WebSocket documentation, as an ASGI application for hypercorn or uvicorn.
+
+``app`` is made at import time, as the servers' commands expect. From this directory::
+
+    hypercorn asgi_echo:app --bind localhost:8000
+    uvicorn asgi_echo:app --port 8000
+
+or ``python examples/asgi_echo.py [PORT]``, which runs it under uvicorn. Then talk to it::
+
+    websocat ws://localhost:8000/echo/alice
+"""
+
+import signal
+import socket
+import sys
+
+from echo import router
+
+from rolo.gateway import Gateway
+from rolo.gateway.asgi import AsgiGateway
+from rolo.gateway.handlers import RouterHandler
+
+# binds to no event loop until the server calls it
+app = AsgiGateway(Gateway(request_handlers=[RouterHandler(router, respond_not_found=True)]))
+
+
+def main() -> None:
+    import uvicorn
+
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    # listening before the server starts, so the URL printed (port 0 picks a free one) is good at once
+    sock = socket.create_server(("", port))
+    print(f"echo server on ws://localhost:{sock.getsockname()[1]}/echo/<name>", flush=True)
+    # uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises the signal again: exit with success
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda *_: sys.exit(0))
+    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The WSGI environment of an ASGI connection scope."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from rolo.request import build_environ
+
+__all__ = ["environ_for"]
+
+# a WebSocket scope names its scheme ws/wss; the request a handler sees is the HTTP request that upgraded
+_HTTP_SCHEMES = {"ws": "http", "wss": "https"}
+
+
+def _path_of(scope: dict[str, Any]) -> bytes:
+    """The percent-decoded path bytes, below the application's mount point."""
+    raw_path = scope.get("raw_path")
+    if raw_path is None:  # optional in ASGI; path is decoded already
+        path = scope["path"].encode("utf-8")
+    else:
+        if not raw_path.startswith(b"/"):
+            # an absolute-form target (GET http://host/a/b, as sent to proxies), which servers pass on as
+            # the path: route by its path, as RFC 9112 3.2.2 asks of a server
+            raw_path = urlsplit(raw_path).path or b"/"
+        path = unquote_to_bytes(raw_path)
+    # servers disagree on whether path includes root_path (the spec now says it does): take it off if so
+    root = scope.get("root_path", "").encode("utf-8")
+    if root and path.startswith(root):
+        path = path[len(root) :] or b"/"
+    return path
+
+
+def environ_for(scope: dict[str, Any], body: IO[bytes] | None = None, method: str | None = None) -> dict[str, Any]:
+    """A WSGI environment for an ``http`` or ``websocket`` scope.
+
+    Header names are as the server passed them (ASGI servers usually lowercase them).
+
+    :param body: the request body stream, read by the handler
+    :param method: replaces the scope's method (the WebSocket side passes ``WEBSOCKET``)
+    :raises UnicodeDecodeError: if the path is not UTF-8
+    """
+    path = _path_of(scope)
+    path.decode("utf-8")  # a path that is not text has no route: refuse it here, once
+    query = scope.get("query_string", b"")
+    client = scope.get("client")
+    server = scope.get("server")
+    raw_target = scope.get("raw_path") or scope["path"].encode("utf-8")
+    environ = build_environ(
+        method=method or scope.get("method", "GET"),
+        path=path,
+        headers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope.get("headers", ())],
+        body=body,
+        scheme=_HTTP_SCHEMES.get(scope.get("scheme", "http"), scope.get("scheme", "http")),
+        root_path=scope.get("root_path", "") or "/",
+        query_string=query,
+        remote_addr=client[0] if client else None,
+        server=(server[0], server[1]) if server else None,
+        raw_uri=(raw_target + (b"?" + query if query else b"")).decode("latin-1"),
+    )
+    environ["SERVER_PROTOCOL"] = f"HTTP/{scope.get('http_version', '1.1')}"
+    if body is not None:
+        # the stream ends where the body ends, whatever the framing
+        environ["wsgi.input_terminated"] = True
+    return environ

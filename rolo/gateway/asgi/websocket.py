@@ -1,0 +1,374 @@
+"""WebSockets under ASGI: the server speaks the protocol, a handler thread runs the application.
+
+For each ``websocket`` scope, :class:`WebSocketHandler` starts the listener (the gateway) in a thread of its
+own, with a :class:`~rolo.websocket.threaded.ThreadedWebSocketAdapter` in its environment whose I/O side is
+an :class:`AsgiConnection`. That connection runs two tasks on the event loop:
+
+- a reader that calls ASGI ``receive`` and reports messages to the adapter. It stops calling ``receive``
+  while the adapter's inbox is full, which is how an ASGI application stops reading: the server's own
+  bounded queue fills and it stops reading the socket.
+- a writer that sends what the adapter hands over, in order. ASGI gives no signal of a full transport
+  buffer; awaiting ``send`` is the closest there is, so messages waiting for it count against the adapter's
+  write high-water mark, and ``send`` in the handler blocks while they exceed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from rolo.threads import SizedStackThread
+from rolo.websocket.origins import OriginPolicy
+from rolo.websocket.adapter import WEBSOCKET_KEY, BytesMessage, Message, TextMessage, WebSocketListener
+from rolo.websocket.threaded import ThreadedWebSocketAdapter
+
+from .environ import environ_for
+
+__all__ = ["AsgiConnection", "WebSocketHandler", "WebSocketSettings"]
+
+LOG = logging.getLogger(__name__)
+
+CLOSE_CODE_GOING_AWAY = 1001
+
+DENIAL_RESPONSE_EXTENSION = "websocket.http.response"
+"""The ASGI extension with which an application answers an upgrade request with any HTTP response."""
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class WebSocketSettings:
+    """How :class:`~rolo.gateway.asgi.AsgiGateway` serves WebSockets.
+
+    The protocol itself (message size limit, pings, compression) is the ASGI server's: configure it there.
+
+    :param max_connections: how many WebSocket handlers may run at once, each in a thread of its own; an
+        upgrade request beyond it is answered ``503`` at once
+    :param thread_stack_size: the stack size of those threads, in bytes (small, so thousands fit)
+    :param max_queue: how many received messages may wait for a handler before the application stops
+        receiving from the server for that connection
+    :param write_high_water: how many bytes a handler may have sent that the server has not yet taken
+        before ``send`` blocks
+    :param open_timeout: seconds from the upgrade request to the handler's ``accept`` or ``reject``
+    :param close_timeout: seconds the closing handshake may take; after that the handler's ``close``
+        returns and the application lets the server drop the connection
+    :param allowed_origins: the ``Origin`` values allowed to connect, with ``*`` wildcards (e.g.
+        ``["https://*.example.com"]``; see :class:`~rolo.websocket.OriginPolicy`); others get 403.
+        ``None`` allows any origin.
+    """
+
+    max_connections: int = 4096
+    thread_stack_size: int = 512 * 1024
+    max_queue: int = 16
+    write_high_water: int = 64 * 1024
+    open_timeout: float = 10.0
+    close_timeout: float = 10.0
+    allowed_origins: Sequence[str] | None = None
+
+
+def _encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+def denial(scope: dict[str, Any], status: int, headers: Iterable[tuple[str, str]], body: bytes) -> list[dict[str, Any]]:
+    """The ASGI messages that answer an upgrade request with this HTTP response.
+
+    Through the denial-response extension when the server offers it; otherwise a plain close before
+    accepting, which the server answers with ``403`` and no body.
+    """
+    if DENIAL_RESPONSE_EXTENSION in (scope.get("extensions") or {}):
+        return [
+            {"type": "websocket.http.response.start", "status": status, "headers": _encode_headers(headers)},
+            {"type": "websocket.http.response.body", "body": body, "more_body": False},
+        ]
+    return [{"type": "websocket.close", "code": 1000}]
+
+
+class AsgiConnection:
+    """The I/O side of a connection (:class:`~rolo.websocket.threaded.ServerConnection`) over ASGI
+    ``receive`` and ``send``. Every method runs on the event loop.
+
+    :param scope: the connection's ASGI scope
+    :param write_high_water: bytes waiting for ``send`` above which the adapter holds the handler's sends
+    :param close_timeout: seconds from sending a close to the end of the connection, after which it is
+        taken as lost
+    """
+
+    adapter: ThreadedWebSocketAdapter
+
+    def __init__(
+        self, scope: dict[str, Any], receive: Receive, send: Send, write_high_water: int, close_timeout: float
+    ) -> None:
+        self._scope = scope
+        self._receive = receive
+        self._send = send
+        self._write_high_water = write_high_water
+        self._close_timeout = close_timeout
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._outgoing: deque[tuple[dict[str, Any], int]] = deque()
+        self._outgoing_bytes = 0
+        self._writing_paused = False
+        self._has_outgoing = asyncio.Event()
+        self._reading = asyncio.Event()
+        self._reading.set()
+        self._answered = False  # accept, reject or close was asked for
+        self._closing = False
+        self.open = False
+        self.gone = False
+        self.finished = asyncio.Event()
+        """Set once the last message (a close or a denial response) is out, or the connection is gone."""
+
+    # -- ServerConnection --------------------------------------------------------------------------
+
+    def accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
+        if self._answered:
+            return  # given up on while the handler decided; the adapter knows already
+        self._answered = True
+        self._queue({"type": "websocket.accept", "subprotocol": subprotocol, "headers": _encode_headers(headers)})
+
+    def reject(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        if self._answered:
+            return
+        self._answered = self._closing = True
+        for message in denial(self._scope, status, headers, body):
+            self._queue(message)
+        LOG.info("WebSocket rejected %s: %s", self._scope.get("path"), status)
+
+    def send(self, messages: list[Message]) -> None:
+        if self._closing or self.gone:
+            return
+        for message in messages:
+            if isinstance(message, TextMessage):
+                self._queue({"type": "websocket.send", "text": message.data}, len(message.data))
+            else:
+                self._queue({"type": "websocket.send", "bytes": message.data}, len(message.data))
+        if self._outgoing_bytes > self._write_high_water and not self._writing_paused:
+            self._writing_paused = True
+            self.adapter.on_pause_writing()
+
+    def close(self, code: int, reason: str | None) -> None:
+        if self._closing or self.gone:
+            return
+        self._answered = self._closing = True
+        self._queue({"type": "websocket.close", "code": code, "reason": reason or ""})
+        # read on whatever the inbox holds: the peer's close reply is behind its last messages
+        self._reading.set()
+
+    def pause_reading(self) -> None:
+        if not self._closing:
+            self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
+
+    # -- loop side ---------------------------------------------------------------------------------
+
+    def give_up_opening(self) -> None:
+        """The handler took too long to accept or reject: refuse the connection and tell the adapter."""
+        if not self._answered:
+            self._answered = self._closing = True
+            self._queue({"type": "websocket.close", "code": 1000})
+            self.adapter.on_close(None, None)
+
+    def go_away(self) -> None:
+        """Close with 1001 because the server is shutting down."""
+        if self.open:
+            self.close(CLOSE_CODE_GOING_AWAY, "server shutting down")
+
+    async def read(self) -> None:
+        """Report what the server receives to the adapter until the connection ends."""
+        while True:
+            await self._reading.wait()
+            message = await self._receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                received = TextMessage(text) if text is not None else BytesMessage(message.get("bytes") or b"")
+                self.adapter.on_message(received)
+            elif kind == "websocket.disconnect":
+                self.lost(message.get("code"), message.get("reason") or None)
+                return
+
+    async def write(self) -> None:
+        """Send what the adapter handed over, in order, until the last message is out."""
+        while True:
+            while not self._outgoing:
+                self._has_outgoing.clear()
+                await self._has_outgoing.wait()
+            message, size = self._outgoing.popleft()
+            try:
+                await self._send(message)
+            except (OSError, RuntimeError):
+                # the server refuses to send (uvicorn raises once the client is gone): the connection is over
+                self.lost()
+                return
+            self._outgoing_bytes -= size
+            if self._writing_paused and self._outgoing_bytes <= self._write_high_water // 2:
+                self._writing_paused = False
+                self.adapter.on_resume_writing()
+            kind = message["type"]
+            if kind == "websocket.accept":
+                self.open = True
+                self.adapter.on_open()
+            elif kind in ("websocket.close", "websocket.http.response.body"):
+                if kind == "websocket.close" and not self.gone:
+                    # some servers wait for the peer's close reply forever: give up on it after a while
+                    self._close_timer = asyncio.get_running_loop().call_later(self._close_timeout, self.lost)
+                self.finished.set()
+                return
+
+    def _queue(self, message: dict[str, Any], size: int = 0) -> None:
+        self._outgoing.append((message, size))
+        self._outgoing_bytes += size
+        self._has_outgoing.set()
+
+    def lost(self, code: int | None = None, reason: str | None = None) -> None:
+        """The connection is over: with the close code the server reported, or lost (``None``)."""
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self.gone = True
+        self._outgoing.clear()
+        self._outgoing_bytes = 0
+        self.adapter.on_close(code, reason)
+        self.finished.set()
+
+
+class WebSocketHandler:
+    """Serves ASGI ``websocket`` scopes: each connection's listener runs in a thread of its own.
+
+    :param listener: called in a handler thread with each upgrade request's environment
+    :param settings: the WebSocket settings
+    """
+
+    def __init__(self, listener: WebSocketListener, settings: WebSocketSettings) -> None:
+        self.listener = listener
+        self.settings = settings
+        self.active_handlers = 0
+        self.accepting = True
+        self.connections: set[AsgiConnection] = set()
+        self._origins = None if settings.allowed_origins is None else OriginPolicy(settings.allowed_origins)
+        self._idle: asyncio.Event | None = None
+        self._thread_numbers = itertools.count(1)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return  # the client left before the application was called
+        refusal = self._refusal(scope)
+        if refusal is None:
+            try:
+                environ = environ_for(scope, method="WEBSOCKET")
+            except UnicodeDecodeError:
+                refusal = HTTPStatus.BAD_REQUEST, b"the request path is not valid UTF-8\n"
+        if refusal is not None:
+            for message in self._refusal_response(scope, *refusal):
+                await send(message)
+            return
+
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        connection = AsgiConnection(scope, receive, send, settings.write_high_water, settings.close_timeout)
+        adapter = ThreadedWebSocketAdapter(
+            connection,
+            loop.call_soon_threadsafe,
+            max_queue=settings.max_queue,
+            write_high_water=settings.write_high_water,
+            close_timeout=settings.close_timeout + 1,
+        )
+        connection.adapter = adapter
+        environ[WEBSOCKET_KEY] = adapter
+
+        handler_done: asyncio.Future[None] = loop.create_future()
+        try:
+            self._start_handler(environ, handler_done)
+        except RuntimeError:  # the process is out of threads
+            LOG.exception("could not start a handler thread for WebSocket %s", scope.get("path"))
+            for message in self._refusal_response(scope, HTTPStatus.SERVICE_UNAVAILABLE, b"no thread for a handler\n"):
+                await send(message)
+            return
+        self.connections.add(connection)
+        tasks = [loop.create_task(connection.read()), loop.create_task(connection.write())]
+        open_timer = loop.call_later(settings.open_timeout, connection.give_up_opening)
+        try:
+            await asyncio.shield(handler_done)
+            # the gateway has settled the connection: let its last message go out
+            await asyncio.wait_for(connection.finished.wait(), settings.close_timeout)
+        except asyncio.TimeoutError:
+            LOG.warning("WebSocket %s did not finish closing in time", scope.get("path"))
+        finally:
+            open_timer.cancel()
+            for task in tasks:
+                task.cancel()
+            self.connections.discard(connection)
+            connection.lost()  # a handler still running (the server gave up on it) is released
+
+    def _refusal(self, scope: dict[str, Any]) -> tuple[int, bytes] | None:
+        if not self.accepting:
+            return HTTPStatus.SERVICE_UNAVAILABLE, b"server shutting down\n"
+        if self.active_handlers >= self.settings.max_connections:
+            return HTTPStatus.SERVICE_UNAVAILABLE, b"too many WebSocket connections\n"
+        if self._origins is not None:
+            origin = next((v.decode("latin-1") for n, v in scope.get("headers", ()) if n.lower() == b"origin"), None)
+            if not self._origins.allows(origin):
+                return HTTPStatus.FORBIDDEN, b"origin not allowed\n"
+        return None
+
+    @staticmethod
+    def _refusal_response(scope: dict[str, Any], status: int, text: bytes) -> list[dict[str, Any]]:
+        headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text)))]
+        if status == HTTPStatus.SERVICE_UNAVAILABLE:
+            headers.append(("Retry-After", "1"))
+        LOG.info("WebSocket refused %s: %s", scope.get("path"), status)
+        return denial(scope, status, headers, text)
+
+    def _start_handler(self, environ: dict[str, Any], done: asyncio.Future[None]) -> None:
+        loop = done.get_loop()
+
+        def run() -> None:
+            try:
+                self.listener(environ)
+            except Exception:
+                LOG.exception("WebSocket listener failed for %s", environ.get("PATH_INFO"))
+            finally:
+                try:
+                    loop.call_soon_threadsafe(self._handler_finished, done)
+                except RuntimeError:
+                    pass  # the loop is closed: the server is gone, nobody waits for this handler
+
+        thread = SizedStackThread(target=run, name=f"rolo-websocket-{next(self._thread_numbers)}", daemon=True)
+        thread.stack_size = self.settings.thread_stack_size
+        thread.start()
+        self.active_handlers += 1
+
+    def _handler_finished(self, done: asyncio.Future[None]) -> None:
+        self.active_handlers -= 1
+        if not done.done():
+            done.set_result(None)
+        if self.active_handlers == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def shutdown(self, grace_period: float) -> None:
+        """Stop taking connections, close every open one with 1001 (going away), and return once every
+        handler has returned or ``grace_period`` seconds have passed, whichever comes first."""
+        self.accepting = False
+        for connection in list(self.connections):
+            connection.go_away()
+        if self.active_handlers == 0:
+            return
+        self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_period)
+        except asyncio.TimeoutError:
+            LOG.warning(
+                "%d WebSocket handlers still running %ss after shutdown began; not waiting longer",
+                self.active_handlers,
+                grace_period,
+            )
+        finally:
+            self._idle = None

@@ -1,0 +1,260 @@
+"""AsgiGateway beyond the WebSocket API: HTTP through each server, the lifespan, and the servers' CLIs."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+
+import pytest
+import pytest_twisted
+import websocket as wsclient
+
+from rolo import Request, Response, route
+from rolo.websocket import WebSocketDisconnectedError
+
+from tests.conftest import listening_socket
+from tests.helpers import Signal, in_thread
+
+
+@route("/hello/<name>")
+def hello(request: Request, name: str):
+    return Response(f"hello {name}", headers={"X-Greeting": "yes"})
+
+
+@route("/upload", methods=["POST"])
+def upload(request: Request):
+    # read the body in pieces, as a handler streaming it somewhere would
+    stream = request.stream
+    total = 0
+    while chunk := stream.read(65536):
+        total += len(chunk)
+    return Response(f"{total} bytes")
+
+
+@route("/stream")
+def stream(request: Request):
+    return Response((f"part {i}\n".encode() for i in range(1000)), mimetype="text/plain")
+
+
+@route("/broken")
+def broken(request: Request):
+    raise RuntimeError("broken handler")
+
+
+@pytest_twisted.ensureDeferred
+async def test_http_through_the_server(serve):
+    server = serve(hello, upload, stream, broken)
+
+    def client():
+        results = {}
+        with urllib.request.urlopen(server.http("/hello/alice"), timeout=10) as response:
+            results["hello"] = (response.status, response.headers["X-Greeting"], response.read())
+
+        # a chunked upload of 4 MiB, more than any buffer on the way holds
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        body = (b"x" * 65536 for _ in range(64))
+        connection.request("POST", "/upload", body=body, encode_chunked=True)
+        response = connection.getresponse()
+        results["upload"] = (response.status, response.read())
+
+        connection.request("GET", "/stream")
+        response = connection.getresponse()
+        results["stream"] = response.read().splitlines()
+        connection.close()
+
+        for path in ("/broken", "/nowhere"):
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(server.http(path), timeout=10)
+            results[path] = info.value.code
+        return results
+
+    results = await in_thread(client)
+    assert results["hello"] == (200, "yes", b"hello alice")
+    assert results["upload"] == (200, b"4194304 bytes")
+    assert results["stream"] == [f"part {i}".encode() for i in range(1000)]
+    assert (results["/broken"], results["/nowhere"]) == (500, 404)
+
+
+@pytest.mark.servers("hypercorn", "uvicorn", reason="Twisted Web reads the whole body before a handler runs")
+@pytest_twisted.ensureDeferred
+async def test_request_body_is_received_only_as_fast_as_the_handler_reads(serve):
+    arrived, release = Signal(), Signal()
+
+    @route("/slow-upload", methods=["POST"])
+    def slow_upload(request: Request):
+        arrived.set()
+        release.wait()
+        total = 0
+        while chunk := request.stream.read(65536):
+            total += len(chunk)
+        return Response(str(total))
+
+    server = serve(slow_upload)
+    chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+    limit = 1024  # 64 MiB: far more than the buffers on the way hold
+
+    def client():
+        sock = socket.create_connection((server.host, server.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        sock.sendall(b"POST /slow-upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        arrived.wait()
+        sock.settimeout(2)
+        pending, started = memoryview(b""), 0
+        try:
+            while started < limit:
+                if not pending:
+                    pending, started = memoryview(chunk), started + 1
+                pending = pending[sock.send(pending) :]
+        except socket.timeout:
+            pass  # the server stopped reading: our send buffer is full
+        release.set()
+        sock.settimeout(10)
+        sock.sendall(pending)
+        sock.sendall(b"0\r\n\r\n")
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = response.read()
+        sock.close()
+        return started, int(body)
+
+    started, received = await in_thread(client)
+    assert started < limit, "the client could send without bound"
+    assert received == started * 65536
+
+
+@route("/echo", methods=["WEBSOCKET"])
+def echo(request):
+    with request.accept() as ws:
+        for message in ws:
+            ws.send(message)
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.events: queue.Queue[str] = queue.Queue()
+
+    def on_startup(self) -> None:
+        self.events.put("startup")
+
+    def on_shutdown(self) -> None:
+        self.events.put("shutdown")
+
+
+@pytest.mark.servers("hypercorn", "uvicorn", reason="the lifespan is ASGI's")
+@pytest_twisted.ensureDeferred
+async def test_lifespan_starts_and_stops_the_application(serve):
+    listener = Listener()
+    opened, ended = Signal(), queue.Queue()
+
+    @route("/stay", methods=["WEBSOCKET"])
+    def stay(request):
+        with request.accept() as ws:
+            opened.set()
+            try:
+                ws.receive()
+            except WebSocketDisconnectedError as error:
+                ended.put(error.code)
+
+    server = serve(echo, hello, stay, lifespan_listener=listener)
+
+    def client():
+        assert listener.events.get(timeout=10) == "startup"
+        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+        ws.send("hi")
+        echoed = ws.recv()
+        ws.close()
+        with urllib.request.urlopen(server.http("/hello/bob"), timeout=10) as response:
+            greeting = response.read()
+        staying = wsclient.create_connection(server.ws("/stay"), timeout=10)
+        opened.wait()
+        server.stop()  # with a WebSocket still open: its handler is told, and the server stops
+        staying.shutdown()
+        return echoed, greeting, ended.get(timeout=10), listener.events.get(timeout=10)
+
+    echoed, greeting, code, last_event = await in_thread(client)
+    assert (echoed, greeting, last_event) == ("hi", b"hello bob", "shutdown")
+    # uvicorn closes open WebSockets itself with 1012 (service restart) before the lifespan shutdown;
+    # hypercorn cancels the application after its graceful timeout, which drops the connection
+    assert code == {"uvicorn": 1012, "hypercorn": 1006}[server.kind]
+    # the HTTP pool is gone, and new WebSockets would be refused until the next startup
+    assert server.app.http._pool is None
+    assert not server.app.websocket.accepting
+
+
+APP_MODULE = """
+from rolo import Response, Router, route
+from rolo.gateway import Gateway
+from rolo.gateway.asgi import AsgiGateway
+from rolo.gateway.handlers import RouterHandler
+
+
+@route("/hello")
+def hello(request):
+    return Response("hello")
+
+
+@route("/echo/<name>", methods=["WEBSOCKET"])
+def echo(request, name: str):
+    with request.accept() as websocket:
+        websocket.send(f"thanks for connecting {name}")
+        for line in websocket:
+            websocket.send(f"echo: {line}")
+
+
+class Lifespan:
+    def on_startup(self):
+        print("lifespan startup", flush=True)
+
+    def on_shutdown(self):
+        print("lifespan shutdown", flush=True)
+
+
+router = Router()
+router.add([hello, echo])
+app = AsgiGateway(Gateway(request_handlers=[RouterHandler(router, respond_not_found=True)]),
+                  lifespan_listener=Lifespan())
+"""
+
+
+@pytest.mark.parametrize("kind", ["hypercorn", "uvicorn"])
+def test_module_level_app_runs_under_the_server_cli(kind, tmp_path):
+    """``app = AsgiGateway(gateway)`` at import time, then the server's own command: the way a user runs it."""
+    (tmp_path / "myapp.py").write_text(textwrap.dedent(APP_MODULE))
+    sock = listening_socket()
+    fd = sock.fileno()
+    command = {
+        "hypercorn": [sys.executable, "-m", "hypercorn", "--bind", f"fd://{fd}", "myapp:app"],
+        "uvicorn": [sys.executable, "-m", "uvicorn", "--fd", str(fd), "myapp:app"],
+    }[kind]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        pass_fds=[fd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    host, port = sock.getsockname()
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/hello", timeout=10) as response:
+            assert response.read() == b"hello"
+        ws = wsclient.create_connection(f"ws://{host}:{port}/echo/alice", timeout=10)
+        assert ws.recv() == "thanks for connecting alice"
+        ws.send("hi")
+        assert ws.recv() == "echo: hi"
+        ws.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+        sock.close()
+    text = output.decode()
+    assert "lifespan startup" in text and "lifespan shutdown" in text, text
+    assert "Traceback" not in text, text
