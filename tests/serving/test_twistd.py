@@ -140,7 +140,8 @@ def test_options_parse_into_settings():
     options = Options()
     options.parseOptions(
         ["--app", "m:a", "-l", "tcp:1", "--listen", "unix:/s", "--max-message-size", "10", "--ping-interval",
-         "0", "--http-threads", "4", "--no-compression", "--allowed-origin", "https://*.example.com"]
+         "0", "--http-threads", "4", "--no-compression", "--allowed-origin", "https://*.example.com",
+         "--header-timeout", "0"]
     )
     assert options["listen"] == ["tcp:1", "unix:/s"]
     settings = options.settings()
@@ -149,11 +150,13 @@ def test_options_parse_into_settings():
     assert settings["http_threads"] == 4
     assert settings["compression"] is False
     assert settings["allowed_origins"] == ["https://*.example.com"]
+    assert settings["header_timeout"] is None
 
     defaults = Options()
     defaults.parseOptions(["--app", "m:a"])
     assert defaults["listen"] == ["tcp:8000"]
     assert defaults.settings()["allowed_origins"] is None
+    assert defaults.settings()["header_timeout"] == 10.0
 
 
 def one_line_error(*args: str) -> str:

@@ -102,6 +102,13 @@ class Options(usage.Options):
             _non_negative_float,
         ],
         [
+            "header-timeout",
+            None,
+            10.0,
+            "Seconds a client may take to send a request's line and headers; slower ones get 408 (0: no limit).",
+            _non_negative_float,
+        ],
+        [
             "open-timeout",
             None,
             _DEFAULTS.open_timeout,
@@ -156,6 +163,7 @@ class Options(usage.Options):
             write_high_water=self["write-high-water"],
             ping_interval=self["ping-interval"],
             ping_timeout=self["ping-timeout"],
+            header_timeout=self["header-timeout"] or None,
             open_timeout=self["open-timeout"],
             close_timeout=self["close-timeout"],
             thread_stack_size=self["thread-stack-size"],
