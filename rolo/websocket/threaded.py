@@ -37,6 +37,16 @@ LOG = logging.getLogger("rolo.websocket")
 CLOSE_CODE_ABNORMAL = 1006
 """The close code reported when a connection ends without a closing handshake (RFC 6455, 7.1.5)."""
 
+MAX_CLOSE_REASON_BYTES = 123
+"""A close frame's payload is at most 125 bytes, two of which hold the code (RFC 6455, 5.5)."""
+
+
+def fit_close_reason(reason: str | None) -> str | None:
+    """``reason`` cut to what a close frame holds, at a character boundary (it must stay valid UTF-8)."""
+    if reason is None:
+        return None
+    return reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")
+
 
 class ServerConnection(Protocol):
     """The I/O side of one connection. Every method is called on the server's event-loop thread."""
@@ -51,7 +61,8 @@ class ServerConnection(Protocol):
         """Write these messages to the peer, in order."""
 
     def close(self, code: int, reason: str | None) -> None:
-        """Start the closing handshake (or drop the connection if it never opened)."""
+        """Start the closing handshake (or drop the connection if it never opened). ``reason`` fits in a
+        close frame (:func:`fit_close_reason`)."""
 
     def pause_reading(self) -> None:
         """Stop reading from the socket."""
@@ -193,6 +204,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             if self._state in (_State.CLOSED, _State.REJECTED):
                 return
             if self._close_code is None:
+                reason = fit_close_reason(reason)
                 # queued behind any pending flush, so messages sent before close() go out first
                 self._close_code, self._close_reason = code, reason
                 self._call_in_loop(lambda: self._connection.close(code, reason))

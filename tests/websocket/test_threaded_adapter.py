@@ -228,3 +228,16 @@ def test_reject_hands_the_response_to_the_loop():
     loop.run()
     assert connection.calls == [("reject", 403, [("X-A", "1")], b"no")]
     adapter.close()  # nothing to close after a reject
+
+
+def test_a_close_reason_is_cut_to_fit_a_close_frame_at_a_character_boundary():
+    adapter, connection, loop = open_adapter()
+    closer = threading.Thread(target=adapter.close, args=(4000, "é" * 100, 5))
+    closer.start()
+    loop.wait_pending()
+    loop.run()
+    _, code, reason = connection.calls[-1]
+    assert code == 4000
+    assert reason == "é" * 61  # 122 bytes: a 62nd "é" would make 124
+    adapter.on_close(4000, reason)
+    closer.join(5)

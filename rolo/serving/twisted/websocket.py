@@ -44,10 +44,6 @@ log = Logger()
 
 CLOSE_CODE_GOING_AWAY = 1001
 
-# RFC 6455 5.5: a close frame's payload is at most 125 bytes, two of which hold the code
-_MAX_CLOSE_REASON = 123
-
-
 @dataclass(frozen=True)
 class WebSocketSettings:
     """How :class:`~rolo.serving.twisted.TwistedGateway` serves WebSockets.
@@ -83,11 +79,6 @@ class WebSocketSettings:
     open_timeout: float = 10.0
     close_timeout: float = 10.0
     allowed_origins: Sequence[str] | None = None
-
-
-def _truncate_utf8(text: str, limit: int) -> bytes:
-    # cut at a character boundary: a close reason must be valid UTF-8
-    return text.encode("utf-8")[:limit].decode("utf-8", "ignore").encode("utf-8")
 
 
 def _accept_permessage_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
@@ -389,7 +380,7 @@ class AutobahnConnection:
     def close(self, code: int, reason: str | None) -> None:
         protocol = self._protocol
         if protocol.state == WebSocketProtocol.STATE_OPEN:
-            reason_bytes = _truncate_utf8(reason, _MAX_CLOSE_REASON) if reason else None
+            reason_bytes = reason.encode("utf-8") if reason else None  # the adapter fitted it to the frame
             # sendClose only allows the codes an application may use; a server also sends 1001 and 1011
             protocol.sendCloseFrame(code, reason_bytes, isReply=False)
         elif protocol.state == WebSocketProtocol.STATE_CONNECTING:
