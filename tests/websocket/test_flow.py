@@ -304,3 +304,34 @@ async def test_peer_that_never_answers_the_close_is_dropped_after_close_timeout(
     # the close frame went out before the drop; a reset may discard it unread, so look only if it came
     if received:
         assert received[0] == 0x88 and int.from_bytes(received[2:4], "big") == 4000
+
+
+@pytest.mark.servers("twisted", reason="makes TwistedGateway's handler threads fail to start")
+@pytest_twisted.ensureDeferred
+async def test_a_handler_thread_that_cannot_start_is_a_503_and_holds_no_slot(serve, monkeypatch):
+    server = serve(echo, max_connections=1)
+    threads = server.app.websocket.pool
+    refusals = []
+    start = threads._thread_class.start
+
+    def out_of_threads_once(thread):
+        if not refusals:
+            refusals.append(thread)
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threads._thread_class, "start", out_of_threads_once)
+
+    def client():
+        with pytest.raises(wsclient.WebSocketBadStatusException) as info:
+            wsclient.create_connection(server.ws("/echo"), timeout=10)
+        # the only slot is still free: the next connection is served
+        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+        ws.send("still here")
+        echoed = ws.recv()
+        ws.close()
+        return info.value.status_code, echoed
+
+    assert await in_thread(client) == (503, "still here")
+    assert await server.app.websocket.handlers.idle(10)
+    assert refusals[0] not in threads.threads  # forgotten, so that stopping never joins an unstarted thread

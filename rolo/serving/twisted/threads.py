@@ -105,11 +105,20 @@ class HandlerThreads:
 
     def callInThreadWithCallback(self, onResult: Any, func: Any, *args: Any, **kw: Any) -> None:
         """Start a thread that runs ``func(*args, **kw)``, then ``onResult(True, result)`` or, if it
-        raised, ``onResult(False, failure)``."""
+        raised, ``onResult(False, failure)``.
+
+        :raises RuntimeError: if the thread could not be started (the process is out of threads); then
+            ``onResult`` is never called
+        """
         thread = self._thread_class(target=self._run, args=(onResult, func, args, kw), name=self._name)
         with self._lock:
             self.threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:
+            with self._lock:
+                self.threads.discard(thread)
+            raise
 
     def _run(self, onResult: Any, func: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
         try:

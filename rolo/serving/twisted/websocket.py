@@ -23,7 +23,7 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.protocol import WebSocketProtocol
-from autobahn.websocket.types import ConnectionRequest
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -203,9 +203,13 @@ class WebSocketUpgradeResource(Resource):
         return NOT_DONE_YET
 
     def start_handler(self, environ: dict[str, Any]) -> None:
-        """Run the listener for one connection in a thread of its own (reactor thread)."""
-        self.handlers.started()
+        """Run the listener for one connection in a thread of its own (reactor thread).
+
+        :raises RuntimeError: if no thread could be started for it; then it holds no handler slot
+        """
         self.pool.callInThreadWithCallback(self._handler_done, self._run_listener, environ)
+        # counted once started: its end is counted through callFromThread, so always after this
+        self.handlers.started()
 
     def _run_listener(self, environ: dict[str, Any]) -> None:
         try:
@@ -267,9 +271,14 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             defer_wake=resource.call_at_end_of_turn,
         )
         self.environ[WEBSOCKET_KEY] = self.adapter
-        resource.protocols.add(self)
         self.handshake = Deferred()
-        resource.start_handler(self.environ)
+        try:
+            resource.start_handler(self.environ)
+        except RuntimeError:
+            log.failure("no thread for the WebSocket handler of {path}", path=self.environ.get("PATH_INFO"))
+            self.adapter = None  # nothing for onClose to report to
+            raise ConnectionDeny(int(HTTPStatus.SERVICE_UNAVAILABLE), "no thread for the handler")  # it wants an int
+        resource.protocols.add(self)
         return self.handshake
 
     def onOpen(self) -> None:
