@@ -458,3 +458,31 @@ async def test_stop_cuts_a_stream_to_a_client_that_does_not_read(serve):
             response.read()
 
     await in_thread(read_rest)
+
+
+@pytest.mark.servers("twisted", reason="write_timeout is TwistedGateway's setting")
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_stops_reading_is_cut_after_write_timeout_and_frees_the_thread(serve):
+    stream = EndlessStream(65536)
+    server = serve(stream, http_threads=1, write_timeout=0.5)
+
+    def stop_reading():
+        conn = connect(server)
+        conn.connect()
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.request("GET", "/endless")
+        return conn, conn.getresponse()
+
+    conn, response = await in_thread(stop_reading)
+    await in_thread(stream.streaming.wait)
+    # the client reads no more: within write_timeout the stream is abandoned and the only thread is free
+    await in_thread(stream.closed.wait)
+    status, _, _ = await in_thread(fetch, server, "GET", "/nowhere")
+    assert status == 404
+
+    def read_rest():
+        with pytest.raises((http.client.IncompleteRead, ConnectionResetError)):
+            response.read()
+        conn.close()
+
+    await in_thread(read_rest)

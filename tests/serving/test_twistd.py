@@ -157,6 +157,7 @@ def test_options_parse_into_settings():
     assert defaults["listen"] == ["tcp:8000"]
     assert defaults.settings()["allowed_origins"] is None
     assert defaults.settings()["header_timeout"] == 10.0
+    assert defaults.settings()["write_timeout"] == 60.0
 
 
 def one_line_error(*args: str) -> str:

@@ -32,14 +32,19 @@ class HttpResource:
     The gateway runs, and a streamed response body is iterated, in a thread of ``pool``; the reactor
     thread does every write. A body that is a sequence is written at once; a streamed one chunk by chunk,
     the iterating thread waiting while the client is slow to read (the transport pauses its producer).
+    A client that reads nothing for ``write_timeout`` seconds is abandoned: its connection is cut and the
+    thread goes back to the pool, so that clients that stop reading cannot take every HTTP thread.
     ``handlers`` counts the requests between their arrival and their handler's return. Once the pool has
     stopped, a request (on a connection kept alive from before) is answered 503 and the connection closed.
     """
 
-    def __init__(self, gateway: Gateway, pool: HandlerThreadPool, reactor: Any) -> None:
+    def __init__(
+        self, gateway: Gateway, pool: HandlerThreadPool, reactor: Any, write_timeout: float | None = 60.0
+    ) -> None:
         self.gateway = gateway
         self.pool = pool
         self.reactor = reactor
+        self.write_timeout = write_timeout
         self.handlers = Activity(reactor)
         self._writers: set[_ResponseWriter] = set()  # reactor thread only
 
@@ -50,7 +55,7 @@ class HttpResource:
             request.setHeader(b"Connection", b"close")
             return b"server shutting down\n"
         environ = environ_for(request)
-        writer = _ResponseWriter(request, self.reactor, self.handlers.finished)
+        writer = _ResponseWriter(request, self.reactor, self.handlers.finished, self.write_timeout)
         self.handlers.started()
         self._writers.add(writer)
         request.notifyFinish().addBoth(lambda _: self._writers.discard(writer))
@@ -82,12 +87,17 @@ class HttpResource:
 @implementer(IPushProducer)
 class _ResponseWriter:
     """Carries one response from its handler thread to the reactor; ``finished`` is called on the reactor
-    thread once the handler has returned."""
+    thread once the handler has returned. A chunk waits at most ``write_timeout`` seconds for the client
+    to read."""
 
-    def __init__(self, request: Request, reactor: Any, finished: Callable[[], None]) -> None:
+    def __init__(
+        self, request: Request, reactor: Any, finished: Callable[[], None], write_timeout: float | None
+    ) -> None:
         self._request = request
         self._reactor = reactor
         self._finished = finished
+        self._write_timeout = write_timeout
+        self._stalled = False
         self._started = False
         self._writable = threading.Condition()
         self._paused = False
@@ -112,8 +122,12 @@ class _ResponseWriter:
         the response is abandoned (the client left, or the server stops)."""
         with self._writable:
             # one chunk in flight at a time, none while the client is not reading: a slow client slows
-            # the handler instead of growing memory. stopProducing() is this wait's way out.
-            self._writable.wait_for(lambda: self._gone or not (self._paused or self._in_flight))
+            # the handler instead of growing memory. stopProducing() and the timeout are the ways out.
+            writable = self._writable.wait_for(
+                lambda: self._gone or not (self._paused or self._in_flight), self._write_timeout
+            )
+            if not writable:
+                self._gone = self._stalled = True
             if self._gone:
                 return False
             self._in_flight = True
@@ -161,6 +175,10 @@ class _ResponseWriter:
             return
         if not success:
             log.failure("HTTP request to {path} failed", result, path=request.path)
+        if self._stalled:
+            # a client that reads nothing would never let a polite close flush: cut it
+            request.channel.transport.abortConnection()
+            return
         if self._started and (not success or self._gone):
             # part of the body may be out: only a cut connection tells the client it is incomplete
             request.loseConnection()

@@ -110,6 +110,8 @@ class TwistedGateway(Site):
     :param header_timeout: seconds a client may take to send a request's line and headers, counted from
         the connection's start or from the first byte of a later request on it; a slower one gets ``408``
         and is disconnected (``None``: no limit but the idle timeout)
+    :param write_timeout: seconds a streamed HTTP response waits for a client that reads nothing before
+        it is abandoned: the connection is cut and the handler's thread freed (``None``: no limit)
     :param reactor: the reactor to run on (the global one by default)
     :param websocket_settings: the fields of :class:`WebSocketSettings` (``max_connections``,
         ``max_message_size``, ``ping_interval`` …)
@@ -124,6 +126,7 @@ class TwistedGateway(Site):
         *,
         http_threads: int = 32,
         header_timeout: float | None = 10.0,
+        write_timeout: float | None = 60.0,
         reactor: Any = None,
         **websocket_settings: Any,
     ) -> None:
@@ -139,7 +142,7 @@ class TwistedGateway(Site):
         self.websocket = WebSocketUpgradeResource(
             WebSocketRequest.listener(gateway.accept), self.websocket_settings, reactor
         )
-        self.http = HttpResource(gateway, self.http_pool, reactor)
+        self.http = HttpResource(gateway, self.http_pool, reactor, write_timeout)
         super().__init__(_GatewayResource(self.http, self.websocket), requestFactory=GatewayRequest, reactor=reactor)
 
     def log(self, request: Request) -> None:

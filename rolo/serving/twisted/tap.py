@@ -109,6 +109,13 @@ class Options(usage.Options):
             _non_negative_float,
         ],
         [
+            "write-timeout",
+            None,
+            60.0,
+            "Seconds a streamed HTTP response waits for a client that reads nothing before cutting it (0: no limit).",
+            _non_negative_float,
+        ],
+        [
             "open-timeout",
             None,
             _DEFAULTS.open_timeout,
@@ -164,6 +171,7 @@ class Options(usage.Options):
             ping_interval=self["ping-interval"],
             ping_timeout=self["ping-timeout"],
             header_timeout=self["header-timeout"] or None,
+            write_timeout=self["write-timeout"] or None,
             open_timeout=self["open-timeout"],
             close_timeout=self["close-timeout"],
             thread_stack_size=self["thread-stack-size"],
