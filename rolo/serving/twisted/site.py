@@ -161,9 +161,9 @@ class TwistedGateway(Site):
         stop the thread pools. Stop listening on the ports first, so that no new connections come.
 
         Handlers still running after the grace period are logged and left to finish on their own: their
-        threads are daemon threads (see :meth:`HandlerThreadPool.stop`), so they do not keep the process
-        alive. HTTP responses still streaming then are cut (their connections closed), so that their
-        handlers return. Calling it again once stopped does nothing.
+        threads are daemon threads, so they do not keep the process alive. HTTP responses still streaming
+        then are cut (their connections closed), so that their handlers return. Calling it again once
+        stopped does nothing.
         """
 
         async def stop() -> None:

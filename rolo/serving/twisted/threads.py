@@ -24,8 +24,9 @@ log = Logger()
 
 
 class _HandlerThread(SizedStackThread):
-    """A pool thread: a daemon, so that a handler that never returns cannot keep the process alive after
-    the server stopped waiting for it; with a stack of ``stack_size`` bytes unless that is 0."""
+    """A handler thread (of :class:`HandlerThreadPool` or :class:`HandlerThreads`): a daemon, so that a
+    handler that never returns cannot keep the process alive after the server stopped waiting for it; with
+    a stack of ``stack_size`` bytes unless that is 0."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, daemon=True, **kwargs)
@@ -34,9 +35,9 @@ class _HandlerThread(SizedStackThread):
 class HandlerThreadPool(ThreadPool):
     """A thread pool that starts with its first job and stops when the reactor shuts down.
 
-    Each server makes its own, rather than using the reactor's shared pool, so that one kind of work
-    (WebSocket handlers that live as long as their connection) cannot starve another (HTTP requests).
-    Its threads are daemon threads (see :meth:`stop`).
+    The server's HTTP handlers run in one of its own, rather than in the reactor's shared pool, so that
+    nothing else in the process (WebSocket handlers have threads of their own) can starve them. Its
+    threads are daemon threads (see :meth:`stop`).
 
     :param reactor: the reactor whose shutdown stops the pool
     :param name: shown in thread names
@@ -208,11 +209,12 @@ class BatchedCallFromThread:
         self._reactor.callFromThread(self._run_calls)
 
     def _run_calls(self) -> None:
-        # cleared before draining: a call queued from now on either is drained below or wakes again
+        # cleared before counting: a call queued from now on is counted below or wakes the reactor again
         with self._lock:
             self._wake_pending = False
         calls = self._calls
-        while calls:
+        # only those queued so far: the reactor gets back to I/O even while handlers keep sending
+        for _ in range(len(calls)):
             call = calls.popleft()
             try:
                 call()
