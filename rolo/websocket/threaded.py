@@ -37,6 +37,9 @@ LOG = logging.getLogger("rolo.websocket")
 CLOSE_CODE_ABNORMAL = 1006
 """The close code reported when a connection ends without a closing handshake (RFC 6455, 7.1.5)."""
 
+CLOSE_CODE_GOING_AWAY = 1001
+"""The close code a server sends when it shuts down (RFC 6455, 7.4.1)."""
+
 MAX_CLOSE_REASON_BYTES = 123
 """A close frame's payload is at most 125 bytes, two of which hold the code (RFC 6455, 5.5)."""
 

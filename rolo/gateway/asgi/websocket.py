@@ -24,9 +24,10 @@ from http import HTTPStatus
 from typing import Any
 
 from rolo.threads import SizedStackThread
-from rolo.websocket.origins import OriginPolicy
 from rolo.websocket.adapter import WEBSOCKET_KEY, BytesMessage, Message, TextMessage, WebSocketListener
-from rolo.websocket.threaded import ThreadedWebSocketAdapter
+from rolo.websocket.admission import Refusal, refusal
+from rolo.websocket.origins import OriginPolicy
+from rolo.websocket.threaded import CLOSE_CODE_GOING_AWAY, ThreadedWebSocketAdapter
 
 from .environ import environ_for
 
@@ -34,7 +35,6 @@ __all__ = ["AsgiConnection", "WebSocketHandler", "WebSocketSettings"]
 
 LOG = logging.getLogger(__name__)
 
-CLOSE_CODE_GOING_AWAY = 1001
 
 DENIAL_RESPONSE_EXTENSION = "websocket.http.response"
 """The ASGI extension with which an application answers an upgrade request with any HTTP response."""
@@ -260,14 +260,14 @@ class WebSocketHandler:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return  # the client left before the application was called
-        refusal = self._refusal(scope)
-        if refusal is None:
+        refused = self._refusal(scope)
+        if refused is None:
             try:
                 environ = environ_for(scope, method="WEBSOCKET")
             except UnicodeDecodeError:
-                refusal = HTTPStatus.BAD_REQUEST, b"the request path is not valid UTF-8\n"
-        if refusal is not None:
-            for message in self._refusal_response(scope, *refusal):
+                refused = HTTPStatus.BAD_REQUEST, b"the request path is not valid UTF-8\n"
+        if refused is not None:
+            for message in self._refusal_response(scope, *refused):
                 await send(message)
             return
 
@@ -308,16 +308,9 @@ class WebSocketHandler:
             self.connections.discard(connection)
             connection.lost()  # a handler still running (the server gave up on it) is released
 
-    def _refusal(self, scope: dict[str, Any]) -> tuple[int, bytes] | None:
-        if not self.accepting:
-            return HTTPStatus.SERVICE_UNAVAILABLE, b"server shutting down\n"
-        if self.active_handlers >= self.settings.max_connections:
-            return HTTPStatus.SERVICE_UNAVAILABLE, b"too many WebSocket connections\n"
-        if self._origins is not None:
-            origin = next((v.decode("latin-1") for n, v in scope.get("headers", ()) if n.lower() == b"origin"), None)
-            if not self._origins.allows(origin):
-                return HTTPStatus.FORBIDDEN, b"origin not allowed\n"
-        return None
+    def _refusal(self, scope: dict[str, Any]) -> Refusal | None:
+        origin = next((v.decode("latin-1") for n, v in scope.get("headers", ()) if n.lower() == b"origin"), None)
+        return refusal(origin, self._origins, self.accepting, self.active_handlers, self.settings.max_connections)
 
     @staticmethod
     def _refusal_response(scope: dict[str, Any], status: int, text: bytes) -> list[dict[str, Any]]:

@@ -32,8 +32,9 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from rolo.websocket.adapter import WEBSOCKET_KEY, BytesMessage, Message, TextMessage, WebSocketListener
+from rolo.websocket.admission import refusal
 from rolo.websocket.origins import OriginPolicy
-from rolo.websocket.threaded import CLOSE_CODE_ABNORMAL, ThreadedWebSocketAdapter
+from rolo.websocket.threaded import CLOSE_CODE_ABNORMAL, CLOSE_CODE_GOING_AWAY, ThreadedWebSocketAdapter
 
 from .environ import environ_for
 from .threads import Activity, BatchedCallFromThread, EndOfTurnCalls, HandlerThreads
@@ -42,7 +43,6 @@ __all__ = ["GatewayWebSocketProtocol", "WebSocketSettings", "WebSocketUpgradeRes
 
 log = Logger()
 
-CLOSE_CODE_GOING_AWAY = 1001
 
 @dataclass(frozen=True)
 class WebSocketSettings:
@@ -164,18 +164,22 @@ class WebSocketUpgradeResource(Resource):
 
     def render(self, request: Request) -> bytes | int:
         origin = request.getHeader("origin")
-        if self.origins is not None and not self.origins.allows(origin):
-            request.setResponseCode(HTTPStatus.FORBIDDEN)
+        refused = refusal(
+            origin, self.origins, self.accepting, self.handlers.running, self.settings.max_connections
+        )
+        if refused is not None:
+            status, text = refused
+            request.setResponseCode(status)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-            log.info("WebSocket refused {path}: origin {origin!r} not allowed", path=request.path, origin=origin)
-            return b"origin not allowed\n"
-        if not self.accepting or self.handlers.running >= self.settings.max_connections:
-            request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
-            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-            request.setHeader(b"Retry-After", b"1")
-            if not self.accepting:
-                return b"server shutting down\n"
-            return b"too many WebSocket connections\n"
+            if status == HTTPStatus.SERVICE_UNAVAILABLE:
+                request.setHeader(b"Retry-After", b"1")
+            log.info(
+                "WebSocket refused {path} (origin {origin!r}): {status}",
+                path=request.path,
+                origin=origin,
+                status=int(status),
+            )
+            return text
 
         protocol: GatewayWebSocketProtocol = self.factory.buildProtocol(request.transport.getPeer())
         protocol.environ = environ_for(request, method="WEBSOCKET")
