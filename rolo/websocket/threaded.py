@@ -5,9 +5,10 @@ its own (the handler side). :class:`ThreadedWebSocketAdapter` sits between the t
 
 - Incoming messages go into a bounded inbox. When it fills, the I/O side is told to stop reading from the
   socket, and to start again once the handler has drained it to half. A client that floods a slow handler
-  therefore fills its own TCP window, not the server's memory. The handler can be woken for new messages
-  once the loop has handled the events at hand (``defer_wake``), so that it runs while the loop waits
-  for I/O instead of contending with it for the GIL.
+  therefore fills its own TCP window, not the server's memory. The inbox is a C queue, in which the
+  handler waits without the GIL. A loop that knows when its turn ends wakes the handler then
+  (:class:`WakeUps`), so that the handler runs while the loop waits instead of contending with it for the
+  GIL, and the handler says when it is about to block again.
 - Outgoing messages go into an outbox that the I/O side takes in batches: one hand-off to the loop carries
   every message queued since the last one. ``send`` blocks while the outbox holds more than a high-water
   mark of bytes or while the server's transport has asked its producer to pause, so a peer that does not
@@ -22,15 +23,15 @@ from __future__ import annotations
 
 import enum
 import logging
+import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from .adapter import CreateConnection, Event, Message, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketProtocolError
 
-__all__ = ["ServerConnection", "ThreadedWebSocketAdapter"]
+__all__ = ["ServerConnection", "ThreadedWebSocketAdapter", "WakeUps"]
 
 LOG = logging.getLogger("rolo.websocket")
 
@@ -49,6 +50,23 @@ def fit_close_reason(reason: str | None) -> str | None:
     if reason is None:
         return None
     return reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")
+
+
+class WakeUps(Protocol):
+    """When the handlers of a loop's connections are woken for the messages that arrived.
+
+    Waking a handler thread while the loop is still busy is wasted: it only blocks again on the GIL, and
+    then takes it from the loop at the loop's next system call. A loop that knows when its turn ends can
+    wake them all then, and let them run while it waits for I/O.
+    """
+
+    def wake(self, adapter: ThreadedWebSocketAdapter) -> None:
+        """Messages arrived for ``adapter``: call its :meth:`~ThreadedWebSocketAdapter.deliver` soon, on the
+        loop thread. Called on the loop thread, once until that delivery."""
+
+    def settled(self, adapter: ThreadedWebSocketAdapter) -> None:
+        """``adapter``'s handler is about to block in rolo (waiting for a message, for room to send, or
+        for a handshake). Called on the handler's thread."""
 
 
 class ServerConnection(Protocol):
@@ -74,6 +92,10 @@ class ServerConnection(Protocol):
         """Read from the socket again."""
 
 
+_END = object()
+"""Put into the inbox behind the last message once the connection is closed."""
+
+
 class _State(enum.Enum):
     CONNECTING = "connecting"
     ACCEPTING = "accepting"
@@ -92,10 +114,9 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     :param write_high_water: how many bytes of outgoing messages may wait for the loop before ``send``
         blocks
     :param close_timeout: how long ``close`` waits for the closing handshake when given no timeout
-    :param defer_wake: runs a callable on the loop thread once the loop has handled the events at hand,
-        before it waits for more (on Twisted, through ``reactor.callLater(0, ...)``). The handler is woken
-        for new messages through it: a thread woken while the loop still holds the GIL only blocks again
-        on the GIL, which costs two more context switches per message. ``None`` wakes it at once.
+    :param wake_ups: when the loop has one, what wakes the handler for new messages (see
+        :class:`WakeUps`); ``None`` puts each message into the inbox as it arrives, waking the handler at
+        once
     """
 
     def __init__(
@@ -106,7 +127,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         max_queue: int = 16,
         write_high_water: int = 64 * 1024,
         close_timeout: float = 10.0,
-        defer_wake: Callable[[Callable[[], None]], None] | None = None,
+        wake_ups: WakeUps | None = None,
     ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
@@ -116,47 +137,58 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._resume_below = max_queue // 2 + 1
         self._write_high_water = write_high_water
         self._close_timeout = close_timeout
-        self._defer_wake = defer_wake
+        self._wake_ups = wake_ups
 
-        # two conditions over one lock: a sender waiting for room must never swallow the wake-up meant for
-        # a receiver waiting for a message
+        # one lock for the state shared by both sides; the condition over it is for the rare waits
+        # (accept, close, send without room), never for receiving
         self._lock = threading.Lock()
-        self._readable = threading.Condition(self._lock)
         self._changed = threading.Condition(self._lock)
         self._state = _State.CONNECTING
         self._close_code: int | None = None
         self._close_reason: str | None = None
         self._opened = False
 
-        self._inbox: deque[Event] = deque([CreateConnection()])
+        # the inbox is a C queue: a receiver blocks in it without the GIL, and putting a message wakes it
+        # without a Python-level condition; _END behind the last message marks the close
+        self._inbox: queue.SimpleQueue[Event | object] = queue.SimpleQueue()
+        self._inbox.put(CreateConnection())
+        self._arrived: list[Message] = []  # loop side: read, not yet handed to the inbox
         self._reading_paused = False
         self._resume_pending = False
-        self._wake_pending = False
 
         self._outbox: list[Message] = []
         self._outbox_bytes = 0
         self._flush_pending = False
         self._writing_paused = False
+        self._senders_waiting = 0
 
         self._close_listeners: list[Callable[[], None]] = []
 
     # -- handler side ------------------------------------------------------------------------------
 
     def receive(self, timeout: float | None = None) -> Event:
-        with self._readable:
-            if not self._readable.wait_for(self._can_receive, timeout):
-                raise TimeoutError(f"no message within {timeout} seconds")
-            if not self._inbox:
-                raise self._disconnected()
-            event = self._inbox.popleft()
+        if self._wake_ups is not None and self._inbox.empty():
+            self._wake_ups.settled(self)
+        try:
+            event = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no message within {timeout} seconds") from None
+        if event is _END:
+            self._inbox.put(_END)  # for the next receive, in this thread or another
+            raise self._disconnected()
+        if self._reading_paused:
+            self._resume_if_drained()
+        return event  # type: ignore[return-value]
+
+    def _resume_if_drained(self) -> None:
+        with self._lock:
             resume = (
-                self._reading_paused and not self._resume_pending and len(self._inbox) < self._resume_below
+                self._reading_paused and not self._resume_pending and self._inbox.qsize() < self._resume_below
             )
             if resume:
                 self._resume_pending = True
         if resume:
             self._call_in_loop(self._resume_reading)
-        return event
 
     def accept(
         self,
@@ -171,6 +203,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 )
             self._state = _State.ACCEPTING
         self._call_in_loop(lambda: self._connection.accept(subprotocol, list(headers)))
+        self._settle()
         with self._changed:
             if not self._changed.wait_for(lambda: self._state is not _State.ACCEPTING, timeout):
                 raise TimeoutError(f"the opening handshake did not complete within {timeout} seconds")
@@ -187,20 +220,38 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._call_in_loop(lambda: self._connection.reject(status, list(headers), body))
 
     def send(self, message: Message, timeout: float | None = None) -> None:
-        size = len(message.data)
-        with self._changed:
-            if not self._is_open():
-                raise self._not_open()
-            if not self._changed.wait_for(self._can_send, timeout):
-                raise TimeoutError(f"the peer did not read within {timeout} seconds")
-            if not self._is_open():
-                raise self._not_open()
+        with self._lock:
+            if not self._can_send_now():
+                self._wait_to_send(timeout)
             self._outbox.append(message)
-            self._outbox_bytes += size
+            self._outbox_bytes += len(message.data)
             flush = not self._flush_pending
             self._flush_pending = True
         if flush:
             self._call_in_loop(self._flush)
+
+    def _can_send_now(self) -> bool:
+        # an empty outbox always takes one message, however large, so progress never stalls
+        return (
+            self._state is _State.OPEN
+            and self._close_code is None
+            and not self._writing_paused
+            and (not self._outbox or self._outbox_bytes < self._write_high_water)
+        )
+
+    def _wait_to_send(self, timeout: float | None) -> None:
+        # called holding the lock
+        if not self._is_open():
+            raise self._not_open()
+        self._senders_waiting += 1
+        self._settle()
+        try:
+            if not self._changed.wait_for(lambda: not self._is_open() or self._can_send_now(), timeout):
+                raise TimeoutError(f"the peer did not read within {timeout} seconds")
+        finally:
+            self._senders_waiting -= 1
+        if not self._is_open():
+            raise self._not_open()
 
     def close(self, code: int = 1000, reason: str | None = None, timeout: float | None = None) -> None:
         with self._changed:
@@ -212,6 +263,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._close_code, self._close_reason = code, reason
                 self._call_in_loop(lambda: self._connection.close(code, reason))
                 self._changed.notify_all()  # a send waiting for room gives up now, not at the close's end
+            self._settle()
             closed = self._changed.wait_for(
                 lambda: self._state is _State.CLOSED,
                 self._close_timeout if timeout is None else timeout,
@@ -227,18 +279,13 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         if closed:
             listener()
 
+    def _settle(self) -> None:
+        if self._wake_ups is not None:
+            self._wake_ups.settled(self)
+
     def _is_open(self) -> bool:
         # once close() began, a message would only be queued behind the close frame and dropped
         return self._state is _State.OPEN and self._close_code is None
-
-    def _can_receive(self) -> bool:
-        return bool(self._inbox) or self._state is _State.CLOSED
-
-    def _can_send(self) -> bool:
-        if not self._is_open():
-            return True
-        # an empty outbox always takes one message, however large, so progress never stalls
-        return not self._writing_paused and (not self._outbox or self._outbox_bytes < self._write_high_water)
 
     def _not_open(self) -> Exception:
         if self._state is _State.CLOSED or self._close_code is not None:
@@ -260,20 +307,16 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def on_message(self, message: Message) -> None:
         """A complete message arrived."""
-        with self._changed:
-            self._inbox.append(message)
-            pause = len(self._inbox) >= self._max_queue and not self._reading_paused
-            if pause:
-                self._reading_paused = True
-            if self._defer_wake is None:
-                self._readable.notify()
-                wake_later = False
+        arrived = self._arrived
+        arrived.append(message)
+        if len(arrived) == 1:
+            if self._wake_ups is None:
+                self.deliver()
             else:
-                wake_later = not self._wake_pending
-                self._wake_pending = True
-        if wake_later:
-            self._defer_wake(self._wake_receivers)
-        if pause:
+                self._wake_ups.wake(self)
+        if not self._reading_paused and self._inbox.qsize() + len(self._arrived) >= self._max_queue:
+            with self._lock:
+                self._reading_paused = True
             self._connection.pause_reading()
 
     def on_close(self, code: int | None, reason: str | None) -> None:
@@ -287,9 +330,10 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             # what the peer said wins over what the handler asked for: it is how the connection ended
             self._close_code, self._close_reason = code, reason
             self._outbox.clear()
-            self._readable.notify_all()
             self._changed.notify_all()
             listeners, self._close_listeners = self._close_listeners, []
+        self.deliver()  # messages that arrived before the close are still received
+        self._inbox.put(_END)
         for listener in listeners:
             try:
                 listener()
@@ -312,22 +356,22 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             messages, self._outbox = self._outbox, []
             self._outbox_bytes = 0
             self._flush_pending = False
-            self._changed.notify_all()
+            if self._senders_waiting:
+                self._changed.notify_all()
         if messages:
             self._connection.send(messages)
 
-    def _wake_receivers(self) -> None:
-        with self._changed:
-            self._wake_pending = False
-            # every message that arrived since the last wake-up may have a receiver of its own
-            self._readable.notify(len(self._inbox))
+    def deliver(self) -> None:
+        """Hand the messages that arrived to the handler, waking it (see :class:`WakeUps`)."""
+        arrived, self._arrived = self._arrived, []
+        for message in arrived:
+            self._inbox.put(message)
 
     def _resume_reading(self) -> None:
         with self._changed:
             self._resume_pending = False
-            resume = self._reading_paused and len(self._inbox) < self._resume_below
+            resume = self._reading_paused and self._inbox.qsize() + len(self._arrived) < self._resume_below
             if resume:
                 self._reading_paused = False
         if resume:
             self._connection.resume_reading()
-

@@ -101,7 +101,7 @@ async def test_full_receive_queue_stops_reading(serve):
         except (wsclient.WebSocketTimeoutException, socket.timeout):
             pass  # the server stopped reading: our send buffer is full
         paused = adapter._reading_paused
-        backlog = len(adapter._inbox)
+        backlog = adapter._inbox.qsize()
         release.set()
         ws.close()
         return sent, paused, backlog

@@ -108,9 +108,28 @@ def test_sends_are_batched_into_one_hand_off():
     assert connection.calls[-1] == ("send", [TextMessage(str(i)) for i in range(5)])
 
 
-def test_deferred_wake_up_is_one_per_batch_and_wakes_every_waiting_receiver():
-    turn_end = Loop()
-    adapter, connection, loop = open_adapter(defer_wake=turn_end)
+class TurnEnd:
+    """Wake-ups held until ``run``, as a loop holds them until the end of its turn; records settling."""
+
+    def __init__(self) -> None:
+        self.woken: list = []
+        self.settled_adapters: list = []
+
+    def wake(self, adapter) -> None:
+        self.woken.append(adapter)
+
+    def settled(self, adapter) -> None:
+        self.settled_adapters.append(adapter)
+
+    def run(self) -> None:
+        woken, self.woken = self.woken, []
+        for adapter in woken:
+            adapter.deliver()
+
+
+def test_wake_up_is_one_per_batch_and_wakes_every_waiting_receiver():
+    turn_end = TurnEnd()
+    adapter, connection, loop = open_adapter(wake_ups=turn_end)
     received: list = []
     receivers = [
         threading.Thread(target=lambda: received.append(adapter.receive(timeout=5))) for _ in range(2)
@@ -119,12 +138,24 @@ def test_deferred_wake_up_is_one_per_batch_and_wakes_every_waiting_receiver():
         receiver.start()
     adapter.on_message(TextMessage("a"))
     adapter.on_message(TextMessage("b"))
-    assert len(turn_end.pending) == 1  # one wake-up for the batch
+    assert turn_end.woken == [adapter]  # one wake-up for the batch
     turn_end.run()
     for receiver in receivers:
         receiver.join(5)
         assert not receiver.is_alive()
     assert sorted(message.data for message in received) == ["a", "b"]
+
+
+def test_a_receiver_about_to_block_says_it_settled():
+    turn_end = TurnEnd()
+    adapter, connection, loop = open_adapter(wake_ups=turn_end)
+    adapter.on_message(TextMessage("a"))
+    turn_end.run()
+    assert adapter.receive(timeout=0) == TextMessage("a")
+    assert turn_end.settled_adapters.count(adapter) == 1  # in accept only: a message was waiting
+    with pytest.raises(TimeoutError):
+        adapter.receive(timeout=0.01)
+    assert turn_end.settled_adapters.count(adapter) == 2
 
 
 def test_full_inbox_pauses_reading_and_draining_resumes_it():

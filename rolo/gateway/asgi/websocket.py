@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from rolo.threads import SizedStackThread
+from rolo.threads import HandlerThread
 from rolo.websocket.adapter import WEBSOCKET_KEY, BytesMessage, Message, TextMessage, WebSocketListener
 from rolo.websocket.admission import Refusal, refusal
 from rolo.websocket.origins import OriginPolicy
@@ -334,7 +334,7 @@ class WebSocketHandler:
                 except RuntimeError:
                     pass  # the loop is closed: the server is gone, nobody waits for this handler
 
-        thread = SizedStackThread(target=run, name=f"rolo-websocket-{next(self._thread_numbers)}", daemon=True)
+        thread = HandlerThread(target=run, name=f"rolo-websocket-{next(self._thread_numbers)}", daemon=True)
         thread.stack_size = self.settings.thread_stack_size
         thread.start()
         self.active_handlers += 1

@@ -15,15 +15,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from rolo.threads import SizedStackThread
+from rolo.threads import HandlerThread
 
-__all__ = ["Activity", "BatchedCallFromThread", "EndOfTurnCalls", "HandlerThreadPool", "HandlerThreads"]
+__all__ = ["Activity", "BatchedCallFromThread", "HandlerTurns", "HandlerThreadPool", "HandlerThreads"]
 
 log = Logger()
 
 
 
-class _HandlerThread(SizedStackThread):
+class _DaemonHandlerThread(HandlerThread):
     """A handler thread (of :class:`HandlerThreadPool` or :class:`HandlerThreads`): a daemon, so that a
     handler that never returns cannot keep the process alive after the server stopped waiting for it; with
     a stack of ``stack_size`` bytes unless that is 0."""
@@ -47,7 +47,7 @@ class HandlerThreadPool(ThreadPool):
 
     def __init__(self, reactor: Any, name: str, max_threads: int, stack_size: int = 0) -> None:
         super().__init__(minthreads=0, maxthreads=max_threads, name=name)
-        self.threadFactory = type("HandlerThread", (_HandlerThread,), {"stack_size": stack_size})
+        self.threadFactory = type("HandlerThread", (_DaemonHandlerThread,), {"stack_size": stack_size})
         self._reactor = reactor
         self._shutdown_trigger: Any = None
 
@@ -99,7 +99,7 @@ class HandlerThreads:
     """
 
     def __init__(self, name: str, stack_size: int = 0) -> None:
-        self._thread_class = type("HandlerThread", (_HandlerThread,), {"stack_size": stack_size})
+        self._thread_class = type("HandlerThread", (_DaemonHandlerThread,), {"stack_size": stack_size})
         self._name = name
         self._lock = threading.Lock()
         self.threads: set[threading.Thread] = set()
@@ -208,6 +208,16 @@ class BatchedCallFromThread:
             self._wake_pending = True
         self._reactor.callFromThread(self._run_calls)
 
+    def hold(self) -> None:
+        """Queue calls without waking the reactor, until :meth:`release`; call this on the reactor thread,
+        which is about to wait for them."""
+        with self._lock:
+            self._wake_pending = True
+
+    def release(self) -> None:
+        """Run the calls queued since :meth:`hold`, and wake the reactor for calls again."""
+        self._run_calls()
+
     def _run_calls(self) -> None:
         # cleared before counting: a call queued from now on is counted below or wakes the reactor again
         with self._lock:
@@ -222,30 +232,66 @@ class BatchedCallFromThread:
                 log.failure("a call handed to the reactor failed")
 
 
-class EndOfTurnCalls:
-    """Calls made on the reactor thread, run together once the reactor has handled the I/O events at
-    hand and before it waits for more (one ``callLater(0)`` for all of them).
+class HandlerTurns:
+    """Wakes WebSocket handlers at the end of each reactor turn, then lends them the reactor's time
+    (:class:`~rolo.websocket.threaded.WakeUps`).
 
-    Waking handler threads from here rather than in the middle of the reactor's work lets them run while
-    the reactor waits for I/O and the GIL is free.
+    Once the reactor has handled the I/O events at hand, it hands every message that arrived to its
+    handler, and then waits, without the GIL, until each handler it woke has settled (blocked again in
+    rolo, usually waiting for its next message) or ``turn_limit`` seconds have passed. Then it runs what
+    the handlers handed it meanwhile (their sends) itself, without a wake-up through the waker pipe.
 
-    :param reactor: the reactor to run the calls on
+    The handlers would hold the GIL in that time anyway; what the wait saves is the contention: a reactor
+    going on with I/O while they run gives the GIL up at each system call and waits for it back, and each
+    handler's send would wake it through the waker pipe to do so. A handler busy with something else than
+    rolo (a slow computation, a database) only makes the turn last ``turn_limit``.
+
+    :param reactor: the reactor to run on
+    :param calls: how the handlers hand calls to the reactor; held during the wait
+    :param turn_limit: the longest the reactor waits for the handlers it woke
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, calls: BatchedCallFromThread, turn_limit: float = 0.002) -> None:
         self._reactor = reactor
-        self._calls: list[Callable[[], None]] = []
+        self._calls = calls
+        self._turn_limit = turn_limit
+        self._to_wake: list[Any] = []
+        self._lock = threading.Lock()
+        self._running: set[Any] = set()
+        self._all_settled = threading.Lock()
 
-    def __call__(self, call: Callable[[], None]) -> None:
-        """Run ``call`` at the end of the reactor's current turn; call this on the reactor thread."""
-        if not self._calls:
-            self._reactor.callLater(0, self._run_calls)
-        self._calls.append(call)
+    def wake(self, adapter: Any) -> None:
+        """Deliver ``adapter``'s messages at the end of this turn; call this on the reactor thread."""
+        if not self._to_wake:
+            self._reactor.callLater(0, self._run_turn)
+        self._to_wake.append(adapter)
 
-    def _run_calls(self) -> None:
-        calls, self._calls = self._calls, []
-        for call in calls:
-            try:
-                call()
-            except Exception:
-                log.failure("a call at the end of the reactor's turn failed")
+    def settled(self, adapter: Any) -> None:
+        """``adapter``'s handler is about to block; callable from any thread."""
+        with self._lock:
+            running = self._running
+            if adapter in running:
+                running.discard(adapter)
+                if not running:
+                    self._all_settled.release()
+
+    def _run_turn(self) -> None:
+        adapters, self._to_wake = self._to_wake, []
+        self._calls.hold()
+        try:
+            with self._lock:
+                self._running = set(adapters)
+                self._all_settled.acquire()
+            for adapter in adapters:
+                try:
+                    adapter.deliver()
+                except Exception:
+                    log.failure("delivering messages to a handler failed")
+            # released by the last handler to settle; otherwise the limit ends the wait
+            self._all_settled.acquire(timeout=self._turn_limit)
+            with self._lock:
+                self._running = set()  # from now on, handlers settling are too late to count
+                if self._all_settled.locked():
+                    self._all_settled.release()
+        finally:
+            self._calls.release()

@@ -37,7 +37,7 @@ from rolo.websocket.origins import OriginPolicy
 from rolo.websocket.threaded import CLOSE_CODE_ABNORMAL, CLOSE_CODE_GOING_AWAY, ThreadedWebSocketAdapter
 
 from .environ import environ_for
-from .threads import Activity, BatchedCallFromThread, EndOfTurnCalls, HandlerThreads
+from .threads import Activity, BatchedCallFromThread, HandlerThreads, HandlerTurns
 
 __all__ = ["GatewayWebSocketProtocol", "WebSocketSettings", "WebSocketUpgradeResource"]
 
@@ -132,7 +132,7 @@ class WebSocketUpgradeResource(Resource):
         self.origins = OriginPolicy(settings.allowed_origins) if settings.allowed_origins is not None else None
         self.handlers = Activity(reactor)
         self.call_from_thread = BatchedCallFromThread(reactor)
-        self.call_at_end_of_turn = EndOfTurnCalls(reactor)
+        self.handler_turns = HandlerTurns(reactor, self.call_from_thread)
         self.accepting = True
         self.protocols: set[GatewayWebSocketProtocol] = set()
         self.factory = self._build_factory()
@@ -272,7 +272,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             max_queue=settings.max_queue,
             write_high_water=settings.write_high_water,
             close_timeout=settings.close_timeout + 1,
-            defer_wake=resource.call_at_end_of_turn,
+            wake_ups=resource.handler_turns,
         )
         self.environ[WEBSOCKET_KEY] = self.adapter
         self.handshake = Deferred()
