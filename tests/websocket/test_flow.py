@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import socket
+import threading
 import urllib.request
 
 import pytest
@@ -271,6 +272,41 @@ async def test_json_roundtrip_many_messages(serve):
         return out
 
     assert await in_thread(client) == list(range(500))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_handler_blocked_outside_rolo_holds_up_nobody(serve):
+    # the server waits for the handlers it woke to block in rolo again (TwistedGateway's handler turns):
+    # one that blocks elsewhere, every time it is woken, must only bound that wait
+    got_message, release = Signal(), threading.Event()
+
+    @route("/stuck", methods=["WEBSOCKET"])
+    def stuck(request: WebSocketRequest):
+        with request.accept() as ws:
+            for _ in ws:
+                got_message.set()
+                release.wait(30)
+
+    server = serve(stuck, echo, hello)
+
+    def client():
+        blocked = wsclient.create_connection(server.ws("/stuck"), timeout=10)
+        try:
+            blocked.send("block")
+            got_message.wait()
+            ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+            for i in range(100):
+                blocked.send(str(i))  # wakes nobody: the stuck handler is still busy with the first
+                ws.send(str(i))
+                assert ws.recv() == str(i)
+            ws.close()
+            with urllib.request.urlopen(server.http("/hello"), timeout=10) as response:
+                return response.read()
+        finally:
+            release.set()
+            blocked.close()
+
+    assert await in_thread(client) == b"hello"
 
 
 @pytest.mark.servers("twisted", "hypercorn", reason="uvicorn waits a fixed 10 s for the peer's close reply")

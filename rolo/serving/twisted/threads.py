@@ -238,22 +238,31 @@ class HandlerTurns:
 
     Once the reactor has handled the I/O events at hand, it hands every message that arrived to its
     handler, and then waits, without the GIL, until each handler it woke has settled (blocked again in
-    rolo, usually waiting for its next message) or ``turn_limit`` seconds have passed. Then it runs what
+    rolo, usually waiting for its next message) or the wait's bound (below) has passed. Then it runs what
     the handlers handed it meanwhile (their sends) itself, without a wake-up through the waker pipe.
 
     The handlers would hold the GIL in that time anyway; what the wait saves is the contention: a reactor
     going on with I/O while they run gives the GIL up at each system call and waits for it back, and each
-    handler's send would wake it through the waker pipe to do so. A handler busy with something else than
-    rolo (a slow computation, a database) only makes the turn last ``turn_limit``.
+    handler's send would wake it through the waker pipe to do so. The wait is bounded by
+    ``handler_time`` for each handler woken, and by ``turn_limit`` in all, so a handler busy with
+    something other than rolo (a computation, a database) delays the reactor by that at most.
 
     :param reactor: the reactor to run on
     :param calls: how the handlers hand calls to the reactor; held during the wait
-    :param turn_limit: the longest the reactor waits for the handlers it woke
+    :param handler_time: how long the reactor waits for each handler it woke
+    :param turn_limit: the longest the reactor waits for the handlers of one turn
     """
 
-    def __init__(self, reactor: Any, calls: BatchedCallFromThread, turn_limit: float = 0.002) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        calls: BatchedCallFromThread,
+        handler_time: float = 0.0001,
+        turn_limit: float = 0.002,
+    ) -> None:
         self._reactor = reactor
         self._calls = calls
+        self._handler_time = handler_time
         self._turn_limit = turn_limit
         self._to_wake: list[Any] = []
         self._lock = threading.Lock()
@@ -288,7 +297,7 @@ class HandlerTurns:
                 except Exception:
                     log.failure("delivering messages to a handler failed")
             # released by the last handler to settle; otherwise the limit ends the wait
-            self._all_settled.acquire(timeout=self._turn_limit)
+            self._all_settled.acquire(timeout=min(self._turn_limit, self._handler_time * len(adapters)))
             with self._lock:
                 self._running = set()  # from now on, handlers settling are too late to count
                 if self._all_settled.locked():
