@@ -24,6 +24,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -246,10 +247,32 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     was_open = False
     # whether the peer sent anything since the keep-alive ping was last scheduled
     heard_from_peer = False
+    # while a batch of messages is framed: the frames, written together once it is done
+    outgoing: list[bytes] | None = None
 
     def dataReceived(self, data: bytes) -> None:
         self.heard_from_peer = True
         super().dataReceived(data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        if self.outgoing is None or sync or chopsize or self.send_queue:
+            super().sendData(data, sync, chopsize)
+        else:
+            self.outgoing.append(data)
+
+    def send_messages(self, messages: list[Message]) -> None:
+        """Frame ``messages`` and write them to the socket in one go."""
+        self.outgoing = outgoing = []
+        try:
+            for message in messages:
+                if isinstance(message, TextMessage):
+                    self.sendMessage(message.data.encode("utf-8"), False)
+                else:
+                    self.sendMessage(message.data, True)
+        finally:
+            self.outgoing = None
+        if outgoing:
+            write_now(self.transport, b"".join(outgoing))
 
     def _sendAutoPing(self) -> None:
         # Autobahn pings on a fixed schedule; a peer that is sending proves it is alive, so only a
@@ -321,6 +344,29 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         AutobahnConnection(self).close(CLOSE_CODE_GOING_AWAY, "server shutting down")
 
 
+def write_now(transport: Any, data: bytes) -> None:
+    """Write ``data`` to a TCP transport's socket at once when nothing waits before it, and buffer the rest.
+
+    A transport's ``write`` only buffers: the bytes go out on a later turn of the reactor, once epoll says
+    the socket is writable, which costs two ``epoll_ctl`` calls (to watch for writability and to stop) and
+    that turn. The frames of a handler's sends usually fit in the socket's send buffer straight away.
+    """
+    if (
+        isinstance(transport, tcp.Connection)
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._tempDataLen
+        and transport.offset == len(transport.dataBuffer)
+    ):
+        written = transport.writeSomeData(data)
+        if isinstance(written, int):
+            data = data[written:]
+        # else the connection is lost: the buffered write below lets Twisted find out and close it
+    if data:
+        transport.write(data)
+
+
 @implementer(IPushProducer)
 class _WriteFlowControl:
     """Registered with the transport so that its buffer filling up holds the handler's ``send``."""
@@ -382,13 +428,8 @@ class AutobahnConnection:
 
     def send(self, messages: list[Message]) -> None:
         protocol = self._protocol
-        if protocol.state != WebSocketProtocol.STATE_OPEN:
-            return
-        for message in messages:
-            if isinstance(message, TextMessage):
-                protocol.sendMessage(message.data.encode("utf-8"), False)
-            else:
-                protocol.sendMessage(message.data, True)
+        if protocol.state == WebSocketProtocol.STATE_OPEN:
+            protocol.send_messages(messages)
 
     def close(self, code: int, reason: str | None) -> None:
         protocol = self._protocol
