@@ -146,8 +146,8 @@ def median_ratio(rounds: list[dict], key: str) -> float:
 
 def print_table(results: dict[tuple[int, int], list[dict]], loads) -> None:
     head = (
-        f"{'load':<13}{'rolo msg/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'CPU us':>8}"
-        f"{'Autobahn msg/s':>16}{'p50 ms':>8}{'p99 ms':>8}{'CPU us':>8}"
+        f"{'load':<13}{'rolo msg/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'CPU us':>8}{'cs':>5}"
+        f"{'Autobahn msg/s':>16}{'p50 ms':>8}{'p99 ms':>8}{'CPU us':>8}{'cs':>5}"
         f"{'ratio msg/s':>12}{'p99':>7}{'CPU':>7}{'client':>8}"
     )
     print(head)
@@ -161,6 +161,7 @@ def print_table(results: dict[tuple[int, int], list[dict]], loads) -> None:
                 f"{median_cell(rounds, kind, 'msg_per_s'):>{width},.0f}"
                 f"{median_cell(rounds, kind, 'p50_ms'):>8.2f}{median_cell(rounds, kind, 'p99_ms'):>8.2f}"
                 f"{median_cell(rounds, kind, 'server_us_per_msg'):>8.0f}"
+                f"{median_cell(rounds, kind, 'server_switches_per_msg'):>5.1f}"
             )
         row += (
             f"{median_ratio(rounds, 'msg_per_s'):>11.2f}×{median_ratio(rounds, 'p99_ms'):>6.2f}×"
@@ -169,7 +170,8 @@ def print_table(results: dict[tuple[int, int], list[dict]], loads) -> None:
         print(row)
     print(
         "CPU us: the server's CPU time per message (user + system), which other load on the machine disturbs\n"
-        "less than the rates; client: the most CPU the load generator used (near 100%, it is the bottleneck)."
+        "less than the rates; cs: the server's context switches per message; client: the most CPU the load\n"
+        "generator used (near 100%, it is the bottleneck)."
     )
 
 

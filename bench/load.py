@@ -4,8 +4,8 @@
 ``ws://127.0.0.1:PORT/echo``; each sends a message of ``SIZE`` bytes (text up to 64 KiB, binary above) and
 sends the next one when the echo is back. After a short warm-up it counts for ``DURATION`` seconds, then
 prints one JSON line: messages per second, round-trip percentiles, the CPU the client itself used (if it
-nears one core, the client is the bottleneck) and, given the server's PID, the server's CPU time per
-message, which other load on the machine disturbs less than the rates.
+nears one core, the client is the bottleneck) and, given the server's PID, the server's CPU time and
+context switches per message, which other load on the machine disturbs less than the rates.
 
 ``python -m bench.load hold PORT CONNECTIONS`` opens that many connections and keeps them open, driven by
 lines on stdin: it prints ``open N`` once all are open, echoes one message on each on ``echo`` and prints
@@ -145,6 +145,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+SWITCH_FIELDS = ("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")
+
+
+def context_switches(pid: int) -> int:
+    """The context switches (voluntary or not) of a process's live threads so far."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as status:
+                total += sum(int(line.split()[1]) for line in status if line.startswith(SWITCH_FIELDS))
+        except FileNotFoundError:
+            pass  # the thread ended meanwhile
+    return total
+
+
 def percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -174,10 +189,12 @@ async def echo(port: int, connections: int, size: int, duration: float, server_p
     await asyncio.sleep(WARM_UP)
     round_trips.clear()
     server_start = cpu_seconds(server_pid) if server_pid else 0.0
+    switches_start = context_switches(server_pid) if server_pid else 0
     cpu_start, start = time.process_time(), clock()
     await asyncio.sleep(duration)
     count, elapsed, cpu = len(round_trips), clock() - start, time.process_time() - cpu_start
     server_cpu = cpu_seconds(server_pid) - server_start if server_pid else float("nan")
+    switches = context_switches(server_pid) - switches_start if server_pid else float("nan")
     measured = sorted(round_trips[:count])
     running = False
     await asyncio.gather(*(client.close() for client in clients))
@@ -191,6 +208,7 @@ async def echo(port: int, connections: int, size: int, duration: float, server_p
         "client_cpu": cpu / elapsed,
         "server_cpu": server_cpu / elapsed,
         "server_us_per_msg": server_cpu / max(count, 1) * 1e6,
+        "server_switches_per_msg": switches / max(count, 1),
     }
 
 
