@@ -10,7 +10,11 @@ The path of an upgrade request through this module:
    its own with a :class:`~rolo.websocket.threaded.ThreadedWebSocketAdapter` in its environment, and
    returns a Deferred that the handler's ``accept`` fires.
 3. From then on the adapter carries messages between the handler thread and :class:`AutobahnConnection`,
-   which runs every protocol and transport call on the reactor thread.
+   which runs every protocol and transport call on the reactor thread: a message Autobahn parsed goes
+   through :meth:`GatewayWebSocketProtocol.onMessage` into the adapter's inbox, and the handler is woken
+   for it at the end of the reactor's turn (:class:`~rolo.serving.twisted.threads.HandlerTurns`); what
+   the handler sends comes back through :meth:`AutobahnConnection.send` to
+   :meth:`GatewayWebSocketProtocol.send_messages`, which frames a batch and writes it (:func:`write_now`).
 """
 
 from __future__ import annotations
