@@ -43,6 +43,23 @@ __all__ = ["GatewayWebSocketProtocol", "WebSocketSettings", "WebSocketUpgradeRes
 
 log = Logger()
 
+_HANDSHAKE_LEFTOVERS = (
+    "http_request_data",
+    "http_status_line",
+    "http_headers",
+    "http_request_uri",
+    "http_request_path",
+    "http_request_params",
+    "http_request_host",
+    "http_response_data",
+    "websocket_protocols",
+    "websocket_origin",
+    "websocket_extensions",
+    "_wskey",
+)
+"""What an Autobahn server protocol keeps of the opening handshake and never reads once it is open: the
+request and response as sent, parsed and taken apart (about 1.2 KB)."""
+
 
 @dataclass(frozen=True)
 class WebSocketSettings:
@@ -88,6 +105,20 @@ def _accept_permessage_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccep
     return None
 
 
+def _protocol_class(factory: WebSocketServerFactory) -> type[GatewayWebSocketProtocol]:
+    """:class:`GatewayWebSocketProtocol` with ``factory``'s protocol options as class attributes.
+
+    Autobahn copies each of its 29 options from the factory onto every protocol it builds, unless the
+    protocol's class has it already: with them on the class, a connection's attributes take 1.7 KB less.
+    """
+    options = {}
+    for name in GatewayWebSocketProtocol.CONFIG_ATTRS:
+        value = getattr(factory, name)
+        # a function on the class would be bound to the protocol, and called with it as first argument
+        options[name] = staticmethod(value) if callable(value) else value
+    return type(GatewayWebSocketProtocol.__name__, (GatewayWebSocketProtocol,), options)
+
+
 class _ReactorTimer:
     """Autobahn's timer interface (``call_later``) on the reactor's clock, to the millisecond.
 
@@ -104,6 +135,8 @@ class _ReactorTimer:
 
 class _TimerCall:
     """A delayed call that, like txaio's, may be cancelled after it ran."""
+
+    __slots__ = ("_call",)
 
     def __init__(self, call: Any) -> None:
         self._call = call
@@ -140,7 +173,6 @@ class WebSocketUpgradeResource(Resource):
     def _build_factory(self) -> WebSocketServerFactory:
         settings = self.settings
         factory = WebSocketServerFactory(reactor=self.reactor)
-        factory.protocol = GatewayWebSocketProtocol
         factory.server = None
         factory.upgrade_resource = self
         factory._batched_timer = _ReactorTimer(self.reactor)
@@ -160,6 +192,7 @@ class WebSocketUpgradeResource(Resource):
         if settings.compression:
             options["perMessageCompressionAccept"] = _accept_permessage_deflate
         factory.setProtocolOptions(**options)
+        factory.protocol = _protocol_class(factory)
         return factory
 
     def render(self, request: Request) -> bytes | int:
@@ -286,6 +319,10 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         return self.handshake
 
     def onOpen(self) -> None:
+        # the handler has the request in its environ; the server is done with the handshake
+        attributes = vars(self)
+        for name in _HANDSHAKE_LEFTOVERS:
+            attributes.pop(name, None)
         self.transport.registerProducer(_WriteFlowControl(self.adapter), True)
         self.adapter.on_open()
         self.was_open = True
@@ -325,6 +362,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 class _WriteFlowControl:
     """Registered with the transport so that its buffer filling up holds the handler's ``send``."""
 
+    __slots__ = ("_adapter",)
+
     def __init__(self, adapter: ThreadedWebSocketAdapter) -> None:
         self._adapter = adapter
 
@@ -344,6 +383,8 @@ class AutobahnConnection:
     Its methods run on the reactor thread.
     """
 
+    __slots__ = ("_protocol",)
+
     def __init__(self, protocol: GatewayWebSocketProtocol) -> None:
         self._protocol = protocol
 
@@ -354,7 +395,8 @@ class AutobahnConnection:
         grouped: dict[str, list[str]] = {}
         for name, value in headers:
             grouped.setdefault(name, []).append(value)
-        protocol.handshake.callback((subprotocol, grouped))
+        handshake, protocol.handshake = protocol.handshake, None  # fired, it would hold its result
+        handshake.callback((subprotocol, grouped))
 
     def reject(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         protocol = self._protocol
