@@ -171,6 +171,8 @@ class WebSocketUpgradeResource(Resource):
         self.accepting = True
         self.protocols: set[GatewayWebSocketProtocol] = set()
         self.factory = self._build_factory()
+        # bound once, not per connection: each handler thread holds both for as long as it runs
+        self._handler_calls = (self._handler_done, self._run_listener)
 
     def _build_factory(self) -> WebSocketServerFactory:
         settings = self.settings
@@ -246,7 +248,8 @@ class WebSocketUpgradeResource(Resource):
 
         :raises RuntimeError: if no thread could be started for it; then it holds no handler slot
         """
-        self.pool.callInThreadWithCallback(self._handler_done, self._run_listener, environ)
+        on_result, run_listener = self._handler_calls
+        self.pool.callInThreadWithCallback(on_result, run_listener, environ)
         # counted once started: its end is counted through callFromThread, so always after this
         self.handlers.started()
 
