@@ -69,7 +69,9 @@ class WebSocketSettings:
 
     :param max_connections: how many WebSocket handlers may run at once, each in a thread of its own; an
         upgrade request beyond it is answered ``503`` at once
-    :param thread_stack_size: the stack size of those threads, in bytes (small, so thousands fit)
+    :param thread_stack_size: the stack size of those threads, in bytes: the address space each reserves and
+        how deep its handler may call. Only the pages a thread touches are resident (12 KiB for a handler
+        waiting for a message), whatever the size.
     :param max_queue: how many received messages may wait for a handler before the server stops reading
         from that connection's socket
     :param write_high_water: how many bytes a handler may have sent that the reactor has not yet written
