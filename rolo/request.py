@@ -93,7 +93,8 @@ def build_environ(
     for name, value in raw_headers.items():
         key = name.upper().replace("-", "_")
         if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
+            # one copy of each key for all the requests alive at once (thousands of WebSocket ones)
+            key = sys.intern("HTTP_" + key)
         # repeated headers fold into one comma-separated value, as in CGI
         environ[key] = f"{environ[key]}, {value}" if key in environ else value
 

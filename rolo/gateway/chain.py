@@ -57,10 +57,12 @@ class HandlerChain(Generic[RC]):
         finalizers: Optional[Iterable[Handler]] = None,
         exception_handlers: Optional[Iterable[ExceptionHandler]] = None,
     ) -> None:
-        self.request_handlers = list(request_handlers or ())
-        self.response_handlers = list(response_handlers or ())
-        self.finalizers = list(finalizers or ())
-        self.exception_handlers = list(exception_handlers or ())
+        # tuples: a chain lives as long as its request (a WebSocket one, as long as its connection), and
+        # an empty tuple takes no memory of its own where an empty list takes 56 bytes
+        self.request_handlers = tuple(request_handlers or ())
+        self.response_handlers = tuple(response_handlers or ())
+        self.finalizers = tuple(finalizers or ())
+        self.exception_handlers = tuple(exception_handlers or ())
         self.stopped = False
         self.terminated = False
         self.error: Exception | None = None
@@ -79,7 +81,7 @@ class HandlerChain(Generic[RC]):
             for finalizer in self.finalizers:
                 self._isolated(finalizer, self, context, response)
 
-    def _run(self, handlers: list[Handler], context: RC, response: Response, ignore_stop: bool = False) -> None:
+    def _run(self, handlers: tuple[Handler, ...], context: RC, response: Response, ignore_stop: bool = False) -> None:
         try:
             for handler in handlers:
                 handler(self, context, response)

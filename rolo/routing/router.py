@@ -107,14 +107,15 @@ class Router:
         :raises werkzeug.exceptions.MethodNotAllowed: rules match, but not for the request's method
         """
         with self._lock:
-            adapter = self.url_map.bind(
+            # the bound map is not kept (as a local) while the endpoint runs: a WebSocket one runs for as
+            # long as its connection lives
+            rule, args = self.url_map.bind(
                 request.host,
                 script_name=request.root_path or None,
                 url_scheme=request.scheme,
                 path_info=request.path,
                 query_args=request.query_string,
-            )
-            rule, args = adapter.match(method=request.method, return_rule=True)
+            ).match(method=request.method, return_rule=True)
         args.pop(HOST_VARIABLE, None)
         return self.dispatcher(request, rule.endpoint, args)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -36,11 +37,14 @@ def environ_for(request: Request, method: str | None = None) -> dict[str, Any]:
     """
     path, query = request_path(request)
     path.decode("utf-8")  # a path that is not text has no route: refuse it here, once
+    # header names are interned: requests alive at once (thousands of WebSocket ones) share one copy
     if isinstance(request, GatewayRequest) and request.raw_headers:
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.raw_headers]
+        headers = [
+            (sys.intern(name.decode("latin-1")), value.decode("latin-1")) for name, value in request.raw_headers
+        ]
     else:
         headers = [
-            (name.decode("latin-1"), value.decode("latin-1"))
+            (sys.intern(name.decode("latin-1")), value.decode("latin-1"))
             for name, values in request.requestHeaders.getAllRawHeaders()
             for value in values
         ]
