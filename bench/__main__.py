@@ -27,13 +27,38 @@ TABLE_LOADS = ((10, 32), (100, 32), (4, 1024 * 1024))
 SMALL, LARGE = 32, 1024 * 1024
 
 
+class Placement:
+    """Where the processes run: anywhere (the operating system's choice), or with ``--pin`` every server
+    on the last CPU and the clients on the others, as one would deploy a server process per CPU."""
+
+    server_cpus: set[int] | None = None
+    client_cpus: set[int] | None = None
+
+    @classmethod
+    def pin(cls) -> None:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit("--pin needs two CPUs: one for the servers, the rest for the clients")
+        cls.server_cpus, cls.client_cpus = {cpus[-1]}, set(cpus[:-1])
+
+
+def on_cpus(cpus: set[int] | None):
+    """A ``preexec_fn`` that keeps a child process (and its threads) on ``cpus``, or ``None``."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 class Server:
     """A benchmark server in a process of its own."""
 
     def __init__(self, kind: str, port: int) -> None:
         self.kind, self.port = kind, port
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "bench.servers", kind, str(port)], cwd=ROOT, stdout=subprocess.PIPE
+            [PYTHON, "-m", "bench.servers", kind, str(port)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            preexec_fn=on_cpus(Placement.server_cpus),
         )
         ready, _, _ = select.select([self.process.stdout], [], [], 30)
         if not ready or self.process.stdout.readline().strip() != b"ready":
@@ -59,7 +84,14 @@ class Server:
 def run_echo(server: Server, connections: int, size: int, duration: float) -> dict:
     command = [PYTHON, "-m", "bench.load", "echo", str(server.port), str(connections), str(size), str(duration)]
     command.append(str(server.process.pid))
-    output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=duration + 120)
+    output = subprocess.run(
+        command,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=duration + 120,
+        preexec_fn=on_cpus(Placement.client_cpus),
+    )
     return json.loads(output.stdout)
 
 
@@ -105,6 +137,7 @@ def run_scale(kind: str, port: int, connections: int, clients: int) -> ScaleResu
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     text=True,
+                    preexec_fn=on_cpus(Placement.client_cpus),
                 )
             )
         opened = sum(read_count(holder, "open") for holder in holders)
@@ -210,7 +243,13 @@ def main() -> None:
     parser.add_argument("--scale-clients", type=int, default=2, help="load processes holding them")
     parser.add_argument("--chart", type=Path, default=ROOT / "docs" / "bench.png", help="the PNG written")
     parser.add_argument("--only", choices=("echo", "scale"), help="run one part only")
+    parser.add_argument(
+        "--pin", action="store_true", help="servers on the last CPU, clients on the others (Linux)"
+    )
     args = parser.parse_args()
+    if args.pin:
+        Placement.pin()
+    placement = "servers pinned to one CPU, clients to the others" if args.pin else "processes unpinned"
 
     if args.only != "scale":
         loads = [(n, SMALL) for n in SWEEP] + [(4, LARGE)]
@@ -226,7 +265,10 @@ def main() -> None:
         finally:
             for server in servers.values():
                 server.stop()
-        print(f"\nEcho, {args.duration:g} s per load, median of {args.repeat} round(s); ratios are rolo / Autobahn")
+        print(
+            f"\nEcho, {args.duration:g} s per load, median of {args.repeat} round(s), {placement}; "
+            "ratios are rolo / Autobahn"
+        )
         print_table(results, [(n, SMALL) for n in SWEEP] + [(4, LARGE)])
         draw_chart(results, args.chart)
         print(f"chart: {os.path.relpath(args.chart)}")

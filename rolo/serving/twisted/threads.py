@@ -251,6 +251,9 @@ class HandlerTurns:
     :param calls: how the handlers hand calls to the reactor; held during the wait
     :param handler_time: how long the reactor waits for each handler it woke
     :param turn_limit: the longest the reactor waits for the handlers of one turn
+    :param handlers_per_turn: the most handlers woken in one turn; in a burst (thousands of connections
+        getting a message at once) the rest wait for the next turns, so that only so many threads contend
+        for the CPU and the GIL at a time, and the reactor still gets to I/O between turns
     """
 
     def __init__(
@@ -259,11 +262,13 @@ class HandlerTurns:
         calls: BatchedCallFromThread,
         handler_time: float = 0.0001,
         turn_limit: float = 0.002,
+        handlers_per_turn: int = 64,
     ) -> None:
         self._reactor = reactor
         self._calls = calls
         self._handler_time = handler_time
         self._turn_limit = turn_limit
+        self._handlers_per_turn = handlers_per_turn
         self._to_wake: list[Any] = []
         self._lock = threading.Lock()
         self._running: set[Any] = set()
@@ -285,7 +290,10 @@ class HandlerTurns:
                     self._all_settled.release()
 
     def _run_turn(self) -> None:
-        adapters, self._to_wake = self._to_wake, []
+        cut = self._handlers_per_turn
+        adapters, self._to_wake = self._to_wake[:cut], self._to_wake[cut:]
+        if self._to_wake:
+            self._reactor.callLater(0, self._run_turn)  # the rest after the reactor's next look at I/O
         self._calls.hold()
         try:
             with self._lock:
