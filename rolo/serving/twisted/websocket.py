@@ -300,7 +300,16 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.heard_from_peer = True
-        super().dataReceived(data)
+        # straight to the protocol: Autobahn's Twisted dataReceived only adds a debug log line whose
+        # arguments it formats (with terminal colours) on every read, even with debug logging off
+        self._dataReceived(data)
+
+    def onMessageEnd(self) -> None:
+        # Autobahn's also fires its "message" event to observers, through Deferreds, for every message;
+        # rolo registers none
+        if not self.failedByMe:
+            self.onMessage(b"".join(self.message_data), self.message_is_binary)
+        self.message_data = None
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         if self.outgoing is None or sync or chopsize or self.send_queue:
