@@ -182,6 +182,45 @@ async def test_permessage_deflate_is_negotiated(serve):
     assert echoed == "compress me " * 100
 
 
+@route("/sizes", methods=["WEBSOCKET"])
+def sizes(request: WebSocketRequest):
+    """Sends a text and a binary message of each size the client asks for."""
+    with request.accept() as ws:
+        for size in ws:
+            ws.send("t" * int(size))
+            ws.send(b"b" * int(size))
+
+
+# each length encoding of a frame's header (RFC 6455, 5.2) and its edges
+FRAME_SIZES = [0, 125, 126, 65535, 65536, 100_000]
+
+
+@pytest_twisted.ensureDeferred
+async def test_messages_of_every_header_size_arrive_whole(serve):
+    server = serve(sizes, max_message_size=1024)  # a limit on what the server receives, not sends
+
+    def without_compression():
+        ws = wsclient.create_connection(server.ws("/sizes"), timeout=10)
+        received = []
+        for size in FRAME_SIZES:
+            ws.send(str(size))
+            received.append((ws.recv(), ws.recv()))
+        ws.close()
+        return received
+
+    def with_compression():
+        with websockets_connect(server.ws("/sizes"), open_timeout=10, max_size=None) as ws:
+            received = []
+            for size in FRAME_SIZES:
+                ws.send(str(size))
+                received.append((ws.recv(timeout=10), ws.recv(timeout=10)))
+            return received
+
+    expected = [("t" * size, b"b" * size) for size in FRAME_SIZES]
+    assert await in_thread(without_compression) == expected
+    assert await in_thread(with_compression) == expected
+
+
 @pytest_twisted.ensureDeferred
 async def test_server_pings_idle_connections(serve):
     server = serve(idle, ping_interval=0.2)

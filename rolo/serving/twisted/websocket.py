@@ -291,8 +291,6 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     was_open = False
     # whether the peer sent anything since the keep-alive ping was last scheduled
     heard_from_peer = False
-    # while a batch of messages is framed: the frames, written together once it is done
-    outgoing: list[bytes] | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -311,25 +309,27 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             self.onMessage(b"".join(self.message_data), self.message_is_binary)
         self.message_data = None
 
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
-        if self.outgoing is None or sync or chopsize or self.send_queue:
-            super().sendData(data, sync, chopsize)
-        else:
-            self.outgoing.append(data)
-
     def send_messages(self, messages: list[Message]) -> None:
-        """Frame ``messages`` and write them to the socket in one go."""
-        self.outgoing = outgoing = []
-        try:
-            for message in messages:
-                if isinstance(message, TextMessage):
-                    self.sendMessage(message.data.encode("utf-8"), False)
-                else:
-                    self.sendMessage(message.data, True)
-        finally:
-            self.outgoing = None
-        if outgoing:
-            write_now(self.transport, b"".join(outgoing))
+        """Frame ``messages`` and write them to the socket in one go.
+
+        rolo frames its data messages itself rather than through Autobahn's ``sendMessage``: a server's
+        frame is unmasked and rolo never fragments a message, which leaves a header to build, where
+        ``sendMessage`` spends 5 µs on checks and statistics for a small message. It also applies the
+        server's ``max_message_size``, which here only limits what the peer sends.
+        """
+        compressor = self._perMessageCompress
+        pieces = []
+        for message in messages:
+            if isinstance(message, TextMessage):
+                opcode, payload = OPCODE_TEXT, message.data.encode("utf-8")
+            else:
+                opcode, payload = OPCODE_BINARY, message.data
+            if compressor is not None:
+                compressor.start_compress_message()
+                payload = compressor.compress_message_data(payload) + compressor.end_compress_message()
+            pieces.append(frame_header(opcode, len(payload), compressed=compressor is not None))
+            pieces.append(payload)
+        write_now(self.transport, b"".join(pieces))
 
     def _sendAutoPing(self) -> None:
         # Autobahn pings on a fixed schedule; a peer that is sending proves it is alive, so only a
@@ -403,6 +403,23 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def go_away(self) -> None:
         """Close with 1001 because the server is shutting down."""
         AutobahnConnection(self).close(CLOSE_CODE_GOING_AWAY, "server shutting down")
+
+
+OPCODE_TEXT = 0x1
+OPCODE_BINARY = 0x2
+
+
+def frame_header(opcode: int, length: int, compressed: bool = False) -> bytes:
+    """The header of a final, unmasked frame of ``length`` payload bytes: a server's (RFC 6455, 5.2).
+
+    :param compressed: sets RSV1, which marks a message compressed by permessage-deflate (RFC 7692, 6)
+    """
+    first = 0x80 | (0x40 if compressed else 0) | opcode
+    if length < 126:
+        return bytes((first, length))
+    if length < 0x10000:
+        return bytes((first, 126)) + length.to_bytes(2, "big")
+    return bytes((first, 127)) + length.to_bytes(8, "big")
 
 
 def write_now(transport: Any, data: bytes) -> None:
