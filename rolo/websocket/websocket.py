@@ -30,10 +30,15 @@ class WebSocket:
         Blocks while the peer is not reading and the server's buffer is full.
 
         :raises WebSocketProtocolError: if ``data`` is neither ``str`` nor ``bytes``
+        :raises UnicodeEncodeError: if ``data`` is a ``str`` that has no UTF-8 form (a lone surrogate, as
+            ``"\ud800"``), which a text message must have
         :raises TimeoutError: if the peer made no room within ``timeout`` seconds
         :raises WebSocketDisconnectedError: if the connection is closed
         """
         if isinstance(data, str):
+            if not data.isascii():
+                # checked here, where the handler can be told: the server encodes it later, elsewhere
+                data.encode("utf-8")
             self._adapter.send(TextMessage(data), timeout)
         elif isinstance(data, (bytes, bytearray, memoryview)):
             self._adapter.send(BytesMessage(bytes(data)), timeout)

@@ -232,6 +232,11 @@ async def test_send_receive_types_timeouts_and_peer_close(serve):
             except WebSocketProtocolError as e:
                 results.put(("protocol error", str(e)))
             try:
+                ws.send("lone \ud800 surrogate")  # no UTF-8 form: the handler hears of it, nothing is lost
+            except UnicodeEncodeError:
+                results.put("unencodable")
+            ws.send("zwölf")
+            try:
                 ws.receive(timeout=0.05)
             except TimeoutError:
                 results.put("timeout")
@@ -247,7 +252,7 @@ async def test_send_receive_types_timeouts_and_peer_close(serve):
 
     def client():
         ws = wsclient.create_connection(server.ws("/types"), timeout=10)
-        frames = [ws.recv_data() for _ in range(3)]
+        frames = [ws.recv_data() for _ in range(4)]
         ws.send("a")
         ws.send_binary(b"b")
         ws.close(status=4001, reason=b"done here")
@@ -257,9 +262,11 @@ async def test_send_receive_types_timeouts_and_peer_close(serve):
     assert frames == [
         (wsclient.ABNF.OPCODE_TEXT, b"text"),
         (wsclient.ABNF.OPCODE_BINARY, b"\x00binary"),
+        (wsclient.ABNF.OPCODE_TEXT, "zwölf".encode()),
         (wsclient.ABNF.OPCODE_TEXT, b"go"),
     ]
     assert results.get(timeout=5)[0] == "protocol error"
+    assert results.get(timeout=5) == "unencodable"
     assert results.get(timeout=5) == "timeout"
     assert results.get(timeout=5) == ("received", ["a", b"b"])
     if server.kind == "hypercorn":
