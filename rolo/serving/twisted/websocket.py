@@ -314,8 +314,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
         rolo frames its data messages itself rather than through Autobahn's ``sendMessage``: a server's
         frame is unmasked and rolo never fragments a message, which leaves a header to build, where
-        ``sendMessage`` spends 5 µs on checks and statistics for a small message. It also applies the
-        server's ``max_message_size``, which here only limits what the peer sends.
+        ``sendMessage`` spends 5 µs on checks and statistics for a small message. Unlike ``sendMessage``,
+        it does not hold the handler's messages to ``max_message_size``: that limits what the peer sends.
         """
         compressor = self._perMessageCompress
         pieces = []
