@@ -46,7 +46,7 @@ from twisted.python.failure import Failure
 from rolo.gateway import Gateway
 from rolo.routing import Router
 from rolo.serving.twisted import GatewayService, listen, run_in_thread
-from rolo.serving.twisted.app import as_gateway
+from rolo.gateway import as_gateway
 
 __all__ = ["HttpResponse", "RoloServer", "gateway_for", "rolo_server"]
 

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response as _WerkzeugResponse
 from rolo.request import Request
 
 from .adapter import WEBSOCKET_KEY, CreateConnection, WebSocketAdapter, WebSocketEnvironment, WebSocketListener
-from .errors import WebSocketProtocolError
+from .errors import WebSocketProtocolError, WebSocketStateError
 from .websocket import WebSocket
 
 __all__ = ["WebSocketRequest"]
@@ -57,11 +57,11 @@ class WebSocketRequest(Request):
         :param subprotocol: the subprotocol to speak; it must be one the client offered
         :param headers: extra headers for the ``101 Switching Protocols`` response
         :param timeout: how long to wait for the handshake to complete, in seconds
-        :raises ValueError: if the request was accepted or rejected already, or ``subprotocol`` was not
-            offered
+        :raises WebSocketStateError: (a ``ValueError``) if the request was accepted or rejected already
+        :raises ValueError: if ``subprotocol`` was not offered
         :raises WebSocketDisconnectedError: if the client went away before the handshake completed
         """
-        self._settle(_Outcome.UPGRADED)
+        self._decide(_Outcome.UPGRADED)
         if subprotocol is not None and subprotocol not in self.subprotocols:
             self._outcome = _Outcome.PENDING
             raise ValueError(f"subprotocol {subprotocol!r} was not offered (offered: {self.subprotocols})")
@@ -75,9 +75,9 @@ class WebSocketRequest(Request):
     def reject(self, response: _WerkzeugResponse) -> None:
         """Answer with ``response`` (status, headers and body exactly) instead of upgrading, then close.
 
-        :raises ValueError: if the request was accepted or rejected already
+        :raises WebSocketStateError: (a ``ValueError``) if the request was accepted or rejected already
         """
-        self._settle(_Outcome.REJECTED)
+        self._decide(_Outcome.REJECTED)
         # the body is read here, in the handler's thread, so a streamed body never blocks the server
         body = response.get_data()
         self._adapter.reject(response.status_code, list(response.headers.items()), body)
@@ -96,9 +96,9 @@ class WebSocketRequest(Request):
         """Whether :meth:`reject` was called."""
         return self._outcome is _Outcome.REJECTED
 
-    def _settle(self, outcome: _Outcome) -> None:
+    def _decide(self, outcome: _Outcome) -> None:
         if self._outcome is not _Outcome.PENDING:
-            raise ValueError(f"the request was {self._outcome.value} already")
+            raise WebSocketStateError(f"the request was {self._outcome.value} already")
         self._outcome = outcome
 
     @classmethod

@@ -23,6 +23,7 @@ from twisted.internet.threads import blockingCallFromThread
 
 from rolo import Request, Response, route
 from rolo.serving.twisted import TwistedGateway
+from rolo.serving.twisted.threads import idle_within
 from rolo.websocket import WebSocketRequest
 
 from tests.conftest import gateway_for
@@ -57,13 +58,13 @@ def flood(request: WebSocketRequest):
 
 @route("/stats")
 def stats(request: Request):
-    websocket = site.websocket
+    host = site.websocket.host
     if request.args.get("idle"):
-        blockingCallFromThread(reactor, websocket.handlers.idle, 10)
-    pool = websocket.pool
+        blockingCallFromThread(reactor, idle_within, host.handlers, 10, reactor)
+    pool = host.pool
     return Response.for_json(
         {
-            "active_handlers": websocket.handlers.running,
+            "active_handlers": host.handlers.running,
             "pool_threads": len(pool.threads),
             # counted here, while this request's connection is open, so that no earlier one is
             **process_usage(os.getpid()),

@@ -85,16 +85,19 @@ class GatewayService(MultiService):
 
     :param site: the site to serve
     :param endpoints: where to listen
+    :param grace_period: how long a stop waits for running handlers, in seconds (the site's
+        ``grace_period`` setting if ``None``)
     :raises ValueError: for an endpoint string that does not parse
-    :param grace_period: how long a stop waits for running handlers, in seconds
     """
 
-    def __init__(self, site: TwistedGateway, endpoints: Sequence[Endpoint], grace_period: float = 10.0) -> None:
+    def __init__(
+        self, site: TwistedGateway, endpoints: Sequence[Endpoint], grace_period: float | None = None
+    ) -> None:
         super().__init__()
         if not endpoints:
             raise ValueError("at least one endpoint is needed")
         self.site = site
-        self.grace_period = grace_period
+        self.grace_period = site.settings.grace_period if grace_period is None else grace_period
         self._listeners: list[_ListeningService] = []
         for endpoint in endpoints:
             if isinstance(endpoint, str):

@@ -10,34 +10,71 @@ The plugin (``twisted/plugins/rolo_plugin.py``) points ``twistd`` here, at :clas
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import Field, fields
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
+from ._twisted import forget_exit_signal
 from .app import AppError, load_app
 from .service import GatewayService
+from .settings import TwistedSettings
 from .site import TwistedGateway
-from .websocket import WebSocketSettings
 
 __all__ = ["Options", "makeService"]
 
-_DEFAULTS = WebSocketSettings()
+
+def _option(declared: Field[Any]) -> str:
+    """The name of a setting's option: ``--max-queue`` for ``max_queue``, unless it declares another."""
+    return declared.metadata["option"] or declared.name.replace("_", "-")
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"{value} is not a positive integer")
-    return number
+def _help(declared: Field[Any]) -> str:
+    text = declared.metadata["help"].replace("None: no limit.", "0: no limit.")
+    unit = declared.metadata["unit"]
+    return f"{text} ({unit})" if unit else text
 
 
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(f"{value} is negative")
-    return number
+def _parser(declared: Field[Any]) -> Callable[[str], Any]:
+    """What turns an option's text into the setting's value (``0`` into ``None`` for a timeout that may
+    have no limit), checked as the setting checks it.
+
+    :raises ValueError: saying what is wrong, which ``twistd`` prints with the option's name
+    """
+    number = type(declared.default)
+
+    def parse(text: str) -> Any:
+        value = number(text)
+        if declared.metadata["optional"] and value == 0:
+            return None
+        problem = declared.metadata["check"](value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return parse
+
+
+def _setting_options() -> tuple[list[list[Any]], list[list[Any]]]:
+    """``twistd rolo``'s options for the settings, made from :class:`TwistedSettings`: ``--max-queue N``
+    for ``max_queue``, a flag that turns off a setting on by default (``--no-compression``); the repeated
+    ``--allowed-origin`` is a method of :class:`Options`."""
+    parameters: list[list[Any]] = []
+    flags: list[list[Any]] = []
+    for declared in fields(TwistedSettings):
+        if declared.name == "allowed_origins":
+            continue
+        if isinstance(declared.default, bool):
+            flags.append([_option(declared), None, _help(declared)])
+        else:
+            parameters.append([_option(declared), None, declared.default, _help(declared), _parser(declared)])
+    return parameters, flags
+
+
+_PARAMETERS, _FLAGS = _setting_options()
 
 
 class Options(usage.Options):
@@ -53,95 +90,13 @@ class Options(usage.Options):
         "and exits with status 0."
     )
 
-    optFlags = [["no-compression", None, "Do not accept the permessage-deflate extension."]]
-
-    optParameters = [
-        ["app", "a", None, "The application, as package.module:attribute."],
-        ["grace-period", None, 10.0, "Seconds a shutdown waits for running handlers.", _non_negative_float],
-        ["http-threads", None, 32, "Threads for plain HTTP handlers.", _positive_int],
-        [
-            "max-connections",
-            None,
-            _DEFAULTS.max_connections,
-            "Concurrent WebSocket handlers (each in a thread); more are answered 503.",
-            _positive_int,
-        ],
-        [
-            "max-message-size",
-            None,
-            _DEFAULTS.max_message_size,
-            "Largest WebSocket message in bytes; larger ones close with 1009 (0: no limit).",
-            int,
-        ],
-        [
-            "max-queue",
-            None,
-            _DEFAULTS.max_queue,
-            "Received messages waiting for a handler before the server stops reading.",
-            _positive_int,
-        ],
-        [
-            "write-high-water",
-            None,
-            _DEFAULTS.write_high_water,
-            "Bytes sent but not yet written before a handler's send blocks.",
-            _positive_int,
-        ],
-        [
-            "ping-interval",
-            None,
-            _DEFAULTS.ping_interval,
-            "Seconds between pings to idle WebSockets (0: none).",
-            _non_negative_float,
-        ],
-        [
-            "ping-timeout",
-            None,
-            _DEFAULTS.ping_timeout,
-            "Seconds a peer may take to answer a ping.",
-            _non_negative_float,
-        ],
-        [
-            "header-timeout",
-            None,
-            10.0,
-            "Seconds a client may take to send a request's line and headers; slower ones get 408 (0: no limit).",
-            _non_negative_float,
-        ],
-        [
-            "write-timeout",
-            None,
-            60.0,
-            "Seconds a streamed HTTP response waits for a client that reads nothing before cutting it (0: no limit).",
-            _non_negative_float,
-        ],
-        [
-            "open-timeout",
-            None,
-            _DEFAULTS.open_timeout,
-            "Seconds from an upgrade request to its handler's accept.",
-            _non_negative_float,
-        ],
-        [
-            "close-timeout",
-            None,
-            _DEFAULTS.close_timeout,
-            "Seconds the closing handshake may take.",
-            _non_negative_float,
-        ],
-        [
-            "thread-stack-size",
-            None,
-            _DEFAULTS.thread_stack_size,
-            "Stack size of WebSocket handler threads, in bytes.",
-            _positive_int,
-        ],
-    ]
+    optFlags = _FLAGS
+    optParameters = [["app", "a", None, "The application, as package.module:attribute."], *_PARAMETERS]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
-        self["allowed-origins"] = []
+        self["allowed-origin"] = []
 
     def opt_listen(self, endpoint: str) -> None:
         """Where to listen, as a Twisted endpoint string; may be repeated (default tcp:8000)."""
@@ -150,9 +105,11 @@ class Options(usage.Options):
     opt_l = opt_listen
 
     def opt_allowed_origin(self, pattern: str) -> None:
-        """An Origin allowed to open WebSockets, * as wildcard (https://*.example.com); may be repeated
-        (default: any origin)."""
-        self["allowed-origins"].append(pattern)
+        self["allowed-origin"].append(pattern)
+
+    opt_allowed_origin.__doc__ = next(
+        _help(declared) for declared in fields(TwistedSettings) if declared.name == "allowed_origins"
+    ).replace("None: any origin.", "May be repeated (default: any origin).")
 
     def postOptions(self) -> None:
         if not self["app"]:
@@ -162,22 +119,15 @@ class Options(usage.Options):
 
     def settings(self) -> dict[str, Any]:
         """The keyword settings of :class:`TwistedGateway` these options give."""
-        return dict(
-            http_threads=self["http-threads"],
-            max_connections=self["max-connections"],
-            max_message_size=self["max-message-size"],
-            max_queue=self["max-queue"],
-            write_high_water=self["write-high-water"],
-            ping_interval=self["ping-interval"],
-            ping_timeout=self["ping-timeout"],
-            header_timeout=self["header-timeout"] or None,
-            write_timeout=self["write-timeout"] or None,
-            open_timeout=self["open-timeout"],
-            close_timeout=self["close-timeout"],
-            thread_stack_size=self["thread-stack-size"],
-            compression=not self["no-compression"],
-            allowed_origins=self["allowed-origins"] or None,
-        )
+        settings: dict[str, Any] = {}
+        for declared in fields(TwistedSettings):
+            value = self[_option(declared)]
+            if declared.name == "allowed_origins":
+                value = value or None
+            elif isinstance(declared.default, bool):
+                value = not value  # the flag turns it off
+            settings[declared.name] = value
+        return settings
 
 
 class _TwistdService(GatewayService):
@@ -194,7 +144,7 @@ class _TwistdService(GatewayService):
         stopped = super().stopService()
         # twistd ends by re-sending itself the signal it stopped on (exit status -15 for SIGTERM); a
         # graceful stop is a success: forget the signal, so that twistd exits with 0
-        stopped.addCallback(lambda _: setattr(self.site.reactor, "_exitSignal", None))
+        stopped.addCallback(lambda _: forget_exit_signal(self.site.reactor))
         return stopped
 
 
@@ -210,6 +160,6 @@ def makeService(options: Options) -> IService:
         raise SystemExit(f"rolo: {error}") from None
     site = TwistedGateway(gateway, **options.settings())
     try:
-        return _TwistdService(site, options["listen"], grace_period=options["grace-period"])
+        return _TwistdService(site, options["listen"])
     except ValueError as error:
         raise SystemExit(f"rolo: --listen: {error}") from None

@@ -1,0 +1,31 @@
+"""The WebSocket host's admission check, which both servers make before an upgrade reaches a handler."""
+
+from http import HTTPStatus
+
+from rolo.settings import ServerSettings
+from rolo.websocket.host import WebSocketHost
+
+
+def host(running: int, accepting: bool = True, allowed_origins=("https://good.example",)) -> WebSocketHost:
+    """A host with ``running`` handlers counted, of at most 10."""
+    made = WebSocketHost(lambda environ: None, ServerSettings(max_connections=10, allowed_origins=allowed_origins), print)
+    made.handlers.running = running
+    made.accepting = accepting
+    return made
+
+
+def test_a_forbidden_origin_is_403_whatever_the_load():
+    for accepting, running in ((True, 0), (False, 0), (True, 10)):
+        assert host(running, accepting).refusal("https://evil.example")[0] == HTTPStatus.FORBIDDEN
+
+
+def test_shutting_down_or_full_is_503_and_otherwise_taken():
+    assert host(0, accepting=False).refusal("https://good.example") == (
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        b"server shutting down\n",
+    )
+    assert host(10, allowed_origins=None).refusal(None) == (
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        b"too many WebSocket connections\n",
+    )
+    assert host(9).refusal(None) is None
