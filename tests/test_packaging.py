@@ -21,7 +21,7 @@ import twisted.plugins
 
 import rolo
 
-from tests.documented import REPO, readme_commands
+from tests.documented import REPO, Command, readme_commands
 
 # what a copy of the checkout leaves out: what .gitignore names, and git's own
 _NOT_IN_A_CHECKOUT = shutil.ignore_patterns(
@@ -89,10 +89,18 @@ def assert_installed_as_users_need(environment: Environment, elsewhere: Path) ->
     assert Path(real).is_relative_to(environment.site_packages() / "twisted"), real
 
 
+def from_the_checkout(command: Command) -> bool:
+    """Whether ``command`` installs from the checkout (``pip install '.[tls]'``), not editable: the README
+    also names what not to run (``pip install rolo``, a plain ``pip install -e .``)."""
+    argv = command.argv[2:] if command.argv[:2] == ["python", "-m"] else command.argv
+    return argv[:2] == ["pip", "install"] and "-e" not in argv and any(arg.startswith(".") for arg in argv)
+
+
 def test_the_install_commands_of_the_readme_as_written(checkout, tmp_path):
-    commands = readme_commands("Installing")
-    installs = [c for c in commands if c.argv[:4] == ["python", "-m", "pip", "install"]]
+    installs = [c for c in readme_commands("Installing") if from_the_checkout(c)]
     assert installs, "README.rst's Installing section gives no pip install"
+    # and those the other sections give in passing (pip install '.[tls]')
+    installs += [c for c in readme_commands() if from_the_checkout(c) and c not in installs]
     environment = Environment(tmp_path / "venv")
     for command in installs:
         environment.run(command.argv, cwd=checkout)
