@@ -22,7 +22,8 @@ reactor, which must run while a test's client blocks. How that happens depends o
   for pytest-twisted (``@pytest_twisted.ensureDeferred async def ...``) run on the reactor as usual, and
   must run blocking clients in a thread (``await deferToThread(server.get, "/")``).
 
-The helpers need ``websocket-client`` for :meth:`RoloServer.websocket` (``pip install rolo[testing]``).
+The helpers need ``websocket-client`` for :meth:`RoloServer.websocket` (the ``testing`` extra:
+``pip install '.[testing]'`` in a checkout).
 """
 
 from __future__ import annotations

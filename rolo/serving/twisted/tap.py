@@ -104,6 +104,16 @@ class Options(usage.Options):
 
     opt_l = opt_listen
 
+    def opt_version(self) -> None:
+        """Print the versions of rolo, Twisted and Autobahn, and exit."""
+        import autobahn
+        import twisted
+
+        import rolo
+
+        print(f"rolo {rolo.__version__}\nTwisted {twisted.__version__}\nAutobahn {autobahn.__version__}")
+        raise SystemExit(0)
+
     def opt_allowed_origin(self, pattern: str) -> None:
         self["allowed-origin"].append(pattern)
 
