@@ -25,18 +25,20 @@ import rolo
 
 from tests.documented import REPO, Command, readme_commands
 
-# what a copy of the checkout leaves out: what .gitignore names, and git's own
-_NOT_IN_A_CHECKOUT = shutil.ignore_patterns(
-    ".git", ".gitignore", ".venv", "__pycache__", "*.egg-info", "build", "dist", "reports", ".pytest_cache",
-    "_trial_temp", "dropin.cache", "*.pyc", ".ruff_cache", ".mypy_cache",
-)  # fmt: skip
-
-
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    """A copy of the checkout as a fresh clone has it, for the test to build in."""
+    """A copy of the checkout as a fresh clone has it, for the test to build in: the files git tracks, and
+    those it would that are not committed yet (what .gitignore names stays behind)."""
     copy = tmp_path / "checkout" / "rolo"
-    shutil.copytree(REPO, copy, ignore=_NOT_IN_A_CHECKOUT, symlinks=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    ).stdout.split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():  # a file deleted but not yet committed is listed too
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name, follow_symlinks=False)
     return copy
 
 
@@ -170,7 +172,8 @@ def test_the_sdist_holds_the_checkout_and_the_wheel_rolo_the_plugin_and_the_lice
         top = f"txrolo-{rolo.__version__}/"
         in_sdist = {member.name.removeprefix(top) for member in archive.getmembers() if member.isfile()}
     # everything that builds, tests and documents the package: the checkout, conftest and examples included
-    missing = files_under(checkout) - in_sdist
+    # (not git's own .gitignore)
+    missing = files_under(checkout) - in_sdist - {".gitignore"}
     assert not missing, f"not in the sdist: {sorted(missing)}"
     for needed in ("LICENSE", "CHANGELOG.rst", "tests/conftest.py", "examples/chat.html", "dev"):
         assert needed in in_sdist

@@ -139,7 +139,7 @@ def test_stopping_runs_what_was_submitted_wakes_idle_threads_and_refuses_more() 
 
 
 def test_a_failing_job_is_logged_and_its_thread_goes_on(caplog: pytest.LogCaptureFixture) -> None:
-    pool = HandlerPool("test-pool", 1)
+    pool = HandlerPool("test-pool", 1, max_waiting=1)
 
     def fail() -> None:
         raise ValueError("boom")
