@@ -31,7 +31,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.python.lockfile import FilesystemLock
 from zope.interface import implementer
@@ -207,7 +206,10 @@ class _WorkerBinder:
             sock.close()  # the port has its own copy of the descriptor
 
     def listenSSL(self, port: int, factory: Any, contextFactory: Any, backlog: int = 50, interface: str = "") -> IListeningPort:
-        # what the reactor's own listenSSL does: TLS as a protocol over a TCP port
+        # what the reactor's own listenSSL does: TLS as a protocol over a TCP port (pyOpenSSL, which an
+        # ssl: endpoint needs anyway, is imported here)
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
         return self.listenTCP(port, TLSMemoryBIOFactory(contextFactory, False, factory), backlog, interface)
 
     def listenUNIX(self, address: str, factory: Any, backlog: int = 50, mode: int = 0o666, wantPID: int = 0) -> IListeningPort:
@@ -222,10 +224,11 @@ def _adopt_unix(reactor: Any, fd: int, factory: Any, backlog: int, mode: int) ->
     """A port accepting from the inherited listening UNIX socket ``fd``, which has ``backlog`` and ``mode``.
 
     ``reactor.adoptStreamPort`` would do, but the port it makes treats the socket as its own: it sets the
-    file's mode to 0o666 as it starts, resets the backlog to 50, and removes the file when it stops
-    listening, while the other workers still serve it. So this is the one place where rolo uses a private
-    name of Twisted's: the constructor ``adoptStreamPort`` itself uses, for a port that keeps the mode and
-    the backlog the endpoint gave and leaves the file alone.
+    file's mode to 0o666 as it starts, resets the backlog to 50, and when it stops listening it shuts the
+    socket down (for every process) and removes the file, while the other workers still serve it. So this
+    is the one place where rolo uses private names of Twisted's: the constructor ``adoptStreamPort``
+    itself uses, for a port that keeps the mode and the backlog the endpoint gave, and that only closes
+    its own descriptor when it stops.
     """
     adopt = getattr(_InheritedUNIXPort, "_fromListeningDescriptor", None)
     if adopt is None:  # a Twisted without it: the public way, with the flaws above
@@ -237,7 +240,10 @@ def _adopt_unix(reactor: Any, fd: int, factory: Any, backlog: int, mode: int) ->
 
 
 class _InheritedUNIXPort(unix.Port):
-    """A UNIX port that leaves its file in place when it stops: the file is the supervisor's."""
+    """A UNIX port that leaves its socket to the others when it stops: the socket and the file are the
+    supervisor's."""
+
+    _shouldShutdown = False  # close this descriptor, without shutdown(), which would end the socket for all
 
     def connectionLost(self, reason: Failure) -> None:
         # unix.Port removes the file, releases a lock file (never taken here), then closes as TCP does
