@@ -62,3 +62,10 @@ not_an_app = 42
 
 def failing_factory() -> Gateway:
     raise RuntimeError("no gateway today")
+
+
+def fragile_factory() -> Gateway:
+    """A gateway, unless the file $ROLO_TEST_BROKEN exists."""
+    if os.path.exists(os.environ["ROLO_TEST_BROKEN"]):
+        raise RuntimeError("broken on purpose")
+    return make_gateway()

@@ -35,18 +35,22 @@ from .twistd import REPO, Twistd, twistd_command
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 APP = ("--app", "tests.serving.apps:router")
 ATTEMPTS = 64  # connections to find a given worker: each misses it with probability 1/2
+START = 30.0  # seconds a worker may take to start serving: interpreters start slowly on a busy machine
 
 
 @pytest.fixture
 def supervisor() -> Iterator[Callable[..., Twistd]]:
     """``supervisor(*args)`` starts ``twistd -n rolo --app tests.serving.apps:router --workers 2 *args``
-    and waits until it serves; a supervisor the test left running is killed, with its workers."""
+    (``twistd -n rolo *args`` if ``args`` name the app; or ``command``) and waits until it serves; a
+    supervisor the test left running is killed, with its workers."""
     started: list[Twistd] = []
 
-    def start(*args: str, command: list[str] | None = None) -> Twistd:
-        server = Twistd(*args, command=command) if command else Twistd(*APP, "--workers", "2", *args)
+    def start(*args: str, command: list[str] | None = None, env: dict[str, str] | None = None) -> Twistd:
+        if command is None and "--app" not in args:
+            args = (*APP, "--workers", "2", *args)
+        server = Twistd(*args, command=command, env=env)
         started.append(server)
-        server.wait_for(r"rolo listening at ")
+        server.wait_for(r"rolo listening at ", timeout=START)
         return server
 
     yield start
@@ -98,17 +102,29 @@ def wait_for_exit(pid: int, timeout: float = 10.0) -> None:
         os.close(descriptor)
 
 
-def test_both_workers_serve_one_port_and_the_log_is_one_stream(supervisor):
-    server = supervisor("--listen", LOOPBACK, "--pin-workers")
+def test_both_workers_serve_every_endpoint_and_the_log_is_one_stream(supervisor, tmp_path):
+    key, certificate = self_signed_certificate(tmp_path)
+    tls = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={certificate}"
+    server = supervisor("--listen", LOOPBACK, "--listen", tls, "--pin-workers")
     port = server.port()
+    tls_port = int(server.wait_for(r"rolo listening at 127\.0\.0\.1:(\d+) \(ssl:").group(1))
     pids = worker_pids(server)
     assert sorted(pids) == [1, 2]
     assert os.getpid() not in pids.values()
 
     assert pids_answering(f"http://127.0.0.1:{port}/pid", set(pids.values())) == set(pids.values())
+    # TLS too, each worker over a port of its own on the same address
+    context = ssl.create_default_context(cafile=str(certificate))
+    context.check_hostname = False
+    assert pids_answering(f"https://127.0.0.1:{tls_port}/pid", set(pids.values()), context=context) == set(
+        pids.values()
+    )
+    ws = wsclient.create_connection(f"wss://127.0.0.1:{tls_port}/ws/pid", timeout=10, sslopt={"context": context})
+    assert int(ws.recv()) in pids.values()
+    ws.close()
 
-    # where it listens is said once, by the supervisor
-    assert sum("rolo listening at" in line for line in server.lines) == 1
+    # where it listens is said once for each endpoint, by the supervisor
+    assert sum("rolo listening at" in line for line in server.lines) == 2
     # each worker's request lines reach the supervisor's output under its number, as formatted there
     for number in pids:
         server.wait_for(rf"\[worker {number} rolo\.serving\.twisted\.http#info\] GET /pid from tcp4:127\.0\.0\.1:\d+: 200 in \d+\.\d{{3}}s")
@@ -135,10 +151,11 @@ def test_a_killed_worker_is_restarted_and_the_port_keeps_answering(supervisor):
 
     os.kill(killed, signal.SIGKILL)
     server.wait_for(rf"worker 1 \(pid {killed}\) was killed by signal 9 \(SIGKILL\); starting it again in 0\.1s")
-    # its socket left the group with it: the other worker answers every connection meanwhile
-    assert {int(get(f"http://127.0.0.1:{port}/pid")) for _ in range(8)} == {other}
+    # its socket left the group with it: every connection is answered meanwhile, by the other worker (or
+    # by the new one, once it serves)
+    assert killed not in {int(get(f"http://127.0.0.1:{port}/pid")) for _ in range(8)}
 
-    restarted = int(server.wait_for(rf"worker 1 \(pid (?!{killed}\))(\d+)\) serving").group(1))
+    restarted = int(server.wait_for(rf"worker 1 \(pid (?!{killed}\))(\d+)\) serving", timeout=START).group(1))
     assert pids_answering(f"http://127.0.0.1:{port}/pid", {restarted, other}) == {restarted, other}
     assert server.stop() == 0
 
@@ -196,24 +213,21 @@ def test_a_unix_socket_is_handed_to_both_workers(supervisor, tmp_path):
     server.wait_for(rf"worker 1 \(pid {pids[1]}\) exited with status 0; starting it again")
     assert path.exists()
     assert pid_over_unix() != pids[1]
-    server.wait_for(rf"worker 1 \(pid (?!{pids[1]}\))\d+\) serving")
+    server.wait_for(rf"worker 1 \(pid (?!{pids[1]}\))\d+\) serving", timeout=START)
 
     assert server.stop() == 0
     assert not path.exists()  # the supervisor removes it once all are gone
 
 
-def test_tls_on_every_worker(supervisor, tmp_path):
-    key, certificate = self_signed_certificate(tmp_path)
-    server = supervisor("--listen", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={certificate}")
-    port = server.port()
-    context = ssl.create_default_context(cafile=str(certificate))
-    context.check_hostname = False
-    pids = set(worker_pids(server).values())
-    assert pids_answering(f"https://127.0.0.1:{port}/pid", pids, context=context) == pids
-    ws = wsclient.create_connection(f"wss://127.0.0.1:{port}/ws/pid", timeout=10, sslopt={"context": context})
-    assert int(ws.recv()) in pids
-    ws.close()
-    assert server.stop() == 0
+def test_a_worker_that_does_not_stop_is_killed(supervisor):
+    server = supervisor("--listen", LOOPBACK, "--grace-period", "0")
+    pids = worker_pids(server)
+    os.kill(pids[1], signal.SIGSTOP)  # it cannot see its pipe close
+    server.process.send_signal(signal.SIGTERM)
+    server.wait_for(rf"worker 1 \(pid {pids[1]}\) still running 5\.0s after shutdown began; killing it")
+    server.wait_for(rf"worker 1 \(pid {pids[1]}\) was killed by signal 9 \(SIGKILL\)")
+    assert server.wait() == 0
+    server.wait_for(rf"worker 2 \(pid {pids[2]}\) exited with status 0")
 
 
 def test_workers_stop_when_the_supervisor_dies(supervisor):
@@ -240,6 +254,27 @@ def test_a_broken_app_fails_fast_with_one_line_and_status_1():
         "ModuleNotFoundError: No module named 'tests.serving.nosuch'"
     )
     assert "rolo: worker 1 (pid " in errors[0] or "rolo: worker 2 (pid " in errors[0]
+
+
+def test_a_worker_that_keeps_failing_to_start_makes_the_supervisor_give_up(supervisor, tmp_path):
+    broken = tmp_path / "broken"
+    server = supervisor(
+        "--app", "tests.serving.apps:fragile_factory", "--listen", LOOPBACK, "--workers", "2",
+        env={"ROLO_TEST_BROKEN": str(broken)},
+    )
+    pids = worker_pids(server)
+    broken.touch()  # from now on, the app does not load
+    os.kill(pids[1], signal.SIGKILL)
+    assert server.wait(timeout=3 * START) == 1
+    delays = [float(delay) for delay in re.findall(r"worker 1 \(pid \d+\) .*; starting it again in (\d\.\d)s", server.output)]
+    # the first for the killed worker, which had served; then doubling for each start that failed
+    assert delays == [0.1, 0.2, 0.4]
+    errors = [line for line in server.lines if "#critical]" in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        "exited with status 1 before serving, 3 times in a row: rolo: --app 'tests.serving.apps:fragile_factory': "
+        "calling fragile_factory() raised RuntimeError: broken on purpose"
+    )
+    server.wait_for(rf"worker 2 \(pid {pids[2]}\) exited with status 0")
 
 
 def test_run_workers_from_python(supervisor):

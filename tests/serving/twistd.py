@@ -24,8 +24,8 @@ class Twistd:
     """A ``twistd -n rolo …`` process (or another ``command``) run from the repository, its output (stdout
     and stderr) read line by line as it comes."""
 
-    def __init__(self, *args: str, command: list[str] | None = None) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    def __init__(self, *args: str, command: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.process = subprocess.Popen(
             [*(command or [twistd_command(), "-n", "--pidfile=", "rolo"]), *args],
             cwd=REPO,

@@ -47,7 +47,7 @@ MAX_RESTART_DELAY = 10.0
 """The longest wait before a restart, in seconds."""
 STABLE = 10.0
 """Seconds a worker must have run for its death to restart it after :data:`RESTART_DELAY` again."""
-START_ATTEMPTS = 5
+START_ATTEMPTS = 3
 """Deaths in a row of a worker before it served (after the first start) that make the supervisor give up."""
 STOP_MARGIN = 5.0
 """Seconds a stopping worker gets beyond the grace period before it is killed."""
