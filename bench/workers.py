@@ -9,7 +9,9 @@ The load generator is :mod:`bench.load` (an asyncio client that frames by hand),
 processes sharing the connections. On a machine with as many CPUs as workers it competes with the workers
 for them: its CPU use is in the table, and the workers cannot go faster than the CPUs the clients leave.
 The ``server cores`` column is the CPU time of all the server's processes (workers and supervisor) over
-the load's whole run (handshakes and warm-up included) divided by its length: how many CPUs it kept busy.
+the load's whole run (handshakes and warm-up included) divided by its length: how many CPUs it kept busy;
+``CPU us`` divides it by the rate: the server's CPU time per message, which other load on the machine
+disturbs much less than the rates (a little high: handshakes and warm-up count too).
 """
 
 from __future__ import annotations
@@ -154,7 +156,10 @@ def main() -> None:
         f"\nEcho, {SIZE} B, {args.connections} connections, {args.clients} load process(es) (bench.load, asyncio), "
         f"{os.cpu_count()} CPUs; medians of {args.rounds} interleaved rounds of {args.duration:g} s"
     )
-    head = f"{'server':<28}{'msg/s':>9}{'ratio':>8}{'p50 ms':>8}{'p99 ms':>8}{'server cores':>14}{'client CPU':>12}"
+    head = (
+        f"{'server':<28}{'msg/s':>9}{'ratio':>8}{'p50 ms':>8}{'p99 ms':>8}{'server cores':>14}{'CPU us':>8}"
+        f"{'client CPU':>12}"
+    )
     print(head)
     print("-" * len(head))
     baseline = "1 process"
@@ -163,9 +168,10 @@ def main() -> None:
             return statistics.median(r[name][key] for r in rounds)
 
         ratio = statistics.median(r[name]["msg_per_s"] / r[baseline]["msg_per_s"] for r in rounds)
+        cpu_us = statistics.median(r[name]["server_cores"] / r[name]["msg_per_s"] * 1e6 for r in rounds)
         print(
             f"{name:<28}{median('msg_per_s'):>9,.0f}{ratio:>7.2f}×{median('p50_ms'):>8.2f}{median('p99_ms'):>8.2f}"
-            f"{median('server_cores'):>14.2f}{median('client_cpu'):>12.0%}"
+            f"{median('server_cores'):>14.2f}{cpu_us:>8.0f}{median('client_cpu'):>12.0%}"
         )
 
 

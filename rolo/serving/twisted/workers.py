@@ -95,7 +95,8 @@ class WorkerSupervisor(Service):
     :param pin_workers: run worker *i* on the *i*-th CPU this process may use (and only there)
     :param grace_period: how long a stopping worker waits for its handlers, in seconds (as the workers'
         ``--grace-period``; it bounds the wait for them here)
-    :param reactor: the reactor (the global one by default)
+    :param reactor: the reactor (the global one by default), which spawns the workers
+    :raises ValueError: for no worker or no endpoint
     """
 
     def __init__(
