@@ -296,3 +296,17 @@ def test_options():
         Options().parseOptions([*APP, "--pin-workers"])
     with pytest.raises(UsageError, match="0 is not a positive integer"):
         Options().parseOptions([*APP, "--workers", "0"])
+
+
+def test_other_kinds_of_endpoint_are_refused():
+    # a systemd: endpoint adopts the socket a service manager passed as descriptor 3 (Twisted reads the
+    # environment as it is imported, hence a process of its own): nothing a supervisor can share
+    script = (
+        "import os, socket; passed = socket.socket(); os.dup2(passed.fileno(), 3); "
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', LISTEN_FDNAMES='http'); "
+        "from rolo.serving.twisted.sharing import reserve; reserve('systemd:domain=INET:index=0')"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.stderr.splitlines()[-1] == (
+        "ValueError: --workers serves tcp, tcp6, ssl and unix endpoints, not 'systemd:domain=INET:index=0'"
+    )
