@@ -178,7 +178,7 @@ def test_sigterm_closes_websockets_on_every_worker_with_1001_and_exits_0(supervi
         ws.close()
     assert server.wait(timeout=15) == 0
     for number in (1, 2):
-        server.wait_for(rf"\[worker {number} rolo\.serving\.twisted\.websocket#info\] WebSocket closed by the server /ws/pid .*: code 1001")
+        server.wait_for(rf"\[worker {number} rolo\.serving\.twisted\.\w+#info\] WebSocket closed by the server /ws/pid .*: code 1001")
         server.wait_for(rf"worker {number} \(pid \d+\) exited with status 0")
     assert "Traceback" not in server.output
 

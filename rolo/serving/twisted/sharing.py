@@ -24,7 +24,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Union
 
-from twisted.internet import tcp, unix
 from twisted.internet.abstract import isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
@@ -35,6 +34,7 @@ from twisted.python.failure import Failure
 from twisted.python.lockfile import FilesystemLock
 from zope.interface import implementer
 
+from ._twisted import adopt_unix_port
 from .service import _parse_endpoint
 
 __all__ = ["Reservation", "SharedEndpoint", "reserve"]
@@ -215,39 +215,9 @@ class _WorkerBinder:
     def listenUNIX(self, address: str, factory: Any, backlog: int = 50, mode: int = 0o666, wantPID: int = 0) -> IListeningPort:
         fd = self._shared.fd
         try:
-            return _adopt_unix(self._reactor, fd, factory, backlog, mode)  # type: ignore[arg-type]
+            return adopt_unix_port(self._reactor, fd, factory, backlog, mode)  # type: ignore[arg-type]
         finally:
             os.close(fd)  # type: ignore[arg-type]  # the port has its own copy of the descriptor
-
-
-def _adopt_unix(reactor: Any, fd: int, factory: Any, backlog: int, mode: int) -> IListeningPort:
-    """A port accepting from the inherited listening UNIX socket ``fd``, which has ``backlog`` and ``mode``.
-
-    ``reactor.adoptStreamPort`` would do, but the port it makes treats the socket as its own: it sets the
-    file's mode to 0o666 as it starts, resets the backlog to 50, and when it stops listening it shuts the
-    socket down (for every process) and removes the file, while the other workers still serve it. So this
-    is the one place where rolo uses private names of Twisted's: the constructor ``adoptStreamPort``
-    itself uses, for a port that keeps the mode and the backlog the endpoint gave, and that only closes
-    its own descriptor when it stops.
-    """
-    adopt = getattr(_InheritedUNIXPort, "_fromListeningDescriptor", None)
-    if adopt is None:  # a Twisted without it: the public way, with the flaws above
-        return reactor.adoptStreamPort(fd, socket.AF_UNIX, factory)
-    port = adopt(reactor, fd, factory)
-    port.mode, port.backlog = mode, backlog  # what startListening sets on the socket and its file
-    port.startListening()
-    return port
-
-
-class _InheritedUNIXPort(unix.Port):
-    """A UNIX port that leaves its socket to the others when it stops: the socket and the file are the
-    supervisor's."""
-
-    _shouldShutdown = False  # close this descriptor, without shutdown(), which would end the socket for all
-
-    def connectionLost(self, reason: Failure) -> None:
-        # unix.Port removes the file, releases a lock file (never taken here), then closes as TCP does
-        tcp.Port.connectionLost(self, reason)
 
 
 @implementer(IStreamServerEndpoint)
