@@ -10,16 +10,23 @@ changed, rolo takes the public path instead, which is slower but right:
   ``_exitSignal``), so that a graceful stop exits with status 0; without it, status -15 for SIGTERM.
 - :func:`handling_request` and :func:`header_bytes_received` read two fields of ``HTTPChannel``'s parser
   state; without them the header timeout starts on any data, and an over-long line is answered 431.
+- :func:`adopt_unix_port` makes a worker's port on the listening UNIX socket its supervisor shares
+  (``unix.Port._fromListeningDescriptor``, and ``_shouldShutdown`` off); the public path,
+  ``reactor.adoptStreamPort``, makes the socket's file world-writable (0o666) as it starts, resets the
+  backlog to 50, and when one worker stops, shuts the socket down for all of them and removes its file.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import abstract, tcp
+import socket
+
+from twisted.internet import abstract, tcp, unix
+from twisted.internet.interfaces import IListeningPort
 from twisted.web.http import HTTPChannel
 
-__all__ = ["forget_exit_signal", "handling_request", "header_bytes_received", "write_now"]
+__all__ = ["adopt_unix_port", "forget_exit_signal", "handling_request", "header_bytes_received", "write_now"]
 
 _MISSING = object()
 
@@ -76,3 +83,28 @@ def header_bytes_received(channel: HTTPChannel) -> int:
     """How many bytes of the current request's head (its line and headers) the channel has parsed; ``1``
     where that is unknown (as if the request line had been received)."""
     return int(getattr(channel, "_receivedHeaderSize", 1)) if _PARSER_FIELDS else 1
+
+
+class _InheritedUNIXPort(unix.Port):
+    """A UNIX port on a socket it shares: when it stops, it closes its own descriptor and nothing more."""
+
+    # shutdown() before close() would end the socket for every process that shares it
+    _shouldShutdown = False
+
+    def connectionLost(self, reason: Any) -> None:
+        # unix.Port's removes the socket's file and releases a lock file (never taken here) before this
+        tcp.Port.connectionLost(self, reason)
+
+
+_ADOPT_UNIX = hasattr(unix.Port, "_fromListeningDescriptor") and hasattr(tcp.Port, "_shouldShutdown")
+
+
+def adopt_unix_port(reactor: Any, fd: int, factory: Any, backlog: int, mode: int) -> IListeningPort:
+    """A port accepting from the listening UNIX socket ``fd``, which other processes share and whose
+    ``backlog`` and file ``mode`` the endpoint gave (the caller still closes ``fd``; the port has a copy)."""
+    if not _ADOPT_UNIX:
+        return reactor.adoptStreamPort(fd, socket.AF_UNIX, factory)
+    port = _InheritedUNIXPort._fromListeningDescriptor(reactor, fd, factory)
+    port.mode, port.backlog = mode, backlog  # what startListening sets on the socket and its file
+    port.startListening()
+    return port

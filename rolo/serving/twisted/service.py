@@ -15,9 +15,12 @@ from twisted.python.failure import Failure
 
 from .site import TwistedGateway
 
-__all__ = ["Endpoint", "GatewayService", "format_address"]
+__all__ = ["Endpoint", "GatewayService", "LISTENING", "format_address"]
 
 log = Logger()
+
+LISTENING = "rolo listening at {address} ({endpoint})"
+"""The log line that says where a server listens (a supervisor reads its workers' lines by it)."""
 
 Endpoint = Union[str, IStreamServerEndpoint]
 """Where to listen: a Twisted endpoint string (``tcp:8000``, ``tcp:8000:interface=127.0.0.1``,
@@ -62,7 +65,7 @@ class _ListeningService(Service):
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
         address = format_address(port.getHost())
-        log.info("rolo listening at {address} ({endpoint})", address=address, endpoint=self.description)
+        log.info(LISTENING, address=address, endpoint=self.description)
         return port
 
     def stopService(self) -> Deferred[None]:

@@ -3,6 +3,7 @@
 ::
 
     twistd -n rolo --app myapp.server:gateway --listen tcp:8000 --listen unix:/run/myapp.sock
+    twistd -n rolo --app myapp.server:gateway --listen tcp:8000 --workers auto
 
 The plugin (``twisted/plugins/rolo_plugin.py``) points ``twistd`` here, at :class:`Options` and
 :func:`makeService`.
@@ -10,7 +11,10 @@ The plugin (``twisted/plugins/rolo_plugin.py``) points ``twistd`` here, at :clas
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import atexit
+import os
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import Field, fields
 from typing import Any
 
@@ -23,6 +27,7 @@ from .app import AppError, load_app
 from .service import GatewayService
 from .settings import TwistedSettings
 from .site import TwistedGateway
+from .workers import WorkerError, WorkerSupervisor, cpu_count, worker_endpoints
 
 __all__ = ["Options", "makeService"]
 
@@ -77,6 +82,15 @@ def _setting_options() -> tuple[list[list[Any]], list[list[Any]]]:
 _PARAMETERS, _FLAGS = _setting_options()
 
 
+def _worker_count(text: str) -> int:
+    if text == "auto":
+        return cpu_count()
+    number = int(text)
+    if number < 1:
+        raise ValueError(f"{text} is not a positive integer")
+    return number
+
+
 class Options(usage.Options):
     """The options of ``twistd rolo``."""
 
@@ -87,16 +101,33 @@ class Options(usage.Options):
         "tcp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/app.sock; "
         "--listen may be given more than once (default tcp:8000). On SIGTERM or SIGINT the server stops "
         "listening, closes WebSockets with 1001, gives running handlers --grace-period seconds to return, "
-        "and exits with status 0."
+        "and exits with status 0. With --workers, a supervisor serves every endpoint from that many worker "
+        "processes, each with these options."
     )
 
-    optFlags = _FLAGS
-    optParameters = [["app", "a", None, "The application, as package.module:attribute."], *_PARAMETERS]
+    optFlags = [*_FLAGS, ["pin-workers", None, "Run worker i on the i-th CPU only (with --workers)."]]
+    optParameters = [
+        ["app", "a", None, "The application, as package.module:attribute."],
+        [
+            "workers",
+            None,
+            None,
+            "Serve from this many worker processes (auto: one per CPU), started and restarted by a supervisor.",
+            _worker_count,
+        ],
+        *_PARAMETERS,
+    ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
         self["allowed-origin"] = []
+        self.arguments: list[str] = []
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        # kept as given, for the workers: each is started with the same options
+        self.arguments = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def opt_listen(self, endpoint: str) -> None:
         """Where to listen, as a Twisted endpoint string; may be repeated (default tcp:8000)."""
@@ -126,6 +157,8 @@ class Options(usage.Options):
             raise usage.UsageError("--app package.module:attribute is required")
         if not self["listen"]:
             self["listen"] = ["tcp:8000"]
+        if self["pin-workers"] and not self["workers"]:
+            raise usage.UsageError("--pin-workers needs --workers")
 
     def settings(self) -> dict[str, Any]:
         """The keyword settings of :class:`TwistedGateway` these options give."""
@@ -140,36 +173,87 @@ class Options(usage.Options):
         return settings
 
 
-class _TwistdService(GatewayService):
-    """The service as ``twistd`` runs it: a port that cannot listen ends ``twistd`` with a one-line error,
+class _Twistd:
+    """A service as ``twistd`` runs it: an endpoint that cannot listen ends ``twistd`` with a one-line error,
     and a graceful stop on SIGTERM or SIGINT exits with status 0."""
 
     def privilegedStartService(self) -> None:
         try:
-            super().privilegedStartService()
+            super().privilegedStartService()  # type: ignore[misc]
         except CannotListenError as error:
             raise SystemExit(f"rolo: {error}") from None
 
     def stopService(self) -> Any:
-        stopped = super().stopService()
+        from twisted.internet import reactor
+
+        stopped = super().stopService()  # type: ignore[misc]
         # twistd ends by re-sending itself the signal it stopped on (exit status -15 for SIGTERM); a
         # graceful stop is a success: forget the signal, so that twistd exits with 0
-        stopped.addCallback(lambda _: forget_exit_signal(self.site.reactor))
+        stopped.addCallback(lambda _: forget_exit_signal(reactor))
         return stopped
 
 
+class _TwistdService(_Twistd, GatewayService):
+    """The service of ``twistd rolo``, and of each of its workers."""
+
+
+class _TwistdSupervisor(_Twistd, WorkerSupervisor):
+    """The supervisor of ``twistd rolo --workers``: if it gives up, ``twistd`` exits with status 1."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.listening.addErrback(lambda _: None)  # what went wrong is logged, and ends the process
+        self.ended.addErrback(self._exit_1)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except ValueError as error:
+            raise SystemExit(f"rolo: --listen: {error}") from None
+
+    def _exit_1(self, failure: Any) -> None:
+        failure.trap(WorkerError)
+        from twisted.internet import reactor
+
+        # twistd has no exit status but the signal it stopped on: once it has cleaned up and the
+        # interpreter exits, leave with status 1
+        atexit.register(_exit, 1)
+        reactor.stop()
+
+
+def _exit(status: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def makeService(options: Options) -> IService:
-    """The ``twistd rolo`` service for ``options``.
+    """The ``twistd rolo`` service for ``options``: with ``--workers``, a supervisor that does not load the
+    application (each worker does).
 
     :raises SystemExit: with a one-line message, for an ``--app`` that does not load or an endpoint that
         does not parse
     """
+    from twisted.internet import reactor
+
+    try:
+        endpoints = worker_endpoints(reactor)  # in a worker: those its supervisor reserved
+    except ValueError as error:
+        raise SystemExit(f"rolo: --listen: {error}") from None
+    if options["workers"] and endpoints is None:
+        return _TwistdSupervisor(
+            options.arguments,
+            options["listen"],
+            options["workers"],
+            pin_workers=options["pin-workers"],
+            grace_period=options["grace-period"],
+        )
     try:
         gateway = load_app(options["app"])
     except AppError as error:
         raise SystemExit(f"rolo: {error}") from None
     site = TwistedGateway(gateway, **options.settings())
     try:
-        return _TwistdService(site, options["listen"])
+        return _TwistdService(site, endpoints or options["listen"])
     except ValueError as error:
         raise SystemExit(f"rolo: --listen: {error}") from None
