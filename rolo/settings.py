@@ -94,6 +94,13 @@ class ServerSettings:
     max_queue: int = setting(
         16, "Received messages that may wait for a handler before the server stops reading.", at_least(1)
     )
+    max_queue_bytes: int = setting(
+        512 * 1024,
+        "Bytes of received messages (their size in memory) that may wait for a handler before the server "
+        "stops reading; the message that crosses it still gets through.",
+        at_least(1),
+        unit="bytes",
+    )
     write_high_water: int = setting(
         64 * 1024,
         "Bytes a handler may have sent that are not yet written before its send blocks.",

@@ -4,7 +4,8 @@ A server (on Twisted, or under an ASGI server) speaks the protocol and owns the 
 between an upgrade request and its handler it relies on one :class:`WebSocketHost`:
 
 1. :meth:`~WebSocketHost.refusal` says whether to take an upgrade request at all: a forbidden origin,
-   a server shutting down, or every handler slot taken is refused before any handler sees the request.
+   a server shutting down, or every handler slot taken is refused before any handler sees the request
+   (as is a malformed handshake, by :func:`~rolo.websocket.handshake.check_request`).
 2. :meth:`~WebSocketHost.open` makes the connection's :class:`~rolo.websocket.threaded.ThreadedWebSocketAdapter`
    over the server's :class:`~rolo.websocket.threaded.ServerConnection`, and runs the listener (the
    gateway) with it in a handler thread.
@@ -24,15 +25,15 @@ from rolo.settings import ServerSettings
 from rolo.threads import HandlerCount, HandlerPool
 
 from .adapter import WEBSOCKET_KEY, WebSocketEnvironment, WebSocketListener
+from .handshake import Refusal
 from .origins import OriginPolicy
 from .threaded import ServerConnection, ThreadedWebSocketAdapter, WakeUps
 
-__all__ = ["Refusal", "WebSocketHost"]
+__all__ = ["WebSocketHost"]
 
 LOG = logging.getLogger("rolo.websocket")
 
-Refusal = tuple[HTTPStatus, bytes]
-"""The status and plain-text body a refused upgrade request is answered with."""
+_TRY_AGAIN = (("Retry-After", "1"),)
 
 
 class WebSocketHost:
@@ -77,14 +78,14 @@ class WebSocketHost:
         """Why an upgrade request whose ``Origin`` header is ``origin`` is refused, or ``None`` to take it.
 
         A forbidden origin is refused first, whatever the load: ``403``. Then a server that is shutting
-        down, or already runs ``max_connections`` handlers, answers ``503`` at once.
+        down, or already runs ``max_connections`` handlers, answers ``503`` at once, with ``Retry-After``.
         """
         if self._origins is not None and not self._origins.allows(origin):
-            return HTTPStatus.FORBIDDEN, b"origin not allowed\n"
+            return Refusal(HTTPStatus.FORBIDDEN, "origin not allowed")
         if not self.accepting:
-            return HTTPStatus.SERVICE_UNAVAILABLE, b"server shutting down\n"
+            return Refusal(HTTPStatus.SERVICE_UNAVAILABLE, "server shutting down", _TRY_AGAIN)
         if self.handlers.running >= self.settings.max_connections:
-            return HTTPStatus.SERVICE_UNAVAILABLE, b"too many WebSocket connections\n"
+            return Refusal(HTTPStatus.SERVICE_UNAVAILABLE, "too many WebSocket connections", _TRY_AGAIN)
         return None
 
     def open(
@@ -108,6 +109,7 @@ class WebSocketHost:
             connection,
             self._call_in_loop,
             max_queue=settings.max_queue,
+            max_queue_bytes=settings.max_queue_bytes,
             write_high_water=settings.write_high_water,
             close_timeout=settings.close_timeout + 1,
             wake_ups=self._wake_ups,

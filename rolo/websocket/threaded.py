@@ -3,8 +3,8 @@
 The server owns the connection on its event-loop thread (the I/O side); the handler blocks in a thread of
 its own (the handler side). :class:`ThreadedWebSocketAdapter` sits between the two:
 
-- Incoming messages go into a bounded inbox. When it fills, the I/O side is told to stop reading from the
-  socket, and to start again once the handler has drained it to half. A client that floods a slow handler
+- Incoming messages go into an inbox bounded in messages and in bytes. When it fills, the I/O side is
+  told to stop reading from the socket, and to start again once the handler has drained it to half. A client that floods a slow handler
   therefore fills its own TCP window, not the server's memory. The inbox is a C queue, in which the
   handler waits without the GIL. A loop that knows when its turn ends wakes the handler then
   (:class:`WakeUps`), so that the handler runs while the loop waits instead of contending with it for the
@@ -24,15 +24,16 @@ from __future__ import annotations
 import enum
 import logging
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from .adapter import CreateConnection, Event, Message, WebSocketAdapter
+from .adapter import CreateConnection, Event, Message, TextMessage, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketStateError
 from .frames import Close, CloseCode, fit_close_reason
 
-__all__ = ["ServerConnection", "ThreadedWebSocketAdapter", "WakeUps"]
+__all__ = ["EncodedText", "ServerConnection", "ThreadedWebSocketAdapter", "WakeUps"]
 
 LOG = logging.getLogger("rolo.websocket")
 
@@ -79,6 +80,17 @@ class ServerConnection(Protocol):
         """Read from the socket again."""
 
 
+class EncodedText:
+    """A text message as it came off the wire: UTF-8 the server has validated. The handler's ``receive``
+    decodes it, so that the inbox holds it at its size on the wire (as a ``str`` it may take up to four
+    times that) and the event loop does not spend its time decoding."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 _END = object()
 """Put into the inbox behind the last message once the connection is closed."""
 
@@ -98,6 +110,9 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     :param call_in_loop: runs a callable on the loop thread, from any thread (``reactor.callFromThread``,
         ``loop.call_soon_threadsafe``)
     :param max_queue: how many received messages may wait for the handler before the server stops reading
+    :param max_queue_bytes: how many bytes of received messages (their size in memory) may wait for the
+        handler before the server stops reading; the message that crosses it is still taken, so any one
+        message gets through
     :param write_high_water: how many bytes of outgoing messages may wait for the loop before ``send``
         blocks
     :param close_timeout: how long ``close`` waits for the closing handshake when given no timeout, in
@@ -113,6 +128,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         call_in_loop: Callable[[Callable[[], None]], None],
         *,
         max_queue: int = 16,
+        max_queue_bytes: int = 512 * 1024,
         write_high_water: int = 64 * 1024,
         close_timeout: float = 10.0,
         wake_ups: WakeUps | None = None,
@@ -122,6 +138,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._connection = connection
         self._call_in_loop = call_in_loop
         self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
         self._resume_below = max_queue // 2 + 1
         self._write_high_water = write_high_water
         self._close_timeout = close_timeout
@@ -141,7 +158,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # without a Python-level condition; _END behind the last message marks the close
         self._inbox: queue.SimpleQueue[Event | object] = queue.SimpleQueue()
         self._inbox.put(CreateConnection())
-        self._arrived: list[Message] = []  # loop side: read, not yet handed to the inbox
+        self._arrived: list[Message | EncodedText] = []  # loop side: read, not yet handed to the inbox
+        # the bytes of the messages read (written on the loop thread only) and of those the handler took
+        # (under the lock: several threads may receive): their difference is the inbox's size
+        self._bytes_read = 0
+        self._bytes_taken = 0
         self._reading_paused = False
         self._resume_pending = False
 
@@ -165,15 +186,26 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         if event is _END:
             self._inbox.put(_END)  # for the next receive, in this thread or another
             raise self._disconnected()
+        if not isinstance(event, CreateConnection):
+            size = sys.getsizeof(event.data)  # type: ignore[union-attr]
+            with self._lock:
+                self._bytes_taken += size
+            if type(event) is EncodedText:
+                event = TextMessage(event.data.decode("utf-8"))
         if self._reading_paused:
             self._resume_if_drained()
         return event  # type: ignore[return-value]
 
+    def _drained(self) -> bool:
+        """Whether the inbox is below half its bounds, so that reading may go on."""
+        return (
+            self._inbox.qsize() + len(self._arrived) < self._resume_below
+            and self._bytes_read - self._bytes_taken < self._max_queue_bytes // 2
+        )
+
     def _resume_if_drained(self) -> None:
         with self._lock:
-            resume = (
-                self._reading_paused and not self._resume_pending and self._inbox.qsize() < self._resume_below
-            )
+            resume = self._reading_paused and not self._resume_pending and self._drained()
             if resume:
                 self._resume_pending = True
         if resume:
@@ -300,16 +332,20 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._opened = True
                 self._changed.notify_all()
 
-    def on_message(self, message: Message) -> None:
+    def on_message(self, message: Message | EncodedText) -> None:
         """A complete message arrived."""
         arrived = self._arrived
         arrived.append(message)
+        self._bytes_read += sys.getsizeof(message.data)
         if len(arrived) == 1:
             if self._wake_ups is None:
                 self.deliver()
             else:
                 self._wake_ups.wake(self)
-        if not self._reading_paused and self._inbox.qsize() + len(self._arrived) >= self._max_queue:
+        if not self._reading_paused and (
+            self._inbox.qsize() + len(arrived) >= self._max_queue
+            or self._bytes_read - self._bytes_taken >= self._max_queue_bytes
+        ):
             with self._lock:
                 self._reading_paused = True
             self._connection.pause_reading()
@@ -390,7 +426,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _resume_reading(self) -> None:
         with self._changed:
             self._resume_pending = False
-            resume = self._reading_paused and self._inbox.qsize() + len(self._arrived) < self._resume_below
+            resume = self._reading_paused and self._drained()
             if resume:
                 self._reading_paused = False
         if resume:

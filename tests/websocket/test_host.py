@@ -16,16 +16,12 @@ def host(running: int, accepting: bool = True, allowed_origins=("https://good.ex
 
 def test_a_forbidden_origin_is_403_whatever_the_load():
     for accepting, running in ((True, 0), (False, 0), (True, 10)):
-        assert host(running, accepting).refusal("https://evil.example")[0] == HTTPStatus.FORBIDDEN
+        assert host(running, accepting).refusal("https://evil.example").status == HTTPStatus.FORBIDDEN
 
 
 def test_shutting_down_or_full_is_503_and_otherwise_taken():
-    assert host(0, accepting=False).refusal("https://good.example") == (
-        HTTPStatus.SERVICE_UNAVAILABLE,
-        b"server shutting down\n",
-    )
-    assert host(10, allowed_origins=None).refusal(None) == (
-        HTTPStatus.SERVICE_UNAVAILABLE,
-        b"too many WebSocket connections\n",
-    )
+    shutting_down = host(0, accepting=False).refusal("https://good.example")
+    assert (shutting_down.status, shutting_down.body) == (HTTPStatus.SERVICE_UNAVAILABLE, b"server shutting down\n")
+    full = host(10, allowed_origins=None).refusal(None)
+    assert (full.status, full.body) == (HTTPStatus.SERVICE_UNAVAILABLE, b"too many WebSocket connections\n")
     assert host(9).refusal(None) is None

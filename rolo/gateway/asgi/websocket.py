@@ -25,6 +25,7 @@ from typing import Any
 from rolo.settings import ServerSettings
 from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketListener
 from rolo.websocket.frames import Close, CloseCode
+from rolo.websocket.handshake import Refusal
 from rolo.websocket.host import WebSocketHost
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
 
@@ -246,9 +247,9 @@ class WebSocketApp:
             try:
                 environ = environ_for(scope, method="WEBSOCKET")
             except UnicodeDecodeError:
-                refused = HTTPStatus.BAD_REQUEST, b"the request path is not valid UTF-8\n"
+                refused = Refusal(HTTPStatus.BAD_REQUEST, "the request path is not valid UTF-8")
         if refused is not None:
-            for message in self._refusal_response(scope, *refused):
+            for message in self._refusal_response(scope, refused):
                 await send(message)
             return
 
@@ -259,7 +260,8 @@ class WebSocketApp:
             connection.adapter = self.host.open(connection, environ, lambda: handler_done.done() or handler_done.set_result(None))
         except RuntimeError:  # the process is out of threads
             LOG.exception("could not start a handler thread for WebSocket %s", scope.get("path"))
-            for message in self._refusal_response(scope, HTTPStatus.SERVICE_UNAVAILABLE, b"no thread for a handler\n"):
+            no_thread = Refusal(HTTPStatus.SERVICE_UNAVAILABLE, "no thread for a handler", (("Retry-After", "1"),))
+            for message in self._refusal_response(scope, no_thread):
                 await send(message)
             return
         tasks = [loop.create_task(connection.read()), loop.create_task(connection.write())]
@@ -277,12 +279,11 @@ class WebSocketApp:
             connection.lost()  # a handler still running (the server gave up on it) is released
 
     @staticmethod
-    def _refusal_response(scope: dict[str, Any], status: int, text: bytes) -> list[dict[str, Any]]:
-        headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text)))]
-        if status == HTTPStatus.SERVICE_UNAVAILABLE:
-            headers.append(("Retry-After", "1"))
-        LOG.info("WebSocket refused %s: %s", scope.get("path"), status)
-        return denial(scope, status, headers, text)
+    def _refusal_response(scope: dict[str, Any], refused: Refusal) -> list[dict[str, Any]]:
+        body = refused.body
+        headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *refused.headers]
+        LOG.info("WebSocket refused %s: %s", scope.get("path"), int(refused.status))
+        return denial(scope, refused.status, headers, body)
 
     async def shutdown(self, grace_period: float) -> None:
         """Stop taking connections, close every open one with 1001 (going away), and return once every

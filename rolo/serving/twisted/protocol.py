@@ -15,7 +15,7 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.protocol import WebSocketProtocol
-from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -24,7 +24,7 @@ from zope.interface import implementer
 from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketEnvironment
 from rolo.websocket.frames import Close, CloseCode, Opcode, frame_header
 from rolo.websocket.host import WebSocketHost
-from rolo.websocket.threaded import ThreadedWebSocketAdapter
+from rolo.websocket.threaded import EncodedText, ThreadedWebSocketAdapter
 
 from ._autobahn import ProtocolInternals, drop_handshake_leftovers, message_compressor, use_reactor_timer
 from ._twisted import write_now
@@ -78,9 +78,20 @@ def _accept_permessage_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccep
     return None
 
 
+HOLD_FOR_INBOX = 1
+"""Reading is held because the handler's inbox is full."""
+
+HOLD_FOR_WRITES = 2
+"""Reading is held because the peer does not read what the server writes."""
+
+
 class GatewayWebSocketProtocol(ProtocolInternals):
     """Autobahn's server protocol, reporting to the connection's
     :class:`~rolo.websocket.threaded.ThreadedWebSocketAdapter`.
+
+    What a peer can make it hold is bounded: reading stops, and so does parsing what was read, while the
+    handler's inbox is full or while the peer does not read what the server writes (the replies to its
+    pings included); a message in fragments is gathered in one buffer, so that it costs what it holds.
 
     ``environ`` is set before the opening handshake is fed to it; ``host`` and ``clock`` are set on the
     class by :func:`build_factory`.
@@ -93,16 +104,71 @@ class GatewayWebSocketProtocol(ProtocolInternals):
     handshake: Deferred[Any] | None = None
     opened_at: float = 0.0
     was_open = False
+    reading_held = 0
+    """Why reading is held: :data:`HOLD_FOR_INBOX` and :data:`HOLD_FOR_WRITES` or'ed together."""
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.send_queue = _WriteQueue()
 
+    def hold_reading(self, reason: int) -> None:
+        """Stop reading from the socket, and parsing what was read, for ``reason``."""
+        if not self.reading_held:
+            self.transport.pauseProducing()
+        self.reading_held |= reason
+
+    def release_reading(self, reason: int) -> None:
+        """``reason`` to hold reading is gone: once none is left, parse what was read and read on."""
+        if not self.reading_held & reason:
+            return
+        self.reading_held &= ~reason
+        if not self.reading_held:
+            self.consumeData()
+            if not self.reading_held:  # parsing may have filled the inbox again
+                self.transport.resumeProducing()
+
+    def processData(self) -> bool:
+        # Autobahn parses every frame of a read at once; while reading is held, the rest of it waits
+        if self.reading_held:
+            return False
+        more = super().processData()
+        if self.failedByMe and self.state == WebSocketProtocol.STATE_CLOSING:
+            # the server failed the connection (a protocol error, a message too big) and its close frame
+            # is out. Autobahn would read on for the peer's reply, but its parser may be stuck in the frame
+            # that failed (a compressed one over the limit), keeping all it reads: close the TCP
+            # connection instead, as failing a connection is (RFC 6455, 7.1.7)
+            self.data = b""
+            self.wasNotCleanReason = "the server failed the connection"
+            self.dropConnection(abort=False)
+            return False
+        return more
+
+    def onMessageBegin(self, isBinary: bool) -> None:
+        super().onMessageBegin(isBinary)
+        self.message_data = b""  # type: ignore[assignment]
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        # Autobahn keeps each piece of a message apart, about 40 bytes each: a message in 2-byte frames
+        # would cost 20 times its size. One piece is kept as it is; more are gathered in one buffer.
+        if self.failedByMe:
+            return
+        data = self.message_data
+        if not data:
+            self.message_data = payload
+        elif isinstance(data, bytearray):
+            data += payload
+        else:
+            self.message_data = bytearray(data) + payload
+
+    def onMessageFrameEnd(self) -> None:
+        self.frame_data = None
+
     def onMessageEnd(self) -> None:
         # Autobahn's also fires its "message" event to observers, through Deferreds, for every message;
         # rolo registers none
         if not self.failedByMe:
-            self.onMessage(b"".join(self.message_data), self.message_is_binary)
+            data = self.message_data
+            self.onMessage(data if isinstance(data, bytes) else bytes(data), self.message_is_binary)
         self.message_data = None
 
     def send_messages(self, messages: list[Message]) -> None:
@@ -135,23 +201,27 @@ class GatewayWebSocketProtocol(ProtocolInternals):
     def onConnect(self, request: ConnectionRequest) -> Deferred[Any]:
         self.opened_at = self.clock.seconds()
         self.handshake = Deferred()
+        connection = AutobahnConnection(self)
         try:
-            self.adapter = self.host.open(AutobahnConnection(self), self.environ)
+            self.adapter = self.host.open(connection, self.environ)
         except RuntimeError:
             log.failure("no thread for the WebSocket handler of {path}", path=self.environ.get("PATH_INFO"))
-            raise ConnectionDeny(int(HTTPStatus.SERVICE_UNAVAILABLE), "no thread for the handler")  # it wants an int
+            headers = [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")]
+            connection.reject(HTTPStatus.SERVICE_UNAVAILABLE, headers, b"no thread for a handler\n")
         return self.handshake
 
     def onOpen(self) -> None:
         # the handler has the request in its environ; the server is done with the handshake
         drop_handshake_leftovers(self)
-        self.transport.registerProducer(_WriteFlowControl(self.adapter), True)
+        self.transport.registerProducer(_WriteFlowControl(self), True)
         self.adapter.on_open()
         self.was_open = True
         log.info("WebSocket open {path} from {peer}", path=self.environ.get("PATH_INFO"), peer=self.peer)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.adapter.on_message(BytesMessage(payload) if isBinary else TextMessage(payload.decode("utf-8")))
+        if self.state == WebSocketProtocol.STATE_CLOSING:
+            return  # the server closed: nobody will read it, and the peer's close reply is what counts
+        self.adapter.on_message(BytesMessage(payload) if isBinary else EncodedText(payload))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.adapter is None:
@@ -192,21 +262,24 @@ class _WriteQueue(list[tuple[bytes, bool]]):
 
 @implementer(IPushProducer)
 class _WriteFlowControl:
-    """Registered with the transport so that its buffer filling up holds the handler's ``send``."""
+    """Registered with the transport so that its buffer filling up (the peer does not read) holds the
+    handler's ``send``, and reading from the peer, until it drains."""
 
-    __slots__ = ("_adapter",)
+    __slots__ = ("_protocol",)
 
-    def __init__(self, adapter: ThreadedWebSocketAdapter) -> None:
-        self._adapter = adapter
+    def __init__(self, protocol: GatewayWebSocketProtocol) -> None:
+        self._protocol = protocol
 
     def pauseProducing(self) -> None:
-        self._adapter.on_pause_writing()
+        self._protocol.adapter.on_pause_writing()
+        self._protocol.hold_reading(HOLD_FOR_WRITES)
 
     def resumeProducing(self) -> None:
-        self._adapter.on_resume_writing()
+        self._protocol.adapter.on_resume_writing()
+        self._protocol.release_reading(HOLD_FOR_WRITES)
 
     def stopProducing(self) -> None:
-        self._adapter.on_resume_writing()
+        self._protocol.adapter.on_resume_writing()
 
 
 class AutobahnConnection:
@@ -265,11 +338,14 @@ class AutobahnConnection:
             reason_bytes = reason.encode("utf-8") if reason else None  # the adapter fitted it to the frame
             # sendClose only allows the codes an application may use; a server also sends 1001 and 1011
             protocol.sendCloseFrame(int(code), reason_bytes, isReply=False)
+            # the peer's close reply is behind whatever the full inbox kept unread: read on, dropping
+            # messages (onMessage), to find it
+            protocol.release_reading(HOLD_FOR_INBOX)
         elif protocol.state == WebSocketProtocol.STATE_CONNECTING:
             protocol.dropConnection(abort=True)
 
     def pause_reading(self) -> None:
-        self._protocol.transport.pauseProducing()
+        self._protocol.hold_reading(HOLD_FOR_INBOX)
 
     def resume_reading(self) -> None:
-        self._protocol.transport.resumeProducing()
+        self._protocol.release_reading(HOLD_FOR_INBOX)

@@ -65,8 +65,6 @@ class _GatewayResource(Resource):
             return _bad_request(request, problem)
         try:
             if is_websocket_upgrade(request):
-                if request.clientproto != b"HTTP/1.1":
-                    return _bad_request(request, "a WebSocket upgrade needs HTTP/1.1")
                 return self.websocket.render(request)
             if _is_partial_upgrade(request):
                 # RFC 6455 4.2.1: a handshake missing its Upgrade or Connection is refused, not served
