@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.logger import globalLogPublisher
 
 from .support import process_usage
 
@@ -67,6 +68,20 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@pytest.fixture
+def failures():
+    """Every failure the server logs while the test runs."""
+    logged = []
+
+    def observe(event):
+        if "log_failure" in event:
+            logged.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    yield logged
+    globalLogPublisher.removeObserver(observe)
 
 
 @pytest.fixture

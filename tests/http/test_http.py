@@ -369,6 +369,25 @@ async def test_fifty_concurrent_clients(serve):
         ]
 
 
+@pytest.mark.parametrize("upgrade", [False, True])
+@pytest.mark.parametrize("target", ["http://[::1/echo", "http://[zz::1]/echo", "http://host:port/echo", "echo"])
+@pytest_twisted.ensureDeferred
+async def test_a_request_target_that_does_not_parse_is_a_400(serve, target, upgrade):
+    """Whoever parses the request line, rolo refuses a target it cannot route by (RFC 9112 3.2)."""
+    server = serve(echo)
+    head = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if upgrade:
+        head += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        head += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+
+    def send_raw():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(head.encode() + b"\r\n")
+            return sock.recv(1024)
+
+    assert (await in_thread(send_raw)).startswith(b"HTTP/1.1 400")
+
+
 @pytest_twisted.ensureDeferred
 async def test_malformed_request_line_is_a_400(serve):
     server = serve(echo)

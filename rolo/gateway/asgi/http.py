@@ -25,6 +25,7 @@ from rolo.gateway.gateway import Gateway
 from rolo.request import Request
 from rolo.response import Response
 from rolo.settings import ServerSettings
+from rolo.target import InvalidTarget
 from rolo.threads import HandlerPool
 
 from .environ import environ_for
@@ -194,6 +195,9 @@ class HttpApp:
             environ = environ_for(scope, io.BufferedReader(body))
         except UnicodeDecodeError:
             await self._send_error(send, HTTPStatus.BAD_REQUEST, b"the request path is not valid UTF-8\n")
+            return
+        except InvalidTarget as invalid:
+            await self._send_error(send, HTTPStatus.BAD_REQUEST, f"{invalid}\n".encode())
             return
         sender = _ResponseSender(loop, send, body)
         pump = loop.create_task(body.pump(receive))

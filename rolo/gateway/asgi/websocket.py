@@ -23,6 +23,7 @@ from http import HTTPStatus
 from typing import Any
 
 from rolo.settings import ServerSettings
+from rolo.target import InvalidTarget
 from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketListener
 from rolo.websocket.frames import Close, CloseCode
 from rolo.websocket.host import WebSocketHost
@@ -247,6 +248,8 @@ class WebSocketApp:
                 environ = environ_for(scope, method="WEBSOCKET")
             except UnicodeDecodeError:
                 refused = HTTPStatus.BAD_REQUEST, b"the request path is not valid UTF-8\n"
+            except InvalidTarget as invalid:
+                refused = HTTPStatus.BAD_REQUEST, f"{invalid}\n".encode()
         if refused is not None:
             for message in self._refusal_response(scope, *refused):
                 await send(message)
