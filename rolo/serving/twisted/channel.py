@@ -7,45 +7,66 @@ from typing import Any
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
+from ._twisted import handling_request
+
 __all__ = ["GatewayChannel", "GatewayRequest"]
+
+class _BodyTooLarge(Exception):
+    """Raised out of the body's parser once the body has passed ``max_body_size``, to stop it there."""
 
 
 class GatewayRequest(Request):
     """A Twisted Web request that also holds its headers as sent, ``raw_headers`` in order, when its
-    request line arrived, ``received_at`` (by the site's reactor clock), and whether its response has
-    been ``logged``."""
+    request line arrived, ``received_at`` (by the site's reactor clock), whether its response has
+    been ``logged``, and how many bytes of its body have arrived, ``body_received``."""
 
     logged = False
+    body_received = 0
 
     def __init__(self, channel: HTTPChannel, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.received_at: float = channel.site.reactor.seconds()
 
+    def handleContentChunk(self, data: bytes) -> None:
+        self.body_received += len(data)
+        limit = getattr(self.channel, "max_body_size", None)
+        if limit is not None and self.body_received > limit:
+            raise _BodyTooLarge()
+        super().handleContentChunk(data)
+
 
 class GatewayChannel(HTTPChannel):
-    """Twisted Web's HTTP connection, with three changes:
+    """Twisted Web's HTTP connection, with these changes:
 
     - it records each header line's name before Twisted canonicalises it (``GatewayRequest.raw_headers``);
     - a request's line and headers must arrive within ``header_timeout`` seconds, counted from the
-      connection's start or from the first byte of a later request on it, or the client gets a ``408``
-      and the connection closes. Twisted's own timeout is an idle one, which a client trickling one byte
-      at a time (slowloris) resets forever;
+      connection's start or from the first byte of a later request on it, and its body within
+      ``body_timeout`` seconds after them, or the client gets a ``408`` and the connection closes.
+      Twisted's own timeout is an idle one, which a client trickling one byte at a time (slowloris)
+      resets forever;
+    - a body over ``max_body_size`` bytes gets a ``413`` and the connection closes: at once when its
+      ``Content-Length`` says so (no ``100 Continue`` is sent), as soon as it passes the limit when it is
+      chunked. The rest is never read;
     - a request line or header line over ``MAX_LENGTH`` bytes gets a ``414`` or ``431`` where Twisted
       would close the connection without a word.
     """
 
     header_timeout: float | None = None
-    _header_deadline: Any = None
+    body_timeout: float | None = None
+    max_body_size: int | None = None
+    _deadline: Any = None  # of the request's head, then of its body
     _refused = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self._start_header_deadline()
+        self._start_deadline(self.header_timeout)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._header_deadline is None and self.line_mode and not self._handlingRequest:
-            self._start_header_deadline()  # the first bytes of another request on this connection
+        if self._refused:
+            return  # the connection is closing after a refusal: nothing more is parsed
+        if self._deadline is None and self.line_mode and not handling_request(self):
+            self._start_deadline(self.header_timeout)  # the first bytes of another request on this connection
         super().dataReceived(data)
 
     def headerReceived(self, line: bytes) -> bool:
@@ -58,8 +79,23 @@ class GatewayChannel(HTTPChannel):
         return accepted
 
     def allHeadersReceived(self) -> None:
-        self._cancel_header_deadline()
+        self._cancel_deadline()
+        if self.max_body_size is not None and self.length is not None and self.length > self.max_body_size:
+            self._refuse(b"413 Content Too Large")  # before the 100 Continue Twisted would send
+            return
         super().allHeadersReceived()
+        if self.length != 0:  # a body follows: of that length, or chunked
+            self._start_deadline(self.body_timeout)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        try:
+            super().rawDataReceived(data)
+        except _BodyTooLarge:
+            self._refuse(b"413 Content Too Large")
+
+    def allContentReceived(self) -> None:
+        self._cancel_deadline()
+        super().allContentReceived()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         # no line completed yet means the request line itself is the long one
@@ -69,29 +105,31 @@ class GatewayChannel(HTTPChannel):
             self._refuse(b"431 Request Header Fields Too Large")
 
     def connectionLost(self, reason: Any) -> None:
-        self._cancel_header_deadline()
+        self._cancel_deadline()
         super().connectionLost(reason)
 
-    def _start_header_deadline(self) -> None:
-        if self.header_timeout:
-            self._header_deadline = self.callLater(self.header_timeout, self._header_timed_out)
+    def _start_deadline(self, timeout: float | None) -> None:
+        if timeout:
+            self._deadline = self.callLater(timeout, self._timed_out)
 
-    def _cancel_header_deadline(self) -> None:
-        if self._header_deadline is not None:
-            if self._header_deadline.active():
-                self._header_deadline.cancel()
-            self._header_deadline = None
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
 
-    def _header_timed_out(self) -> None:
-        self._header_deadline = None
+    def _timed_out(self) -> None:
+        self._deadline = None
         self._refuse(b"408 Request Timeout")
         # a client that reads nothing (or never finished its TLS handshake) cannot be closed politely:
-        # it gets one more header_timeout to take the answer, then the connection is cut
-        self._abortingCall = self.callLater(self.header_timeout, self.forceAbortClient)
+        # it gets as long again to take the answer, then the connection is cut
+        self._abortingCall = self.callLater(self.header_timeout or self.body_timeout, self.forceAbortClient)
 
     def _refuse(self, status: bytes) -> None:
         if self._refused:
             return  # more of the same request arrived before the connection closed
         self._refused = True
+        if self.requests and self.requests[-1].content is not None:
+            self.requests[-1].content.close()  # the part of a body that came: its temporary file goes now
         self.transport.write(b"HTTP/1.1 %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n" % status)
         self.loseConnection()

@@ -43,6 +43,21 @@ class TwistedSettings(ServerSettings):
         unit="seconds",
         optional=True,
     )
+    max_body_size: int | None = setting(
+        16 * 1024 * 1024,
+        "Largest HTTP request body; a larger one gets 413 before it is read (at once when Content-Length says "
+        "so, else as soon as it passes the limit). None: no limit.",
+        at_least(0),
+        unit="bytes",
+        optional=True,
+    )
+    body_timeout: float | None = setting(
+        60.0,
+        "For a request's body to arrive, from the end of its headers; slower clients get 408. None: no limit.",
+        non_negative,
+        unit="seconds",
+        optional=True,
+    )
     write_timeout: float | None = setting(
         60.0,
         "How long a streamed HTTP response waits for a client that reads nothing before the connection is "

@@ -139,7 +139,10 @@ class TwistedGateway(Site):
 
     def buildProtocol(self, addr: Any) -> GatewayChannel:
         channel: GatewayChannel = super().buildProtocol(addr)
-        channel.header_timeout = self.settings.header_timeout
+        settings = self.settings
+        channel.header_timeout = settings.header_timeout
+        channel.body_timeout = settings.body_timeout
+        channel.max_body_size = settings.max_body_size
         return channel
 
     def stop(self, grace_period: float | None = None) -> Deferred[None]:
