@@ -7,9 +7,14 @@ from typing import Any
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
-from ._twisted import handling_request
+from ._twisted import handling_request, unsent_bytes
 
 __all__ = ["GatewayChannel", "GatewayRequest"]
+
+WRITE_PROGRESS = 64 * 1024
+"""Bytes a client must take of those waiting for it every ``write_timeout`` seconds (or all of them, if
+fewer wait), or its connection is cut."""
+
 
 class _BodyTooLarge(Exception):
     """Raised out of the body's parser once the body has passed ``max_body_size``, to stop it there."""
@@ -49,14 +54,27 @@ class GatewayChannel(HTTPChannel):
       ``Content-Length`` says so (no ``100 Continue`` is sent), as soon as it passes the limit when it is
       chunked. The rest is never read;
     - a request line or header line over ``MAX_LENGTH`` bytes gets a ``414`` or ``431`` where Twisted
-      would close the connection without a word.
+      would close the connection without a word;
+    - while the connection has more response bytes waiting than its transport's high-water mark
+      (Twisted's ``bufferSize``, 64 KiB), no later request on it is started: requests pipelined behind
+      stay unparsed, and the connection unread, until the client has taken them all;
+    - meanwhile the client must take ``WRITE_PROGRESS`` bytes (or all, if fewer wait) every
+      ``write_timeout`` seconds, or the connection is cut;
+    - Twisted Web's idle timeout (the site's ``timeout``, ``keep_alive_timeout``) closes a connection
+      idle between requests, but not one whose client is still reading an answer.
     """
 
     header_timeout: float | None = None
     body_timeout: float | None = None
     max_body_size: int | None = None
+    write_timeout: float | None = None
     _deadline: Any = None  # of the request's head, then of its body
     _refused = False
+    _send_blocked = False  # the transport paused the channel: its buffer is over the high-water mark
+    _write_deadline: Any = None
+    _written = 0  # response bytes written to the transport, ever
+    _mark: tuple[int | None, int] = (None, 0)  # unsent bytes and _written when the write deadline was set
+    _held: bytes | None = None  # received while send-blocked between requests, not parsed yet
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -65,6 +83,9 @@ class GatewayChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return  # the connection is closing after a refusal: nothing more is parsed
+        if self._held is not None:
+            self._held += data  # no request starts while earlier answers wait unsent
+            return
         if self._deadline is None and self.line_mode and not handling_request(self):
             self._start_deadline(self.header_timeout)  # the first bytes of another request on this connection
         super().dataReceived(data)
@@ -104,8 +125,52 @@ class GatewayChannel(HTTPChannel):
         else:
             self._refuse(b"431 Request Header Fields Too Large")
 
+    def requestDone(self, request: Request) -> None:
+        if self._send_blocked and self.persistent:
+            # what Twisted hands back of the requests pipelined behind this one is held, unparsed, and the
+            # connection goes unread, until the client has taken the answers waiting for it
+            self._held = b""
+            super().requestDone(request)
+            if self.transport is not None:
+                self.transport.pauseProducing()
+        else:
+            super().requestDone(request)
+
+    def write(self, data: bytes) -> None:
+        self._written += len(data)
+        super().write(data)
+
+    def writeSequence(self, iovec: list[bytes]) -> None:
+        self._written += sum(map(len, iovec))
+        super().writeSequence(iovec)
+
+    def pauseProducing(self) -> None:
+        # the transport's buffer is over its high-water mark
+        self._send_blocked = True
+        if self._write_deadline is None and self.write_timeout:
+            self._start_write_deadline()
+        super().pauseProducing()
+
+    def resumeProducing(self) -> None:
+        # the transport has written all it had
+        self._send_blocked = False
+        self._cancel_write_deadline()
+        super().resumeProducing()
+        if self._held is not None and self.transport is not None:
+            held, self._held = self._held, None
+            if held:
+                self.dataReceived(held)
+
+    def timeoutConnection(self) -> None:
+        # Twisted Web's idle timeout, off while a request is handled; idle here means between requests
+        if self.transport is not None and unsent_bytes(self.transport):
+            self.setTimeout(self.timeOut)  # the client is still reading an answer: write_timeout's business
+            return
+        super().timeoutConnection()
+
     def connectionLost(self, reason: Any) -> None:
         self._cancel_deadline()
+        self._cancel_write_deadline()
         super().connectionLost(reason)
 
     def _start_deadline(self, timeout: float | None) -> None:
@@ -113,10 +178,7 @@ class GatewayChannel(HTTPChannel):
             self._deadline = self.callLater(timeout, self._timed_out)
 
     def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            if self._deadline.active():
-                self._deadline.cancel()
-            self._deadline = None
+        self._deadline = _cancelled(self._deadline)
 
     def _timed_out(self) -> None:
         self._deadline = None
@@ -124,6 +186,25 @@ class GatewayChannel(HTTPChannel):
         # a client that reads nothing (or never finished its TLS handshake) cannot be closed politely:
         # it gets as long again to take the answer, then the connection is cut
         self._abortingCall = self.callLater(self.header_timeout or self.body_timeout, self.forceAbortClient)
+
+    def _cancel_write_deadline(self) -> None:
+        self._write_deadline = _cancelled(self._write_deadline)
+
+    def _start_write_deadline(self) -> None:
+        self._mark = unsent_bytes(self.transport), self._written
+        self._write_deadline = self.callLater(self.write_timeout, self._write_timed_out)
+
+    def _write_timed_out(self) -> None:
+        self._write_deadline = None
+        if self.transport is None:
+            return  # handed over to a WebSocket protocol
+        (unsent_then, written_then), unsent = self._mark, unsent_bytes(self.transport)
+        if unsent is not None and unsent_then is not None:
+            waiting = unsent_then + self._written - written_then  # all the client could have taken
+            if waiting - unsent >= min(WRITE_PROGRESS, waiting):
+                self._start_write_deadline()  # slow, but reading: another write_timeout for as much again
+                return
+        self.transport.abortConnection()
 
     def _refuse(self, status: bytes) -> None:
         if self._refused:
@@ -133,3 +214,9 @@ class GatewayChannel(HTTPChannel):
             self.requests[-1].content.close()  # the part of a body that came: its temporary file goes now
         self.transport.write(b"HTTP/1.1 %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n" % status)
         self.loseConnection()
+
+
+def _cancelled(call: Any) -> None:
+    """Cancel a delayed call if it has not run; what to keep of it: nothing."""
+    if call is not None and call.active():
+        call.cancel()

@@ -58,10 +58,17 @@ class TwistedSettings(ServerSettings):
         unit="seconds",
         optional=True,
     )
+    keep_alive_timeout: float | None = setting(
+        15.0,
+        "How long a connection may stay idle between HTTP requests before it is closed. None: no limit.",
+        non_negative,
+        unit="seconds",
+        optional=True,
+    )
     write_timeout: float | None = setting(
         60.0,
-        "How long a streamed HTTP response waits for a client that reads nothing before the connection is "
-        "cut. None: no limit.",
+        "How long a client may take to read 64 KiB of the response bytes waiting for it before the connection "
+        "is cut. None: no limit.",
         non_negative,
         unit="seconds",
         optional=True,

@@ -130,7 +130,12 @@ class TwistedGateway(Site):
         self.gateway = gateway
         self.websocket = WebSocketResource(WebSocketRequest.listener(gateway.accept), self.settings, reactor)
         self.http = HttpResource(gateway, self.settings, reactor)
-        super().__init__(_GatewayResource(self.http, self.websocket), requestFactory=GatewayRequest, reactor=reactor)
+        super().__init__(
+            _GatewayResource(self.http, self.websocket),
+            requestFactory=GatewayRequest,
+            reactor=reactor,
+            timeout=self.settings.keep_alive_timeout,  # Twisted Web's idle timeout: between requests only
+        )
 
     def log(self, request: Request) -> None:
         """Log each response as one line through :mod:`twisted.logger` (in place of Twisted Web's access
@@ -143,6 +148,7 @@ class TwistedGateway(Site):
         channel.header_timeout = settings.header_timeout
         channel.body_timeout = settings.body_timeout
         channel.max_body_size = settings.max_body_size
+        channel.write_timeout = settings.write_timeout
         return channel
 
     def stop(self, grace_period: float | None = None) -> Deferred[None]:
