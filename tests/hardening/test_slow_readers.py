@@ -1,17 +1,84 @@
-"""Clients slow to read their responses: pipelined requests whose answers they never read are not
-started while earlier answers wait unsent, and a client that reads too slowly is cut."""
+"""Clients slow to read their responses: they hold no HTTP thread, and pipelined requests whose answers
+they never read are not started while earlier answers wait unsent."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from .support import http_request, status_of
 
 KiB = 1024
 MiB = 1024 * KiB
+READ_RATE = 8 * KiB  # bytes per second, per slow reader
 TICK = 0.125  # seconds between two reads of a slow reader
+
+
+def read_slowly(address: tuple[str, int], readers: int, started: threading.Event, stop: threading.Event) -> int:
+    """Open ``readers`` connections that each GET /stream and read READ_RATE bytes a second until
+    ``stop``; ``started`` is set once each has 16 KiB of its response. Returns the bytes they read."""
+    per_tick = int(READ_RATE * TICK)
+    received: dict[socket.socket, int] = {}
+    try:
+        for _ in range(readers):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the server buffers
+            sock.settimeout(10)
+            sock.connect(address)
+            sock.sendall(http_request("/stream"))
+            sock.setblocking(False)
+            received[sock] = 0
+        while not stop.is_set():
+            tick = time.monotonic() + TICK
+            for sock in received:
+                try:
+                    received[sock] += len(sock.recv(per_tick))
+                except BlockingIOError:
+                    pass
+            if all(count >= 16 * KiB for count in received.values()):
+                started.set()
+            stop.wait(max(0.0, tick - time.monotonic()))  # paces the reading
+    finally:
+        for sock in received:
+            sock.close()
+    return sum(received.values())
+
+
+def test_slow_readers_of_streamed_responses_hold_no_http_thread(server_process, heavy):
+    """As many clients as there are HTTP threads (32) read a streamed response at 8 KiB/s: another
+    request is still answered at once."""
+    readers = 256 if heavy else 32
+    server = server_process()
+    started, stop = threading.Event(), threading.Event()
+
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(read_slowly, server.address, readers, started, stop)
+        try:
+            assert started.wait(30), "the slow readers did not all get their responses started"
+            stats = server.wait_for(lambda stats: stats["http_busy"] == 0, timeout=5)
+            begun = time.monotonic()
+            try:
+                with urllib.request.urlopen(f"http://{server.address[0]}:{server.address[1]}/fast", timeout=5) as r:
+                    answer = r.read()
+            except OSError as error:
+                answer = repr(error).encode()
+            probe_time = time.monotonic() - begun
+        finally:
+            stop.set()
+        read = reading.result()
+
+    print(
+        f"{readers} readers of /stream at {READ_RATE // KiB} KiB/s: {stats['http_busy']} HTTP threads busy, "
+        f"{stats['http_running']} responses under way; GET /fast took {probe_time:.3f}s "
+        f"({read / MiB:.1f} MiB read in all)"
+    )
+    assert answer == b"ok"
+    assert probe_time < 1.0
+    assert stats["http_busy"] == 0
+    assert stats["http_running"] >= readers
 
 
 def test_pipelined_requests_wait_while_earlier_answers_are_unread(server_process, heavy):

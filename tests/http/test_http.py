@@ -505,3 +505,25 @@ async def test_a_client_that_stops_reading_is_cut_after_write_timeout_and_frees_
         conn.close()
 
     await in_thread(read_rest)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_does_not_read_holds_no_http_thread(serve):
+    """A streamed response's thread goes back to the pool while its client is slow to read: the only
+    HTTP thread still serves another request."""
+    stream = EndlessStream(65536)
+    server = serve(stream, http_threads=1)
+
+    def start_reading():
+        conn = connect(server)
+        conn.connect()
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.request("GET", "/endless")
+        return conn, conn.getresponse()
+
+    conn, response = await in_thread(start_reading)
+    await in_thread(stream.streaming.wait)
+    status, _, _ = await in_thread(fetch, server, "GET", "/nowhere")
+    assert status == 404
+    conn.close()
+    await in_thread(stream.closed.wait)

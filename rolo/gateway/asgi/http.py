@@ -2,22 +2,22 @@
 
 The request body flows from the loop to the handler thread through a :class:`RequestBody`, a blocking
 file-like ``wsgi.input`` that holds at most a few chunks: the loop calls ASGI ``receive`` only while there
-is room, so a handler that reads slowly makes the server stop reading the socket. The response flows back
-one chunk at a time, the handler thread waiting for each ASGI ``send`` to complete, so a client that reads
-slowly holds up the thread that iterates the body rather than growing a buffer.
+is room, so a handler that reads slowly makes the server stop reading the socket. The response goes out
+from the loop: a streamed body is iterated one chunk at a time in a thread of the pool (the next chunk
+while the loop sends this one), so a client that reads slowly holds up the iteration, and two chunks,
+but no thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import io
 import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 from werkzeug.exceptions import ClientDisconnected
 
@@ -128,53 +128,17 @@ class RequestBody(io.RawIOBase):
         return count
 
 
-class _ResponseSender:
-    """Hands a response from its handler thread to the loop, one ASGI ``send`` at a time."""
+_END = object()
+"""What a body's iteration gives once it is spent."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, send: Send, body: RequestBody) -> None:
-        self._loop = loop
-        self._send = send
-        self._body = body
-        self._lock = threading.Lock()  # so that abort() never misses a send scheduled as it runs
-        self._pending: concurrent.futures.Future[None] | None = None
-        self._aborted = False
-        self.started = False
 
-    def respond(self, status: int, headers: list[tuple[str, str]], chunk: bytes, more: bool) -> bool:
-        """Send the status line, headers and first chunk; False if the client is gone."""
-        self.started = True
-        start = {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers],
-        }
-        return self._call(self._send_all, start, {"type": "http.response.body", "body": chunk, "more_body": more})
+class _Answer(NamedTuple):
+    """A handler's response, ready for the loop to send."""
 
-    def write(self, chunk: bytes, more: bool = True) -> bool:
-        """Send a chunk of the body, once the server has taken the previous one; False if the client is gone."""
-        return self._call(self._send_all, {"type": "http.response.body", "body": chunk, "more_body": more})
-
-    async def _send_all(self, *messages: dict[str, Any]) -> None:
-        for message in messages:
-            await self._send(message)
-
-    def _call(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
-        with self._lock:
-            if self._aborted or self._body.disconnected:
-                return False
-            pending = self._pending = asyncio.run_coroutine_threadsafe(fn(*args), self._loop)
-        try:
-            pending.result()
-        except (concurrent.futures.CancelledError, OSError):
-            return False  # aborted, or the server found the client gone
-        return True
-
-    def abort(self) -> None:
-        """The request is over on the loop side (done or cancelled): release a thread waiting to send."""
-        with self._lock:
-            self._aborted = True
-            if self._pending is not None:
-                self._pending.cancel()
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | Iterator[bytes]  # the whole body, or a streamed one's iterator
+    response: Response  # to close once a streamed body is spent
 
 
 class HttpApp:
@@ -199,64 +163,127 @@ class HttpApp:
         except InvalidTarget as invalid:
             await self._send_error(send, HTTPStatus.BAD_REQUEST, f"{invalid}\n".encode())
             return
-        sender = _ResponseSender(loop, send, body)
         pump = loop.create_task(body.pump(receive))
         try:
-            await self._in_thread(loop, lambda: self._serve(environ, sender))
-        except Exception:
-            LOG.exception("HTTP request to %s failed", scope.get("path"))
-            if sender.started:
+            try:
+                answer = await self._in_thread(loop, lambda: self._respond(environ))
+            except Exception:
+                LOG.exception("HTTP request to %s failed", scope.get("path"))
+                await self._send_error(send, HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n")
+                return
+            try:
+                await self._send_answer(loop, send, body, answer)
+            except Exception:
+                LOG.exception("HTTP request to %s failed", scope.get("path"))
                 raise  # part of the body is out: only a cut connection tells the client it is incomplete
-            await self._send_error(send, HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n")
         finally:
             pump.cancel()
             body.disconnect()
-            sender.abort()
 
-    def _in_thread(self, loop: asyncio.AbstractEventLoop, job: Callable[[], None]) -> asyncio.Future[None]:
-        """Run ``job`` in a thread of the pool; the future is done when it returned, or failed with what it
-        raised."""
-        done: asyncio.Future[None] = loop.create_future()
+    def _in_thread(
+        self, loop: asyncio.AbstractEventLoop, job: Callable[[], Any], queue_anyway: bool = False
+    ) -> asyncio.Future[Any]:
+        """Run ``job`` in a thread of the pool; the future is done when it returned, with what it returned
+        or raised.
 
-        def settle(error: BaseException | None) -> None:
+        :param queue_anyway: for a job that goes on with a request admitted before (see
+            :meth:`~rolo.threads.HandlerPool.submit`)
+        """
+        done: asyncio.Future[Any] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
             if done.done():
                 return  # the request was cancelled meanwhile
             if error is None:
-                done.set_result(None)
+                done.set_result(result)
             else:
                 done.set_exception(error)
 
         def run() -> None:
+            result: Any = None
             error: BaseException | None = None
             try:
-                job()
+                result = job()
             except BaseException as raised:
                 error = raised
             if not loop.is_closed():
-                loop.call_soon_threadsafe(settle, error)
+                loop.call_soon_threadsafe(settle, result, error)
 
         if self._pool is None:
-            self._pool = HandlerPool("rolo-http", self.settings.http_threads, max_waiting=2**62)
-        self._pool.submit(run)
+            settings = self.settings
+            self._pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=2**62)
+        self._pool.submit(run, queue_anyway=queue_anyway)
         return done
 
-    def _serve(self, environ: dict[str, Any], sender: _ResponseSender) -> None:
+    def _respond(self, environ: dict[str, Any]) -> _Answer:
+        """Run the gateway (in a thread of the pool): its response."""
         response = Response()
         self.gateway.process(Request(environ), response)
         try:
             chunks, status, headers = response.get_wsgi_response(environ)
+            # encoded here, so that a header that is not Latin-1 fails the request with a 500
+            encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
             status_code = int(status.split(" ", 1)[0])
             if response.is_sequence:
-                sender.respond(status_code, headers, b"".join(chunks), more=False)
-                return
-            if not sender.respond(status_code, headers, b"", more=True):
-                return
-            for chunk in chunks:
-                if chunk and not sender.write(chunk):
-                    return  # the client went away
-            sender.write(b"", more=False)
-        finally:
+                content = b"".join(chunks)
+                response.close()
+                return _Answer(status_code, encoded, content, response)
+            return _Answer(status_code, encoded, iter(chunks), response)
+        except BaseException:
             response.close()
+            raise
+
+    async def _send_answer(
+        self, loop: asyncio.AbstractEventLoop, send: Send, body: RequestBody, answer: _Answer
+    ) -> None:
+        """Send the response; a streamed body's chunks are taken in threads of the pool, one ahead.
+
+        A client that leaves ends the iteration.
+
+        :raises Exception: what the body's iteration raised
+        """
+        start = {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        if isinstance(answer.body, bytes):
+            try:
+                await send(start)
+                await send({"type": "http.response.body", "body": answer.body})
+            except OSError:
+                pass  # the client left
+            return
+        chunks = answer.body
+        pending: asyncio.Future[Any] | None = None
+        try:
+            await send(start)
+            pending = self._in_thread(loop, lambda: next(chunks, _END), queue_anyway=True)
+            while True:
+                # shielded: a cancelled request leaves the thread to finish, then closes the body
+                chunk = await asyncio.shield(pending)
+                if chunk is _END or body.disconnected:
+                    break
+                pending = self._in_thread(loop, lambda: next(chunks, _END), queue_anyway=True)
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if chunk is _END:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client left
+        finally:
+            self._close_after(pending, answer.response)
+
+    def _close_after(self, pending: asyncio.Future[Any] | None, response: Response) -> None:
+        """Close ``response`` in a thread of the pool (it may run the body's own code), once the iteration
+        in ``pending`` has returned."""
+
+        def close(_: object = None) -> None:
+            try:
+                self._in_thread(asyncio.get_running_loop(), response.close, queue_anyway=True)
+            except RuntimeError:
+                LOG.warning("could not close a response body: no thread to close it in")
+
+        if pending is not None and not pending.done():
+            pending.add_done_callback(close)
+        else:
+            close()
 
     @staticmethod
     async def _send_error(send: Send, status: HTTPStatus, text: bytes) -> None:
