@@ -81,6 +81,11 @@ class ServerSettings:
     """
 
     http_threads: int = setting(32, "Threads for plain HTTP handlers.", at_least(1))
+    http_queue: int = setting(
+        128,
+        "HTTP requests that may wait for a thread while all are busy; beyond, requests get 503 at once.",
+        at_least(0),
+    )
     max_connections: int = setting(
         4096, "WebSocket handlers that may run at once, each in a thread; beyond, upgrades get 503.", at_least(1)
     )

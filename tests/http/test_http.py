@@ -6,6 +6,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -527,3 +528,37 @@ async def test_a_client_that_does_not_read_holds_no_http_thread(serve):
     assert status == 404
     conn.close()
     await in_thread(stream.closed.wait)
+
+
+@pytest_twisted.ensureDeferred
+async def test_past_http_queue_a_request_gets_503_at_once(serve):
+    running = Signal()
+    release = threading.Event()
+
+    @route("/busy")
+    def busy(request):
+        running.set()
+        assert release.wait(TIMEOUT)
+        return "done"
+
+    server = serve(busy, http_threads=1, http_queue=1)
+
+    def clients():
+        with ThreadPoolExecutor(2) as executor:
+            first = executor.submit(fetch, server, "GET", "/busy")
+            running.wait()
+            second = executor.submit(fetch, server, "GET", "/busy")
+            pool = server.app.http.pool
+            deadline = time.monotonic() + TIMEOUT
+            while pool.waiting < 1 and time.monotonic() < deadline:
+                time.sleep(0.001)  # paces the polling of the pool: it has no event for a waiting job
+            started = time.monotonic()
+            refused = fetch(server, "GET", "/busy")
+            refused_in = time.monotonic() - started
+            release.set()
+            return refused, refused_in, first.result()[2], second.result()[2]
+
+    (status, headers, _), refused_in, first, second = await in_thread(clients)
+    assert (status, headers["Retry-After"]) == (503, "1")
+    assert refused_in < 1.0
+    assert (first, second) == (b"done", b"done")

@@ -26,7 +26,7 @@ from rolo.request import Request
 from rolo.response import Response
 from rolo.settings import ServerSettings
 from rolo.target import InvalidTarget
-from rolo.threads import HandlerPool
+from rolo.threads import HandlerPool, PoolFull
 
 from .environ import environ_for
 
@@ -144,13 +144,21 @@ class _Answer(NamedTuple):
 class HttpApp:
     """Serves ASGI ``http`` scopes through a gateway, running it in a pool of ``http_threads`` threads.
 
-    The pool starts with the first request, and :meth:`shutdown` stops it; a later request starts a new one.
+    When every thread is busy, up to ``http_queue`` requests wait for one; beyond, a request is answered
+    ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped without
+    running. The pool starts with the first request, and :meth:`shutdown` stops it; a later request starts
+    a new one.
     """
 
     def __init__(self, gateway: Gateway, settings: ServerSettings) -> None:
         self.gateway = gateway
         self.settings = settings
         self._pool: HandlerPool | None = None
+
+    @property
+    def pool(self) -> HandlerPool | None:
+        """The threads the handlers run in; None until the first request, and after :meth:`shutdown`."""
+        return self._pool
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
@@ -166,16 +174,21 @@ class HttpApp:
         pump = loop.create_task(body.pump(receive))
         try:
             try:
-                answer = await self._in_thread(loop, lambda: self._respond(environ))
+                answer = await self._in_thread(loop, lambda: self._respond(environ, body))
+            except PoolFull:
+                text = b"every HTTP thread is busy and as many requests wait: try again\n"
+                await self._send_error(send, HTTPStatus.SERVICE_UNAVAILABLE, text, [(b"retry-after", b"1")])
+                return
             except Exception:
                 LOG.exception("HTTP request to %s failed", scope.get("path"))
                 await self._send_error(send, HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n")
                 return
-            try:
-                await self._send_answer(loop, send, body, answer)
-            except Exception:
-                LOG.exception("HTTP request to %s failed", scope.get("path"))
-                raise  # part of the body is out: only a cut connection tells the client it is incomplete
+            if answer is not None:
+                try:
+                    await self._send_answer(loop, send, body, answer)
+                except Exception:
+                    LOG.exception("HTTP request to %s failed", scope.get("path"))
+                    raise  # part of the body is out: only a cut connection tells the client it is incomplete
         finally:
             pump.cancel()
             body.disconnect()
@@ -188,6 +201,7 @@ class HttpApp:
 
         :param queue_anyway: for a job that goes on with a request admitted before (see
             :meth:`~rolo.threads.HandlerPool.submit`)
+        :raises PoolFull: if every thread is busy and ``http_queue`` jobs wait (unless ``queue_anyway``)
         """
         done: asyncio.Future[Any] = loop.create_future()
 
@@ -211,12 +225,14 @@ class HttpApp:
 
         if self._pool is None:
             settings = self.settings
-            self._pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=2**62)
+            self._pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=settings.http_queue)
         self._pool.submit(run, queue_anyway=queue_anyway)
         return done
 
-    def _respond(self, environ: dict[str, Any]) -> _Answer:
-        """Run the gateway (in a thread of the pool): its response."""
+    def _respond(self, environ: dict[str, Any], body: RequestBody) -> _Answer | None:
+        """Run the gateway (in a thread of the pool): its response, or None if the client left before."""
+        if body.disconnected:
+            return None  # it left while the request waited for a thread
         response = Response()
         self.gateway.process(Request(environ), response)
         try:
@@ -286,8 +302,11 @@ class HttpApp:
             close()
 
     @staticmethod
-    async def _send_error(send: Send, status: HTTPStatus, text: bytes) -> None:
+    async def _send_error(
+        send: Send, status: HTTPStatus, text: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))]
+        headers += extra_headers or []
         await send({"type": "http.response.start", "status": status.value, "headers": headers})
         await send({"type": "http.response.body", "body": text})
 

@@ -18,7 +18,7 @@ from zope.interface import implementer
 from rolo.gateway import Gateway
 from rolo.request import Request as RoloRequest
 from rolo.response import Response
-from rolo.threads import HandlerCount, HandlerPool
+from rolo.threads import HandlerCount, HandlerPool, PoolFull
 
 from .channel import GatewayRequest
 from .environ import environ_for
@@ -40,11 +40,13 @@ class HttpResource(Resource):
     one) once the client has read them. A client that reads slowly holds memory, never a thread; how
     slowly it may read is the channel's ``write_timeout``.
 
-    Once the pool has stopped, a request (on a connection kept alive from before) is answered 503 and the
-    connection closed.
+    When every thread is busy, up to ``http_queue`` requests wait for one; beyond that a request is
+    answered ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped
+    without running. Once the pool has stopped, a request (on a connection kept alive from before) is
+    answered 503 and the connection closed.
 
     :param gateway: the gateway to serve
-    :param settings: the server's settings (``http_threads``, ``write_high_water``)
+    :param settings: the server's settings (``http_threads``, ``http_queue``, ``write_high_water``)
     :param reactor: the reactor the server runs on
     :ivar pool: the threads the handlers run in, ``http_threads`` of them at most
     :ivar handlers: the requests between their arrival and their handler's return (and the end of its
@@ -58,7 +60,7 @@ class HttpResource(Resource):
         self.gateway = gateway
         self.reactor = reactor
         self.write_high_water = settings.write_high_water
-        self.pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=2**62)
+        self.pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=settings.http_queue)
         self.handlers = HandlerCount()
         self._writers: set[_ResponseWriter] = set()  # reactor thread only
 
@@ -67,6 +69,8 @@ class HttpResource(Resource):
         writer = _ResponseWriter(request, self.reactor, self.pool, self.handlers.finished, self.write_high_water)
         try:
             self.pool.submit(lambda: self._serve(environ, writer))
+        except PoolFull:
+            return _unavailable(request, b"every HTTP thread is busy and as many requests wait: try again\n")
         except RuntimeError:
             request.setHeader(b"Connection", b"close")
             return _unavailable(request, b"server shutting down\n")
@@ -83,6 +87,9 @@ class HttpResource(Resource):
 
     def _serve(self, environ: dict[str, Any], writer: _ResponseWriter) -> None:
         # a thread of the pool
+        if writer.client_gone:
+            writer.dropped()  # it left while the request waited for a thread
+            return
         response = Response()
         try:
             self.gateway.process(RoloRequest(environ), response)
@@ -135,7 +142,16 @@ class _ResponseWriter:
         self._lost = False  # the connection is lost
         request.notifyFinish().addErrback(self._connection_lost)
 
+    @property
+    def client_gone(self) -> bool:
+        """Whether the client went away (the connection is lost)."""
+        return self._lost
+
     # a thread of the pool
+
+    def dropped(self) -> None:
+        """The request is dropped without running: its client left while it waited for a thread."""
+        self._reactor.callFromThread(self._finished)
 
     def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
         # encoded here, so that a header that is not Latin-1 fails the request with a 500 rather than
