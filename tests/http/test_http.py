@@ -562,3 +562,26 @@ async def test_past_http_queue_a_request_gets_503_at_once(serve):
     assert (status, headers["Retry-After"]) == (503, "1")
     assert refused_in < 1.0
     assert (first, second) == (b"done", b"done")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_body_that_trickles_in_gets_a_408_at_body_timeout_and_holds_no_thread(serve):
+    server = serve(echo, http_threads=1, body_timeout=0.5)
+
+    def trickle():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n")
+            started = time.monotonic()
+            sock.settimeout(0.1)  # a byte every 0.1 s until the server answers
+            while True:
+                try:
+                    answer = sock.recv(1024)
+                    return answer, time.monotonic() - started
+                except TimeoutError:
+                    sock.sendall(b"x")
+
+    answer, elapsed = await in_thread(trickle)
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert 0.45 < elapsed < 3
+    status, _, _ = await in_thread(fetch, server, "GET", "/nowhere")
+    assert status == 404

@@ -2,7 +2,9 @@
 
 The request body flows from the loop to the handler thread through a :class:`RequestBody`, a blocking
 file-like ``wsgi.input`` that holds at most a few chunks: the loop calls ASGI ``receive`` only while there
-is room, so a handler that reads slowly makes the server stop reading the socket. The response goes out
+is room, so a handler that reads slowly makes the server stop reading the socket; and a read that would
+wait for a body past ``body_timeout`` fails with a 408, so that a client that trickles its body cannot
+hold a thread. The response goes out
 from the loop: a streamed body is iterated one chunk at a time in a thread of the pool (the next chunk
 while the loop sends this one), so a client that reads slowly holds up the iteration, and two chunks,
 but no thread.
@@ -14,12 +16,13 @@ import asyncio
 import io
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from http import HTTPStatus
 from typing import Any, NamedTuple
 
-from werkzeug.exceptions import ClientDisconnected
+from werkzeug.exceptions import ClientDisconnected, RequestTimeout
 
 from rolo.gateway.gateway import Gateway
 from rolo.request import Request
@@ -43,12 +46,17 @@ class RequestBody(io.RawIOBase):
 
     :param loop: the loop that runs :meth:`pump`
     :param max_buffer: how many bytes may wait for the handler before the loop stops receiving
+    :param timeout: how long the body may take to arrive, in seconds from now (None: no limit): a read
+        that would wait for it past then fails
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_buffer: int = 64 * 1024) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, max_buffer: int = 64 * 1024, timeout: float | None = None
+    ) -> None:
         super().__init__()
         self._loop = loop
         self._max_buffer = max_buffer
+        self._deadline = None if timeout is None else time.monotonic() + timeout
         self._readable = threading.Condition()
         self._chunks: deque[memoryview] = deque()
         self._buffered = 0
@@ -102,10 +110,13 @@ class RequestBody(io.RawIOBase):
         """Fill ``buffer`` with what has arrived, waiting for at least one byte or the end of the body.
 
         :raises ClientDisconnected: if the client left before sending the whole body
+        :raises RequestTimeout: if the read would wait past the body's deadline (a ``408``)
         """
         view = memoryview(buffer).cast("B")
         with self._readable:
-            self._readable.wait_for(lambda: self._chunks or self._complete or self._disconnected)
+            remaining = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+            if not self._readable.wait_for(lambda: self._chunks or self._complete or self._disconnected, remaining):
+                raise RequestTimeout("the request body did not arrive in time")
             if not self._chunks:
                 if self._complete:
                     return 0
@@ -162,7 +173,7 @@ class HttpApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        body = RequestBody(loop)
+        body = RequestBody(loop, timeout=self.settings.body_timeout)
         try:
             environ = environ_for(scope, io.BufferedReader(body))
         except UnicodeDecodeError:

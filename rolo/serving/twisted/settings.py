@@ -51,13 +51,6 @@ class TwistedSettings(ServerSettings):
         unit="bytes",
         optional=True,
     )
-    body_timeout: float | None = setting(
-        60.0,
-        "For a request's body to arrive, from the end of its headers; slower clients get 408. None: no limit.",
-        non_negative,
-        unit="seconds",
-        optional=True,
-    )
     keep_alive_timeout: float | None = setting(
         15.0,
         "How long a connection may stay idle between HTTP requests before it is closed. None: no limit.",
