@@ -81,6 +81,19 @@ class ServerSettings:
     """
 
     http_threads: int = setting(32, "Threads for plain HTTP handlers.", at_least(1))
+    http_queue: int = setting(
+        128,
+        "HTTP requests that may wait for a thread while all are busy; beyond, requests get 503 at once.",
+        at_least(0),
+    )
+    body_timeout: float | None = setting(
+        60.0,
+        "For an HTTP request's body to arrive, from the end of its headers; slower clients get 408. None: no "
+        "limit.",
+        non_negative,
+        unit="seconds",
+        optional=True,
+    )
     max_connections: int = setting(
         4096, "WebSocket handlers that may run at once, each in a thread; beyond, upgrades get 503.", at_least(1)
     )

@@ -146,12 +146,15 @@ class HandlerPool:
         with self._lock:
             return max(0, self._queued - self._idle)
 
-    def submit(self, job: Callable[[], object]) -> None:
+    def submit(self, job: Callable[[], object], *, queue_anyway: bool = False) -> None:
         """Run ``job()`` in a thread of the pool: an idle one, a new one, or the first to be free.
 
         What ``job`` raises is logged; it should handle its own errors.
 
-        :raises PoolFull: if every thread is busy and ``max_waiting`` jobs wait already
+        :param queue_anyway: let the job wait even past ``max_waiting``: for a job that goes on with work
+            admitted before (the rest of a response), whose number the caller bounds
+        :raises PoolFull: if every thread is busy and ``max_waiting`` jobs wait already (and not
+            ``queue_anyway``)
         :raises RuntimeError: if the pool is stopped, or a thread could not be started (the process is out
             of threads); then the job will not run
         """
@@ -160,7 +163,7 @@ class HandlerPool:
                 raise RuntimeError(f"the {self.name} pool is stopped")
             spare = self._idle - self._queued  # idle threads that no queued job is promised to
             if spare > 0 or len(self.threads) >= self.max_threads:
-                if spare <= 0 and -spare >= self.max_waiting:
+                if spare <= 0 and -spare >= self.max_waiting and not queue_anyway:
                     raise PoolFull(f"all {self.max_threads} {self.name} threads are busy")
                 self._queued += 1
                 self._jobs.put(job)

@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websocket
+from twisted.logger import globalLogPublisher
 
 from .support import process_usage
 
 ROOT = Path(__file__).resolve().parents[2]
+POLL_INTERVAL = 0.02  # seconds between two looks at a server's stats
 
 
 @pytest.fixture
@@ -57,6 +61,28 @@ class ServerProcess:
         with urllib.request.urlopen(url, timeout=15) as response:
             return json.load(response)
 
+    def control(self, command: str = "stats") -> Any:
+        """Send ``command`` to the server's ``/control`` WebSocket, which answers while every HTTP thread
+        is busy: ``stats`` gets the HTTP side's figures and the process's (a dict), ``release`` lets the
+        ``/hold`` handlers return."""
+        ws = websocket.create_connection(self.ws("/control"), timeout=15)
+        try:
+            ws.send(command)
+            answer = ws.recv()
+        finally:
+            ws.close()
+        return json.loads(answer) if command == "stats" else answer
+
+    def wait_for(self, condition: Callable[[dict[str, int]], bool], timeout: float = 10.0) -> dict[str, int]:
+        """Poll the ``/control`` stats until ``condition(stats)`` holds; the stats then, or at the timeout
+        (the caller asserts on them)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.control()
+            if condition(stats) or time.monotonic() > deadline:
+                return stats
+            time.sleep(POLL_INTERVAL)  # paces the polling; what is waited on is the condition
+
     def usage(self) -> dict[str, int]:
         return process_usage(self.process.pid)
 
@@ -67,6 +93,20 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@pytest.fixture
+def failures():
+    """Every failure the server logs while the test runs."""
+    logged = []
+
+    def observe(event):
+        if "log_failure" in event:
+            logged.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    yield logged
+    globalLogPublisher.removeObserver(observe)
 
 
 @pytest.fixture

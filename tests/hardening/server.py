@@ -9,7 +9,13 @@ port number, and serves until terminated. Routes:
   message count up from 0, and answers the text message ``done`` with a JSON summary;
 - ``/stuck`` (WebSocket): accepts, then never reads, until the connection closes;
 - ``/stats`` (HTTP): the WebSocket side's running handlers and pool threads, and the process's threads,
-  descriptors and memory, as JSON; with ``?idle=1``, answers once no handler runs (at most 10 s).
+  descriptors and memory, as JSON; with ``?idle=1``, answers once no handler runs (at most 10 s);
+- ``/blob`` (HTTP): 1 MiB; ``/stream`` (HTTP): 1 GiB of zeros, streamed in 64 KiB chunks;
+  ``/fast`` (HTTP): ``ok``; ``/ignore`` (HTTP, any method): ``ignored``, without reading the body;
+  ``/hold`` (HTTP): waits (in its HTTP thread) until released;
+- ``/control`` (WebSocket, so that it answers while every HTTP thread is busy): the message ``stats``
+  gets the HTTP side's figures and the process's as JSON (see :func:`http_stats`); ``release`` lets every
+  ``/hold`` handler return, now and from then on.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 
 from twisted.internet import reactor
 from twisted.internet.threads import blockingCallFromThread
@@ -32,6 +39,10 @@ from tests.conftest import gateway_for
 from tests.hardening.support import process_usage
 
 WORK_PER_MESSAGE = 0.010
+KiB = 1024
+
+released = threading.Event()
+runs: Counter[str] = Counter()  # HTTP handlers run, by route
 
 site: TwistedGateway
 
@@ -82,11 +93,69 @@ def stats(request: Request):
     )
 
 
+@route("/blob")
+def blob(request: Request):
+    runs["blob"] += 1
+    return Response(b"x" * (1024 * KiB))  # a body of its own, as a handler's usually is
+
+
+@route("/stream")
+def stream(request: Request):
+    runs["stream"] += 1
+    chunk = bytes(64 * KiB)
+    return Response(chunk for _ in range(16 * KiB))
+
+
+@route("/fast")
+def fast(request: Request):
+    runs["fast"] += 1
+    return Response("ok")
+
+
+@route("/ignore", methods=["GET", "POST", "PUT"])
+def ignore(request: Request):
+    runs["ignore"] += 1
+    return Response("ignored")
+
+
+@route("/hold")
+def hold(request: Request):
+    runs["hold"] += 1
+    released.wait(60)
+    return Response("held")
+
+
+def http_stats() -> dict[str, int]:
+    """The HTTP pool's busy threads and waiting requests, the requests between their arrival and their
+    handler's return, the handlers run by route (``runs_blob`` …), and the process's usage."""
+    http = site.http
+    return {
+        "http_busy": http.pool.busy,
+        "http_waiting": http.pool.waiting,
+        "http_running": http.handlers.running,
+        **{f"runs_{name}": count for name, count in runs.items()},
+        **process_usage(os.getpid()),
+    }
+
+
+@route("/control", methods=["WEBSOCKET"])
+def control(request: WebSocketRequest):
+    with request.accept() as ws:
+        for message in ws:
+            if message == "release":
+                released.set()
+                ws.send("released")
+            else:
+                ws.send(json.dumps(blockingCallFromThread(reactor, http_stats)))
+
+
 def main() -> None:
     settings = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     global site
-    site = TwistedGateway(gateway_for(echo, flood, stuck, stats), **settings)
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    site = TwistedGateway(
+        gateway_for(echo, flood, stuck, stats, blob, stream, fast, ignore, hold, control), **settings
+    )
+    port = reactor.listenTCP(0, site, backlog=1024, interface="127.0.0.1")
     print(port.getHost().port, flush=True)
     reactor.run()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import stat
 import struct
 import zlib
 
@@ -29,6 +30,14 @@ def upgrade_request(
             ("Sec-WebSocket-Version", "13"),
         ]
     lines = [f"{method} {path} {version}"] + [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def http_request(
+    target: str, method: str = "GET", headers: list[tuple[str, str]] | None = None, host: str = "127.0.0.1"
+) -> bytes:
+    """An HTTP/1.1 request head for ``target``, with a Host header and then ``headers``."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"] + [f"{n}: {v}" for n, v in headers or []]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -67,8 +76,17 @@ def reset(sock: socket.socket) -> None:
 
 
 def process_usage(pid: int) -> dict[str, int]:
-    """Threads, open file descriptors, resident memory and its peak (bytes) of process ``pid``."""
-    usage = {"fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    """Threads, open file descriptors, resident memory and its peak (bytes) of process ``pid``, and the
+    bytes in the regular files it has open (``stored``: a request body spooled to a temporary file)."""
+    usage = {"fds": 0, "stored": 0}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        usage["fds"] += 1
+        try:
+            info = os.stat(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if stat.S_ISREG(info.st_mode):
+            usage["stored"] += info.st_size
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             name, _, value = line.partition(":")

@@ -10,7 +10,6 @@ import pytest_twisted
 import websocket as wsclient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.logger import globalLogPublisher
 
 from twisted.internet import reactor
 
@@ -87,20 +86,6 @@ frame_headers = st.builds(
     st.binary(min_size=4, max_size=4),
 )
 frames = st.lists(st.tuples(frame_headers, st.binary(max_size=64)).map(b"".join), max_size=8).map(b"".join)
-
-
-@pytest.fixture
-def failures():
-    """Every failure the server logs while the test runs."""
-    logged = []
-
-    def observe(event):
-        if "log_failure" in event:
-            logged.append(event)
-
-    globalLogPublisher.addObserver(observe)
-    yield logged
-    globalLogPublisher.removeObserver(observe)
 
 
 def threads_outside_pools() -> int:

@@ -135,3 +135,20 @@ async def test_keep_alive_connection_is_not_cut_while_idle_between_requests(serv
         return first, readable, second
 
     assert await in_thread(keep_alive) == (b"hello", [], b"hello")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_idle_between_requests_is_closed_after_keep_alive_timeout(serve):
+    server = serve(echo, hello, keep_alive_timeout=0.3)
+
+    def idle():
+        connection = http.client.HTTPConnection(server.address, timeout=10)
+        connection.request("GET", "/hello")
+        assert connection.getresponse().read() == b"hello"
+        started = time.monotonic()
+        closed = connection.sock.recv(1) == b""
+        return closed, time.monotonic() - started
+
+    closed, elapsed = await in_thread(idle)
+    print(f"a keep-alive connection idle after a request: closed {closed} after {elapsed:.2f}s")
+    assert closed and 0.25 < elapsed < 3

@@ -6,6 +6,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -369,6 +370,25 @@ async def test_fifty_concurrent_clients(serve):
         ]
 
 
+@pytest.mark.parametrize("upgrade", [False, True])
+@pytest.mark.parametrize("target", ["http://[::1/echo", "http://[zz::1]/echo", "http://host:port/echo", "echo"])
+@pytest_twisted.ensureDeferred
+async def test_a_request_target_that_does_not_parse_is_a_400(serve, target, upgrade):
+    """Whoever parses the request line, rolo refuses a target it cannot route by (RFC 9112 3.2)."""
+    server = serve(echo)
+    head = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if upgrade:
+        head += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        head += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+
+    def send_raw():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(head.encode() + b"\r\n")
+            return sock.recv(1024)
+
+    assert (await in_thread(send_raw)).startswith(b"HTTP/1.1 400")
+
+
 @pytest_twisted.ensureDeferred
 async def test_malformed_request_line_is_a_400(serve):
     server = serve(echo)
@@ -486,3 +506,82 @@ async def test_a_client_that_stops_reading_is_cut_after_write_timeout_and_frees_
         conn.close()
 
     await in_thread(read_rest)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_does_not_read_holds_no_http_thread(serve):
+    """A streamed response's thread goes back to the pool while its client is slow to read: the only
+    HTTP thread still serves another request."""
+    stream = EndlessStream(65536)
+    server = serve(stream, http_threads=1)
+
+    def start_reading():
+        conn = connect(server)
+        conn.connect()
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.request("GET", "/endless")
+        return conn, conn.getresponse()
+
+    conn, response = await in_thread(start_reading)
+    await in_thread(stream.streaming.wait)
+    status, _, _ = await in_thread(fetch, server, "GET", "/nowhere")
+    assert status == 404
+    conn.close()
+    await in_thread(stream.closed.wait)
+
+
+@pytest_twisted.ensureDeferred
+async def test_past_http_queue_a_request_gets_503_at_once(serve):
+    running = Signal()
+    release = threading.Event()
+
+    @route("/busy")
+    def busy(request):
+        running.set()
+        assert release.wait(TIMEOUT)
+        return "done"
+
+    server = serve(busy, http_threads=1, http_queue=1)
+
+    def clients():
+        with ThreadPoolExecutor(2) as executor:
+            first = executor.submit(fetch, server, "GET", "/busy")
+            running.wait()
+            second = executor.submit(fetch, server, "GET", "/busy")
+            pool = server.app.http.pool
+            deadline = time.monotonic() + TIMEOUT
+            while pool.waiting < 1 and time.monotonic() < deadline:
+                time.sleep(0.001)  # paces the polling of the pool: it has no event for a waiting job
+            started = time.monotonic()
+            refused = fetch(server, "GET", "/busy")
+            refused_in = time.monotonic() - started
+            release.set()
+            return refused, refused_in, first.result()[2], second.result()[2]
+
+    (status, headers, _), refused_in, first, second = await in_thread(clients)
+    assert (status, headers["Retry-After"]) == (503, "1")
+    assert refused_in < 1.0
+    assert (first, second) == (b"done", b"done")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_body_that_trickles_in_gets_a_408_at_body_timeout_and_holds_no_thread(serve):
+    server = serve(echo, http_threads=1, body_timeout=0.5)
+
+    def trickle():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n")
+            started = time.monotonic()
+            sock.settimeout(0.1)  # a byte every 0.1 s until the server answers
+            while True:
+                try:
+                    answer = sock.recv(1024)
+                    return answer, time.monotonic() - started
+                except TimeoutError:
+                    sock.sendall(b"x")
+
+    answer, elapsed = await in_thread(trickle)
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert 0.45 < elapsed < 3
+    status, _, _ = await in_thread(fetch, server, "GET", "/nowhere")
+    assert status == 404

@@ -4,6 +4,8 @@ in use with the versions tested (a fallback taken silently would only cost time)
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import pytest_twisted
@@ -49,14 +51,23 @@ class _Sink(Protocol):
         self.factory.connected.callback(self)
 
 
-@pytest_twisted.ensureDeferred
-async def test_write_now_delivers_what_transport_write_does_in_the_same_order():
+@asynccontextmanager
+async def loopback() -> AsyncIterator[tuple[_Sink, socket.socket]]:
+    """A TCP connection over loopback: the server side's protocol, on the reactor, and the client's socket."""
     factory = Factory.forProtocol(_Sink)
     factory.connected = Deferred()
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
     try:
-        server = await factory.connected
+        yield await factory.connected, client
+    finally:
+        client.close()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_write_now_delivers_what_transport_write_does_in_the_same_order():
+    async with loopback() as (server, client):
         chunks = [b"a" * 10, b"b" * 300_000, b"c" * 5, b"d" * 70_000]
         # a large write fills the socket's buffer, so later ones must queue behind Twisted's buffer
         for chunk in chunks:
@@ -71,9 +82,6 @@ async def test_write_now_delivers_what_transport_write_does_in_the_same_order():
             return bytes(received)
 
         assert await in_thread(read_all) == b"".join(chunks) + b"e" * 7
-    finally:
-        client.close()
-        await port.stopListening()
 
 
 def test_forget_exit_signal_clears_the_signal_twistd_would_re_raise():
@@ -84,3 +92,12 @@ def test_forget_exit_signal_clears_the_signal_twistd_would_re_raise():
     _twisted.forget_exit_signal(stopped)
     assert stopped._exitSignal is None
     _twisted.forget_exit_signal(object())  # no such field: nothing to do
+
+
+@pytest_twisted.ensureDeferred
+async def test_unsent_bytes_counts_what_the_transport_holds():
+    async with loopback() as (server, _):
+        assert _twisted.unsent_bytes(server.transport) == 0
+        server.transport.write(b"x" * 8_000_000)
+        assert _twisted.unsent_bytes(server.transport) == 8_000_000  # written on the reactor's next turn
+        assert _twisted.unsent_bytes(object()) is None  # not a TCP transport: unknown

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from typing import IO, Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote_to_bytes
 
 from rolo.request import build_environ
+from rolo.target import split_target
 
 __all__ = ["environ_for"]
 
@@ -14,15 +15,17 @@ _HTTP_SCHEMES = {"ws": "http", "wss": "https"}
 
 
 def _path_of(scope: dict[str, Any]) -> bytes:
-    """The percent-decoded path bytes, below the application's mount point."""
+    """The percent-decoded path bytes, below the application's mount point.
+
+    :raises rolo.target.InvalidTarget: if the request target cannot be parsed
+    """
     raw_path = scope.get("raw_path")
     if raw_path is None:  # optional in ASGI; path is decoded already
         path = scope["path"].encode("utf-8")
     else:
-        if not raw_path.startswith(b"/"):
-            # an absolute-form target (GET http://host/a/b, as sent to proxies), which servers pass on as
-            # the path: route by its path, as RFC 9112 3.2.2 asks of a server
-            raw_path = urlsplit(raw_path).path or b"/"
+        # an absolute-form target (GET http://host/a/b, as sent to proxies), which servers pass on as the
+        # path, routes by its path, as RFC 9112 3.2.2 asks of a server
+        raw_path, _ = split_target(raw_path, scope.get("method", "GET"))
         path = unquote_to_bytes(raw_path)
     # servers disagree on whether path includes root_path (the spec now says it does): take it off if so
     root = scope.get("root_path", "").encode("utf-8")
@@ -39,6 +42,7 @@ def environ_for(scope: dict[str, Any], body: IO[bytes] | None = None, method: st
     :param body: the request body stream, read by the handler
     :param method: replaces the scope's method (the WebSocket side passes ``WEBSOCKET``)
     :raises UnicodeDecodeError: if the path is not UTF-8
+    :raises rolo.target.InvalidTarget: if the request target cannot be parsed
     """
     path = _path_of(scope)
     path.decode("utf-8")  # a path that is not text has no route: refuse it here, once

@@ -2,30 +2,34 @@
 
 The request body flows from the loop to the handler thread through a :class:`RequestBody`, a blocking
 file-like ``wsgi.input`` that holds at most a few chunks: the loop calls ASGI ``receive`` only while there
-is room, so a handler that reads slowly makes the server stop reading the socket. The response flows back
-one chunk at a time, the handler thread waiting for each ASGI ``send`` to complete, so a client that reads
-slowly holds up the thread that iterates the body rather than growing a buffer.
+is room, so a handler that reads slowly makes the server stop reading the socket; and a read that would
+wait for a body past ``body_timeout`` fails with a 408, so that a client that trickles its body cannot
+hold a thread. The response goes out
+from the loop: a streamed body is iterated one chunk at a time in a thread of the pool (the next chunk
+while the loop sends this one), so a client that reads slowly holds up the iteration, and two chunks,
+but no thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import io
 import logging
 import threading
+import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
-from werkzeug.exceptions import ClientDisconnected
+from werkzeug.exceptions import ClientDisconnected, RequestTimeout
 
 from rolo.gateway.gateway import Gateway
 from rolo.request import Request
 from rolo.response import Response
 from rolo.settings import ServerSettings
-from rolo.threads import HandlerPool
+from rolo.target import InvalidTarget
+from rolo.threads import HandlerPool, PoolFull
 
 from .environ import environ_for
 
@@ -42,12 +46,17 @@ class RequestBody(io.RawIOBase):
 
     :param loop: the loop that runs :meth:`pump`
     :param max_buffer: how many bytes may wait for the handler before the loop stops receiving
+    :param timeout: how long the body may take to arrive, in seconds from now (None: no limit): a read
+        that would wait for it past then fails
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_buffer: int = 64 * 1024) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, max_buffer: int = 64 * 1024, timeout: float | None = None
+    ) -> None:
         super().__init__()
         self._loop = loop
         self._max_buffer = max_buffer
+        self._deadline = None if timeout is None else time.monotonic() + timeout
         self._readable = threading.Condition()
         self._chunks: deque[memoryview] = deque()
         self._buffered = 0
@@ -101,10 +110,13 @@ class RequestBody(io.RawIOBase):
         """Fill ``buffer`` with what has arrived, waiting for at least one byte or the end of the body.
 
         :raises ClientDisconnected: if the client left before sending the whole body
+        :raises RequestTimeout: if the read would wait past the body's deadline (a ``408``)
         """
         view = memoryview(buffer).cast("B")
         with self._readable:
-            self._readable.wait_for(lambda: self._chunks or self._complete or self._disconnected)
+            remaining = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+            if not self._readable.wait_for(lambda: self._chunks or self._complete or self._disconnected, remaining):
+                raise RequestTimeout("the request body did not arrive in time")
             if not self._chunks:
                 if self._complete:
                     return 0
@@ -127,59 +139,26 @@ class RequestBody(io.RawIOBase):
         return count
 
 
-class _ResponseSender:
-    """Hands a response from its handler thread to the loop, one ASGI ``send`` at a time."""
+_END = object()
+"""What a body's iteration gives once it is spent."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, send: Send, body: RequestBody) -> None:
-        self._loop = loop
-        self._send = send
-        self._body = body
-        self._lock = threading.Lock()  # so that abort() never misses a send scheduled as it runs
-        self._pending: concurrent.futures.Future[None] | None = None
-        self._aborted = False
-        self.started = False
 
-    def respond(self, status: int, headers: list[tuple[str, str]], chunk: bytes, more: bool) -> bool:
-        """Send the status line, headers and first chunk; False if the client is gone."""
-        self.started = True
-        start = {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers],
-        }
-        return self._call(self._send_all, start, {"type": "http.response.body", "body": chunk, "more_body": more})
+class _Answer(NamedTuple):
+    """A handler's response, ready for the loop to send."""
 
-    def write(self, chunk: bytes, more: bool = True) -> bool:
-        """Send a chunk of the body, once the server has taken the previous one; False if the client is gone."""
-        return self._call(self._send_all, {"type": "http.response.body", "body": chunk, "more_body": more})
-
-    async def _send_all(self, *messages: dict[str, Any]) -> None:
-        for message in messages:
-            await self._send(message)
-
-    def _call(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
-        with self._lock:
-            if self._aborted or self._body.disconnected:
-                return False
-            pending = self._pending = asyncio.run_coroutine_threadsafe(fn(*args), self._loop)
-        try:
-            pending.result()
-        except (concurrent.futures.CancelledError, OSError):
-            return False  # aborted, or the server found the client gone
-        return True
-
-    def abort(self) -> None:
-        """The request is over on the loop side (done or cancelled): release a thread waiting to send."""
-        with self._lock:
-            self._aborted = True
-            if self._pending is not None:
-                self._pending.cancel()
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | Iterator[bytes]  # the whole body, or a streamed one's iterator
+    response: Response  # to close once a streamed body is spent
 
 
 class HttpApp:
     """Serves ASGI ``http`` scopes through a gateway, running it in a pool of ``http_threads`` threads.
 
-    The pool starts with the first request, and :meth:`shutdown` stops it; a later request starts a new one.
+    When every thread is busy, up to ``http_queue`` requests wait for one; beyond, a request is answered
+    ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped without
+    running. The pool starts with the first request, and :meth:`shutdown` stops it; a later request starts
+    a new one.
     """
 
     def __init__(self, gateway: Gateway, settings: ServerSettings) -> None:
@@ -187,76 +166,158 @@ class HttpApp:
         self.settings = settings
         self._pool: HandlerPool | None = None
 
+    @property
+    def pool(self) -> HandlerPool | None:
+        """The threads the handlers run in; None until the first request, and after :meth:`shutdown`."""
+        return self._pool
+
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        body = RequestBody(loop)
+        body = RequestBody(loop, timeout=self.settings.body_timeout)
         try:
             environ = environ_for(scope, io.BufferedReader(body))
         except UnicodeDecodeError:
             await self._send_error(send, HTTPStatus.BAD_REQUEST, b"the request path is not valid UTF-8\n")
             return
-        sender = _ResponseSender(loop, send, body)
+        except InvalidTarget as invalid:
+            await self._send_error(send, HTTPStatus.BAD_REQUEST, f"{invalid}\n".encode())
+            return
         pump = loop.create_task(body.pump(receive))
         try:
-            await self._in_thread(loop, lambda: self._serve(environ, sender))
-        except Exception:
-            LOG.exception("HTTP request to %s failed", scope.get("path"))
-            if sender.started:
-                raise  # part of the body is out: only a cut connection tells the client it is incomplete
-            await self._send_error(send, HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n")
+            try:
+                answer = await self._in_thread(loop, lambda: self._respond(environ, body))
+            except PoolFull:
+                text = b"every HTTP thread is busy and as many requests wait: try again\n"
+                await self._send_error(send, HTTPStatus.SERVICE_UNAVAILABLE, text, [(b"retry-after", b"1")])
+                return
+            except Exception:
+                LOG.exception("HTTP request to %s failed", scope.get("path"))
+                await self._send_error(send, HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n")
+                return
+            if answer is not None:
+                try:
+                    await self._send_answer(loop, send, body, answer)
+                except Exception:
+                    LOG.exception("HTTP request to %s failed", scope.get("path"))
+                    raise  # part of the body is out: only a cut connection tells the client it is incomplete
         finally:
             pump.cancel()
             body.disconnect()
-            sender.abort()
 
-    def _in_thread(self, loop: asyncio.AbstractEventLoop, job: Callable[[], None]) -> asyncio.Future[None]:
-        """Run ``job`` in a thread of the pool; the future is done when it returned, or failed with what it
-        raised."""
-        done: asyncio.Future[None] = loop.create_future()
+    def _in_thread(
+        self, loop: asyncio.AbstractEventLoop, job: Callable[[], Any], queue_anyway: bool = False
+    ) -> asyncio.Future[Any]:
+        """Run ``job`` in a thread of the pool; the future is done when it returned, with what it returned
+        or raised.
 
-        def settle(error: BaseException | None) -> None:
+        :param queue_anyway: for a job that goes on with a request admitted before (see
+            :meth:`~rolo.threads.HandlerPool.submit`)
+        :raises PoolFull: if every thread is busy and ``http_queue`` jobs wait (unless ``queue_anyway``)
+        """
+        done: asyncio.Future[Any] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
             if done.done():
                 return  # the request was cancelled meanwhile
             if error is None:
-                done.set_result(None)
+                done.set_result(result)
             else:
                 done.set_exception(error)
 
         def run() -> None:
+            result: Any = None
             error: BaseException | None = None
             try:
-                job()
+                result = job()
             except BaseException as raised:
                 error = raised
             if not loop.is_closed():
-                loop.call_soon_threadsafe(settle, error)
+                loop.call_soon_threadsafe(settle, result, error)
 
         if self._pool is None:
-            self._pool = HandlerPool("rolo-http", self.settings.http_threads, max_waiting=2**62)
-        self._pool.submit(run)
+            settings = self.settings
+            self._pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=settings.http_queue)
+        self._pool.submit(run, queue_anyway=queue_anyway)
         return done
 
-    def _serve(self, environ: dict[str, Any], sender: _ResponseSender) -> None:
+    def _respond(self, environ: dict[str, Any], body: RequestBody) -> _Answer | None:
+        """Run the gateway (in a thread of the pool): its response, or None if the client left before."""
+        if body.disconnected:
+            return None  # it left while the request waited for a thread
         response = Response()
         self.gateway.process(Request(environ), response)
         try:
             chunks, status, headers = response.get_wsgi_response(environ)
+            # encoded here, so that a header that is not Latin-1 fails the request with a 500
+            encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
             status_code = int(status.split(" ", 1)[0])
             if response.is_sequence:
-                sender.respond(status_code, headers, b"".join(chunks), more=False)
-                return
-            if not sender.respond(status_code, headers, b"", more=True):
-                return
-            for chunk in chunks:
-                if chunk and not sender.write(chunk):
-                    return  # the client went away
-            sender.write(b"", more=False)
-        finally:
+                content = b"".join(chunks)
+                response.close()
+                return _Answer(status_code, encoded, content, response)
+            return _Answer(status_code, encoded, iter(chunks), response)
+        except BaseException:
             response.close()
+            raise
+
+    async def _send_answer(
+        self, loop: asyncio.AbstractEventLoop, send: Send, body: RequestBody, answer: _Answer
+    ) -> None:
+        """Send the response; a streamed body's chunks are taken in threads of the pool, one ahead.
+
+        A client that leaves ends the iteration.
+
+        :raises Exception: what the body's iteration raised
+        """
+        start = {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        if isinstance(answer.body, bytes):
+            try:
+                await send(start)
+                await send({"type": "http.response.body", "body": answer.body})
+            except OSError:
+                pass  # the client left
+            return
+        chunks = answer.body
+        pending: asyncio.Future[Any] | None = None
+        try:
+            await send(start)
+            pending = self._in_thread(loop, lambda: next(chunks, _END), queue_anyway=True)
+            while True:
+                # shielded: a cancelled request leaves the thread to finish, then closes the body
+                chunk = await asyncio.shield(pending)
+                if chunk is _END or body.disconnected:
+                    break
+                pending = self._in_thread(loop, lambda: next(chunks, _END), queue_anyway=True)
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if chunk is _END:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client left
+        finally:
+            self._close_after(pending, answer.response)
+
+    def _close_after(self, pending: asyncio.Future[Any] | None, response: Response) -> None:
+        """Close ``response`` in a thread of the pool (it may run the body's own code), once the iteration
+        in ``pending`` has returned."""
+
+        def close(_: object = None) -> None:
+            try:
+                self._in_thread(asyncio.get_running_loop(), response.close, queue_anyway=True)
+            except RuntimeError:
+                LOG.warning("could not close a response body: no thread to close it in")
+
+        if pending is not None and not pending.done():
+            pending.add_done_callback(close)
+        else:
+            close()
 
     @staticmethod
-    async def _send_error(send: Send, status: HTTPStatus, text: bytes) -> None:
+    async def _send_error(
+        send: Send, status: HTTPStatus, text: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))]
+        headers += extra_headers or []
         await send({"type": "http.response.start", "status": status.value, "headers": headers})
         await send({"type": "http.response.body", "body": text})
 

@@ -23,6 +23,7 @@ from http import HTTPStatus
 from typing import Any
 
 from rolo.settings import ServerSettings
+from rolo.target import InvalidTarget
 from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketListener
 from rolo.websocket.frames import Close, CloseCode
 from rolo.websocket.handshake import Refusal
@@ -248,6 +249,8 @@ class WebSocketApp:
                 environ = environ_for(scope, method="WEBSOCKET")
             except UnicodeDecodeError:
                 refused = Refusal(HTTPStatus.BAD_REQUEST, "the request path is not valid UTF-8")
+            except InvalidTarget as invalid:
+                refused = Refusal(HTTPStatus.BAD_REQUEST, str(invalid))
         if refused is not None:
             for message in self._refusal_response(scope, refused):
                 await send(message)

@@ -8,6 +8,8 @@ changed, rolo takes the public path instead, which is slower but right:
   ``writeSomeData``); the public path is ``transport.write``, which writes on the reactor's next turn.
 - :func:`forget_exit_signal` clears the signal ``twistd`` re-raises at exit (the reactor's
   ``_exitSignal``), so that a graceful stop exits with status 0; without it, status -15 for SIGTERM.
+- :func:`unsent_bytes` reads the same buffer fields, to tell a client that reads slowly from one that
+  reads nothing; without them, a connection whose writes stay paused is taken for one that reads nothing.
 - :func:`handling_request` and :func:`header_bytes_received` read two fields of ``HTTPChannel``'s parser
   state; without them the header timeout starts on any data, and an over-long line is answered 431.
 - :func:`adopt_unix_port` makes a worker's port on the listening UNIX socket its supervisor shares
@@ -26,7 +28,14 @@ from twisted.internet import abstract, tcp, unix
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.http import HTTPChannel
 
-__all__ = ["adopt_unix_port", "forget_exit_signal", "handling_request", "header_bytes_received", "write_now"]
+__all__ = [
+    "adopt_unix_port",
+    "forget_exit_signal",
+    "handling_request",
+    "header_bytes_received",
+    "unsent_bytes",
+    "write_now",
+]
 
 _MISSING = object()
 
@@ -59,6 +68,16 @@ def write_now(transport: Any, data: bytes) -> None:
         # else the connection is lost: the buffered write below lets Twisted find out and close it
     if data:
         transport.write(data)
+
+
+def unsent_bytes(transport: Any) -> int | None:
+    """How many bytes written to a connection have not gone out to the socket yet (under TLS, the
+    encrypted bytes of the TCP connection below); ``None`` where that is unknown."""
+    if hasattr(transport, "wrappedProtocol"):  # TLS wraps the application protocol
+        transport = getattr(transport, "transport", None)
+    if _FAST_WRITE and isinstance(transport, tcp.Connection):
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    return None
 
 
 def forget_exit_signal(reactor: Any) -> None:

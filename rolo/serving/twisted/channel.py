@@ -7,39 +7,76 @@ from typing import Any
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
+from ._twisted import handling_request, unsent_bytes
+
 __all__ = ["GatewayChannel", "GatewayRequest"]
+
+WRITE_PROGRESS = 64 * 1024
+"""Bytes a client must take of those waiting for it every ``write_timeout`` seconds (or all of them, if
+fewer wait), or its connection is cut."""
+
+
+class _BodyTooLarge(Exception):
+    """Raised out of the body's parser once the body has passed ``max_body_size``, to stop it there."""
 
 
 class GatewayRequest(Request):
     """A Twisted Web request that also holds its headers as sent, ``raw_headers`` in order, when its
-    request line arrived, ``received_at`` (by the site's reactor clock), and whether its response has
-    been ``logged``."""
+    request line arrived, ``received_at`` (by the site's reactor clock), whether its response has
+    been ``logged``, and how many bytes of its body have arrived, ``body_received``."""
 
     logged = False
+    body_received = 0
 
     def __init__(self, channel: HTTPChannel, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.received_at: float = channel.site.reactor.seconds()
 
+    def handleContentChunk(self, data: bytes) -> None:
+        self.body_received += len(data)
+        limit = getattr(self.channel, "max_body_size", None)
+        if limit is not None and self.body_received > limit:
+            raise _BodyTooLarge()
+        super().handleContentChunk(data)
+
 
 class GatewayChannel(HTTPChannel):
-    """Twisted Web's HTTP connection, with four changes:
+    """Twisted Web's HTTP connection, with these changes:
 
     - it records each header line's name before Twisted canonicalises it (``GatewayRequest.raw_headers``);
     - a request's line and headers must arrive within ``header_timeout`` seconds, counted from the
-      connection's start or from the first byte of a later request on it, or the client gets a ``408``
-      and the connection closes. Twisted's own timeout is an idle one, which a client trickling one byte
-      at a time (slowloris) resets forever;
+      connection's start or from the first byte of a later request on it, and its body within
+      ``body_timeout`` seconds after them, or the client gets a ``408`` and the connection closes.
+      Twisted's own timeout is an idle one, which a client trickling one byte at a time (slowloris)
+      resets forever;
+    - a body over ``max_body_size`` bytes gets a ``413`` and the connection closes: at once when its
+      ``Content-Length`` says so (no ``100 Continue`` is sent), as soon as it passes the limit when it is
+      chunked. The rest is never read;
     - a request line or header line over ``MAX_LENGTH`` bytes gets a ``414`` or ``431`` where Twisted
       would close the connection without a word;
+    - while the connection has more response bytes waiting than its transport's high-water mark
+      (Twisted's ``bufferSize``, 64 KiB), no later request on it is started: requests pipelined behind
+      stay unparsed, and the connection unread, until the client has taken them all;
+    - meanwhile the client must take ``WRITE_PROGRESS`` bytes (or all, if fewer wait) every
+      ``write_timeout`` seconds, or the connection is cut;
+    - Twisted Web's idle timeout (the site's ``timeout``, ``keep_alive_timeout``) closes a connection
+      idle between requests, but not one whose client is still reading an answer;
     - once a request upgrades the connection (:meth:`switch_protocols`), the bytes behind it go to the new
       protocol rather than wait for a next HTTP request.
     """
 
     header_timeout: float | None = None
-    _header_deadline: Any = None
+    body_timeout: float | None = None
+    max_body_size: int | None = None
+    write_timeout: float | None = None
+    _deadline: Any = None  # of the request's head, then of its body
     _refused = False
+    _send_blocked = False  # the transport paused the channel: its buffer is over the high-water mark
+    _write_deadline: Any = None
+    _written = 0  # response bytes written to the transport, ever
+    _mark: tuple[int | None, int] = (None, 0)  # unsent bytes and _written when the write deadline was set
+    _held: bytes | None = None  # received while send-blocked between requests, not parsed yet
     _switched_to: Any = None  # the protocol that took the connection over (a WebSocket's)
 
     def switch_protocols(self, protocol: Any) -> None:
@@ -47,19 +84,18 @@ class GatewayChannel(HTTPChannel):
         the bytes that came behind the request being handled, in the same read, first (RFC 9110 7.8)."""
         self._switched_to = protocol
 
-    def rawDataReceived(self, data: bytes) -> None:
-        if self._switched_to is not None:
-            self._switched_to.dataReceived(data)
-            return
-        super().rawDataReceived(data)
-
     def connectionMade(self) -> None:
         super().connectionMade()
-        self._start_header_deadline()
+        self._start_deadline(self.header_timeout)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._header_deadline is None and self.line_mode and not self._handlingRequest:
-            self._start_header_deadline()  # the first bytes of another request on this connection
+        if self._refused:
+            return  # the connection is closing after a refusal: nothing more is parsed
+        if self._held is not None:
+            self._held += data  # no request starts while earlier answers wait unsent
+            return
+        if self._deadline is None and self.line_mode and not handling_request(self):
+            self._start_deadline(self.header_timeout)  # the first bytes of another request on this connection
         super().dataReceived(data)
 
     def headerReceived(self, line: bytes) -> bool:
@@ -72,8 +108,26 @@ class GatewayChannel(HTTPChannel):
         return accepted
 
     def allHeadersReceived(self) -> None:
-        self._cancel_header_deadline()
+        self._cancel_deadline()
+        if self.max_body_size is not None and self.length is not None and self.length > self.max_body_size:
+            self._refuse(b"413 Content Too Large")  # before the 100 Continue Twisted would send
+            return
         super().allHeadersReceived()
+        if self.length != 0:  # a body follows: of that length, or chunked
+            self._start_deadline(self.body_timeout)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._switched_to is not None:
+            self._switched_to.dataReceived(data)
+            return
+        try:
+            super().rawDataReceived(data)
+        except _BodyTooLarge:
+            self._refuse(b"413 Content Too Large")
+
+    def allContentReceived(self) -> None:
+        self._cancel_deadline()
+        super().allContentReceived()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         # no line completed yet means the request line itself is the long one
@@ -82,30 +136,98 @@ class GatewayChannel(HTTPChannel):
         else:
             self._refuse(b"431 Request Header Fields Too Large")
 
+    def requestDone(self, request: Request) -> None:
+        if self._send_blocked and self.persistent:
+            # what Twisted hands back of the requests pipelined behind this one is held, unparsed, and the
+            # connection goes unread, until the client has taken the answers waiting for it
+            self._held = b""
+            super().requestDone(request)
+            if self.transport is not None:
+                self.transport.pauseProducing()
+        else:
+            super().requestDone(request)
+
+    def write(self, data: bytes) -> None:
+        self._written += len(data)
+        super().write(data)
+
+    def writeSequence(self, iovec: list[bytes]) -> None:
+        self._written += sum(map(len, iovec))
+        super().writeSequence(iovec)
+
+    def pauseProducing(self) -> None:
+        # the transport's buffer is over its high-water mark
+        self._send_blocked = True
+        if self._write_deadline is None and self.write_timeout:
+            self._start_write_deadline()
+        super().pauseProducing()
+
+    def resumeProducing(self) -> None:
+        # the transport has written all it had
+        self._send_blocked = False
+        self._cancel_write_deadline()
+        super().resumeProducing()
+        if self._held is not None and self.transport is not None:
+            held, self._held = self._held, None
+            if held:
+                self.dataReceived(held)
+
+    def timeoutConnection(self) -> None:
+        # Twisted Web's idle timeout, off while a request is handled; idle here means between requests
+        if self.transport is not None and unsent_bytes(self.transport):
+            self.setTimeout(self.timeOut)  # the client is still reading an answer: write_timeout's business
+            return
+        super().timeoutConnection()
+
     def connectionLost(self, reason: Any) -> None:
-        self._cancel_header_deadline()
+        self._cancel_deadline()
+        self._cancel_write_deadline()
         super().connectionLost(reason)
 
-    def _start_header_deadline(self) -> None:
-        if self.header_timeout:
-            self._header_deadline = self.callLater(self.header_timeout, self._header_timed_out)
+    def _start_deadline(self, timeout: float | None) -> None:
+        if timeout:
+            self._deadline = self.callLater(timeout, self._timed_out)
 
-    def _cancel_header_deadline(self) -> None:
-        if self._header_deadline is not None:
-            if self._header_deadline.active():
-                self._header_deadline.cancel()
-            self._header_deadline = None
+    def _cancel_deadline(self) -> None:
+        self._deadline = _cancelled(self._deadline)
 
-    def _header_timed_out(self) -> None:
-        self._header_deadline = None
+    def _timed_out(self) -> None:
+        self._deadline = None
         self._refuse(b"408 Request Timeout")
         # a client that reads nothing (or never finished its TLS handshake) cannot be closed politely:
-        # it gets one more header_timeout to take the answer, then the connection is cut
-        self._abortingCall = self.callLater(self.header_timeout, self.forceAbortClient)
+        # it gets as long again to take the answer, then the connection is cut
+        self._abortingCall = self.callLater(self.header_timeout or self.body_timeout, self.forceAbortClient)
+
+    def _cancel_write_deadline(self) -> None:
+        self._write_deadline = _cancelled(self._write_deadline)
+
+    def _start_write_deadline(self) -> None:
+        self._mark = unsent_bytes(self.transport), self._written
+        self._write_deadline = self.callLater(self.write_timeout, self._write_timed_out)
+
+    def _write_timed_out(self) -> None:
+        self._write_deadline = None
+        if self.transport is None:
+            return  # handed over to a WebSocket protocol
+        (unsent_then, written_then), unsent = self._mark, unsent_bytes(self.transport)
+        if unsent is not None and unsent_then is not None:
+            waiting = unsent_then + self._written - written_then  # all the client could have taken
+            if waiting - unsent >= min(WRITE_PROGRESS, waiting):
+                self._start_write_deadline()  # slow, but reading: another write_timeout for as much again
+                return
+        self.transport.abortConnection()
 
     def _refuse(self, status: bytes) -> None:
         if self._refused:
             return  # more of the same request arrived before the connection closed
         self._refused = True
+        if self.requests and self.requests[-1].content is not None:
+            self.requests[-1].content.close()  # the part of a body that came: its temporary file goes now
         self.transport.write(b"HTTP/1.1 %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n" % status)
         self.loseConnection()
+
+
+def _cancelled(call: Any) -> None:
+    """Cancel a delayed call if it has not run; what to keep of it: nothing."""
+    if call is not None and call.active():
+        call.cancel()

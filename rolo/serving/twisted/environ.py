@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote_to_bytes
 
 from twisted.web.server import Request
 
 from rolo.request import build_environ
+from rolo.target import split_target
 
 from .channel import GatewayRequest
 
@@ -20,12 +21,10 @@ def request_path(request: Request) -> tuple[bytes, bytes]:
 
     An absolute-form target (``GET http://host:8080/a/b?x=1 HTTP/1.1``, as sent to proxies) routes by its
     path, as RFC 9112 3.2.2 asks of a server.
+
+    :raises rolo.target.InvalidTarget: if the target cannot be parsed
     """
-    target = request.uri
-    if not target.startswith(b"/"):
-        split = urlsplit(target)
-        target = (split.path or b"/") + (b"?" + split.query if split.query else b"")
-    path, _, query = target.partition(b"?")
+    path, query = split_target(request.uri, request.method)
     return unquote_to_bytes(path), query
 
 
@@ -34,6 +33,7 @@ def environ_for(request: Request, method: str | None = None) -> dict[str, Any]:
 
     :param method: replaces the request's method (the WebSocket side passes ``WEBSOCKET``)
     :raises UnicodeDecodeError: if the path is not UTF-8
+    :raises rolo.target.InvalidTarget: if the target cannot be parsed
     """
     path, query = request_path(request)
     path.decode("utf-8")  # a path that is not text has no route: refuse it here, once

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -18,7 +18,7 @@ from zope.interface import implementer
 from rolo.gateway import Gateway
 from rolo.request import Request as RoloRequest
 from rolo.response import Response
-from rolo.threads import HandlerCount, HandlerPool
+from rolo.threads import HandlerCount, HandlerPool, PoolFull
 
 from .channel import GatewayRequest
 from .environ import environ_for
@@ -33,18 +33,24 @@ class HttpResource(Resource):
     """Serves plain HTTP requests through a gateway.
 
     The gateway runs, and a streamed response body is iterated, in a thread of :attr:`pool`; the reactor
-    thread does every write. A body that is a sequence is written at once; a streamed one chunk by chunk,
-    the iterating thread waiting while the client is slow to read (the transport pauses its producer).
-    A client that reads nothing for ``write_timeout`` seconds is abandoned: its connection is cut and the
-    thread goes back to the pool, so that clients that stop reading cannot take every HTTP thread.
-    Once the pool has stopped, a request (on a connection kept alive from before) is answered 503 and the
-    connection closed.
+    thread does every write. No thread ever waits for a client: a body that is a sequence is handed to
+    the reactor at once; a streamed one chunk by chunk until the connection has more waiting than the
+    transport's high-water mark (64 KiB) or ``write_high_water`` bytes wait for the reactor, and then its
+    thread goes back to the pool. The iteration goes on in a thread of the pool (not necessarily the same
+    one) once the client has read them. A client that reads slowly holds memory, never a thread; how
+    slowly it may read is the channel's ``write_timeout``.
+
+    When every thread is busy, up to ``http_queue`` requests wait for one; beyond that a request is
+    answered ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped
+    without running. Once the pool has stopped, a request (on a connection kept alive from before) is
+    answered 503 and the connection closed.
 
     :param gateway: the gateway to serve
-    :param settings: the server's settings (``http_threads``, ``write_timeout``)
+    :param settings: the server's settings (``http_threads``, ``http_queue``, ``write_high_water``)
     :param reactor: the reactor the server runs on
     :ivar pool: the threads the handlers run in, ``http_threads`` of them at most
-    :ivar handlers: the requests between their arrival and their handler's return
+    :ivar handlers: the requests between their arrival and their handler's return (and the end of its
+        body's iteration)
     """
 
     isLeaf = True
@@ -53,21 +59,21 @@ class HttpResource(Resource):
         super().__init__()
         self.gateway = gateway
         self.reactor = reactor
-        self.write_timeout = settings.write_timeout
-        self.pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=2**62)
+        self.write_high_water = settings.write_high_water
+        self.pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=settings.http_queue)
         self.handlers = HandlerCount()
         self._writers: set[_ResponseWriter] = set()  # reactor thread only
 
     def render(self, request: Request) -> bytes | int:
         environ = environ_for(request)
-        writer = _ResponseWriter(request, self.reactor, self.handlers.finished, self.write_timeout)
+        writer = _ResponseWriter(request, self.reactor, self.pool, self.handlers.finished, self.write_high_water)
         try:
             self.pool.submit(lambda: self._serve(environ, writer))
+        except PoolFull:
+            return _unavailable(request, b"every HTTP thread is busy and as many requests wait: try again\n")
         except RuntimeError:
-            request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
-            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             request.setHeader(b"Connection", b"close")
-            return b"server shutting down\n"
+            return _unavailable(request, b"server shutting down\n")
         self.handlers.started()
         self._writers.add(writer)
         request.notifyFinish().addBoth(lambda _: self._writers.discard(writer))
@@ -75,55 +81,77 @@ class HttpResource(Resource):
 
     def stop_writing(self) -> None:
         """Make every response still being written give up, cutting its connection, so that no handler
-        thread stays blocked on a slow client (call before stopping the pool)."""
+        thread stays on a response (call before stopping the pool)."""
         for writer in list(self._writers):
             writer.stopProducing()
 
     def _serve(self, environ: dict[str, Any], writer: _ResponseWriter) -> None:
         # a thread of the pool
+        if writer.client_gone:
+            writer.dropped()  # it left while the request waited for a thread
+            return
+        response = Response()
         try:
-            response = Response()
             self.gateway.process(RoloRequest(environ), response)
-            try:
-                body, status, headers = response.get_wsgi_response(environ)
-                writer.start(int(status.split(" ", 1)[0]), headers)
-                if response.is_sequence:
-                    writer.write_all(list(body))
-                else:
-                    for chunk in body:
-                        if not writer.write(chunk):
-                            break  # the client went away
-            finally:
-                response.close()
+            body, status, headers = response.get_wsgi_response(environ)
+            writer.start(int(status.split(" ", 1)[0]), headers)
+            if not response.is_sequence:
+                writer.stream(iter(body), response)  # goes on in threads of the pool, then closes it
+                return
+            writer.write_all(list(body))
         except BaseException:
-            writer.done(False, Failure())
+            writer.finish(response, Failure())
         else:
-            writer.done(True, None)
+            writer.finish(response, None)
+
+
+def _unavailable(request: Request, text: bytes) -> bytes:
+    request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    request.setHeader(b"Retry-After", b"1")
+    return text
 
 
 @implementer(IPushProducer)
 class _ResponseWriter:
-    """Carries one response from its handler thread to the reactor; ``finished`` is called on the reactor
-    thread once the handler has returned. A chunk waits at most ``write_timeout`` seconds for the client
-    to read."""
+    """Carries one response from the pool's threads to the reactor; ``finished`` is called on the reactor
+    thread once the handler has returned and the body is spent (or abandoned).
+
+    A streamed body is iterated by :meth:`_produce` in a thread of the pool, which hands each chunk to the
+    reactor and returns to the pool (*suspends*) while the transport has paused it or more than
+    ``high_water`` bytes handed over wait for the reactor; :meth:`_resume`, on the reactor, submits it
+    again once both have cleared.
+    """
 
     def __init__(
-        self, request: Request, reactor: Any, finished: Callable[[], None], write_timeout: float | None
+        self, request: Request, reactor: Any, pool: HandlerPool, finished: Callable[[], None], high_water: int
     ) -> None:
         self._request = request
         self._reactor = reactor
+        self._pool = pool
         self._finished = finished
-        self._write_timeout = write_timeout
-        self._stalled = False
+        self._high_water = high_water
         self._started = False
-        self._writable = threading.Condition()
+        self._lock = threading.Lock()
+        self._chunks: Iterator[bytes] | None = None
+        self._response: Response | None = None
+        self._pending = 0  # bytes handed to the reactor and not written to the transport yet
         self._paused = False
-        self._in_flight = False
+        self._suspended = False  # no thread iterates the body: _resume submits _produce again
         self._gone = False  # the response is abandoned: the client left, or the server stops
         self._lost = False  # the connection is lost
         request.notifyFinish().addErrback(self._connection_lost)
 
-    # handler thread
+    @property
+    def client_gone(self) -> bool:
+        """Whether the client went away (the connection is lost)."""
+        return self._lost
+
+    # a thread of the pool
+
+    def dropped(self) -> None:
+        """The request is dropped without running: its client left while it waited for a thread."""
+        self._reactor.callFromThread(self._finished)
 
     def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
         # encoded here, so that a header that is not Latin-1 fails the request with a 500 rather than
@@ -135,26 +163,44 @@ class _ResponseWriter:
     def write_all(self, chunks: list[bytes]) -> None:
         self._reactor.callFromThread(self._write_all, chunks)
 
-    def write(self, chunk: bytes) -> bool:
-        """Hand a chunk to the reactor, once the previous one is written and the client reads; False once
-        the response is abandoned (the client left, or the server stops)."""
-        with self._writable:
-            # one chunk in flight at a time, none while the client is not reading: a slow client slows
-            # the handler instead of growing memory. stopProducing() and the timeout are the ways out.
-            writable = self._writable.wait_for(
-                lambda: self._gone or not (self._paused or self._in_flight), self._write_timeout
-            )
-            if not writable:
-                self._gone = self._stalled = True
-            if self._gone:
-                return False
-            self._in_flight = True
-        self._reactor.callFromThread(self._write, chunk)
-        return True
+    def stream(self, chunks: Iterator[bytes], response: Response) -> None:
+        """Iterate a streamed body to the client from now on; ``response`` is closed once it is spent."""
+        self._chunks, self._response = chunks, response
+        self._produce()
 
-    def done(self, success: bool, result: Any) -> None:
-        """The handler thread finished: finish the response, or fail it with a 500."""
-        self._reactor.callFromThread(self._done, success, result)
+    def _produce(self) -> None:
+        chunks, response = self._chunks, self._response
+        assert chunks is not None and response is not None
+        failure = None
+        try:
+            while True:
+                with self._lock:
+                    if self._gone:
+                        break
+                    if self._paused or self._pending > self._high_water:
+                        self._suspended = True  # _resume submits this again
+                        return
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                if chunk:
+                    with self._lock:
+                        self._pending += len(chunk)
+                    self._reactor.callFromThread(self._write, chunk)
+        except BaseException:
+            failure = Failure()
+        self._chunks = self._response = None
+        self.finish(response, failure)
+
+    def finish(self, response: Response, failure: Failure | None) -> None:
+        """The handler and the body are done with (``failure``: what went wrong): close the response,
+        then finish it, or fail it with a 500."""
+        try:
+            response.close()
+        except BaseException:
+            failure = failure or Failure()
+        self._reactor.callFromThread(self._done, failure)
 
     # reactor thread
 
@@ -176,36 +222,49 @@ class _ResponseWriter:
             self._request.write(b"".join(chunks))
 
     def _write(self, chunk: bytes) -> None:
-        if chunk and not self._gone and not self._lost:
-            self._request.write(chunk)
-        with self._writable:
-            self._in_flight = False
-            self._writable.notify_all()
+        with self._lock:
+            self._pending -= len(chunk)
+        if not self._gone and not self._lost:
+            self._request.write(chunk)  # may pause this producer
+        self._resume()
 
-    def _done(self, success: bool, result: Any) -> None:
+    def _resume(self) -> None:
+        """Hand the body's iteration to a thread again, if it is suspended and may go on (or is abandoned,
+        so that a thread closes it)."""
+        with self._lock:
+            if not self._suspended or (not self._gone and (self._paused or self._pending > self._high_water)):
+                return
+            self._suspended = False
         try:
-            self._finish(success, result)
+            # not refused when the pool is full: this request was admitted already
+            self._pool.submit(self._produce, queue_anyway=True)
+        except RuntimeError:
+            # the pool has stopped (the server stops): the body cannot be iterated any more
+            self._gone = True
+            if not self._lost:
+                self._request.channel.transport.abortConnection()
+            self._finished()
+
+    def _done(self, failure: Failure | None) -> None:
+        try:
+            self._finish(failure)
         finally:
             self._finished()
             # a client that read the whole body may have left before the finish: log its response anyway
             if isinstance(self._request, GatewayRequest):
                 log_response(self._request, self._reactor.seconds())
 
-    def _finish(self, success: bool, result: Any) -> None:
+    def _finish(self, failure: Failure | None) -> None:
         request = self._request
         if request.finished or self._lost:
             return
-        if not success:
-            log.failure("HTTP request to {path} failed", result, path=request.path)
-        if self._stalled:
-            # a client that reads nothing would never let a polite close flush: cut it
-            request.channel.transport.abortConnection()
-            return
-        if self._started and (not success or self._gone):
+        if failure is not None:
+            log.failure("HTTP request to {path} failed", failure, path=request.path)
+        if self._started and (failure is not None or self._gone):
             # part of the body may be out: only a cut connection tells the client it is incomplete
             request.loseConnection()
             return
-        if not success:
+        if failure is not None:
             request.setResponseCode(HTTPStatus.INTERNAL_SERVER_ERROR)
             request.responseHeaders.setRawHeaders(b"Content-Type", [b"text/plain; charset=utf-8"])
             request.write(b"internal server error\n")
@@ -214,18 +273,18 @@ class _ResponseWriter:
         request.finish()
 
     def pauseProducing(self) -> None:
-        with self._writable:
+        with self._lock:
             self._paused = True
 
     def resumeProducing(self) -> None:
-        with self._writable:
+        with self._lock:
             self._paused = False
-            self._writable.notify_all()
+        self._resume()
 
     def stopProducing(self) -> None:
-        with self._writable:
+        with self._lock:
             self._gone = True
-            self._writable.notify_all()
+        self._resume()
 
 
 def log_response(request: GatewayRequest, now: float) -> None:

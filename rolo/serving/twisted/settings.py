@@ -43,10 +43,25 @@ class TwistedSettings(ServerSettings):
         unit="seconds",
         optional=True,
     )
+    max_body_size: int | None = setting(
+        16 * 1024 * 1024,
+        "Largest HTTP request body; a larger one gets 413 before it is read (at once when Content-Length says "
+        "so, else as soon as it passes the limit). None: no limit.",
+        at_least(0),
+        unit="bytes",
+        optional=True,
+    )
+    keep_alive_timeout: float | None = setting(
+        15.0,
+        "How long a connection may stay idle between HTTP requests before it is closed. None: no limit.",
+        non_negative,
+        unit="seconds",
+        optional=True,
+    )
     write_timeout: float | None = setting(
         60.0,
-        "How long a streamed HTTP response waits for a client that reads nothing before the connection is "
-        "cut. None: no limit.",
+        "How long a client may take to read 64 KiB of the response bytes waiting for it before the connection "
+        "is cut. None: no limit.",
         non_negative,
         unit="seconds",
         optional=True,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
@@ -11,6 +10,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from rolo.gateway import Gateway
+from rolo.target import InvalidTarget, is_valid_authority, split_target
 from rolo.websocket import WebSocketRequest
 
 from .channel import GatewayChannel, GatewayRequest
@@ -23,9 +23,6 @@ from .upgrade import WebSocketResource
 __all__ = ["TwistedGateway", "is_websocket_upgrade"]
 
 log = Logger()
-
-# RFC 9110 7.2: uri-host [ ":" port ], the host an IP literal or a (non-empty) reg-name
-_VALID_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(:[0-9]*)?")
 
 
 def _tokens(request: Request, header: bytes) -> set[bytes]:
@@ -78,12 +75,16 @@ class _GatewayResource(Resource):
 
 def _request_problem(request: Request) -> str | None:
     """Why the request must be refused before any handler sees it (RFC 9112 3.2), or None."""
+    try:
+        split_target(request.uri, request.method)
+    except InvalidTarget as invalid:
+        return str(invalid)
     hosts = request.requestHeaders.getRawHeaders(b"host", [])
     if len(hosts) > 1:
         return "more than one Host header"
     if not hosts:
         return "no Host header" if request.clientproto == b"HTTP/1.1" else None
-    if not _VALID_HOST.fullmatch(hosts[0]):
+    if not is_valid_authority(hosts[0]):
         return "the Host header is not a valid host"
     return None
 
@@ -127,7 +128,12 @@ class TwistedGateway(Site):
         self.gateway = gateway
         self.websocket = WebSocketResource(WebSocketRequest.listener(gateway.accept), self.settings, reactor)
         self.http = HttpResource(gateway, self.settings, reactor)
-        super().__init__(_GatewayResource(self.http, self.websocket), requestFactory=GatewayRequest, reactor=reactor)
+        super().__init__(
+            _GatewayResource(self.http, self.websocket),
+            requestFactory=GatewayRequest,
+            reactor=reactor,
+            timeout=self.settings.keep_alive_timeout,  # Twisted Web's idle timeout: between requests only
+        )
 
     def log(self, request: Request) -> None:
         """Log each response as one line through :mod:`twisted.logger` (in place of Twisted Web's access
@@ -136,7 +142,11 @@ class TwistedGateway(Site):
 
     def buildProtocol(self, addr: Any) -> GatewayChannel:
         channel: GatewayChannel = super().buildProtocol(addr)
-        channel.header_timeout = self.settings.header_timeout
+        settings = self.settings
+        channel.header_timeout = settings.header_timeout
+        channel.body_timeout = settings.body_timeout
+        channel.max_body_size = settings.max_body_size
+        channel.write_timeout = settings.write_timeout
         return channel
 
     def stop(self, grace_period: float | None = None) -> Deferred[None]:
