@@ -40,9 +40,6 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--ignore-certificate-errors",  # the test's self-signed certificate
-    # HTTP/2 offered in TLS's ALPN (with h2 installed) breaks HTTPS today: issue 15, item 1. A WebSocket
-    # never uses it (Chromium opens wss: over HTTP/1.1), but the page over https: does. Remove when fixed.
-    "--disable-http2",
 ]
 
 

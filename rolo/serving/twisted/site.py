@@ -140,6 +140,17 @@ class TwistedGateway(Site):
         log): method, path, peer, status and duration."""
         log_response(request, self.reactor.seconds())
 
+    def acceptableProtocols(self) -> list[bytes]:
+        """The protocols a TLS endpoint offers in ALPN (RFC 7301): HTTP/1.1 only, what this site serves.
+
+        Twisted Web's ``Site`` offers ``h2`` too whenever the ``h2`` package is installed, and clients
+        that speak HTTP/2 (curl, browsers) then choose it. rolo serves HTTP/1.1 only: Twisted's HTTP/2
+        streams have no transport of their own, their request bodies bypass the channel's limits and
+        backpressure, the header timeout does not apply to them, and a WebSocket cannot be opened over
+        them (Twisted has no RFC 8441). Browsers open ``wss:`` over HTTP/1.1 either way.
+        """
+        return [b"http/1.1"]
+
     def buildProtocol(self, addr: Any) -> GatewayChannel:
         channel: GatewayChannel = super().buildProtocol(addr)
         settings = self.settings
