@@ -96,8 +96,9 @@ class ServerProcess:
 
 
 @pytest.fixture
-def failures():
-    """Every failure the server logs while the test runs."""
+def failures(caplog):
+    """Every failure the server logs while the test runs: rolo's are records of its stdlib loggers,
+    Twisted's and Autobahn's are events of Twisted's log."""
     logged = []
 
     def observe(event):
@@ -107,6 +108,7 @@ def failures():
     globalLogPublisher.addObserver(observe)
     yield logged
     globalLogPublisher.removeObserver(observe)
+    logged.extend(record for record in caplog.records if record.exc_info and record.name.startswith("rolo"))
 
 
 @pytest.fixture

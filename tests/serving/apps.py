@@ -7,7 +7,8 @@ import threading
 from types import SimpleNamespace
 
 from rolo import Response, Router, route
-from rolo.gateway import Gateway
+from rolo.gateway import Gateway, as_gateway
+from rolo.gateway.asgi import AsgiGateway
 from rolo.gateway.handlers import RouterHandler
 from rolo.websocket import WebSocketRequest
 
@@ -69,3 +70,19 @@ def fragile_factory() -> Gateway:
     if os.path.exists(os.environ["ROLO_TEST_BROKEN"]):
         raise RuntimeError("broken on purpose")
     return make_gateway()
+
+
+@route("/fault")
+def http_fault(request):
+    raise RuntimeError("the HTTP handler's fault")
+
+
+@route("/fault/ws", methods=["WEBSOCKET"])
+def websocket_fault(request: WebSocketRequest):
+    with request.accept():
+        raise RuntimeError("the WebSocket handler's fault")
+
+
+faults = Router()  # handlers that raise, whose tracebacks the operator must see
+faults.add([http_fault, websocket_fault])
+faults_asgi = AsgiGateway(as_gateway(faults))

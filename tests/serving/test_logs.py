@@ -1,45 +1,127 @@
-"""rolo's stdlib log records reach twisted.logger when the application has not configured logging."""
+"""rolo's log lines on Twisted: records of the standard logging module, shown in Twisted's log or on
+standard error when the application configured no logging."""
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 from twisted.logger import LogLevel, globalLogPublisher
 
-from rolo.serving.twisted import logs
+from rolo.serving.twisted import _twisted, logs
 
 
-def test_a_record_with_a_traceback_becomes_one_twisted_event_with_its_failure(monkeypatch):
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    # pytest gives the root logger handlers of its own: pretend the application configured nothing
-    monkeypatch.setattr(logging.getLogger(), "handlers", [])
-    rolo_logger = logging.getLogger("rolo")
-    monkeypatch.setattr(rolo_logger, "handlers", [])
-    monkeypatch.setattr(rolo_logger, "level", logging.NOTSET)
-    try:
-        logs.forward_rolo_logs()
-        logs.forward_rolo_logs()  # once only
-        assert len(rolo_logger.handlers) == 1
+def test_a_twisted_side_event_is_a_stdlib_record_with_its_traceback(caplog):
+    log = logs.logger("rolo.serving.twisted.example")
+    with caplog.at_level(logging.INFO, logger="rolo"):
         try:
             raise RuntimeError("kaboom")
         except RuntimeError:
-            logging.getLogger("rolo.gateway").exception("while handling %s", "/boom")
-        logging.getLogger("rolo.gateway").info("just saying")
+            log.failure("while handling {path}", path="/boom")
+        log.info("GET {path}: {status}", path="/ok", status=200)
+        log.debug("not {shown}", shown="shown")  # below the logger's level: never formatted
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        ("rolo.serving.twisted.example", logging.CRITICAL, "while handling /boom"),
+        ("rolo.serving.twisted.example", logging.INFO, "GET /ok: 200"),
+    ]
+    kind, error, traceback = caplog.records[0].exc_info
+    assert kind is RuntimeError and str(error) == "kaboom" and traceback is not None
+
+
+@contextmanager
+def nothing_configured(monkeypatch):
+    """Logging as in a program that configured none (pytest gives the root logger handlers of its own, in
+    each phase of a test: they are put back when the block ends), with rolo's sink installed; yields the
+    Twisted events and the records logging's last resort shows."""
+    root, rolo_logger = logging.getLogger(), logging.getLogger("rolo")
+    saved = root.handlers[:], rolo_logger.handlers[:], rolo_logger.level
+    root.handlers.clear()
+    rolo_logger.handlers.clear()
+    rolo_logger.setLevel(logging.NOTSET)
+    events, shown = [], []
+    last_resort = logging.Handler(logging.WARNING)
+    last_resort.emit = shown.append
+    monkeypatch.setattr(logging, "lastResort", last_resort)
+    globalLogPublisher.addObserver(events.append)
+    try:
+        logs.show_rolo_logs()
+        logs.show_rolo_logs()  # once only
+        assert rolo_logger.handlers == [logs._sink]
+        assert rolo_logger.level == logging.INFO
+        yield events, shown
     finally:
         globalLogPublisher.removeObserver(events.append)
+        root.handlers[:], rolo_logger.handlers[:] = saved[0], saved[1]
+        rolo_logger.setLevel(saved[2])
 
-    ours = [e for e in events if e.get("log_namespace") == "rolo.gateway"]
-    assert [(e["log_level"], e["message"]) for e in ours] == [
-        (LogLevel.error, "while handling /boom"),
-        (LogLevel.info, "just saying"),
+
+def log_an_error_and_an_info():
+    try:
+        raise RuntimeError("kaboom")
+    except RuntimeError:
+        logging.getLogger("rolo.gateway").exception("while handling %s", "/boom")
+    logging.getLogger("rolo.serving.twisted.http").info("GET /ok: 200")
+
+
+def ours(events):
+    return [(e["log_namespace"], e["log_level"], e["message"]) for e in events if e["log_namespace"].startswith("rolo")]
+
+
+def test_once_twisted_logging_began_every_record_goes_there(monkeypatch):
+    monkeypatch.setattr(logs, "logging_began", lambda: True)
+    with nothing_configured(monkeypatch) as (events, shown):
+        log_an_error_and_an_info()
+    assert ours(events) == [
+        ("rolo.gateway", LogLevel.error, "while handling /boom"),
+        ("rolo.serving.twisted.http", LogLevel.info, "GET /ok: 200"),
     ]
-    assert ours[0]["log_failure"].check(RuntimeError)
+    assert next(e for e in events if "log_failure" in e)["log_failure"].check(RuntimeError)
+    assert shown == []
 
 
-def test_configured_stdlib_logging_is_left_alone(monkeypatch):
+def test_before_twisted_logging_begins_warnings_and_errors_go_to_the_last_resort(monkeypatch):
+    monkeypatch.setattr(logs, "logging_began", lambda: False)
+    with nothing_configured(monkeypatch) as (events, shown):
+        log_an_error_and_an_info()
+    assert ours(events) == []
+    assert [(r.name, r.getMessage(), r.exc_info[0]) for r in shown] == [
+        ("rolo.gateway", "while handling /boom", RuntimeError)
+    ]
+
+
+def test_where_it_is_unknown_whether_twisted_logging_began_errors_go_both_ways(monkeypatch):
+    monkeypatch.setattr(logs, "logging_began", lambda: None)
+    with nothing_configured(monkeypatch) as (events, shown):
+        log_an_error_and_an_info()
+    assert [message for _, _, message in ours(events)] == ["while handling /boom", "GET /ok: 200"]
+    assert [r.getMessage() for r in shown] == ["while handling /boom"]
+
+
+def test_a_handler_the_application_added_takes_the_records_it_sees(monkeypatch):
+    monkeypatch.setattr(logs, "logging_began", lambda: True)
+    taken = []
+    handler = logging.Handler()
+    handler.emit = taken.append
+    with nothing_configured(monkeypatch) as (events, shown):
+        logging.getLogger("rolo.gateway").addHandler(handler)
+        try:
+            log_an_error_and_an_info()
+        finally:
+            logging.getLogger("rolo.gateway").removeHandler(handler)
+    assert [r.getMessage() for r in taken] == ["while handling /boom"]
+    # the record no handler of the application sees is still shown
+    assert [message for _, _, message in ours(events)] == ["GET /ok: 200"]
+
+
+def test_configured_stdlib_logging_keeps_its_level(monkeypatch):
     rolo_logger = logging.getLogger("rolo")
     monkeypatch.setattr(rolo_logger, "handlers", [])
+    monkeypatch.setattr(rolo_logger, "level", logging.NOTSET)
     assert logging.getLogger().handlers  # pytest's, standing in for the application's
-    logs.forward_rolo_logs()
-    assert rolo_logger.handlers == []
+    logs.show_rolo_logs()
+    assert rolo_logger.level == logging.NOTSET
+
+
+def test_the_fence_knows_whether_twisted_logging_began():
+    # pytest-twisted's reactor runs with no Twisted log observer begun by anyone but (perhaps) a test
+    assert _twisted.logging_began() in (True, False)

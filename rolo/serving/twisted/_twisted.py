@@ -16,6 +16,9 @@ changed, rolo takes the public path instead, which is slower but right:
   (``unix.Port._fromListeningDescriptor``, and ``_shouldShutdown`` off); the public path,
   ``reactor.adoptStreamPort``, makes the socket's file world-writable (0o666) as it starts, resets the
   backlog to 50, and when one worker stops, shuts the socket down for all of them and removes its file.
+- :func:`logging_began` reads whether ``globalLogBeginner`` still holds its buffer for the events logged
+  before logging began (``_temporaryObserver``); without it, rolo's records go both to Twisted's log and
+  to standard error, so that none is lost.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import socket
 
 from twisted.internet import abstract, tcp, unix
 from twisted.internet.interfaces import IListeningPort
+from twisted.logger import globalLogBeginner
 from twisted.web.http import HTTPChannel
 
 __all__ = [
@@ -33,6 +37,7 @@ __all__ = [
     "forget_exit_signal",
     "handling_request",
     "header_bytes_received",
+    "logging_began",
     "unsent_bytes",
     "write_now",
 ]
@@ -127,3 +132,11 @@ def adopt_unix_port(reactor: Any, fd: int, factory: Any, backlog: int, mode: int
     port.mode, port.backlog = mode, backlog  # what startListening sets on the socket and its file
     port.startListening()
     return port
+
+
+def logging_began() -> bool | None:
+    """Whether Twisted's log is written anywhere: ``globalLogBeginner.beginLoggingTo`` was called (``twistd``
+    calls it). Before that, Twisted keeps the events in a buffer and shows only the critical ones on standard
+    error. ``None`` where that is unknown."""
+    buffering = getattr(globalLogBeginner, "_temporaryObserver", _MISSING)
+    return None if buffering is _MISSING else buffering is None

@@ -10,7 +10,6 @@ from typing import Any
 from autobahn.twisted.util import peer2str
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
-from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
@@ -22,11 +21,12 @@ from rolo.threads import HandlerCount, HandlerPool, PoolFull
 
 from .channel import GatewayRequest
 from .environ import environ_for
+from .logs import logger
 from .settings import TwistedSettings
 
 __all__ = ["HttpResource", "log_response"]
 
-log = Logger()
+log = logger(__name__)
 
 
 class HttpResource(Resource):

@@ -1,21 +1,39 @@
-"""Records of rolo's transport-agnostic layers, which log through :mod:`logging`, into ``twisted.logger``.
+"""rolo's log on Twisted: every line a record of the standard :mod:`logging` module, shown in Twisted's log.
 
-``rolo.gateway`` and ``rolo.routing`` know nothing of Twisted, so a handler's traceback is a stdlib log
-record. An application served on Twisted reads Twisted's log: unless the application has configured stdlib
-logging itself, :func:`forward_rolo_logs` sends those records there, each as one event, with the traceback
-as its failure.
+rolo's transport-agnostic layers (``rolo.gateway``, ``rolo.websocket`` …) log through :mod:`logging`; its
+Twisted modules log through :func:`logger`, a :mod:`twisted.logger` ``Logger`` whose events become records
+of the stdlib logger of the same name (``rolo.serving.twisted.http`` …). So every line rolo writes is a
+record under the ``rolo`` logger, and the levels and handlers an application sets with :mod:`logging`
+apply to all of them, whatever serves the application.
+
+Where the records go when the application has configured no handler for them (none on the way from
+their logger up to the root): :func:`show_rolo_logs` puts a handler on the ``rolo`` logger that writes
+them into Twisted's log once it is written anywhere (``twistd`` writes it; so does a program that calls
+``globalLogBeginner.beginLoggingTo``), and otherwise hands warnings and errors to
+:data:`logging.lastResort`, which prints them on standard error, as Python does for any library.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.python.failure import Failure
 
-__all__ = ["forward_rolo_logs"]
+from ._twisted import logging_began
 
-_LEVELS = (
+__all__ = ["logger", "show_rolo_logs"]
+
+_TO_STDLIB = {
+    LogLevel.debug: logging.DEBUG,
+    LogLevel.info: logging.INFO,
+    LogLevel.warn: logging.WARNING,
+    LogLevel.error: logging.ERROR,
+    LogLevel.critical: logging.CRITICAL,
+}
+
+_TO_TWISTED = (
     (logging.CRITICAL, LogLevel.critical),
     (logging.ERROR, LogLevel.error),
     (logging.WARNING, LogLevel.warn),
@@ -23,28 +41,72 @@ _LEVELS = (
 )
 
 
-class _TwistedLogHandler(logging.Handler):
-    """Emits each stdlib record as a ``twisted.logger`` event in the record's logger's namespace."""
+def logger(namespace: str) -> Logger:
+    """A :mod:`twisted.logger` ``Logger`` whose events are records of the stdlib logger named ``namespace``
+    (give the module's ``__name__``): its level decides whether an event is formatted at all, and a
+    failure's traceback becomes the record's ``exc_info``."""
+    return Logger(namespace=namespace, observer=_record)
+
+
+def _record(event: dict[str, Any]) -> None:
+    target = logging.getLogger(event["log_namespace"])
+    level = _TO_STDLIB.get(event["log_level"], logging.INFO)
+    if not target.isEnabledFor(level):
+        return
+    failure: Failure | None = event.get("log_failure")
+    exc_info = None
+    if failure is not None:
+        exc_info = (failure.type, failure.value, failure.getTracebackObject())
+    target.log(level, "%s", formatEvent(event), exc_info=exc_info)
+
+
+class _TwistedLogSink(logging.Handler):
+    """Shows the records of rolo's loggers that no handler of the application takes: in Twisted's log once
+    it is written, else warnings and errors through :data:`logging.lastResort`."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        level = next((twisted for stdlib, twisted in _LEVELS if record.levelno >= stdlib), LogLevel.debug)
+        if self._handled_elsewhere(record):
+            return
+        began = logging_began()
+        if began is not False:
+            self._to_twisted(record)
+        if began is not True:
+            last_resort = logging.lastResort
+            if last_resort is not None and record.levelno >= last_resort.level:
+                last_resort.handle(record)
+
+    def _handled_elsewhere(self, record: logging.LogRecord) -> bool:
+        """Whether a handler other than this one sees ``record`` (the application configured logging)."""
+        current: logging.Logger | None = logging.getLogger(record.name)
+        while current is not None:
+            if any(handler is not self for handler in current.handlers):
+                return True
+            current = current.parent if current.propagate else None
+        return False
+
+    @staticmethod
+    def _to_twisted(record: logging.LogRecord) -> None:
+        level = next((twisted for stdlib, twisted in _TO_TWISTED if record.levelno >= stdlib), LogLevel.debug)
         log = Logger(namespace=record.name)
         message = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
-            _, error, traceback = record.exc_info
-            log.failure("{message}", Failure(error, type(error), traceback), level=level, message=message)
+            kind, error, traceback = record.exc_info
+            log.failure("{message}", Failure(error, kind, traceback), level=level, message=message)
         else:
             log.emit(level, "{message}", message=message)
 
 
-def forward_rolo_logs() -> None:
-    """Send the ``rolo`` stdlib logger's records to ``twisted.logger``, once, unless stdlib logging is
-    configured (the root logger or the ``rolo`` logger has a handler): then the application has said where
-    its logs go."""
+_sink = _TwistedLogSink()
+
+
+def show_rolo_logs() -> None:
+    """Make sure rolo's records are seen when the application configures no logging (see the module): add
+    the handler that shows them to the ``rolo`` logger, once. If logging is configured nowhere yet (no
+    handler on the root logger or on ``rolo``, and no level on ``rolo``), also set the ``rolo`` logger's
+    level to ``INFO``, so that its one line per request and per connection reaches Twisted's log."""
     rolo_logger = logging.getLogger("rolo")
-    if logging.getLogger().handlers or rolo_logger.handlers:
+    if _sink in rolo_logger.handlers:
         return
-    rolo_logger.addHandler(_TwistedLogHandler())
-    # twisted.logger filters by level itself; without a level here, stdlib would drop INFO and DEBUG
-    if rolo_logger.level == logging.NOTSET:
+    if not (logging.getLogger().handlers or rolo_logger.handlers) and rolo_logger.level == logging.NOTSET:
         rolo_logger.setLevel(logging.INFO)
+    rolo_logger.addHandler(_sink)

@@ -18,7 +18,6 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketEnvironment
@@ -28,11 +27,12 @@ from rolo.websocket.threaded import EncodedText, ThreadedWebSocketAdapter
 
 from ._autobahn import ProtocolInternals, drop_handshake_leftovers, message_compressor, use_reactor_timer
 from ._twisted import write_now
+from .logs import logger
 from .settings import TwistedSettings
 
 __all__ = ["AutobahnConnection", "GatewayWebSocketProtocol", "build_factory"]
 
-log = Logger()
+log = logger(__name__)
 
 
 def build_factory(host: WebSocketHost, settings: TwistedSettings, reactor: Any) -> WebSocketServerFactory:

@@ -10,14 +10,14 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .logs import logger
 from .site import TwistedGateway
 
 __all__ = ["Endpoint", "GatewayService", "LISTENING", "format_address"]
 
-log = Logger()
+log = logger(__name__)
 
 LISTENING = "rolo listening at {address} ({endpoint})"
 """The log line that says where a server listens (a supervisor reads its workers' lines by it)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
-from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -15,14 +14,14 @@ from rolo.websocket import WebSocketRequest
 
 from .channel import GatewayChannel, GatewayRequest
 from .http import HttpResource, log_response
-from .logs import forward_rolo_logs
+from .logs import logger, show_rolo_logs
 from .settings import TwistedSettings
 from .threads import idle_within
 from .upgrade import WebSocketResource
 
 __all__ = ["TwistedGateway", "is_websocket_upgrade"]
 
-log = Logger()
+log = logger(__name__)
 
 
 def _tokens(request: Request, header: bytes) -> set[bytes]:
@@ -124,7 +123,7 @@ class TwistedGateway(Site):
         if reactor is None:
             from twisted.internet import reactor
         self.settings = TwistedSettings(**settings)
-        forward_rolo_logs()
+        show_rolo_logs()
         self.gateway = gateway
         self.websocket = WebSocketResource(WebSocketRequest.listener(gateway.accept), self.settings, reactor)
         self.http = HttpResource(gateway, self.settings, reactor)

@@ -10,13 +10,14 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorFromThreads
-from twisted.logger import Logger
 
 from rolo.threads import HandlerCount
 
+from .logs import logger
+
 __all__ = ["BatchedCallFromThread", "HandlerTurns", "idle_within"]
 
-log = Logger()
+log = logger(__name__)
 
 
 def idle_within(handlers: HandlerCount, timeout: float, reactor: Any) -> Deferred[bool]:

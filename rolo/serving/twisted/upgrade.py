@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -23,13 +22,14 @@ from rolo.websocket.host import WebSocketHost
 
 from .channel import GatewayChannel, GatewayRequest
 from .environ import environ_for
+from .logs import logger
 from .protocol import GatewayWebSocketProtocol, build_factory
 from .settings import TwistedSettings
 from .threads import BatchedCallFromThread, HandlerTurns
 
 __all__ = ["WebSocketResource"]
 
-log = Logger()
+log = logger(__name__)
 
 
 class WebSocketResource(Resource):
