@@ -140,9 +140,19 @@ class RoloServer:
 
         :raises websocket.WebSocketBadStatusException: if the server answered with an HTTP response
             (``status_code`` and ``resp_body`` tell which)
+        :raises ModuleNotFoundError: saying what to install, without websocket-client
         """
         _refuse_on_reactor("a WebSocket client")
-        import websocket
+        try:
+            import websocket
+        except ModuleNotFoundError as error:
+            if error.name != "websocket":
+                raise
+            raise ModuleNotFoundError(
+                "RoloServer.websocket() needs websocket-client: install rolo's testing extra "
+                "(pip install '.[testing]' in rolo's checkout) or pip install websocket-client",
+                name="websocket",
+            ) from error
 
         if isinstance(headers, Mapping):
             headers = [f"{name}: {value}" for name, value in headers.items()]

@@ -7,7 +7,6 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from twisted.python import usage
 
 from rolo.gateway import Gateway
 from rolo.gateway.asgi import AsgiGateway
@@ -72,8 +71,8 @@ def test_twistd_options_give_the_settings():
     assert settings.write_timeout == TwistedSettings().write_timeout
 
 
-def test_a_bad_option_value_is_a_usage_error_saying_why():
-    with pytest.raises(usage.UsageError, match="must be at least 1"):
+def test_a_bad_option_value_ends_twistd_with_a_line_saying_why():
+    with pytest.raises(SystemExit, match="^rolo: --max-queue must be at least 1, not 0"):
         Options().parseOptions(["--app", "m:a", "--max-queue", "0"])
 
 

@@ -46,6 +46,8 @@ router.add([hello, echo, echo_ws])
 
 PLAIN_TESTS = APP + '''
 
+import sys
+
 import pytest
 import websocket
 from websockets.sync.client import connect
@@ -68,6 +70,13 @@ def test_websocket_helper(rolo_server):
     with pytest.raises(websocket.WebSocketBadStatusException) as rejected:
         server.websocket("/echo/mallory")
     assert (rejected.value.status_code, rejected.value.resp_body) == (403, b"no dice")
+
+
+def test_without_websocket_client_the_error_says_what_to_install(rolo_server, monkeypatch):
+    server = rolo_server(echo_ws)
+    monkeypatch.setitem(sys.modules, "websocket", None)  # as if it were not installed
+    with pytest.raises(ModuleNotFoundError, match=r"needs websocket-client: install rolo's testing extra"):
+        server.websocket("/echo/ann")
 
 
 def test_any_blocking_client_and_two_servers(rolo_server):
@@ -138,7 +147,7 @@ MODES = {"pytest-twisted": [], "own reactor thread": ["-p", "no:twisted"]}
 def test_plain_test_functions_block_on_clients_while_the_server_serves(pytester, mode):
     pytester.makepyfile(test_user_app=PLAIN_TESTS)
     result = pytester.runpytest_subprocess("-q", *MODES[mode], timeout=120)
-    result.assert_outcomes(passed=6, failed=1)
+    result.assert_outcomes(passed=7, failed=1)
     result.stdout.fnmatch_lines(["*assert 'hello ann' == 'hello bob'*"])
 
 

@@ -23,6 +23,9 @@ __all__ = ["App", "Gateway", "as_gateway"]
 
 LOG = logging.getLogger("rolo.gateway")
 
+_HINT = ': a WebSocket route says methods=["WEBSOCKET"], and its handler calls accept() or reject(response)'
+"""Ends the lines that log a handler that did not settle an upgrade request."""
+
 
 class Gateway:
     """Runs each request through a :class:`HandlerChain` made of its handlers.
@@ -62,18 +65,27 @@ class Gateway:
         """Handle a WebSocket upgrade request, in the thread the connection's handler is to run in.
 
         After the chain, the connection is settled whatever the handlers did. A request nobody accepted or
-        rejected is rejected with the chain's response (a 500 if a handler raised); since only a 101 opens
-        a WebSocket, a response still saying success is replaced: 404 when no handler stopped the chain
-        (nothing routed it), 500 when one did (its handler returned without accepting or rejecting). An
-        accepted connection is closed, with 1011 if a handler raised and 1000 otherwise.
+        rejected is rejected with the chain's response (a 500 if a handler raised, the response an HTTP
+        endpoint returned for a route that does not say ``methods=["WEBSOCKET"]``). An empty success is
+        replaced: with 404 when no handler stopped the chain (nothing routed it), with 500 when one did (its
+        handler returned nothing, without accepting or rejecting). Each of those handlers is logged, with
+        how to declare a WebSocket route. An accepted connection is closed, with 1011 if a handler raised
+        and 1000 otherwise.
         """
         response = Response()
         chain = self.new_chain()
         chain.handle(self.context_class(request), response)
         if not request.is_upgraded() and not request.is_rejected() and response.status_code < 300:
-            if chain.stopped:
-                LOG.error("the handler for WebSocket %s neither accepted nor rejected it", request.path)
-            response = Response(status=500 if chain.stopped else 404)
+            if not chain.stopped:
+                response = Response(status=404)
+            elif response.status_code == 200 and not response.response:
+                LOG.error(
+                    "the handler of %s neither accepted nor rejected the WebSocket upgrade%s", request.path, _HINT
+                )
+                response = Response(status=500)
+            else:
+                status = response.status_code
+                LOG.warning("the handler of %s answered a WebSocket upgrade with %s%s", request.path, status, _HINT)
         try:
             if request.is_upgraded():
                 if chain.error is not None and not isinstance(chain.error, WebSocketDisconnectedError):

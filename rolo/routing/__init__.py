@@ -2,7 +2,7 @@
 
 from .converters import PortConverter, RegexConverter
 from .handler import Dispatcher, RequestArguments, call_endpoint, handler_dispatcher, to_response
-from .router import Router
+from .router import Router, UpgradeRequired
 from .rules import route
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "RegexConverter",
     "RequestArguments",
     "Router",
+    "UpgradeRequired",
     "call_endpoint",
     "handler_dispatcher",
     "route",

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter, Map, Rule, RuleFactory
 
 from rolo.request import Request
@@ -15,7 +15,7 @@ from .converters import PortConverter, RegexConverter
 from .handler import Dispatcher, call_endpoint, to_response
 from .rules import ANY_HOST, HOST_VARIABLE, make_rule, rules_for
 
-__all__ = ["Router"]
+__all__ = ["Router", "UpgradeRequired"]
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -30,6 +30,24 @@ def _copy_for_map(rule: Rule) -> Rule:
     if copy.host is None:
         copy.host = ANY_HOST
     return copy
+
+
+class UpgradeRequired(MethodNotAllowed):
+    """426 Upgrade Required (RFC 9110 section 15.5.22): a plain HTTP request to a route that serves only
+    WebSockets, answered with ``Upgrade: websocket`` (and ``Connection: Upgrade``, which RFC 9110 section
+    7.8 asks of a sender of ``Upgrade``). A :class:`~werkzeug.exceptions.MethodNotAllowed` whose valid
+    method is ``WEBSOCKET``, so that code catching that still catches it."""
+
+    code = 426
+    description = "This URL serves WebSocket connections only: open one with an upgrade request."
+
+    def __init__(self) -> None:
+        super().__init__(valid_methods=["WEBSOCKET"])
+
+    def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
+        # no Allow: WEBSOCKET is not a method a client could send instead
+        headers = HTTPException.get_headers(self, environ, scope)
+        return [*headers, ("Upgrade", "websocket"), ("Connection", "Upgrade")]
 
 
 class Router:
@@ -105,17 +123,24 @@ class Router:
 
         :raises werkzeug.exceptions.NotFound: no rule matches the path and host
         :raises werkzeug.exceptions.MethodNotAllowed: rules match, but not for the request's method
+        :raises UpgradeRequired: (a ``MethodNotAllowed``) the rules that match serve only WebSockets, and
+            the request is not an upgrade request
         """
         with self._lock:
             # the bound map is not kept (as a local) while the endpoint runs: a WebSocket one runs for as
             # long as its connection lives
-            rule, args = self.url_map.bind(
-                request.host,
-                script_name=request.root_path or None,
-                url_scheme=request.scheme,
-                path_info=request.path,
-                query_args=request.query_string,
-            ).match(method=request.method, return_rule=True)
+            try:
+                rule, args = self.url_map.bind(
+                    request.host,
+                    script_name=request.root_path or None,
+                    url_scheme=request.scheme,
+                    path_info=request.path,
+                    query_args=request.query_string,
+                ).match(method=request.method, return_rule=True)
+            except MethodNotAllowed as error:
+                if set(error.valid_methods or ()) == {"WEBSOCKET"}:
+                    raise UpgradeRequired() from None
+                raise
         args.pop(HOST_VARIABLE, None)
         return self.dispatcher(request, rule.endpoint, args)
 

@@ -16,6 +16,11 @@ changed, rolo takes the public path instead, which is slower but right:
   (``unix.Port._fromListeningDescriptor``, and ``_shouldShutdown`` off); the public path,
   ``reactor.adoptStreamPort``, makes the socket's file world-writable (0o666) as it starts, resets the
   backlog to 50, and when one worker stops, shuts the socket down for all of them and removes its file.
+- :func:`without_port_line` leaves out the line each TCP, SSL and UNIX port writes as it starts
+  (``TwistedGateway starting on 8000``) through the legacy ``log.msg``: rolo writes its own, with the
+  address. The legacy log takes an event's keys from its context (``log.callWithContext``), and an event
+  whose ``log_format`` is ``None`` has no text, which Twisted's text observers skip. Where that changes,
+  Twisted's line shows again beside rolo's.
 - :func:`logging_began` reads whether ``globalLogBeginner`` still holds its buffer for the events logged
   before logging began (``_temporaryObserver``); without it, rolo's records go both to Twisted's log and
   to standard error, so that none is lost.
@@ -23,13 +28,15 @@ changed, rolo takes the public path instead, which is slower but right:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import socket
 
 from twisted.internet import abstract, tcp, unix
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import globalLogBeginner
+from twisted.python import log
 from twisted.web.http import HTTPChannel
 
 __all__ = [
@@ -39,8 +46,11 @@ __all__ = [
     "header_bytes_received",
     "logging_began",
     "unsent_bytes",
+    "without_port_line",
     "write_now",
 ]
+
+T = TypeVar("T")
 
 _MISSING = object()
 
@@ -140,3 +150,8 @@ def logging_began() -> bool | None:
     error. ``None`` where that is unknown."""
     buffering = getattr(globalLogBeginner, "_temporaryObserver", _MISSING)
     return None if buffering is _MISSING else buffering is None
+
+
+def without_port_line(listen: Callable[[], T]) -> T:
+    """Call ``listen`` (an endpoint's, which starts a port) without the line the port logs as it starts."""
+    return log.callWithContext({"log_format": None}, listen)

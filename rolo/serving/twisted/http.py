@@ -212,7 +212,10 @@ class _ResponseWriter:
         request = self._request
         if request.finished or self._lost:
             return
-        request.setResponseCode(status)
+        try:  # Twisted knows no phrase for some (426 Upgrade Required): it would say "Unknown Status"
+            request.setResponseCode(status, HTTPStatus(status).phrase.encode("ascii"))
+        except ValueError:
+            request.setResponseCode(status)
         for name, value in headers:
             request.responseHeaders.addRawHeader(name, value)
         request.registerProducer(self, True)
@@ -259,7 +262,7 @@ class _ResponseWriter:
         if request.finished or self._lost:
             return
         if failure is not None:
-            log.failure("HTTP request to {path} failed", failure, path=request.path)
+            log.failure("HTTP request to {path} failed", failure, path=request.path.decode("utf-8", "replace"))
         if self._started and (failure is not None or self._gone):
             # part of the body may be out: only a cut connection tells the client it is incomplete
             request.loseConnection()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Union
 
+import autobahn
+import twisted
 from twisted.application.service import MultiService, Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -12,6 +14,9 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
 from twisted.python.failure import Failure
 
+import rolo
+
+from ._twisted import without_port_line
 from .logs import logger
 from .site import TwistedGateway
 
@@ -59,7 +64,7 @@ class _ListeningService(Service):
     def privilegedStartService(self) -> None:
         # listen before twistd sheds privileges, so that ports below 1024 work
         super().privilegedStartService()
-        self.listening = self.endpoint.listen(self.site)
+        self.listening = without_port_line(lambda: self.endpoint.listen(self.site))
         self.listening.addCallback(self._listening)
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
@@ -123,6 +128,12 @@ class GatewayService(MultiService):
         :raises twisted.internet.error.CannotListenError: (or the endpoint's error) at once, if an endpoint
             fails synchronously, as TCP, SSL and UNIX endpoints do when the address is taken
         """
+        log.info(
+            "rolo {version} starting, on Twisted {twisted} and Autobahn {autobahn}",
+            version=rolo.__version__,
+            twisted=twisted.__version__,
+            autobahn=autobahn.__version__,
+        )
         super().privilegedStartService()
         self.listening = gatherResults([listener.listening for listener in self._listeners], consumeErrors=True)
         failed: list[Failure] = []

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from rolo.gateway import Gateway
 from rolo.target import InvalidTarget, is_valid_authority, split_target
@@ -61,7 +61,10 @@ class _GatewayResource(Resource):
             return _bad_request(request, problem)
         try:
             if is_websocket_upgrade(request):
-                return self.websocket.render(request)
+                refusal = self.websocket.render(request)
+                if refusal is not NOT_DONE_YET and isinstance(request, GatewayRequest):
+                    request.logged = True  # the refusal has its line, "WebSocket refused …"
+                return refusal
             if _is_partial_upgrade(request):
                 # RFC 6455 4.2.1: a handshake missing its Upgrade or Connection is refused, not served
                 # as HTTP (where a WebSocket-only route could only answer 405, or 500 without a handler

@@ -50,14 +50,19 @@ def _parser(declared: Field[Any]) -> Callable[[str], Any]:
     :raises ValueError: saying what is wrong, which ``twistd`` prints with the option's name
     """
     number = type(declared.default)
+    option = _option(declared)
 
     def parse(text: str) -> Any:
-        value = number(text)
+        try:
+            value = number(text)
+        except ValueError:
+            kind = "an integer" if number is int else "a number"
+            raise ValueError(f"--{option} must be {kind}, not {text!r}") from None
         if declared.metadata["optional"] and value == 0:
             return None
         problem = declared.metadata["check"](value)
         if problem is not None:
-            raise ValueError(problem)
+            raise ValueError(f"--{option} {problem}")
         return value
 
     return parse
@@ -152,9 +157,21 @@ class Options(usage.Options):
         _help(declared) for declared in fields(TwistedSettings) if declared.name == "allowed_origins"
     ).replace("None: any origin.", "May be repeated (default: any origin).")
 
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Parse the command line; a mistake ends ``twistd`` with one line saying what is wrong, and a hint,
+        rather than ``twistd``'s whole usage followed by the error.
+
+        :raises SystemExit: with that line, for an unknown option, a bad value or a missing ``--app``
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as error:
+            problem = str(error).removeprefix("Parameter type enforcement failed: ")
+            raise SystemExit(f"rolo: {problem} (twistd rolo --help lists the options)") from None
+
     def postOptions(self) -> None:
         if not self["app"]:
-            raise usage.UsageError("--app package.module:attribute is required")
+            raise usage.UsageError("--app is required: the application to serve, as package.module:attribute")
         if not self["listen"]:
             self["listen"] = ["tcp:8000"]
         if self["pin-workers"] and not self["workers"]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from autobahn.twisted.util import peer2str
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -89,8 +90,9 @@ class WebSocketResource(Resource):
         for name, value in refused.headers:
             request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
         log.info(
-            "WebSocket refused {path} (origin {origin!r}): {status}",
+            "WebSocket refused {path} from {peer} (origin {origin!r}): {status}",
             path=request.path.decode("utf-8", "replace"),
+            peer=peer2str(request.transport),
             origin=request.getHeader("origin"),
             status=int(refused.status),
         )
