@@ -10,8 +10,9 @@ from rolo.serving.twisted import listen
 
 
 def serve(router: Router, *urls: str) -> None:
-    """Serve ``router`` on ``python examples/X.py [PORT]`` (8000 by default; 0 picks a free one), print
-    ``urls`` with ``{port}`` filled in, and run until interrupted (then shut down gracefully)."""
+    """Serve ``router`` on ``python examples/X.py [PORT]`` (8000 by default; 0 picks a free one) of the
+    loopback interface, print ``urls`` with ``{port}`` filled in, and run until interrupted (then shut down
+    gracefully). To reach it from other machines, serve the router with ``twistd rolo --listen tcp:PORT``."""
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
 
@@ -24,7 +25,7 @@ def serve(router: Router, *urls: str) -> None:
         reactor.callWhenRunning(reactor.stop)  # listening may fail before the reactor runs
 
     errors: list[str] = []
-    listen(router, f"tcp:{port}").addCallbacks(listening, failed)
+    listen(router, f"tcp:{port}:interface=127.0.0.1").addCallbacks(listening, failed)
     reactor.run()
     if errors:
         sys.exit(f"cannot serve: {errors[0]}")

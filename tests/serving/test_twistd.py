@@ -154,7 +154,7 @@ def test_options_parse_into_settings():
 
     defaults = Options()
     defaults.parseOptions(["--app", "m:a"])
-    assert defaults["listen"] == ["tcp:8000"]
+    assert defaults["listen"] == ["tcp:8000:interface=127.0.0.1"]  # this machine only, unless told
     assert defaults.settings()["allowed_origins"] is None
     assert defaults.settings()["header_timeout"] == 10.0
     assert defaults.settings()["write_timeout"] == 60.0

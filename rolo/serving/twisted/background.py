@@ -91,8 +91,8 @@ class ServerHandle:
 
 
 def run_in_thread(app: App, *endpoints: Endpoint, **settings: Any) -> ServerHandle:
-    """Serve ``app`` on ``endpoints`` (``"tcp:8000"`` if none are given) from Twisted's reactor running in
-    a background thread, and return once every endpoint listens::
+    """Serve ``app`` on ``endpoints`` (``"tcp:8000:interface=127.0.0.1"`` if none are given: this machine
+    only) from Twisted's reactor running in a background thread, and return once every endpoint listens::
 
         with run_in_thread(gateway, "tcp:0:interface=127.0.0.1") as server:
             host, port = server.address

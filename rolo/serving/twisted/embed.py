@@ -8,14 +8,15 @@ from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 
 from rolo.gateway import App, as_gateway
 
-from .service import Endpoint, GatewayService
+from .service import DEFAULT_ENDPOINT, Endpoint, GatewayService
 from .site import TwistedGateway
 
 __all__ = ["listen"]
 
 
 def listen(app: App, *endpoints: Endpoint, reactor: Any = None, **settings: Any) -> Deferred[GatewayService]:
-    """Serve ``app`` on ``endpoints`` (``"tcp:8000"`` if none are given) on a reactor the caller runs.
+    """Serve ``app`` on ``endpoints`` (``"tcp:8000:interface=127.0.0.1"``, :data:`DEFAULT_ENDPOINT`, if none
+    are given: this machine only) on a reactor the caller runs.
 
     Call it on the reactor thread, before or after the reactor starts running. It fires with the running
     :class:`GatewayService` once every endpoint listens; its :attr:`~GatewayService.ports` are the
@@ -41,7 +42,7 @@ def listen(app: App, *endpoints: Endpoint, reactor: Any = None, **settings: Any)
 
     async def start() -> GatewayService:
         site = TwistedGateway(as_gateway(app), reactor=reactor, **settings)
-        service = GatewayService(site, endpoints or ("tcp:8000",))
+        service = GatewayService(site, endpoints or (DEFAULT_ENDPOINT,))
         try:
             service.startService()
             await service.listening

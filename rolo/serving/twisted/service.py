@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Sequence
 from typing import Any, Union
 
@@ -20,16 +22,34 @@ from ._twisted import without_port_line
 from .logs import logger
 from .site import TwistedGateway
 
-__all__ = ["Endpoint", "GatewayService", "LISTENING", "format_address"]
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "LISTENING",
+    "STARTING",
+    "Endpoint",
+    "GatewayService",
+    "format_address",
+    "listening_reach",
+    "log_start",
+]
 
 log = logger(__name__)
 
-LISTENING = "rolo listening at {address} ({endpoint})"
+STARTING = "rolo {version} starting, on Twisted {twisted} and Autobahn {autobahn}"
+"""The log line a server starts with (a supervisor leaves out its workers')."""
+
+LISTENING = "rolo listening at {address} ({endpoint}){reach}"
 """The log line that says where a server listens (a supervisor reads its workers' lines by it)."""
 
 Endpoint = Union[str, IStreamServerEndpoint]
 """Where to listen: a Twisted endpoint string (``tcp:8000``, ``tcp:8000:interface=127.0.0.1``,
 ``ssl:8443:privateKey=key.pem:certKey=cert.pem``, ``unix:/run/app.sock``) or an endpoint object."""
+
+DEFAULT_ENDPOINT = "tcp:8000:interface=127.0.0.1"
+"""Where a server listens when told nowhere: port 8000 of the loopback interface, reachable from this
+machine only (as uvicorn's default). ``tcp:8000`` listens on every interface."""
+
+_INTERFACE = re.compile(r":interface=(?:\\.|[^:])*")
 
 
 def format_address(address: IAddress) -> str:
@@ -42,6 +62,26 @@ def format_address(address: IAddress) -> str:
         name = address.name.decode() if isinstance(address.name, bytes) else address.name
         return f"unix:{name}"
     return str(address)
+
+
+def log_start() -> None:
+    """Log the line a server starts with, :data:`STARTING`: the versions of rolo, Twisted and Autobahn."""
+    log.info(STARTING, version=rolo.__version__, twisted=twisted.__version__, autobahn=autobahn.__version__)
+
+
+def listening_reach(address: IAddress, description: str) -> str:
+    """What the listening line adds for a port on a loopback address: that other machines cannot connect,
+    and the endpoint that listens on every interface (the same without ``interface=``)."""
+    try:
+        loopback = isinstance(address, (IPv4Address, IPv6Address)) and ipaddress.ip_address(address.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return ""
+    public = _INTERFACE.sub("", description)
+    if public == description:
+        return ": this machine only"
+    return f": this machine only; to listen on every interface, use the endpoint {public}"
 
 
 def _parse_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
@@ -69,8 +109,13 @@ class _ListeningService(Service):
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
-        address = format_address(port.getHost())
-        log.info(LISTENING, address=address, endpoint=self.description)
+        host = port.getHost()
+        log.info(
+            LISTENING,
+            address=format_address(host),
+            endpoint=self.description,
+            reach=listening_reach(host, self.description),
+        )
         return port
 
     def stopService(self) -> Deferred[None]:
@@ -128,12 +173,7 @@ class GatewayService(MultiService):
         :raises twisted.internet.error.CannotListenError: (or the endpoint's error) at once, if an endpoint
             fails synchronously, as TCP, SSL and UNIX endpoints do when the address is taken
         """
-        log.info(
-            "rolo {version} starting, on Twisted {twisted} and Autobahn {autobahn}",
-            version=rolo.__version__,
-            twisted=twisted.__version__,
-            autobahn=autobahn.__version__,
-        )
+        log_start()
         super().privilegedStartService()
         self.listening = gatherResults([listener.listening for listener in self._listeners], consumeErrors=True)
         failed: list[Failure] = []

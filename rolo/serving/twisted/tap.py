@@ -24,7 +24,7 @@ from twisted.python import usage
 
 from ._twisted import forget_exit_signal
 from .app import AppError, load_app
-from .service import GatewayService
+from .service import DEFAULT_ENDPOINT, GatewayService
 from .settings import TwistedSettings
 from .site import TwistedGateway
 from .workers import WorkerError, WorkerSupervisor, cpu_count, worker_endpoints
@@ -104,7 +104,8 @@ class Options(usage.Options):
         "Serve a rolo application over HTTP and WebSockets. The attribute is a Gateway, a Router, or a "
         "callable that returns one. ENDPOINT is a Twisted endpoint string: tcp:8000, "
         "tcp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/app.sock; "
-        "--listen may be given more than once (default tcp:8000). On SIGTERM or SIGINT the server stops "
+        "--listen may be given more than once (default tcp:8000:interface=127.0.0.1, this machine only; "
+        "tcp:8000 listens on every interface). On SIGTERM or SIGINT the server stops "
         "listening, closes WebSockets with 1001, gives running handlers --grace-period seconds to return, "
         "and exits with status 0. With --workers, a supervisor serves every endpoint from that many worker "
         "processes, each with these options."
@@ -129,13 +130,9 @@ class Options(usage.Options):
         self["allowed-origin"] = []
         self.arguments: list[str] = []
 
-    def parseOptions(self, options: Sequence[str] | None = None) -> None:
-        # kept as given, for the workers: each is started with the same options
-        self.arguments = list(sys.argv[1:] if options is None else options)
-        super().parseOptions(options)
-
     def opt_listen(self, endpoint: str) -> None:
-        """Where to listen, as a Twisted endpoint string; may be repeated (default tcp:8000)."""
+        """Where to listen, as a Twisted endpoint string; may be repeated (default
+        tcp:8000:interface=127.0.0.1, this machine only)."""
         self["listen"].append(endpoint)
 
     opt_l = opt_listen
@@ -157,12 +154,14 @@ class Options(usage.Options):
         _help(declared) for declared in fields(TwistedSettings) if declared.name == "allowed_origins"
     ).replace("None: any origin.", "May be repeated (default: any origin).")
 
-    def parseOptions(self, options: list[str] | None = None) -> None:
-        """Parse the command line; a mistake ends ``twistd`` with one line saying what is wrong, and a hint,
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """Parse the command line, and keep it as given (:attr:`arguments`) for the workers, each started
+        with the same options. A mistake ends ``twistd`` with one line saying what is wrong, and a hint,
         rather than ``twistd``'s whole usage followed by the error.
 
         :raises SystemExit: with that line, for an unknown option, a bad value or a missing ``--app``
         """
+        self.arguments = list(sys.argv[1:] if options is None else options)
         try:
             super().parseOptions(options)
         except usage.UsageError as error:
@@ -173,7 +172,7 @@ class Options(usage.Options):
         if not self["app"]:
             raise usage.UsageError("--app is required: the application to serve, as package.module:attribute")
         if not self["listen"]:
-            self["listen"] = ["tcp:8000"]
+            self["listen"] = [DEFAULT_ENDPOINT]
         if self["pin-workers"] and not self["workers"]:
             raise usage.UsageError("--pin-workers needs --workers")
 

@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from . import relay
 from .relay import FORMAT, LOG_FD, Lines, event_from_line, relabel
-from .service import LISTENING, format_address
+from .service import LISTENING, STARTING, format_address, listening_reach, log_start
 from .sharing import Reservation, SharedEndpoint, reserve
 
 __all__ = ["WorkerError", "WorkerSupervisor", "cpu_count", "run_workers", "worker_endpoints"]
@@ -146,6 +146,7 @@ class WorkerSupervisor(Service):
         :raises twisted.internet.error.CannotListenError: if an address is taken (those reserved are
             released again)
         """
+        log_start()
         super().privilegedStartService()
         reservations: list[Reservation] = []
         try:
@@ -203,7 +204,13 @@ class WorkerSupervisor(Service):
         if all(running.serving for running in self._running.values()):
             assert self._reservations is not None
             for reservation in self._reservations:
-                log.info(LISTENING, address=format_address(reservation.address), endpoint=reservation.description)
+                address, description = reservation.address, reservation.description
+                log.info(
+                    LISTENING,
+                    address=format_address(address),
+                    endpoint=description,
+                    reach=listening_reach(address, description),
+                )
             self.listening.callback([reservation.address for reservation in self._reservations])
 
     def _ended(self, worker: _Worker, reason: Failure) -> None:
@@ -333,7 +340,7 @@ class _Worker(ProcessProtocol):
                 self._listening += 1
                 if self._listening == len(self.supervisor.endpoints):
                     self.supervisor._serving(self)
-            else:
+            elif event.get(FORMAT) != STARTING:  # and that it starts, once
                 log.observer(relabel(event, self.name))
             return
         text = line.decode("utf-8", "replace").rstrip()

@@ -1,0 +1,70 @@
+"""Told nowhere to listen, a server listens on the loopback interface only, and its log says how to listen on
+every interface (``twistd rolo`` without ``--listen``, ``listen(app)``, ``run_in_thread(app)``, the examples
+and ``./dev echo``)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest_twisted
+
+from rolo.serving.twisted import embed, listen
+from rolo.serving.twisted.service import DEFAULT_ENDPOINT
+from rolo.serving.twisted.tap import Options
+
+from tests.documented import Running
+
+from .apps import router
+
+
+def test_the_default_is_port_8000_of_the_loopback_interface():
+    assert DEFAULT_ENDPOINT == "tcp:8000:interface=127.0.0.1"
+    options = Options()
+    options.parseOptions(["--app", "m:a"])
+    assert options["listen"] == [DEFAULT_ENDPOINT]
+
+
+def listening_lines(records: list[logging.LogRecord]) -> list[str]:
+    return [r.getMessage() for r in records if r.getMessage().startswith("rolo listening at ")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_listen_told_no_endpoint_listens_on_loopback_and_says_how_to_listen_on_every_one(monkeypatch, caplog):
+    # the default endpoint, on a free port rather than 8000
+    monkeypatch.setattr(embed, "DEFAULT_ENDPOINT", DEFAULT_ENDPOINT.replace(":8000:", ":0:"))
+    with caplog.at_level(logging.INFO, logger="rolo"):
+        service = await listen(router)
+        try:
+            address = service.ports[0].getHost()
+        finally:
+            await service.stopService()
+    assert address.host == "127.0.0.1"
+    assert listening_lines(caplog.records) == [
+        f"rolo listening at 127.0.0.1:{address.port} (tcp:0:interface=127.0.0.1): this machine only; "
+        "to listen on every interface, use the endpoint tcp:0"
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_endpoint_on_every_interface_says_nothing_more(caplog):
+    with caplog.at_level(logging.INFO, logger="rolo"):
+        service = await listen(router, "tcp:0")
+        try:
+            port = service.ports[0].getHost().port
+        finally:
+            await service.stopService()
+    assert listening_lines(caplog.records) == [f"rolo listening at 0.0.0.0:{port} (tcp:0)"]
+
+
+def test_an_example_listens_on_loopback_and_says_so():
+    server = Running(["python", "examples/echo.py", "0"])
+    try:
+        line = server.wait_for(r"rolo listening at .*").group(0)
+    finally:
+        server.stop()
+    assert re.fullmatch(
+        r"rolo listening at 127\.0\.0\.1:\d+ \(tcp:0:interface=127\.0\.0\.1\): this machine only; "
+        r"to listen on every interface, use the endpoint tcp:0",
+        line,
+    ), line
