@@ -56,6 +56,7 @@ def setting(
     unit: str = "",
     optional: bool = False,
     option: str | None = None,
+    parse: Callable[[str], Any] | None = None,
 ) -> Any:
     """Declare a setting: a dataclass field with what the command line and the documentation need.
 
@@ -67,8 +68,10 @@ def setting(
         line)
     :param option: the command-line option, where it is not the name with dashes (a flag that turns a
         setting off, ``no-compression``; a repeated option, ``allowed-origin``)
+    :param parse: what makes the option's text the value (by default, the type of ``default``)
+    :raises ValueError: from ``parse``, for text that does not make a value
     """
-    metadata = {"help": help, "check": check, "unit": unit, "optional": optional, "option": option}
+    metadata = {"help": help, "check": check, "unit": unit, "optional": optional, "option": option, "parse": parse}
     return field(default=default, metadata=metadata)
 
 

@@ -8,6 +8,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
 from ._twisted import handling_request, unsent_bytes
+from .forwarded import ForwardedClient
 
 __all__ = ["GatewayChannel", "GatewayRequest"]
 
@@ -23,10 +24,12 @@ class _BodyTooLarge(Exception):
 class GatewayRequest(Request):
     """A Twisted Web request that also holds its headers as sent, ``raw_headers`` in order, when its
     request line arrived, ``received_at`` (by the site's reactor clock), whether its response has
-    been ``logged``, and how many bytes of its body have arrived, ``body_received``."""
+    been ``logged``, how many bytes of its body have arrived, ``body_received``, and the client a trusted
+    proxy ``forwarded`` it for (a :class:`~rolo.serving.twisted.forwarded.ForwardedClient`, or ``None``)."""
 
     logged = False
     body_received = 0
+    forwarded: ForwardedClient | None = None
 
     def __init__(self, channel: HTTPChannel, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)

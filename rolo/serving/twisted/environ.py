@@ -29,7 +29,8 @@ def request_path(request: Request) -> tuple[bytes, bytes]:
 
 
 def environ_for(request: Request, method: str | None = None) -> dict[str, Any]:
-    """A WSGI environment for ``request``, with its headers as the client cased them.
+    """A WSGI environment for ``request``, with its headers as the client cased them, and the client's
+    address and scheme as a trusted proxy said they are (``request.forwarded``), if one did.
 
     :param method: replaces the request's method (the WebSocket side passes ``WEBSOCKET``)
     :raises UnicodeDecodeError: if the path is not UTF-8
@@ -49,16 +50,20 @@ def environ_for(request: Request, method: str | None = None) -> dict[str, Any]:
             for value in values
         ]
     request.content.seek(0)
-    client = request.getClientAddress()
+    forwarded = getattr(request, "forwarded", None)  # the client behind a trusted proxy
+    if forwarded is not None:
+        remote_addr, scheme = forwarded.host, forwarded.scheme
+    else:
+        remote_addr, scheme = getattr(request.getClientAddress(), "host", None), None
     host = request.getHost()
     environ = build_environ(
         method=method or request.method.decode("latin-1"),
         path=path,
         headers=headers,
         body=request.content,
-        scheme="https" if request.isSecure() else "http",
+        scheme=scheme or ("https" if request.isSecure() else "http"),
         query_string=query,
-        remote_addr=getattr(client, "host", None),
+        remote_addr=remote_addr,
         server=(getattr(host, "host", "localhost"), getattr(host, "port", None)),
         raw_uri=request.uri.decode("latin-1"),
     )

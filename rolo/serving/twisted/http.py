@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
-from autobahn.twisted.util import peer2str
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -21,6 +20,7 @@ from rolo.threads import HandlerCount, HandlerPool, PoolFull
 
 from .channel import GatewayRequest
 from .environ import environ_for
+from .forwarded import peer_description
 from .logs import logger
 from .settings import TwistedSettings
 
@@ -301,7 +301,7 @@ def log_response(request: GatewayRequest, now: float) -> None:
         "{method} {path} from {peer}: {status} in {duration:.3f}s",
         method=request.method.decode("latin-1"),
         path=request.path.decode("utf-8", "replace"),
-        peer=peer2str(request.transport) if request.transport is not None else "unknown",
+        peer=peer_description(request),
         status=request.code,
         duration=now - request.received_at,
     )

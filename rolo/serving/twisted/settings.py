@@ -3,11 +3,25 @@ protocols it speaks itself (WebSocket through Autobahn, HTTP through Twisted Web
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rolo.settings import ServerSettings, at_least, is_bool, non_negative, setting
 
+from .forwarded import TrustedProxies
+
 __all__ = ["TwistedSettings"]
+
+
+def _proxies(value: Any) -> str | None:
+    if isinstance(value, str) or not all(isinstance(entry, str) for entry in value):
+        return f"must be a list of addresses and networks, not {value!r}"
+    try:
+        TrustedProxies(value)
+    except ValueError as error:
+        return f"lists {error}"
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,3 +80,17 @@ class TwistedSettings(ServerSettings):
         unit="seconds",
         optional=True,
     )
+    forwarded_allow_ips: Sequence[str] | None = setting(
+        None,
+        "The proxies (IP addresses, networks, unix for UNIX sockets, * for any peer) whose Forwarded or "
+        "X-Forwarded-For and X-Forwarded-Proto headers say the client's address and scheme. None: no proxy.",
+        _proxies,
+        optional=True,
+        parse=lambda text: tuple(entry.strip() for entry in text.split(",") if entry.strip()),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.forwarded_allow_ips is not None:
+            object.__setattr__(self, "forwarded_allow_ips", tuple(self.forwarded_allow_ips))
+

@@ -13,6 +13,7 @@ from rolo.target import InvalidTarget, is_valid_authority, split_target
 from rolo.websocket import WebSocketRequest
 
 from .channel import GatewayChannel, GatewayRequest
+from .forwarded import TrustedProxies
 from .http import HttpResource, log_response
 from .logs import logger, show_rolo_logs
 from .settings import TwistedSettings
@@ -50,12 +51,15 @@ class _GatewayResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, http: HttpResource, websocket: WebSocketResource) -> None:
+    def __init__(self, http: HttpResource, websocket: WebSocketResource, proxies: TrustedProxies | None) -> None:
         super().__init__()
         self.http = http
         self.websocket = websocket
+        self.proxies = proxies
 
     def render(self, request: Request) -> bytes | int:
+        if self.proxies is not None and isinstance(request, GatewayRequest):
+            request.forwarded = self.proxies.client_of(request)
         problem = _request_problem(request)
         if problem is not None:
             return _bad_request(request, problem)
@@ -130,8 +134,9 @@ class TwistedGateway(Site):
         self.gateway = gateway
         self.websocket = WebSocketResource(WebSocketRequest.listener(gateway.accept), self.settings, reactor)
         self.http = HttpResource(gateway, self.settings, reactor)
+        proxies = self.settings.forwarded_allow_ips
         super().__init__(
-            _GatewayResource(self.http, self.websocket),
+            _GatewayResource(self.http, self.websocket, TrustedProxies(proxies) if proxies else None),
             requestFactory=GatewayRequest,
             reactor=reactor,
             timeout=self.settings.keep_alive_timeout,  # Twisted Web's idle timeout: between requests only

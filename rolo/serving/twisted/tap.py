@@ -54,8 +54,10 @@ def _parser(declared: Field[Any]) -> Callable[[str], Any]:
 
     def parse(text: str) -> Any:
         try:
-            value = number(text)
-        except ValueError:
+            value = (declared.metadata["parse"] or number)(text)
+        except ValueError as error:
+            if declared.metadata["parse"] is not None:
+                raise ValueError(f"--{option}: {error}") from None
             kind = "an integer" if number is int else "a number"
             raise ValueError(f"--{option} must be {kind}, not {text!r}") from None
         if declared.metadata["optional"] and value == 0:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from autobahn.twisted.util import peer2str
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -23,6 +22,7 @@ from rolo.websocket.host import WebSocketHost
 
 from .channel import GatewayChannel, GatewayRequest
 from .environ import environ_for
+from .forwarded import peer_description
 from .logs import logger
 from .protocol import GatewayWebSocketProtocol, build_factory
 from .settings import TwistedSettings
@@ -79,6 +79,8 @@ class WebSocketResource(Resource):
         else:
             transport.protocol = protocol
         protocol.makeConnection(transport)
+        if getattr(request, "forwarded", None) is not None:
+            protocol.peer = peer_description(request)  # its lines name the client behind the proxy
         transport.resumeProducing()
         protocol.dataReceived(_replayed(request, headers))
         return NOT_DONE_YET
@@ -92,7 +94,7 @@ class WebSocketResource(Resource):
         log.info(
             "WebSocket refused {path} from {peer} (origin {origin!r}): {status}",
             path=request.path.decode("utf-8", "replace"),
-            peer=peer2str(request.transport),
+            peer=peer_description(request),
             origin=request.getHeader("origin"),
             status=int(refused.status),
         )
