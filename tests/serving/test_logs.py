@@ -79,6 +79,14 @@ def test_once_twisted_logging_began_every_record_goes_there(monkeypatch):
     assert shown == []
 
 
+def test_a_twisted_side_event_goes_back_into_twisted_s_log_as_it_was(monkeypatch):
+    monkeypatch.setattr(logs, "logging_began", lambda: True)
+    with nothing_configured(monkeypatch) as (events, shown):
+        logs.logger("rolo.serving.twisted.example").info("GET {path}: {status}", path="/ok", status=200)
+    [event] = [e for e in events if e["log_namespace"] == "rolo.serving.twisted.example"]
+    assert (event["log_format"], event["path"], event["status"]) == ("GET {path}: {status}", "/ok", 200)
+
+
 def test_before_twisted_logging_begins_warnings_and_errors_go_to_the_last_resort(monkeypatch):
     monkeypatch.setattr(logs, "logging_began", lambda: False)
     with nothing_configured(monkeypatch) as (events, shown):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from twisted.logger import Logger, LogLevel, formatEvent
+from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from ._twisted import logging_began
@@ -57,7 +57,22 @@ def _record(event: dict[str, Any]) -> None:
     exc_info = None
     if failure is not None:
         exc_info = (failure.type, failure.value, failure.getTracebackObject())
-    target.log(level, "%s", formatEvent(event), exc_info=exc_info)
+    # made directly rather than through Logger.log, which would walk the stack for the caller's line only
+    # to find this function; the text is made when a handler asks for it
+    target.handle(target.makeRecord(target.name, level, "", 0, _EventText(event), (), exc_info))
+
+
+class _EventText:
+    """A Twisted event as a record's message: formatted when a stdlib handler asks for its text; put back
+    into Twisted's log as the event it is."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        self.event = event
+
+    def __str__(self) -> str:
+        return formatEvent(self.event)
 
 
 class _TwistedLogSink(logging.Handler):
@@ -86,8 +101,13 @@ class _TwistedLogSink(logging.Handler):
 
     @staticmethod
     def _to_twisted(record: logging.LogRecord) -> None:
+        if isinstance(record.msg, _EventText):
+            globalLogPublisher(record.msg.event)  # an event of rolo's Twisted side, as it was
+            return
         level = next((twisted for stdlib, twisted in _TO_TWISTED if record.levelno >= stdlib), LogLevel.debug)
-        log = Logger(namespace=record.name)
+        log = _twisted_loggers.get(record.name)
+        if log is None:
+            log = _twisted_loggers[record.name] = Logger(namespace=record.name)
         message = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             kind, error, traceback = record.exc_info
@@ -96,6 +116,7 @@ class _TwistedLogSink(logging.Handler):
             log.emit(level, "{message}", message=message)
 
 
+_twisted_loggers: dict[str, Logger] = {}  # by namespace: rolo's few modules
 _sink = _TwistedLogSink()
 
 
