@@ -82,8 +82,9 @@ class TwistedSettings(ServerSettings):
     )
     forwarded_allow_ips: Sequence[str] | None = setting(
         None,
-        "The proxies (IP addresses, networks, unix for UNIX sockets, * for any peer) whose Forwarded or "
-        "X-Forwarded-For and X-Forwarded-Proto headers say the client's address and scheme. None: no proxy.",
+        "The proxies (IP addresses and networks, unix for UNIX sockets, * for any peer; comma-separated on "
+        "the command line) whose Forwarded, or X-Forwarded-For and X-Forwarded-Proto, headers say the "
+        "client's address and scheme. By default none.",
         _proxies,
         optional=True,
         parse=lambda text: tuple(entry.strip() for entry in text.split(",") if entry.strip()),
