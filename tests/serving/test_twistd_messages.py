@@ -138,3 +138,12 @@ def test_a_refused_upgrade_is_one_line_with_its_path_as_text(twistd):  # noqa: F
     server.wait_for(r"WebSocket refused /echo/eve from tcp4:127\.0\.0\.1:\d+ \(origin 'https://evil\.example'\): 403$")
     assert server.stop() == 0
     assert sum("/echo/" in line for line in server.lines) == 1, server.output
+
+
+def test_with_workers_the_supervisor_alone_says_that_rolo_starts(twistd):  # noqa: F811
+    server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--workers", "2")
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port()}/hello/ann", timeout=10) as response:
+        assert response.read() == b"hello ann"
+    assert server.stop() == 0
+    assert sum(f"rolo {rolo.__version__} starting" in line for line in server.lines) == 1, server.output
+    assert not any(" starting on " in line for line in server.lines), server.output

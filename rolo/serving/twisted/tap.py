@@ -92,9 +92,12 @@ _PARAMETERS, _FLAGS = _setting_options()
 def _worker_count(text: str) -> int:
     if text == "auto":
         return cpu_count()
-    number = int(text)
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
     if number < 1:
-        raise ValueError(f"{text} is not a positive integer")
+        raise ValueError(f"--workers must be a positive integer or auto, not {text!r}")
     return number
 
 

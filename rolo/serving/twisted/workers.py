@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from . import relay
+from .logs import show_rolo_logs
 from .relay import FORMAT, LOG_FD, Lines, event_from_line, relabel
 from .service import LISTENING, STARTING, format_address, listening_reach, log_start
 from .sharing import Reservation, SharedEndpoint, reserve
@@ -115,6 +116,7 @@ class WorkerSupervisor(Service):
             raise ValueError("at least one endpoint is needed")
         if reactor is None:
             from twisted.internet import reactor
+        show_rolo_logs()  # its own lines (where it listens) are rolo's, as a server's are
         self.reactor = reactor
         self.args = list(args)
         self.endpoints = list(endpoints)
@@ -319,7 +321,7 @@ class _Worker(ProcessProtocol):
         self.pid: int | None = None
         self.started_at = supervisor.reactor.seconds()
         self.serving = False
-        self.last_error = ""  # the last line it wrote to its standard error
+        self.last_error = ""  # the last line it wrote to its standard error, but for indented ones
         self._listening = 0  # endpoints it said it listens on
         self._lines = {1: Lines(), 2: Lines(), LOG_FD: Lines()}
 
@@ -347,7 +349,8 @@ class _Worker(ProcessProtocol):
         if not text:
             return
         stream = {1: "stdout", 2: "stderr"}.get(fd, "log")
-        if fd == 2:
+        if fd == 2 and not text[0].isspace():
+            # an indented line goes on the one before: where the error of an --app was raised
             self.last_error = text
         log.info("{text}", text=text, log_system=f"{self.name} {stream}")
 
