@@ -106,7 +106,8 @@ with run_in_thread(faults, "tcp:0:interface=127.0.0.1") as server:
 def test_stdlib_logging_configures_every_line_rolo_writes():
     server = Running(["python", "-c", CONFIGURED], stdin=True)
     try:
-        port = int(server.wait_for(r"^INFO rolo\.serving\.twisted\.service: rolo .*listening at 127\.0\.0\.1:(\d+)").group(1))
+        listening = server.wait_for(r"^INFO rolo\.serving\.twisted\.service: rolo listening at 127\.0\.0\.1:(\d+)")
+        port = int(listening.group(1))
         assert http_status(port, "/fault") == 500
         server.wait_for(r"^ERROR rolo\.gateway: exception while handling")
         server.wait_for(r"^INFO rolo\.serving\.twisted\.http: GET /fault from .*: 500 in")
