@@ -34,6 +34,7 @@ from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.ext import intersphinx
+from zope.interface.interface import InterfaceClass
 
 _MISSING = object()
 _INTERFACE = re.compile(r"<InterfaceClass ([\w.]+)>")
@@ -108,9 +109,9 @@ def _documented(env: BuildEnvironment) -> dict[tuple[int, str], tuple[str, Any]]
 
 
 def _api_page(base: str, name: str, found: Any) -> str:
-    """The pydoctor page of ``name`` under ``base``: a module or class has a page of its own, anything
-    else an anchor on its parent's page."""
-    if isinstance(found, type) or inspect.ismodule(found):
+    """The pydoctor page of ``name`` under ``base``: a module, class or zope interface has a page of its own,
+    anything else an anchor on its parent's page."""
+    if isinstance(found, (type, InterfaceClass)) or inspect.ismodule(found):
         return f"{base}/{name}.html"
     parent, _, last = name.rpartition(".")
     return f"{base}/{parent}.html#{last}"
