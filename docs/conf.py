@@ -48,6 +48,8 @@ autodoc_member_order = "bysource"
 autodoc_inherit_docstrings = False  # an override without a docstring of its own is not rolo's to document
 
 PYTHON_INVENTORY = Path("/usr/share/doc/python3/html/objects.inv")
-intersphinx_mapping = {"python": ("https://docs.python.org/3", str(PYTHON_INVENTORY))} if PYTHON_INVENTORY.exists() else {}
+intersphinx_mapping = {}
+if PYTHON_INVENTORY.exists():
+    intersphinx_mapping["python"] = ("https://docs.python.org/3", str(PYTHON_INVENTORY))
 intersphinx_timeout = 1  # never the network: every inventory is a local file
 imported_names_api = {"twisted": "https://docs.twisted.org/en/stable/api"}

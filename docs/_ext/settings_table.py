@@ -56,7 +56,8 @@ class SettingsTable(Directive):
         settings = getattr(importlib.import_module(module_name), class_name)
         declared = fields(settings)
         if "own" in self.options:
-            inherited = {field.name for base in settings.__mro__[1:] if hasattr(base, "__dataclass_fields__") for field in fields(base)}
+            bases = [base for base in settings.__mro__[1:] if hasattr(base, "__dataclass_fields__")]
+            inherited = {field.name for base in bases for field in fields(base)}
             declared = tuple(field for field in declared if field.name not in inherited)
 
         group = nodes.tgroup(cols=len(_HEADER))
