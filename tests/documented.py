@@ -206,3 +206,8 @@ class Running:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise AssertionError(f"{self.argv} did not exit within {timeout}s of SIGTERM") from None
+
+
+def page_commands(page: Path) -> list[Command]:
+    """The commands in a page of the documentation (``docs/NAME.rst``)."""
+    return _commands_in(page.read_text(), str(page.relative_to(REPO)))

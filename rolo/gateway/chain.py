@@ -48,6 +48,8 @@ class HandlerChain(Generic[RC]):
     raises, the response becomes a plain 500, the error is recorded as :attr:`error` and logged, and the
     exception handlers run: they may turn the response into something better. Finalizers always run last.
     An exception handler, or a finalizer, that raises is logged and does not stop the others.
+
+    :ivar error: the exception a request or response handler raised, or ``None``
     """
 
     def __init__(

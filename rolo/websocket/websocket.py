@@ -33,7 +33,7 @@ class WebSocket:
 
         :raises WebSocketProtocolError: if ``data`` is neither ``str`` nor ``bytes``
         :raises UnicodeEncodeError: if ``data`` is a ``str`` that has no UTF-8 form (a lone surrogate, as
-            ``"\ud800"``), which a text message must have
+            ``"\\ud800"``), which a text message must have
         :raises TimeoutError: if the peer made no room within ``timeout`` seconds
         :raises WebSocketDisconnectedError: if the connection is closed
         """

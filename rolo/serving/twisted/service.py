@@ -141,6 +141,8 @@ class GatewayService(MultiService):
     :param grace_period: how long a stop waits for running handlers, in seconds (the site's
         ``grace_period`` setting if ``None``)
     :raises ValueError: for an endpoint string that does not parse
+    :ivar listening: a :class:`~twisted.internet.defer.Deferred` that fires with the ports once every
+        endpoint listens (``None`` until the service starts)
     """
 
     def __init__(
