@@ -133,6 +133,7 @@ def main() -> None:
         if not kinds:
             continue
         print(f"\n{part}: {', '.join(kinds)}", flush=True)
+        part_started = time.monotonic()
         tables: list[Table]
         if part == "echo":
             results = echo.run(kinds, args.repeat, args.warmup, args.duration, ports)
@@ -151,6 +152,7 @@ def main() -> None:
             tables = broadcast.tables(results, kinds)
             draw(args.out / "broadcast.png", 1, lambda axes: broadcast.chart(results, kinds, axes))
         write(tables, args.out, intro)
+        print(f"({part}: {time.monotonic() - part_started:.0f} s)")
         (args.out / f"{part}.json").write_text(json.dumps(results.rows, indent=1) + "\n")
     if args.readme:
         update_readme(args.out)

@@ -11,7 +11,7 @@
  *
  *   loadgen hold PORT PATH CONNECTIONS AT_ONCE DEFLATE
  *       Opens CONNECTIONS connections, at most AT_ONCE handshakes at a time, offering permessage-deflate
- *       if DEFLATE is 1, and prints "open N SECONDS NEGOTIATED". Then, driven by lines on stdin: "echo"
+ *       if DEFLATE is 1, and prints "open N SECONDS NEGOTIATED CPU" (CPU: the seconds of CPU it used itself meanwhile). Then, driven by lines on stdin: "echo"
  *       sends one 32-byte text message on each (compressed, as a stored deflate block, where deflate was
  *       negotiated) and prints "answered N SECONDS" once every reply is in (or after 120 s); "close" closes
  *       them all and exits.
@@ -524,11 +524,11 @@ static int run_hold(int port, const char *path, int count, int at_once, int defl
     size_t compressed_len = frame(compressed, 0xc1, stored, sizeof stored); /* RSV1: a compressed message */
     set_request(path, port, deflate);
     on_message = hold_reply;
-    double t = now();
+    double t = now(), cpu = own_cpu();
     open_all(port, 0, count, at_once, 300);
     int negotiated = 0;
     for (int i = 0; i < count; i++) negotiated += conns[i].state == OPEN && conns[i].deflate;
-    printf("open %d %.4f %d\n", opened, now() - t, negotiated);
+    printf("open %d %.4f %d %.4f\n", opened, now() - t, negotiated, own_cpu() - cpu);
     fflush(stdout);
     char line[64];
     while (fgets(line, sizeof line, stdin)) {

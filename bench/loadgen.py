@@ -74,10 +74,11 @@ class Hold:
             raise RuntimeError(f"the load generator failed (exit status {self.process.poll()})")
         return [float(field) for field in fields[1:]]
 
-    def opened(self) -> tuple[int, float, int]:
-        """Once all are open (or failed): how many opened, in how many seconds, how many with deflate."""
-        count, seconds, negotiated = self._line("open")
-        return int(count), seconds, int(negotiated)
+    def opened(self) -> tuple[int, float, int, float]:
+        """Once all are open (or failed): how many opened, in how many seconds, how many with deflate, and
+        the CPU seconds the load generator used meanwhile."""
+        count, seconds, negotiated, cpu = self._line("open")
+        return int(count), seconds, int(negotiated), cpu
 
     def echo(self) -> tuple[int, float]:
         """One 32-byte message on each connection: how many were answered, in how many seconds."""

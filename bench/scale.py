@@ -23,7 +23,7 @@ def measure(kind: str, port: int, connections: int, at_once: int, deflate: bool)
         loadgen.echo(port, 1, 32, 0.0, 0.2, server.pid)  # load what a first connection loads: warm, idle
         idle_kib, cpu = server.rss_kib(), server.cpu_seconds()
         hold = loadgen.Hold(port, connections, at_once, deflate)
-        opened, open_seconds, negotiated = hold.opened()
+        opened, open_seconds, negotiated, client_cpu = hold.opened()
         open_kib, open_cpu = server.rss_kib(), server.cpu_seconds() - cpu
         answered, answer_seconds = hold.echo()
         used_kib = server.rss_kib()
@@ -36,6 +36,7 @@ def measure(kind: str, port: int, connections: int, at_once: int, deflate: bool)
         "opened": opened,
         "open_s": open_seconds,
         "open_cpu_us": open_cpu / per * 1e6,
+        "client_open_cpu": client_cpu / max(open_seconds, 1e-9),
         "answered": answered,
         "answer_s": answer_seconds,
         "idle_kib": (open_kib - idle_kib) / per,
@@ -62,7 +63,7 @@ def run(kinds: list[str], rounds: int, connections: int, at_once: int, ports: Po
                 if figures["opened"] is not None:
                     print(
                         f"  round {round_number + 1} {variant:<8} {kind:<15} opened {figures['opened']:,} in "
-                        f"{figures['open_s']:.2f} s, answered {figures['answered']:,} in {figures['answer_s']:.2f} s,"
+                        f"{figures['open_s']:.2f} s (client CPU {figures['client_open_cpu']:.0%}), answered {figures['answered']:,} in {figures['answer_s']:.2f} s,"
                         f" {figures['idle_kib']:.1f} KiB idle, {figures['used_kib']:.1f} KiB used",
                         flush=True,
                     )
