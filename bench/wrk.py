@@ -18,17 +18,13 @@ CONNECTIONS = 50
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(port: int, duration: float) -> dict:
-    """Run wrk against ``/hello``; requests per second, latency percentiles (ms) and errors."""
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(duration))}s", "--latency"]
-    output = subprocess.run(
-        command + [f"http://127.0.0.1:{port}/hello"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=duration + 60,
-        preexec_fn=on_cpus(Placement.client_cpus),
-    ).stdout
+def command(port: int, duration: float) -> list[str]:
+    """The wrk command line for ``duration`` seconds (whole ones, at least one) against ``/hello``."""
+    return ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(duration))}s", "--latency", f"http://127.0.0.1:{port}/hello"]
+
+
+def parse(output: str) -> dict:
+    """Requests per second, latency percentiles (ms), the count of requests and errors, from wrk's output."""
     figures = {"requests_per_s": float(re.search(r"Requests/sec:\s*([\d.]+)", output).group(1))}
     for percent in ("50", "99"):
         value, unit = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
@@ -41,6 +37,19 @@ def wrk(port: int, duration: float) -> dict:
         sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0
     )
     return figures
+
+
+def wrk(port: int, duration: float) -> dict:
+    """Run wrk against ``/hello``; its figures (:func:`parse`)."""
+    output = subprocess.run(
+        command(port, duration),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        preexec_fn=on_cpus(Placement.client_cpus),
+    ).stdout
+    return parse(output)
 
 
 def run(kinds: list[str], rounds: int, duration: float, ports: Ports) -> Results:
