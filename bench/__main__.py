@@ -32,6 +32,12 @@ from bench.servers import PEERS
 
 PARTS = ("echo", "scale", "http", "broadcast")
 README_BEGIN, README_END = ".. bench tables begin", ".. bench tables end"
+CHART_ALT = {
+    "echo": "32-byte echo, every server: throughput, p99 round trip and server CPU per message against connections",
+    "scale": "time to open 10,000 connections, and memory per connection, idle and with deflate used",
+    "http": "HTTP requests per second of each server under wrk",
+    "broadcast": "broadcast deliveries per second, one and 16 in flight",
+}
 
 
 def names(text: str, allowed, what: str) -> list[str]:
@@ -57,7 +63,7 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="rounds; cells are medians (default 1)")
     parser.add_argument("--pin", action="store_true", help="servers on the last CPU, load generators on the others")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds each echo and broadcast load is measured")
+    parser.add_argument("--duration", type=float, default=1.5, help="seconds each echo and broadcast load is measured")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds of load before measuring")
     parser.add_argument("--http-duration", type=float, default=5.0, help="seconds of each wrk run")
     parser.add_argument("--connections", type=int, default=10_000, help="connections opened by the scale part")
@@ -65,7 +71,10 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="first port of the servers (default: free ones)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench", help="where tables and charts go")
     parser.add_argument("--readme", action="store_true", help="also put the tables into README.rst")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.readme and not args.out.resolve().is_relative_to(ROOT):
+        parser.error("--readme needs --out inside the repository, where README.rst can show the charts")
+    return args
 
 
 def preface(args: argparse.Namespace) -> str:
@@ -97,24 +106,30 @@ def draw(path: Path, panels: int, draw_panels) -> None:
 
 def update_readme(directory: Path) -> None:
     """Put every snippet of ``directory`` (the parts' tables, in the order of the parts) and its chart
-    between README.rst's markers."""
+    between README.rst's markers, each run's preface once."""
     readme = ROOT / "README.rst"
     text = readme.read_text()
     start, end = text.find(README_BEGIN), text.find(README_END)
     if start < 0 or end < start:
         raise SystemExit(f"README.rst has no {README_BEGIN!r} ... {README_END!r} block")
-    block = []
+
     def order(path: Path) -> tuple:
         part = path.stem.split("-")[0]
-        return PARTS.index(part) if part in PARTS else len(PARTS), path.stem != part, path.stem
+        kind = path.stem.removeprefix(part).lstrip("-")
+        return PARTS.index(part) if part in PARTS else len(PARTS), kind not in ("", "ratios"), kind != "", kind
 
+    block, last_preface = [], None
     for snippet in sorted(directory.glob("*.rst"), key=order):
-        block.append(snippet.read_text())
+        preface, _, table = snippet.read_text().partition("\n\n")
+        if preface != last_preface:
+            block.append(preface + "\n")
+            last_preface = preface
+        block.append(table)
         chart = snippet.with_suffix(".png")
         if chart.exists():
-            block.append(f".. image:: {chart.relative_to(ROOT)}\n   :alt: {snippet.stem} chart\n")
-    body = "\n".join(block)
-    readme.write_text(text[: start + len(README_BEGIN)] + "\n\n" + body + "\n" + text[end:])
+            alt = CHART_ALT.get(snippet.stem, snippet.stem)
+            block.append(f".. image:: {chart.resolve().relative_to(ROOT)}\n   :alt: {alt}\n")
+    readme.write_text(text[: start + len(README_BEGIN)] + "\n\n" + "\n".join(block) + "\n" + text[end:])
     print("README.rst: tables updated")
 
 

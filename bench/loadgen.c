@@ -358,6 +358,7 @@ static void loop(double until, const int *done) {
     }
 }
 
+/* set by a mode's message callback once what loop() waits for has happened */
 static int all_settled;
 
 /* open conns[first .. first + count), at most at_once handshakes at a time; returns how many opened */

@@ -136,7 +136,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("load", choices=("echo", "http"))
     parser.add_argument("--server", choices=PEERS, default="rolo")
-    parser.add_argument("--connections", type=int, default=10, help="echo connections (32-byte messages)")
+    parser.add_argument("--connections", type=int, default=10, help="echo connections")
+    parser.add_argument("--size", type=int, default=32, help="echo message size, bytes")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds each recording lasts")
     parser.add_argument("--out", type=Path, default=Path("/tmp/rolo-profile"), help="where the raw files go")
     args = parser.parse_args()
@@ -147,7 +148,7 @@ def main() -> None:
     figures: dict = {}
     if args.load == "echo":
         load = threading.Thread(
-            target=lambda: figures.update(loadgen.echo(server.port, args.connections, 32, WARMUP, length, pid))
+            target=lambda: figures.update(loadgen.echo(server.port, args.connections, args.size, WARMUP, length, pid))
         )
         unit = "message"
     else:

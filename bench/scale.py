@@ -48,6 +48,14 @@ def measure(kind: str, port: int, connections: int, at_once: int, deflate: bool)
     return figures
 
 
+def answer(results: Results, kind: str, connections: int) -> str:
+    """The time to answer one message on each connection, with how many were answered if not all."""
+    seconds, answered = results.median(kind, "plain", "answer_s"), results.median(kind, "plain", "answered")
+    if answered is not None and answered < connections:
+        return f"{number(seconds, 2)} ({answered:,.0f} answered)"
+    return number(seconds, 2)
+
+
 def run(kinds: list[str], rounds: int, connections: int, at_once: int, ports: Ports) -> Results:
     rows = []
     for round_number in range(rounds):
@@ -97,7 +105,7 @@ def tables(results: Results, kinds: list[str], connections: int) -> list[Table]:
                 kind,
                 cell("plain", "open_s", 2),
                 cell("plain", "open_cpu_us", 0),
-                cell("plain", "answer_s", 2),
+                answer(results, kind, connections),
                 cell("plain", "idle_kib"),
                 cell("deflate", "open_s", 2),
                 cell("deflate", "idle_kib"),
