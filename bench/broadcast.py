@@ -1,66 +1,87 @@
-"""Hub.broadcast throughput, run by hand: ``.venv/bin/python bench/broadcast.py [CLIENTS] [MESSAGES]``.
+"""Broadcast: a message published on one connection reaches every member of a room of 1,000.
 
-Serves a room with run_in_thread, connects CLIENTS websockets clients (in this process, each reading in a
-thread of its own), broadcasts MESSAGES small messages to the room from the main thread, and reports how
-fast the broadcast calls return and how soon every client has every message.
+The load generator publishes 32-byte messages on a ``/publish`` connection, one at a time (the next once
+every member has the last) or 16 at a time, and measures deliveries per second and the time from publish
+to each member's receipt. rolo pushes with ``Hub.broadcast`` from the publishing handler's thread,
+websockets with its ``broadcast()``, plain Autobahn with a loop over the room's protocols.
 """
 
-import queue
-import sys
-import threading
-import time
+from __future__ import annotations
 
-from websockets.sync.client import connect
+from bench import loadgen
+from bench.processes import Ports, attempt, serving
+from bench.report import Results, Table, comparisons, number, rate
 
-from rolo import Router, route
-from rolo.serving.twisted import run_in_thread
-from rolo.websocket import Hub, WebSocketRequest
-
-hub = Hub()
-joined: queue.Queue = queue.Queue()
+CLIENTS = 1000
+IN_FLIGHT = (1, 16)
 
 
-@route("/room", methods=["WEBSOCKET"])
-def room(request: WebSocketRequest):
-    with request.accept() as websocket:
-        hub.add(websocket, "room")
-        joined.put(websocket)
-        for _ in websocket:
-            pass
+def label(in_flight: int) -> str:
+    return f"{in_flight} in flight"
 
 
-def main() -> None:
-    clients, messages = (int(arg) for arg in (sys.argv[1:] + ["100", "1000"])[:2])
-    router = Router()
-    router.add(room)
-    with run_in_thread(router, "tcp:0:interface=127.0.0.1", max_connections=clients + 10) as server:
-        url = f"ws://127.0.0.1:{server.port}/room"
-        connections = [connect(url, compression=None) for _ in range(clients)]
-        for _ in range(clients):
-            joined.get(timeout=30)
-        received: queue.Queue = queue.Queue()
+def run(kinds: list[str], rounds: int, warmup: float, duration: float, ports: Ports) -> Results:
+    rows = []
+    with serving(kinds, ports) as servers:
+        for round_number in range(rounds):
+            for in_flight in IN_FLIGHT:
+                for kind, server in servers.items():
+                    figures = attempt(
+                        f"broadcast, {label(in_flight)}, on {kind}",
+                        lambda: loadgen.broadcast(server.port, CLIENTS, in_flight, warmup, duration, server.pid),
+                    )
+                    if figures is None:
+                        continue
+                    rows.append({"server": kind, "load": label(in_flight), "round": round_number, **figures})
+                    print(
+                        f"  round {round_number + 1} {label(in_flight):<12} {kind:<12} "
+                        f"{figures['delivery_per_s']:>9,.0f} deliveries/s  p99 {figures['p99_ms']:.1f} ms",
+                        flush=True,
+                    )
+    return Results(rows)
 
-        def read(connection) -> None:
-            for _ in range(messages):
-                connection.recv(timeout=60)
-            received.put(connection)
 
-        for connection in connections:
-            threading.Thread(target=read, args=(connection,), daemon=True).start()
-        started = time.perf_counter()
-        slow = sum(len(hub.broadcast("room", f"message {i:06d} " + "x" * 40).slow) for i in range(messages))
-        pushed = time.perf_counter()
-        for _ in range(clients):
-            received.get(timeout=120)
-        delivered = time.perf_counter()
-        print(
-            f"{clients} clients, {messages} broadcasts: {(pushed - started) / messages * 1e3:.2f} ms per "
-            f"broadcast call; every message at every client after {delivered - started:.2f} s "
-            f"({clients * messages / (delivered - started):,.0f} messages/s); slow: {slow}"
+def tables(results: Results, kinds: list[str]) -> list[Table]:
+    header = ["server"]
+    for in_flight in IN_FLIGHT:
+        header += [f"{label(in_flight)}: deliveries/s", "p50, ms", "p99, ms", "CPU per delivery, µs"]
+    table = Table("broadcast", f"Broadcast to {CLIENTS:,} clients, 32 B, publish to receipt", header)
+    for kind in kinds:
+        row = [kind]
+        for in_flight in IN_FLIGHT:
+            load = label(in_flight)
+            row += [
+                rate(results.median(kind, load, "delivery_per_s")),
+                number(results.median(kind, load, "p50_ms")),
+                number(results.median(kind, load, "p99_ms")),
+                number(results.median(kind, load, "server_us_per_delivery"), 2),
+            ]
+        table.rows.append(row)
+    ratios = Table(
+        "broadcast-ratios",
+        "Broadcast: rolo over each peer (same rounds)",
+        ["ratio"] + [f"{label(n)}: {what}" for n in IN_FLIGHT for what in ("deliveries/s", "p99")],
+    )
+    for ours, peer in comparisons(kinds):
+        ratios.rows.append(
+            [f"{ours} / {peer}"]
+            + [
+                number(results.ratio(ours, peer, label(n), key), 2, "×")
+                for n in IN_FLIGHT
+                for key in ("delivery_per_s", "p99_ms")
+            ]
         )
-        for connection in connections:
-            connection.close()
+    return [table, ratios]
 
 
-if __name__ == "__main__":
-    main()
+def chart(results: Results, kinds: list[str], axes) -> None:
+    """Deliveries per second, one and 16 broadcasts in flight."""
+    width = 0.4
+    for offset, in_flight in zip((-width / 2, width / 2), IN_FLIGHT):
+        values = [results.median(kind, label(in_flight), "delivery_per_s") or 0 for kind in kinds]
+        axes.barh([p + offset for p in range(len(kinds))], values, width, label=label(in_flight))
+    axes.set_yticks(range(len(kinds)), kinds)
+    axes.invert_yaxis()
+    axes.set(title=f"broadcast to {CLIENTS:,} clients", xlabel="deliveries per second")
+    axes.legend(fontsize="small")
+    axes.grid(True, axis="x", alpha=0.3)

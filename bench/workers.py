@@ -5,7 +5,7 @@ Starts three servers, each ``twistd -n rolo`` in processes of its own, all kept 
 the load generator against each server in turn (interleaved, so that all three meet the same machine);
 the figures are the medians of the rounds, the ratios the medians of each round's ratio to the one process.
 
-The load generator is :mod:`bench.load` (an asyncio client that frames by hand), in ``--clients``
+The load generator is ``./dev bench``'s (``bench/loadgen.c``, epoll, framing by hand), in ``--clients``
 processes sharing the connections. On a machine with as many CPUs as workers it competes with the workers
 for them: its CPU use is in the table, and the workers cannot go faster than the CPUs the clients leave.
 The ``server cores`` column is the CPU time of all the server's processes (workers and supervisor) over
@@ -32,9 +32,12 @@ from rolo import Router, route
 from rolo.serving.twisted.workers import cpu_count
 from rolo.websocket import WebSocketRequest
 
+from bench import loadgen
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 SIZE = 32
+WARMUP = 0.5  # seconds of load before each measurement
 
 
 @route("/echo", methods=["WEBSOCKET"])
@@ -104,7 +107,8 @@ def run_load(server: Server, connections: int, clients: int, duration: float) ->
     cpu, started = server.cpu_seconds(), time.monotonic()
     loads = [
         subprocess.Popen(
-            [PYTHON, "-m", "bench.load", "echo", str(server.port), str(share), str(SIZE), str(duration)],
+            # a server PID of 0: the load generator reports no server figures; server_cores below does
+            [str(loadgen.binary()), "echo", str(server.port), "/echo", str(share), str(SIZE), str(WARMUP), str(duration), "0"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
         )
@@ -153,7 +157,7 @@ def main() -> None:
             server.stop()
 
     print(
-        f"\nEcho, {SIZE} B, {args.connections} connections, {args.clients} load process(es) (bench.load, asyncio), "
+        f"\nEcho, {SIZE} B, {args.connections} connections, {args.clients} load process(es) (bench/loadgen.c), "
         f"{os.cpu_count()} CPUs; medians of {args.rounds} interleaved rounds of {args.duration:g} s"
     )
     head = (

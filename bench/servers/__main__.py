@@ -1,0 +1,44 @@
+"""``python -m bench.servers KIND PORT [--deflate]``: serve one of :data:`bench.servers.PEERS` on
+127.0.0.1:PORT until terminated."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import resource
+
+from bench.servers import PEERS
+
+# the module that serves each kind, and the name of its serving function
+ENTRY_POINTS = {
+    "rolo": ("rolo_app", "serve_twisted"),
+    "rolo-uvicorn": ("rolo_app", "serve_uvicorn"),
+    "rolo-hypercorn": ("rolo_app", "serve_hypercorn"),
+    "autobahn": ("autobahn_app", "serve"),
+    "twisted-web": ("twisted_web", "serve"),
+    "websockets": ("websockets_app", "serve"),
+    "aiohttp": ("aiohttp_app", "serve"),
+    "uvicorn": ("asgi_app", "serve_uvicorn"),
+    "hypercorn": ("asgi_app", "serve_hypercorn"),
+    "picows": ("picows_app", "serve"),
+    "gunicorn": ("flask_app", "serve"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.servers", description=__doc__)
+    parser.add_argument("kind", choices=PEERS)
+    parser.add_argument("port", type=int)
+    parser.add_argument("--deflate", action="store_true", help="accept permessage-deflate when offered")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    logging.basicConfig(level=logging.WARNING)
+    module, function = ENTRY_POINTS[args.kind]
+    serve = getattr(importlib.import_module(f"bench.servers.{module}"), function)
+    serve(args.port, args.deflate)
+
+
+if __name__ == "__main__":
+    main()
