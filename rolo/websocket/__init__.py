@@ -23,7 +23,7 @@ from .adapter import (
     WebSocketListener,
 )
 from .errors import WebSocketDisconnectedError, WebSocketError, WebSocketProtocolError
-from .groups import Delivery, Hub
+from .hub import Delivery, Hub
 from .origins import OriginPolicy
 from .request import WebSocketRequest
 from .websocket import WebSocket
