@@ -157,16 +157,19 @@ def test_a_slow_member_on_the_receiving_side_delays_nobody_and_is_closed_1013(hu
 
 
 def test_a_slow_member_that_is_only_skipped_gets_what_fits_in_order(hubs):
-    one, two = hubs(2, timeout=0.2, close_slow=False, broker={"backlog": 10})
-    slow = Peer()
+    one, two = hubs(2, timeout=5, close_slow=False, broker={"backlog": 10})
+    slow, marker = Peer(), Peer()
     two.add(slow.websocket, "room")
+    two.add(marker.websocket, "marker")
     one.add(Peer().websocket, "room")
     slow.adapter.on_pause_writing()
     one.broadcast("room", "first")  # waits in the backlog (5 of 10 bytes)
     one.broadcast("room", "second")  # 6 more bytes than the backlog holds: skipped at once
     one.broadcast("room", "3rd")  # fits again
+    one.broadcast("marker", "done")
+    assert marker.next() == "done"  # the receiving side has handled every push before it
     slow.adapter.on_resume_writing()
-    assert [slow.next() for _ in range(2)] == ["first", "3rd"]
+    assert [slow.next() for _ in range(2)] == ["first", "3rd"] and two.count("room", local=True) == 1
 
 
 def test_a_broker_that_is_down_or_stopped_fails_pushes_within_the_timeout(hubs, redis_server):
@@ -179,7 +182,7 @@ def test_a_broker_that_is_down_or_stopped_fails_pushes_within_the_timeout(hubs, 
     delivery = one.broadcast("room", "stuck")
     stuck_for = time.monotonic() - started
     assert delivery.sent == (one.members("room", local=True)[0],) and delivery.failed == ("*",)
-    assert 0.3 <= stuck_for < 1.0
+    assert 0.3 <= stuck_for < 1.5  # the timeout, and room for a busy machine
     with pytest.raises(BrokerError):
         one.members("room")
     redis_server.resume()
@@ -187,7 +190,7 @@ def test_a_broker_that_is_down_or_stopped_fails_pushes_within_the_timeout(hubs, 
     started = time.monotonic()
     for _ in range(100):  # a broker that is gone: each push fails at once, without waiting
         assert one.broadcast("room", "down").failed == ("*",)
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 0.3  # 100 timeouts would take 30 s
 
 
 def test_after_a_broker_restart_members_that_may_have_missed_pushes_are_closed_1012(hubs, redis_server):

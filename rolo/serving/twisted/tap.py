@@ -10,12 +10,14 @@ The plugin (``twisted/plugins/rolo_plugin.py``) points ``twistd`` here, at :clas
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
+from ...websocket.broker import BROKER_ENVIRONMENT_VARIABLE
 from .app import AppError, load_app
 from .service import GatewayService
 from .site import TwistedGateway
@@ -57,6 +59,7 @@ class Options(usage.Options):
 
     optParameters = [
         ["app", "a", None, "The application, as package.module:attribute."],
+        ["broker", None, None, "Redis URL of the broker for the app's Hubs (sets ROLO_BROKER): redis://host:6379/0."],
         ["grace-period", None, 10.0, "Seconds a shutdown waits for running handlers.", _non_negative_float],
         ["http-threads", None, 32, "Threads for plain HTTP handlers.", _positive_int],
         [
@@ -204,6 +207,9 @@ def makeService(options: Options) -> IService:
     :raises SystemExit: with a one-line message, for an ``--app`` that does not load or an endpoint that
         does not parse
     """
+    if options["broker"]:
+        # before the app loads: Hub() reads it when made, often at import time
+        os.environ[BROKER_ENVIRONMENT_VARIABLE] = options["broker"]
     try:
         gateway = load_app(options["app"])
     except AppError as error:
