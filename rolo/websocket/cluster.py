@@ -229,14 +229,14 @@ def decode_push(message: bytes) -> tuple[bytes, str, list[str], str | bytes]:
 class ClusterMembers(Protocol):
     """What the link needs of its Hub. Each method is called from one of the link's threads."""
 
-    def cluster_snapshot(self, journal: Callable[[], None]) -> tuple[dict[str, list[str]], list[str]]:
+    def _cluster_snapshot(self, journal: Callable[[], None]) -> tuple[dict[str, list[str]], list[str]]:
         """Under the Hub's lock: call ``journal()`` (from then on, membership changes go to the link's
         journal), and return each group's member ids and every member's id."""
 
-    def cluster_deliver(self, kind: bytes, target: str, exclude: list[str], data: str | bytes) -> None:
+    def _cluster_deliver(self, kind: bytes, target: str, exclude: list[str], data: str | bytes) -> None:
         """Hand a push that came from another node to its local members, without waiting."""
 
-    def cluster_missed(self, connection_ids: list[str]) -> None:
+    def _cluster_missed(self, connection_ids: list[str]) -> None:
         """These members may have missed pushes (see the module's docstring)."""
 
 
@@ -543,7 +543,7 @@ class ClusterLink:
             self._journaling = False
             self._journal = {}
         if was_up:
-            _, at_risk = self._hub.cluster_snapshot(lambda: None)
+            _, at_risk = self._hub._cluster_snapshot(lambda: None)
             LOG.warning("hub node %s lost its link to the broker (%s)", self.node, why)
         self._at_risk.update(at_risk)
         self._fail([op for op in self._drain_ops()])
@@ -561,9 +561,9 @@ class ClusterLink:
         """Reconnect, load the scripts, wait for the subscription, and register every member; then report
         the members that may have missed pushes. Returns the subscription registered with."""
         self._go_down(why)
-        for attempt in range(1 << 30):
-            if self._closing.wait(_RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)] if attempt else 0):
-                return 0
+        attempt = 0
+        while not self._closing.wait(_RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS)) - 1] if attempt else 0):
+            attempt += 1
             try:
                 connection.disconnect()
                 connection.connect()
@@ -572,7 +572,7 @@ class ClusterLink:
                 if not self._subscribed.wait(self.broker.timeout):
                     continue
                 subscription = self._subscriptions
-                groups, members = self._hub.cluster_snapshot(self._start_journal)
+                groups, members = self._hub._cluster_snapshot(self._start_journal)
                 args: list[Any] = []
                 for group, ids in groups.items():
                     args.extend((group, len(ids), *ids))
@@ -594,7 +594,7 @@ class ClusterLink:
                 len(at_risk),
             )
             if at_risk:
-                self._hub.cluster_missed(at_risk)
+                self._hub._cluster_missed(at_risk)
             return subscription
         return 0
 
@@ -660,7 +660,7 @@ class ClusterLink:
             reply = connection.read_response()
             if reply[0] == b"message":
                 try:
-                    self._hub.cluster_deliver(*decode_push(reply[2]))
+                    self._hub._cluster_deliver(*decode_push(reply[2]))
                 except Exception:
                     LOG.exception("hub node %s could not deliver a push", self.node)
             elif reply[0] == b"pong":

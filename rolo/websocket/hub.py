@@ -390,13 +390,13 @@ class Hub:
             # the first use waits for the link once, so that a process's first pushes do not fail
             self._link.wait_up(self._link.broker.timeout)
 
-    def cluster_snapshot(self, journal: Callable[[], None]) -> tuple[dict[str, list[str]], list[str]]:
-        # see rolo.websocket.cluster.ClusterMembers
+    def _cluster_snapshot(self, journal: Callable[[], None]) -> tuple[dict[str, list[str]], list[str]]:
+        # for the link: see rolo.websocket.cluster.ClusterMembers
         with self._lock:
             journal()
             return {group: list(members) for group, members in self._groups.items()}, list(self._connections)
 
-    def cluster_deliver(self, kind: bytes, target: str, exclude: list[str], data: str | bytes) -> None:
+    def _cluster_deliver(self, kind: bytes, target: str, exclude: list[str], data: str | bytes) -> None:
         with self._lock:
             if kind == b"s":
                 websocket = self._connections.get(target)
@@ -411,7 +411,7 @@ class Hub:
         for connection_id, websocket in targets:
             self._backlogs.offer(connection_id, websocket, data)
 
-    def cluster_missed(self, connection_ids: list[str]) -> None:
+    def _cluster_missed(self, connection_ids: list[str]) -> None:
         if self._on_missed is not None:
             try:
                 self._on_missed(connection_ids)

@@ -114,6 +114,21 @@ def test_ids_name_their_process_and_pushes_reach_any_process(hubs):
     assert two.send(f"ws-1@{'0' * 8}", "nobody").gone == (f"ws-1@{'0' * 8}",)  # no such process
 
 
+def test_a_process_receives_only_pushes_for_its_own_members(hubs, redis_server):
+    one, two, three = hubs(3)
+    b = Peer()
+    b_id = two.add(b.websocket, "room")
+    three.add(Peer().websocket, "elsewhere")
+    spy = redis.Redis.from_url(redis_server.url).pubsub(ignore_subscribe_messages=True)
+    spy.subscribe(f"rolo:hub:node:{three.node}")  # three's channel, as three reads it
+    spy.get_message(timeout=5)  # the subscription's confirmation
+    assert one.broadcast("room", "for two").published == (two.node,)
+    assert one.send(b_id, "for two too").published == (two.node,)
+    assert (b.next(), b.next()) == ("for two", "for two too")
+    redis.Redis.from_url(redis_server.url).publish(f"rolo:hub:node:{three.node}", b"marker")
+    assert spy.get_message(timeout=5)["data"] == b"marker"  # the first three's channel carried
+
+
 def test_membership_changes_reach_every_count_and_a_closed_hub_leaves_at_once(hubs):
     one, two = hubs(2)
     a, b = Peer(), Peer()
@@ -191,6 +206,17 @@ def test_a_broker_that_is_down_or_stopped_fails_pushes_within_the_timeout(hubs, 
     for _ in range(100):  # a broker that is gone: each push fails at once, without waiting
         assert one.broadcast("room", "down").failed == ("*",)
     assert time.monotonic() - started < 0.3  # 100 timeouts would take 30 s
+
+
+def test_pushes_waiting_for_redis_are_bounded_in_bytes(hubs, redis_server):
+    [hub] = hubs(1, broker={"timeout": 2, "max_pending": 100, "heartbeat": 5, "ttl": 10})
+    hub.add(Peer().websocket, "room")
+    redis_server.pause()
+    first = hub._link.broadcast("room", b"x" * 60)  # published, not waited for: Redis does not answer
+    assert hub.broadcast("room", "y" * 60).failed == ("*",)  # 120 bytes would wait: fails at once
+    assert first.wait(0) == ((), ("*",), False), "the first push was answered: Redis was not stopped"
+    redis_server.resume()
+    assert first.wait(5)[0] == ()  # answered once Redis is back: no other process has members
 
 
 def test_after_a_broker_restart_members_that_may_have_missed_pushes_are_closed_1012(hubs, redis_server):

@@ -189,19 +189,22 @@ def test_a_broker_killed_mid_stream_loses_nothing_silently(processes, redis_serv
     receiver.join(30)
 
     assert max(back) - redis_server.ready_at < 1.0, "a process was not back within a second of Redis"
-    # the bound leaves room for a shared machine descheduling the handler, and still catches a wait on a
-    # dead connection (redis-py's default timeouts are unbounded, its retries seconds)
-    assert result["longest"] < 5 * TIMEOUT, "a broadcast waited well beyond the timeout"
+    # the bound leaves room for a shared machine descheduling the handler (seconds, at a load of 60 on 2
+    # CPUs), and still catches a wait on a dead connection (redis-py's own timeouts are unbounded);
+    # test_hub_cluster.py times the wait on a stopped Redis itself
+    assert result["longest"] < TIMEOUT + 2.5, "a broadcast waited well beyond the timeout"
     failed = set(result["failed"])
     assert connections, "the client never connected"
-    for i, (seen, _) in enumerate(connections):
+    for i, (seen, code) in enumerate(connections):
         assert seen == sorted(set(seen)), "out of order, or twice"
-        for previous, following in zip(seen, seen[1:]):
-            assert set(range(previous + 1, following)) <= failed, "lost silently within a connection"
-        if i == len(connections) - 1:
-            assert set(range(seen[-1] + 1 if seen else 0, count)) <= failed, "lost silently at the end"
+        if code == 1012:
+            continue  # told that it may have missed messages: whatever it lacks is accounted for
+        # not told: all it lacks, from the start (or its first message, for a client that joined again
+        # after being told) to the end, was reported failed to the publisher
+        start = seen[0] if i and seen else 0
+        assert set(range(start, count)) - set(seen) <= failed, "lost silently"
     closed = len(connections) - 1
-    assert all(code == 1012 for _, code in connections[:-1])
+    assert all(code == 1012 for _, code in connections[:-1]) and connections[-1][1] is None
     assert closed >= 1 or failed, "a broker restart under load went unnoticed"
     print(f"\n{count} messages, {len(failed)} reported failed, {closed} connection(s) closed with 1012, back after "
           f"{max(back) - redis_server.ready_at:.3f} s, longest broadcast {result['longest'] * 1000:.0f} ms")
