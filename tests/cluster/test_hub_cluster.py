@@ -155,20 +155,18 @@ def test_ten_thousand_pushes_arrive_in_order_once(hubs):
 
 
 def test_a_slow_member_on_the_receiving_side_delays_nobody_and_is_closed_1013(hubs):
-    one, two = hubs(2, timeout=0.2)
+    one, two = hubs(2, timeout=1.0)
     fast, slow = Peer(), Peer()
     one.add(Peer().websocket, "room")
     two.add(fast.websocket, "room")
     slow_id = two.add(slow.websocket, "room")
     slow.adapter.on_pause_writing()  # its transport's buffer is full
-    started = time.monotonic()
     for n in range(3):
         one.broadcast("room", str(n))
     assert [fast.next() for _ in range(3)] == ["0", "1", "2"]
-    waited = time.monotonic() - started
+    assert slow.nothing_queued(), "the fast member waited for the slow one's time to run out"
     assert slow.next() == ("close", 1013, "too slow to read")
-    assert two.members("room", local=True) == [m for m in two.members("room", local=True) if m != slow_id]
-    assert waited < 0.2, "the fast member waited for the slow one"
+    assert slow_id not in two.members("room")
 
 
 def test_a_slow_member_that_is_only_skipped_gets_what_fits_in_order(hubs):
@@ -205,7 +203,7 @@ def test_a_broker_that_is_down_or_stopped_fails_pushes_within_the_timeout(hubs, 
     started = time.monotonic()
     for _ in range(100):  # a broker that is gone: each push fails at once, without waiting
         assert one.broadcast("room", "down").failed == ("*",)
-    assert time.monotonic() - started < 0.3  # 100 timeouts would take 30 s
+    assert time.monotonic() - started < 1.0  # 100 timeouts would take 30 s; a loaded machine, a few 100 ms
 
 
 def test_pushes_waiting_for_redis_are_bounded_in_bytes(hubs, redis_server):
