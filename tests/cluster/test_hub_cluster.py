@@ -266,3 +266,12 @@ def test_without_redis_py_the_error_names_the_extra(monkeypatch, redis_server):
     hub = Hub(broker=redis_server.url)
     with pytest.raises(ImportError, match=r"rolo\[redis\]"):
         hub.add(Peer().websocket)
+
+
+def test_broker_settings_are_checked():
+    with pytest.raises(ValueError, match="ttl"):
+        RedisBroker("redis://localhost", heartbeat=1.0, ttl=1.0)
+    with pytest.raises(ValueError):
+        RedisBroker("redis://localhost", timeout=0)
+    with pytest.raises(TypeError):
+        Hub(broker=6379)  # type: ignore[arg-type]
