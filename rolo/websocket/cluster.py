@@ -46,9 +46,9 @@ LOG = logging.getLogger("rolo.websocket.cluster")
 UNKNOWN = "*"
 """In :attr:`Published.failed`: the broker could not be asked, so which nodes have members is unknown."""
 
-_RECONNECT_DELAYS = (0.05, 0.1, 0.2)
+_RECONNECT_DELAYS = (0.02, 0.05, 0.1)
 """Seconds between attempts to reconnect (the last repeats): a broker that is back is in use within
-about 0.2 s of answering again."""
+about 0.1 s of answering again."""
 
 _MAX_BATCH = 256
 """Commands the writer sends in one round trip at most."""
@@ -430,14 +430,14 @@ class ClusterLink:
             on_result(value)
             published.answered()
 
+        command = ("EVALSHA", script, 0, self._prefix, self.node, *args) if script else ("PING",)
         with self._lock:
+            # queued under the lock: a writer going down either finds it in the queue, or it is refused
             accepted = self._up and self._pending_bytes + size <= self.broker.max_pending
             if accepted:
                 self._pending_bytes += size
-        if accepted:
-            command = ("EVALSHA", script, 0, self._prefix, self.node, *args) if script else ("PING",)
-            self._ops.put(_Op(command, result, published.unanswered, size))
-        else:
+                self._ops.put(_Op(command, result, published.unanswered, size))
+        if not accepted:
             published.unanswered()
 
     # -- the writer ------------------------------------------------------------------------------------
