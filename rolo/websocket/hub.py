@@ -132,6 +132,7 @@ class Hub:
         without a broker."""
         self._link: ClusterLink | None = None
         self._link_started = False
+        self._start_lock = threading.Lock()
         if self.broker is None:
             self._ids = (f"ws-{n}" for n in itertools.count(1))
         else:
@@ -381,14 +382,14 @@ class Hub:
         # at first use, not in __init__: a Hub made at import time starts no thread before a server forks
         if self._link is None or self._link_started:
             return
-        with self._lock:
-            start = not self._link_started
+        with self._start_lock:
+            if self._link_started:
+                return
+            self._link.start()  # ImportError without redis-py: raised again at the next use
             self._link_started = True
-        if start:
-            self._link.start()
-            atexit.register(self.close)
-            # the first use waits for the link once, so that a process's first pushes do not fail
-            self._link.wait_up(self._link.broker.timeout)
+        atexit.register(self.close)
+        # the first use waits for the link once, so that a process's first pushes do not fail
+        self._link.wait_up(self._link.broker.timeout)
 
     def _cluster_snapshot(self, journal: Callable[[], None]) -> tuple[dict[str, list[str]], list[str]]:
         # for the link: see rolo.websocket.cluster.ClusterMembers
