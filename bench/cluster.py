@@ -31,10 +31,8 @@ import queue
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request

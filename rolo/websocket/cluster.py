@@ -53,9 +53,6 @@ about 0.1 s of answering again."""
 _MAX_BATCH = 256
 """Commands the writer sends in one round trip at most."""
 
-_ARGS_PER_CALL = 1000
-"""Members a script adds or removes per SADD/SREM (Lua's unpack has a limit)."""
-
 _WAKE = object()
 """Put into the writer's queue to make it look at the link's state."""
 
@@ -74,6 +71,7 @@ end
 local function alive(prefix, node)
   return redis.call('EXISTS', prefix .. 'alive:' .. node) == 1
 end
+-- a thousand members per SADD or SREM: Lua's unpack has a limit
 local function each_chunk(command, key, first, last)
   for i = first, last, 1000 do
     redis.call(command, key, unpack(ARGV, i, math.min(i + 999, last)))

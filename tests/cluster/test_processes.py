@@ -119,7 +119,7 @@ def test_ten_thousand_broadcasts_arrive_in_order_once(processes):
 
 def test_counts_converge_after_a_process_is_killed(processes, redis_server):
     one, two = processes(2)
-    (a, a_id), (b, b_id) = one.connect("room"), two.connect("room")
+    (_, a_id), (_, b_id) = one.connect("room"), two.connect("room")  # the clients stay open
     assert one.get("/rooms/room/members")["members"] == sorted([a_id, b_id])
     expired = watch_expiries(redis_server)
     two.kill()  # SIGKILL: it never says goodbye
