@@ -119,7 +119,8 @@ def test_ten_thousand_broadcasts_arrive_in_order_once(processes):
 
 def test_counts_converge_after_a_process_is_killed(processes, redis_server):
     one, two = processes(2)
-    (_, a_id), (_, b_id) = one.connect("room"), two.connect("room")  # the clients stay open
+    clients = [one.connect("room"), two.connect("room")]  # kept open until the end
+    a_id, b_id = (connection_id for _, connection_id in clients)
     assert one.get("/rooms/room/members")["members"] == sorted([a_id, b_id])
     expired = watch_expiries(redis_server)
     two.kill()  # SIGKILL: it never says goodbye
