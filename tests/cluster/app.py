@@ -26,9 +26,8 @@ def whoami(request: Request):
 @route("/rooms/<room>", methods=["WEBSOCKET"])
 def join(request: WebSocketRequest, room: str):
     with request.accept() as websocket:
-        connection_id = hub.add(websocket)
-        websocket.send(json.dumps({"id": connection_id, "pid": os.getpid()}))  # before any push
-        hub.join(connection_id, room)
+        connection_id = hub.add(websocket, room)  # returns once every process can reach it
+        websocket.send(json.dumps({"id": connection_id, "pid": os.getpid()}))
         for _ in websocket:
             pass
 

@@ -33,7 +33,8 @@ class RoloProcess(Twistd):
     def __init__(self, broker: str) -> None:
         self.read_at: list[float] = []
         super().__init__("--app", "tests.cluster.app:router", "--listen", "tcp:0:interface=127.0.0.1", "--broker", broker)
-        self.http_port = self.port()
+        # a loaded machine may take its time to start several at once
+        self.http_port = int(self.wait_for(r"rolo listening at 127\.0\.0\.1:(\d+)", timeout=60).group(1))
         self.whoami = self.get("/whoami")
 
     def _read(self) -> None:
@@ -62,10 +63,14 @@ class RoloProcess(Twistd):
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
-    def connect(self, room: str) -> tuple[wsclient.WebSocket, str]:
-        """A client in ``room``, and its id."""
+    def connect(self, room: str, early: list[str] | None = None) -> tuple[wsclient.WebSocket, str]:
+        """A client in ``room``, and its id, once every process can reach it. Pushes that came before the
+        server's hello go into ``early``."""
         client = wsclient.create_connection(f"ws://127.0.0.1:{self.http_port}/rooms/{room}", timeout=10)
-        hello = json.loads(client.recv())
+        while not (message := client.recv()).startswith("{"):
+            assert early is not None, f"a push before the hello: {message!r}"
+            early.append(message)
+        hello = json.loads(message)
         assert hello["pid"] == self.whoami["pid"]
         return client, hello["id"]
 
@@ -159,8 +164,9 @@ def test_a_broker_killed_mid_stream_loses_nothing_silently(processes, redis_serv
 
     def receive() -> None:
         while True:
-            client, _ = two.connect("room")
-            seen: list[int] = []
+            early: list[str] = []
+            client, _ = two.connect("room", early)
+            seen = [int(message) for message in early]
             connections.append((seen, None))
             try:
                 while True:
