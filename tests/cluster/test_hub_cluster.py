@@ -6,6 +6,7 @@ tests/cluster/test_processes.py runs the same over real servers in several proce
 
 from __future__ import annotations
 
+import logging
 import queue
 import sys
 import threading
@@ -231,6 +232,24 @@ def test_after_a_broker_restart_members_that_may_have_missed_pushes_are_closed_1
     one.add(c.websocket, "room")
     two.add(d.websocket, "room")
     assert one.broadcast("room", "again").published == (two.node,) and d.next() == "again"
+
+
+def test_a_broker_that_stops_answering_is_let_go_and_members_told_once_it_answers(hubs, redis_server):
+    [hub] = hubs(1, broker=FAST)
+    a = Peer()
+    hub.add(a.websocket, "room")
+    lost = threading.Event()
+    handler = logging.Handler()
+    handler.emit = lambda record: "lost its link" in record.getMessage() and lost.set()  # type: ignore[method-assign]
+    logging.getLogger("rolo.websocket.cluster").addHandler(handler)
+    try:
+        redis_server.pause()  # connections stay open; pings and commands go unanswered
+        assert lost.wait(5)
+        assert a.nothing_queued()  # told once the link is whole again, not before
+        redis_server.resume()
+        assert a.next() == ("close", 1012, "service restart")
+    finally:
+        logging.getLogger("rolo.websocket.cluster").removeHandler(handler)
 
 
 def test_the_callback_hears_of_members_that_may_have_missed_pushes_instead(hubs, redis_server):
