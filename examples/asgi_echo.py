@@ -2,12 +2,16 @@
 
 ``app`` is made at import time, as the servers' commands expect. From this directory::
 
-    hypercorn asgi_echo:app --bind localhost:8000
-    uvicorn asgi_echo:app --port 8000
+    $ hypercorn asgi_echo:app --bind localhost:8000
+    $ uvicorn asgi_echo:app --port 8000
 
 or ``python examples/asgi_echo.py [PORT]``, which runs it under uvicorn. Then talk to it::
 
-    websocat ws://localhost:8000/echo/alice
+    $ websocat -E --linemode-strip-newlines ws://localhost:8000/echo/alice
+    thanks for connecting alice
+    exit
+    echo: exit
+    ok bye!
 """
 
 import signal

@@ -1,9 +1,19 @@
 """Authorization before the upgrade, from rolo's WebSocket documentation: reject, or accept and talk.
 
-Run it with ``python examples/auth.py [PORT]``, then::
+Run it with ``python examples/auth.py [PORT]``. Without the header, the upgrade is refused with the handler's
+403 response::
 
-    websocat ws://localhost:8000/                                         # 403 no dice
-    websocat -H 'Authorization: Bearer letmein' ws://localhost:8000/      # hello world!
+    $ websocat ws://localhost:8000/
+    websocat: WebSocketError: WebSocketError: Received unexpected status code (403 Forbidden)
+    websocat: error running
+
+With it, the handler accepts and talks (websocat's ``-H`` takes every argument after it as a header, so give
+the header with ``=``, or after the URL)::
+
+    $ websocat -E --linemode-strip-newlines -H='Authorization: Bearer letmein' ws://localhost:8000/
+    hello world!
+    hi
+    you said: hi
 """
 
 from _serve import serve

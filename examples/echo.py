@@ -1,10 +1,17 @@
 """The echo server from rolo's WebSocket documentation.
 
-Run it with ``./dev echo`` (or ``python examples/echo.py [PORT]``), then talk to it::
+Run it with ``./dev echo`` (or ``python examples/echo.py [PORT]``), then talk to it. It greets you by the name
+in the URL, echoes every line you type, and says goodbye to ``exit``. websocat sends each line with its
+newline unless told to strip it (``--linemode-strip-newlines``), and the handler compares ``line ==
+"exit"``; ``-E`` makes websocat exit when the server closes, rather than wait for the end of your input::
 
-    websocat ws://localhost:8000/echo/alice
-
-It greets you by the name in the URL, echoes every line you type, and says goodbye to ``exit``.
+    $ websocat -E --linemode-strip-newlines ws://localhost:8000/echo/alice
+    thanks for connecting alice
+    hello
+    echo: hello
+    exit
+    echo: exit
+    ok bye!
 """
 
 from _serve import serve

@@ -8,4 +8,8 @@ from rolo.request import Request
 from rolo.response import Response
 from rolo.routing import Router, route
 
-__all__ = ["Request", "Response", "Router", "route"]
+__all__ = ["Request", "Response", "Router", "route", "__version__"]
+
+#: This release's version (PEP 440); the package's metadata (distribution ``txrolo``) and ``twistd rolo
+#: --version`` give the same.
+__version__ = "0.1.0.dev0"

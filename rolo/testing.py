@@ -22,7 +22,8 @@ reactor, which must run while a test's client blocks. How that happens depends o
   for pytest-twisted (``@pytest_twisted.ensureDeferred async def ...``) run on the reactor as usual, and
   must run blocking clients in a thread (``await deferToThread(server.get, "/")``).
 
-The helpers need ``websocket-client`` for :meth:`RoloServer.websocket` (``pip install rolo[testing]``).
+The helpers need ``websocket-client`` for :meth:`RoloServer.websocket` (the ``testing`` extra:
+``pip install '.[testing]'`` in a checkout).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from twisted.python.failure import Failure
 from rolo.gateway import Gateway
 from rolo.routing import Router
 from rolo.serving.twisted import GatewayService, listen, run_in_thread
-from rolo.serving.twisted.app import as_gateway
+from rolo.gateway import as_gateway
 
 __all__ = ["HttpResponse", "RoloServer", "gateway_for", "rolo_server"]
 

@@ -1,5 +1,9 @@
 """Threads for handlers, for servers that run thousands of them next to one event-loop thread.
 
+A :class:`HandlerPool` runs handlers in threads that it starts as handlers come, reuses for the next
+handler, and retires when they have been idle a while; a :class:`HandlerCount` counts, on the loop thread,
+the handlers that run, so that a shutdown can wait until none does. Both know no event loop.
+
 A :class:`HandlerThread` has a stack size of its own: ``threading.stack_size`` is process-wide, so it is
 set only while the thread starts, under one lock shared by every server in the process, and the previous
 value put back.
@@ -13,10 +17,17 @@ waking; it runs once the loop blocks and lets go of the GIL. Its priority is oth
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
+import queue
 import threading
+import time
+from collections.abc import Callable
 
-__all__ = ["HandlerThread"]
+__all__ = ["HandlerCount", "HandlerPool", "HandlerThread", "PoolFull"]
+
+LOG = logging.getLogger("rolo.threads")
 
 _stack_size_lock = threading.Lock()
 
@@ -71,3 +82,176 @@ def _schedule_as_batch() -> None:
         os.sched_setscheduler(0, policy, os.sched_param(0))  # 0: the calling thread
     except OSError:
         pass  # not allowed here (a sandbox, a container's seccomp profile): the default policy only costs time
+
+
+class PoolFull(RuntimeError):
+    """Every thread of a :class:`HandlerPool` is busy and no more jobs may wait for one."""
+
+
+_WAKE = object()
+"""Put into a pool's queue to wake an idle thread of a stopped pool, so that it exits."""
+
+
+class HandlerPool:
+    """Threads that run handlers: started as jobs come, up to ``max_threads``; a thread that finished a
+    job takes the next one, and one idle for ``idle_timeout`` seconds exits.
+
+    When every thread is busy, up to ``max_waiting`` jobs wait for one, in order; beyond that
+    :meth:`submit` raises :class:`PoolFull` at once, so that the server can answer "try later" rather than
+    hold requests it cannot run. Its threads are :class:`HandlerThread` daemons, so that a handler that
+    never returns cannot keep the process alive after the server stopped waiting for it.
+
+    :param name: the threads' name, to which each adds its number
+    :param max_threads: the most threads at once
+    :param stack_size: their stack size in bytes (0: the platform's default)
+    :param max_waiting: how many jobs may wait for a thread
+    :param idle_timeout: how long a thread waits for a job before it exits, in seconds
+    """
+
+    def __init__(
+        self,
+        name: str,
+        max_threads: int,
+        *,
+        stack_size: int = 0,
+        max_waiting: int = 0,
+        idle_timeout: float = 10.0,
+    ) -> None:
+        if max_threads < 1:
+            raise ValueError(f"max_threads must be at least 1, not {max_threads}")
+        self.name = name
+        self.max_threads = max_threads
+        self.max_waiting = max_waiting
+        self.idle_timeout = idle_timeout
+        self._thread_class = type("HandlerThread", (HandlerThread,), {"stack_size": stack_size})
+        self._numbers = itertools.count(1)
+        # a C queue: an idle thread waits in it without the GIL, and a job put into it wakes one
+        self._jobs: queue.SimpleQueue[Callable[[], object] | object] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting in the queue
+        self._queued = 0  # jobs in the queue that no thread took yet
+        self._stopped = False
+        self.threads: set[threading.Thread] = set()
+        """The pool's live threads."""
+
+    @property
+    def busy(self) -> int:
+        """How many threads run a job."""
+        with self._lock:
+            return len(self.threads) - self._idle
+
+    @property
+    def waiting(self) -> int:
+        """How many jobs wait for a thread."""
+        with self._lock:
+            return max(0, self._queued - self._idle)
+
+    def submit(self, job: Callable[[], object]) -> None:
+        """Run ``job()`` in a thread of the pool: an idle one, a new one, or the first to be free.
+
+        What ``job`` raises is logged; it should handle its own errors.
+
+        :raises PoolFull: if every thread is busy and ``max_waiting`` jobs wait already
+        :raises RuntimeError: if the pool is stopped, or a thread could not be started (the process is out
+            of threads); then the job will not run
+        """
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError(f"the {self.name} pool is stopped")
+            spare = self._idle - self._queued  # idle threads that no queued job is promised to
+            if spare > 0 or len(self.threads) >= self.max_threads:
+                if spare <= 0 and -spare >= self.max_waiting:
+                    raise PoolFull(f"all {self.max_threads} {self.name} threads are busy")
+                self._queued += 1
+                self._jobs.put(job)
+                return
+            name = f"{self.name}-{next(self._numbers)}"
+            thread = self._thread_class(target=self._work, args=(job,), name=name, daemon=True)
+            self.threads.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:
+            with self._lock:
+                self.threads.discard(thread)
+            raise
+
+    def _work(self, job: Callable[[], object] | None) -> None:
+        while job is not None:
+            try:
+                job()
+            except BaseException:
+                LOG.exception("a job of the %s pool failed", self.name)
+            job = None  # an idle thread keeps nothing of its last job alive
+            job = self._next_job()
+
+    def _next_job(self) -> Callable[[], object] | None:
+        """The next job for this thread, or None when it is to exit (and is no longer counted)."""
+        with self._lock:
+            if self._stopped and not self._queued:
+                self.threads.discard(threading.current_thread())
+                return None
+            self._idle += 1
+        try:
+            job = self._jobs.get(timeout=self.idle_timeout)
+        except queue.Empty:
+            job = None
+        with self._lock:
+            self._idle -= 1
+            while job is _WAKE or (job is None and self._queued > self._idle):
+                # woken to exit; or a job was queued for this thread as it timed out: take it
+                job = self._jobs.get_nowait() if self._queued > self._idle else None
+            if job is None:
+                self.threads.discard(threading.current_thread())
+                return None
+            self._queued -= 1
+            return job  # type: ignore[return-value]
+
+    def stop(self) -> None:
+        """Take no more jobs. The jobs submitted already still run; then the threads exit, the idle ones
+        at once. Does not wait: see :meth:`join`."""
+        with self._lock:
+            self._stopped = True
+            for _ in range(max(0, self._idle - self._queued)):
+                self._jobs.put(_WAKE)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every thread of the stopped pool has exited, at most ``timeout`` seconds in all
+        (``None``: no limit). Never call it on an event-loop thread a job may wait for. Whether they all
+        exited."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            threads = list(self.threads)
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
+
+
+class HandlerCount:
+    """How many handlers of one kind run, counted on the event-loop thread, and who waits for none to.
+
+    A server counts a handler when it hands it to a thread and uncounts it when the loop learns that it
+    returned; a shutdown waits with :meth:`when_idle`.
+    """
+
+    def __init__(self) -> None:
+        self.running = 0
+        self._idle_callbacks: list[Callable[[], None]] = []
+
+    def started(self) -> None:
+        """A handler started."""
+        self.running += 1
+
+    def finished(self) -> None:
+        """A handler returned."""
+        self.running -= 1
+        if self.running == 0:
+            callbacks, self._idle_callbacks = self._idle_callbacks, []
+            for callback in callbacks:
+                callback()
+
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (on the loop thread) once no handler runs: at once if none does."""
+        if self.running == 0:
+            callback()
+        else:
+            self._idle_callbacks.append(callback)

@@ -21,14 +21,15 @@ from twisted.internet import reactor
 
 from rolo import Router
 from rolo.gateway import Gateway
-from rolo.gateway.asgi import AsgiGateway, WebSocketSettings
+from rolo.gateway.asgi import AsgiGateway
 from rolo.gateway.handlers import RouterHandler, WerkzeugExceptionHandler
 from rolo.serving.twisted import TwistedGateway
+from rolo.settings import ServerSettings
 
 SERVERS = ["twisted", "hypercorn", "uvicorn"]
 
 # what the ASGI application itself takes; the rest are the protocol's, which the ASGI server owns
-_APP_SETTINGS = {f.name for f in fields(WebSocketSettings)} | {"http_threads", "lifespan_listener", "grace_period"}
+_APP_SETTINGS = {f.name for f in fields(ServerSettings)} | {"lifespan_listener"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -186,7 +186,7 @@ async def test_lifespan_starts_and_stops_the_application(serve):
     assert code == {"uvicorn": 1012, "hypercorn": 1006}[server.kind]
     # the HTTP pool is gone, and new WebSockets would be refused until the next startup
     assert server.app.http._pool is None
-    assert not server.app.websocket.accepting
+    assert not server.app.websocket.host.accepting
 
 
 APP_MODULE = """

@@ -1,15 +1,17 @@
 """HandlerThread: a thread with a stack size of its own, which shares threading's bookkeeping once started
-and runs under SCHED_BATCH where Linux has it."""
+and runs under SCHED_BATCH where Linux has it; HandlerPool: threads reused by the next job, retired idle."""
 
 from __future__ import annotations
 
 import os
 import queue
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
-from rolo.threads import HandlerThread
+from rolo.threads import HandlerPool, HandlerThread, PoolFull
 
 TIMEOUT = 10
 
@@ -67,3 +69,93 @@ def test_a_handler_thread_runs_under_sched_batch() -> None:
     thread.start()
     thread.join(TIMEOUT)
     assert policies.get(timeout=TIMEOUT) == os.SCHED_BATCH
+
+
+# -- HandlerPool ---------------------------------------------------------------------------------------
+
+
+def run_and_report(pool: HandlerPool, release: threading.Event | None = None) -> queue.SimpleQueue[str]:
+    """Submit a job that reports the name of the thread running it, after ``release`` if given."""
+    ran: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def job() -> None:
+        if release is not None:
+            assert release.wait(TIMEOUT)
+        ran.put(threading.current_thread().name)
+
+    pool.submit(job)
+    return ran
+
+
+def test_a_thread_that_finished_its_job_runs_the_next() -> None:
+    pool = HandlerPool("test-pool", 4)
+    first = run_and_report(pool).get(timeout=TIMEOUT)
+    assert wait_until(lambda: pool.busy == 0)
+    assert run_and_report(pool).get(timeout=TIMEOUT) == first
+    assert len(pool.threads) == 1
+    pool.stop()
+    assert pool.join(TIMEOUT)
+
+
+def test_busy_threads_make_more_up_to_the_limit_then_jobs_wait_then_it_is_full() -> None:
+    pool = HandlerPool("test-pool", 2, max_waiting=1)
+    release = threading.Event()
+    reports = [run_and_report(pool, release) for _ in range(3)]  # two run, one waits
+    assert wait_until(lambda: pool.busy == 2 and pool.waiting == 1)
+    with pytest.raises(PoolFull):
+        pool.submit(lambda: None)
+    release.set()
+    names = {report.get(timeout=TIMEOUT) for report in reports}
+    assert len(names) == 2  # the waiting job ran in one of the two threads
+    pool.stop()
+    assert pool.join(TIMEOUT)
+
+
+def test_an_idle_thread_exits_after_the_idle_timeout() -> None:
+    pool = HandlerPool("test-pool", 2, idle_timeout=0.05)
+    run_and_report(pool).get(timeout=TIMEOUT)
+    assert wait_until(lambda: not pool.threads)
+    run_and_report(pool).get(timeout=TIMEOUT)  # a new thread for the next job
+    pool.stop()
+    assert pool.join(TIMEOUT)
+
+
+def test_stopping_runs_what_was_submitted_wakes_idle_threads_and_refuses_more() -> None:
+    pool = HandlerPool("test-pool", 1, max_waiting=1, idle_timeout=60)
+    release = threading.Event()
+    first, second = run_and_report(pool, release), run_and_report(pool)
+    pool.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        pool.submit(lambda: None)
+    release.set()
+    assert first.get(timeout=TIMEOUT) and second.get(timeout=TIMEOUT)
+    assert pool.join(TIMEOUT)  # not the 60 s idle timeout
+
+    idle = HandlerPool("test-pool", 1, idle_timeout=60)
+    run_and_report(idle).get(timeout=TIMEOUT)
+    assert wait_until(lambda: idle.busy == 0)
+    idle.stop()
+    assert idle.join(TIMEOUT)
+
+
+def test_a_failing_job_is_logged_and_its_thread_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    pool = HandlerPool("test-pool", 1, max_waiting=1)
+
+    def fail() -> None:
+        raise ValueError("boom")
+
+    pool.submit(fail)
+    assert run_and_report(pool).get(timeout=TIMEOUT)
+    assert "a job of the test-pool pool failed" in caplog.text
+    pool.stop()
+    assert pool.join(TIMEOUT)
+
+
+def wait_until(condition: Callable[[], bool]) -> bool:
+    """Whether ``condition`` became true within the test's timeout (polled: the pool has no event for it)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True

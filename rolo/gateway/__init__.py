@@ -14,9 +14,10 @@ from .chain import (
     HandlerChain,
 )
 from .context import RequestContext
-from .gateway import Gateway
+from .gateway import App, Gateway, as_gateway
 
 __all__ = [
+    "App",
     "CompositeExceptionHandler",
     "CompositeFinalizer",
     "CompositeHandler",
@@ -26,4 +27,5 @@ __all__ = [
     "Handler",
     "HandlerChain",
     "RequestContext",
+    "as_gateway",
 ]

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from rolo.request import Request
 from rolo.response import Response
+from rolo.routing import Router
 from rolo.websocket.errors import WebSocketDisconnectedError
+from rolo.websocket.frames import CloseCode
+from rolo.websocket.websocket import INTERNAL_ERROR_REASON
 
 from .chain import ExceptionHandler, Handler, HandlerChain
 from .context import RequestContext
+from .handlers import RouterHandler, WerkzeugExceptionHandler
 
 if TYPE_CHECKING:
     from rolo.websocket import WebSocketRequest
 
-__all__ = ["Gateway"]
+__all__ = ["App", "Gateway", "as_gateway"]
 
 LOG = logging.getLogger("rolo.gateway")
-
-CLOSE_CODE_INTERNAL_ERROR = 1011
 
 
 class Gateway:
@@ -74,11 +76,33 @@ class Gateway:
             response = Response(status=500 if chain.stopped else 404)
         try:
             if request.is_upgraded():
-                failed = chain.error is not None and not isinstance(chain.error, WebSocketDisconnectedError)
-                request.close(CLOSE_CODE_INTERNAL_ERROR if failed else 1000, "internal error" if failed else None)
+                if chain.error is not None and not isinstance(chain.error, WebSocketDisconnectedError):
+                    request.close(CloseCode.INTERNAL_ERROR, INTERNAL_ERROR_REASON)
+                else:
+                    request.close(CloseCode.NORMAL_CLOSURE)
             elif not request.is_rejected():
                 request.reject(response)
         except Exception as error:
             if not isinstance(error, WebSocketDisconnectedError):
                 LOG.exception("could not settle the WebSocket connection for %s", request.path)
 
+
+
+App = Union[Gateway, Router]
+"""What a rolo server serves: a gateway, or a router that :func:`as_gateway` puts in one."""
+
+
+def as_gateway(app: App) -> Gateway:
+    """The gateway that serves ``app``: a :class:`Gateway` as it is; a :class:`~rolo.Router` in a gateway
+    that routes with it, answers what no rule matches with 404 and werkzeug's HTTP errors as JSON.
+
+    :raises TypeError: if ``app`` is neither
+    """
+    if isinstance(app, Gateway):
+        return app
+    if isinstance(app, Router):
+        return Gateway(
+            request_handlers=[RouterHandler(app, respond_not_found=True)],
+            exception_handlers=[WerkzeugExceptionHandler()],
+        )
+    raise TypeError(f"expected a rolo Gateway or Router, got {type(app).__module__}.{type(app).__qualname__}")

@@ -10,7 +10,7 @@ same name uses the same broker::
 when it is set (``twistd rolo --broker URL`` sets it before loading the application), and is in-process
 otherwise; ``Hub(broker=None)`` is always in-process.
 
-The client is redis-py, an optional dependency (``pip install rolo[redis]``), imported only when a Hub
+The client is redis-py, an optional dependency (the ``redis`` extra: ``pip install 'txrolo[redis]'``), imported only when a Hub
 first uses its broker.
 """
 

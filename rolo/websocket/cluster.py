@@ -197,7 +197,7 @@ class ClusterLink:
             from redis.retry import Retry
         except ImportError as error:
             raise ImportError(
-                "a Hub with a broker needs redis-py: pip install 'rolo[redis]' (or pip install redis)"
+                "a Hub with a broker needs redis-py, the redis extra: pip install 'txrolo[redis]' (or redis)"
             ) from error
         self._redis = redis
         self._pool = redis.ConnectionPool.from_url(

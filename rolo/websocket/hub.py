@@ -52,18 +52,15 @@ from .backlog import Backlogs
 from .broker import RedisBroker, broker_from, environment_broker
 from .cluster import ClusterLink, encode_push
 from .errors import WebSocketDisconnectedError
+from .frames import CloseCode
 from .websocket import WebSocket
 
-__all__ = ["CLOSE_CODE_SERVICE_RESTART", "CLOSE_CODE_TRY_AGAIN_LATER", "Delivery", "Hub"]
+__all__ = ["CLOSE_CODE_TRY_AGAIN_LATER", "Delivery", "Hub"]
 
 LOG = logging.getLogger("rolo.websocket.hub")
 
 CLOSE_CODE_TRY_AGAIN_LATER = 1013
 """The close code a :class:`Hub` sends to a peer too slow to take a pushed message (RFC 6455, 7.4.1)."""
-
-CLOSE_CODE_SERVICE_RESTART = 1012
-"""The close code a :class:`Hub` sends, by default, to a member that may have missed pushes from other
-processes while its link to the broker was down (IANA's WebSocket close code registry: service restart)."""
 
 _FROM_ENVIRONMENT: Any = object()
 """The default ``broker`` of a Hub: the one ``ROLO_BROKER`` names, if any."""
@@ -422,7 +419,8 @@ class Hub:
         for connection_id in connection_ids:
             websocket = self.get(connection_id)
             if websocket is not None:
-                self._close(connection_id, websocket, CLOSE_CODE_SERVICE_RESTART, "service restart")
+                # may have missed pushes from other processes: reconnect and resync (1012, service restart)
+                self._close(connection_id, websocket, CloseCode.SERVICE_RESTART, "service restart")
 
     # -- under the lock ----------------------------------------------------------------------------
 

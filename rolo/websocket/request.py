@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 from collections.abc import Callable, Iterable, Mapping
 
 from werkzeug.datastructures import Headers
@@ -12,10 +13,33 @@ from werkzeug.wrappers import Response as _WerkzeugResponse
 from rolo.request import Request
 
 from .adapter import WEBSOCKET_KEY, CreateConnection, WebSocketAdapter, WebSocketEnvironment, WebSocketListener
-from .errors import WebSocketProtocolError
+from .errors import WebSocketProtocolError, WebSocketStateError
 from .websocket import WebSocket
 
 __all__ = ["WebSocketRequest"]
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""A field name: a token (RFC 9110, 5.1 and 5.6.2)."""
+
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+"""A field value: visible characters, spaces and tabs, and obs-text (RFC 9110, 5.5); nothing a line break
+could hide in, and nothing beyond Latin-1, the only text HTTP/1.1 carries."""
+
+
+def _checked_fields(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` as a list, each checked to be a valid header field for a response, so that a handler's
+    mistake fails in its own thread rather than splitting or stalling the response the server writes.
+
+    :raises ValueError: naming the field, for a name that is not a token or a value with a control
+        character or a character beyond Latin-1
+    """
+    fields = list(headers)
+    for name, value in fields:
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"not a valid header name: {name!r}")
+        if not _FIELD_VALUE.fullmatch(value):
+            raise ValueError(f"not a valid value for the header {name}: {value!r}")
+    return fields
 
 
 class _Outcome(enum.Enum):
@@ -57,30 +81,35 @@ class WebSocketRequest(Request):
         :param subprotocol: the subprotocol to speak; it must be one the client offered
         :param headers: extra headers for the ``101 Switching Protocols`` response
         :param timeout: how long to wait for the handshake to complete, in seconds
-        :raises ValueError: if the request was accepted or rejected already, or ``subprotocol`` was not
-            offered
+        :raises WebSocketStateError: (a ``ValueError``) if the request was accepted or rejected already
+        :raises ValueError: if ``subprotocol`` was not offered, or a header is not a valid field (RFC 9110,
+            5.1 and 5.5: a name that is not a token, a value with a control character or beyond Latin-1)
         :raises WebSocketDisconnectedError: if the client went away before the handshake completed
         """
-        self._settle(_Outcome.UPGRADED)
+        self._check_pending()
         if subprotocol is not None and subprotocol not in self.subprotocols:
-            self._outcome = _Outcome.PENDING
             raise ValueError(f"subprotocol {subprotocol!r} was not offered (offered: {self.subprotocols})")
+        fields = _checked_fields(Headers(headers).items() if headers else ())
+        self._outcome = _Outcome.UPGRADED
         event = self._adapter.receive(timeout)
         if not isinstance(event, CreateConnection):
             raise WebSocketProtocolError(f"expected the opening handshake, got {event!r}")
-        self._adapter.accept(subprotocol, list(Headers(headers).items()) if headers else [], timeout)
+        self._adapter.accept(subprotocol, fields, timeout)
         self._websocket = WebSocket(self._adapter)
         return self._websocket
 
     def reject(self, response: _WerkzeugResponse) -> None:
         """Answer with ``response`` (status, headers and body exactly) instead of upgrading, then close.
 
-        :raises ValueError: if the request was accepted or rejected already
+        :raises WebSocketStateError: (a ``ValueError``) if the request was accepted or rejected already
+        :raises ValueError: if a header of ``response`` is not a valid field (see :meth:`accept`)
         """
-        self._settle(_Outcome.REJECTED)
+        self._check_pending()
+        fields = _checked_fields(response.headers.items())
+        self._outcome = _Outcome.REJECTED
         # the body is read here, in the handler's thread, so a streamed body never blocks the server
         body = response.get_data()
-        self._adapter.reject(response.status_code, list(response.headers.items()), body)
+        self._adapter.reject(response.status_code, fields, body)
         response.close()
 
     def close(self, code: int = 1000, reason: str | None = None) -> None:
@@ -96,10 +125,9 @@ class WebSocketRequest(Request):
         """Whether :meth:`reject` was called."""
         return self._outcome is _Outcome.REJECTED
 
-    def _settle(self, outcome: _Outcome) -> None:
+    def _check_pending(self) -> None:
         if self._outcome is not _Outcome.PENDING:
-            raise ValueError(f"the request was {self._outcome.value} already")
-        self._outcome = outcome
+            raise WebSocketStateError(f"the request was {self._outcome.value} already")
 
     @classmethod
     def listener(cls, fn: Callable[[WebSocketRequest], None]) -> WebSocketListener:

@@ -3,8 +3,8 @@
 The server owns the connection on its event-loop thread (the I/O side); the handler blocks in a thread of
 its own (the handler side). :class:`ThreadedWebSocketAdapter` sits between the two:
 
-- Incoming messages go into a bounded inbox. When it fills, the I/O side is told to stop reading from the
-  socket, and to start again once the handler has drained it to half. A client that floods a slow handler
+- Incoming messages go into an inbox bounded in messages and in bytes. When it fills, the I/O side is
+  told to stop reading from the socket, and to start again once the handler has drained it to half. A client that floods a slow handler
   therefore fills its own TCP window, not the server's memory. The inbox is a C queue, in which the
   handler waits without the GIL. A loop that knows when its turn ends wakes the handler then
   (:class:`WakeUps`), so that the handler runs while the loop waits instead of contending with it for the
@@ -24,32 +24,20 @@ from __future__ import annotations
 import enum
 import logging
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from .adapter import CreateConnection, Event, Message, WebSocketAdapter
-from .errors import WebSocketDisconnectedError, WebSocketProtocolError
+from .adapter import CreateConnection, Event, Message, TextMessage, WebSocketAdapter
+from .errors import WebSocketDisconnectedError, WebSocketStateError
+from .frames import Close, CloseCode, fit_close_reason
 
-__all__ = ["ServerConnection", "ThreadedWebSocketAdapter", "WakeUps"]
+__all__ = ["EncodedText", "ServerConnection", "ThreadedWebSocketAdapter", "WakeUps"]
 
 LOG = logging.getLogger("rolo.websocket")
 
-CLOSE_CODE_ABNORMAL = 1006
-"""The close code reported when a connection ends without a closing handshake (RFC 6455, 7.1.5)."""
-
-CLOSE_CODE_GOING_AWAY = 1001
-"""The close code a server sends when it shuts down (RFC 6455, 7.4.1)."""
-
-MAX_CLOSE_REASON_BYTES = 123
-"""A close frame's payload is at most 125 bytes, two of which hold the code (RFC 6455, 5.5)."""
-
-
-def fit_close_reason(reason: str | None) -> str | None:
-    """``reason`` cut to what a close frame holds, at a character boundary (it must stay valid UTF-8)."""
-    if reason is None:
-        return None
-    return reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")
+GOING_AWAY_REASON = "server shutting down"
 
 
 class WakeUps(Protocol):
@@ -64,7 +52,7 @@ class WakeUps(Protocol):
         """Messages arrived for ``adapter``: call its :meth:`~ThreadedWebSocketAdapter.deliver` soon, on the
         loop thread. Called on the loop thread, once until that delivery."""
 
-    def settled(self, adapter: ThreadedWebSocketAdapter) -> None:
+    def blocking(self, adapter: ThreadedWebSocketAdapter) -> None:
         """``adapter``'s handler is about to block in rolo (waiting for a message, for room to send, or
         for a handshake). Called on the handler's thread."""
 
@@ -92,6 +80,17 @@ class ServerConnection(Protocol):
         """Read from the socket again."""
 
 
+class EncodedText:
+    """A text message as it came off the wire: UTF-8 the server has validated. The handler's ``receive``
+    decodes it, so that the inbox holds it at its size on the wire (as a ``str`` it may take up to four
+    times that) and the event loop does not spend its time decoding."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 _END = object()
 """Put into the inbox behind the last message once the connection is closed."""
 
@@ -111,9 +110,13 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     :param call_in_loop: runs a callable on the loop thread, from any thread (``reactor.callFromThread``,
         ``loop.call_soon_threadsafe``)
     :param max_queue: how many received messages may wait for the handler before the server stops reading
+    :param max_queue_bytes: how many bytes of received messages (their size in memory) may wait for the
+        handler before the server stops reading; the message that crosses it is still taken, so any one
+        message gets through
     :param write_high_water: how many bytes of outgoing messages may wait for the loop before ``send``
         blocks
-    :param close_timeout: how long ``close`` waits for the closing handshake when given no timeout
+    :param close_timeout: how long ``close`` waits for the closing handshake when given no timeout, in
+        seconds
     :param wake_ups: when the loop has one, what wakes the handler for new messages (see
         :class:`WakeUps`); ``None`` puts each message into the inbox as it arrives, waking the handler at
         once
@@ -125,6 +128,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         call_in_loop: Callable[[Callable[[], None]], None],
         *,
         max_queue: int = 16,
+        max_queue_bytes: int = 512 * 1024,
         write_high_water: int = 64 * 1024,
         close_timeout: float = 10.0,
         wake_ups: WakeUps | None = None,
@@ -134,6 +138,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._connection = connection
         self._call_in_loop = call_in_loop
         self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
         self._resume_below = max_queue // 2 + 1
         self._write_high_water = write_high_water
         self._close_timeout = close_timeout
@@ -144,15 +149,20 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._state = _State.CONNECTING
-        self._close_code: int | None = None
-        self._close_reason: str | None = None
+        # the close frame the server sent or is about to send (by the handler's close or a shutdown)
+        self._sent: Close | None = None
+        self._ending: WebSocketDisconnectedError | None = None  # how it ended, once closed
         self._opened = False
 
         # the inbox is a C queue: a receiver blocks in it without the GIL, and putting a message wakes it
         # without a Python-level condition; _END behind the last message marks the close
         self._inbox: queue.SimpleQueue[Event | object] = queue.SimpleQueue()
         self._inbox.put(CreateConnection())
-        self._arrived: list[Message] = []  # loop side: read, not yet handed to the inbox
+        self._arrived: list[Message | EncodedText] = []  # loop side: read, not yet handed to the inbox
+        # the bytes of the messages read (written on the loop thread only) and of those the handler took
+        # (under the lock: several threads may receive): their difference is the inbox's size
+        self._bytes_read = 0
+        self._bytes_taken = 0
         self._reading_paused = False
         self._resume_pending = False
 
@@ -168,7 +178,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def receive(self, timeout: float | None = None) -> Event:
         if self._wake_ups is not None and self._inbox.empty():
-            self._wake_ups.settled(self)
+            self._wake_ups.blocking(self)
         try:
             event = self._inbox.get(timeout=timeout)
         except queue.Empty:
@@ -176,15 +186,26 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         if event is _END:
             self._inbox.put(_END)  # for the next receive, in this thread or another
             raise self._disconnected()
+        if not isinstance(event, CreateConnection):
+            size = sys.getsizeof(event.data)  # type: ignore[union-attr]
+            with self._lock:
+                self._bytes_taken += size
+            if type(event) is EncodedText:
+                event = TextMessage(event.data.decode("utf-8"))
         if self._reading_paused:
             self._resume_if_drained()
         return event  # type: ignore[return-value]
 
+    def _drained(self) -> bool:
+        """Whether the inbox is below half its bounds, so that reading may go on."""
+        return (
+            self._inbox.qsize() + len(self._arrived) < self._resume_below
+            and self._bytes_read - self._bytes_taken < self._max_queue_bytes // 2
+        )
+
     def _resume_if_drained(self) -> None:
         with self._lock:
-            resume = (
-                self._reading_paused and not self._resume_pending and self._inbox.qsize() < self._resume_below
-            )
+            resume = self._reading_paused and not self._resume_pending and self._drained()
             if resume:
                 self._resume_pending = True
         if resume:
@@ -198,12 +219,12 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     ) -> None:
         with self._changed:
             if self._state is not _State.CONNECTING:
-                raise self._disconnected() if self._state is _State.CLOSED else WebSocketProtocolError(
-                    f"cannot accept a connection that is {self._state.value}"
-                )
+                if self._state is _State.CLOSED:
+                    raise self._disconnected()
+                raise WebSocketStateError(f"cannot accept a connection that is {self._state.value}")
             self._state = _State.ACCEPTING
         self._call_in_loop(lambda: self._connection.accept(subprotocol, list(headers)))
-        self._settle()
+        self._about_to_block()
         with self._changed:
             if not self._changed.wait_for(lambda: self._state is not _State.ACCEPTING, timeout):
                 raise TimeoutError(f"the opening handshake did not complete within {timeout} seconds")
@@ -215,7 +236,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def reject(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
         with self._changed:
             if self._state is not _State.CONNECTING:
-                raise WebSocketProtocolError(f"cannot reject a connection that is {self._state.value}")
+                raise WebSocketStateError(f"cannot reject a connection that is {self._state.value}")
             self._state = _State.REJECTED
         self._call_in_loop(lambda: self._connection.reject(status, list(headers), body))
 
@@ -234,7 +255,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # an empty outbox always takes one message, however large, so progress never stalls
         return (
             self._state is _State.OPEN
-            and self._close_code is None
+            and self._sent is None
             and not self._writing_paused
             and (not self._outbox or self._outbox_bytes < self._write_high_water)
         )
@@ -244,7 +265,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         if not self._is_open():
             raise self._not_open()
         self._senders_waiting += 1
-        self._settle()
+        self._about_to_block()
         try:
             if not self._changed.wait_for(lambda: not self._is_open() or self._can_send_now(), timeout):
                 raise TimeoutError(f"the peer did not read within {timeout} seconds")
@@ -257,13 +278,13 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         with self._changed:
             if self._state in (_State.CLOSED, _State.REJECTED):
                 return
-            if self._close_code is None:
+            if self._sent is None:
                 reason = fit_close_reason(reason)
                 # queued behind any pending flush, so messages sent before close() go out first
-                self._close_code, self._close_reason = code, reason
+                self._sent = Close(code, reason or "")
                 self._call_in_loop(lambda: self._connection.close(code, reason))
                 self._changed.notify_all()  # a send waiting for room gives up now, not at the close's end
-            self._settle()
+            self._about_to_block()
             closed = self._changed.wait_for(
                 lambda: self._state is _State.CLOSED,
                 self._close_timeout if timeout is None else timeout,
@@ -279,21 +300,27 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         if closed:
             listener()
 
-    def _settle(self) -> None:
+    def _about_to_block(self) -> None:
         if self._wake_ups is not None:
-            self._wake_ups.settled(self)
+            self._wake_ups.blocking(self)
 
     def _is_open(self) -> bool:
-        # once close() began, a message would only be queued behind the close frame and dropped
-        return self._state is _State.OPEN and self._close_code is None
+        # once a close began, a message would only be queued behind the close frame and dropped
+        return self._state is _State.OPEN and self._sent is None
 
     def _not_open(self) -> Exception:
-        if self._state is _State.CLOSED or self._close_code is not None:
+        if self._state is _State.CLOSED or self._sent is not None:
             return self._disconnected()
-        return WebSocketProtocolError(f"cannot send on a connection that is {self._state.value}")
+        return WebSocketStateError(f"cannot send on a connection that is {self._state.value}")
 
     def _disconnected(self) -> WebSocketDisconnectedError:
-        return WebSocketDisconnectedError(self._close_code, self._close_reason)
+        if self._ending is not None:
+            return self._ending
+        # closing, not closed yet: what the server sent is all there is to say
+        sent = self._sent
+        return WebSocketDisconnectedError(
+            sent.code if sent else None, sent.reason if sent else None, sent=sent, closed_by="server"
+        )
 
     # -- loop side ---------------------------------------------------------------------------------
 
@@ -305,30 +332,45 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._opened = True
                 self._changed.notify_all()
 
-    def on_message(self, message: Message) -> None:
+    def on_message(self, message: Message | EncodedText) -> None:
         """A complete message arrived."""
         arrived = self._arrived
         arrived.append(message)
+        self._bytes_read += sys.getsizeof(message.data)
         if len(arrived) == 1:
             if self._wake_ups is None:
                 self.deliver()
             else:
                 self._wake_ups.wake(self)
-        if not self._reading_paused and self._inbox.qsize() + len(self._arrived) >= self._max_queue:
+        if not self._reading_paused and (
+            self._inbox.qsize() + len(arrived) >= self._max_queue
+            or self._bytes_read - self._bytes_taken >= self._max_queue_bytes
+        ):
             with self._lock:
                 self._reading_paused = True
             self._connection.pause_reading()
 
-    def on_close(self, code: int | None, reason: str | None) -> None:
-        """The connection is closed, cleanly (with the peer's close code) or not (``code`` None)."""
+    def on_close(self, received: Close | None, sent: Close | None = None, closed_by: str | None = None) -> None:
+        """The connection is closed.
+
+        :param received: the peer's close frame, ``None`` if none came (the connection was lost, or the
+            server gave up waiting for the reply)
+        :param sent: the server's close frame, ``None`` if it sent none
+        :param closed_by: ``"peer"`` or ``"server"``, whichever sent its close frame first; ``None`` if
+            neither did
+        """
         with self._changed:
             if self._state is _State.CLOSED:
                 return
             self._state = _State.CLOSED
-            if code is None:
-                code = CLOSE_CODE_ABNORMAL
-            # what the peer said wins over what the handler asked for: it is how the connection ended
-            self._close_code, self._close_reason = code, reason
+            # what the peer said is how the connection ended, whatever the handler asked for
+            self._ending = WebSocketDisconnectedError(
+                received.code if received else CloseCode.ABNORMAL_CLOSURE,
+                (received.reason or None) if received else None,
+                received=received,
+                sent=sent,
+                closed_by=closed_by,
+            )
             self._outbox.clear()
             self._changed.notify_all()
             listeners, self._close_listeners = self._close_listeners, []
@@ -339,6 +381,20 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 listener()
             except Exception:
                 LOG.exception("a close listener failed")
+
+    def go_away(self) -> None:
+        """Close with 1001 (going away) because the server is shutting down (loop thread).
+
+        The messages the handler sent before go out first; those it sends from now on fail as on a
+        closed connection. A connection the handler has not accepted yet is refused.
+        """
+        with self._changed:
+            if self._state in (_State.CLOSED, _State.REJECTED) or self._sent is not None:
+                return
+            self._sent = Close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
+            self._changed.notify_all()
+        self._flush()
+        self._connection.close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
 
     def on_pause_writing(self) -> None:
         """The transport's buffer is over its high-water mark: hold ``send``."""
@@ -370,7 +426,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _resume_reading(self) -> None:
         with self._changed:
             self._resume_pending = False
-            resume = self._reading_paused and self._inbox.qsize() + len(self._arrived) < self._resume_below
+            resume = self._reading_paused and self._drained()
             if resume:
                 self._reading_paused = False
         if resume:

@@ -7,18 +7,20 @@ from types import TracebackType
 
 from .adapter import BytesMessage, CreateConnection, TextMessage, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketProtocolError
+from .frames import CloseCode
 
-__all__ = ["WebSocket"]
+__all__ = ["INTERNAL_ERROR_REASON", "WebSocket"]
 
-CLOSE_CODE_INTERNAL_ERROR = 1011
+INTERNAL_ERROR_REASON = "internal error"
+"""The reason of the close frame (1011) that a handler's error ends its connection with."""
 
 
 class WebSocket:
     """An open WebSocket connection: send and receive whole messages, blocking the calling thread.
 
     Iterating over it yields each message received until the peer closes the connection. Used as a context
-    manager, it closes the connection on exit: with 1000 (normal closure), or with 1011 (internal error)
-    when the block raised.
+    manager, it closes the connection on exit: with 1000 (normal closure), or with 1011 (internal error,
+    reason ``"internal error"``) when the block raised.
     """
 
     def __init__(self, adapter: WebSocketAdapter) -> None:
@@ -89,5 +91,7 @@ class WebSocket:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        failed = exc is not None and not isinstance(exc, WebSocketDisconnectedError)
-        self.close(CLOSE_CODE_INTERNAL_ERROR if failed else 1000)
+        if exc is not None and not isinstance(exc, WebSocketDisconnectedError):
+            self.close(CloseCode.INTERNAL_ERROR, INTERNAL_ERROR_REASON)
+        else:
+            self.close(CloseCode.NORMAL_CLOSURE)

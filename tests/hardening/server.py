@@ -7,6 +7,7 @@ port number, and serves until terminated. Routes:
 - ``/echo`` (WebSocket): sends back every message;
 - ``/flood`` (WebSocket): spends 10 ms on each message, checks that the first 8 bytes of each binary
   message count up from 0, and answers the text message ``done`` with a JSON summary;
+- ``/stuck`` (WebSocket): accepts, then never reads, until the connection closes;
 - ``/stats`` (HTTP): the WebSocket side's running handlers and pool threads, and the process's threads,
   descriptors and memory, as JSON; with ``?idle=1``, answers once no handler runs (at most 10 s).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 
 from twisted.internet import reactor
@@ -23,6 +25,7 @@ from twisted.internet.threads import blockingCallFromThread
 
 from rolo import Request, Response, route
 from rolo.serving.twisted import TwistedGateway
+from rolo.serving.twisted.threads import idle_within
 from rolo.websocket import WebSocketRequest
 
 from tests.conftest import gateway_for
@@ -55,15 +58,23 @@ def flood(request: WebSocketRequest):
             size += len(message)
 
 
+@route("/stuck", methods=["WEBSOCKET"])
+def stuck(request: WebSocketRequest):
+    closed = threading.Event()
+    with request.accept() as ws:
+        ws.on_close(closed.set)
+        closed.wait(120)
+
+
 @route("/stats")
 def stats(request: Request):
-    websocket = site.websocket
+    host = site.websocket.host
     if request.args.get("idle"):
-        blockingCallFromThread(reactor, websocket.handlers.idle, 10)
-    pool = websocket.pool
+        blockingCallFromThread(reactor, idle_within, host.handlers, 10, reactor)
+    pool = host.pool
     return Response.for_json(
         {
-            "active_handlers": websocket.handlers.running,
+            "active_handlers": host.handlers.running,
             "pool_threads": len(pool.threads),
             # counted here, while this request's connection is open, so that no earlier one is
             **process_usage(os.getpid()),
@@ -74,7 +85,7 @@ def stats(request: Request):
 def main() -> None:
     settings = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     global site
-    site = TwistedGateway(gateway_for(echo, flood, stats), **settings)
+    site = TwistedGateway(gateway_for(echo, flood, stuck, stats), **settings)
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     print(port.getHost().port, flush=True)
     reactor.run()

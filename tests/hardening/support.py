@@ -1,10 +1,13 @@
-"""Helpers for the hardening tests: raw HTTP over a socket, and counting a process's resources."""
+"""Helpers for the hardening tests: raw HTTP and WebSocket frames over a socket, and counting a process's
+resources."""
 
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
+import zlib
 
 WEBSOCKET_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -74,3 +77,71 @@ def process_usage(pid: int) -> dict[str, int]:
             elif name in ("VmRSS", "VmHWM"):
                 usage["rss" if name == "VmRSS" else "peak_rss"] = int(value.split()[0]) * 1024
     return usage
+
+
+def client_frame(opcode: int, payload: bytes = b"", fin: bool = True, compressed: bool = False) -> bytes:
+    """A masked frame as a client sends it (RFC 6455, 5.2): the mask is fixed, as any mask will do."""
+    first = (0x80 if fin else 0) | (0x40 if compressed else 0) | opcode
+    length = len(payload)
+    if length < 126:
+        head = bytes((first, 0x80 | length))
+    elif length < 0x10000:
+        head = bytes((first, 0x80 | 126)) + length.to_bytes(2, "big")
+    else:
+        head = bytes((first, 0x80 | 127)) + length.to_bytes(8, "big")
+    mask = b"\x37\xfa\x21\x3d"
+    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(mask * (length // 4 + 1), "little")).to_bytes(
+        length + 4, "little"
+    )[:length]
+    return head + mask + masked
+
+
+def deflated(payload: bytes) -> bytes:
+    """``payload`` compressed on its own, as permessage-deflate sends a message (RFC 7692, 7.2.1)."""
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def open_websocket(address: tuple[str, int], path: str, extensions: str | None = None) -> socket.socket:
+    """A raw socket that completed the opening handshake for ``path`` (offering ``extensions``)."""
+    headers = [
+        ("Host", "127.0.0.1"),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", WEBSOCKET_KEY),
+        ("Sec-WebSocket-Version", "13"),
+    ]
+    if extensions:
+        headers.append(("Sec-WebSocket-Extensions", extensions))
+    sock = socket.create_connection(address, timeout=10)
+    sock.sendall(upgrade_request(path, headers=headers))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)  # no further: what follows the head is the server's first frame
+        if not chunk:
+            raise ConnectionError(f"the server closed during the handshake: {head!r}")
+        head += chunk
+    if status_of(head) != 101:
+        raise ConnectionError(f"the handshake was refused: {head!r}")
+    return sock
+
+
+def send_until_stalled(sock: socket.socket, data: bytes, limit: int, stall: float = 1.0) -> int:
+    """Send ``data`` over and over until ``limit`` bytes are out, or until the socket took nothing for
+    ``stall`` seconds (the server stopped reading, and the kernel's buffers between are full), or until the
+    server closed the connection; return how many bytes went out."""
+    sock.setblocking(False)
+    sent = 0
+    try:
+        while sent < limit:
+            if not select.select([], [sock], [], stall)[1]:
+                break
+            try:
+                sent += sock.send(data)
+            except BlockingIOError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the server closed the connection
+    finally:
+        sock.setblocking(True)
+    return sent

@@ -10,8 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest_twisted
 import websocket as wsclient
 
+from twisted.internet import reactor
+
 from rolo import route
 from rolo.websocket import WebSocketRequest
+
+from rolo.serving.twisted.threads import idle_within
 
 from tests.helpers import in_thread
 
@@ -95,7 +99,7 @@ async def test_over_capacity_under_churn(serve):
             return list(clients.map(churn, [50] * 8))
 
     results = await in_thread(churn_from_8_clients)
-    assert await server.app.websocket.handlers.idle(10)
+    assert await idle_within(server.app.websocket.host.handlers, 10, reactor)
     busy = sum(b for _, b in results)
     print(
         f"capacity {LIMIT}: 200 refusals while full, slowest {slowest_refusal * 1000:.1f} ms; "
@@ -103,4 +107,4 @@ async def test_over_capacity_under_churn(serve):
     )
     assert sum(c for c, _ in results) == 400
     assert running.most <= LIMIT
-    assert server.app.websocket.handlers.running == 0
+    assert server.app.websocket.host.handlers.running == 0

@@ -9,8 +9,12 @@ import time
 import pytest_twisted
 import websocket as wsclient
 
+from twisted.internet import reactor
+
 from rolo import route
 from rolo.websocket import WebSocketDisconnectedError, WebSocketRequest
+
+from rolo.serving.twisted.threads import idle_within
 
 from tests.helpers import in_thread
 
@@ -42,9 +46,9 @@ def push_until_disconnected(request: WebSocketRequest):
 async def assert_handlers_returned(server) -> None:
     """Every handler returned, so its thread is free (a handler stuck on a dead peer would hold its
     slot and thread forever), and the server goes on serving."""
-    websocket = server.app.websocket
-    assert await websocket.handlers.idle(10)
-    assert websocket.handlers.running == 0
+    host = server.app.websocket.host
+    assert await idle_within(host.handlers, 10, reactor)
+    assert host.handlers.running == 0
 
     def next_connection():
         ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
@@ -53,9 +57,9 @@ async def assert_handlers_returned(server) -> None:
         ws.close()
 
     await in_thread(next_connection)
-    assert await websocket.handlers.idle(10)
+    assert await idle_within(host.handlers, 10, reactor)
     # a thread leaves the count an instant after its handler is counted out
-    assert len(websocket.pool.threads) <= 2
+    assert len(host.pool.threads) <= 2
 
 
 def drain() -> None:

@@ -12,8 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.logger import globalLogPublisher
 
+from twisted.internet import reactor
+
 from rolo import route
 from rolo.websocket import WebSocketRequest
+
+from rolo.serving.twisted.threads import idle_within
 
 from tests.helpers import in_thread
 
@@ -131,18 +135,18 @@ async def test_fuzz(serve, failures, heavy, target):
 
     await in_thread(run)
     assert await in_thread(echo_once, server.ws("/ws")) == "still serving"
-    assert await server.app.websocket.handlers.idle(10)
+    assert await idle_within(server.app.websocket.host.handlers, 10, reactor)
 
     statuses = [status for status, _ in outcomes]
     print(
         f"fuzz {target}: {len(outcomes)} examples, statuses "
         f"{ {status: statuses.count(status) for status in set(statuses)} }, "
         f"{sum(closed for _, closed in outcomes)} closed by the server, "
-        f"handler threads {len(server.app.websocket.pool.threads)}"
+        f"handler threads {len(server.app.websocket.host.pool.threads)}"
     )
     assert failures == []
     assert not any(status and status >= 500 for status in statuses)
-    assert server.app.websocket.handlers.running == 0
+    assert server.app.websocket.host.handlers.running == 0
     assert threads_outside_pools() == threads_before
     # examples ran one at a time: never more than a few handler threads
-    assert len(server.app.websocket.pool.threads) <= 4
+    assert len(server.app.websocket.host.pool.threads) <= 4

@@ -300,7 +300,7 @@ async def test_http_pool_is_the_servers_own_and_sized_by_http_threads(serve):
         return "done"
 
     server = serve(busy, http_threads=2)
-    assert server.app.http_pool.max == 2
+    assert server.app.http.pool.max_threads == 2
 
     def clients():
         with ThreadPoolExecutor(3) as executor:
@@ -311,7 +311,7 @@ async def test_http_pool_is_the_servers_own_and_sized_by_http_threads(serve):
 
     assert await in_thread(clients) == [b"done"] * 3
     assert max(most_active) == 2
-    assert all(name.startswith("PoolThread-rolo-http-") for name in threads), threads
+    assert all(name.startswith("rolo-http-") for name in threads), threads
 
 
 def test_http_threads_must_be_positive():

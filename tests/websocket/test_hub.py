@@ -21,6 +21,7 @@ from websockets.sync.client import connect as websockets_connect
 
 from rolo import Request, route
 from rolo.websocket import Hub, TextMessage, WebSocket, WebSocketDisconnectedError, WebSocketRequest
+from rolo.websocket.frames import Close
 
 from tests.helpers import Signal, in_thread
 from tests.websocket.test_threaded_adapter import open_adapter
@@ -42,8 +43,8 @@ def test_close_listeners_run_once_when_the_connection_closes_or_at_once_if_it_is
     websocket.on_close(lambda: calls.append("first"))
     websocket.on_close(lambda: 1 / 0)  # a failing listener is logged; the others still run
     websocket.on_close(lambda: calls.append("second"))
-    adapter.on_close(1001, "bye")
-    adapter.on_close(1006, None)
+    adapter.on_close(Close(1001, "bye"), closed_by="peer")
+    adapter.on_close(None)
     websocket.on_close(lambda: calls.append("late"))
     assert calls == ["first", "second", "late"]
 
@@ -101,7 +102,7 @@ def test_a_closed_connection_leaves_the_hub_and_an_added_closed_one_never_stays(
     hub = Hub()
     websocket, adapter, _ = open_websocket()
     connection_id = hub.add(websocket, "lobby")
-    adapter.on_close(1000, None)
+    adapter.on_close(Close(1000), closed_by="peer")
     assert connection_id not in hub and hub.members("lobby") == []
     hub.add(websocket, "lobby")  # closed already: the close listener runs at once
     assert len(hub) == 0 and hub.groups() == []

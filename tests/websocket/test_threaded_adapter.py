@@ -12,6 +12,7 @@ import pytest
 
 from rolo.websocket import BytesMessage, CreateConnection, TextMessage, WebSocketDisconnectedError
 from rolo.websocket.errors import WebSocketProtocolError
+from rolo.websocket.frames import Close
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
 
 
@@ -84,7 +85,7 @@ def test_a_connection_lost_right_after_opening_is_still_accepted():
     loop.run()
     # the 101 went out and the peer vanished, both before the handler's thread woke up
     adapter.on_open()
-    adapter.on_close(None, None)
+    adapter.on_close(None)
     accepting.join(5)
     assert outcome == ["accepted"]
     with pytest.raises(WebSocketDisconnectedError) as info:
@@ -109,17 +110,18 @@ def test_sends_are_batched_into_one_hand_off():
 
 
 class TurnEnd:
-    """Wake-ups held until ``run``, as a loop holds them until the end of its turn; records settling."""
+    """Wake-ups held until ``run``, as a loop holds them until the end of its turn; records the handler
+    blocking."""
 
     def __init__(self) -> None:
         self.woken: list = []
-        self.settled_adapters: list = []
+        self.blocked_adapters: list = []
 
     def wake(self, adapter) -> None:
         self.woken.append(adapter)
 
-    def settled(self, adapter) -> None:
-        self.settled_adapters.append(adapter)
+    def blocking(self, adapter) -> None:
+        self.blocked_adapters.append(adapter)
 
     def run(self) -> None:
         woken, self.woken = self.woken, []
@@ -152,10 +154,10 @@ def test_a_receiver_about_to_block_says_it_settled():
     adapter.on_message(TextMessage("a"))
     turn_end.run()
     assert adapter.receive(timeout=0) == TextMessage("a")
-    assert turn_end.settled_adapters.count(adapter) == 1  # in accept only: a message was waiting
+    assert turn_end.blocked_adapters.count(adapter) == 1  # in accept only: a message was waiting
     with pytest.raises(TimeoutError):
         adapter.receive(timeout=0.01)
-    assert turn_end.settled_adapters.count(adapter) == 2
+    assert turn_end.blocked_adapters.count(adapter) == 2
 
 
 def test_full_inbox_pauses_reading_and_draining_resumes_it():
@@ -195,7 +197,7 @@ def test_send_blocks_while_the_transport_is_paused():
 def test_messages_received_before_close_are_delivered_then_the_close():
     adapter, connection, loop = open_adapter()
     adapter.on_message(TextMessage("last words"))
-    adapter.on_close(4002, "bye")
+    adapter.on_close(Close(4002, "bye"), closed_by="peer")
     assert adapter.receive(timeout=0) == TextMessage("last words")
     with pytest.raises(WebSocketDisconnectedError) as info:
         adapter.receive(timeout=0)
@@ -213,7 +215,7 @@ def test_close_goes_out_after_pending_sends_and_waits_for_the_handshake():
     loop.run()
     assert [c[0] for c in connection.calls[-2:]] == ["send", "close"]
     assert closer.is_alive()  # waits for the peer's close
-    adapter.on_close(1000, None)
+    adapter.on_close(Close(1000), closed_by="peer")
     closer.join(5)
     assert not closer.is_alive()
     adapter.close()  # closing twice is a no-op
@@ -232,7 +234,7 @@ def test_a_lost_connection_reports_1006_and_wakes_a_blocked_sender():
 
     sender = threading.Thread(target=blocked_send)
     sender.start()
-    adapter.on_close(None, None)
+    adapter.on_close(None)
     sender.join(5)
     assert errors == [1006]
 
@@ -240,7 +242,7 @@ def test_a_lost_connection_reports_1006_and_wakes_a_blocked_sender():
 def test_accept_after_the_peer_left_raises_disconnected():
     connection, loop = RecordingConnection(), Loop()
     adapter = ThreadedWebSocketAdapter(connection, loop)
-    adapter.on_close(None, None)
+    adapter.on_close(None)
     adapter.receive(timeout=0)  # CreateConnection is still delivered
     with pytest.raises(WebSocketDisconnectedError):
         adapter.accept(timeout=1)
@@ -270,5 +272,5 @@ def test_a_close_reason_is_cut_to_fit_a_close_frame_at_a_character_boundary():
     _, code, reason = connection.calls[-1]
     assert code == 4000
     assert reason == "é" * 61  # 122 bytes: a 62nd "é" would make 124
-    adapter.on_close(4000, reason)
+    adapter.on_close(Close(4000, reason), closed_by="peer")
     closer.join(5)

@@ -5,6 +5,5 @@ touches ASGI ``receive`` and ``send`` runs on the server's loop.
 """
 
 from .app import AsgiGateway, LifespanListener
-from .websocket import WebSocketSettings
 
-__all__ = ["AsgiGateway", "LifespanListener", "WebSocketSettings"]
+__all__ = ["AsgiGateway", "LifespanListener"]

@@ -7,10 +7,11 @@ import logging
 from typing import Any, Protocol
 
 from rolo.gateway.gateway import Gateway
+from rolo.settings import ServerSettings
 from rolo.websocket import WebSocketRequest
 
-from .http import HttpHandler, Receive, Send
-from .websocket import WebSocketHandler, WebSocketSettings
+from .http import HttpApp, Receive, Send
+from .websocket import WebSocketApp
 
 __all__ = ["AsgiGateway", "LifespanListener"]
 
@@ -33,35 +34,28 @@ class AsgiGateway:
         app = AsgiGateway(gateway)    # in myapp.py, then: hypercorn myapp:app, or uvicorn myapp:app
 
     Nothing here touches an event loop before the server calls the application, so it may be made at
-    import time. HTTP handlers run in a pool of ``http_threads`` threads; each WebSocket handler in a thread
-    of its own, at most ``max_connections`` of them. Neither can starve the other.
+    import time. HTTP handlers run in a pool of ``http_threads`` threads; WebSocket handlers in threads of
+    their own, at most ``max_connections`` of them. Neither can starve the other.
 
     On the lifespan's shutdown it refuses new WebSockets, closes the open ones with 1001, waits for their
     handlers (at most ``grace_period`` seconds) and stops the HTTP pool.
 
+    The protocol itself (message size limit, pings, compression) is the ASGI server's: configure it there.
+
     :param gateway: the gateway to serve
-    :param http_threads: how many HTTP requests are handled at once
     :param lifespan_listener: told of the lifespan's startup and shutdown
-    :param grace_period: how long shutdown waits for WebSocket handlers, in seconds
-    :param websocket_settings: the fields of :class:`~rolo.gateway.asgi.WebSocketSettings`
-        (``max_connections``, ``max_queue``, ``open_timeout`` …)
+    :param settings: the fields of :class:`~rolo.settings.ServerSettings` (``http_threads``,
+        ``max_connections``, ``max_queue``, ``grace_period`` …)
+    :raises ValueError: for a setting's bad value
+    :raises TypeError: for an unknown setting
     """
 
-    def __init__(
-        self,
-        gateway: Gateway,
-        *,
-        http_threads: int = 32,
-        lifespan_listener: LifespanListener | None = None,
-        grace_period: float = 10.0,
-        **websocket_settings: Any,
-    ) -> None:
+    def __init__(self, gateway: Gateway, *, lifespan_listener: LifespanListener | None = None, **settings: Any) -> None:
         self.gateway = gateway
         self.lifespan_listener = lifespan_listener
-        self.grace_period = grace_period
-        self.websocket_settings = WebSocketSettings(**websocket_settings)
-        self.http = HttpHandler(gateway, http_threads)
-        self.websocket = WebSocketHandler(WebSocketRequest.listener(gateway.accept), self.websocket_settings)
+        self.settings = ServerSettings(**settings)
+        self.http = HttpApp(gateway, self.settings)
+        self.websocket = WebSocketApp(WebSocketRequest.listener(gateway.accept), self.settings)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -91,7 +85,7 @@ class AsgiGateway:
     async def _start(self) -> None:
         if self.lifespan_listener is not None:
             await asyncio.to_thread(self.lifespan_listener.on_startup)
-        self.websocket.accepting = True
+        self.websocket.host.accepting = True
 
     async def _stop(self) -> None:
         await self.shutdown()
@@ -102,5 +96,5 @@ class AsgiGateway:
         """Refuse new WebSockets, close the open ones with 1001, wait for their handlers (at most
         ``grace_period`` seconds), and stop the HTTP pool. The lifespan's shutdown does this; under a server
         that runs no lifespan, await it on the server's loop before it stops."""
-        await self.websocket.shutdown(self.grace_period)
+        await self.websocket.shutdown(self.settings.grace_period)
         self.http.shutdown()

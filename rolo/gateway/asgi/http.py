@@ -24,10 +24,12 @@ from werkzeug.exceptions import ClientDisconnected
 from rolo.gateway.gateway import Gateway
 from rolo.request import Request
 from rolo.response import Response
+from rolo.settings import ServerSettings
+from rolo.threads import HandlerPool
 
 from .environ import environ_for
 
-__all__ = ["HttpHandler", "RequestBody"]
+__all__ = ["HttpApp", "RequestBody"]
 
 LOG = logging.getLogger(__name__)
 
@@ -174,16 +176,16 @@ class _ResponseSender:
                 self._pending.cancel()
 
 
-class HttpHandler:
-    """Serves ASGI ``http`` scopes through a gateway, running it in a pool of ``max_threads`` threads.
+class HttpApp:
+    """Serves ASGI ``http`` scopes through a gateway, running it in a pool of ``http_threads`` threads.
 
     The pool starts with the first request, and :meth:`shutdown` stops it; a later request starts a new one.
     """
 
-    def __init__(self, gateway: Gateway, max_threads: int) -> None:
+    def __init__(self, gateway: Gateway, settings: ServerSettings) -> None:
         self.gateway = gateway
-        self.max_threads = max_threads
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.settings = settings
+        self._pool: HandlerPool | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
@@ -196,7 +198,7 @@ class HttpHandler:
         sender = _ResponseSender(loop, send, body)
         pump = loop.create_task(body.pump(receive))
         try:
-            await loop.run_in_executor(self._threads(), self._serve, environ, sender)
+            await self._in_thread(loop, lambda: self._serve(environ, sender))
         except Exception:
             LOG.exception("HTTP request to %s failed", scope.get("path"))
             if sender.started:
@@ -206,6 +208,33 @@ class HttpHandler:
             pump.cancel()
             body.disconnect()
             sender.abort()
+
+    def _in_thread(self, loop: asyncio.AbstractEventLoop, job: Callable[[], None]) -> asyncio.Future[None]:
+        """Run ``job`` in a thread of the pool; the future is done when it returned, or failed with what it
+        raised."""
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if done.done():
+                return  # the request was cancelled meanwhile
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+        def run() -> None:
+            error: BaseException | None = None
+            try:
+                job()
+            except BaseException as raised:
+                error = raised
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(settle, error)
+
+        if self._pool is None:
+            self._pool = HandlerPool("rolo-http", self.settings.http_threads, max_waiting=2**62)
+        self._pool.submit(run)
+        return done
 
     def _serve(self, environ: dict[str, Any], sender: _ResponseSender) -> None:
         response = Response()
@@ -231,13 +260,8 @@ class HttpHandler:
         await send({"type": "http.response.start", "status": status.value, "headers": headers})
         await send({"type": "http.response.body", "body": text})
 
-    def _threads(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(self.max_threads, thread_name_prefix="rolo-http")
-        return self._pool
-
     def shutdown(self) -> None:
         """Stop the pool once the requests in it are done; do not wait for them."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
+            self._pool.stop()
             self._pool = None

@@ -1,8 +1,9 @@
 """WebSockets under ASGI: the server speaks the protocol, a handler thread runs the application.
 
-For each ``websocket`` scope, :class:`WebSocketHandler` starts the listener (the gateway) in a thread of its
-own, with a :class:`~rolo.websocket.threaded.ThreadedWebSocketAdapter` in its environment whose I/O side is
-an :class:`AsgiConnection`. That connection runs two tasks on the event loop:
+For each ``websocket`` scope, :class:`WebSocketApp` has its :class:`~rolo.websocket.host.WebSocketHost`
+run the listener (the gateway) in a handler thread, with a
+:class:`~rolo.websocket.threaded.ThreadedWebSocketAdapter` in its environment whose I/O side is an
+:class:`AsgiConnection`. That connection runs two tasks on the event loop:
 
 - a reader that calls ASGI ``receive`` and reports messages to the adapter. It stops calling ``receive``
   while the adapter's inbox is full, which is how an ASGI application stops reading: the server's own
@@ -15,23 +16,22 @@ an :class:`AsgiConnection`. That connection runs two tasks on the event loop:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from rolo.threads import HandlerThread
-from rolo.websocket.adapter import WEBSOCKET_KEY, BytesMessage, Message, TextMessage, WebSocketListener
-from rolo.websocket.admission import Refusal, refusal
-from rolo.websocket.origins import OriginPolicy
-from rolo.websocket.threaded import CLOSE_CODE_GOING_AWAY, ThreadedWebSocketAdapter
+from rolo.settings import ServerSettings
+from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketListener
+from rolo.websocket.frames import Close, CloseCode
+from rolo.websocket.handshake import Refusal
+from rolo.websocket.host import WebSocketHost
+from rolo.websocket.threaded import ThreadedWebSocketAdapter
 
 from .environ import environ_for
 
-__all__ = ["AsgiConnection", "WebSocketHandler", "WebSocketSettings"]
+__all__ = ["AsgiConnection", "WebSocketApp"]
 
 LOG = logging.getLogger(__name__)
 
@@ -41,36 +41,6 @@ DENIAL_RESPONSE_EXTENSION = "websocket.http.response"
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class WebSocketSettings:
-    """How :class:`~rolo.gateway.asgi.AsgiGateway` serves WebSockets.
-
-    The protocol itself (message size limit, pings, compression) is the ASGI server's: configure it there.
-
-    :param max_connections: how many WebSocket handlers may run at once, each in a thread of its own; an
-        upgrade request beyond it is answered ``503`` at once
-    :param thread_stack_size: the stack size of those threads, in bytes (small, so thousands fit)
-    :param max_queue: how many received messages may wait for a handler before the application stops
-        receiving from the server for that connection
-    :param write_high_water: how many bytes a handler may have sent that the server has not yet taken
-        before ``send`` blocks
-    :param open_timeout: seconds from the upgrade request to the handler's ``accept`` or ``reject``
-    :param close_timeout: seconds the closing handshake may take; after that the handler's ``close``
-        returns and the application lets the server drop the connection
-    :param allowed_origins: the ``Origin`` values allowed to connect, with ``*`` wildcards (e.g.
-        ``["https://*.example.com"]``; see :class:`~rolo.websocket.OriginPolicy`); others get 403.
-        ``None`` allows any origin.
-    """
-
-    max_connections: int = 4096
-    thread_stack_size: int = 512 * 1024
-    max_queue: int = 16
-    write_high_water: int = 64 * 1024
-    open_timeout: float = 10.0
-    close_timeout: float = 10.0
-    allowed_origins: Sequence[str] | None = None
 
 
 def _encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -120,6 +90,7 @@ class AsgiConnection:
         self._reading.set()
         self._answered = False  # accept, reject or close was asked for
         self._closing = False
+        self._sent: Close | None = None  # the close the application sent
         self.open = False
         self.gone = False
         self.finished = asyncio.Event()
@@ -156,8 +127,12 @@ class AsgiConnection:
     def close(self, code: int, reason: str | None) -> None:
         if self._closing or self.gone:
             return
-        self._answered = self._closing = True
-        self._queue({"type": "websocket.close", "code": code, "reason": reason or ""})
+        if not self._answered:
+            self.give_up_opening()  # never accepted: refuse it at once
+            return
+        self._closing = True
+        self._sent = Close(int(code), reason or "")
+        self._queue({"type": "websocket.close", "code": int(code), "reason": reason or ""})
         # read on whatever the inbox holds: the peer's close reply is behind its last messages
         self._reading.set()
 
@@ -171,16 +146,12 @@ class AsgiConnection:
     # -- loop side ---------------------------------------------------------------------------------
 
     def give_up_opening(self) -> None:
-        """The handler took too long to accept or reject: refuse the connection and tell the adapter."""
+        """Refuse the connection before the handler accepted or rejected it (it took too long, or the
+        server shuts down), and tell the adapter."""
         if not self._answered:
             self._answered = self._closing = True
             self._queue({"type": "websocket.close", "code": 1000})
-            self.adapter.on_close(None, None)
-
-    def go_away(self) -> None:
-        """Close with 1001 because the server is shutting down."""
-        if self.open:
-            self.close(CLOSE_CODE_GOING_AWAY, "server shutting down")
+            self.adapter.on_close(None)
 
     async def read(self) -> None:
         """Report what the server receives to the adapter until the connection ends."""
@@ -236,63 +207,63 @@ class AsgiConnection:
         self.gone = True
         self._outgoing.clear()
         self._outgoing_bytes = 0
-        self.adapter.on_close(code, reason)
+        # ASGI servers report a connection that ended without a close frame as 1006 (uvicorn: 1005)
+        received = Close(code, reason or "") if code is not None and code != CloseCode.ABNORMAL_CLOSURE else None
+        closed_by = "server" if self._sent is not None else "peer" if received is not None else None
+        self.adapter.on_close(received, self._sent, closed_by)
         self.finished.set()
 
 
-class WebSocketHandler:
-    """Serves ASGI ``websocket`` scopes: each connection's listener runs in a thread of its own.
+class WebSocketApp:
+    """Serves ASGI ``websocket`` scopes: each connection's listener runs in a handler thread of
+    :attr:`host`.
+
+    Nothing here touches an event loop before the server calls it: the host hands work to the loop that
+    serves the first connection.
 
     :param listener: called in a handler thread with each upgrade request's environment
-    :param settings: the WebSocket settings
+    :param settings: the server's settings
+    :ivar host: the :class:`~rolo.websocket.host.WebSocketHost` of the server's connections
     """
 
-    def __init__(self, listener: WebSocketListener, settings: WebSocketSettings) -> None:
-        self.listener = listener
+    def __init__(self, listener: WebSocketListener, settings: ServerSettings) -> None:
         self.settings = settings
-        self.active_handlers = 0
-        self.accepting = True
-        self.connections: set[AsgiConnection] = set()
-        self._origins = None if settings.allowed_origins is None else OriginPolicy(settings.allowed_origins)
-        self._idle: asyncio.Event | None = None
-        self._thread_numbers = itertools.count(1)
+        self.host = WebSocketHost(listener, settings, self._call_in_loop)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _call_in_loop(self, call: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # the server is gone: nobody waits for this any more
+        loop.call_soon_threadsafe(call)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return  # the client left before the application was called
-        refused = self._refusal(scope)
+        loop = self._loop = asyncio.get_running_loop()
+        origin = next((v.decode("latin-1") for n, v in scope.get("headers", ()) if n.lower() == b"origin"), None)
+        refused = self.host.refusal(origin)
         if refused is None:
             try:
                 environ = environ_for(scope, method="WEBSOCKET")
             except UnicodeDecodeError:
-                refused = HTTPStatus.BAD_REQUEST, b"the request path is not valid UTF-8\n"
+                refused = Refusal(HTTPStatus.BAD_REQUEST, "the request path is not valid UTF-8")
         if refused is not None:
-            for message in self._refusal_response(scope, *refused):
+            for message in self._refusal_response(scope, refused):
                 await send(message)
             return
 
-        loop = asyncio.get_running_loop()
         settings = self.settings
         connection = AsgiConnection(scope, receive, send, settings.write_high_water, settings.close_timeout)
-        adapter = ThreadedWebSocketAdapter(
-            connection,
-            loop.call_soon_threadsafe,
-            max_queue=settings.max_queue,
-            write_high_water=settings.write_high_water,
-            close_timeout=settings.close_timeout + 1,
-        )
-        connection.adapter = adapter
-        environ[WEBSOCKET_KEY] = adapter
-
         handler_done: asyncio.Future[None] = loop.create_future()
         try:
-            self._start_handler(environ, handler_done)
+            connection.adapter = self.host.open(connection, environ, lambda: handler_done.done() or handler_done.set_result(None))
         except RuntimeError:  # the process is out of threads
             LOG.exception("could not start a handler thread for WebSocket %s", scope.get("path"))
-            for message in self._refusal_response(scope, HTTPStatus.SERVICE_UNAVAILABLE, b"no thread for a handler\n"):
+            no_thread = Refusal(HTTPStatus.SERVICE_UNAVAILABLE, "no thread for a handler", (("Retry-After", "1"),))
+            for message in self._refusal_response(scope, no_thread):
                 await send(message)
             return
-        self.connections.add(connection)
         tasks = [loop.create_task(connection.read()), loop.create_task(connection.write())]
         open_timer = loop.call_later(settings.open_timeout, connection.give_up_opening)
         try:
@@ -305,63 +276,28 @@ class WebSocketHandler:
             open_timer.cancel()
             for task in tasks:
                 task.cancel()
-            self.connections.discard(connection)
             connection.lost()  # a handler still running (the server gave up on it) is released
 
-    def _refusal(self, scope: dict[str, Any]) -> Refusal | None:
-        origin = next((v.decode("latin-1") for n, v in scope.get("headers", ()) if n.lower() == b"origin"), None)
-        return refusal(origin, self._origins, self.accepting, self.active_handlers, self.settings.max_connections)
-
     @staticmethod
-    def _refusal_response(scope: dict[str, Any], status: int, text: bytes) -> list[dict[str, Any]]:
-        headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text)))]
-        if status == HTTPStatus.SERVICE_UNAVAILABLE:
-            headers.append(("Retry-After", "1"))
-        LOG.info("WebSocket refused %s: %s", scope.get("path"), status)
-        return denial(scope, status, headers, text)
-
-    def _start_handler(self, environ: dict[str, Any], done: asyncio.Future[None]) -> None:
-        loop = done.get_loop()
-
-        def run() -> None:
-            try:
-                self.listener(environ)
-            except Exception:
-                LOG.exception("WebSocket listener failed for %s", environ.get("PATH_INFO"))
-            finally:
-                try:
-                    loop.call_soon_threadsafe(self._handler_finished, done)
-                except RuntimeError:
-                    pass  # the loop is closed: the server is gone, nobody waits for this handler
-
-        thread = HandlerThread(target=run, name=f"rolo-websocket-{next(self._thread_numbers)}", daemon=True)
-        thread.stack_size = self.settings.thread_stack_size
-        thread.start()
-        self.active_handlers += 1
-
-    def _handler_finished(self, done: asyncio.Future[None]) -> None:
-        self.active_handlers -= 1
-        if not done.done():
-            done.set_result(None)
-        if self.active_handlers == 0 and self._idle is not None:
-            self._idle.set()
+    def _refusal_response(scope: dict[str, Any], refused: Refusal) -> list[dict[str, Any]]:
+        body = refused.body
+        headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *refused.headers]
+        LOG.info("WebSocket refused %s: %s", scope.get("path"), int(refused.status))
+        return denial(scope, refused.status, headers, body)
 
     async def shutdown(self, grace_period: float) -> None:
         """Stop taking connections, close every open one with 1001 (going away), and return once every
         handler has returned or ``grace_period`` seconds have passed, whichever comes first."""
-        self.accepting = False
-        for connection in list(self.connections):
-            connection.go_away()
-        if self.active_handlers == 0:
-            return
-        self._idle = asyncio.Event()
+        host = self.host
+        host.go_away()
+        idle = asyncio.Event()
+        host.handlers.when_idle(idle.set)
         try:
-            await asyncio.wait_for(self._idle.wait(), grace_period)
+            await asyncio.wait_for(idle.wait(), grace_period)
         except asyncio.TimeoutError:
             LOG.warning(
                 "%d WebSocket handlers still running %ss after shutdown began; not waiting longer",
-                self.active_handlers,
+                host.handlers.running,
                 grace_period,
             )
-        finally:
-            self._idle = None
+        host.stop()

@@ -5,7 +5,7 @@ and ``twistd rolo`` (:mod:`rolo.serving.twisted.tap`) from the command line."""
 from .background import ServerHandle, run_in_thread
 from .embed import listen
 from .service import GatewayService
+from .settings import TwistedSettings
 from .site import TwistedGateway
-from .websocket import WebSocketSettings
 
-__all__ = ["GatewayService", "ServerHandle", "TwistedGateway", "WebSocketSettings", "listen", "run_in_thread"]
+__all__ = ["GatewayService", "ServerHandle", "TwistedGateway", "TwistedSettings", "listen", "run_in_thread"]

@@ -1,41 +1,20 @@
-"""Finding the application to serve: a :class:`~rolo.gateway.Gateway`, or a :class:`~rolo.Router` to
-put in one, named by an import path such as ``myapp.server:gateway``."""
+"""Finding the application to serve by its import path, such as ``myapp.server:gateway``."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import sys
-from typing import Any, Union
+from typing import Any
 
-from rolo.gateway import Gateway
-from rolo.gateway.handlers import RouterHandler, WerkzeugExceptionHandler
+from rolo.gateway import Gateway, as_gateway
 from rolo.routing import Router
 
-__all__ = ["AppError", "App", "as_gateway", "load_app"]
-
-App = Union[Gateway, Router]
-"""What rolo serves: a gateway, or a router that :func:`as_gateway` puts in one."""
+__all__ = ["AppError", "load_app"]
 
 
 class AppError(Exception):
     """The application named could not be loaded; the message says why, on one line."""
-
-
-def as_gateway(app: App) -> Gateway:
-    """The gateway that serves ``app``: a :class:`Gateway` as it is; a :class:`Router` in a gateway that
-    routes with it, answers what no rule matches with 404 and werkzeug's HTTP errors as JSON.
-
-    :raises TypeError: if ``app`` is neither
-    """
-    if isinstance(app, Gateway):
-        return app
-    if isinstance(app, Router):
-        return Gateway(
-            request_handlers=[RouterHandler(app, respond_not_found=True)],
-            exception_handlers=[WerkzeugExceptionHandler()],
-        )
-    raise TypeError(f"expected a rolo Gateway or Router, got {type(app).__module__}.{type(app).__qualname__}")
 
 
 def load_app(spec: str) -> Gateway:

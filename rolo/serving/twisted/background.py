@@ -13,10 +13,11 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python import threadable
 
-from .app import App
+from rolo.gateway import App
+from rolo.threads import HandlerPool
+
 from .embed import listen
 from .service import Endpoint, GatewayService
-from .threads import HandlerThreadPool, HandlerThreads
 
 __all__ = ["ServerHandle", "run_in_thread"]
 
@@ -50,7 +51,7 @@ class ServerHandle:
 
     def stop(self, grace_period: float | None = None) -> bool:
         """Stop serving and wait until done: stop listening, close every open WebSocket with 1001, wait up
-        to ``grace_period`` seconds (the one given to :func:`run_in_thread` if ``None``) for the handlers
+        to ``grace_period`` seconds (the ``grace_period`` setting if ``None``) for the handlers
         still running, stop the thread pools and wait for their threads to exit.
 
         The reactor thread keeps running, for other servers (see :func:`run_in_thread`). Stopping again,
@@ -69,15 +70,16 @@ class ServerHandle:
             if grace_period is not None:
                 service.grace_period = grace_period
             await service.stopService()
-            return service.site.websocket.handlers.running == 0 and service.site.http.handlers.running == 0
+            site = service.site
+            return site.websocket.host.handlers.running == 0 and site.http.handlers.running == 0
 
         if blockingCallFromThread(self.reactor, lambda: ensureDeferred(stop_service())):
             # every handler returned: their threads are on their way out
             return all([pool.join() for pool in self._pools()])
         return False
 
-    def _pools(self) -> list[HandlerThreadPool | HandlerThreads]:
-        return [self.service.site.websocket.pool, self.service.site.http_pool]
+    def _pools(self) -> list[HandlerPool]:
+        return [self.service.site.websocket.host.pool, self.service.site.http.pool]
 
     def __enter__(self) -> ServerHandle:
         return self
@@ -88,12 +90,7 @@ class ServerHandle:
         self.stop()
 
 
-def run_in_thread(
-    app: App,
-    *endpoints: Endpoint,
-    grace_period: float = 10.0,
-    **settings: Any,
-) -> ServerHandle:
+def run_in_thread(app: App, *endpoints: Endpoint, **settings: Any) -> ServerHandle:
     """Serve ``app`` on ``endpoints`` (``"tcp:8000"`` if none are given) from Twisted's reactor running in
     a background thread, and return once every endpoint listens::
 
@@ -110,8 +107,8 @@ def run_in_thread(
     :param app: a :class:`~rolo.gateway.Gateway` or a :class:`~rolo.Router`
     :param endpoints: Twisted endpoint strings or endpoint objects, as for
         :func:`~rolo.serving.twisted.listen`
-    :param grace_period: how long :meth:`ServerHandle.stop` waits for running handlers, in seconds
-    :param settings: :class:`~rolo.serving.twisted.TwistedGateway`'s settings
+    :param settings: the fields of :class:`~rolo.serving.twisted.TwistedSettings` (``grace_period``: how
+        long :meth:`ServerHandle.stop` waits for running handlers …)
     :raises RuntimeError: when called on the reactor thread (use :func:`~rolo.serving.twisted.listen`
         there), or when the reactor has run and stopped already (it cannot run again)
     :raises ValueError: for an endpoint string that does not parse or a bad setting
@@ -120,7 +117,7 @@ def run_in_thread(
     from twisted.internet import reactor
 
     _ensure_reactor_thread(reactor)
-    start = functools.partial(listen, app, *endpoints, reactor=reactor, grace_period=grace_period, **settings)
+    start = functools.partial(listen, app, *endpoints, reactor=reactor, **settings)
     service = blockingCallFromThread(reactor, start)
     return ServerHandle(service, reactor)
 

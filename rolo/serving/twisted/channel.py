@@ -24,7 +24,7 @@ class GatewayRequest(Request):
 
 
 class GatewayChannel(HTTPChannel):
-    """Twisted Web's HTTP connection, with three changes:
+    """Twisted Web's HTTP connection, with four changes:
 
     - it records each header line's name before Twisted canonicalises it (``GatewayRequest.raw_headers``);
     - a request's line and headers must arrive within ``header_timeout`` seconds, counted from the
@@ -32,12 +32,26 @@ class GatewayChannel(HTTPChannel):
       and the connection closes. Twisted's own timeout is an idle one, which a client trickling one byte
       at a time (slowloris) resets forever;
     - a request line or header line over ``MAX_LENGTH`` bytes gets a ``414`` or ``431`` where Twisted
-      would close the connection without a word.
+      would close the connection without a word;
+    - once a request upgrades the connection (:meth:`switch_protocols`), the bytes behind it go to the new
+      protocol rather than wait for a next HTTP request.
     """
 
     header_timeout: float | None = None
     _header_deadline: Any = None
     _refused = False
+    _switched_to: Any = None  # the protocol that took the connection over (a WebSocket's)
+
+    def switch_protocols(self, protocol: Any) -> None:
+        """Hand what the client sends from now on to ``protocol``, which has taken the connection over:
+        the bytes that came behind the request being handled, in the same read, first (RFC 9110 7.8)."""
+        self._switched_to = protocol
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._switched_to is not None:
+            self._switched_to.dataReceived(data)
+            return
+        super().rawDataReceived(data)
 
     def connectionMade(self) -> None:
         super().connectionMade()

@@ -6,20 +6,15 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 
-from .app import App, as_gateway
+from rolo.gateway import App, as_gateway
+
 from .service import Endpoint, GatewayService
 from .site import TwistedGateway
 
 __all__ = ["listen"]
 
 
-def listen(
-    app: App,
-    *endpoints: Endpoint,
-    reactor: Any = None,
-    grace_period: float = 10.0,
-    **settings: Any,
-) -> Deferred[GatewayService]:
+def listen(app: App, *endpoints: Endpoint, reactor: Any = None, **settings: Any) -> Deferred[GatewayService]:
     """Serve ``app`` on ``endpoints`` (``"tcp:8000"`` if none are given) on a reactor the caller runs.
 
     Call it on the reactor thread, before or after the reactor starts running. It fires with the running
@@ -37,9 +32,8 @@ def listen(
     :param endpoints: Twisted endpoint strings (``tcp:8000``, ``tcp:8000:interface=127.0.0.1``,
         ``ssl:8443:privateKey=key.pem:certKey=cert.pem``, ``unix:/run/app.sock``) or endpoint objects
     :param reactor: the reactor (the global one by default)
-    :param grace_period: how long stopping waits for running handlers, in seconds
-    :param settings: :class:`TwistedGateway`'s settings: ``http_threads`` and the fields of
-        :class:`~rolo.serving.twisted.WebSocketSettings`
+    :param settings: the fields of :class:`~rolo.serving.twisted.TwistedSettings` (``grace_period``:
+        how long stopping waits for running handlers, ``http_threads`` …)
     :raises ValueError: (in the Deferred) for an endpoint string that does not parse, or a bad setting
     :raises twisted.internet.error.CannotListenError: (in the Deferred) if an endpoint cannot listen; the
         others are closed again
@@ -47,7 +41,7 @@ def listen(
 
     async def start() -> GatewayService:
         site = TwistedGateway(as_gateway(app), reactor=reactor, **settings)
-        service = GatewayService(site, endpoints or ("tcp:8000",), grace_period=grace_period)
+        service = GatewayService(site, endpoints or ("tcp:8000",))
         try:
             service.startService()
             await service.listening

@@ -1,4 +1,4 @@
-"""Plain HTTP on Twisted Web: the gateway runs in a thread pool, the reactor writes the response."""
+"""Plain HTTP on Twisted Web: the gateway runs in a thread of a pool, the reactor writes the response."""
 
 from __future__ import annotations
 
@@ -9,57 +9,68 @@ from typing import Any
 
 from autobahn.twisted.util import peer2str
 from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
 from twisted.logger import Logger
+from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from rolo.gateway import Gateway
 from rolo.request import Request as RoloRequest
 from rolo.response import Response
+from rolo.threads import HandlerCount, HandlerPool
 
-from .environ import environ_for
 from .channel import GatewayRequest
-from .threads import Activity, HandlerThreadPool
+from .environ import environ_for
+from .settings import TwistedSettings
 
 __all__ = ["HttpResource", "log_response"]
 
 log = Logger()
 
 
-class HttpResource:
+class HttpResource(Resource):
     """Serves plain HTTP requests through a gateway.
 
-    The gateway runs, and a streamed response body is iterated, in a thread of ``pool``; the reactor
+    The gateway runs, and a streamed response body is iterated, in a thread of :attr:`pool`; the reactor
     thread does every write. A body that is a sequence is written at once; a streamed one chunk by chunk,
     the iterating thread waiting while the client is slow to read (the transport pauses its producer).
     A client that reads nothing for ``write_timeout`` seconds is abandoned: its connection is cut and the
     thread goes back to the pool, so that clients that stop reading cannot take every HTTP thread.
-    ``handlers`` counts the requests between their arrival and their handler's return. Once the pool has
-    stopped, a request (on a connection kept alive from before) is answered 503 and the connection closed.
+    Once the pool has stopped, a request (on a connection kept alive from before) is answered 503 and the
+    connection closed.
+
+    :param gateway: the gateway to serve
+    :param settings: the server's settings (``http_threads``, ``write_timeout``)
+    :param reactor: the reactor the server runs on
+    :ivar pool: the threads the handlers run in, ``http_threads`` of them at most
+    :ivar handlers: the requests between their arrival and their handler's return
     """
 
-    def __init__(
-        self, gateway: Gateway, pool: HandlerThreadPool, reactor: Any, write_timeout: float | None = 60.0
-    ) -> None:
+    isLeaf = True
+
+    def __init__(self, gateway: Gateway, settings: TwistedSettings, reactor: Any) -> None:
+        super().__init__()
         self.gateway = gateway
-        self.pool = pool
         self.reactor = reactor
-        self.write_timeout = write_timeout
-        self.handlers = Activity(reactor)
+        self.write_timeout = settings.write_timeout
+        self.pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=2**62)
+        self.handlers = HandlerCount()
         self._writers: set[_ResponseWriter] = set()  # reactor thread only
 
     def render(self, request: Request) -> bytes | int:
-        if self.pool.joined:
+        environ = environ_for(request)
+        writer = _ResponseWriter(request, self.reactor, self.handlers.finished, self.write_timeout)
+        try:
+            self.pool.submit(lambda: self._serve(environ, writer))
+        except RuntimeError:
             request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             request.setHeader(b"Connection", b"close")
             return b"server shutting down\n"
-        environ = environ_for(request)
-        writer = _ResponseWriter(request, self.reactor, self.handlers.finished, self.write_timeout)
         self.handlers.started()
         self._writers.add(writer)
         request.notifyFinish().addBoth(lambda _: self._writers.discard(writer))
-        self.pool.callInThreadWithCallback(writer.done, self._serve, environ, writer)
         return NOT_DONE_YET
 
     def stop_writing(self) -> None:
@@ -69,19 +80,25 @@ class HttpResource:
             writer.stopProducing()
 
     def _serve(self, environ: dict[str, Any], writer: _ResponseWriter) -> None:
-        response = Response()
-        self.gateway.process(RoloRequest(environ), response)
+        # a thread of the pool
         try:
-            body, status, headers = response.get_wsgi_response(environ)
-            writer.start(int(status.split(" ", 1)[0]), headers)
-            if response.is_sequence:
-                writer.write_all(list(body))
-            else:
-                for chunk in body:
-                    if not writer.write(chunk):
-                        break  # the client went away
-        finally:
-            response.close()
+            response = Response()
+            self.gateway.process(RoloRequest(environ), response)
+            try:
+                body, status, headers = response.get_wsgi_response(environ)
+                writer.start(int(status.split(" ", 1)[0]), headers)
+                if response.is_sequence:
+                    writer.write_all(list(body))
+                else:
+                    for chunk in body:
+                        if not writer.write(chunk):
+                            break  # the client went away
+            finally:
+                response.close()
+        except BaseException:
+            writer.done(False, Failure())
+        else:
+            writer.done(True, None)
 
 
 @implementer(IPushProducer)
@@ -102,8 +119,9 @@ class _ResponseWriter:
         self._writable = threading.Condition()
         self._paused = False
         self._in_flight = False
-        self._gone = False
-        request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        self._gone = False  # the response is abandoned: the client left, or the server stops
+        self._lost = False  # the connection is lost
+        request.notifyFinish().addErrback(self._connection_lost)
 
     # handler thread
 
@@ -140,9 +158,13 @@ class _ResponseWriter:
 
     # reactor thread
 
+    def _connection_lost(self, reason: Failure) -> None:
+        self._lost = True
+        self.stopProducing()
+
     def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         request = self._request
-        if request.finished or request._disconnected:
+        if request.finished or self._lost:
             return
         request.setResponseCode(status)
         for name, value in headers:
@@ -150,11 +172,11 @@ class _ResponseWriter:
         request.registerProducer(self, True)
 
     def _write_all(self, chunks: list[bytes]) -> None:
-        if not self._gone and not self._request._disconnected:
+        if not self._gone and not self._lost:
             self._request.write(b"".join(chunks))
 
     def _write(self, chunk: bytes) -> None:
-        if chunk and not self._gone and not self._request._disconnected:
+        if chunk and not self._gone and not self._lost:
             self._request.write(chunk)
         with self._writable:
             self._in_flight = False
@@ -171,7 +193,7 @@ class _ResponseWriter:
 
     def _finish(self, success: bool, result: Any) -> None:
         request = self._request
-        if request.finished or request._disconnected:
+        if request.finished or self._lost:
             return
         if not success:
             log.failure("HTTP request to {path} failed", result, path=request.path)

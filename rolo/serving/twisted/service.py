@@ -15,9 +15,12 @@ from twisted.python.failure import Failure
 
 from .site import TwistedGateway
 
-__all__ = ["Endpoint", "GatewayService", "format_address"]
+__all__ = ["Endpoint", "GatewayService", "LISTENING", "format_address"]
 
 log = Logger()
+
+LISTENING = "rolo listening at {address} ({endpoint})"
+"""The log line that says where a server listens (a supervisor reads its workers' lines by it)."""
 
 Endpoint = Union[str, IStreamServerEndpoint]
 """Where to listen: a Twisted endpoint string (``tcp:8000``, ``tcp:8000:interface=127.0.0.1``,
@@ -62,7 +65,7 @@ class _ListeningService(Service):
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
         address = format_address(port.getHost())
-        log.info("rolo listening at {address} ({endpoint})", address=address, endpoint=self.description)
+        log.info(LISTENING, address=address, endpoint=self.description)
         return port
 
     def stopService(self) -> Deferred[None]:
@@ -85,16 +88,19 @@ class GatewayService(MultiService):
 
     :param site: the site to serve
     :param endpoints: where to listen
+    :param grace_period: how long a stop waits for running handlers, in seconds (the site's
+        ``grace_period`` setting if ``None``)
     :raises ValueError: for an endpoint string that does not parse
-    :param grace_period: how long a stop waits for running handlers, in seconds
     """
 
-    def __init__(self, site: TwistedGateway, endpoints: Sequence[Endpoint], grace_period: float = 10.0) -> None:
+    def __init__(
+        self, site: TwistedGateway, endpoints: Sequence[Endpoint], grace_period: float | None = None
+    ) -> None:
         super().__init__()
         if not endpoints:
             raise ValueError("at least one endpoint is needed")
         self.site = site
-        self.grace_period = grace_period
+        self.grace_period = site.settings.grace_period if grace_period is None else grace_period
         self._listeners: list[_ListeningService] = []
         for endpoint in endpoints:
             if isinstance(endpoint, str):

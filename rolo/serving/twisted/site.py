@@ -16,8 +16,9 @@ from rolo.websocket import WebSocketRequest
 from .channel import GatewayChannel, GatewayRequest
 from .http import HttpResource, log_response
 from .logs import forward_rolo_logs
-from .threads import HandlerThreadPool
-from .websocket import WebSocketSettings, WebSocketUpgradeResource
+from .settings import TwistedSettings
+from .threads import idle_within
+from .upgrade import WebSocketResource
 
 __all__ = ["TwistedGateway", "is_websocket_upgrade"]
 
@@ -53,7 +54,7 @@ class _GatewayResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, http: HttpResource, websocket: WebSocketUpgradeResource) -> None:
+    def __init__(self, http: HttpResource, websocket: WebSocketResource) -> None:
         super().__init__()
         self.http = http
         self.websocket = websocket
@@ -64,8 +65,6 @@ class _GatewayResource(Resource):
             return _bad_request(request, problem)
         try:
             if is_websocket_upgrade(request):
-                if request.clientproto != b"HTTP/1.1":
-                    return _bad_request(request, "a WebSocket upgrade needs HTTP/1.1")
                 return self.websocket.render(request)
             if _is_partial_upgrade(request):
                 # RFC 6455 4.2.1: a handshake missing its Upgrade or Connection is refused, not served
@@ -102,47 +101,32 @@ class TwistedGateway(Site):
         reactor.listenTCP(8000, TwistedGateway(gateway))
         serverFromString(reactor, "tcp:8000").listen(TwistedGateway(gateway))
 
-    HTTP handlers run in a pool of ``http_threads`` threads; each WebSocket handler in a thread of its own,
+    HTTP handlers run in a pool of ``http_threads`` threads; WebSocket handlers in threads of their own,
     up to ``max_connections`` of them. Neither can starve the other.
 
     :param gateway: the gateway to serve
-    :param http_threads: how many HTTP requests are handled at once (at least 1)
-    :param header_timeout: seconds a client may take to send a request's line and headers, counted from
-        the connection's start or from the first byte of a later request on it; a slower one gets ``408``
-        and is disconnected (``None``: no limit but the idle timeout)
-    :param write_timeout: seconds a streamed HTTP response waits for a client that reads nothing before
-        it is abandoned: the connection is cut and the handler's thread freed (``None``: no limit)
     :param reactor: the reactor to run on (the global one by default)
-    :param websocket_settings: the fields of :class:`WebSocketSettings` (``max_connections``,
-        ``max_message_size``, ``ping_interval`` …)
+    :param settings: the fields of :class:`~rolo.serving.twisted.TwistedSettings` (``http_threads``,
+        ``max_connections``, ``max_message_size``, ``ping_interval`` …)
+    :raises ValueError: for a setting's bad value
+    :raises TypeError: for an unknown setting
+    :ivar settings: the :class:`~rolo.serving.twisted.TwistedSettings`
+    :ivar http: the :class:`~rolo.serving.twisted.http.HttpResource` serving plain HTTP
+    :ivar websocket: the :class:`~rolo.serving.twisted.upgrade.WebSocketResource` serving upgrades, whose
+        ``host`` runs the WebSocket handlers
     """
 
     protocol = GatewayChannel
     noisy = False  # each response is logged (see log); "Starting factory" lines add nothing
 
-    def __init__(
-        self,
-        gateway: Gateway,
-        *,
-        http_threads: int = 32,
-        header_timeout: float | None = 10.0,
-        write_timeout: float | None = 60.0,
-        reactor: Any = None,
-        **websocket_settings: Any,
-    ) -> None:
-        if http_threads < 1:
-            raise ValueError(f"http_threads must be at least 1, not {http_threads}")  # 0 would never answer
+    def __init__(self, gateway: Gateway, *, reactor: Any = None, **settings: Any) -> None:
         if reactor is None:
             from twisted.internet import reactor
+        self.settings = TwistedSettings(**settings)
         forward_rolo_logs()
         self.gateway = gateway
-        self.header_timeout = header_timeout
-        self.websocket_settings = WebSocketSettings(**websocket_settings)
-        self.http_pool = HandlerThreadPool(reactor, name="rolo-http", max_threads=http_threads)
-        self.websocket = WebSocketUpgradeResource(
-            WebSocketRequest.listener(gateway.accept), self.websocket_settings, reactor
-        )
-        self.http = HttpResource(gateway, self.http_pool, reactor, write_timeout)
+        self.websocket = WebSocketResource(WebSocketRequest.listener(gateway.accept), self.settings, reactor)
+        self.http = HttpResource(gateway, self.settings, reactor)
         super().__init__(_GatewayResource(self.http, self.websocket), requestFactory=GatewayRequest, reactor=reactor)
 
     def log(self, request: Request) -> None:
@@ -152,35 +136,43 @@ class TwistedGateway(Site):
 
     def buildProtocol(self, addr: Any) -> GatewayChannel:
         channel: GatewayChannel = super().buildProtocol(addr)
-        channel.header_timeout = self.header_timeout
+        channel.header_timeout = self.settings.header_timeout
         return channel
 
-    def stop(self, grace_period: float = 10.0) -> Deferred[None]:
+    def stop(self, grace_period: float | None = None) -> Deferred[None]:
         """Stop serving: refuse new WebSockets (503), close the open ones with 1001 (going away), wait at
-        most ``grace_period`` seconds for the WebSocket and HTTP handlers still running to return, then
-        stop the thread pools. Stop listening on the ports first, so that no new connections come.
+        most ``grace_period`` seconds (the ``grace_period`` setting if ``None``) for the WebSocket and HTTP
+        handlers still running to return, then stop the thread pools. Stop listening on the ports first,
+        so that no new connections come.
 
         Handlers still running after the grace period are logged and left to finish on their own: their
         threads are daemon threads, so they do not keep the process alive. HTTP responses still streaming
         then are cut (their connections closed), so that their handlers return. Calling it again once
         stopped does nothing.
         """
+        if grace_period is None:
+            grace_period = self.settings.grace_period
+        host = self.websocket.host
 
         async def stop() -> None:
+            host.go_away()
             websocket_done, http_done = await gatherResults(
-                [self.websocket.shutdown(grace_period), self.http.handlers.idle(grace_period)]
+                [
+                    idle_within(host.handlers, grace_period, self.reactor),
+                    idle_within(self.http.handlers, grace_period, self.reactor),
+                ]
             )
             if not (websocket_done and http_done):
                 log.warn(
                     "{websocket} WebSocket and {http} HTTP handlers still running {grace_period}s after "
                     "shutdown began; not waiting for them",
-                    websocket=self.websocket.handlers.running,
+                    websocket=host.handlers.running,
                     http=self.http.handlers.running,
                     grace_period=grace_period,
                 )
             # a handler still streaming to a client that does not read would wait on it forever
             self.http.stop_writing()
-            for pool in (self.websocket.pool, self.http_pool):
-                pool.stop()
+            host.stop()
+            self.http.pool.stop()
 
         return ensureDeferred(stop())

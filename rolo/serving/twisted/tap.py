@@ -3,6 +3,7 @@
 ::
 
     twistd -n rolo --app myapp.server:gateway --listen tcp:8000 --listen unix:/run/myapp.sock
+    twistd -n rolo --app myapp.server:gateway --listen tcp:8000 --workers auto
 
 The plugin (``twisted/plugins/rolo_plugin.py``) points ``twistd`` here, at :class:`Options` and
 :func:`makeService`.
@@ -10,7 +11,11 @@ The plugin (``twisted/plugins/rolo_plugin.py``) points ``twistd`` here, at :clas
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import Field, fields
 from typing import Any
 
 from twisted.application.service import IService
@@ -18,27 +23,72 @@ from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from ...websocket.broker import BROKER_ENVIRONMENT_VARIABLE
+from ._twisted import forget_exit_signal
 from .app import AppError, load_app
 from .service import GatewayService
+from .settings import TwistedSettings
 from .site import TwistedGateway
-from .websocket import WebSocketSettings
+from .workers import WorkerError, WorkerSupervisor, cpu_count, worker_endpoints
 
 __all__ = ["Options", "makeService"]
 
-_DEFAULTS = WebSocketSettings()
+
+def _option(declared: Field[Any]) -> str:
+    """The name of a setting's option: ``--max-queue`` for ``max_queue``, unless it declares another."""
+    return declared.metadata["option"] or declared.name.replace("_", "-")
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
+def _help(declared: Field[Any]) -> str:
+    text = declared.metadata["help"].replace("None: no limit.", "0: no limit.")
+    unit = declared.metadata["unit"]
+    return f"{text} ({unit})" if unit else text
+
+
+def _parser(declared: Field[Any]) -> Callable[[str], Any]:
+    """What turns an option's text into the setting's value (``0`` into ``None`` for a timeout that may
+    have no limit), checked as the setting checks it.
+
+    :raises ValueError: saying what is wrong, which ``twistd`` prints with the option's name
+    """
+    number = type(declared.default)
+
+    def parse(text: str) -> Any:
+        value = number(text)
+        if declared.metadata["optional"] and value == 0:
+            return None
+        problem = declared.metadata["check"](value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return parse
+
+
+def _setting_options() -> tuple[list[list[Any]], list[list[Any]]]:
+    """``twistd rolo``'s options for the settings, made from :class:`TwistedSettings`: ``--max-queue N``
+    for ``max_queue``, a flag that turns off a setting on by default (``--no-compression``); the repeated
+    ``--allowed-origin`` is a method of :class:`Options`."""
+    parameters: list[list[Any]] = []
+    flags: list[list[Any]] = []
+    for declared in fields(TwistedSettings):
+        if declared.name == "allowed_origins":
+            continue
+        if isinstance(declared.default, bool):
+            flags.append([_option(declared), None, _help(declared)])
+        else:
+            parameters.append([_option(declared), None, declared.default, _help(declared), _parser(declared)])
+    return parameters, flags
+
+
+_PARAMETERS, _FLAGS = _setting_options()
+
+
+def _worker_count(text: str) -> int:
+    if text == "auto":
+        return cpu_count()
+    number = int(text)
     if number < 1:
-        raise ValueError(f"{value} is not a positive integer")
-    return number
-
-
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(f"{value} is negative")
+        raise ValueError(f"{text} is not a positive integer")
     return number
 
 
@@ -52,99 +102,34 @@ class Options(usage.Options):
         "tcp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/app.sock; "
         "--listen may be given more than once (default tcp:8000). On SIGTERM or SIGINT the server stops "
         "listening, closes WebSockets with 1001, gives running handlers --grace-period seconds to return, "
-        "and exits with status 0."
+        "and exits with status 0. With --workers, a supervisor serves every endpoint from that many worker "
+        "processes, each with these options."
     )
 
-    optFlags = [["no-compression", None, "Do not accept the permessage-deflate extension."]]
-
+    optFlags = [*_FLAGS, ["pin-workers", None, "Run worker i on the i-th CPU only (with --workers)."]]
     optParameters = [
         ["app", "a", None, "The application, as package.module:attribute."],
         ["broker", None, None, "Redis URL of the broker for the app's Hubs (sets ROLO_BROKER): redis://host:6379/0."],
-        ["grace-period", None, 10.0, "Seconds a shutdown waits for running handlers.", _non_negative_float],
-        ["http-threads", None, 32, "Threads for plain HTTP handlers.", _positive_int],
         [
-            "max-connections",
+            "workers",
             None,
-            _DEFAULTS.max_connections,
-            "Concurrent WebSocket handlers (each in a thread); more are answered 503.",
-            _positive_int,
-        ],
-        [
-            "max-message-size",
             None,
-            _DEFAULTS.max_message_size,
-            "Largest WebSocket message in bytes; larger ones close with 1009 (0: no limit).",
-            int,
+            "Serve from this many worker processes (auto: one per CPU), started and restarted by a supervisor.",
+            _worker_count,
         ],
-        [
-            "max-queue",
-            None,
-            _DEFAULTS.max_queue,
-            "Received messages waiting for a handler before the server stops reading.",
-            _positive_int,
-        ],
-        [
-            "write-high-water",
-            None,
-            _DEFAULTS.write_high_water,
-            "Bytes sent but not yet written before a handler's send blocks.",
-            _positive_int,
-        ],
-        [
-            "ping-interval",
-            None,
-            _DEFAULTS.ping_interval,
-            "Seconds between pings to idle WebSockets (0: none).",
-            _non_negative_float,
-        ],
-        [
-            "ping-timeout",
-            None,
-            _DEFAULTS.ping_timeout,
-            "Seconds a peer may take to answer a ping.",
-            _non_negative_float,
-        ],
-        [
-            "header-timeout",
-            None,
-            10.0,
-            "Seconds a client may take to send a request's line and headers; slower ones get 408 (0: no limit).",
-            _non_negative_float,
-        ],
-        [
-            "write-timeout",
-            None,
-            60.0,
-            "Seconds a streamed HTTP response waits for a client that reads nothing before cutting it (0: no limit).",
-            _non_negative_float,
-        ],
-        [
-            "open-timeout",
-            None,
-            _DEFAULTS.open_timeout,
-            "Seconds from an upgrade request to its handler's accept.",
-            _non_negative_float,
-        ],
-        [
-            "close-timeout",
-            None,
-            _DEFAULTS.close_timeout,
-            "Seconds the closing handshake may take.",
-            _non_negative_float,
-        ],
-        [
-            "thread-stack-size",
-            None,
-            _DEFAULTS.thread_stack_size,
-            "Stack size of WebSocket handler threads, in bytes.",
-            _positive_int,
-        ],
+        *_PARAMETERS,
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
-        self["allowed-origins"] = []
+        self["allowed-origin"] = []
+        self.arguments: list[str] = []
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        # kept as given, for the workers: each is started with the same options
+        self.arguments = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def opt_listen(self, endpoint: str) -> None:
         """Where to listen, as a Twisted endpoint string; may be repeated (default tcp:8000)."""
@@ -152,57 +137,101 @@ class Options(usage.Options):
 
     opt_l = opt_listen
 
+    def opt_version(self) -> None:
+        """Print the versions of rolo, Twisted and Autobahn, and exit."""
+        import autobahn
+        import twisted
+
+        import rolo
+
+        print(f"rolo {rolo.__version__}\nTwisted {twisted.__version__}\nAutobahn {autobahn.__version__}")
+        raise SystemExit(0)
+
     def opt_allowed_origin(self, pattern: str) -> None:
-        """An Origin allowed to open WebSockets, * as wildcard (https://*.example.com); may be repeated
-        (default: any origin)."""
-        self["allowed-origins"].append(pattern)
+        self["allowed-origin"].append(pattern)
+
+    opt_allowed_origin.__doc__ = next(
+        _help(declared) for declared in fields(TwistedSettings) if declared.name == "allowed_origins"
+    ).replace("None: any origin.", "May be repeated (default: any origin).")
 
     def postOptions(self) -> None:
         if not self["app"]:
             raise usage.UsageError("--app package.module:attribute is required")
         if not self["listen"]:
             self["listen"] = ["tcp:8000"]
+        if self["pin-workers"] and not self["workers"]:
+            raise usage.UsageError("--pin-workers needs --workers")
 
     def settings(self) -> dict[str, Any]:
         """The keyword settings of :class:`TwistedGateway` these options give."""
-        return dict(
-            http_threads=self["http-threads"],
-            max_connections=self["max-connections"],
-            max_message_size=self["max-message-size"],
-            max_queue=self["max-queue"],
-            write_high_water=self["write-high-water"],
-            ping_interval=self["ping-interval"],
-            ping_timeout=self["ping-timeout"],
-            header_timeout=self["header-timeout"] or None,
-            write_timeout=self["write-timeout"] or None,
-            open_timeout=self["open-timeout"],
-            close_timeout=self["close-timeout"],
-            thread_stack_size=self["thread-stack-size"],
-            compression=not self["no-compression"],
-            allowed_origins=self["allowed-origins"] or None,
-        )
+        settings: dict[str, Any] = {}
+        for declared in fields(TwistedSettings):
+            value = self[_option(declared)]
+            if declared.name == "allowed_origins":
+                value = value or None
+            elif isinstance(declared.default, bool):
+                value = not value  # the flag turns it off
+            settings[declared.name] = value
+        return settings
 
 
-class _TwistdService(GatewayService):
-    """The service as ``twistd`` runs it: a port that cannot listen ends ``twistd`` with a one-line error,
+class _Twistd:
+    """A service as ``twistd`` runs it: an endpoint that cannot listen ends ``twistd`` with a one-line error,
     and a graceful stop on SIGTERM or SIGINT exits with status 0."""
 
     def privilegedStartService(self) -> None:
         try:
-            super().privilegedStartService()
+            super().privilegedStartService()  # type: ignore[misc]
         except CannotListenError as error:
             raise SystemExit(f"rolo: {error}") from None
 
     def stopService(self) -> Any:
-        stopped = super().stopService()
+        from twisted.internet import reactor
+
+        stopped = super().stopService()  # type: ignore[misc]
         # twistd ends by re-sending itself the signal it stopped on (exit status -15 for SIGTERM); a
         # graceful stop is a success: forget the signal, so that twistd exits with 0
-        stopped.addCallback(lambda _: setattr(self.site.reactor, "_exitSignal", None))
+        stopped.addCallback(lambda _: forget_exit_signal(reactor))
         return stopped
 
 
+class _TwistdService(_Twistd, GatewayService):
+    """The service of ``twistd rolo``, and of each of its workers."""
+
+
+class _TwistdSupervisor(_Twistd, WorkerSupervisor):
+    """The supervisor of ``twistd rolo --workers``: if it gives up, ``twistd`` exits with status 1."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.listening.addErrback(lambda _: None)  # what went wrong is logged, and ends the process
+        self.ended.addErrback(self._exit_1)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except ValueError as error:
+            raise SystemExit(f"rolo: --listen: {error}") from None
+
+    def _exit_1(self, failure: Any) -> None:
+        failure.trap(WorkerError)
+        from twisted.internet import reactor
+
+        # twistd has no exit status but the signal it stopped on: once it has cleaned up and the
+        # interpreter exits, leave with status 1
+        atexit.register(_exit, 1)
+        reactor.stop()
+
+
+def _exit(status: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def makeService(options: Options) -> IService:
-    """The ``twistd rolo`` service for ``options``.
+    """The ``twistd rolo`` service for ``options``: with ``--workers``, a supervisor that does not load the
+    application (each worker does).
 
     :raises SystemExit: with a one-line message, for an ``--app`` that does not load or an endpoint that
         does not parse
@@ -210,12 +239,26 @@ def makeService(options: Options) -> IService:
     if options["broker"]:
         # before the app loads: Hub() reads it when made, often at import time
         os.environ[BROKER_ENVIRONMENT_VARIABLE] = options["broker"]
+    from twisted.internet import reactor
+
+    try:
+        endpoints = worker_endpoints(reactor)  # in a worker: those its supervisor reserved
+    except ValueError as error:
+        raise SystemExit(f"rolo: --listen: {error}") from None
+    if options["workers"] and endpoints is None:
+        return _TwistdSupervisor(
+            options.arguments,
+            options["listen"],
+            options["workers"],
+            pin_workers=options["pin-workers"],
+            grace_period=options["grace-period"],
+        )
     try:
         gateway = load_app(options["app"])
     except AppError as error:
         raise SystemExit(f"rolo: {error}") from None
     site = TwistedGateway(gateway, **options.settings())
     try:
-        return _TwistdService(site, options["listen"], grace_period=options["grace-period"])
+        return _TwistdService(site, endpoints or options["listen"])
     except ValueError as error:
         raise SystemExit(f"rolo: --listen: {error}") from None

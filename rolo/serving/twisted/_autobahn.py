@@ -1,0 +1,126 @@
+"""The private parts of Autobahn that rolo uses, in one place, each with a fallback to the public path.
+
+Autobahn is pinned below its next major release in the package's requirements, and
+``./dev test-newest`` runs the test suite against its newest release. Where a part used here is missing,
+rolo takes the public path, which is slower or plainer but right:
+
+- :class:`ProtocolInternals` feeds received bytes straight to the parser (``_dataReceived``), skipping a
+  debug line whose arguments the Twisted adapter formats on every read; public path: ``dataReceived``.
+  It pings only connections that were silent for a whole interval (``_sendAutoPing``); without it,
+  Autobahn pings on its fixed schedule.
+- :func:`message_compressor` gives the negotiated permessage-deflate compressor
+  (``_perMessageCompress``), so that rolo frames compressed messages itself; without it, rolo sends
+  through ``sendMessage``.
+- :func:`use_reactor_timer` times handshakes and pings on the reactor's clock to the millisecond (the
+  factory's ``_batched_timer``); without it, txaio's timer rounds deadlines down to whole seconds.
+- :func:`drop_handshake_leftovers` frees what the protocol keeps of the opening handshake once the
+  connection is open (about 1.5 KB); without it that memory stays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+
+__all__ = ["ProtocolInternals", "drop_handshake_leftovers", "message_compressor", "use_reactor_timer"]
+
+_MISSING = object()
+
+_RECEIVE = getattr(WebSocketProtocol, "_dataReceived", None)
+_SEND_AUTO_PING = getattr(WebSocketProtocol, "_sendAutoPing", None)
+
+_HANDSHAKE_LEFTOVERS = (
+    "http_request_data",
+    "http_status_line",
+    "http_headers",
+    "http_request_uri",
+    "http_request_path",
+    "http_request_params",
+    "http_request_host",
+    "http_response_data",
+    "websocket_protocols",
+    "websocket_origin",
+    "websocket_extensions",
+    "_wskey",
+    "_transport_details",
+)
+"""What an Autobahn server protocol keeps of the opening handshake and never reads once it is open: the
+request and response as sent, parsed and taken apart, and the transport details it gathers for WAMP."""
+
+
+class ProtocolInternals(WebSocketServerProtocol):
+    """Autobahn's server protocol with its receive path and its keep-alive pings made cheaper.
+
+    :ivar heard_from_peer: whether the peer sent anything since the keep-alive ping was last scheduled
+    """
+
+    heard_from_peer = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.heard_from_peer = True
+        if _RECEIVE is not None:
+            _RECEIVE(self, data)
+        else:
+            super().dataReceived(data)
+
+    if _SEND_AUTO_PING is not None:
+
+        def _sendAutoPing(self) -> None:
+            # Autobahn pings on a fixed schedule; a peer that is sending proves it is alive, so only a
+            # connection silent for a whole interval is pinged (and a ping never lands in a busy exchange)
+            if self.heard_from_peer:
+                self.heard_from_peer = False
+                self.autoPingPendingCall = self.factory._batched_timer.call_later(
+                    self.autoPingInterval, self._sendAutoPing
+                )
+                return
+            _SEND_AUTO_PING(self)
+
+
+def message_compressor(protocol: WebSocketProtocol) -> Any:
+    """The permessage-deflate compressor the connection negotiated, ``None`` if it negotiated none, or
+    ``NotImplemented`` where Autobahn keeps it elsewhere (then send through ``sendMessage``)."""
+    compressor = getattr(protocol, "_perMessageCompress", _MISSING)
+    return NotImplemented if compressor is _MISSING else compressor
+
+
+def use_reactor_timer(factory: WebSocketServerFactory, reactor: Any) -> None:
+    """Time the factory's protocols' handshakes and pings on ``reactor``'s clock."""
+    if getattr(factory, "_batched_timer", _MISSING) is not _MISSING:
+        factory._batched_timer = _ReactorTimer(reactor)
+
+
+def drop_handshake_leftovers(protocol: WebSocketProtocol) -> None:
+    """Forget what an open connection's protocol keeps of its opening handshake."""
+    attributes = vars(protocol)
+    for name in _HANDSHAKE_LEFTOVERS:
+        attributes.pop(name, None)
+
+
+class _ReactorTimer:
+    """Autobahn's timer interface (``call_later``) on the reactor's clock, to the millisecond.
+
+    Autobahn times its pings and handshakes with txaio's batched timer, which rounds each deadline down
+    to a whole second: a ping timeout of 0.5 s could fire at once, and one of 20 s after 19.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def call_later(self, delay: float, fn: Any, *args: Any, **kwargs: Any) -> _TimerCall:
+        return _TimerCall(self._reactor.callLater(delay, fn, *args, **kwargs))
+
+
+class _TimerCall:
+    """A delayed call that, like txaio's, may be cancelled after it ran."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def cancel(self) -> None:
+        if self._call.active():
+            self._call.cancel()

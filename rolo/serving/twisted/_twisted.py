@@ -1,0 +1,110 @@
+"""The private parts of Twisted that rolo uses, in one place, each with a fallback to the public path.
+
+Twisted is pinned below its next major release in the package's requirements, and
+``./dev test-newest`` runs the test suite against its newest release. If a part used here is missing or
+changed, rolo takes the public path instead, which is slower but right:
+
+- :func:`write_now` writes straight to a TCP socket (``tcp.Connection``'s buffer fields and
+  ``writeSomeData``); the public path is ``transport.write``, which writes on the reactor's next turn.
+- :func:`forget_exit_signal` clears the signal ``twistd`` re-raises at exit (the reactor's
+  ``_exitSignal``), so that a graceful stop exits with status 0; without it, status -15 for SIGTERM.
+- :func:`handling_request` and :func:`header_bytes_received` read two fields of ``HTTPChannel``'s parser
+  state; without them the header timeout starts on any data, and an over-long line is answered 431.
+- :func:`adopt_unix_port` makes a worker's port on the listening UNIX socket its supervisor shares
+  (``unix.Port._fromListeningDescriptor``, and ``_shouldShutdown`` off); the public path,
+  ``reactor.adoptStreamPort``, makes the socket's file world-writable (0o666) as it starts, resets the
+  backlog to 50, and when one worker stops, shuts the socket down for all of them and removes its file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socket
+
+from twisted.internet import abstract, tcp, unix
+from twisted.internet.interfaces import IListeningPort
+from twisted.web.http import HTTPChannel
+
+__all__ = ["adopt_unix_port", "forget_exit_signal", "handling_request", "header_bytes_received", "write_now"]
+
+_MISSING = object()
+
+# the buffer fields write_now reads are set by FileDescriptor.__init__ and its write methods
+_FAST_WRITE = all(hasattr(tcp.Connection, name) for name in ("writeSomeData", "dataBuffer", "offset", "TLS")) and (
+    "_tempDataLen" in abstract.FileDescriptor.__init__.__code__.co_names
+)
+
+
+def write_now(transport: Any, data: bytes) -> None:
+    """Write ``data`` to a TCP transport's socket at once when nothing waits before it, and buffer the rest.
+
+    A transport's ``write`` only buffers: the bytes go out on a later turn of the reactor, once epoll says
+    the socket is writable, which costs two ``epoll_ctl`` calls (to watch for writability and to stop) and
+    that turn. Small writes usually fit in the socket's send buffer straight away. Anything but a plain
+    TCP connection with an empty buffer (TLS, UNIX sockets) takes ``transport.write``.
+    """
+    if (
+        _FAST_WRITE
+        and isinstance(transport, tcp.Connection)
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and not getattr(transport, "_tempDataLen", 1)
+        and transport.offset == len(transport.dataBuffer)
+    ):
+        written = transport.writeSomeData(data)
+        if isinstance(written, int):
+            data = data[written:]
+        # else the connection is lost: the buffered write below lets Twisted find out and close it
+    if data:
+        transport.write(data)
+
+
+def forget_exit_signal(reactor: Any) -> None:
+    """Make ``twistd`` exit with status 0 after a graceful stop on SIGTERM or SIGINT, rather than re-raise
+    the signal (exit status -15). Does nothing where the reactor keeps no such signal."""
+    if getattr(reactor, "_exitSignal", _MISSING) is not _MISSING:
+        reactor._exitSignal = None
+
+
+_PARSER_FIELDS = {"_handlingRequest", "_receivedHeaderSize"} <= set(vars(HTTPChannel)) | set(
+    HTTPChannel.__init__.__code__.co_names
+)
+
+
+def handling_request(channel: HTTPChannel) -> bool:
+    """Whether the channel has a complete request in hand (its handler runs, or its response is being
+    written); ``False`` where that is unknown."""
+    return bool(getattr(channel, "_handlingRequest", False)) if _PARSER_FIELDS else False
+
+
+def header_bytes_received(channel: HTTPChannel) -> int:
+    """How many bytes of the current request's head (its line and headers) the channel has parsed; ``1``
+    where that is unknown (as if the request line had been received)."""
+    return int(getattr(channel, "_receivedHeaderSize", 1)) if _PARSER_FIELDS else 1
+
+
+class _InheritedUNIXPort(unix.Port):
+    """A UNIX port on a socket it shares: when it stops, it closes its own descriptor and nothing more."""
+
+    # shutdown() before close() would end the socket for every process that shares it
+    _shouldShutdown = False
+
+    def connectionLost(self, reason: Any) -> None:
+        # unix.Port's removes the socket's file and releases a lock file (never taken here) before this
+        tcp.Port.connectionLost(self, reason)
+
+
+_ADOPT_UNIX = hasattr(unix.Port, "_fromListeningDescriptor") and hasattr(tcp.Port, "_shouldShutdown")
+
+
+def adopt_unix_port(reactor: Any, fd: int, factory: Any, backlog: int, mode: int) -> IListeningPort:
+    """A port accepting from the listening UNIX socket ``fd``, which other processes share and whose
+    ``backlog`` and file ``mode`` the endpoint gave (the caller still closes ``fd``; the port has a copy)."""
+    if not _ADOPT_UNIX:
+        return reactor.adoptStreamPort(fd, socket.AF_UNIX, factory)
+    port = _InheritedUNIXPort._fromListeningDescriptor(reactor, fd, factory)
+    port.mode, port.backlog = mode, backlog  # what startListening sets on the socket and its file
+    port.startListening()
+    return port

@@ -1,0 +1,123 @@
+"""The hand-over of a WebSocket upgrade request from Twisted Web to Autobahn.
+
+Twisted Web parses the request; :class:`WebSocketResource` checks it is a valid opening handshake
+(:func:`~rolo.websocket.handshake.check_request`) and asks the server's
+:class:`~rolo.websocket.host.WebSocketHost` whether to take it, answering a refusal as a well-formed HTTP
+response. Then it moves the connection's transport from Twisted Web's HTTP channel to an Autobahn protocol
+(:mod:`rolo.serving.twisted.protocol`) and feeds it the request, followed by whatever the client sent
+behind it. Autobahn parses the handshake again and calls the protocol's ``onConnect``, which has the host
+start the handler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from rolo.websocket.adapter import WebSocketListener
+from rolo.websocket.handshake import Refusal, check_request
+from rolo.websocket.host import WebSocketHost
+
+from .channel import GatewayChannel, GatewayRequest
+from .environ import environ_for
+from .protocol import GatewayWebSocketProtocol, build_factory
+from .settings import TwistedSettings
+from .threads import BatchedCallFromThread, HandlerTurns
+
+__all__ = ["WebSocketResource"]
+
+log = Logger()
+
+
+class WebSocketResource(Resource):
+    """Serves WebSocket upgrade requests: each connection that is taken is handed over to Autobahn, and
+    its handler runs on :attr:`host`.
+
+    :param listener: called in a handler thread with each upgrade request's environment
+    :param settings: the server's settings
+    :param reactor: the reactor the server runs on
+    :ivar host: the :class:`~rolo.websocket.host.WebSocketHost` of the server's connections
+    """
+
+    isLeaf = True
+
+    def __init__(self, listener: WebSocketListener, settings: TwistedSettings, reactor: Any) -> None:
+        super().__init__()
+        self.call_from_thread = BatchedCallFromThread(reactor)
+        self.host = WebSocketHost(
+            listener, settings, self.call_from_thread, HandlerTurns(reactor, self.call_from_thread)
+        )
+        self.factory = build_factory(self.host, settings, reactor)
+
+    def render(self, request: Request) -> bytes | int:
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in _raw_headers(request)]
+        refused = check_request(
+            request.method.decode("latin-1"), request.clientproto.decode("latin-1"), request.uri.decode("latin-1"), headers
+        ) or self.host.refusal(request.getHeader("origin"))
+        if refused is not None:
+            return self._refuse(request, refused)
+
+        protocol: GatewayWebSocketProtocol = self.factory.buildProtocol(request.transport.getPeer())
+        protocol.environ = environ_for(request, method="WEBSOCKET")
+
+        # Twisted Web is done with this connection: detach its channel, which also holds the transport's
+        # producer slot and may have paused reading while it dispatched the request; what the client sent
+        # behind the request goes to the protocol
+        channel: GatewayChannel = request.channel
+        transport, channel.transport = channel.transport, None
+        transport.unregisterProducer()
+        channel.switch_protocols(protocol)
+        # the channel and its request refer to each other: unlinked, both go once this request is done
+        # with, instead of lingering until a full garbage collection (about 2 KB per connection)
+        channel.requests.clear()
+        if hasattr(transport, "wrappedProtocol"):  # TLS wraps the application protocol
+            transport.wrappedProtocol = protocol
+        else:
+            transport.protocol = protocol
+        protocol.makeConnection(transport)
+        transport.resumeProducing()
+        protocol.dataReceived(_replayed(request, headers))
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _refuse(request: Request, refused: Refusal) -> bytes:
+        request.setResponseCode(refused.status, refused.status.phrase.encode("ascii"))
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        for name, value in refused.headers:
+            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        log.info(
+            "WebSocket refused {path} (origin {origin!r}): {status}",
+            path=request.path.decode("utf-8", "replace"),
+            origin=request.getHeader("origin"),
+            status=int(refused.status),
+        )
+        return refused.body
+
+
+def _raw_headers(request: Request) -> list[tuple[bytes, bytes]]:
+    """The request's header lines, as the client cased them where the channel recorded that."""
+    if isinstance(request, GatewayRequest) and request.raw_headers:
+        return request.raw_headers
+    return [(name, value) for name, values in request.requestHeaders.getAllRawHeaders() for value in values]
+
+
+# Autobahn refuses these when they come in more than one line; RFC 9110 (5.3) makes them one
+_JOINED = {"sec-websocket-extensions", "sec-websocket-protocol"}
+
+
+def _replayed(request: Request, headers: list[tuple[str, str]]) -> bytes:
+    """The request as Autobahn parses it (it parses the handshake itself)."""
+    lines = [f"GET {request.uri.decode('latin-1')} HTTP/1.1"]
+    joined: dict[str, int] = {}  # the line of each header joined so far
+    for name, value in headers:
+        key = name.lower()
+        if key in joined:
+            lines[joined[key]] += f", {value}"
+            continue
+        if key in _JOINED:
+            joined[key] = len(lines)
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -1,0 +1,135 @@
+"""Server settings: each declared once, with its default, unit and meaning, and validated when made.
+
+:class:`ServerSettings` holds what every rolo server takes, whatever serves it (Twisted or an ASGI
+server): how handlers run and how WebSocket connections are admitted, buffered and closed. A server adds
+the settings only it has (:class:`rolo.serving.twisted.TwistedSettings` adds the protocol's and HTTP
+parsing's). The ``twistd rolo`` options, their help and the documentation's table are made from these
+declarations, so a setting is written down in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["ServerSettings", "at_least", "is_bool", "non_negative", "setting"]
+
+Check = Callable[[Any], "str | None"]
+"""Says what is wrong with a value, or ``None`` if nothing is."""
+
+
+def at_least(minimum: int) -> Check:
+    """A check that a value is an integer no smaller than ``minimum``."""
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, not {value!r}"
+        return None if value >= minimum else f"must be at least {minimum}, not {value}"
+
+    return check
+
+
+def non_negative(value: Any) -> str | None:
+    """Whether ``value`` is a number of at least 0 (``None``, where a setting allows it, is checked apart)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number, not {value!r}"
+    return None if value >= 0 else f"must not be negative, not {value}"
+
+
+def is_bool(value: Any) -> str | None:
+    """Whether ``value`` is ``True`` or ``False``."""
+    return None if isinstance(value, bool) else f"must be True or False, not {value!r}"
+
+
+def _origins(value: Any) -> str | None:
+    if isinstance(value, str) or not all(isinstance(origin, str) for origin in value):
+        return f"must be a list of origin patterns, not {value!r}"
+    return None
+
+
+def setting(
+    default: Any,
+    help: str,
+    check: Check,
+    *,
+    unit: str = "",
+    optional: bool = False,
+    option: str | None = None,
+) -> Any:
+    """Declare a setting: a dataclass field with what the command line and the documentation need.
+
+    :param default: its default value
+    :param help: what it means, one sentence, for ``--help`` and the documentation
+    :param check: what a value must satisfy (see :func:`at_least`, :func:`non_negative`)
+    :param unit: ``"bytes"`` or ``"seconds"``, where it has one
+    :param optional: whether ``None`` is allowed: "no limit" for a timeout (given as ``0`` on the command
+        line)
+    :param option: the command-line option, where it is not the name with dashes (a flag that turns a
+        setting off, ``no-compression``; a repeated option, ``allowed-origin``)
+    """
+    metadata = {"help": help, "check": check, "unit": unit, "optional": optional, "option": option}
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """What every rolo server takes. Each is a keyword argument of the servers
+    (``TwistedGateway(gateway, max_connections=100)``, ``AsgiGateway(gateway, ...)``).
+
+    :raises ValueError: naming the setting, for a value it does not allow
+    """
+
+    http_threads: int = setting(32, "Threads for plain HTTP handlers.", at_least(1))
+    max_connections: int = setting(
+        4096, "WebSocket handlers that may run at once, each in a thread; beyond, upgrades get 503.", at_least(1)
+    )
+    thread_stack_size: int = setting(
+        512 * 1024,
+        "Stack size of WebSocket handler threads: the address space each reserves (only touched pages are "
+        "resident).",
+        at_least(64 * 1024),
+        unit="bytes",
+    )
+    max_queue: int = setting(
+        16, "Received messages that may wait for a handler before the server stops reading.", at_least(1)
+    )
+    max_queue_bytes: int = setting(
+        512 * 1024,
+        "Bytes of received messages (their size in memory) that may wait for a handler before the server "
+        "stops reading; the message that crosses it still gets through.",
+        at_least(1),
+        unit="bytes",
+    )
+    write_high_water: int = setting(
+        64 * 1024,
+        "Bytes a handler may have sent that are not yet written before its send blocks.",
+        at_least(1),
+        unit="bytes",
+    )
+    open_timeout: float = setting(
+        10.0, "From the upgrade request to the handler's accept or reject.", non_negative, unit="seconds"
+    )
+    close_timeout: float = setting(10.0, "For the closing handshake.", non_negative, unit="seconds")
+    allowed_origins: Sequence[str] | None = setting(
+        None,
+        "Origin patterns allowed to open WebSockets, * as wildcard (https://*.example.com); others get 403. "
+        "None: any origin.",
+        _origins,
+        optional=True,
+        option="allowed-origin",
+    )
+    grace_period: float = setting(
+        10.0, "How long a shutdown waits for running handlers.", non_negative, unit="seconds"
+    )
+
+    def __post_init__(self) -> None:
+        for declared in fields(self):
+            value = getattr(self, declared.name)
+            if value is None and declared.metadata.get("optional"):
+                continue
+            problem = declared.metadata["check"](value)
+            if problem is not None:
+                raise ValueError(f"{declared.name} {problem}")
+        if self.allowed_origins is not None:
+            object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))

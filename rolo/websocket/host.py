@@ -1,0 +1,147 @@
+"""The WebSocket host: what every server does with its connections' handlers, whatever its event loop.
+
+A server (on Twisted, or under an ASGI server) speaks the protocol and owns the sockets; for everything
+between an upgrade request and its handler it relies on one :class:`WebSocketHost`:
+
+1. :meth:`~WebSocketHost.refusal` says whether to take an upgrade request at all: a forbidden origin,
+   a server shutting down, or every handler slot taken is refused before any handler sees the request
+   (as is a malformed handshake, by :func:`~rolo.websocket.handshake.check_request`).
+2. :meth:`~WebSocketHost.open` makes the connection's :class:`~rolo.websocket.threaded.ThreadedWebSocketAdapter`
+   over the server's :class:`~rolo.websocket.threaded.ServerConnection`, and runs the listener (the
+   gateway) with it in a handler thread.
+3. :meth:`~WebSocketHost.go_away` closes every open connection with 1001 when the server shuts down,
+   and :attr:`~WebSocketHost.handlers` tells when the last handler has returned.
+
+Every method runs on the server's event-loop thread unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from http import HTTPStatus
+
+from rolo.settings import ServerSettings
+from rolo.threads import HandlerCount, HandlerPool
+
+from .adapter import WEBSOCKET_KEY, WebSocketEnvironment, WebSocketListener
+from .handshake import Refusal
+from .origins import OriginPolicy
+from .threaded import ServerConnection, ThreadedWebSocketAdapter, WakeUps
+
+__all__ = ["WebSocketHost"]
+
+LOG = logging.getLogger("rolo.websocket")
+
+_TRY_AGAIN = (("Retry-After", "1"),)
+
+
+class WebSocketHost:
+    """Runs the handlers of one server's WebSocket connections.
+
+    :param listener: called in a handler thread with each upgrade request's environment (usually the
+        gateway's :meth:`~rolo.gateway.Gateway.accept` through
+        :meth:`~rolo.websocket.WebSocketRequest.listener`)
+    :param settings: the server's settings (``max_connections``, ``max_queue``, ``allowed_origins`` …)
+    :param call_in_loop: runs a callable on the loop thread, from any thread
+    :param wake_ups: what wakes handlers for new messages, for a loop that has one (see
+        :class:`~rolo.websocket.threaded.WakeUps`)
+
+    :ivar accepting: whether upgrade requests are taken; :meth:`go_away` clears it
+    :ivar handlers: the handlers running, counted on the loop thread
+    :ivar connections: the adapters of the connections not yet closed
+    :ivar pool: the threads the handlers run in
+    """
+
+    def __init__(
+        self,
+        listener: WebSocketListener,
+        settings: ServerSettings,
+        call_in_loop: Callable[[Callable[[], None]], None],
+        wake_ups: WakeUps | None = None,
+    ) -> None:
+        self.listener = listener
+        self.settings = settings
+        self.accepting = True
+        self.handlers = HandlerCount()
+        self.connections: set[ThreadedWebSocketAdapter] = set()
+        # a handler's thread exits when it returns: a connection's handler runs as long as the connection
+        self.pool = HandlerPool(
+            "rolo-websocket", settings.max_connections, stack_size=settings.thread_stack_size, idle_timeout=0
+        )
+        self._call_in_loop = call_in_loop
+        self._wake_ups = wake_ups
+        origins = settings.allowed_origins
+        self._origins = OriginPolicy(origins) if origins is not None else None
+
+    def refusal(self, origin: str | None) -> Refusal | None:
+        """Why an upgrade request whose ``Origin`` header is ``origin`` is refused, or ``None`` to take it.
+
+        A forbidden origin is refused first, whatever the load: ``403``. Then a server that is shutting
+        down, or already runs ``max_connections`` handlers, answers ``503`` at once, with ``Retry-After``.
+        """
+        if self._origins is not None and not self._origins.allows(origin):
+            return Refusal(HTTPStatus.FORBIDDEN, "origin not allowed")
+        if not self.accepting:
+            return Refusal(HTTPStatus.SERVICE_UNAVAILABLE, "server shutting down", _TRY_AGAIN)
+        if self.handlers.running >= self.settings.max_connections:
+            return Refusal(HTTPStatus.SERVICE_UNAVAILABLE, "too many WebSocket connections", _TRY_AGAIN)
+        return None
+
+    def open(
+        self,
+        connection: ServerConnection,
+        environ: WebSocketEnvironment,
+        on_finished: Callable[[], None] | None = None,
+    ) -> ThreadedWebSocketAdapter:
+        """Make the adapter of a connection whose handshake request arrived, put it into ``environ``
+        (under :data:`~rolo.websocket.adapter.WEBSOCKET_KEY`), and run the listener with ``environ`` in a
+        handler thread.
+
+        :param connection: the connection's I/O side
+        :param environ: the upgrade request's WSGI environment
+        :param on_finished: called on the loop thread once the handler has returned
+        :raises RuntimeError: if no thread could run the handler (the process is out of threads); then
+            the connection holds no handler slot
+        """
+        settings = self.settings
+        adapter = ThreadedWebSocketAdapter(
+            connection,
+            self._call_in_loop,
+            max_queue=settings.max_queue,
+            max_queue_bytes=settings.max_queue_bytes,
+            write_high_water=settings.write_high_water,
+            close_timeout=settings.close_timeout + 1,
+            wake_ups=self._wake_ups,
+        )
+        environ[WEBSOCKET_KEY] = adapter
+        self.pool.submit(lambda: self._run(environ, on_finished))
+        self.handlers.started()
+        self.connections.add(adapter)
+        adapter.add_close_listener(lambda: self.connections.discard(adapter))
+        return adapter
+
+    def _run(self, environ: WebSocketEnvironment, on_finished: Callable[[], None] | None) -> None:
+        # the handler thread
+        try:
+            self.listener(environ)
+        except Exception:
+            LOG.exception("WebSocket listener failed for %s", environ.get("PATH_INFO"))
+        finally:
+            self._call_in_loop(lambda: self._finished(on_finished))
+
+    def _finished(self, on_finished: Callable[[], None] | None) -> None:
+        self.handlers.finished()
+        if on_finished is not None:
+            on_finished()
+
+    def go_away(self) -> None:
+        """Refuse upgrade requests from now on, and close every open connection with 1001 (going away),
+        after the messages its handler sent so far."""
+        self.accepting = False
+        for adapter in list(self.connections):
+            adapter.go_away()
+
+    def stop(self) -> None:
+        """Let the handler threads exit once their handlers return (see :meth:`HandlerPool.stop`)."""
+        self.pool.stop()

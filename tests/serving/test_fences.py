@@ -1,0 +1,86 @@
+"""The fast paths through Autobahn's and Twisted's private parts give what the public paths give, and are
+in use with the versions tested (a fallback taken silently would only cost time)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import pytest_twisted
+from autobahn.websocket.protocol import PreparedMessage
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol
+
+from rolo.serving.twisted import _autobahn, _twisted
+from rolo.serving.twisted.protocol import GatewayWebSocketProtocol
+from rolo.websocket.frames import Opcode, frame_header
+
+from ..helpers import in_thread
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 0xFFFF, 0x10000, 3 * 0x10000 + 7])
+@pytest.mark.parametrize("binary", [False, True])
+def test_frame_header_is_what_autobahn_frames_for_a_server(length, binary):
+    payload = b"x" * length
+    autobahn_frame = PreparedMessage(payload, binary, applyMask=False, doNotCompress=True).payloadHybi
+    ours = frame_header(Opcode.BINARY if binary else Opcode.TEXT, length) + payload
+    assert ours == autobahn_frame
+
+
+def test_a_compressed_frame_sets_rsv1_and_nothing_else():
+    assert frame_header(Opcode.TEXT, 5, compressed=True)[0] == frame_header(Opcode.TEXT, 5)[0] | 0x40
+
+
+def test_the_fast_paths_are_in_use_with_the_versions_tested():
+    assert _twisted._FAST_WRITE
+    assert _twisted._PARSER_FIELDS
+    assert _twisted._ADOPT_UNIX
+    assert _autobahn._RECEIVE is not None
+    assert _autobahn._SEND_AUTO_PING is not None
+    assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
+    assert issubclass(GatewayWebSocketProtocol, _autobahn.ProtocolInternals)
+
+
+class _Sink(Protocol):
+    """The server side of a loopback connection, handed to the test once connected."""
+
+    def connectionMade(self) -> None:
+        self.factory.connected.callback(self)
+
+
+@pytest_twisted.ensureDeferred
+async def test_write_now_delivers_what_transport_write_does_in_the_same_order():
+    factory = Factory.forProtocol(_Sink)
+    factory.connected = Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+    try:
+        server = await factory.connected
+        chunks = [b"a" * 10, b"b" * 300_000, b"c" * 5, b"d" * 70_000]
+        # a large write fills the socket's buffer, so later ones must queue behind Twisted's buffer
+        for chunk in chunks:
+            _twisted.write_now(server.transport, chunk)
+        server.transport.write(b"e" * 7)  # the public path after the fast one
+        server.transport.loseConnection()
+
+        def read_all() -> bytes:
+            received = bytearray()
+            while data := client.recv(65536):
+                received += data
+            return bytes(received)
+
+        assert await in_thread(read_all) == b"".join(chunks) + b"e" * 7
+    finally:
+        client.close()
+        await port.stopListening()
+
+
+def test_forget_exit_signal_clears_the_signal_twistd_would_re_raise():
+    class Reactor:
+        _exitSignal = 15
+
+    stopped = Reactor()
+    _twisted.forget_exit_signal(stopped)
+    assert stopped._exitSignal is None
+    _twisted.forget_exit_signal(object())  # no such field: nothing to do

@@ -1,0 +1,84 @@
+"""Settings: declared once, validated when a server is made, and turned into twistd's options."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from twisted.python import usage
+
+from rolo.gateway import Gateway
+from rolo.gateway.asgi import AsgiGateway
+from rolo.serving.twisted import TwistedGateway, TwistedSettings
+from rolo.serving.twisted.tap import Options
+from rolo.settings import ServerSettings
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "problem"),
+    [
+        ("max_queue", 0, "max_queue must be at least 1, not 0"),
+        ("http_threads", 0, "http_threads must be at least 1, not 0"),
+        ("max_connections", "10", "max_connections must be an integer, not '10'"),
+        ("open_timeout", -1, "open_timeout must not be negative, not -1"),
+        ("compression", "yes", "compression must be True or False, not 'yes'"),
+        ("allowed_origins", "https://a.example", "allowed_origins must be a list of origin patterns"),
+    ],
+)
+def test_a_bad_setting_is_refused_when_the_server_is_made_naming_it(setting, value, problem):
+    with pytest.raises(ValueError, match=problem):
+        TwistedGateway(Gateway(), **{setting: value})
+    if setting in {declared.name for declared in fields(ServerSettings)}:
+        with pytest.raises(ValueError, match=problem):
+            AsgiGateway(Gateway(), **{setting: value})
+
+
+def test_an_unknown_setting_is_a_type_error():
+    with pytest.raises(TypeError, match="max_queues"):
+        TwistedGateway(Gateway(), max_queues=3)
+
+
+def test_none_means_no_limit_only_where_a_setting_allows_it():
+    assert TwistedSettings(header_timeout=None, write_timeout=None).header_timeout is None
+    with pytest.raises(ValueError, match="close_timeout"):
+        TwistedSettings(close_timeout=None)
+
+
+def test_every_setting_is_a_twistd_option_with_its_help_and_unit():
+    options = Options()
+    helps = {parameter[0]: parameter[3] for parameter in options.optParameters}
+    helps.update({flag[0]: flag[2] for flag in options.optFlags})
+    helps["allowed-origin"] = options.opt_allowed_origin.__doc__
+    for declared in fields(TwistedSettings):
+        option = declared.metadata["option"] or declared.name.replace("_", "-")
+        assert declared.metadata["help"].split(".")[0] in helps[option], option
+        if declared.metadata["unit"]:
+            assert helps[option].endswith(f"({declared.metadata['unit']})"), option
+
+
+def test_twistd_options_give_the_settings():
+    options = Options()
+    options.parseOptions(
+        ["--app", "m:a", "--max-queue", "3", "--no-compression", "--header-timeout", "0"]
+        + ["--allowed-origin", "https://a.example", "--allowed-origin", "https://*.b.example"]
+    )
+    settings = TwistedSettings(**options.settings())
+    assert settings.max_queue == 3
+    assert settings.compression is False
+    assert settings.header_timeout is None
+    assert settings.allowed_origins == ("https://a.example", "https://*.b.example")
+    assert settings.write_timeout == TwistedSettings().write_timeout
+
+
+def test_a_bad_option_value_is_a_usage_error_saying_why():
+    with pytest.raises(usage.UsageError, match="must be at least 1"):
+        Options().parseOptions(["--app", "m:a", "--max-queue", "0"])
+
+
+def test_the_readme_table_lists_every_setting_in_order():
+    readme = (Path(__file__).parent.parent / "README.rst").read_text()
+    table = readme.split("setting                  default          meaning", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"^``(\w+)``", table, re.MULTILINE)
+    assert listed == [declared.name for declared in fields(TwistedSettings)]

@@ -1,0 +1,81 @@
+"""The errors a handler sees: one state error that is also a ValueError, and a disconnected error that
+says who closed the connection and what each side sent, on every server."""
+
+from __future__ import annotations
+
+import queue
+
+import pytest
+import pytest_twisted
+import websocket as wsclient
+
+from rolo import route
+from rolo.websocket import WebSocketDisconnectedError, WebSocketProtocolError, WebSocketRequest
+from rolo.websocket.errors import WebSocketStateError
+from rolo.websocket.frames import Close, CloseCode
+
+from tests.helpers import in_thread
+
+
+def test_a_state_error_is_a_protocol_error_and_a_value_error():
+    assert issubclass(WebSocketStateError, WebSocketProtocolError)
+    assert issubclass(WebSocketStateError, ValueError)
+
+
+def test_the_disconnected_error_says_who_closed_and_with_what():
+    by_peer = WebSocketDisconnectedError(
+        1000, None, received=Close(1000), sent=Close(1000), closed_by="peer"
+    )
+    assert str(by_peer) == "WebSocket closed by the peer with 1000 (normal closure), and the server replied 1000 (normal closure)"
+    by_server = WebSocketDisconnectedError(
+        CloseCode.ABNORMAL_CLOSURE, None, sent=Close(1001, "server shutting down"), closed_by="server"
+    )
+    assert str(by_server) == (
+        "WebSocket closed by the server with 1001 (going away) 'server shutting down', and the peer did not reply"
+    )
+    assert str(WebSocketDisconnectedError(1006)) == (
+        "WebSocket lost: the connection ended without a closing handshake (code 1006)"
+    )
+    assert str(WebSocketDisconnectedError(4000, "bye")) == "WebSocket is closed (code=4000, reason='bye')"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_handler_learns_who_closed(serve):
+    ended: queue.Queue[WebSocketDisconnectedError | Exception] = queue.Queue()
+
+    @route("/wait", methods=["WEBSOCKET"])
+    def wait(request: WebSocketRequest):
+        with request.accept() as websocket:
+            try:
+                websocket.receive()
+            except WebSocketDisconnectedError as error:
+                ended.put(error)
+
+    @route("/twice", methods=["WEBSOCKET"])
+    def twice(request: WebSocketRequest):
+        request.accept()
+        try:
+            request.accept()
+        except ValueError as error:
+            ended.put(error)
+
+    server = serve(wait, twice)
+
+    def peer_closes():
+        ws = wsclient.create_connection(server.ws("/wait"), timeout=10)
+        ws.close(status=4001, reason=b"done")
+
+    await in_thread(peer_closes)
+    error = ended.get(timeout=10)
+    if server.kind == "hypercorn":  # it reports a close the peer started as 1006, without its code
+        assert (error.code, error.received, error.closed_by) == (1006, None, None)
+    else:
+        assert (error.code, error.reason, error.closed_by) == (4001, "done", "peer")
+        assert error.received == Close(4001, "done")
+
+    def accept_twice():
+        ws = wsclient.create_connection(server.ws("/twice"), timeout=10)
+        ws.close()
+
+    await in_thread(accept_twice)
+    assert isinstance(ended.get(timeout=10), WebSocketStateError)

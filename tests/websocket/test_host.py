@@ -1,0 +1,27 @@
+"""The WebSocket host's admission check, which both servers make before an upgrade reaches a handler."""
+
+from http import HTTPStatus
+
+from rolo.settings import ServerSettings
+from rolo.websocket.host import WebSocketHost
+
+
+def host(running: int, accepting: bool = True, allowed_origins=("https://good.example",)) -> WebSocketHost:
+    """A host with ``running`` handlers counted, of at most 10."""
+    made = WebSocketHost(lambda environ: None, ServerSettings(max_connections=10, allowed_origins=allowed_origins), print)
+    made.handlers.running = running
+    made.accepting = accepting
+    return made
+
+
+def test_a_forbidden_origin_is_403_whatever_the_load():
+    for accepting, running in ((True, 0), (False, 0), (True, 10)):
+        assert host(running, accepting).refusal("https://evil.example").status == HTTPStatus.FORBIDDEN
+
+
+def test_shutting_down_or_full_is_503_and_otherwise_taken():
+    shutting_down = host(0, accepting=False).refusal("https://good.example")
+    assert (shutting_down.status, shutting_down.body) == (HTTPStatus.SERVICE_UNAVAILABLE, b"server shutting down\n")
+    full = host(10, allowed_origins=None).refusal(None)
+    assert (full.status, full.body) == (HTTPStatus.SERVICE_UNAVAILABLE, b"too many WebSocket connections\n")
+    assert host(9).refusal(None) is None
