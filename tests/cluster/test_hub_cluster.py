@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from rolo.websocket import BrokerError, Hub, RedisBroker, WebSocket
+from rolo.websocket.frames import Close
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
 
 from tests.cluster.redis_server import RedisServer
@@ -37,7 +38,11 @@ class Loop:
 
     def _run(self) -> None:
         while True:
-            self._calls.get()()
+            call = self._calls.get()
+            try:
+                call()
+            except Exception:  # reported, and the loop goes on, as a server's would
+                logging.getLogger(__name__).exception("a call on the test loop failed")
 
 
 LOOP = Loop()
@@ -64,7 +69,7 @@ class Peer:
 
     def close(self, code, reason) -> None:
         self.out.put(("close", code, reason))
-        self.adapter.on_close(code, reason)
+        self.adapter.on_close(Close(code, reason or ""), Close(code, reason or ""), closed_by="server")
 
     def pause_reading(self) -> None:
         pass
@@ -138,7 +143,7 @@ def test_membership_changes_reach_every_count_and_a_closed_hub_leaves_at_once(hu
     one.leave(a_id, "x")
     assert two.members("x") == [b_id] and one.members("y") == [a_id]
     assert one.members("x", local=True) == [] and one.count("y", local=True) == 1
-    a.adapter.on_close(1000, None)  # the connection closes: it leaves every group
+    a.adapter.on_close(Close(1000), closed_by="peer")  # the connection closes: it leaves every group
     assert one.count("y") == 0
     two.close()
     assert one.members("x") == []
