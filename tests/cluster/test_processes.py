@@ -30,9 +30,12 @@ TIMEOUT = 0.5
 class RoloProcess(Twistd):
     """``twistd -n rolo`` serving the test application with ``--broker``, and when each line was read."""
 
-    def __init__(self, broker: str) -> None:
+    def __init__(self, broker: str, *options: str) -> None:
         self.read_at: list[float] = []
-        super().__init__("--app", "tests.cluster.app:router", "--listen", "tcp:0:interface=127.0.0.1", "--broker", broker)
+        self.pids: dict[str, int] = {}  # connection id -> the process that serves it
+        super().__init__(
+            "--app", "tests.cluster.app:router", "--listen", "tcp:0:interface=127.0.0.1", "--broker", broker, *options
+        )
         # a loaded machine may take its time to start several at once
         self.http_port = int(self.wait_for(r"rolo listening at 127\.0\.0\.1:(\d+)", timeout=60).group(1))
         self.whoami = self.get("/whoami")
@@ -63,6 +66,9 @@ class RoloProcess(Twistd):
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
+    def pid_of(self, connection_id: str) -> int:
+        return self.pids[connection_id]
+
     def connect(self, room: str, early: list[str] | None = None) -> tuple[wsclient.WebSocket, str]:
         """A client in ``room``, and its id, once every process can reach it. Pushes that came before the
         server's hello go into ``early``."""
@@ -71,7 +77,8 @@ class RoloProcess(Twistd):
             assert early is not None, f"a push before the hello: {message!r}"
             early.append(message)
         hello = json.loads(message)
-        assert hello["pid"] == self.whoami["pid"]
+        self.pids[hello["id"]] = hello["pid"]
+        assert hello["pid"] == self.whoami["pid"] or "--workers" in self.process.args
         return client, hello["id"]
 
 
@@ -106,6 +113,26 @@ def test_send_and_broadcast_reach_clients_of_every_process_and_exclude_works(pro
     two.post("/rooms/room", "next")
     assert [x.recv() for x in (a, c, d)] == ["next"] * 3  # c missed only what excluded it
     assert one.get("/rooms/room/members")["members"] == sorted([a_id, b_id, c_id, d_id])
+
+
+def test_the_workers_of_one_twistd_share_the_hub(redis_server):
+    workers = RoloProcess(redis_server.url, "--workers", "2")
+    clients: list[tuple[wsclient.WebSocket, str]] = []
+    try:
+        for _ in range(50):  # the kernel spreads connections over the workers' sockets
+            clients.append(workers.connect("room"))
+            if len({workers.pid_of(connection_id) for _, connection_id in clients}) == 2:
+                break
+        first = {workers.pid_of(clients[0][1])}
+        assert len(clients) > 1 and workers.pid_of(clients[-1][1]) not in first, "one worker got them all"
+        (a, _), (b, _) = clients[0], clients[-1]  # one on each worker
+        assert workers.post("/rooms/room", "to all")["failed"] == []
+        assert (a.recv(), b.recv()) == ("to all", "to all")
+        assert sorted(workers.get("/rooms/room/members")["members"]) == sorted(i for _, i in clients)
+    finally:
+        for client, _ in clients:
+            client.close()
+        assert workers.stop(timeout=30) == 0
 
 
 def test_ten_thousand_broadcasts_arrive_in_order_once(processes):
