@@ -241,7 +241,9 @@ async def connect_all(port: int, rooms: list[str], record: bool) -> list[Client]
         batch = []
         for room in rooms[start : start + 200]:
             opened = loop.create_future()
-            _, client = await loop.create_connection(lambda r=room, o=opened: Client(f"/rooms/{r}", o, record), "127.0.0.1", port)
+            _, client = await loop.create_connection(
+                lambda r=room, o=opened: Client(f"/rooms/{r}", o, record), "127.0.0.1", port
+            )
             clients.append(client)
             batch.append(opened)
         await asyncio.gather(*batch)
@@ -323,7 +325,10 @@ async def restart(servers: list[Server], redis: Redis, rate: float, seconds: flo
     redis.kill()
     await asyncio.sleep(1.0)
     await asyncio.to_thread(redis.start)
-    back = [await asyncio.to_thread(s.process.wait_for, "linked to the broker", mark) for s, mark in zip(servers, marks)]
+    back = [
+        await asyncio.to_thread(server.process.wait_for, "linked to the broker", mark)
+        for server, mark in zip(servers, marks)
+    ]
     answer = await publishing
     await asyncio.sleep(0.5)  # the last messages' way to the clients
     failed = set(answer["failed"])

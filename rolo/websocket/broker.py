@@ -10,8 +10,8 @@ same name uses the same broker::
 when it is set (``twistd rolo --broker URL`` sets it before loading the application), and is in-process
 otherwise; ``Hub(broker=None)`` is always in-process.
 
-The client is redis-py, an optional dependency (the ``redis`` extra: ``pip install 'txrolo[redis]'``), imported only when a Hub
-first uses its broker.
+The client is redis-py, an optional dependency (the ``redis`` extra: ``pip install 'txrolo[redis]'``),
+imported only when a Hub first uses its broker.
 """
 
 from __future__ import annotations
