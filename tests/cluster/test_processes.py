@@ -36,9 +36,13 @@ class RoloProcess(Twistd):
         super().__init__(
             "--app", "tests.cluster.app:router", "--listen", "tcp:0:interface=127.0.0.1", "--broker", broker, *options
         )
-        # a loaded machine may take its time to start several at once
-        self.http_port = int(self.wait_for(r"rolo listening at 127\.0\.0\.1:(\d+)", timeout=60).group(1))
-        self.whoami = self.get("/whoami")
+        try:
+            # a loaded machine may take its time to start several at once
+            self.http_port = int(self.wait_for(r"rolo listening at 127\.0\.0\.1:(\d+)", timeout=60).group(1))
+            self.whoami = self.get("/whoami")
+        except BaseException:
+            self.kill()  # no process left behind by a test that fails here
+            raise
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -89,8 +93,12 @@ def processes(redis_server: RedisServer) -> Iterator:
 
     def start(n: int) -> list[RoloProcess]:
         with ThreadPoolExecutor(n) as pool:
-            made = list(pool.map(lambda _: RoloProcess(redis_server.url), range(n)))
-        started.extend(made)
+            starting = [pool.submit(RoloProcess, redis_server.url) for _ in range(n)]
+        made = [future.result() for future in starting if not future.exception()]
+        started.extend(made)  # stopped at the end even if another failed to start
+        for future in starting:
+            if future.exception():
+                raise future.exception()  # type: ignore[misc]
         return made
 
     yield start
