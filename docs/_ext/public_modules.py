@@ -1,8 +1,8 @@
 """The API reference documents each public object once, under the shortest public path that exports it.
 
-``.. public-module:: rolo.websocket.groups`` is ``automodule`` with ``:members:`` set to the names of the
+``.. public-module:: rolo.websocket.hub`` is ``automodule`` with ``:members:`` set to the names of the
 module's ``__all__`` that no package above it exports too: ``Hub`` is exported by ``rolo.websocket``, so it
-is documented there as ``rolo.websocket.Hub``, and ``rolo.websocket.groups`` shows the rest. A reference to
+is documented there as ``rolo.websocket.Hub``, and ``rolo.websocket.hub`` shows the rest. A reference to
 it by its other path still resolves (see ``imported_names``). The option ``:undoc-members:`` is passed on.
 
 A public class or function without a docstring is a warning, which fails the build.

@@ -8,7 +8,8 @@ A handler registered with ``methods=["WEBSOCKET"]`` receives a :class:`WebSocket
             for line in websocket:
                 websocket.send(f"echo: {line}")
 
-A :class:`Hub` lets any thread push to open connections, by id or by named group.
+A :class:`Hub` lets any thread push to open connections, by id or by named group; with a
+:class:`RedisBroker`, those of every process that shares it.
 
 Servers plug in below this API through :mod:`rolo.websocket.adapter`.
 """
@@ -22,19 +23,22 @@ from .adapter import (
     WebSocketEnvironment,
     WebSocketListener,
 )
+from .broker import BrokerError, RedisBroker
 from .errors import WebSocketDisconnectedError, WebSocketError, WebSocketProtocolError
-from .groups import Delivery, Hub
+from .hub import Delivery, Hub
 from .origins import OriginPolicy
 from .request import WebSocketRequest
 from .websocket import WebSocket
 
 __all__ = [
     "WEBSOCKET_KEY",
+    "BrokerError",
     "BytesMessage",
     "CreateConnection",
     "Delivery",
     "Hub",
     "OriginPolicy",
+    "RedisBroker",
     "TextMessage",
     "WebSocket",
     "WebSocketAdapter",

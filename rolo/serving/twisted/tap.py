@@ -22,6 +22,7 @@ from twisted.application.service import IService
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
+from ...websocket.broker import BROKER_ENVIRONMENT_VARIABLE
 from ._twisted import forget_exit_signal
 from .app import AppError, load_app
 from .service import DEFAULT_ENDPOINT, GatewayService
@@ -119,6 +120,7 @@ class Options(usage.Options):
     optFlags = [*_FLAGS, ["pin-workers", None, "Run worker i on the i-th CPU only (with --workers)."]]
     optParameters = [
         ["app", "a", None, "The application, as package.module:attribute."],
+        ["broker", None, None, "Redis URL of the broker for the app's Hubs (sets ROLO_BROKER): redis://host:6379/0."],
         [
             "workers",
             None,
@@ -255,6 +257,9 @@ def makeService(options: Options) -> IService:
     :raises SystemExit: with a one-line message, for an ``--app`` that does not load or an endpoint that
         does not parse
     """
+    if options["broker"]:
+        # before the app loads: Hub() reads it when made, often at import time
+        os.environ[BROKER_ENVIRONMENT_VARIABLE] = options["broker"]
     from twisted.internet import reactor
 
     try:
