@@ -16,6 +16,7 @@ CASES = 301
 # Under uvicorn's default WebSocket implementation (websockets' sans-I/O protocol) case 7.1.5 fails: a close
 # frame in the middle of a fragmented message is answered with 1002 instead of 1000. That is the protocol
 # library's, below the application; uvicorn --ws wsproto passes all 301 cases.
+@pytest.mark.slow
 @pytest.mark.servers("hypercorn", reason="the whole suite runs on Twisted in test_autobahn_testsuite; see above")
 @pytest_twisted.ensureDeferred
 async def test_autobahn_testsuite_core_sections(serve, tmp_path, progress):

@@ -96,6 +96,7 @@ async def run_cases(
     assert summary["failed"] == [], f"passing is one of {PASSING}"
 
 
+@pytest.mark.slow
 @pytest.mark.servers("twisted", reason="the whole suite takes minutes; test_autobahn_asgi runs the ASGI side")
 @pytest_twisted.ensureDeferred
 async def test_autobahn_testsuite(serve, tmp_path, progress):

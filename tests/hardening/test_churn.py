@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import websocket as wsclient
-
 
 from .support import reset
 
@@ -31,6 +31,7 @@ def within_10_percent(value: int, baseline: int) -> bool:
     return abs(value - baseline) <= baseline / 10
 
 
+@pytest.mark.slow
 def test_churn_leaves_threads_descriptors_and_memory_at_baseline(server_process, heavy):
     cycles = 100_000 if heavy else 2_000
     server = server_process()
@@ -53,6 +54,7 @@ def test_churn_leaves_threads_descriptors_and_memory_at_baseline(server_process,
     assert within_10_percent(after["rss"], before["rss"])
 
 
+@pytest.mark.slow
 def test_a_burst_of_connections_leaves_no_threads_behind(server_process, heavy):
     """Each connection's thread ends with its handler: after a burst, the thread count is back."""
     burst = 1000 if heavy else 300

@@ -94,6 +94,7 @@ def threads_outside_pools() -> int:
     return sum(not thread.name.startswith(("PoolThread-", "rolo-websocket")) for thread in threading.enumerate())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["handshake", "frames"])
 @pytest_twisted.ensureDeferred
 async def test_fuzz(serve, failures, heavy, target):
