@@ -28,7 +28,7 @@ from rolo.serving.twisted.workers import cpu_count
 
 from tests.helpers import self_signed_certificate
 
-from .test_twistd import close_frame
+from .test_twistd import close_frame, sigint_ignored
 from .twistd import REPO, Twistd, twistd_command
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -286,7 +286,8 @@ def test_a_worker_that_keeps_failing_to_start_makes_the_supervisor_give_up(super
 
 @pytest.mark.slow
 def test_run_workers_from_python(supervisor):
-    server = supervisor(LOOPBACK, command=[sys.executable, "-m", "tests.serving.workers_script"])
+    with sigint_ignored():  # as under ./dev test &: the supervisor must not inherit it (see test_twistd)
+        server = supervisor(LOOPBACK, command=[sys.executable, "-m", "tests.serving.workers_script"])
     port = server.port()
     pids = set(worker_pids(server).values())
     assert len(pids) == 2
