@@ -139,7 +139,9 @@ class HandlerPool:
         self._idle = 0  # threads waiting in the queue
         self._queued = 0  # jobs in the queue that no thread took yet
         self._starting = 0  # spare threads started, not yet waiting for a job
-        self._spare_wanted = threading.Event()
+        # what wakes the spawner: a C queue, whose put wakes it without a Python-level condition
+        self._spare_wanted: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._spawn_pending = False
         self._spawner: threading.Thread | None = None
         self._stopped = False
         self.threads: set[threading.Thread] = set()
@@ -201,16 +203,20 @@ class HandlerPool:
         # called holding the lock: wake the spawner if fewer idle threads are ready than the spares
         if self.spares and self._idle - self._queued + self._starting < self.spares:
             if self._spawner is None:
-                self._spawner = threading.Thread(target=self._spawn, name=f"{self.name}-spawner", daemon=True)
+                # under SCHED_BATCH too, so that waking it never preempts whoever submitted the job
+                self._spawner = HandlerThread(target=self._spawn, name=f"{self.name}-spawner", daemon=True)
                 self._spawner.start()
-            self._spare_wanted.set()
+            if not self._spawn_pending:
+                self._spawn_pending = True
+                self._spare_wanted.put(None)
 
     def _spawn(self) -> None:
         """Start spare threads whenever fewer are ready than wanted (the spawner's thread)."""
-        while self._spare_wanted.wait():
-            self._spare_wanted.clear()
+        while True:
+            self._spare_wanted.get()
             while True:
                 with self._lock:
+                    self._spawn_pending = False
                     if self._stopped:
                         return
                     if (
@@ -273,7 +279,7 @@ class HandlerPool:
             self._stopped = True
             for _ in range(max(0, self._idle - self._queued)):
                 self._jobs.put(_WAKE)
-            self._spare_wanted.set()  # the spawner ends
+            self._spare_wanted.put(None)  # the spawner ends
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every thread of the stopped pool has exited, at most ``timeout`` seconds in all

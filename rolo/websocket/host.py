@@ -35,7 +35,7 @@ LOG = logging.getLogger("rolo.websocket")
 
 _TRY_AGAIN = (("Retry-After", "1"),)
 
-SPARE_THREADS = 16
+SPARE_THREADS = 64
 """Idle handler threads a host keeps ready for connections to come."""
 
 

@@ -41,7 +41,7 @@ def build_factory(host: WebSocketHost, settings: TwistedSettings, reactor: Any) 
 
     Autobahn copies each of its protocol options from the factory onto every protocol it builds, unless
     the protocol's class has it already: the options, and ``host``, go on a class made for this factory,
-    which saves each connection 1.7 KB.
+    which saves each connection 1.7 KB and the copying.
     """
     factory = WebSocketServerFactory(reactor=reactor)
     factory.server = None
@@ -63,7 +63,10 @@ def build_factory(host: WebSocketHost, settings: TwistedSettings, reactor: Any) 
     if settings.compression:
         options["perMessageCompressionAccept"] = _accept_permessage_deflate
     factory.setProtocolOptions(**options)
-    attributes: dict[str, Any] = {"host": host, "clock": reactor}
+    # Autobahn copies only the options it lists in CONFIG_ATTRS, and formats the whole list for a debug
+    # line on every connection, logged or not (a fifth of what opening one cost): with the options on the
+    # class, it has nothing to list
+    attributes: dict[str, Any] = {"host": host, "clock": reactor, "CONFIG_ATTRS": ()}
     for name in GatewayWebSocketProtocol.CONFIG_ATTRS:
         value = getattr(factory, name)
         # a function on the class would be bound to the protocol, and called with it as first argument
