@@ -287,7 +287,7 @@ class HandlerPool:
         exited."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            threads = list(self.threads)
+            threads = list(self.threads) + ([self._spawner] if self._spawner is not None else [])
         for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(thread.is_alive() for thread in threads)
