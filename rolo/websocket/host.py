@@ -75,7 +75,7 @@ class WebSocketHost:
             settings.max_connections,
             stack_size=settings.thread_stack_size,
             idle_timeout=settings.thread_idle_timeout,
-            spares=SPARE_THREADS,
+            spares=min(SPARE_THREADS, settings.max_connections),
         )
         self._call_in_loop = call_in_loop
         self._wake_ups = wake_ups
@@ -123,20 +123,21 @@ class WebSocketHost:
             wake_ups=self._wake_ups,
         )
         environ[WEBSOCKET_KEY] = adapter
-        self.pool.submit(lambda: self._run(environ, on_finished))
+        # counted out once its thread is back in the pool: a connection admitted by the count gets a thread
+        self.pool.submit(
+            lambda: self._run(environ), then=lambda: self._call_in_loop(lambda: self._finished(on_finished))
+        )
         self.handlers.started()
         self.connections.add(adapter)
         adapter.add_close_listener(lambda: self.connections.discard(adapter))
         return adapter
 
-    def _run(self, environ: WebSocketEnvironment, on_finished: Callable[[], None] | None) -> None:
+    def _run(self, environ: WebSocketEnvironment) -> None:
         # the handler thread
         try:
             self.listener(environ)
         except Exception:
             LOG.exception("WebSocket listener failed for %s", environ.get("PATH_INFO"))
-        finally:
-            self._call_in_loop(lambda: self._finished(on_finished))
 
     def _finished(self, on_finished: Callable[[], None] | None) -> None:
         self.handlers.finished()
