@@ -93,10 +93,26 @@ def build_factory(host: WebSocketHost, settings: TwistedSettings, reactor: Any) 
     return factory
 
 
+DEFLATE_WINDOW_BITS = 10
+"""The LZ77 window rolo compresses with, and asks clients to compress with when they allow it: 1 KiB
+(RFC 7692, 7.1.2). zlib's default, 32 KiB, costs each connection 128 KiB more; messages of a few
+kilobytes compress about as well with 1 KiB."""
+
+DEFLATE_MEM_LEVEL = 2
+"""zlib's memory level for what rolo compresses: 8 KiB of state (the default, 8, takes 128 KiB)."""
+
+
 def _accept_permessage_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
     for offer in offers:
         if isinstance(offer, PerMessageDeflateOffer):
-            return PerMessageDeflateOfferAccept(offer)
+            # a smaller window than the client allows is always readable to it: it needs no word
+            window = min(DEFLATE_WINDOW_BITS, offer.request_max_window_bits or DEFLATE_WINDOW_BITS)
+            return PerMessageDeflateOfferAccept(
+                offer,
+                request_max_window_bits=DEFLATE_WINDOW_BITS if offer.accept_max_window_bits else 0,
+                window_bits=max(window, 9),
+                mem_level=DEFLATE_MEM_LEVEL,
+            )
     return None
 
 
