@@ -370,16 +370,16 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             return
         pieces = []
         for message in messages:
-            if isinstance(message, TextMessage):
-                opcode, payload = Opcode.TEXT, message.data.encode("utf-8")
-            else:
-                opcode, payload = Opcode.BINARY, message.data
-            if compressor is not None:
-                compressor.start_compress_message()
-                payload = compressor.compress_message_data(payload) + compressor.end_compress_message()
-            pieces.append(frame_header(opcode, len(payload), compressed=compressor is not None))
+            if compressor is None:
+                pieces.append(_frame(message))
+                continue
+            payload = message.data.encode("utf-8") if isinstance(message, TextMessage) else message.data
+            compressor.start_compress_message()
+            payload = compressor.compress_message_data(payload) + compressor.end_compress_message()
+            opcode = Opcode.TEXT if isinstance(message, TextMessage) else Opcode.BINARY
+            pieces.append(frame_header(opcode, len(payload), compressed=True))
             pieces.append(payload)
-        write_now(self.transport, b"".join(pieces))
+        write_now(self.transport, pieces[0] if len(pieces) == 1 else b"".join(pieces))
 
     def onConnect(self, request: ConnectionRequest) -> Deferred[Any]:
         self.opened_at = self.clock.seconds()
@@ -431,6 +431,24 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                 code=int(code) if code is not None else None,
                 duration=self.clock.seconds() - self.opened_at,
             )
+
+
+_last_framed: tuple[Message | None, bytes] = (None, b"")
+
+
+def _frame(message: Message) -> bytes:
+    """The frame of an uncompressed message; the same message sent to many connections in a row (a
+    broadcast) is framed once."""
+    global _last_framed
+    last, frame = _last_framed
+    if message is not last:
+        if isinstance(message, TextMessage):
+            opcode, payload = Opcode.TEXT, message.data.encode("utf-8")
+        else:
+            opcode, payload = Opcode.BINARY, message.data
+        frame = frame_header(opcode, len(payload)) + payload
+        _last_framed = message, frame
+    return frame
 
 
 class _WriteQueue(list[tuple[bytes, bool]]):
