@@ -53,7 +53,8 @@ from .broker import RedisBroker, broker_from, environment_broker
 from .cluster import ClusterLink, encode_push
 from .errors import WebSocketDisconnectedError
 from .frames import CloseCode
-from .websocket import WebSocket
+from .adapter import Message
+from .websocket import WebSocket, message_for
 
 __all__ = ["CLOSE_CODE_TRY_AGAIN_LATER", "Delivery", "Hub"]
 
@@ -319,15 +320,16 @@ class Hub:
         self, targets: list[tuple[str, WebSocket]], data: str | bytes, timeout: float | None
     ) -> Delivery:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        message = message_for(data)  # one message for every member: the server frames it once
         sent: list[str] = []
         gone: list[str] = []
         full: list[tuple[str, WebSocket]] = []
         # first offer the message to everyone without waiting, so that one full buffer delays nobody
         for target in targets:
-            self._offer(target, data, 0, sent, gone, full)
+            self._offer(target, message, 0, sent, gone, full)
         slow: list[tuple[str, WebSocket]] = []
         for target in full:
-            self._offer(target, data, max(0.0, deadline - time.monotonic()), sent, gone, slow)
+            self._offer(target, message, max(0.0, deadline - time.monotonic()), sent, gone, slow)
         for connection_id, websocket in slow:
             self._slow(connection_id, websocket)
         return Delivery(tuple(sent), tuple(gone), tuple(connection_id for connection_id, _ in slow))
@@ -349,7 +351,7 @@ class Hub:
     def _offer(
         self,
         target: tuple[str, WebSocket],
-        data: str | bytes,
+        message: Message,
         timeout: float,
         sent: list[str],
         gone: list[str],
@@ -357,7 +359,7 @@ class Hub:
     ) -> None:
         connection_id, websocket = target
         try:
-            websocket.send(data, timeout=timeout)
+            websocket.send_message(message, timeout=timeout)
         except TimeoutError:
             full.append(target)
         except WebSocketDisconnectedError:

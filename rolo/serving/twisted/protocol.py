@@ -160,6 +160,10 @@ class GatewayWebSocketProtocol(ProtocolInternals):
     """Frames parsed since the reactor last read from this connection, or gave it a turn."""
     fragments: bytearray | None = None
     """The message in fragments being put together by rolo's parser, ``None`` if none is."""
+    incoming: bytearray | None = None
+    """The payload of a large frame that is coming, as it comes (still masked), ``None`` if none is."""
+    incoming_filled = 0
+    incoming_head: tuple[int, bytes] = (0, b"")
     fragments_binary = False
 
     def connectionMade(self) -> None:
@@ -184,7 +188,29 @@ class GatewayWebSocketProtocol(ProtocolInternals):
 
     def dataReceived(self, data: bytes) -> None:
         self.frames_this_turn = 0
+        if self.incoming is not None:
+            self.heard_from_peer = True
+            data = self.take_incoming(data)
+            if not data:
+                return
         super().dataReceived(data)
+
+    def take_incoming(self, data: bytes) -> bytes:
+        """Copy what came of a large frame's payload into its buffer; once it is whole, take the frame.
+        What follows the frame is returned, to be parsed as usual."""
+        incoming = self.incoming
+        assert incoming is not None
+        needed = len(incoming) - self.incoming_filled
+        taken = min(needed, len(data))
+        incoming[self.incoming_filled : self.incoming_filled + taken] = data[:taken]
+        self.incoming_filled += taken
+        if taken < needed:
+            return b""
+        first, mask = self.incoming_head
+        self.incoming = None
+        self.frames_this_turn += 1
+        self.take_data(first & 0x0F, bool(first & FIN), create_xor_masker(mask, len(incoming)).process(incoming))
+        return data[taken:]
 
     def processData(self) -> bool:
         # Autobahn parses every frame of a read at once; while reading is held, the rest of it waits
@@ -263,9 +289,14 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                     fail_connection(self, CloseCode.MESSAGE_TOO_BIG, f"a message over {max_size} bytes")
                     return False
                 if len(data) < end:
-                    if end - payload_start > WHOLE_FRAME_LIMIT and self.fragments is None:
-                        return True  # a large frame is parsed piece by piece as it comes
-                    return False  # the rest of a smaller one is awaited
+                    if end - payload_start > WHOLE_FRAME_LIMIT and opcode != Opcode.PING:
+                        # a large frame goes into one buffer as its pieces come, each copied once
+                        self.incoming = bytearray(end - payload_start)
+                        self.incoming[: len(data) - payload_start] = memoryview(data)[payload_start:]
+                        self.incoming_filled = len(data) - payload_start
+                        self.incoming_head = first, mask
+                        start = len(data)
+                    return False  # the rest is awaited
                 payload = data[payload_start:end]
                 if len(payload) <= _UNMASK_IN_PYTHON:
                     payload = unmask(payload, mask)
@@ -368,18 +399,18 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                 binary = isinstance(message, BytesMessage)
                 self.sendMessage(message.data if binary else message.data.encode("utf-8"), binary)
             return
-        pieces = []
+        pieces: list[bytes] = []
         for message in messages:
-            if isinstance(message, TextMessage):
-                opcode, payload = Opcode.TEXT, message.data.encode("utf-8")
-            else:
-                opcode, payload = Opcode.BINARY, message.data
-            if compressor is not None:
-                compressor.start_compress_message()
-                payload = compressor.compress_message_data(payload) + compressor.end_compress_message()
-            pieces.append(frame_header(opcode, len(payload), compressed=compressor is not None))
+            if compressor is None:
+                pieces.extend(_frame(message))
+                continue
+            payload = message.data.encode("utf-8") if isinstance(message, TextMessage) else message.data
+            compressor.start_compress_message()
+            payload = compressor.compress_message_data(payload) + compressor.end_compress_message()
+            opcode = Opcode.TEXT if isinstance(message, TextMessage) else Opcode.BINARY
+            pieces.append(frame_header(opcode, len(payload), compressed=True))
             pieces.append(payload)
-        write_now(self.transport, b"".join(pieces))
+        write_now(self.transport, pieces if len(pieces) <= _PIECES_PER_WRITE else [b"".join(pieces)])
 
     def onConnect(self, request: ConnectionRequest) -> Deferred[Any]:
         self.opened_at = self.clock.seconds()
@@ -431,6 +462,32 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                 code=int(code) if code is not None else None,
                 duration=self.clock.seconds() - self.opened_at,
             )
+
+
+_last_framed: tuple[Message | None, tuple[bytes, ...]] = (None, ())
+
+_PIECES_PER_WRITE = 64
+"""The most pieces written with one ``sendmsg``: more are joined first (an iovec has its limits)."""
+
+_JOIN_BELOW = 16 * 1024
+"""A payload this small is joined to its frame's header, a larger one written beside it."""
+
+
+def _frame(message: Message) -> tuple[bytes, ...]:
+    """The frame of an uncompressed message, as one piece or a header and the payload (for a large one,
+    so that the payload is not copied); the same message sent to many connections in a row (a broadcast)
+    is framed once."""
+    global _last_framed
+    last, frame = _last_framed
+    if message is not last:
+        if isinstance(message, TextMessage):
+            opcode, payload = Opcode.TEXT, message.data.encode("utf-8")
+        else:
+            opcode, payload = Opcode.BINARY, message.data
+        header = frame_header(opcode, len(payload))
+        frame = (header + payload,) if len(payload) < _JOIN_BELOW else (header, payload)
+        _last_framed = message, frame
+    return frame
 
 
 class _WriteQueue(list[tuple[bytes, bool]]):
