@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from http import HTTPStatus
 
+from rolo.counters import WebSocketCounters
 from rolo.settings import ServerSettings
 from rolo.threads import HandlerCount, HandlerPool
 
@@ -51,6 +52,8 @@ class WebSocketHost:
     :ivar handlers: the handlers running, counted on the loop thread
     :ivar connections: the adapters of the connections not yet closed
     :ivar pool: the threads the handlers run in
+    :ivar counters: what the connections did, for metrics (:mod:`rolo.metrics`): the upgrades answered,
+        messages and bytes, close codes
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class WebSocketHost:
         self.accepting = True
         self.handlers = HandlerCount()
         self.connections: set[ThreadedWebSocketAdapter] = set()
+        self.counters = WebSocketCounters()
         # a handler's thread exits when it returns: a connection's handler runs as long as the connection
         self.pool = HandlerPool(
             "rolo-websocket", settings.max_connections, stack_size=settings.thread_stack_size, idle_timeout=0
@@ -113,9 +117,14 @@ class WebSocketHost:
             write_high_water=settings.write_high_water,
             close_timeout=settings.close_timeout + 1,
             wake_ups=self._wake_ups,
+            counters=self.counters,
         )
         environ[WEBSOCKET_KEY] = adapter
-        self.pool.submit(lambda: self._run(environ, on_finished))
+        try:
+            self.pool.submit(lambda: self._run(environ, on_finished))
+        except RuntimeError:
+            self.counters.upgrades.add(HTTPStatus.SERVICE_UNAVAILABLE)  # the server answers 503
+            raise
         self.handlers.started()
         self.connections.add(adapter)
         adapter.add_close_listener(lambda: self.connections.discard(adapter))
