@@ -14,43 +14,7 @@ the :class:`ServerCollector` reads them when the registry is scraped, so the mes
 no call into prometheus-client. Only the HTTP latency histogram is observed as each response ends, once
 the server is registered.
 
-The metrics (the counters end in ``_total`` when exposed):
-
-================================================  =====================================================
-``rolo_websocket_connections``                    WebSocket connections open: upgrade requests taken
-                                                  and not yet closed (a gauge)
-``rolo_websocket_handlers``                       WebSocket handlers running (a gauge; at most
-                                                  ``max_connections``)
-``rolo_websocket_upgrades{status}``               upgrade requests answered, by HTTP status: ``101``
-                                                  accepted, others refused (by the server or by the
-                                                  handler's ``reject``)
-``rolo_websocket_messages_received``,             messages handed to handlers, and the size of their
-``rolo_websocket_received_bytes``                 payloads
-``rolo_websocket_messages_sent``,                 messages handlers sent, and the size of their payloads
-``rolo_websocket_sent_bytes``
-``rolo_websocket_closes{code,by}``                open connections closed, by the code of the first
-                                                  close frame and who sent it (``server``, ``peer``;
-                                                  ``none`` with 1006: the connection was lost)
-``rolo_handler_errors{kind}``                     requests whose handler raised an error that is no
-                                                  answer, ``http`` or ``websocket`` (logged with its
-                                                  traceback)
-``rolo_http_requests{status}``                    HTTP responses, by status
-``rolo_http_request_duration_seconds``            HTTP responses, by how long from the request's arrival
-                                                  to the response's end (a histogram)
-``rolo_http_threads_busy``                        HTTP handler threads running a handler (a gauge; at
-                                                  most ``http_threads``)
-``rolo_http_requests_queued``                     HTTP requests waiting for a thread (a gauge; at most
-                                                  ``http_queue``, beyond which requests get 503)
-``rolo_hub_deliveries{hub,outcome}``              messages for the members in this process of each
-                                                  :class:`~rolo.websocket.Hub` (by its ``name``),
-                                                  whichever process pushed them: ``sent``, ``gone``,
-                                                  ``slow``
-``rolo_hub_publications{hub,outcome}``            processes a push of this one was published to through
-                                                  a Hub's broker: ``published``, ``failed``
-================================================  =====================================================
-
-Sizes are ``len`` of a message's data: its UTF-8 bytes when the server hands it over encoded (on Twisted,
-every message received), its characters when it is a ``str`` (under ASGI, and every text message sent).
+Every metric and what it means: :ref:`metrics`.
 """
 
 from __future__ import annotations
@@ -75,7 +39,7 @@ __all__ = ["ServerCollector", "register"]
 _PUBLICATIONS = ("published", "failed")
 
 
-def register(server: Any, registry: CollectorRegistry = REGISTRY) -> ServerCollector:
+def register(server: Any, registry: CollectorRegistry | None = None) -> ServerCollector:
     """Report ``server``'s metrics, and those of every :class:`~rolo.websocket.Hub` of the process, in
     ``registry`` (prometheus-client's default one, which also holds the process's CPU, memory and garbage
     collection metrics), and observe its HTTP latencies from now on.
@@ -85,12 +49,12 @@ def register(server: Any, registry: CollectorRegistry = REGISTRY) -> ServerColle
     :param server: a :class:`~rolo.serving.twisted.TwistedGateway` (for :func:`~rolo.serving.twisted.listen`,
         ``service.site``; for :func:`~rolo.serving.twisted.run_in_thread`, ``server.service.site``) or an
         :class:`~rolo.gateway.asgi.AsgiGateway`
-    :param registry: where to register it
+    :param registry: where to register it (``None``: prometheus-client's ``REGISTRY``)
     :return: the collector registered
     :raises ValueError: if ``registry`` has rolo's metrics already (another server registered there)
     """
     collector = ServerCollector(server)
-    registry.register(collector)
+    (REGISTRY if registry is None else registry).register(collector)
     server.http.counters.observe = collector.duration.observe
     return collector
 

@@ -66,14 +66,15 @@ class MetricsService(_ListeningService):
 
     :param site: the server whose metrics to serve
     :param description: where, as an endpoint string (``tcp:9100``, ``unix:/run/app-metrics.sock``)
-    :param registry: where the metrics are registered, and what is served (by default prometheus-client's
-        own registry, which also holds the process's CPU, memory and garbage collection metrics)
+    :param registry: where the metrics are registered, and what is served (``None``: prometheus-client's
+        ``REGISTRY``, which also holds the process's CPU, memory and garbage collection metrics)
     :raises ValueError: for an endpoint string that does not parse, or a registry that has rolo's metrics
         already
     """
 
-    def __init__(self, site: TwistedGateway, description: str, registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(self, site: TwistedGateway, description: str, registry: CollectorRegistry | None = None) -> None:
         endpoint = metrics_endpoint(description)
+        registry = REGISTRY if registry is None else registry
         super().__init__(endpoint, _parse_endpoint(site.reactor, endpoint), _MetricsSite(MetricsResource(registry)))
         register(site, registry)
 
