@@ -4,6 +4,7 @@ with prometheus-client's own parser, on every server (Twisted, hypercorn, uvicor
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -19,9 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rolo import Request, Response, route
 from rolo.gateway import Gateway
-from rolo.metrics import register
+from rolo.metrics import ServerCollector, register
+from rolo.serving.twisted import TwistedGateway
 from rolo.websocket import Hub, WebSocketRequest
 
+from tests.documented import REPO
 from tests.helpers import in_thread
 
 TIMEOUT = 10.0
@@ -208,3 +211,10 @@ async def test_what_clients_do_shows_in_the_scraped_metrics(serve_gateway):
     assert value(found, "rolo_hub_deliveries_total", hub=hub.name, outcome="sent") == 2
     assert value(found, "rolo_hub_deliveries_total", hub=hub.name, outcome="slow") == 0
     assert value(found, "rolo_hub_deliveries_total", hub=hub.name, outcome="gone") == 0
+
+
+def test_the_documentation_lists_every_metric():
+    names = {family.name for family in ServerCollector(TwistedGateway(Gateway())).collect()}
+    section = (REPO / "docs" / "serving.rst").read_text().split("\nThe metrics\n~~~~~~~~~~~\n", 1)[1]
+    table = section.split("\nA message's size", 1)[0]
+    assert set(re.findall(r"^``(rolo_\w+)", table, re.MULTILINE)) == names
