@@ -107,7 +107,9 @@ class ServerCollector:
             "WebSocket connections open: upgrade requests taken and not yet closed.",
             len(host.connections),
         )
-        yield _family(GaugeMetricFamily, "rolo_websocket_handlers", "WebSocket handlers running.", host.handlers.running)
+        yield _family(
+            GaugeMetricFamily, "rolo_websocket_handlers", "WebSocket handlers running.", host.handlers.running
+        )
         yield _labelled(
             "rolo_websocket_upgrades",
             "WebSocket upgrade requests answered, by HTTP status: 101 accepted, others refused.",
@@ -127,7 +129,10 @@ class ServerCollector:
             websocket.received_bytes,
         )
         yield _family(
-            CounterMetricFamily, "rolo_websocket_messages_sent", "WebSocket messages handlers sent.", websocket.messages_sent
+            CounterMetricFamily,
+            "rolo_websocket_messages_sent",
+            "WebSocket messages handlers sent.",
+            websocket.messages_sent,
         )
         yield _family(
             CounterMetricFamily,
@@ -149,7 +154,9 @@ class ServerCollector:
             _seeded(self.server.gateway.handler_errors, "http", "websocket"),
         )
         http = self.server.http
-        yield _labelled("rolo_http_requests", "HTTP responses, by status.", ["status"], http.counters.responses.counts())
+        yield _labelled(
+            "rolo_http_requests", "HTTP responses, by status.", ["status"], http.counters.responses.counts()
+        )
         yield from self.duration.collect()
         pool = http.pool
         yield _family(

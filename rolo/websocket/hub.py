@@ -145,7 +145,7 @@ class Hub:
             self._ids = (f"ws-{n}@{self.node}" for n in itertools.count(1))
             self._link = ClusterLink(self.broker, name, self.node, self)
             self._backlogs = Backlogs(timeout, self.broker.backlog, self.remove, self._slow, self._count)
-        outcomes = ("sent", "gone", "slow") if self.broker is None else ("sent", "gone", "slow", "published", "failed")
+        outcomes = ("sent", "gone", "slow") + (("published", "failed") if self.broker is not None else ())
         for outcome in outcomes:  # so that the metrics show each at 0 from the start
             DELIVERIES.add((name, outcome), 0)
         self._connections: dict[str, WebSocket] = {}

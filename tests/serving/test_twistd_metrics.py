@@ -63,7 +63,8 @@ def test_a_metrics_port_in_use_ends_twistd_with_one_line(twistd):
     # twistd has started logging by the time it listens: the error is one line of its log
     assert second.wait() == 1
     assert "Traceback" not in second.output
-    assert second.lines[-1].endswith(f"rolo: Couldn't listen on 127.0.0.1:{taken}: [Errno 98] Address already in use.")
+    in_use = f"rolo: Couldn't listen on 127.0.0.1:{taken}: [Errno 98] Address already in use."
+    assert second.lines[-1].endswith(in_use)
 
 
 def test_without_prometheus_client_twistd_says_what_to_install():
@@ -101,7 +102,7 @@ def test_rolo_serves_without_importing_prometheus_client_and_rolo_metrics_says_w
 
 
 def test_metrics_do_not_go_with_workers():
-    with pytest.raises(SystemExit, match="^rolo: --metrics serves one process's metrics: it does not go with --workers"):
+    with pytest.raises(SystemExit, match="^rolo: --metrics serves one process's metrics: it does not go with"):
         Options().parseOptions(["--app", "m:a", "--metrics", "tcp:9100", "--workers", "2"])
 
 

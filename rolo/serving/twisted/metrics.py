@@ -98,7 +98,8 @@ class MetricsService(_ListeningService):
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
         host = port.getHost()
-        log.info(METRICS_LINE, address=format_address(host), endpoint=self.description, reach=_reach(host, self.description))
+        reach = _reach(host, self.description)
+        log.info(METRICS_LINE, address=format_address(host), endpoint=self.description, reach=reach)
         return port
 
 
