@@ -36,6 +36,9 @@ LOG = logging.getLogger("rolo.websocket")
 
 _TRY_AGAIN = (("Retry-After", "1"),)
 
+SPARE_THREADS = 64
+"""Idle handler threads a host keeps ready for connections to come."""
+
 
 class WebSocketHost:
     """Runs the handlers of one server's WebSocket connections.
@@ -69,9 +72,14 @@ class WebSocketHost:
         self.handlers = HandlerCount()
         self.connections: set[ThreadedWebSocketAdapter] = set()
         self.counters = WebSocketCounters()
-        # a handler's thread exits when it returns: a connection's handler runs as long as the connection
+        # a handler runs as long as its connection: its thread then serves the next connection, or exits
+        # when idle; a few are kept ready, so that opening a connection does not wait for a thread to start
         self.pool = HandlerPool(
-            "rolo-websocket", settings.max_connections, stack_size=settings.thread_stack_size, idle_timeout=0
+            "rolo-websocket",
+            settings.max_connections,
+            stack_size=settings.thread_stack_size,
+            idle_timeout=settings.thread_idle_timeout,
+            spares=SPARE_THREADS,
         )
         self._call_in_loop = call_in_loop
         self._wake_ups = wake_ups

@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import autobahn.util
 import pytest
 import pytest_twisted
 from autobahn.websocket.protocol import PreparedMessage
@@ -41,6 +42,7 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _autobahn._RECEIVE is not None
     assert _autobahn._SEND_AUTO_PING is not None
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
+    assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows
     assert issubclass(GatewayWebSocketProtocol, _autobahn.ProtocolInternals)
 
 

@@ -16,12 +16,13 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionRequest
+from autobahn.websocket.xormasker import create_xor_masker
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketEnvironment
-from rolo.websocket.frames import Close, CloseCode, Opcode, frame_header
+from rolo.websocket.frames import NOT_SIMPLE, Close, CloseCode, Opcode, frame_header, read_data_frame, unmask
 from rolo.websocket.host import WebSocketHost
 from rolo.websocket.threaded import EncodedText, ThreadedWebSocketAdapter
 
@@ -40,7 +41,7 @@ def build_factory(host: WebSocketHost, settings: TwistedSettings, reactor: Any) 
 
     Autobahn copies each of its protocol options from the factory onto every protocol it builds, unless
     the protocol's class has it already: the options, and ``host``, go on a class made for this factory,
-    which saves each connection 1.7 KB.
+    which saves each connection 1.7 KB and the copying.
     """
     factory = WebSocketServerFactory(reactor=reactor)
     factory.server = None
@@ -62,7 +63,10 @@ def build_factory(host: WebSocketHost, settings: TwistedSettings, reactor: Any) 
     if settings.compression:
         options["perMessageCompressionAccept"] = _accept_permessage_deflate
     factory.setProtocolOptions(**options)
-    attributes: dict[str, Any] = {"host": host, "clock": reactor}
+    # Autobahn copies only the options it lists in CONFIG_ATTRS, and formats the whole list for a debug
+    # line on every connection, logged or not (a fifth of what opening one cost): with the options on the
+    # class, it has nothing to list
+    attributes: dict[str, Any] = {"host": host, "clock": reactor, "CONFIG_ATTRS": ()}
     for name in GatewayWebSocketProtocol.CONFIG_ATTRS:
         value = getattr(factory, name)
         # a function on the class would be bound to the protocol, and called with it as first argument
@@ -77,6 +81,9 @@ def _accept_permessage_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccep
             return PerMessageDeflateOfferAccept(offer)
     return None
 
+
+_UNMASK_IN_PYTHON = 2048
+"""Payloads up to this many bytes are unmasked faster in Python than through Autobahn's masker."""
 
 HOLD_FOR_INBOX = 1
 """Reading is held because the handler's inbox is full."""
@@ -131,6 +138,14 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         # Autobahn parses every frame of a read at once; while reading is held, the rest of it waits
         if self.reading_held:
             return False
+        if (
+            self.current_frame is None
+            and not self.inside_message
+            and self.state == WebSocketProtocol.STATE_OPEN
+            and self.autoPingTimeoutCall is None  # a data frame would also answer a ping: Autobahn's part
+            and not self.read_whole_messages()
+        ):
+            return False
         more = super().processData()
         if self.failedByMe and self.state == WebSocketProtocol.STATE_CLOSING:
             # the server failed the connection (a protocol error, a message too big) and its close frame
@@ -142,6 +157,44 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             self.dropConnection(abort=False)
             return False
         return more
+
+    def read_whole_messages(self) -> bool:
+        """Take the messages that came whole, each in one plain frame, at the head of what was read: the
+        commonest frames, parsed here at a tenth of what Autobahn's parser costs. Whether a frame follows
+        that Autobahn must parse (any other frame, errors included); ``False`` if the rest is part of a
+        frame still coming, or reading is held."""
+        data = self.data
+        start = 0
+        try:
+            while True:
+                frame = read_data_frame(data, start, self.maxMessagePayloadSize)
+                if frame is None:
+                    return False
+                if frame == NOT_SIMPLE:
+                    return True
+                opcode, payload_start, end, mask = frame
+                payload = data[payload_start:end]
+                if len(payload) <= _UNMASK_IN_PYTHON:
+                    payload = unmask(payload, mask)
+                else:
+                    payload = create_xor_masker(mask, len(payload)).process(payload)
+                message: BytesMessage | TextMessage | EncodedText
+                if opcode == Opcode.BINARY:
+                    message = BytesMessage(payload)
+                elif payload.isascii():
+                    message = EncodedText(payload)
+                else:
+                    try:
+                        message = TextMessage(payload.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        return True  # Autobahn fails the connection with 1007
+                start = end
+                self.adapter.on_message(message)
+                if self.reading_held:
+                    return False
+        finally:
+            if start:
+                self.data = data[start:]
 
     def onMessageBegin(self, isBinary: bool) -> None:
         super().onMessageBegin(isBinary)
