@@ -47,9 +47,10 @@ class WebSocketCounters:
     keeps one, and hands it to each connection's adapter).
 
     The message and byte counts are added on the event-loop thread only. Sizes are those of the messages'
-    payloads as the adapter sees them: ``len`` of a message's data, which is its UTF-8 bytes for a text
-    message the server hands over encoded (on Twisted, every message received), and its characters for one
-    handed over as ``str`` (under ASGI, and every text message sent).
+    payloads as the adapter sees them, ``len`` of a message's data: the bytes of a binary message; for a
+    text message, the same as its UTF-8 bytes when it is ASCII, else its UTF-8 bytes where the server hands
+    it over encoded and its characters where it hands it over as ``str`` (which counting bytes would have
+    to encode again).
 
     :ivar messages_received: messages the handlers' inboxes took
     :ivar received_bytes: the sizes of those messages
