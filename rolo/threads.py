@@ -91,6 +91,9 @@ class PoolFull(RuntimeError):
 _WAKE = object()
 """Put into a pool's queue to wake an idle thread of a stopped pool, so that it exits."""
 
+_Task = tuple[Callable[[], object], "Callable[[], object] | None"]
+"""A job, and what to call once its thread is back in the pool."""
+
 
 class HandlerPool:
     """Threads that run handlers: started as jobs come, up to ``max_threads``; a thread that finished a
@@ -134,7 +137,7 @@ class HandlerPool:
         self._thread_class = type("HandlerThread", (HandlerThread,), {"stack_size": stack_size})
         self._numbers = itertools.count(1)
         # a C queue: an idle thread waits in it without the GIL, and a job put into it wakes one
-        self._jobs: queue.SimpleQueue[Callable[[], object] | object] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Task | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0  # threads waiting in the queue
         self._queued = 0  # jobs in the queue that no thread took yet
@@ -159,11 +162,16 @@ class HandlerPool:
         with self._lock:
             return max(0, self._queued - self._idle)
 
-    def submit(self, job: Callable[[], object], *, queue_anyway: bool = False) -> None:
+    def submit(
+        self, job: Callable[[], object], *, then: Callable[[], object] | None = None, queue_anyway: bool = False
+    ) -> None:
         """Run ``job()`` in a thread of the pool: an idle one, a new one, or the first to be free.
 
         What ``job`` raises is logged; it should handle its own errors.
 
+        :param then: called in the thread once ``job`` returned and the thread is back in the pool, ready
+            for another job: whoever counts the jobs running and submits more by that count never finds
+            the pool full
         :param queue_anyway: let the job wait even past ``max_waiting``: for a job that goes on with work
             admitted before (the rest of a response), whose number the caller bounds
         :raises PoolFull: if every thread is busy and ``max_waiting`` jobs wait already (and not
@@ -179,10 +187,10 @@ class HandlerPool:
                 if spare <= 0 and -spare >= self.max_waiting and not queue_anyway:
                     raise PoolFull(f"all {self.max_threads} {self.name} threads are busy")
                 self._queued += 1
-                self._jobs.put(job)
+                self._jobs.put((job, then))
                 self._want_spares()
                 return
-            thread = self._new_thread(job)
+            thread = self._new_thread((job, then))
         try:
             thread.start()
         except RuntimeError:
@@ -192,10 +200,10 @@ class HandlerPool:
         with self._lock:
             self._want_spares()
 
-    def _new_thread(self, job: Callable[[], object] | None) -> threading.Thread:
+    def _new_thread(self, task: _Task | None) -> threading.Thread:
         # called holding the lock
         name = f"{self.name}-{next(self._numbers)}"
-        thread = self._thread_class(target=self._work, args=(job,), name=name, daemon=True)
+        thread = self._thread_class(target=self._work, args=(task,), name=name, daemon=True)
         self.threads.add(thread)
         return thread
 
@@ -234,26 +242,36 @@ class HandlerPool:
                         self._starting -= 1
                     break
 
-    def _work(self, job: Callable[[], object] | None) -> None:
+    def _work(self, task: _Task | None) -> None:
         # a spare starts without a job
-        job = job if job is not None else self._next_job(spare=True)
-        while job is not None:
+        task = task if task is not None else self._next_job(None, spare=True)
+        while task is not None:
+            job, then = task
             try:
                 job()
             except BaseException:
                 LOG.exception("a job of the %s pool failed", self.name)
-            job = None  # an idle thread keeps nothing of its last job alive
-            job = self._next_job()
+            task = job = None  # an idle thread keeps nothing of its last job alive
+            task = self._next_job(then)
 
-    def _next_job(self, spare: bool = False) -> Callable[[], object] | None:
-        """The next job for this thread, or None when it is to exit (and is no longer counted)."""
+    def _next_job(self, then: Callable[[], object] | None, spare: bool = False) -> _Task | None:
+        """The next job for this thread (after ``then``, the last job's), or None when it is to exit (and
+        is no longer counted)."""
         with self._lock:
             if spare:
                 self._starting -= 1
-            if self._stopped and not self._queued:
+            leave = self._stopped and not self._queued
+            if leave:
                 self.threads.discard(threading.current_thread())
-                return None
-            self._idle += 1
+            else:
+                self._idle += 1
+        if then is not None:
+            try:
+                then()
+            except BaseException:
+                LOG.exception("a job of the %s pool failed after it returned", self.name)
+        if leave:
+            return None
         while True:
             try:
                 job = self._jobs.get(timeout=self.idle_timeout)

@@ -16,7 +16,8 @@ __all__ = [
     "Opcode",
     "fit_close_reason",
     "frame_header",
-    "read_data_frame",
+    "WHOLE_FRAME_LIMIT",
+    "read_frame",
     "unmask",
 ]
 
@@ -104,30 +105,36 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
 
 
 NOT_SIMPLE = -1
-"""What :func:`read_data_frame` returns for a frame it leaves to a full parser."""
+"""What :func:`read_frame` returns for a frame it leaves to a full parser, with its errors."""
 
 WHOLE_FRAME_LIMIT = 64 * 1024
-"""The largest frame :func:`read_data_frame` waits to have whole, in bytes."""
+"""The largest frame a server waits to have whole before parsing it; a larger one is parsed piece by
+piece as it comes, in bytes."""
+
+FIN = 0x80
+"""The bit of a frame's first byte that ends a message (RFC 6455, 5.2)."""
+
+RSV = 0x70
+"""The bits of a frame's first byte that extensions use (RFC 6455, 5.2; RFC 7692 uses RSV1)."""
 
 
-def read_data_frame(data: bytes, start: int, max_size: int) -> tuple[int, int, int, bytes] | int | None:
-    """Read the commonest frame a server receives: a whole data message in one frame, masked as a client
-    must, with no extension bits (RFC 6455, 5.2).
+def read_frame(data: bytes, start: int) -> tuple[int, int, int, bytes] | int | None:
+    """Read the head of a frame as a client must send it: masked, its length minimally encoded (RFC
+    6455, 5.2).
 
     :param data: what was received
     :param start: where the frame starts in ``data``
-    :param max_size: the largest payload taken, in bytes (``0``: no limit)
-    :returns: ``(opcode, payload_start, end, mask)`` with the payload at ``data[payload_start:end]``, still
-        masked; ``None`` if ``data`` holds only part of such a frame, of at most :data:`WHOLE_FRAME_LIMIT`
-        bytes; :data:`NOT_SIMPLE` for any other frame (a control frame, a fragment, a compressed or
-        unmasked frame, one over ``max_size``, one whose length is not minimally encoded, a larger one
-        not yet whole), which a full parser must take, errors included
+    :returns: ``(first, payload_start, end, mask)``: the frame's first byte (``FIN``, ``RSV`` and the
+        opcode), and its payload at ``data[payload_start:end]`` (perhaps not all received yet), still
+        masked with ``mask``; ``None`` if ``data`` holds only part of the head; :data:`NOT_SIMPLE` for a
+        frame that breaks the rules (unmasked, a length not minimally encoded or of 2 ** 63 bytes or
+        more), which a full parser must refuse
     """
     available = len(data) - start
     if available < 2:
         return None
-    first, second = data[start], data[start + 1]
-    if first not in (0x81, 0x82) or second < 0x80:  # FIN, no RSV, text or binary; masked
+    second = data[start + 1]
+    if second < 0x80:
         return NOT_SIMPLE
     length = second & 0x7F
     head = 6
@@ -142,13 +149,9 @@ def read_data_frame(data: bytes, start: int, max_size: int) -> tuple[int, int, i
         if available < 10:
             return None
         length = int.from_bytes(data[start + 2 : start + 10], "big")
-        if length < 0x10000:
+        if length < 0x10000 or length >> 63:
             return NOT_SIMPLE
         head = 14
-    if 0 < max_size < length or length >> 63:
-        return NOT_SIMPLE
-    end = start + head + length
-    if len(data) < end:
-        # a large frame is better parsed piece by piece as it comes than gathered whole first
-        return None if length <= WHOLE_FRAME_LIMIT else NOT_SIMPLE
-    return first & 0x0F, start + head, end, data[start + head - 4 : start + head]
+    if available < head:
+        return None
+    return data[start], start + head, start + head + length, data[start + head - 4 : start + head]

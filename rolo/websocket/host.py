@@ -79,7 +79,7 @@ class WebSocketHost:
             settings.max_connections,
             stack_size=settings.thread_stack_size,
             idle_timeout=settings.thread_idle_timeout,
-            spares=SPARE_THREADS,
+            spares=min(SPARE_THREADS, settings.max_connections),
         )
         self._call_in_loop = call_in_loop
         self._wake_ups = wake_ups
@@ -128,8 +128,11 @@ class WebSocketHost:
             counters=self.counters,
         )
         environ[WEBSOCKET_KEY] = adapter
+        # counted out once its thread is back in the pool: a connection admitted by the count gets a thread
         try:
-            self.pool.submit(lambda: self._run(environ, on_finished))
+            self.pool.submit(
+                lambda: self._run(environ), then=lambda: self._call_in_loop(lambda: self._finished(on_finished))
+            )
         except RuntimeError:
             self.counters.upgrades.add(HTTPStatus.SERVICE_UNAVAILABLE)  # the server answers 503
             raise
@@ -138,14 +141,12 @@ class WebSocketHost:
         adapter.add_close_listener(lambda: self.connections.discard(adapter))
         return adapter
 
-    def _run(self, environ: WebSocketEnvironment, on_finished: Callable[[], None] | None) -> None:
+    def _run(self, environ: WebSocketEnvironment) -> None:
         # the handler thread
         try:
             self.listener(environ)
         except Exception:
             LOG.exception("WebSocket listener failed for %s", environ.get("PATH_INFO"))
-        finally:
-            self._call_in_loop(lambda: self._finished(on_finished))
 
     def _finished(self, on_finished: Callable[[], None] | None) -> None:
         self.handlers.finished()
