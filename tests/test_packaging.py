@@ -123,8 +123,8 @@ def test_the_install_commands_of_the_readme_as_written(checkout, tmp_path):
     for command in installs:
         environment.run(command.argv, cwd=checkout)
     assert_installed_as_users_need(environment, tmp_path)
-    # the extras the README names: pyOpenSSL (tls), websocket-client (testing)
-    environment.python("import OpenSSL, websocket", tmp_path)
+    # the extras the README names: pyOpenSSL (tls), websocket-client (testing), prometheus-client (metrics)
+    environment.python("import OpenSSL, websocket, rolo.metrics", tmp_path)
     # the other sections name the same install with one of those extras (pip install '.[tls]')
     installed = set().union(*map(extras, installs))
     for command in readme_commands():

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from http import HTTPStatus
 
+from rolo.counters import WebSocketCounters
 from rolo.settings import ServerSettings
 from rolo.threads import HandlerCount, HandlerPool
 
@@ -54,6 +55,8 @@ class WebSocketHost:
     :ivar handlers: the handlers running, counted on the loop thread
     :ivar connections: the adapters of the connections not yet closed
     :ivar pool: the threads the handlers run in
+    :ivar counters: what the connections did, for metrics (:mod:`rolo.metrics`): the upgrades answered,
+        messages and bytes, close codes
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class WebSocketHost:
         self.accepting = True
         self.handlers = HandlerCount()
         self.connections: set[ThreadedWebSocketAdapter] = set()
+        self.counters = WebSocketCounters()
         # a handler runs as long as its connection: its thread then serves the next connection, or exits
         # when idle; a few are kept ready, so that opening a connection does not wait for a thread to start
         self.pool = HandlerPool(
@@ -121,12 +125,17 @@ class WebSocketHost:
             write_high_water=settings.write_high_water,
             close_timeout=settings.close_timeout + 1,
             wake_ups=self._wake_ups,
+            counters=self.counters,
         )
         environ[WEBSOCKET_KEY] = adapter
         # counted out once its thread is back in the pool: a connection admitted by the count gets a thread
-        self.pool.submit(
-            lambda: self._run(environ), then=lambda: self._call_in_loop(lambda: self._finished(on_finished))
-        )
+        try:
+            self.pool.submit(
+                lambda: self._run(environ), then=lambda: self._call_in_loop(lambda: self._finished(on_finished))
+            )
+        except RuntimeError:
+            self.counters.upgrades.add(HTTPStatus.SERVICE_UNAVAILABLE)  # the server answers 503
+            raise
         self.handlers.started()
         self.connections.add(adapter)
         adapter.add_close_listener(lambda: self.connections.discard(adapter))
