@@ -241,6 +241,7 @@ async def test_server_pings_idle_connections(serve):
     assert await in_thread(client) == wsclient.ABNF.OPCODE_PING
 
 
+@pytest.mark.servers("twisted", "uvicorn", reason="hypercorn has no ping timeout")
 @pytest_twisted.ensureDeferred
 async def test_peer_that_never_answers_pings_is_dropped(serve):
     errors = queue.Queue()
