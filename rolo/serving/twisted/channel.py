@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.web.http import HTTPChannel
@@ -25,11 +26,16 @@ class GatewayRequest(Request):
     """A Twisted Web request that also holds its headers as sent, ``raw_headers`` in order, when its
     request line arrived, ``received_at`` (by the site's reactor clock), whether its response has
     been ``logged``, how many bytes of its body have arrived, ``body_received``, and the client a trusted
-    proxy ``forwarded`` it for (a :class:`~rolo.serving.twisted.forwarded.ForwardedClient`, or ``None``)."""
+    proxy ``forwarded`` it for (a :class:`~rolo.serving.twisted.forwarded.ForwardedClient`, or ``None``).
+
+    ``on_connection_lost``, if set, is called (on the reactor thread) when the connection is lost before
+    the request finished: what a ``notifyFinish()`` errback would learn, without a Deferred per request.
+    """
 
     logged = False
     body_received = 0
     forwarded: ForwardedClient | None = None
+    on_connection_lost: Callable[[], None] | None = None
 
     def __init__(self, channel: HTTPChannel, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)
@@ -42,6 +48,11 @@ class GatewayRequest(Request):
         if limit is not None and self.body_received > limit:
             raise _BodyTooLarge()
         super().handleContentChunk(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        if self.on_connection_lost is not None:
+            self.on_connection_lost()
 
 
 class GatewayChannel(HTTPChannel):
@@ -66,7 +77,9 @@ class GatewayChannel(HTTPChannel):
     - Twisted Web's idle timeout (the site's ``timeout``, ``keep_alive_timeout``) closes a connection
       idle between requests, but not one whose client is still reading an answer;
     - once a request upgrades the connection (:meth:`switch_protocols`), the bytes behind it go to the new
-      protocol rather than wait for a next HTTP request.
+      protocol rather than wait for a next HTTP request;
+    - its local address and whether it is secure, which Twisted Web asks for each request (a system call,
+      an adapter lookup), are looked up once per connection.
     """
 
     header_timeout: float | None = None
@@ -81,6 +94,8 @@ class GatewayChannel(HTTPChannel):
     _mark: tuple[int | None, int] = (None, 0)  # unsent bytes and _written when the write deadline was set
     _held: bytes | None = None  # received while send-blocked between requests, not parsed yet
     _switched_to: Any = None  # the protocol that took the connection over (a WebSocket's)
+    _host: Any = None  # the local address, once asked for
+    _secure: bool | None = None  # whether the transport is TLS, once asked
 
     def switch_protocols(self, protocol: Any) -> None:
         """Hand what the client sends from now on to ``protocol``, which has taken the connection over:
@@ -90,6 +105,16 @@ class GatewayChannel(HTTPChannel):
     def connectionMade(self) -> None:
         super().connectionMade()
         self._start_deadline(self.header_timeout)
+
+    def getHost(self) -> Any:
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
+    def isSecure(self) -> bool:
+        if self._secure is None:
+            self._secure = super().isSecure()
+        return self._secure
 
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
