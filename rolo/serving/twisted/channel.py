@@ -8,7 +8,7 @@ from typing import Any
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
-from ._twisted import handling_request, unsent_bytes
+from ._twisted import collect_head, handling_request, unsent_bytes, write_now
 from .forwarded import ForwardedClient
 
 __all__ = ["GatewayChannel", "GatewayRequest"]
@@ -79,7 +79,9 @@ class GatewayChannel(HTTPChannel):
     - once a request upgrades the connection (:meth:`switch_protocols`), the bytes behind it go to the new
       protocol rather than wait for a next HTTP request;
     - its local address and whether it is secure, which Twisted Web asks for each request (a system call,
-      an adapter lookup), are looked up once per connection.
+      an adapter lookup), are looked up once per connection;
+    - a response written between :meth:`gather_writes` and :meth:`flush_writes` (its head and body) goes
+      to the transport in one write, and straight into the socket when nothing waits before it.
     """
 
     header_timeout: float | None = None
@@ -96,6 +98,7 @@ class GatewayChannel(HTTPChannel):
     _switched_to: Any = None  # the protocol that took the connection over (a WebSocket's)
     _host: Any = None  # the local address, once asked for
     _secure: bool | None = None  # whether the transport is TLS, once asked
+    _gathered: list[bytes] | None = None  # what a response wrote since gather_writes, not yet written
 
     def switch_protocols(self, protocol: Any) -> None:
         """Hand what the client sends from now on to ``protocol``, which has taken the connection over:
@@ -164,7 +167,44 @@ class GatewayChannel(HTTPChannel):
         else:
             self._refuse(b"431 Request Header Fields Too Large")
 
+    def gather_writes(self) -> bool:
+        """Hold what responses write (heads included) until :meth:`flush_writes`, which writes it all at
+        once; call it on the reactor thread, and :meth:`flush_writes` before the reactor gets back to I/O.
+        Whether it started holding (``False``: it holds already, and the caller leaves the flush to who
+        started it).
+
+        Each write to a transport only buffers, and has the reactor watch the socket for writability
+        (``epoll_ctl``), write on its next turn, and stop watching (``epoll_ctl``): a small response's head
+        and body, written at once, usually fit in the socket's buffer straight away. A request that ends
+        (:meth:`requestDone`) or a connection that is closed writes what is held first.
+        """
+        if self._gathered is not None:
+            return False
+        self._gathered = []
+        return True
+
+    def flush_writes(self) -> None:
+        """Write what :meth:`gather_writes` held, in one write, and stop holding."""
+        gathered, self._gathered = self._gathered, None
+        if gathered and self.transport is not None:
+            write_now(self.transport, b"".join(gathered))
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        gathered = self._gathered
+        if gathered is not None:
+            if collect_head(self, gathered, version, code, reason, headers):
+                return
+            self.flush_writes()  # the head goes to the transport itself: what was held goes before it
+        super().writeHeaders(version, code, reason, headers)
+
+    def loseConnection(self) -> None:
+        self.flush_writes()
+        super().loseConnection()
+
     def requestDone(self, request: Request) -> None:
+        # what the response wrote goes out before a request pipelined behind it is parsed (and may write,
+        # or take the connection over)
+        self.flush_writes()
         if self._send_blocked and self.persistent:
             # what Twisted hands back of the requests pipelined behind this one is held, unparsed, and the
             # connection goes unread, until the client has taken the answers waiting for it
@@ -177,11 +217,17 @@ class GatewayChannel(HTTPChannel):
 
     def write(self, data: bytes) -> None:
         self._written += len(data)
-        super().write(data)
+        if self._gathered is not None:
+            self._gathered.append(data)
+        else:
+            super().write(data)
 
     def writeSequence(self, iovec: list[bytes]) -> None:
         self._written += sum(map(len, iovec))
-        super().writeSequence(iovec)
+        if self._gathered is not None:
+            self._gathered.extend(iovec)
+        else:
+            super().writeSequence(iovec)
 
     def pauseProducing(self) -> None:
         # the transport's buffer is over its high-water mark

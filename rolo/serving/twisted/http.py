@@ -20,7 +20,7 @@ from rolo.request import Request as RoloRequest
 from rolo.response import Response
 from rolo.threads import HandlerCount, HandlerPool, PoolFull
 
-from .channel import GatewayRequest
+from .channel import GatewayChannel, GatewayRequest
 from .environ import environ_for
 from .forwarded import peer_description
 from .logs import enabled, logger
@@ -263,10 +263,16 @@ class _ResponseWriter:
             request.registerProducer(self, True)
 
     def _respond(self, content: bytes, failure: Failure | None) -> None:
-        self._start(producing=False)
-        if not self._gone and not self._lost:
-            self._request.write(content)
-        self._done(failure)
+        channel = self._request.channel  # None once the connection is lost
+        gathering = isinstance(channel, GatewayChannel) and channel.gather_writes()
+        try:
+            self._start(producing=False)
+            if not self._gone and not self._lost:
+                self._request.write(content)  # with its head: one write to the socket
+            self._done(failure)
+        finally:
+            if gathering:
+                channel.flush_writes()
 
     def _write(self, chunk: bytes) -> None:
         with self._lock:
