@@ -88,7 +88,8 @@ class GatewayChannel(HTTPChannel):
     body_timeout: float | None = None
     max_body_size: int | None = None
     write_timeout: float | None = None
-    _deadline: Any = None  # of the request's head, then of its body
+    _deadline: Any = None  # of the request's head, then of its body: its delayed call, while it runs
+    _deadline_call: Any = None  # that call, kept once the deadline is met, for the next one to move
     _refused = False
     _send_blocked = False  # the transport paused the channel: its buffer is over the high-water mark
     _write_deadline: Any = None
@@ -255,17 +256,30 @@ class GatewayChannel(HTTPChannel):
 
     def connectionLost(self, reason: Any) -> None:
         self._cancel_deadline()
+        self._deadline_call = _cancelled(self._deadline_call)
         self._cancel_write_deadline()
         super().connectionLost(reason)
 
     def _start_deadline(self, timeout: float | None) -> None:
-        if timeout:
-            self._deadline = self.callLater(timeout, self._timed_out)
+        if not timeout:
+            return
+        # a request on a kept-alive connection moves the call its predecessor left, which costs less than
+        # a call made and cancelled for each
+        call = self._deadline_call
+        if call is not None and call.active():
+            call.reset(timeout)
+        else:
+            call = self._deadline_call = self.callLater(timeout, self._timed_out)
+        self._deadline = call
 
     def _cancel_deadline(self) -> None:
-        self._deadline = _cancelled(self._deadline)
+        # the call stays, for the next deadline to move; if it comes first, it finds no deadline running
+        self._deadline = None
 
     def _timed_out(self) -> None:
+        self._deadline_call = None
+        if self._deadline is None:
+            return  # the deadline was met
         self._deadline = None
         self._refuse(b"408 Request Timeout")
         # a client that reads nothing (or never finished its TLS handshake) cannot be closed politely:
