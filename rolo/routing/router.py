@@ -49,17 +49,21 @@ _PURE_CONVERTERS = frozenset(
 up): a match on a map that has only these is the same for the same host, path and method."""
 
 
-def _rule_count(url_map: Map) -> int | None:
-    """How many rules ``url_map`` holds, from its private list (werkzeug has no public count that does not
-    walk them all); ``None`` where it has no such list, and then no match is remembered."""
-    rules = getattr(url_map, "_rules", None)
-    return len(rules) if isinstance(rules, list) else None
+class _Map(Map):
+    """A werkzeug map that counts the rules added to it, ``added``: a router forgets its matches when the
+    count changes, whoever added the rules."""
+
+    added = 0
+
+    def add(self, rulefactory: RuleFactory) -> None:
+        super().add(rulefactory)
+        self.added += 1
 
 
 def _may_remember(url_map: Map) -> bool:
-    """Whether matches on ``url_map`` may be remembered: its rules can be counted, and each of its
+    """Whether matches on ``url_map`` may be remembered: it counts the rules added to it, and each of its
     converters gives a value from the matched text alone."""
-    return _rule_count(url_map) is not None and all(
+    return isinstance(url_map, _Map) and all(
         converter in _PURE_CONVERTERS for converter in url_map.converters.values()
     )
 
@@ -122,13 +126,13 @@ class Router:
         # werkzeug maps are not safe to change while another thread matches against them
         self._lock = threading.RLock()
         self.url_map = self._new_map()
-        # (host, root path, scheme, path, method) -> (rule, arguments), for _matches_of's map and rule count
+        # (host, root path, scheme, path, method) -> (rule, arguments), for _matches_of's map and count
         self._matches: dict[tuple[str, str, str, str, str], tuple[Rule, dict[str, Any]]] = {}
-        self._matches_of: tuple[Map, int | None] | None = None
+        self._matches_of: tuple[Map, int] | None = None
         self._remembering = False
 
     def _new_map(self) -> Map:
-        return Map(host_matching=True, strict_slashes=False, converters=self._converters)
+        return _Map(host_matching=True, strict_slashes=False, converters=self._converters)
 
     def add(
         self,
@@ -185,7 +189,7 @@ class Router:
         """
         key = (request.host, request.root_path, request.scheme, request.path, request.method)
         with self._lock:
-            state = (self.url_map, _rule_count(self.url_map))
+            state = (self.url_map, getattr(self.url_map, "added", 0))
             if state != self._matches_of:  # rules came or went
                 self._matches.clear()
                 self._matches_of = state
