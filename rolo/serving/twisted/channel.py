@@ -105,6 +105,10 @@ class GatewayChannel(HTTPChannel):
         """Hand what the client sends from now on to ``protocol``, which has taken the connection over:
         the bytes that came behind the request being handled, in the same read, first (RFC 9110 7.8)."""
         self._switched_to = protocol
+        # no request follows, and the connection's loss goes to the new protocol: the call kept for the
+        # next request's deadline would keep this channel alive until it fired
+        self._deadline = None
+        self._deadline_call = _cancelled(self._deadline_call)
 
     def connectionMade(self) -> None:
         super().connectionMade()
