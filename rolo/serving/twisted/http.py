@@ -182,7 +182,7 @@ class _ResponseWriter:
 
     def dropped(self) -> None:
         """The request is dropped without running: its client left while it waited for a thread."""
-        self._to_reactor(partial(self._finished, self))
+        self._to_reactor(self._end)
 
     def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
         """The response's status and headers, which go to the reactor with the body (:meth:`respond`) or
@@ -296,17 +296,23 @@ class _ResponseWriter:
             self._gone = True
             if not self._lost:
                 self._request.channel.transport.abortConnection()
-            self._finished(self)
+            self._end()
 
     def _done(self, failure: Failure | None) -> None:
         try:
             self._start(producing=False)  # a failure after start: the log line shows the handler's status
             self._finish(failure)
         finally:
-            self._finished(self)
+            self._end()
             # a client that read the whole body may have left before the finish: log its response anyway
             if isinstance(self._request, GatewayRequest):
                 log_response(self._request, self._reactor.seconds())
+
+    def _end(self) -> None:
+        """The handler returned and the body is spent, or abandoned."""
+        if isinstance(self._request, GatewayRequest):
+            self._request.on_connection_lost = None  # which would keep request and writer in a cycle
+        self._finished(self)
 
     def _finish(self, failure: Failure | None) -> None:
         request = self._request
