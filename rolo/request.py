@@ -103,8 +103,7 @@ def build_environ(
     return environ
 
 
-@lru_cache(maxsize=1024)  # the names clients use are few; bounded against one that sends new ones forever
-def _environ_key(name: str) -> str:
+def _cgi_key(name: str) -> str:
     """The CGI key of a header: ``HTTP_`` and its name in capitals with ``_`` for ``-``; ``CONTENT_TYPE``
     and ``CONTENT_LENGTH`` without the prefix."""
     key = name.upper().replace("-", "_")
@@ -112,6 +111,15 @@ def _environ_key(name: str) -> str:
         return key
     # one copy of each key for all the requests alive at once (thousands of WebSocket ones)
     return sys.intern("HTTP_" + key)
+
+
+# the header names clients send are few: the latest 1,024 of at most 64 characters are remembered (some
+# 200 KB at most, whatever names a client makes up)
+_remembered_cgi_key = lru_cache(maxsize=1024)(_cgi_key)
+
+
+def _environ_key(name: str) -> str:
+    return _remembered_cgi_key(name) if len(name) <= 64 else _cgi_key(name)
 
 
 class Request(_WerkzeugRequest):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -29,13 +28,6 @@ def request_path(request: Request) -> tuple[bytes, bytes]:
     return unquote_to_bytes(path), query
 
 
-@lru_cache(maxsize=1024)  # the names clients use are few; bounded against one that sends new ones forever
-def _header_name(name: bytes) -> str:
-    """A header's name as text, interned: the requests alive at once (thousands of WebSocket ones) share
-    one copy."""
-    return sys.intern(name.decode("latin-1"))
-
-
 def environ_for(request: Request, method: str | None = None) -> dict[str, Any]:
     """A WSGI environment for ``request``, with its headers as the client cased them, and the client's
     address and scheme as a trusted proxy said they are (``request.forwarded``), if one did.
@@ -46,11 +38,14 @@ def environ_for(request: Request, method: str | None = None) -> dict[str, Any]:
     """
     path, query = request_path(request)
     path.decode("utf-8")  # a path that is not text has no route: refuse it here, once
+    # header names are interned: requests alive at once (thousands of WebSocket ones) share one copy
     if isinstance(request, GatewayRequest) and request.raw_headers:
-        headers = [(_header_name(name), value.decode("latin-1")) for name, value in request.raw_headers]
+        headers = [
+            (sys.intern(name.decode("latin-1")), value.decode("latin-1")) for name, value in request.raw_headers
+        ]
     else:
         headers = [
-            (_header_name(name), value.decode("latin-1"))
+            (sys.intern(name.decode("latin-1")), value.decode("latin-1"))
             for name, values in request.requestHeaders.getAllRawHeaders()
             for value in values
         ]
