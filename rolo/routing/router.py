@@ -33,6 +33,10 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 MATCHES_REMEMBERED = 1024
 """How many matches a router remembers (the first ones go first)."""
 
+_REMEMBERED_LENGTH = 256
+"""The longest path, and the longest host, whose match is remembered: what a router remembers stays within
+about a megabyte, whatever requests come (a URL argument is part of the path)."""
+
 _PURE_CONVERTERS = frozenset(
     {
         UnicodeConverter,
@@ -104,8 +108,9 @@ class Router:
     It wraps a werkzeug :class:`~werkzeug.routing.Map` with host matching on and strict slashes off; a rule
     without a host matches any host. The converters ``regex`` and ``port`` are built in, beside werkzeug's.
 
-    It remembers its last 1,024 matches (host, path and method to rule and URL arguments), so that a
-    request like one before it is not matched again, which takes werkzeug tens of microseconds. A router
+    It remembers its last 1,024 matches (host, path and method to rule and URL arguments) of paths and
+    hosts up to 256 characters long, so that a request like one before it is not matched again, which takes
+    werkzeug tens of microseconds. A router
     with converters of its own beyond werkzeug's and ``regex`` and ``port`` remembers none (their
     ``to_python`` runs for every request); no error is remembered; adding or removing rules (also on its
     werkzeug map, ``url_map``, itself) forgets them all.
@@ -199,7 +204,7 @@ class Router:
                 rule, args = remembered[0], dict(remembered[1])
             else:
                 rule, args = self._match(request)
-                if self._remembering:
+                if self._remembering and max(len(key[0]), len(key[3])) <= _REMEMBERED_LENGTH:
                     if len(self._matches) >= MATCHES_REMEMBERED:
                         del self._matches[next(iter(self._matches))]
                     self._matches[key] = (rule, dict(args))

@@ -223,7 +223,7 @@ def test_rules_added_after_a_match_take_part_in_the_next():
     assert text(get(router, "/items/special")) == "item special"
 
 
-def test_matches_remembered_are_bounded(monkeypatch):
+def test_matches_remembered_are_bounded_in_number_and_length(monkeypatch):
     from rolo.routing import router as router_module
 
     monkeypatch.setattr(router_module, "MATCHES_REMEMBERED", 8)
@@ -233,6 +233,12 @@ def test_matches_remembered_are_bounded(monkeypatch):
         assert text(get(router, f"/items/{n}")) == str(n)
         assert text(get(router, f"/items/{n}", host=f"host{n}")) == str(n)
     assert len(router._matches) == 8
+    # nor is a long path or host remembered: what is stays small whatever requests come
+    router = Router()
+    router.add("/items/<name>", lambda request, name: name)
+    assert text(get(router, "/items/" + "x" * 300)) == "x" * 300
+    assert text(get(router, "/items/y", host=".".join(["h" * 50] * 6))) == "y"
+    assert len(router._matches) == 0
 
 
 def test_websocket_method():
