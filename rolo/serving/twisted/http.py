@@ -15,6 +15,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from rolo.counters import HttpCounters
 from rolo.gateway import Gateway
 from rolo.request import Request as RoloRequest
 from rolo.response import Response
@@ -58,6 +59,8 @@ class HttpResource(Resource):
     :ivar pool: the threads the handlers run in, ``http_threads`` of them at most
     :ivar handlers: the requests between their arrival and their handler's return (and the end of its
         body's iteration)
+    :ivar counters: the responses by status, for metrics (:mod:`rolo.metrics`), counted as they are logged
+        (see :func:`log_response`)
     """
 
     isLeaf = True
@@ -69,6 +72,7 @@ class HttpResource(Resource):
         self.write_high_water = settings.write_high_water
         self.pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=settings.http_queue)
         self.handlers = HandlerCount()
+        self.counters = HttpCounters()
         self._writers: set[_ResponseWriter] = set()  # reactor thread only
         # one wake-up of the reactor carries the responses of every handler that returned meanwhile
         self._to_reactor = BatchedCallFromThread(reactor)
@@ -349,11 +353,13 @@ class _ResponseWriter:
 
 def log_response(request: GatewayRequest, now: float) -> None:
     """Log one line for a response that has been written: method, path, peer, status and how long since
-    the request arrived (``now`` is the reactor's clock). A request is logged once; later calls do
-    nothing. Nothing of the line is made when its level is not logged."""
+    the request arrived (``now`` is the reactor's clock), and count it in its site's
+    :attr:`HttpResource.counters`. A request is logged and counted once; later calls do nothing. Nothing
+    of the line is made when its level is not logged."""
     if request.logged:
         return
     request.logged = True
+    request.site.http.counters.responded(request.code, now - request.received_at)
     if not enabled(log, LogLevel.info):
         return
     log.info(
