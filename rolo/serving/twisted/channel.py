@@ -192,7 +192,7 @@ class GatewayChannel(HTTPChannel):
         """Write what :meth:`gather_writes` held, in one write, and stop holding."""
         gathered, self._gathered = self._gathered, None
         if gathered and self.transport is not None:
-            write_now(self.transport, b"".join(gathered))
+            write_now(self.transport, [b"".join(gathered)])  # one piece: a head is dozens of small ones
 
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
         gathered = self._gathered
