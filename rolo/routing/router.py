@@ -34,8 +34,9 @@ MATCHES_REMEMBERED = 1024
 """How many matches a router remembers (the first ones go first)."""
 
 _REMEMBERED_LENGTH = 256
-"""The longest path, and the longest host, whose match is remembered: what a router remembers stays within
-about a megabyte, whatever requests come (a URL argument is part of the path)."""
+"""The longest path, host or method whose match is remembered (all three come from the client; a URL
+argument is part of the path): what a router remembers stays within about a megabyte, whatever requests
+come."""
 
 _PURE_CONVERTERS = frozenset(
     {
@@ -108,12 +109,11 @@ class Router:
     It wraps a werkzeug :class:`~werkzeug.routing.Map` with host matching on and strict slashes off; a rule
     without a host matches any host. The converters ``regex`` and ``port`` are built in, beside werkzeug's.
 
-    It remembers its last 1,024 matches (host, path and method to rule and URL arguments) of paths and
-    hosts up to 256 characters long, so that a request like one before it is not matched again, which takes
-    werkzeug tens of microseconds. A router
-    with converters of its own beyond werkzeug's and ``regex`` and ``port`` remembers none (their
-    ``to_python`` runs for every request); no error is remembered; adding or removing rules (also on its
-    werkzeug map, ``url_map``, itself) forgets them all.
+    It remembers its last 1,024 matches (host, path and method to rule and URL arguments) of hosts, paths
+    and methods up to 256 characters long, so that a request like one before it is not matched again, which
+    takes werkzeug tens of microseconds. A router with converters of its own beyond werkzeug's and
+    ``regex`` and ``port`` remembers none (their ``to_python`` runs for every request); no error is
+    remembered; adding or removing rules (also on its werkzeug map, ``url_map``, itself) forgets them all.
 
     :param dispatcher: calls the matched endpoint, ``dispatcher(request, endpoint, args)``; by default
         :func:`~rolo.routing.handler.call_endpoint`
@@ -204,7 +204,7 @@ class Router:
                 rule, args = remembered[0], dict(remembered[1])
             else:
                 rule, args = self._match(request)
-                if self._remembering and max(len(key[0]), len(key[3])) <= _REMEMBERED_LENGTH:
+                if self._remembering and max(map(len, key)) <= _REMEMBERED_LENGTH:
                     if len(self._matches) >= MATCHES_REMEMBERED:
                         del self._matches[next(iter(self._matches))]
                     self._matches[key] = (rule, dict(args))

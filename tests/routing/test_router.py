@@ -238,6 +238,7 @@ def test_matches_remembered_are_bounded_in_number_and_length(monkeypatch):
     router.add("/items/<name>", lambda request, name: name)
     assert text(get(router, "/items/" + "x" * 300)) == "x" * 300
     assert text(get(router, "/items/y", host=".".join(["h" * 50] * 6))) == "y"
+    assert text(get(router, "/items/z", method="X" * 300)) == "z"  # a rule without methods takes any
     assert len(router._matches) == 0
 
 
