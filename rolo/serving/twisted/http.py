@@ -42,9 +42,9 @@ class HttpResource(Resource):
 
     The gateway runs, and a streamed response body is iterated, in a thread of :attr:`pool`; the reactor
     thread does every write. No thread ever waits for a client: a body that is a sequence is handed to
-    the reactor at once, with the status and headers, in one call; a streamed one chunk by chunk until the connection has more waiting than the
-    transport's high-water mark (64 KiB) or ``write_high_water`` bytes wait for the reactor, and then its
-    thread goes back to the pool. The iteration goes on in a thread of the pool (not necessarily the same
+    the reactor at once, with the status and headers, in one call; a streamed one chunk by chunk until
+    the connection has more waiting than the transport's high-water mark (64 KiB) or ``write_high_water``
+    bytes wait for the reactor, and then its thread goes back to the pool. The iteration goes on in a thread of the pool (not necessarily the same
     one) once the client has read them. A client that reads slowly holds memory, never a thread; how
     slowly it may read is the channel's ``write_timeout``.
 
