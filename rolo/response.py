@@ -6,7 +6,6 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from werkzeug.datastructures import Headers
 from werkzeug.utils import get_content_type
 from werkzeug.wrappers import Response as _WerkzeugResponse
 
@@ -38,7 +37,7 @@ class Response(_WerkzeugResponse):
         A streamed body stays streamed, and ``other``'s close callbacks run when this response closes.
         """
         self.status = other.status
-        _replace_headers(self.headers, other.headers)
+        self.headers.update(other.headers)
         self.response = other.response
         self.direct_passthrough = other.direct_passthrough
         self.call_on_close(other.close)
@@ -63,26 +62,3 @@ class Response(_WerkzeugResponse):
         response = cls(*args, **kwargs)
         response.set_json(doc)
         return response
-
-
-def _replace_headers(headers: Headers, replacing: Headers) -> None:
-    """``headers.update(replacing)``, in one pass when ``replacing`` names each header once (as a response
-    usually does): each of its headers takes the place of the first of that name in ``headers`` (names
-    compared without case), the others of that name go, and those of names ``headers`` lacks come last,
-    in their order. werkzeug's update does the same by a search of ``headers`` per name."""
-    theirs = list(replacing)
-    pending: dict[str, tuple[str, str] | None] = {name.lower(): (name, value) for name, value in theirs}
-    if len(pending) != len(theirs):
-        headers.update(replacing)  # a name more than once: werkzeug's own rules for that
-        return
-    merged = []
-    for name, value in headers:
-        lower = name.lower()
-        if lower not in pending:
-            merged.append((name, value))
-        elif (replacement := pending[lower]) is not None:
-            merged.append(replacement)
-            pending[lower] = None  # in place; later headers of that name go
-    merged.extend(replacement for replacement in pending.values() if replacement is not None)
-    headers[:] = merged
-

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 
-import pytest
-from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
 from rolo import Request, Response
@@ -109,27 +107,6 @@ def test_update_from():
     assert response.headers["Content-Type"] == "text/x-other"
     response.close()
     assert closed == ["other"]
-
-
-@pytest.mark.parametrize(
-    "mine, theirs",
-    [
-        ([], [("X-A", "1")]),
-        ([("Content-Type", "text/plain"), ("X-Kept", "k")], [("content-type", "text/x"), ("Content-Length", "2")]),
-        ([("X-A", "1"), ("X-B", "2"), ("x-a", "3"), ("X-C", "4")], [("X-C", "c"), ("X-A", "a"), ("X-D", "d")]),
-        ([("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")], [("Set-Cookie", "c=3"), ("set-cookie", "d=4")]),
-        ([("X-A", "1")], [("X-A", "2"), ("X-B", "3"), ("x-a", "4")]),
-        ([("X-A", "1"), ("X-B", "2")], []),
-    ],
-)
-def test_update_from_orders_headers_as_werkzeug_update_does(mine, theirs):
-    """Names compared without case: a replaced header keeps the place of the first of its name, the others
-    of that name go, new names come last; a name given twice follows werkzeug's rules."""
-    response, other = Response(headers=mine), Response(headers=theirs)
-    expected = Headers(list(response.headers))
-    expected.update(other.headers)
-    response.update_from(other)
-    assert list(response.headers) == list(expected)
 
 
 def test_update_from_keeps_a_stream_streamed():
