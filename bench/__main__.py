@@ -1,12 +1,13 @@
 """``python -m bench`` (or ``./dev bench``): rolo side by side with the Python servers people pick instead.
 
-Four parts, each every server of :data:`bench.servers.PEERS` that takes part in it, each server in a
+Five parts, each every server of :data:`bench.servers.PEERS` that takes part in it, each server in a
 process of its own, driven by a load generator cheaper than any of them (``bench/loadgen.c``, or wrk):
 
 echo       32-byte echo on 1, 10, 100, 1,000 connections; 4 × 64 KiB; 4 × 1 MiB   (bench/echo.py)
 scale      10,000 connections opened, one message on each, memory per connection  (bench/scale.py)
 http       wrk -t1 -c50 on a GET of 11 bytes                                       (bench/wrk.py)
 broadcast  a room of 1,000, one and 16 broadcasts in flight                        (bench/broadcast.py)
+cluster    rolo only: --workers 2 against one process; a Hub over Redis, 2 processes (bench/cluster.py)
 
 Rounds interleave (round 1 on every server, then round 2 ...); a cell is the median of the rounds, a
 ratio the median of the rounds' ratios. Tables are printed and written as reStructuredText snippets with
@@ -26,12 +27,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import broadcast, echo, loadgen, scale, wrk
+from bench import broadcast, cluster, echo, loadgen, scale, wrk
 from bench.processes import ROOT, Placement, Ports, Server
 from bench.report import Table, write
 from bench.servers import PEERS
 
-PARTS = ("echo", "scale", "http", "broadcast")
+PARTS = ("echo", "scale", "http", "broadcast", "cluster")
 DOCS = ROOT / "docs"
 RESULTS = "results.rst"
 """The page of ``--out`` that gathers its snippets, which docs/benchmarks.rst includes."""
@@ -164,6 +165,8 @@ def main() -> None:
             results = wrk.run(kinds, args.repeat, args.http_duration, ports)
             tables = wrk.tables(results, kinds, args.http_duration)
             draw(args.out / "http.png", 1, lambda axes: wrk.chart(results, kinds, axes))
+        elif part == "cluster":
+            tables, results = cluster.part(args.repeat, args.duration)
         else:
             results = broadcast.run(kinds, args.repeat, args.warmup, args.duration, ports)
             tables = broadcast.tables(results, kinds)
