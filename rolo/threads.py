@@ -139,6 +139,8 @@ class HandlerPool:
         # a C queue: an idle thread waits in it without the GIL, and a job put into it wakes one
         self._jobs: queue.SimpleQueue[_Task | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._unstarted = 0  # threads made and counted in ``threads``, whose start() has not returned yet
+        self._all_started = threading.Condition(self._lock)
         self._idle = 0  # threads waiting in the queue
         self._queued = 0  # jobs in the queue that no thread took yet
         self._starting = 0  # spare threads started, not yet waiting for a job
@@ -195,9 +197,10 @@ class HandlerPool:
             thread.start()
         except RuntimeError:
             with self._lock:
-                self.threads.discard(thread)
+                self._started(thread, failed=True)
             raise
         with self._lock:
+            self._started(thread)
             self._want_spares()
 
     def _new_thread(self, task: _Task | None) -> threading.Thread:
@@ -205,7 +208,16 @@ class HandlerPool:
         name = f"{self.name}-{next(self._numbers)}"
         thread = self._thread_class(target=self._work, args=(task,), name=name, daemon=True)
         self.threads.add(thread)
+        self._unstarted += 1
         return thread
+
+    def _started(self, thread: threading.Thread, failed: bool = False) -> None:
+        # called holding the lock, once ``thread.start()`` returned or raised
+        if failed:
+            self.threads.discard(thread)
+        self._unstarted -= 1
+        if not self._unstarted:
+            self._all_started.notify_all()
 
     def _want_spares(self) -> None:
         # called holding the lock: wake the spawner if fewer idle threads are ready than the spares
@@ -238,9 +250,11 @@ class HandlerPool:
                     thread.start()
                 except RuntimeError:  # out of threads: jobs start their own, or are refused
                     with self._lock:
-                        self.threads.discard(thread)
+                        self._started(thread, failed=True)
                         self._starting -= 1
                     break
+                with self._lock:
+                    self._started(thread)
 
     def _work(self, task: _Task | None) -> None:
         # a spare starts without a job
@@ -305,6 +319,8 @@ class HandlerPool:
         exited."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
+            # a thread being started as the pool stopped is waited for too, once it can be joined
+            self._all_started.wait_for(lambda: not self._unstarted, timeout)
             threads = list(self.threads) + ([self._spawner] if self._spawner is not None else [])
         for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
