@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 
@@ -75,9 +73,3 @@ def test_a_bad_option_value_ends_twistd_with_a_line_saying_why():
     with pytest.raises(SystemExit, match="^rolo: --max-queue must be at least 1, not 0"):
         Options().parseOptions(["--app", "m:a", "--max-queue", "0"])
 
-
-def test_the_readme_table_lists_every_setting_in_order():
-    readme = (Path(__file__).parent.parent / "README.rst").read_text()
-    table = readme.split("setting                  default          meaning", 1)[1].split("\n\n", 1)[0]
-    listed = re.findall(r"^``(\w+)``", table, re.MULTILINE)
-    assert listed == [declared.name for declared in fields(TwistedSettings)]

@@ -3,7 +3,7 @@ bounded in bytes: replies it never reads, compressed messages past the inbox's b
 to a handler that does not read, a message in tiny fragments.
 
 Each test attacks a server in a process of its own (tests/hardening/server.py) over raw sockets and
-measures the growth of the server's peak resident memory, against the worst case the README gives.
+measures the growth of the server's peak resident memory, against the worst case docs/hardening.rst gives.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ MiB = 1024 * 1024
 OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING = 0x0, 0x1, 0x2, 0x8, 0x9
 
 WORST_CASE_PER_CONNECTION = 4 * MiB
-"""The README's worst case for one connection with the default settings."""
+"""docs/hardening.rst's worst case for one connection with the default settings."""
 
 
 def warmed_up(server_process):
