@@ -44,10 +44,9 @@ from twisted.internet.threads import blockingCallFromThread
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
-from rolo.gateway import Gateway
+from rolo.gateway import Gateway, as_gateway
 from rolo.routing import Router
 from rolo.serving.twisted import GatewayService, listen, run_in_thread
-from rolo.gateway import as_gateway
 
 __all__ = ["HttpResponse", "RoloServer", "gateway_for", "rolo_server"]
 
