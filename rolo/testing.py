@@ -39,6 +39,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import threads
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python import threadable
@@ -87,7 +88,9 @@ class RoloServer:
 
     def __init__(self, service: GatewayService) -> None:
         self.service = service
-        self.port: int = service.ports[0].getHost().port
+        address = service.ports[0].getHost()
+        assert isinstance(address, IPv4Address)  # it listens on tcp:0:interface=127.0.0.1
+        self.port: int = address.port
         self.address = f"127.0.0.1:{self.port}"
         self._websockets: list[Any] = []
 
