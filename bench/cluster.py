@@ -125,9 +125,10 @@ class Process:
             checked = max(checked, len(self.lines))
             try:
                 if self._new.get(timeout=max(0.0, deadline - time.monotonic())) is None:
-                    raise RuntimeError(f"{self.process.args[0]} exited:\n" + "".join(l for _, l in self.lines))
+                    raise RuntimeError(f"{self.process.args[0]} exited:\n" + "".join(line for _, line in self.lines))
             except queue.Empty:
-                raise RuntimeError(f"no line matching {pattern!r}:\n" + "".join(l for _, l in self.lines)) from None
+                output = "".join(line for _, line in self.lines)
+                raise RuntimeError(f"no line matching {pattern!r}:\n{output}") from None
 
     def stop(self) -> None:
         if self.process.poll() is None:

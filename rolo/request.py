@@ -10,7 +10,7 @@ import io
 import sys
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import IO, Any, Union
+from typing import IO, Any
 
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request as _WerkzeugRequest
@@ -21,7 +21,7 @@ RAW_HEADERS_KEY = "rolo.raw_headers"
 """WSGI environment key holding the request headers as :class:`Headers`, names cased as the client sent
 them. The ``HTTP_*`` keys of WSGI fold that casing away."""
 
-HeadersLike = Union[Headers, Mapping[str, str], Iterable[tuple[str, str]]]
+HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
 """What the ``headers`` argument of :func:`build_environ` and :class:`Request` accepts."""
 
 

@@ -57,7 +57,7 @@ class Response(_WerkzeugResponse):
             self.response = response
 
     @classmethod
-    def for_json(cls, doc: Any, *args: Any, **kwargs: Any) -> "Response":
+    def for_json(cls, doc: Any, *args: Any, **kwargs: Any) -> Response:
         """A response whose body is ``doc`` as JSON; other arguments go to the constructor."""
         response = cls(*args, **kwargs)
         response.set_json(doc)

@@ -134,7 +134,7 @@ class HandlerPool:
         self.max_waiting = max_waiting
         self.idle_timeout = idle_timeout
         self.spares = spares
-        self._thread_class = type("HandlerThread", (HandlerThread,), {"stack_size": stack_size})
+        self._thread_class: type[HandlerThread] = type("HandlerThread", (HandlerThread,), {"stack_size": stack_size})
         self._numbers = itertools.count(1)
         # a C queue: an idle thread waits in it without the GIL, and a job put into it wakes one
         self._jobs: queue.SimpleQueue[_Task | object] = queue.SimpleQueue()

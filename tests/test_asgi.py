@@ -22,7 +22,6 @@ import websocket as wsclient
 from rolo import Request, Response, route
 from rolo.gateway.asgi import AsgiGateway
 from rolo.websocket import WebSocketDisconnectedError
-
 from tests.conftest import gateway_for, listening_socket
 from tests.helpers import Signal, in_thread
 
@@ -116,7 +115,7 @@ async def test_request_body_is_received_only_as_fast_as_the_handler_reads(serve)
                 if not pending:
                     pending, started = memoryview(chunk), started + 1
                 pending = pending[sock.send(pending) :]
-        except socket.timeout:
+        except TimeoutError:
             pass  # the server stopped reading: our send buffer is full
         release.set()
         sock.settimeout(10)

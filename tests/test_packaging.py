@@ -22,8 +22,8 @@ import pytest
 import twisted.plugins
 
 import rolo
-
 from tests.documented import README, REPO, Command, documented_commands, file_commands
+
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:

@@ -12,7 +12,6 @@ import pytest_twisted
 
 from rolo import Response, route
 from rolo.websocket import WebSocketRequest
-
 from tests.helpers import Signal, in_thread
 
 from .support import upgrade_request

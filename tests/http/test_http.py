@@ -17,7 +17,6 @@ from rolo import Response, Router, route
 from rolo.gateway import Gateway
 from rolo.gateway.handlers import RouterHandler
 from rolo.serving.twisted import TwistedGateway
-
 from tests.helpers import Signal, in_thread
 
 TIMEOUT = 10
@@ -213,7 +212,7 @@ async def test_handler_exception_goes_through_the_exception_handlers(serve_gatew
     router = Router()
     router.add(fail)
     server = serve_gateway(Gateway(request_handlers=[RouterHandler(router)], exception_handlers=[explain]))
-    status, headers, body = await in_thread(fetch, server, "GET", "/fail")
+    status, _headers, body = await in_thread(fetch, server, "GET", "/fail")
     assert (status, json.loads(body)) == (500, {"error": "the handler failed"})
     assert seen == [(RuntimeError, "/fail")]
 
@@ -263,7 +262,7 @@ async def test_path_that_is_not_utf8_is_a_400(serve):
 @pytest_twisted.ensureDeferred
 async def test_unknown_path_is_a_404(serve):
     server = serve(echo)
-    status, headers, body = await in_thread(fetch, server, "GET", "/nowhere")
+    status, _headers, body = await in_thread(fetch, server, "GET", "/nowhere")
     assert (status, json.loads(body)) == (404, {"code": 404, "message": "Not Found"})
 
 
@@ -523,7 +522,7 @@ async def test_client_leaving_mid_stream_ends_the_stream(serve):
     await in_thread(stream.streaming.wait)
     await in_thread(stream.closed.wait)
     # the one HTTP thread is free again
-    status, _, body = await in_thread(fetch, server, "GET", "/nowhere")
+    status, _, _body = await in_thread(fetch, server, "GET", "/nowhere")
     assert status == 404
 
 
@@ -593,7 +592,7 @@ async def test_a_client_that_does_not_read_holds_no_http_thread(serve):
         conn.request("GET", "/endless")
         return conn, conn.getresponse()
 
-    conn, response = await in_thread(start_reading)
+    conn, _response = await in_thread(start_reading)
     await in_thread(stream.streaming.wait)
     status, _, _ = await in_thread(fetch, server, "GET", "/nowhere")
     assert status == 404

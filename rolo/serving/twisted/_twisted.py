@@ -31,10 +31,9 @@ changed, rolo takes the public path instead, which is slower but right:
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-import socket
 
 from twisted.internet import abstract, tcp, unix
 from twisted.internet.interfaces import IListeningPort
