@@ -43,12 +43,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench import workers
+from bench.report import Results, Table, number, rate
 from rolo import Request, Router, route
 from rolo.serving.twisted.workers import cpu_count
 from rolo.websocket import Hub, WebSocketRequest
-
-from bench import workers
-from bench.report import Results, Table, number, rate
 
 ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD = 32
@@ -510,7 +509,8 @@ def tables(results: Results, configurations: list[str], hub: argparse.Namespace)
             ["restart: messages lost silently (worst round)",
              number(max(results.values("restart", "restart", "lost_silently").values(), default=None), 0)],
             ["restart: reported failed to the handler", number(results.median("restart", "restart", "failed"), 0)],
-            ["restart: linked again after Redis answered, s", number(results.median("restart", "restart", "relinked_s"), 3)],
+            ["restart: linked again after Redis answered, s",
+             number(results.median("restart", "restart", "relinked_s"), 3)],
         ],
     )  # fmt: skip
     return [echo, broadcast, top]

@@ -1,10 +1,10 @@
 """The examples, run as their users run them, talked to with real clients.
 
 First the documentation itself: every command that README.rst, the pages of docs/ and the examples'
-docstrings give for a running example (the servers: ``./dev echo``, ``python examples/X.py [PORT]``, ``hypercorn``, ``uvicorn``,
-``twistd rolo --app``; the clients: websocat and curl) is read from the text and run as written, on the
-port the server picked instead of 8000, and what the text shows of their output is what they print. Then
-each example in more depth, with websocket-client.
+docstrings give for a running example (the servers: ``./dev echo``, ``python examples/X.py [PORT]``,
+``hypercorn``, ``uvicorn``, ``twistd rolo --app``; the clients: websocat and curl) is read from the text
+and run as written, on the port the server picked instead of 8000, and what the text shows of their
+output is what they print. Then each example in more depth, with websocket-client.
 """
 
 from __future__ import annotations

@@ -44,9 +44,9 @@ class HttpResource(Resource):
     thread does every write. No thread ever waits for a client: a body that is a sequence is handed to
     the reactor at once, with the status and headers, in one call; a streamed one chunk by chunk until
     the connection has more waiting than the transport's high-water mark (64 KiB) or ``write_high_water``
-    bytes wait for the reactor, and then its thread goes back to the pool. The iteration goes on in a thread of the pool (not necessarily the same
-    one) once the client has read them. A client that reads slowly holds memory, never a thread; how
-    slowly it may read is the channel's ``write_timeout``.
+    bytes wait for the reactor, and then its thread goes back to the pool. The iteration goes on in a
+    thread of the pool (not necessarily the same one) once the client has read them. A client that reads
+    slowly holds memory, never a thread; how slowly it may read is the channel's ``write_timeout``.
 
     When every thread is busy, up to ``http_queue`` requests wait for one; beyond that a request is
     answered ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped
