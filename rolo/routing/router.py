@@ -126,7 +126,11 @@ class Router:
         converters: Mapping[str, type[BaseConverter]] | None = None,
     ) -> None:
         self.dispatcher: Dispatcher = dispatcher or call_endpoint
-        self._converters = {"regex": RegexConverter, "port": PortConverter, **(converters or {})}
+        self._converters: dict[str, type[BaseConverter]] = {
+            "regex": RegexConverter,
+            "port": PortConverter,
+            **(converters or {}),
+        }
         self._rules: list[Rule] = []
         # werkzeug maps are not safe to change while another thread matches against them
         self._lock = threading.RLock()
@@ -213,14 +217,15 @@ class Router:
 
     def _match(self, request: Request) -> tuple[Rule, dict[str, Any]]:
         # the bound map is not kept (as a local) while the endpoint runs: a WebSocket one runs for as long
-        # as its connection lives
+        # as its connection lives. The query string goes into the Location of a redirect werkzeug raises (to
+        # merge doubled slashes, say): decoded as werkzeug's own bind_to_environ decodes it
         try:
-            return self.url_map.bind(
+            return self.url_map.bind(  # type: ignore[return-value]  # werkzeug: a fresh dict, typed Mapping
                 request.host,
                 script_name=request.root_path or None,
                 url_scheme=request.scheme,
                 path_info=request.path,
-                query_args=request.query_string,
+                query_args=request.query_string.decode("utf-8", "replace"),
             ).match(method=request.method, return_rule=True)
         except MethodNotAllowed as error:
             if set(error.valid_methods or ()) == {"WEBSOCKET"}:
