@@ -59,7 +59,9 @@ def register(server: Any, registry: CollectorRegistry | None = None) -> ServerCo
     return collector
 
 
-def _family(kind: type[Metric], name: str, documentation: str, value: float) -> Metric:
+def _family(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily], name: str, documentation: str, value: float
+) -> Metric:
     return kind(name, documentation, value=value)
 
 

@@ -259,6 +259,7 @@ class HandlerPool:
     def _work(self, task: _Task | None) -> None:
         # a spare starts without a job
         task = task if task is not None else self._next_job(None, spare=True)
+        job: Callable[[], object] | None
         while task is not None:
             job, then = task
             try:

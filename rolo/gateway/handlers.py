@@ -28,6 +28,7 @@ class RouterHandler:
         self.respond_not_found = respond_not_found
 
     def __call__(self, chain: HandlerChain[Any], context: RequestContext, response: Response) -> None:
+        assert context.request is not None, "a request handler runs for a request"
         try:
             result = self.router.dispatch(context.request)
         except NotFound:
@@ -71,7 +72,8 @@ class WerkzeugExceptionHandler:
         if not isinstance(exception, HTTPException):
             return
         if exception.response is not None:
-            response.update_from(exception.response)
+            # werkzeug types it as its sans-IO base, yet serves it as a WSGI app (HTTPException.__call__)
+            response.update_from(exception.response)  # type: ignore[arg-type]
             return
         # the headers of get_response(), not get_headers(): a RequestRedirect adds its Location only there
         page = exception.get_response()

@@ -80,7 +80,7 @@ class Backlogs:
             with self._lock:
                 backlog = self._backlogs.get(connection_id)
                 start = backlog is None
-                if start:
+                if backlog is None:
                     backlog = self._backlogs[connection_id] = _Backlog(websocket)
                 queued = self._queue(backlog, data)
             if start:

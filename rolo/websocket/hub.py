@@ -137,7 +137,7 @@ class Hub:
         """This process's name in the cluster, which its ids end with (``ws-7@3f9a01c2``); ``None``
         without a broker."""
         self._link: ClusterLink | None = None
-        self._link_started = False
+        self._link_started = threading.Event()
         self._start_lock = threading.Lock()
         if self.broker is None:
             self._ids = (f"ws-{n}" for n in itertools.count(1))
@@ -203,7 +203,7 @@ class Hub:
             connection_id = self._lookup(connection)
             if connection_id is not None:
                 self._leave(connection_id, groups or tuple(self._membership[connection_id]))
-        if connection_id is not None and self._link is not None and self._link_started:
+        if connection_id is not None and self._link is not None and self._link_started.is_set():
             self._link.flush()
 
     def remove(self, connection: WebSocket | str) -> None:
@@ -315,7 +315,7 @@ class Hub:
         remote = None
         if self._link is not None:
             self._start_link()
-            started = time.monotonic()
+            deadline = time.monotonic() + self._link.broker.timeout
             excluded = [c for c in exclude if isinstance(c, str) and not c.endswith(f"@{self.node}")]
             remote = self._link.broadcast(group, encode_push(b"b", group, excluded, data))
         with self._lock:
@@ -328,7 +328,7 @@ class Hub:
         delivery = self._push(targets, data, timeout)
         if remote is None:
             return delivery
-        published, failed, _ = remote.wait(self._link.broker.timeout - (time.monotonic() - started))
+        published, failed, _ = remote.wait(deadline - time.monotonic())
         self._count("published", len(published))
         self._count("failed", len(failed))
         return replace(delivery, published=published, failed=failed)
@@ -398,18 +398,18 @@ class Hub:
         """With a broker, leave the cluster: this process's members leave every other process's
         ``members`` and ``count`` at once, and pushes no longer go out or come in. Without one, nothing
         happens. The link also leaves when the interpreter exits."""
-        if self._link is not None and self._link_started:
+        if self._link is not None and self._link_started.is_set():
             self._link.close()
 
     def _start_link(self) -> None:
         # at first use, not in __init__: a Hub made at import time starts no thread before a server forks
-        if self._link is None or self._link_started:
+        if self._link is None or self._link_started.is_set():
             return
         with self._start_lock:
-            if self._link_started:
+            if self._link_started.is_set():
                 return
             self._link.start()  # ImportError without redis-py: raised again at the next use
-            self._link_started = True
+            self._link_started.set()
         atexit.register(self.close)
         # the first use waits for the link once, so that a process's first pushes do not fail
         self._link.wait_up(self._link.broker.timeout)

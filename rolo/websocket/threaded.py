@@ -27,7 +27,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Final, Protocol, final
 
 from rolo.counters import WebSocketCounters
 
@@ -82,6 +82,7 @@ class ServerConnection(Protocol):
         """Read from the socket again."""
 
 
+@final
 class EncodedText:
     """A text message as it came off the wire: UTF-8 the server has validated. The handler's ``receive``
     decodes it, so that the inbox holds it at its size on the wire (as a ``str`` it may take up to four
@@ -93,7 +94,11 @@ class EncodedText:
         self.data = data
 
 
-_END = object()
+class _End(enum.Enum):
+    END = enum.auto()
+
+
+_END: Final = _End.END
 """Put into the inbox behind the last message once the connection is closed."""
 
 
@@ -161,7 +166,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
         # the inbox is a C queue: a receiver blocks in it without the GIL, and putting a message wakes it
         # without a Python-level condition; _END behind the last message marks the close
-        self._inbox: queue.SimpleQueue[Event | object] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Event | EncodedText | _End] = queue.SimpleQueue()
         self._inbox.put(CreateConnection())
         self._arrived: list[Message | EncodedText] = []  # loop side: read, not yet handed to the inbox
         # the bytes of the messages read (written on the loop thread only) and of those the handler took
@@ -192,14 +197,14 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._inbox.put(_END)  # for the next receive, in this thread or another
             raise self._disconnected()
         if not isinstance(event, CreateConnection):
-            size = sys.getsizeof(event.data)  # type: ignore[union-attr]
+            size = sys.getsizeof(event.data)
             with self._lock:
                 self._bytes_taken += size
             if type(event) is EncodedText:
                 event = TextMessage(event.data.decode("utf-8"))
         if self._reading_paused:
             self._resume_if_drained()
-        return event  # type: ignore[return-value]
+        return event
 
     def _drained(self) -> bool:
         """Whether the inbox is below half its bounds, so that reading may go on."""

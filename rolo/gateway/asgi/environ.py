@@ -19,6 +19,7 @@ def _path_of(scope: dict[str, Any]) -> bytes:
 
     :raises rolo.target.InvalidTarget: if the request target cannot be parsed
     """
+    path: bytes
     raw_path = scope.get("raw_path")
     if raw_path is None:  # optional in ASGI; path is decoded already
         path = scope["path"].encode("utf-8")
