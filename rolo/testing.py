@@ -200,7 +200,8 @@ def _reactor_in_main_greenlet(config: pytest.Config) -> bool:
 def _on_reactor() -> bool:
     from twisted.internet import reactor
 
-    return reactor.running and threadable.isInIOThread()
+    in_io_thread: bool = threadable.isInIOThread()
+    return reactor.running and in_io_thread
 
 
 def _refuse_on_reactor(what: str) -> None:
@@ -224,7 +225,9 @@ def _wait_on_reactor(call: Callable[[], Deferred[Any]]) -> Any:
     from twisted.internet import reactor
 
     if reactor.running and not threadable.isInIOThread():
-        return blockingCallFromThread(reactor, call)
+        # the global reactor's type (Twisted's make-believe one) lacks IReactorFromThreads, which every reactor
+        # provides
+        return blockingCallFromThread(reactor, call)  # type: ignore[arg-type]
     import pytest_twisted
 
     waiting = call()

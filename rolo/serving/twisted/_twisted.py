@@ -109,7 +109,8 @@ def collect_head(channel: HTTPChannel, into: list[bytes], *head: Any) -> bool:
     (and ``into`` as it was) where ``writeHeaders`` uses more of the transport than ``writeSequence``."""
     mark = len(into)
     transport = channel.transport
-    channel.transport = _HeadCollector(into)
+    # a stand-in, not an ITransport: writeHeaders calls its writeSequence alone (AttributeError otherwise)
+    channel.transport = _HeadCollector(into)  # type: ignore[assignment]
     try:
         HTTPChannel.writeHeaders(channel, *head)
     except AttributeError:
@@ -172,8 +173,9 @@ def adopt_unix_port(reactor: Any, fd: int, factory: Any, backlog: int, mode: int
     """A port accepting from the listening UNIX socket ``fd``, which other processes share and whose
     ``backlog`` and file ``mode`` the endpoint gave (the caller still closes ``fd``; the port has a copy)."""
     if not _ADOPT_UNIX:
-        return reactor.adoptStreamPort(fd, socket.AF_UNIX, factory)
-    port = _InheritedUNIXPort._fromListeningDescriptor(reactor, fd, factory)
+        adopted: IListeningPort = reactor.adoptStreamPort(fd, socket.AF_UNIX, factory)
+        return adopted
+    port: _InheritedUNIXPort = _InheritedUNIXPort._fromListeningDescriptor(reactor, fd, factory)
     port.mode, port.backlog = mode, backlog  # what startListening sets on the socket and its file
     port.startListening()
     return port
@@ -189,4 +191,5 @@ def logging_began() -> bool | None:
 
 def without_port_line(listen: Callable[[], T]) -> T:
     """Call ``listen`` (an endpoint's, which starts a port) without the line the port logs as it starts."""
-    return log.callWithContext({"log_format": None}, listen)
+    result: T = log.callWithContext({"log_format": None}, listen)
+    return result

@@ -44,8 +44,8 @@ class ServerHandle:
         self.port: int | None = None
         if isinstance(bound, (IPv4Address, IPv6Address)):
             self.address, self.port = (bound.host, bound.port), bound.port
-        elif isinstance(bound, UNIXAddress):
-            self.address = bound.name.decode() if isinstance(bound.name, bytes) else bound.name
+        elif isinstance(bound, UNIXAddress) and bound.name is not None:
+            self.address = bound.name.decode()
         else:
             self.address = str(bound)
 
@@ -74,7 +74,12 @@ class ServerHandle:
             site = service.site
             return site.websocket.host.handlers.running == 0 and site.http.handlers.running == 0
 
-        if blockingCallFromThread(self.reactor, lambda: ensureDeferred(stop_service())):
+        # mypy cannot solve Twisted's Callable[P, R] | Callable[P, Deferred[R]] for a function returning a
+        # Deferred
+        stopped: bool = blockingCallFromThread(
+            self.reactor, lambda: ensureDeferred(stop_service())  # type: ignore[arg-type]
+        )
+        if stopped:
             # every handler returned: their threads are on their way out
             joined = [pool.join() for pool in self._pools()]  # every pool, not up to a False
             return all(joined)
@@ -120,7 +125,9 @@ def run_in_thread(app: App, *endpoints: Endpoint, **settings: Any) -> ServerHand
 
     _ensure_reactor_thread(reactor)
     start = functools.partial(listen, app, *endpoints, reactor=reactor, **settings)
-    service = blockingCallFromThread(reactor, start)
+    # the global reactor's type (Twisted's make-believe one) lacks IReactorFromThreads, which every reactor
+    # provides; and mypy cannot solve the callable's type (see ServerHandle.stop)
+    service: GatewayService = blockingCallFromThread(reactor, start)  # type: ignore[arg-type]
     return ServerHandle(service, reactor)
 
 

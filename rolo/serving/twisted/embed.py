@@ -46,6 +46,7 @@ def listen(app: App, *endpoints: Endpoint, reactor: Any = None, **settings: Any)
         service = GatewayService(site, endpoints or (DEFAULT_ENDPOINT,))
         try:
             service.startService()
+            assert service.listening is not None, "starting the service set it"
             await service.listening
         except BaseException:
             if service.running:

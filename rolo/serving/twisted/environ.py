@@ -49,6 +49,7 @@ def environ_for(request: Request, method: str | None = None) -> dict[str, Any]:
             for name, values in request.requestHeaders.getAllRawHeaders()
             for value in values
         ]
+    assert request.content is not None, "Twisted Web has the body (gotLength) before the request is handled"
     request.content.seek(0)
     forwarded = getattr(request, "forwarded", None)  # the client behind a trusted proxy
     if forwarded is not None:

@@ -115,7 +115,10 @@ class TrustedProxies:
         if not hops:
             return None
         index = len(hops) - 1
-        while index > 0 and hops[index][0] is not None and self.trusts(_host(hops[index][0])):
+        while index > 0:
+            proxy = hops[index][0]
+            if proxy is None or not self.trusts(_host(proxy)):
+                break
             index -= 1  # a trusted proxy's own peer: look further left
         node, scheme = hops[index]
         if not node:
@@ -125,7 +128,7 @@ class TrustedProxies:
         return ForwardedClient(_host(node), _SCHEMES.get((scheme or "").strip().lower()))
 
 
-def _joined(values: list[bytes] | None) -> str | None:
+def _joined(values: Sequence[bytes] | None) -> str | None:
     """A header's lines as one comma-separated list (RFC 9110 section 5.3), or ``None`` if absent."""
     if not values:
         return None

@@ -16,10 +16,12 @@ them into Twisted's log once it is written anywhere (``twistd`` writes it; so do
 from __future__ import annotations
 
 import logging
+from types import TracebackType
 from typing import Any
 
-from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
+from zope.interface import provider
 
 from ._twisted import logging_began
 
@@ -66,15 +68,17 @@ def _stdlib_logger(name: str) -> logging.Logger:
     return target
 
 
+@provider(ILogObserver)
 def _record(event: dict[str, Any]) -> None:
     target = _stdlib_logger(event["log_namespace"])
     level = _TO_STDLIB.get(event["log_level"], logging.INFO)
     if not target.isEnabledFor(level):
         return
     failure: Failure | None = event.get("log_failure")
-    exc_info = None
+    exc_info: tuple[type[BaseException], BaseException, TracebackType | None] | None = None
     if failure is not None:
-        exc_info = (failure.type, failure.value, failure.getTracebackObject())
+        # Twisted types a failure's type and value as optional; a Failure always has both
+        exc_info = (failure.type, failure.value, failure.getTracebackObject())  # type: ignore[assignment]
     # made directly rather than through Logger.log, which would walk the stack for the caller's line only
     # to find this function; the text is made when a handler asks for it
     target.handle(target.makeRecord(target.name, level, "", 0, _EventText(event), (), exc_info))

@@ -17,7 +17,8 @@ from prometheus_client.twisted import MetricsResource  # isort: skip
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
-from twisted.web.server import Request, Site
+from twisted.web.http import Request
+from twisted.web.server import Site
 
 from .logs import logger
 from .service import _INTERFACE, _ListeningService, _parse_endpoint, format_address

@@ -11,7 +11,7 @@ import autobahn
 import twisted
 from twisted.application.service import MultiService, Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
 from twisted.python.failure import Failure
@@ -67,7 +67,9 @@ def format_address(address: IAddress) -> str:
 
 def log_start() -> None:
     """Log the line a server starts with, :data:`STARTING`: the versions of rolo, Twisted and Autobahn."""
-    log.info(STARTING, version=rolo.__version__, twisted=twisted.__version__, autobahn=autobahn.__version__)
+    # autobahn.__version__ is imported into the package without being exported (no __all__)
+    autobahn_version = autobahn.__version__  # type: ignore[attr-defined]
+    log.info(STARTING, version=rolo.__version__, twisted=twisted.__version__, autobahn=autobahn_version)
 
 
 def listening_reach(address: IAddress, description: str) -> str:
@@ -87,7 +89,8 @@ def listening_reach(address: IAddress, description: str) -> str:
 
 def _parse_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
     try:
-        return serverFromString(reactor, description)
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
+        return endpoint
     except Exception as error:  # the parsers raise ValueError, KeyError, OSError (a missing key file) …
         raise ValueError(f"bad endpoint {description!r}: {type(error).__name__}: {error}") from error
 
@@ -124,7 +127,8 @@ class _ListeningService(Service):
         port, self.port, self.listening = self.port, None, None
         if port is None:
             return succeed(None)
-        return port.stopListening()
+        stopped = port.stopListening()  # IListeningPort's "may return a Deferred"
+        return stopped if stopped is not None else succeed(None)
 
 
 class GatewayService(MultiService):
@@ -178,11 +182,17 @@ class GatewayService(MultiService):
         """
         log_start()
         super().privilegedStartService()
-        self.listening = gatherResults([listener.listening for listener in self._listeners], consumeErrors=True)
+        listening = []
+        for listener in self._listeners:
+            assert listener.listening is not None, "its privilegedStartService has run"
+            listening.append(listener.listening)
+        self.listening = gatherResults(listening, consumeErrors=True)
         failed: list[Failure] = []
 
         def note(failure: Failure) -> Failure:
-            failed.append(failure.value.subFailure)  # a FirstError wraps the endpoint's failure
+            error = failure.value
+            assert isinstance(error, FirstError), "gatherResults fails with the first of its Deferreds to fail"
+            failed.append(error.subFailure)  # it wraps the endpoint's failure
             return failure
 
         self.listening.addErrback(note)

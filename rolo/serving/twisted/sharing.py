@@ -205,7 +205,8 @@ class _WorkerBinder:
         try:
             sock.listen(backlog)
             sock.setblocking(False)
-            return self._reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+            listening: IListeningPort = self._reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+            return listening
         finally:
             sock.close()  # the port has its own copy of the descriptor
 

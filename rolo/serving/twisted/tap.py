@@ -15,7 +15,7 @@ import atexit
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import Field, fields
+from dataclasses import MISSING, Field, fields
 from typing import Any, ClassVar
 
 from twisted.application.service import IService
@@ -50,6 +50,7 @@ def _parser(declared: Field[Any]) -> Callable[[str], Any]:
 
     :raises ValueError: saying what is wrong, which ``twistd`` prints with the option's name
     """
+    assert declared.default is not MISSING, "every setting has a default"
     number = type(declared.default)
     option = _option(declared)
 
@@ -161,7 +162,9 @@ class Options(usage.Options):
 
         import rolo
 
-        print(f"rolo {rolo.__version__}\nTwisted {twisted.__version__}\nAutobahn {autobahn.__version__}")
+        # autobahn.__version__ is imported into the package without being exported (no __all__)
+        autobahn_version = autobahn.__version__  # type: ignore[attr-defined]
+        print(f"rolo {rolo.__version__}\nTwisted {twisted.__version__}\nAutobahn {autobahn_version}")
         raise SystemExit(0)
 
     def opt_allowed_origin(self, pattern: str) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionDone, ProcessTerminated
+from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IAddress, IReadDescriptor, IStreamServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
@@ -261,6 +261,7 @@ class WorkerSupervisor(Service):
                 call.cancel()
             self._restarts.clear()
             for worker in self._running.values():
+                assert worker.transport is not None, "a running worker's process has its transport"
                 worker.transport.closeStdin()
             if self._running:
                 self._kill_call = self.reactor.callLater(self.grace_period + STOP_MARGIN, self._kill)
@@ -277,6 +278,7 @@ class WorkerSupervisor(Service):
                 pid=worker.pid,
                 seconds=self.grace_period + STOP_MARGIN,
             )
+            assert worker.transport is not None, "a running worker's process has its transport"
             worker.transport.signalProcess("KILL")
 
     def _finish(self) -> None:
@@ -301,14 +303,16 @@ class WorkerSupervisor(Service):
 
 def _how_it_ended(reason: Failure) -> str:
     """``exited with status 1``, ``was killed by signal 9 (SIGKILL)``."""
-    if reason.check(ProcessTerminated) and reason.value.signal is not None:
-        number = reason.value.signal
+    ended = reason.value
+    assert isinstance(ended, (ProcessDone, ProcessTerminated)), "what processEnded is given"
+    if isinstance(ended, ProcessTerminated) and ended.signal is not None:
+        number = ended.signal
         try:
             name = f" ({signal.Signals(number).name})"
         except ValueError:
             name = ""
         return f"was killed by signal {number}{name}"
-    return f"exited with status {reason.value.exitCode}"
+    return f"exited with status {ended.exitCode}"
 
 
 class _Worker(ProcessProtocol):
@@ -326,6 +330,7 @@ class _Worker(ProcessProtocol):
         self._lines = {1: Lines(), 2: Lines(), LOG_FD: Lines()}
 
     def connectionMade(self) -> None:
+        assert self.transport is not None, "set before connectionMade"
         self.pid = self.transport.pid
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
