@@ -32,7 +32,7 @@ from typing import Any
 
 import autobahn.util
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.protocol import FrameHeader, WebSocketProtocol
 
 __all__ = [
     "ProtocolInternals",
@@ -80,6 +80,19 @@ class ProtocolInternals(WebSocketServerProtocol):
 
     heard_from_peer = False
 
+    # Autobahn's options, which it copies from its factory, or rolo puts on the protocol's class
+    # (build_factory): unknown to mypy
+    autoPingInterval: float
+    autoPingRestartOnAnyTraffic: bool
+    maxMessagePayloadSize: int
+    # Autobahn's attributes that mypy takes for always None, or never None, from the first line of
+    # Autobahn's that sets them (unannotated): their types as Autobahn sets them
+    autoPingTimeoutCall: object  # type: ignore[assignment]  # a delayed call (txaio's or _TimerCall), or None
+    current_frame: FrameHeader | None  # type: ignore[assignment]
+    remoteCloseCode: int | None
+    localCloseCode: int | None  # type: ignore[assignment]
+    frame_data: list[bytes] | None  # type: ignore[assignment]
+
     def dataReceived(self, data: bytes) -> None:
         self.heard_from_peer = True
         if _RECEIVE is not None:
@@ -98,7 +111,7 @@ class ProtocolInternals(WebSocketServerProtocol):
                     self.autoPingInterval, self._sendAutoPing
                 )
                 return
-            _SEND_AUTO_PING(self)
+            super()._sendAutoPing()
 
 
 def message_compressor(protocol: WebSocketProtocol) -> Any:
@@ -118,7 +131,7 @@ def fail_connection(protocol: WebSocketProtocol, code: int, reason: str) -> None
         protocol.sendCloseFrame(code, reason.encode("utf-8")[:123], isReply=False)
 
 
-def data_arrived(protocol: WebSocketProtocol) -> None:
+def data_arrived(protocol: ProtocolInternals) -> None:
     """The peer sent a data frame: if a keep-alive ping waits for its pong, the peer is alive."""
     if protocol.autoPingTimeoutCall is not None and protocol.autoPingRestartOnAnyTraffic:
         if _CANCEL_PING_TIMEOUT is not None:

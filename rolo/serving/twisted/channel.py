@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
 from ._twisted import collect_head, handling_request, unsent_bytes, write_now
 from .forwarded import ForwardedClient
+
+if TYPE_CHECKING:
+    from ._interfaces import IStreamTransport
+    from .site import TwistedGateway
 
 __all__ = ["GatewayChannel", "GatewayRequest"]
 
@@ -36,10 +42,14 @@ class GatewayRequest(Request):
     body_received = 0
     forwarded: ForwardedClient | None = None
     on_connection_lost: Callable[[], None] | None = None
+    if TYPE_CHECKING:
+        site: TwistedGateway  # the site whose request factory it is: set by Twisted Web as it makes one
 
     def __init__(self, channel: HTTPChannel, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)
         self.raw_headers: list[tuple[bytes, bytes]] = []
+        if TYPE_CHECKING:
+            assert isinstance(channel, GatewayChannel)
         self.received_at: float = channel.site.reactor.seconds()
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -100,6 +110,9 @@ class GatewayChannel(HTTPChannel):
     _host: Any = None  # the local address, once asked for
     _secure: bool | None = None  # whether the transport is TLS, once asked
     _gathered: list[bytes] | None = None  # what a response wrote since gather_writes, not yet written
+    if TYPE_CHECKING:
+        transport: IStreamTransport | None
+        site: TwistedGateway  # set by the site that built it
 
     def switch_protocols(self, protocol: Any) -> None:
         """Hand what the client sends from now on to ``protocol``, which has taken the connection over:
@@ -108,7 +121,8 @@ class GatewayChannel(HTTPChannel):
         # no request follows, and the connection's loss goes to the new protocol: the call kept for the
         # next request's deadline would keep this channel alive until it fired
         self._deadline = None
-        self._deadline_call = _cancelled(self._deadline_call)
+        _cancel(self._deadline_call)
+        self._deadline_call = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -121,7 +135,9 @@ class GatewayChannel(HTTPChannel):
 
     def isSecure(self) -> bool:
         if self._secure is None:
-            self._secure = super().isSecure()
+            secure: bool = super().isSecure()
+            self._secure = secure
+            return secure
         return self._secure
 
     def dataReceived(self, data: bytes) -> None:
@@ -135,7 +151,7 @@ class GatewayChannel(HTTPChannel):
         super().dataReceived(data)
 
     def headerReceived(self, line: bytes) -> bool:
-        accepted = super().headerReceived(line)
+        accepted: bool = super().headerReceived(line)
         if accepted:
             name, _, value = line.partition(b":")
             request = self.requests[-1]
@@ -258,9 +274,10 @@ class GatewayChannel(HTTPChannel):
             return
         super().timeoutConnection()
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_deadline()
-        self._deadline_call = _cancelled(self._deadline_call)
+        _cancel(self._deadline_call)
+        self._deadline_call = None
         self._cancel_write_deadline()
         super().connectionLost(reason)
 
@@ -291,7 +308,8 @@ class GatewayChannel(HTTPChannel):
         self._abortingCall = self.callLater(self.header_timeout or self.body_timeout, self.forceAbortClient)
 
     def _cancel_write_deadline(self) -> None:
-        self._write_deadline = _cancelled(self._write_deadline)
+        _cancel(self._write_deadline)
+        self._write_deadline = None
 
     def _start_write_deadline(self) -> None:
         self._mark = unsent_bytes(self.transport), self._written
@@ -315,11 +333,12 @@ class GatewayChannel(HTTPChannel):
         self._refused = True
         if self.requests and self.requests[-1].content is not None:
             self.requests[-1].content.close()  # the part of a body that came: its temporary file goes now
+        assert self.transport is not None, "a request is refused on its open connection"
         self.transport.write(b"HTTP/1.1 %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n" % status)
         self.loseConnection()
 
 
-def _cancelled(call: Any) -> None:
-    """Cancel a delayed call if it has not run; what to keep of it: nothing."""
+def _cancel(call: Any) -> None:
+    """Cancel a delayed call (or ``None``) if it has not run."""
     if call is not None and call.active():
         call.cancel()

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import LogLevel
@@ -21,6 +21,7 @@ from rolo.request import Request as RoloRequest
 from rolo.response import Response
 from rolo.threads import HandlerCount, HandlerPool, PoolFull
 
+from ._interfaces import IStreamTransport
 from .channel import GatewayChannel, GatewayRequest
 from .environ import environ_for
 from .forwarded import peer_description
@@ -268,15 +269,15 @@ class _ResponseWriter:
 
     def _respond(self, content: bytes, failure: Failure | None) -> None:
         channel = self._request.channel  # None once the connection is lost
-        gathering = isinstance(channel, GatewayChannel) and channel.gather_writes()
+        gathering = channel if isinstance(channel, GatewayChannel) and channel.gather_writes() else None
         try:
             self._start(producing=False)
             if not self._gone and not self._lost:
                 self._request.write(content)  # with its head: one write to the socket
             self._done(failure)
         finally:
-            if gathering:
-                channel.flush_writes()
+            if gathering is not None:
+                gathering.flush_writes()
 
     def _write(self, chunk: bytes) -> None:
         with self._lock:
@@ -299,7 +300,9 @@ class _ResponseWriter:
             # the pool has stopped (the server stops): the body cannot be iterated any more
             self._gone = True
             if not self._lost:
-                self._request.channel.transport.abortConnection()
+                transport = self._request.channel.transport
+                assert transport is not None, "the connection is not lost"
+                cast(IStreamTransport, transport).abortConnection()
             self._end()
 
     def _done(self, failure: Failure | None) -> None:

@@ -10,13 +10,13 @@ messages go: adapter's outbox → :meth:`AutobahnConnection.send` →
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionRequest
-from autobahn.websocket.xormasker import create_xor_masker
+from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-defined]  # no __all__
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
@@ -48,6 +48,9 @@ from ._autobahn import (
 from ._twisted import write_now
 from .logs import logger
 from .settings import TwistedSettings
+
+if TYPE_CHECKING:
+    from ._interfaces import IStreamTransport
 
 __all__ = ["AutobahnConnection", "GatewayWebSocketProtocol", "build_factory"]
 
@@ -89,7 +92,10 @@ def build_factory(host: WebSocketHost, settings: TwistedSettings, reactor: Any) 
         value = getattr(factory, name)
         # a function on the class would be bound to the protocol, and called with it as first argument
         attributes[name] = staticmethod(value) if callable(value) else value
-    factory.protocol = type(GatewayWebSocketProtocol.__name__, (GatewayWebSocketProtocol,), attributes)
+    factory.protocol = cast(
+        "type[GatewayWebSocketProtocol]",
+        type(GatewayWebSocketProtocol.__name__, (GatewayWebSocketProtocol,), attributes),
+    )
     return factory
 
 
@@ -165,10 +171,17 @@ class GatewayWebSocketProtocol(ProtocolInternals):
     incoming_filled = 0
     incoming_head: tuple[int, bytes] = (0, b"")
     fragments_binary = False
+    if TYPE_CHECKING:
+        # set by makeConnection, before any of its methods but makeConnection runs; never unset
+        transport: IStreamTransport
+        # Autobahn keeps the pieces of a message in a list; rolo one piece, or a bytearray for more
+        # (onMessageFrameData), and None between messages, as Autobahn does
+        message_data: bytes | bytearray | None  # type: ignore[assignment]
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.send_queue = _WriteQueue()
+        # Autobahn's is a deque, of which it uses len, append and popleft
+        self.send_queue = _WriteQueue()  # type: ignore[assignment]
 
     def hold_reading(self, reason: int) -> None:
         """Stop reading from the socket, and parsing what was read, for ``reason``."""
@@ -269,6 +282,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                     return False
                 if head == NOT_SIMPLE:
                     return True
+                if TYPE_CHECKING:  # NOT_SIMPLE is the one int it returns
+                    assert not isinstance(head, int)
                 first, payload_start, end, mask = head
                 opcode = first & 0x0F
                 if (
@@ -329,12 +344,14 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                 return True
             fragments: bytes | bytearray = payload
         else:
-            self.fragments += payload  # type: ignore[operator]
+            if TYPE_CHECKING:  # a continuation frame comes here inside a fragmented message alone (read_frames)
+                assert self.fragments is not None
+            self.fragments += payload
             if not self.fragments_binary and not self.check_utf8(payload, final=fin):
                 return False
             if not fin:
                 return True
-            fragments, self.fragments = self.fragments, None  # type: ignore[assignment]
+            fragments, self.fragments = self.fragments, None
         message: BytesMessage | TextMessage | EncodedText
         if self.fragments_binary:
             message = BytesMessage(bytes(fragments))
@@ -346,6 +363,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             except UnicodeDecodeError:
                 fail_connection(self, CloseCode.INVALID_FRAME_PAYLOAD_DATA, "a text message that is not UTF-8")
                 return False
+        if TYPE_CHECKING:  # set before the connection opened (onConnect), or no frame is read
+            assert self.adapter is not None
         self.adapter.on_message(message)
         return True
 
@@ -359,7 +378,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
 
     def onMessageBegin(self, isBinary: bool) -> None:
         super().onMessageBegin(isBinary)
-        self.message_data = b""  # type: ignore[assignment]
+        self.message_data = b""
 
     def onMessageFrameData(self, payload: bytes) -> None:
         # Autobahn keeps each piece of a message apart, about 40 bytes each: a message in 2-byte frames
@@ -367,6 +386,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         if self.failedByMe:
             return
         data = self.message_data
+        if TYPE_CHECKING:  # between onMessageBegin and onMessageEnd
+            assert data is not None
         if not data:
             self.message_data = payload
         elif isinstance(data, bytearray):
@@ -382,6 +403,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         # rolo registers none
         if not self.failedByMe:
             data = self.message_data
+            if TYPE_CHECKING:  # between onMessageBegin and onMessageEnd
+                assert data is not None
             self.onMessage(data if isinstance(data, bytes) else bytes(data), self.message_is_binary)
         self.message_data = None
 
@@ -396,8 +419,10 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         compressor = message_compressor(self)
         if compressor is NotImplemented:
             for message in messages:
-                binary = isinstance(message, BytesMessage)
-                self.sendMessage(message.data if binary else message.data.encode("utf-8"), binary)
+                if isinstance(message, BytesMessage):
+                    self.sendMessage(message.data, True)
+                else:
+                    self.sendMessage(message.data.encode("utf-8"), False)
             return
         pieces: list[bytes] = []
         for message in messages:
@@ -412,7 +437,9 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             pieces.append(payload)
         write_now(self.transport, pieces if len(pieces) <= _PIECES_PER_WRITE else [b"".join(pieces)])
 
-    def onConnect(self, request: ConnectionRequest) -> Deferred[Any]:
+    # Autobahn types what it returns as the accepted subprotocol (and headers) alone; Autobahn waits for a
+    # Deferred of them as well (the handshake is the handler's to accept, in its thread)
+    def onConnect(self, request: ConnectionRequest) -> Deferred[Any]:  # type: ignore[override]
         self.opened_at = self.clock.seconds()
         self.handshake = Deferred()
         connection = AutobahnConnection(self)
@@ -428,6 +455,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         # the handler has the request in its environ; the server is done with the handshake
         drop_handshake_leftovers(self)
         self.transport.registerProducer(_WriteFlowControl(self), True)
+        assert self.adapter is not None, "set by onConnect, or the connection does not open"
         self.adapter.on_open()
         self.was_open = True
         log.info("WebSocket open {path} from {peer}", path=self.environ.get("PATH_INFO"), peer=self.peer)
@@ -435,6 +463,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.state == WebSocketProtocol.STATE_CLOSING:
             return  # the server closed: nobody will read it, and the peer's close reply is what counts
+        if TYPE_CHECKING:  # set before the connection opened (onConnect), or no message comes
+            assert self.adapter is not None
         self.adapter.on_message(BytesMessage(payload) if isBinary else EncodedText(payload))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
@@ -510,15 +540,23 @@ class _WriteFlowControl:
     def __init__(self, protocol: GatewayWebSocketProtocol) -> None:
         self._protocol = protocol
 
+    # registered once the connection opened (onOpen), when the protocol has its adapter
+
     def pauseProducing(self) -> None:
+        if TYPE_CHECKING:
+            assert self._protocol.adapter is not None
         self._protocol.adapter.on_pause_writing()
         self._protocol.hold_reading(HOLD_FOR_WRITES)
 
     def resumeProducing(self) -> None:
+        if TYPE_CHECKING:
+            assert self._protocol.adapter is not None
         self._protocol.adapter.on_resume_writing()
         self._protocol.release_reading(HOLD_FOR_WRITES)
 
     def stopProducing(self) -> None:
+        if TYPE_CHECKING:
+            assert self._protocol.adapter is not None
         self._protocol.adapter.on_resume_writing()
 
 
@@ -541,6 +579,7 @@ class AutobahnConnection:
         for name, value in headers:
             grouped.setdefault(name, []).append(value)
         handshake, protocol.handshake = protocol.handshake, None  # fired, it would hold its result
+        assert handshake is not None, "onConnect made it, and only accept or reject ends the handshake"
         handshake.callback((subprotocol, grouped))
 
     def reject(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:

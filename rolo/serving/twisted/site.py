@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -19,6 +20,9 @@ from .logs import logger, show_rolo_logs
 from .settings import TwistedSettings
 from .threads import idle_within
 from .upgrade import WebSocketResource
+
+if TYPE_CHECKING:
+    from ._interfaces import IServingReactor
 
 __all__ = ["TwistedGateway", "is_websocket_upgrade"]
 
@@ -136,8 +140,12 @@ class TwistedGateway(Site):
         ``host`` runs the WebSocket handlers
     """
 
-    protocol = GatewayChannel
+    # Twisted types it as its wrapper that speaks HTTP/1.1 or HTTP/2; this site speaks HTTP/1.1 alone (see
+    # acceptableProtocols), with the channel Twisted's wrapper uses for it
+    protocol = GatewayChannel  # type: ignore[assignment]
     noisy = False  # each response is logged (see log); "Starting factory" lines add nothing
+    if TYPE_CHECKING:
+        reactor: IServingReactor  # Twisted Web types it as the least it needs, IReactorTime
 
     def __init__(self, gateway: Gateway, *, reactor: Any = None, **settings: Any) -> None:
         if reactor is None:
@@ -155,9 +163,11 @@ class TwistedGateway(Site):
             timeout=self.settings.keep_alive_timeout,  # Twisted Web's idle timeout: between requests only
         )
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         """Log each response as one line through :mod:`twisted.logger` (in place of Twisted Web's access
         log): method, path, peer, status and duration."""
+        if TYPE_CHECKING:
+            assert isinstance(request, GatewayRequest)  # the site's request factory
         log_response(request, self.reactor.seconds())
 
     def acceptableProtocols(self) -> list[bytes]:
@@ -171,7 +181,7 @@ class TwistedGateway(Site):
         """
         return [b"http/1.1"]
 
-    def buildProtocol(self, addr: Any) -> GatewayChannel:
+    def buildProtocol(self, addr: Any) -> GatewayChannel:  # type: ignore[override]  # see protocol
         channel: GatewayChannel = super().buildProtocol(addr)
         settings = self.settings
         channel.header_timeout = settings.header_timeout

@@ -65,14 +65,18 @@ class WebSocketResource(Resource):
             self.host.counters.upgrades.add(refused.status)
             return self._refuse(request, refused)
 
-        protocol: GatewayWebSocketProtocol = self.factory.buildProtocol(request.transport.getPeer())
+        channel = request.channel
+        assert isinstance(channel, GatewayChannel), "served by a TwistedGateway, whose channels switch protocols"
+        transport = channel.transport
+        assert transport is not None, "the request is rendered on its open connection"
+        protocol = self.factory.buildProtocol(transport.getPeer())
+        assert isinstance(protocol, GatewayWebSocketProtocol)
         protocol.environ = environ_for(request, method="WEBSOCKET")
 
         # Twisted Web is done with this connection: detach its channel, which also holds the transport's
         # producer slot and may have paused reading while it dispatched the request; what the client sent
         # behind the request goes to the protocol
-        channel: GatewayChannel = request.channel
-        transport, channel.transport = channel.transport, None
+        channel.transport = None
         transport.unregisterProducer()
         channel.switch_protocols(protocol)
         # the channel and its request refer to each other: unlinked, both go once this request is done
@@ -81,7 +85,7 @@ class WebSocketResource(Resource):
         if hasattr(transport, "wrappedProtocol"):  # TLS wraps the application protocol
             transport.wrappedProtocol = protocol
         else:
-            transport.protocol = protocol
+            transport.protocol = protocol  # type: ignore[attr-defined]  # Twisted's TCP and UNIX transports'
         protocol.makeConnection(transport)
         if getattr(request, "forwarded", None) is not None:
             protocol.peer = peer_description(request)  # its lines name the client behind the proxy
