@@ -260,10 +260,13 @@ class WebSocketApp:
         settings = self.settings
         connection = AsgiConnection(scope, receive, send, settings.write_high_water, settings.close_timeout)
         handler_done: asyncio.Future[None] = loop.create_future()
+
+        def finished() -> None:
+            if not handler_done.done():
+                handler_done.set_result(None)
+
         try:
-            connection.adapter = self.host.open(
-                connection, environ, lambda: handler_done.done() or handler_done.set_result(None)
-            )
+            connection.adapter = self.host.open(connection, environ, finished)
         except RuntimeError:  # the process is out of threads
             LOG.exception("could not start a handler thread for WebSocket %s", scope.get("path"))
             no_thread = Refusal(HTTPStatus.SERVICE_UNAVAILABLE, "no thread for a handler", (("Retry-After", "1"),))
