@@ -29,6 +29,7 @@ from rolo.websocket.frames import Close, CloseCode
 from rolo.websocket.handshake import Refusal
 from rolo.websocket.host import WebSocketHost
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
+from rolo.websocket.turns import BatchedCalls, HandlerTurns
 
 from .environ import environ_for
 
@@ -220,7 +221,8 @@ class WebSocketApp:
     :attr:`host`.
 
     Nothing here touches an event loop before the server calls it: the host hands work to the loop that
-    serves the first connection.
+    serves the first connection. Handlers are woken at the end of the loop's turn, which waits for them,
+    and their calls reach the loop in batches (:mod:`rolo.websocket.turns`).
 
     :param listener: called in a handler thread with each upgrade request's environment
     :param settings: the server's settings
@@ -229,14 +231,19 @@ class WebSocketApp:
 
     def __init__(self, listener: WebSocketListener, settings: ServerSettings) -> None:
         self.settings = settings
-        self.host = WebSocketHost(listener, settings, self._call_in_loop)
         self._loop: asyncio.AbstractEventLoop | None = None
+        calls = BatchedCalls(self._call_soon_threadsafe)
+        self.host = WebSocketHost(listener, settings, calls, HandlerTurns(self._call_soon, calls))
 
-    def _call_in_loop(self, call: Callable[[], None]) -> None:
+    def _call_soon_threadsafe(self, call: Callable[[], None]) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return  # the server is gone: nobody waits for this any more
         loop.call_soon_threadsafe(call)
+
+    def _call_soon(self, call: Callable[[], None]) -> None:
+        # on the loop thread, which has served a connection: the loop is set
+        self._loop.call_soon(call)  # type: ignore[union-attr]
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
