@@ -72,15 +72,17 @@ class Results:
 
 def comparisons(servers: list[str]) -> list[tuple[str, str]]:
     """The (rolo server, peer) pairs a part's ratios are given for: ``rolo`` against every peer that is
-    not rolo; rolo's ``AsgiGateway`` under a server against the bare ASGI app on the same server."""
+    not rolo; rolo's ``AsgiGateway`` under a server against the bare ASGI app on the same server; rolo in
+    another guise (``rolo-metrics``) against ``rolo``."""
     pairs = []
     for server in servers:
         if server == "rolo":
             pairs += [(server, peer) for peer in servers if not PEERS[peer].is_rolo]
         elif PEERS[server].is_rolo:
             bare = server.removeprefix("rolo-")
-            if bare in servers:
-                pairs.append((server, bare))
+            peer = bare if bare in PEERS else "rolo"
+            if peer in servers:
+                pairs.append((server, peer))
     return pairs
 
 

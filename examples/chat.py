@@ -42,8 +42,8 @@ def chat(request: WebSocketRequest, room: str):
     name = request.args.get("name", "anonymous")
     with request.accept() as websocket:
         me = hub.add(websocket, room)
-        websocket.send(f"welcome to {room}, {name}")  # once this arrives, the client is in the room
         hub.broadcast(room, f"{name} joined", exclude=[me])
+        websocket.send(f"welcome to {room}, {name}")  # once this arrives, the room knows the client is in
         for message in websocket:
             hub.broadcast(room, f"{name}: {message}", exclude=[me])
     hub.broadcast(room, f"{name} left")

@@ -107,6 +107,13 @@ class ServerSettings:
         at_least(64 * 1024),
         unit="bytes",
     )
+    thread_idle_timeout: float = setting(
+        10.0,
+        "How long a WebSocket handler thread whose connection ended waits to serve the next one before it "
+        "exits.",
+        non_negative,
+        unit="seconds",
+    )
     max_queue: int = setting(
         16, "Received messages that may wait for a handler before the server stops reading.", at_least(1)
     )

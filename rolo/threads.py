@@ -91,10 +91,18 @@ class PoolFull(RuntimeError):
 _WAKE = object()
 """Put into a pool's queue to wake an idle thread of a stopped pool, so that it exits."""
 
+_Task = tuple[Callable[[], object], "Callable[[], object] | None"]
+"""A job, and what to call once its thread is back in the pool."""
+
 
 class HandlerPool:
     """Threads that run handlers: started as jobs come, up to ``max_threads``; a thread that finished a
-    job takes the next one, and one idle for ``idle_timeout`` seconds exits.
+    job takes the next one, and one idle for ``idle_timeout`` seconds exits (unless it is one of the
+    ``spares``).
+
+    Starting a thread makes its starter wait until the thread runs: with ``spares``, a thread of the
+    pool's own starts threads ahead of the jobs, so that a job (a connection being opened) finds one idle
+    and whoever submits it (the event loop) does not wait, unless more come at once than there are spares.
 
     When every thread is busy, up to ``max_waiting`` jobs wait for one, in order; beyond that
     :meth:`submit` raises :class:`PoolFull` at once, so that the server can answer "try later" rather than
@@ -106,6 +114,7 @@ class HandlerPool:
     :param stack_size: their stack size in bytes (0: the platform's default)
     :param max_waiting: how many jobs may wait for a thread
     :param idle_timeout: how long a thread waits for a job before it exits, in seconds
+    :param spares: how many idle threads to keep ready (0: none)
     """
 
     def __init__(
@@ -116,6 +125,7 @@ class HandlerPool:
         stack_size: int = 0,
         max_waiting: int = 0,
         idle_timeout: float = 10.0,
+        spares: int = 0,
     ) -> None:
         if max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, not {max_threads}")
@@ -123,13 +133,19 @@ class HandlerPool:
         self.max_threads = max_threads
         self.max_waiting = max_waiting
         self.idle_timeout = idle_timeout
+        self.spares = spares
         self._thread_class = type("HandlerThread", (HandlerThread,), {"stack_size": stack_size})
         self._numbers = itertools.count(1)
         # a C queue: an idle thread waits in it without the GIL, and a job put into it wakes one
-        self._jobs: queue.SimpleQueue[Callable[[], object] | object] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Task | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0  # threads waiting in the queue
         self._queued = 0  # jobs in the queue that no thread took yet
+        self._starting = 0  # spare threads started, not yet waiting for a job
+        # what wakes the spawner: a C queue, whose put wakes it without a Python-level condition
+        self._spare_wanted: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._spawn_pending = False
+        self._spawner: threading.Thread | None = None
         self._stopped = False
         self.threads: set[threading.Thread] = set()
         """The pool's live threads."""
@@ -138,7 +154,7 @@ class HandlerPool:
     def busy(self) -> int:
         """How many threads run a job."""
         with self._lock:
-            return len(self.threads) - self._idle
+            return len(self.threads) - self._idle - self._starting
 
     @property
     def waiting(self) -> int:
@@ -146,11 +162,16 @@ class HandlerPool:
         with self._lock:
             return max(0, self._queued - self._idle)
 
-    def submit(self, job: Callable[[], object], *, queue_anyway: bool = False) -> None:
+    def submit(
+        self, job: Callable[[], object], *, then: Callable[[], object] | None = None, queue_anyway: bool = False
+    ) -> None:
         """Run ``job()`` in a thread of the pool: an idle one, a new one, or the first to be free.
 
         What ``job`` raises is logged; it should handle its own errors.
 
+        :param then: called in the thread once ``job`` returned and the thread is back in the pool, ready
+            for another job: whoever counts the jobs running and submits more by that count never finds
+            the pool full
         :param queue_anyway: let the job wait even past ``max_waiting``: for a job that goes on with work
             admitted before (the rest of a response), whose number the caller bounds
         :raises PoolFull: if every thread is busy and ``max_waiting`` jobs wait already (and not
@@ -166,48 +187,108 @@ class HandlerPool:
                 if spare <= 0 and -spare >= self.max_waiting and not queue_anyway:
                     raise PoolFull(f"all {self.max_threads} {self.name} threads are busy")
                 self._queued += 1
-                self._jobs.put(job)
+                self._jobs.put((job, then))
+                self._want_spares()
                 return
-            name = f"{self.name}-{next(self._numbers)}"
-            thread = self._thread_class(target=self._work, args=(job,), name=name, daemon=True)
-            self.threads.add(thread)
+            thread = self._new_thread((job, then))
         try:
             thread.start()
         except RuntimeError:
             with self._lock:
                 self.threads.discard(thread)
             raise
+        with self._lock:
+            self._want_spares()
 
-    def _work(self, job: Callable[[], object] | None) -> None:
-        while job is not None:
+    def _new_thread(self, task: _Task | None) -> threading.Thread:
+        # called holding the lock
+        name = f"{self.name}-{next(self._numbers)}"
+        thread = self._thread_class(target=self._work, args=(task,), name=name, daemon=True)
+        self.threads.add(thread)
+        return thread
+
+    def _want_spares(self) -> None:
+        # called holding the lock: wake the spawner if fewer idle threads are ready than the spares
+        if self.spares and self._idle - self._queued + self._starting < self.spares:
+            if self._spawner is None:
+                # under SCHED_BATCH too, so that waking it never preempts whoever submitted the job
+                self._spawner = HandlerThread(target=self._spawn, name=f"{self.name}-spawner", daemon=True)
+                self._spawner.start()
+            if not self._spawn_pending:
+                self._spawn_pending = True
+                self._spare_wanted.put(None)
+
+    def _spawn(self) -> None:
+        """Start spare threads whenever fewer are ready than wanted (the spawner's thread)."""
+        while True:
+            self._spare_wanted.get()
+            while True:
+                with self._lock:
+                    self._spawn_pending = False
+                    if self._stopped:
+                        return
+                    if (
+                        self._idle - self._queued + self._starting >= self.spares
+                        or len(self.threads) >= self.max_threads
+                    ):
+                        break
+                    thread = self._new_thread(None)
+                    self._starting += 1
+                try:
+                    thread.start()
+                except RuntimeError:  # out of threads: jobs start their own, or are refused
+                    with self._lock:
+                        self.threads.discard(thread)
+                        self._starting -= 1
+                    break
+
+    def _work(self, task: _Task | None) -> None:
+        # a spare starts without a job
+        task = task if task is not None else self._next_job(None, spare=True)
+        while task is not None:
+            job, then = task
             try:
                 job()
             except BaseException:
                 LOG.exception("a job of the %s pool failed", self.name)
-            job = None  # an idle thread keeps nothing of its last job alive
-            job = self._next_job()
+            task = job = None  # an idle thread keeps nothing of its last job alive
+            task = self._next_job(then)
 
-    def _next_job(self) -> Callable[[], object] | None:
-        """The next job for this thread, or None when it is to exit (and is no longer counted)."""
+    def _next_job(self, then: Callable[[], object] | None, spare: bool = False) -> _Task | None:
+        """The next job for this thread (after ``then``, the last job's), or None when it is to exit (and
+        is no longer counted)."""
         with self._lock:
-            if self._stopped and not self._queued:
+            if spare:
+                self._starting -= 1
+            leave = self._stopped and not self._queued
+            if leave:
                 self.threads.discard(threading.current_thread())
-                return None
-            self._idle += 1
-        try:
-            job = self._jobs.get(timeout=self.idle_timeout)
-        except queue.Empty:
-            job = None
-        with self._lock:
-            self._idle -= 1
-            while job is _WAKE or (job is None and self._queued > self._idle):
-                # woken to exit; or a job was queued for this thread as it timed out: take it
-                job = self._jobs.get_nowait() if self._queued > self._idle else None
-            if job is None:
-                self.threads.discard(threading.current_thread())
-                return None
-            self._queued -= 1
-            return job  # type: ignore[return-value]
+            else:
+                self._idle += 1
+        if then is not None:
+            try:
+                then()
+            except BaseException:
+                LOG.exception("a job of the %s pool failed after it returned", self.name)
+        if leave:
+            return None
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.idle_timeout)
+            except queue.Empty:
+                job = None
+            with self._lock:
+                self._idle -= 1
+                while job is _WAKE or (job is None and self._queued > self._idle):
+                    # woken to exit; or a job was queued for this thread as it timed out: take it
+                    job = self._jobs.get_nowait() if self._queued > self._idle else None
+                if job is not None:
+                    self._queued -= 1
+                    return job  # type: ignore[return-value]
+                if self._stopped or self._idle - self._queued >= self.spares:
+                    self.threads.discard(threading.current_thread())
+                    return None
+                self._idle += 1  # one of the spares: it stays
 
     def stop(self) -> None:
         """Take no more jobs. The jobs submitted already still run; then the threads exit, the idle ones
@@ -216,6 +297,7 @@ class HandlerPool:
             self._stopped = True
             for _ in range(max(0, self._idle - self._queued)):
                 self._jobs.put(_WAKE)
+            self._spare_wanted.put(None)  # the spawner ends
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every thread of the stopped pool has exited, at most ``timeout`` seconds in all
@@ -223,7 +305,7 @@ class HandlerPool:
         exited."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            threads = list(self.threads)
+            threads = list(self.threads) + ([self._spawner] if self._spawner is not None else [])
         for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(thread.is_alive() for thread in threads)

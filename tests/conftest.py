@@ -26,6 +26,9 @@ from rolo.gateway.handlers import RouterHandler, WerkzeugExceptionHandler
 from rolo.serving.twisted import TwistedGateway
 from rolo.settings import ServerSettings
 
+# a test that runs long says so, and where it is, while it runs
+pytest_plugins = ["tests.progress"]
+
 SERVERS = ["twisted", "hypercorn", "uvicorn"]
 
 # what the ASGI application itself takes; the rest are the protocol's, which the ASGI server owns

@@ -9,6 +9,7 @@ each example in more depth, with websocket-client.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import urllib.request
@@ -225,35 +226,37 @@ def test_chat_serves_its_page_to_browsers(example):
 def test_chat_room_with_three_clients_and_an_http_post(example):
     address = example("chat")
 
-    def join(name: str, room: str = "lobby") -> wsclient.WebSocket:
-        ws = wsclient.create_connection(f"ws://{address}/rooms/{room}?name={name}", timeout=10)
-        assert ws.recv() == f"welcome to {room}, {name}"
-        return ws
+    # the clients are closed however the test ends, so that the server stops at once
+    with contextlib.ExitStack() as clients:
 
-    # each join is announced to those in the room already, which shows it has happened
-    alice = join("alice")
-    bob = join("bob")
-    assert alice.recv() == "bob joined"
-    carol = join("carol")
-    assert [alice.recv(), bob.recv()] == ["carol joined", "carol joined"]
-    elsewhere = join("dave", "attic")
+        def join(name: str, room: str = "lobby") -> wsclient.WebSocket:
+            ws = wsclient.create_connection(f"ws://{address}/rooms/{room}?name={name}", timeout=10)
+            clients.callback(ws.close)
+            assert ws.recv() == f"welcome to {room}, {name}"
+            return ws
 
-    alice.send("hi")
-    assert [bob.recv(), carol.recv()] == ["alice: hi", "alice: hi"]
-    carol.send("hello alice")
-    assert [alice.recv(), bob.recv()] == ["carol: hello alice", "carol: hello alice"]
+        # each join is announced to those in the room already, which shows it has happened
+        alice = join("alice")
+        bob = join("bob")
+        assert alice.recv() == "bob joined"
+        carol = join("carol")
+        assert [alice.recv(), bob.recv()] == ["carol joined", "carol joined"]
+        elsewhere = join("dave", "attic")
 
-    post = urllib.request.Request(f"http://{address}/rooms/lobby", data=b"tea is ready", method="POST")
-    with urllib.request.urlopen(post, timeout=10) as response:
-        assert json.loads(response.read()) == {"delivered": 3}
-    assert [ws.recv() for ws in (alice, bob, carol)] == ["announcement: tea is ready"] * 3
+        alice.send("hi")
+        assert [bob.recv(), carol.recv()] == ["alice: hi", "alice: hi"]
+        carol.send("hello alice")
+        assert [alice.recv(), bob.recv()] == ["carol: hello alice", "carol: hello alice"]
 
-    carol.close()
-    assert [alice.recv(), bob.recv()] == ["carol left", "carol left"]
-    # nothing said in the lobby reached the attic: the first thing there after the welcome is what was posted there
-    post = urllib.request.Request(f"http://{address}/rooms/attic", data=b"dust", method="POST")
-    with urllib.request.urlopen(post, timeout=10) as response:
-        assert json.loads(response.read()) == {"delivered": 1}
-    assert elsewhere.recv() == "announcement: dust"
-    for ws in (alice, bob, elsewhere):
-        ws.close()
+        post = urllib.request.Request(f"http://{address}/rooms/lobby", data=b"tea is ready", method="POST")
+        with urllib.request.urlopen(post, timeout=10) as response:
+            assert json.loads(response.read()) == {"delivered": 3}
+        assert [ws.recv() for ws in (alice, bob, carol)] == ["announcement: tea is ready"] * 3
+
+        carol.close()
+        assert [alice.recv(), bob.recv()] == ["carol left", "carol left"]
+        # nothing said in the lobby reached the attic: the first thing there after the welcome is what was posted there
+        post = urllib.request.Request(f"http://{address}/rooms/attic", data=b"dust", method="POST")
+        with urllib.request.urlopen(post, timeout=10) as response:
+            assert json.loads(response.read()) == {"delivered": 1}
+        assert elsewhere.recv() == "announcement: dust"

@@ -115,6 +115,7 @@ def extras(command: Command) -> set[str]:
     return {name for arg in command.argv if arg.startswith(".[") for name in arg[2:-1].split(",")}
 
 
+@pytest.mark.slow
 def test_the_install_commands_of_the_readme_as_written(checkout, tmp_path):
     installs = [c for c in readme_commands("Installing") if from_the_checkout(c)]
     assert installs, "README.rst's Installing section gives no pip install"
@@ -122,8 +123,8 @@ def test_the_install_commands_of_the_readme_as_written(checkout, tmp_path):
     for command in installs:
         environment.run(command.argv, cwd=checkout)
     assert_installed_as_users_need(environment, tmp_path)
-    # the extras the README names: pyOpenSSL (tls), websocket-client (testing)
-    environment.python("import OpenSSL, websocket", tmp_path)
+    # the extras the README names: pyOpenSSL (tls), websocket-client (testing), prometheus-client (metrics)
+    environment.python("import OpenSSL, websocket, rolo.metrics", tmp_path)
     # the other sections name the same install with one of those extras (pip install '.[tls]')
     installed = set().union(*map(extras, installs))
     for command in readme_commands():
@@ -131,6 +132,7 @@ def test_the_install_commands_of_the_readme_as_written(checkout, tmp_path):
             assert extras(command) <= installed, f"{command.where}: {command.text} is not tested"
 
 
+@pytest.mark.slow
 def test_the_wheel_the_readme_builds_installs_elsewhere(checkout, tmp_path):
     (build,) = [c for c in readme_commands("Installing") if c.argv[:4] == ["python", "-m", "pip", "wheel"]]
     subprocess.run([sys.executable, *build.argv[1:]], cwd=checkout, check=True, capture_output=True, timeout=300)
@@ -142,6 +144,7 @@ def test_the_wheel_the_readme_builds_installs_elsewhere(checkout, tmp_path):
     assert_installed_as_users_need(environment, tmp_path)
 
 
+@pytest.mark.slow
 def test_an_editable_install_as_dev_makes_it_shows_only_rolo_and_the_plugin(checkout, tmp_path):
     # the install ./dev makes, without the test dependencies
     environment = Environment(tmp_path / "venv")
@@ -157,6 +160,7 @@ def test_an_editable_install_as_dev_makes_it_shows_only_rolo_and_the_plugin(chec
     assert '--config-settings editable_mode=strict -e ".[test]"' in (REPO / "dev").read_text()
 
 
+@pytest.mark.slow
 def test_the_sdist_holds_the_checkout_and_the_wheel_rolo_the_plugin_and_the_license(checkout, tmp_path):
     subprocess.run(
         [sys.executable, "-m", "build", "--outdir", str(tmp_path), str(checkout)],

@@ -47,6 +47,7 @@ WEBSOCKET = ("echo", "scale")
 PEERS: dict[str, Peer] = dict(
     [
         _peer("rolo", "rolo, TwistedGateway", *WEBSOCKET, "http", "broadcast"),
+        _peer("rolo-metrics", "rolo, TwistedGateway with its metrics served (as twistd rolo --metrics)", "echo"),
         _peer("rolo-uvicorn", "rolo, AsgiGateway under uvicorn", *WEBSOCKET, "http"),
         _peer("rolo-hypercorn", "rolo, AsgiGateway under hypercorn", *WEBSOCKET),
         _peer("autobahn", "plain Autobahn on Twisted", *WEBSOCKET, "broadcast"),

@@ -13,6 +13,7 @@ from bench.servers import PEERS
 # the module that serves each kind, and the name of its serving function
 ENTRY_POINTS = {
     "rolo": ("rolo_app", "serve_twisted"),
+    "rolo-metrics": ("rolo_app", "serve_twisted_metrics"),
     "rolo-uvicorn": ("rolo_app", "serve_uvicorn"),
     "rolo-hypercorn": ("rolo_app", "serve_hypercorn"),
     "autobahn": ("autobahn_app", "serve"),

@@ -50,18 +50,35 @@ def gateway() -> Gateway:
     return Gateway(request_handlers=[RouterHandler(router, respond_not_found=True)])
 
 
-def serve_twisted(port: int, deflate: bool) -> None:
+def _site(deflate: bool):
     from rolo.serving.twisted import TwistedGateway
 
-    from bench.servers import twisted_run
-
-    site = TwistedGateway(
+    return TwistedGateway(
         gateway(),
         max_connections=MAX_CONNECTIONS,
         max_message_size=MAX_MESSAGE_SIZE,
         compression=deflate,
         ping_interval=0,
     )
+
+
+def serve_twisted(port: int, deflate: bool) -> None:
+    from bench.servers import twisted_run
+
+    twisted_run.run(_site(deflate), port)
+
+
+def serve_twisted_metrics(port: int, deflate: bool) -> None:
+    """As :func:`serve_twisted`, with the site's metrics registered and served on a port of their own, as
+    ``twistd rolo --metrics tcp:0`` serves them."""
+    from rolo.serving.twisted.metrics import MetricsService
+
+    from bench.servers import twisted_run
+
+    site = _site(deflate)
+    metrics = MetricsService(site, "tcp:0")
+    metrics.privilegedStartService()
+    metrics.startService()
     twisted_run.run(site, port)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from rolo.counters import Tally
 from rolo.request import Request
 from rolo.response import Response
 from rolo.routing import Router
@@ -12,7 +13,7 @@ from rolo.websocket.errors import WebSocketDisconnectedError
 from rolo.websocket.frames import CloseCode
 from rolo.websocket.websocket import INTERNAL_ERROR_REASON
 
-from .chain import ExceptionHandler, Handler, HandlerChain
+from .chain import ExceptionHandler, Handler, HandlerChain, _is_expected
 from .context import RequestContext
 from .handlers import RouterHandler, WerkzeugExceptionHandler
 
@@ -33,6 +34,9 @@ class Gateway:
     The handler lists are kept by reference: handlers appended later take part in later requests.
 
     :param context_class: the :class:`RequestContext` subclass made for each request
+    :ivar handler_errors: how many requests a handler failed with an error that is no answer (not an HTTP
+        error, nor a WebSocket peer that went away), by kind: ``"http"`` or ``"websocket"``; for metrics
+        (:mod:`rolo.metrics`)
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class Gateway:
         self.finalizers = finalizers if finalizers is not None else []
         self.exception_handlers = exception_handlers if exception_handlers is not None else []
         self.context_class = context_class or RequestContext
+        self.handler_errors = Tally()
 
     def new_chain(self) -> HandlerChain[Any]:
         """A chain over the gateway's current handlers."""
@@ -59,7 +64,10 @@ class Gateway:
 
     def handle(self, context: RequestContext, response: Response) -> None:
         """Run a chain over a context made by the caller."""
-        self.new_chain().handle(context, response)
+        chain = self.new_chain()
+        chain.handle(context, response)
+        if chain.error is not None and not _is_expected(chain.error):
+            self.handler_errors.add("http")
 
     def accept(self, request: WebSocketRequest) -> None:
         """Handle a WebSocket upgrade request, in the thread the connection's handler is to run in.
@@ -75,6 +83,8 @@ class Gateway:
         response = Response()
         chain = self.new_chain()
         chain.handle(self.context_class(request), response)
+        if chain.error is not None and not _is_expected(chain.error):
+            self.handler_errors.add("websocket")
         if not request.is_upgraded() and not request.is_rejected() and response.status_code < 300:
             if not chain.stopped:
                 response = Response(status=404)

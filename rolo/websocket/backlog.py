@@ -44,6 +44,8 @@ class Backlogs:
     :param slow: called with a member's id and WebSocket when it had no room in time; the message
         that did not fit is dropped either way, and the rest of its backlog too if ``slow`` returns True
         (the member was closed)
+    :param count: called with what became of each message for a member: ``"sent"``, ``"gone"`` or
+        ``"slow"``
     """
 
     def __init__(
@@ -52,11 +54,13 @@ class Backlogs:
         limit: int,
         gone: Callable[[str], None],
         slow: Callable[[str, WebSocket], bool],
+        count: Callable[[str], None],
     ) -> None:
         self._timeout = timeout
         self._limit = limit
         self._gone = gone
         self._slow = slow
+        self._count = count
         self._lock = threading.Lock()
         self._backlogs: dict[str, _Backlog] = {}
 
@@ -86,7 +90,10 @@ class Backlogs:
             elif not queued:
                 self._overflow(connection_id, backlog)
         except WebSocketDisconnectedError:
+            self._count("gone")
             self._gone(connection_id)
+        else:
+            self._count("sent")
 
     def __len__(self) -> int:
         """How many members have a backlog now."""
@@ -105,6 +112,7 @@ class Backlogs:
 
     def _overflow(self, connection_id: str, backlog: _Backlog) -> None:
         # no room, and none in the backlog: slow at once, as if its time were up; the message is dropped
+        self._count("slow")
         if self._slow(connection_id, backlog.websocket):
             self._drop(connection_id, backlog)
 
@@ -118,13 +126,16 @@ class Backlogs:
             try:
                 backlog.websocket.send(data, timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
+                self._count("slow")
                 if self._slow(connection_id, backlog.websocket):
                     self._drop(connection_id, backlog)
                     return
             except WebSocketDisconnectedError:
+                self._count("gone")
                 self._drop(connection_id, backlog)
                 self._gone(connection_id)
                 return
+            self._count("sent")
             with self._lock:
                 if backlog.messages:  # not dropped meanwhile
                     backlog.messages.popleft()

@@ -9,7 +9,17 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["MAX_CLOSE_REASON_BYTES", "Close", "CloseCode", "Opcode", "fit_close_reason", "frame_header"]
+__all__ = [
+    "MAX_CLOSE_REASON_BYTES",
+    "Close",
+    "CloseCode",
+    "Opcode",
+    "fit_close_reason",
+    "frame_header",
+    "WHOLE_FRAME_LIMIT",
+    "read_frame",
+    "unmask",
+]
 
 
 class Opcode(enum.IntEnum):
@@ -85,3 +95,63 @@ def frame_header(opcode: int, length: int, compressed: bool = False) -> bytes:
     if length < 0x10000:
         return bytes((first, 126)) + length.to_bytes(2, "big")
     return bytes((first, 127)) + length.to_bytes(8, "big")
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """``payload`` with a client's masking undone (RFC 6455, 5.3): each byte XOR'ed with the 4-byte mask."""
+    words = (len(payload) + 3) // 4
+    unmasked = int.from_bytes(payload, "little") ^ int.from_bytes(mask * words, "little")
+    return unmasked.to_bytes(4 * words, "little")[: len(payload)]
+
+
+NOT_SIMPLE = -1
+"""What :func:`read_frame` returns for a frame it leaves to a full parser, with its errors."""
+
+WHOLE_FRAME_LIMIT = 64 * 1024
+"""The largest frame a server waits to have whole before parsing it; a larger one is parsed piece by
+piece as it comes, in bytes."""
+
+FIN = 0x80
+"""The bit of a frame's first byte that ends a message (RFC 6455, 5.2)."""
+
+RSV = 0x70
+"""The bits of a frame's first byte that extensions use (RFC 6455, 5.2; RFC 7692 uses RSV1)."""
+
+
+def read_frame(data: bytes, start: int) -> tuple[int, int, int, bytes] | int | None:
+    """Read the head of a frame as a client must send it: masked, its length minimally encoded (RFC
+    6455, 5.2).
+
+    :param data: what was received
+    :param start: where the frame starts in ``data``
+    :returns: ``(first, payload_start, end, mask)``: the frame's first byte (``FIN``, ``RSV`` and the
+        opcode), and its payload at ``data[payload_start:end]`` (perhaps not all received yet), still
+        masked with ``mask``; ``None`` if ``data`` holds only part of the head; :data:`NOT_SIMPLE` for a
+        frame that breaks the rules (unmasked, a length not minimally encoded or of 2 ** 63 bytes or
+        more), which a full parser must refuse
+    """
+    available = len(data) - start
+    if available < 2:
+        return None
+    second = data[start + 1]
+    if second < 0x80:
+        return NOT_SIMPLE
+    length = second & 0x7F
+    head = 6
+    if length == 126:
+        if available < 4:
+            return None
+        length = int.from_bytes(data[start + 2 : start + 4], "big")
+        if length < 126:
+            return NOT_SIMPLE
+        head = 8
+    elif length == 127:
+        if available < 10:
+            return None
+        length = int.from_bytes(data[start + 2 : start + 10], "big")
+        if length < 0x10000 or length >> 63:
+            return NOT_SIMPLE
+        head = 14
+    if available < head:
+        return None
+    return data[start], start + head, start + head + length, data[start + head - 4 : start + head]

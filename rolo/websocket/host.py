@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from http import HTTPStatus
 
+from rolo.counters import WebSocketCounters
 from rolo.settings import ServerSettings
 from rolo.threads import HandlerCount, HandlerPool
 
@@ -34,6 +35,9 @@ __all__ = ["WebSocketHost"]
 LOG = logging.getLogger("rolo.websocket")
 
 _TRY_AGAIN = (("Retry-After", "1"),)
+
+SPARE_THREADS = 64
+"""Idle handler threads a host keeps ready for connections to come."""
 
 
 class WebSocketHost:
@@ -51,6 +55,8 @@ class WebSocketHost:
     :ivar handlers: the handlers running, counted on the loop thread
     :ivar connections: the adapters of the connections not yet closed
     :ivar pool: the threads the handlers run in
+    :ivar counters: what the connections did, for metrics (:mod:`rolo.metrics`): the upgrades answered,
+        messages and bytes, close codes
     """
 
     def __init__(
@@ -65,9 +71,15 @@ class WebSocketHost:
         self.accepting = True
         self.handlers = HandlerCount()
         self.connections: set[ThreadedWebSocketAdapter] = set()
-        # a handler's thread exits when it returns: a connection's handler runs as long as the connection
+        self.counters = WebSocketCounters()
+        # a handler runs as long as its connection: its thread then serves the next connection, or exits
+        # when idle; a few are kept ready, so that opening a connection does not wait for a thread to start
         self.pool = HandlerPool(
-            "rolo-websocket", settings.max_connections, stack_size=settings.thread_stack_size, idle_timeout=0
+            "rolo-websocket",
+            settings.max_connections,
+            stack_size=settings.thread_stack_size,
+            idle_timeout=settings.thread_idle_timeout,
+            spares=min(SPARE_THREADS, settings.max_connections),
         )
         self._call_in_loop = call_in_loop
         self._wake_ups = wake_ups
@@ -113,22 +125,28 @@ class WebSocketHost:
             write_high_water=settings.write_high_water,
             close_timeout=settings.close_timeout + 1,
             wake_ups=self._wake_ups,
+            counters=self.counters,
         )
         environ[WEBSOCKET_KEY] = adapter
-        self.pool.submit(lambda: self._run(environ, on_finished))
+        # counted out once its thread is back in the pool: a connection admitted by the count gets a thread
+        try:
+            self.pool.submit(
+                lambda: self._run(environ), then=lambda: self._call_in_loop(lambda: self._finished(on_finished))
+            )
+        except RuntimeError:
+            self.counters.upgrades.add(HTTPStatus.SERVICE_UNAVAILABLE)  # the server answers 503
+            raise
         self.handlers.started()
         self.connections.add(adapter)
         adapter.add_close_listener(lambda: self.connections.discard(adapter))
         return adapter
 
-    def _run(self, environ: WebSocketEnvironment, on_finished: Callable[[], None] | None) -> None:
+    def _run(self, environ: WebSocketEnvironment) -> None:
         # the handler thread
         try:
             self.listener(environ)
         except Exception:
             LOG.exception("WebSocket listener failed for %s", environ.get("PATH_INFO"))
-        finally:
-            self._call_in_loop(lambda: self._finished(on_finished))
 
     def _finished(self, on_finished: Callable[[], None] | None) -> None:
         self.handlers.finished()

@@ -48,19 +48,28 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rolo.counters import Tally
+
 from .backlog import Backlogs
 from .broker import RedisBroker, broker_from, environment_broker
 from .cluster import ClusterLink, encode_push
 from .errors import WebSocketDisconnectedError
 from .frames import CloseCode
-from .websocket import WebSocket
+from .adapter import Message
+from .websocket import WebSocket, message_for
 
-__all__ = ["CLOSE_CODE_TRY_AGAIN_LATER", "Delivery", "Hub"]
+__all__ = ["CLOSE_CODE_TRY_AGAIN_LATER", "DELIVERIES", "Delivery", "Hub"]
 
 LOG = logging.getLogger("rolo.websocket.hub")
 
 CLOSE_CODE_TRY_AGAIN_LATER = 1013
 """The close code a :class:`Hub` sends to a peer too slow to take a pushed message (RFC 6455, 7.4.1)."""
+
+DELIVERIES = Tally()
+"""What the Hubs of this process did with the messages pushed to them, for metrics (:mod:`rolo.metrics`),
+by ``(name, outcome)``: a Hub's ``name``, and ``"sent"``, ``"gone"`` or ``"slow"`` for each member of this
+process a message was for (whichever process pushed it), ``"published"`` or ``"failed"`` for each other
+process a push of this one was for (see :class:`Delivery`)."""
 
 _FROM_ENVIRONMENT: Any = object()
 """The default ``broker`` of a Hub: the one ``ROLO_BROKER`` names, if any."""
@@ -136,7 +145,10 @@ class Hub:
             self.node = secrets.token_hex(4)
             self._ids = (f"ws-{n}@{self.node}" for n in itertools.count(1))
             self._link = ClusterLink(self.broker, name, self.node, self)
-            self._backlogs = Backlogs(timeout, self.broker.backlog, self.remove, self._slow)
+            self._backlogs = Backlogs(timeout, self.broker.backlog, self.remove, self._slow, self._count)
+        outcomes = ("sent", "gone", "slow") + (("published", "failed") if self.broker is not None else ())
+        for outcome in outcomes:  # so that the metrics show each at 0 from the start
+            DELIVERIES.add((name, outcome), 0)
         self._connections: dict[str, WebSocket] = {}
         self._id_of: dict[WebSocket, str] = {}
         # members as dict keys: a set that keeps the order they joined in
@@ -267,13 +279,17 @@ class Hub:
             return self._push([(connection_id, websocket)], data, timeout)
         node = connection_id.rpartition("@")[2]
         if self._link is None or not node or node == self.node:
+            self._count("gone")
             return Delivery(gone=(connection_id,))
         self._start_link()
         published, failed, gone = self._link.send(node, encode_push(b"s", connection_id, (), data)).wait(
             self._link.broker.timeout
         )
         if gone:
+            self._count("gone")
             return Delivery(gone=(connection_id,))
+        self._count("published", len(published))
+        self._count("failed", len(failed))
         return Delivery(published=published, failed=failed)
 
     def broadcast(
@@ -313,24 +329,34 @@ class Hub:
         if remote is None:
             return delivery
         published, failed, _ = remote.wait(self._link.broker.timeout - (time.monotonic() - started))
+        self._count("published", len(published))
+        self._count("failed", len(failed))
         return replace(delivery, published=published, failed=failed)
 
     def _push(
         self, targets: list[tuple[str, WebSocket]], data: str | bytes, timeout: float | None
     ) -> Delivery:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        message = message_for(data)  # one message for every member: the server frames it once
         sent: list[str] = []
         gone: list[str] = []
         full: list[tuple[str, WebSocket]] = []
         # first offer the message to everyone without waiting, so that one full buffer delays nobody
         for target in targets:
-            self._offer(target, data, 0, sent, gone, full)
+            self._offer(target, message, 0, sent, gone, full)
         slow: list[tuple[str, WebSocket]] = []
         for target in full:
-            self._offer(target, data, max(0.0, deadline - time.monotonic()), sent, gone, slow)
+            self._offer(target, message, max(0.0, deadline - time.monotonic()), sent, gone, slow)
         for connection_id, websocket in slow:
             self._slow(connection_id, websocket)
+        self._count("sent", len(sent))
+        self._count("gone", len(gone))
+        self._count("slow", len(slow))
         return Delivery(tuple(sent), tuple(gone), tuple(connection_id for connection_id, _ in slow))
+
+    def _count(self, outcome: str, count: int = 1) -> None:
+        if count:
+            DELIVERIES.add((self.name, outcome), count)
 
     def _slow(self, connection_id: str, websocket: WebSocket) -> bool:
         """Apply the slow-member policy; whether the member was closed."""
@@ -349,7 +375,7 @@ class Hub:
     def _offer(
         self,
         target: tuple[str, WebSocket],
-        data: str | bytes,
+        message: Message,
         timeout: float,
         sent: list[str],
         gone: list[str],
@@ -357,7 +383,7 @@ class Hub:
     ) -> None:
         connection_id, websocket = target
         try:
-            websocket.send(data, timeout=timeout)
+            websocket.send_message(message, timeout=timeout)
         except TimeoutError:
             full.append(target)
         except WebSocketDisconnectedError:

@@ -29,6 +29,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from rolo.counters import WebSocketCounters
+
 from .adapter import CreateConnection, Event, Message, TextMessage, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketStateError
 from .frames import Close, CloseCode, fit_close_reason
@@ -120,6 +122,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     :param wake_ups: when the loop has one, what wakes the handler for new messages (see
         :class:`WakeUps`); ``None`` puts each message into the inbox as it arrives, waking the handler at
         once
+    :param counters: where to count what the connection does (its server's, for metrics)
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         write_high_water: int = 64 * 1024,
         close_timeout: float = 10.0,
         wake_ups: WakeUps | None = None,
+        counters: WebSocketCounters | None = None,
     ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
@@ -143,6 +147,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._write_high_water = write_high_water
         self._close_timeout = close_timeout
         self._wake_ups = wake_ups
+        self._counters = counters if counters is not None else WebSocketCounters()
 
         # one lock for the state shared by both sides; the condition over it is for the rare waits
         # (accept, close, send without room), never for receiving
@@ -238,6 +243,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             if self._state is not _State.CONNECTING:
                 raise WebSocketStateError(f"cannot reject a connection that is {self._state.value}")
             self._state = _State.REJECTED
+        self._counters.upgrades.add(status)
         self._call_in_loop(lambda: self._connection.reject(status, list(headers), body))
 
     def send(self, message: Message, timeout: float | None = None) -> None:
@@ -331,12 +337,16 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._state = _State.OPEN
                 self._opened = True
                 self._changed.notify_all()
+                self._counters.upgrades.add(101)
 
     def on_message(self, message: Message | EncodedText) -> None:
         """A complete message arrived."""
         arrived = self._arrived
         arrived.append(message)
         self._bytes_read += sys.getsizeof(message.data)
+        counters = self._counters
+        counters.messages_received += 1
+        counters.received_bytes += len(message.data)
         if len(arrived) == 1:
             if self._wake_ups is None:
                 self.deliver()
@@ -371,6 +381,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 sent=sent,
                 closed_by=closed_by,
             )
+            if self._opened:
+                self._counters.closed(received, sent, closed_by)
             self._outbox.clear()
             self._changed.notify_all()
             listeners, self._close_listeners = self._close_listeners, []
@@ -410,6 +422,9 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _flush(self) -> None:
         with self._changed:
             messages, self._outbox = self._outbox, []
+            counters = self._counters
+            counters.messages_sent += len(messages)
+            counters.sent_bytes += self._outbox_bytes
             self._outbox_bytes = 0
             self._flush_pending = False
             if self._senders_waiting:

@@ -5,14 +5,31 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
-from .adapter import BytesMessage, CreateConnection, TextMessage, WebSocketAdapter
+from .adapter import BytesMessage, CreateConnection, Message, TextMessage, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketProtocolError
 from .frames import CloseCode
 
-__all__ = ["INTERNAL_ERROR_REASON", "WebSocket"]
+__all__ = ["INTERNAL_ERROR_REASON", "WebSocket", "message_for"]
 
 INTERNAL_ERROR_REASON = "internal error"
 """The reason of the close frame (1011) that a handler's error ends its connection with."""
+
+
+def message_for(data: str | bytes) -> Message:
+    """The message that sends ``data``: text for ``str``, binary for ``bytes``.
+
+    :raises WebSocketProtocolError: if ``data`` is neither ``str`` nor ``bytes``
+    :raises UnicodeEncodeError: if ``data`` is a ``str`` that has no UTF-8 form (a lone surrogate, as
+        ``"\\ud800"``), which a text message must have
+    """
+    if isinstance(data, str):
+        if not data.isascii():
+            # checked here, where the handler can be told: the server encodes it later, elsewhere
+            data.encode("utf-8")
+        return TextMessage(data)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return BytesMessage(bytes(data))
+    raise WebSocketProtocolError(f"can only send str or bytes, not {type(data).__name__}")
 
 
 class WebSocket:
@@ -37,15 +54,16 @@ class WebSocket:
         :raises TimeoutError: if the peer made no room within ``timeout`` seconds
         :raises WebSocketDisconnectedError: if the connection is closed
         """
-        if isinstance(data, str):
-            if not data.isascii():
-                # checked here, where the handler can be told: the server encodes it later, elsewhere
-                data.encode("utf-8")
-            self._adapter.send(TextMessage(data), timeout)
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            self._adapter.send(BytesMessage(bytes(data)), timeout)
-        else:
-            raise WebSocketProtocolError(f"can only send str or bytes, not {type(data).__name__}")
+        self._adapter.send(message_for(data), timeout)
+
+    def send_message(self, message: Message, timeout: float | None = None) -> None:
+        """Send a message made by :func:`message_for`: for one message sent to many connections, which the
+        server then frames once (as a :class:`~rolo.websocket.Hub` does).
+
+        :raises TimeoutError: if the peer made no room within ``timeout`` seconds
+        :raises WebSocketDisconnectedError: if the connection is closed
+        """
+        self._adapter.send(message, timeout)
 
     def receive(self, timeout: float | None = None) -> str | bytes:
         """The next message: ``str`` for a text message, ``bytes`` for a binary one.

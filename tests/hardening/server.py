@@ -87,6 +87,7 @@ def stats(request: Request):
         {
             "active_handlers": host.handlers.running,
             "pool_threads": len(pool.threads),
+            "busy_threads": pool.busy,
             # counted here, while this request's connection is open, so that no earlier one is
             **process_usage(os.getpid()),
         }

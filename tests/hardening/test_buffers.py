@@ -12,6 +12,7 @@ import os
 import queue
 import socket
 import threading
+import time
 
 import pytest
 import pytest_twisted
@@ -19,6 +20,7 @@ import pytest_twisted
 from rolo import route
 from rolo.websocket import WebSocketDisconnectedError, WebSocketRequest
 from rolo.websocket.frames import Close
+from rolo.websocket.host import SPARE_THREADS
 
 from tests.helpers import in_thread
 
@@ -32,12 +34,16 @@ WORST_CASE_PER_CONNECTION = 4 * MiB
 
 
 def warmed_up(server_process):
-    """A server that has served a WebSocket already (imports, threads, buffers), and its usage then."""
+    """A server that has served a WebSocket already (imports, threads, buffers) and started its spare
+    handler threads, and its usage then."""
     server = server_process()
     sock = open_websocket(server.address, "/echo")
     sock.sendall(client_frame(OPCODE_TEXT, b"warm"))
     sock.recv(64)
     sock.close()
+    deadline = time.monotonic() + 10
+    while server.stats()["pool_threads"] < SPARE_THREADS and time.monotonic() < deadline:
+        time.sleep(0.01)  # polled: the spares start on a thread of their own, with nothing to wait on
     return server, server.usage()
 
 

@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import autobahn.util
 import pytest
 import pytest_twisted
 from autobahn.websocket.protocol import PreparedMessage
@@ -41,6 +42,7 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _autobahn._RECEIVE is not None
     assert _autobahn._SEND_AUTO_PING is not None
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
+    assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows
     assert issubclass(GatewayWebSocketProtocol, _autobahn.ProtocolInternals)
 
 
@@ -67,11 +69,16 @@ async def loopback() -> AsyncIterator[tuple[_Sink, socket.socket]]:
 
 @pytest_twisted.ensureDeferred
 async def test_write_now_delivers_what_transport_write_does_in_the_same_order():
-    async with loopback() as (server, client):
-        chunks = [b"a" * 10, b"b" * 300_000, b"c" * 5, b"d" * 70_000]
+    factory = Factory.forProtocol(_Sink)
+    factory.connected = Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+    try:
+        server = await factory.connected
+        writes = [[b"a" * 10], [b"h" * 14, b"b" * 300_000, b"c" * 5], [b"d" * 70_000], [b"x", b"y"]]
         # a large write fills the socket's buffer, so later ones must queue behind Twisted's buffer
-        for chunk in chunks:
-            _twisted.write_now(server.transport, chunk)
+        for pieces in writes:
+            _twisted.write_now(server.transport, list(pieces))
         server.transport.write(b"e" * 7)  # the public path after the fast one
         server.transport.loseConnection()
 
@@ -81,7 +88,10 @@ async def test_write_now_delivers_what_transport_write_does_in_the_same_order():
                 received += data
             return bytes(received)
 
-        assert await in_thread(read_all) == b"".join(chunks) + b"e" * 7
+        assert await in_thread(read_all) == b"".join(b"".join(pieces) for pieces in writes) + b"e" * 7
+    finally:
+        client.close()
+        await port.stopListening()
 
 
 def test_forget_exit_signal_clears_the_signal_twistd_would_re_raise():

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import websocket as wsclient
@@ -89,9 +90,23 @@ def test_app_may_be_a_gateway_factory_and_listen_repeats(twistd, tmp_path):
     assert server.stop() == 0
 
 
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Meanwhile this process ignores SIGINT, as a command that a shell without job control (a script, a
+    CI runner) starts in the background does: the processes it starts inherit that."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_closes_websockets_with_1001_and_exits_0(twistd, signum):
-    server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--grace-period", "5")
+    # whether the test run ignores SIGINT or not (./dev test &), twistd starts with its default action, as
+    # at a terminal; it ignored SIGINT, and the reader below got no close frame in 10 s, when it inherited
+    with sigint_ignored():
+        server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--grace-period", "5")
     port = server.port()
     ws = wsclient.create_connection(f"ws://127.0.0.1:{port}/echo/carol", timeout=10)
     assert ws.recv() == "thanks for connecting carol"

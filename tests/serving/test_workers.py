@@ -28,7 +28,7 @@ from rolo.serving.twisted.workers import cpu_count
 
 from tests.helpers import self_signed_certificate
 
-from .test_twistd import close_frame
+from .test_twistd import close_frame, sigint_ignored
 from .twistd import REPO, Twistd, twistd_command
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -101,6 +101,7 @@ def wait_for_exit(pid: int, timeout: float = 10.0) -> None:
         os.close(descriptor)
 
 
+@pytest.mark.slow
 def test_both_workers_serve_every_endpoint_and_the_log_is_one_stream(supervisor, tmp_path):
     key, certificate = self_signed_certificate(tmp_path)
     tls = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={certificate}"
@@ -142,6 +143,7 @@ def test_both_workers_serve_every_endpoint_and_the_log_is_one_stream(supervisor,
     assert server.stop() == 0
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_the_port_keeps_answering(supervisor):
     server = supervisor("--listen", LOOPBACK)
     port = server.port()
@@ -159,6 +161,7 @@ def test_a_killed_worker_is_restarted_and_the_port_keeps_answering(supervisor):
     assert server.stop() == 0
 
 
+@pytest.mark.slow
 def test_sigterm_closes_websockets_on_every_worker_with_1001_and_exits_0(supervisor):
     server = supervisor("--listen", LOOPBACK, "--grace-period", "5")
     port = server.port()
@@ -182,6 +185,7 @@ def test_sigterm_closes_websockets_on_every_worker_with_1001_and_exits_0(supervi
     assert "Traceback" not in server.output
 
 
+@pytest.mark.slow
 def test_a_unix_socket_is_handed_to_both_workers(supervisor, tmp_path):
     path = tmp_path / "rolo.sock"
     server = supervisor("--listen", f"unix:{path}:mode=600")
@@ -218,6 +222,7 @@ def test_a_unix_socket_is_handed_to_both_workers(supervisor, tmp_path):
     assert not path.exists()  # the supervisor removes it once all are gone
 
 
+@pytest.mark.slow
 def test_a_worker_that_does_not_stop_is_killed(supervisor):
     server = supervisor("--listen", LOOPBACK, "--grace-period", "0")
     pids = worker_pids(server)
@@ -229,6 +234,7 @@ def test_a_worker_that_does_not_stop_is_killed(supervisor):
     server.wait_for(rf"worker 2 \(pid {pids[2]}\) exited with status 0")
 
 
+@pytest.mark.slow
 def test_workers_stop_when_the_supervisor_dies(supervisor):
     server = supervisor("--listen", LOOPBACK)
     pids = worker_pids(server)
@@ -237,6 +243,7 @@ def test_workers_stop_when_the_supervisor_dies(supervisor):
         wait_for_exit(pid)  # its pipe closed: each worker stopped as on SIGTERM
 
 
+@pytest.mark.slow
 def test_a_broken_app_fails_fast_with_one_line_and_status_1():
     result = subprocess.run(
         [twistd_command(), "-n", "--pidfile=", "rolo", "--app", "tests.serving.nosuch:router", "--listen", LOOPBACK,
@@ -255,6 +262,7 @@ def test_a_broken_app_fails_fast_with_one_line_and_status_1():
     assert "rolo: worker 1 (pid " in errors[0] or "rolo: worker 2 (pid " in errors[0]
 
 
+@pytest.mark.slow
 def test_a_worker_that_keeps_failing_to_start_makes_the_supervisor_give_up(supervisor, tmp_path):
     broken = tmp_path / "broken"
     server = supervisor(
@@ -276,8 +284,10 @@ def test_a_worker_that_keeps_failing_to_start_makes_the_supervisor_give_up(super
     server.wait_for(rf"worker 2 \(pid {pids[2]}\) exited with status 0")
 
 
+@pytest.mark.slow
 def test_run_workers_from_python(supervisor):
-    server = supervisor(LOOPBACK, command=[sys.executable, "-m", "tests.serving.workers_script"])
+    with sigint_ignored():  # as under ./dev test &: the supervisor must not inherit it (see test_twistd)
+        server = supervisor(LOOPBACK, command=[sys.executable, "-m", "tests.serving.workers_script"])
     port = server.port()
     pids = set(worker_pids(server).values())
     assert len(pids) == 2

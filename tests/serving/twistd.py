@@ -22,12 +22,19 @@ def twistd_command() -> str:
 
 class Twistd:
     """A ``twistd -n rolo …`` process (or another ``command``) run from the repository, its output (stdout
-    and stderr) read line by line as it comes."""
+    and stderr) read line by line as it comes.
+
+    It starts with SIGINT's default action, as a command typed at a terminal does (so that Ctrl-C, or
+    :meth:`stop` with SIGINT, stops it), whatever this process inherited: a shell without job control (a
+    script, a CI runner) starts a command it runs in the background (``./dev test &``) with SIGINT
+    ignored, and so every process that command starts. Twisted then leaves SIGINT ignored.
+    """
 
     def __init__(self, *args: str, command: list[str] | None = None, env: dict[str, str] | None = None) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.process = subprocess.Popen(
-            [*(command or [twistd_command(), "-n", "--pidfile=", "rolo"]), *args],
+            # env (GNU coreutils) resets SIGINT, then executes the command in its place (the same pid)
+            ["env", "--default-signal=INT", *(command or [twistd_command(), "-n", "--pidfile=", "rolo"]), *args],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,

@@ -25,3 +25,35 @@ def test_shutting_down_or_full_is_503_and_otherwise_taken():
     full = host(10, allowed_origins=None).refusal(None)
     assert (full.status, full.body) == (HTTPStatus.SERVICE_UNAVAILABLE, b"too many WebSocket connections\n")
     assert host(9).refusal(None) is None
+
+
+class _NoIO:
+    """A connection's I/O side that does nothing: these tests look at the host, not at the protocol."""
+
+    def __getattr__(self, name):
+        return lambda *args: None
+
+
+def test_a_connection_admitted_as_a_handler_returns_gets_a_thread_though_that_one_is_not_back_yet():
+    """The loop counts a handler out before its thread is back in the pool: a connection admitted in
+    between still gets a thread."""
+    import threading
+
+    opened = []
+    done = threading.Event()
+
+    def open_one() -> None:
+        opened.append(made.open(_NoIO(), {}, on_finished=open_next))
+
+    def open_next() -> None:
+        # the loop learns that the handler returned, and at once takes the next connection
+        if len(opened) < 3:
+            open_one()
+        else:
+            done.set()
+
+    made = WebSocketHost(lambda environ: None, ServerSettings(max_connections=1), lambda call: call())
+    open_one()
+    assert done.wait(10)
+    made.stop()
+    assert made.pool.join(10)

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from werkzeug.exceptions import ClientDisconnected, RequestTimeout
 
+from rolo.counters import HttpCounters
 from rolo.gateway.gateway import Gateway
 from rolo.request import Request
 from rolo.response import Response
@@ -143,6 +144,26 @@ _END = object()
 """What a body's iteration gives once it is spent."""
 
 
+def _counting(send: Send, counters: HttpCounters, clock: Callable[[], float]) -> Send:
+    """``send``, counting the response in ``counters`` once its last message is sent (or fails to be)."""
+    started = clock()
+    status = 0
+
+    async def counted(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            await send(message)
+            return
+        try:
+            await send(message)
+        finally:
+            if not message.get("more_body", False):
+                counters.responded(status, clock() - started)
+
+    return counted
+
+
 class _Answer(NamedTuple):
     """A handler's response, ready for the loop to send."""
 
@@ -159,11 +180,14 @@ class HttpApp:
     ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped without
     running. The pool starts with the first request, and :meth:`shutdown` stops it; a later request starts
     a new one.
+
+    :ivar counters: the responses by status, for metrics (:mod:`rolo.metrics`)
     """
 
     def __init__(self, gateway: Gateway, settings: ServerSettings) -> None:
         self.gateway = gateway
         self.settings = settings
+        self.counters = HttpCounters()
         self._pool: HandlerPool | None = None
 
     @property
@@ -173,6 +197,7 @@ class HttpApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
+        send = _counting(send, self.counters, loop.time)
         body = RequestBody(loop, timeout=self.settings.body_timeout)
         try:
             environ = environ_for(scope, io.BufferedReader(body))

@@ -288,6 +288,7 @@ class WebSocketApp:
             except InvalidTarget as invalid:
                 refused = Refusal(HTTPStatus.BAD_REQUEST, str(invalid))
         if refused is not None:
+            self.host.counters.upgrades.add(refused.status)
             for message in self._refusal_response(scope, refused):
                 await send(message)
             return

@@ -15,21 +15,43 @@ rolo takes the public path, which is slower or plainer but right:
   factory's ``_batched_timer``); without it, txaio's timer rounds deadlines down to whole seconds.
 - :func:`drop_handshake_leftovers` frees what the protocol keeps of the opening handshake once the
   connection is open (about 1.5 KB); without it that memory stays.
+- :func:`fail_connection` fails a connection for an error rolo's own frame parser found, as Autobahn's
+  would (``_fail_connection``); without it, rolo sends the close frame and drops the connection itself.
+- :func:`data_arrived` tells Autobahn's keep-alive that the peer sent data, which stands for the pong it
+  waits for, as its own parser does (``_cancelAutoPingTimeoutCall``); without it, a peer sending
+  without answering a ping is dropped at the ping timeout.
+- Autobahn colours the arguments of its debug lines with click (when click is installed, as uvicorn and
+  Flask bring it), whether or not the line is logged: 22 calls for each connection opened, a tenth of
+  what opening one costs. On import, this module turns the colours off (``autobahn.util._HAS_CLICK``):
+  Autobahn's debug lines, when someone shows them, come in plain text.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import autobahn.util
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 
-__all__ = ["ProtocolInternals", "drop_handshake_leftovers", "message_compressor", "use_reactor_timer"]
+__all__ = [
+    "ProtocolInternals",
+    "data_arrived",
+    "drop_handshake_leftovers",
+    "fail_connection",
+    "message_compressor",
+    "use_reactor_timer",
+]
 
 _MISSING = object()
 
 _RECEIVE = getattr(WebSocketProtocol, "_dataReceived", None)
 _SEND_AUTO_PING = getattr(WebSocketProtocol, "_sendAutoPing", None)
+_FAIL = getattr(WebSocketProtocol, "_fail_connection", None)
+_CANCEL_PING_TIMEOUT = getattr(WebSocketProtocol, "_cancelAutoPingTimeoutCall", None)
+
+if getattr(autobahn.util, "_HAS_CLICK", None) is True:
+    autobahn.util._HAS_CLICK = False  # plain debug lines, not coloured ones nobody reads
 
 _HANDSHAKE_LEFTOVERS = (
     "http_request_data",
@@ -84,6 +106,23 @@ def message_compressor(protocol: WebSocketProtocol) -> Any:
     ``NotImplemented`` where Autobahn keeps it elsewhere (then send through ``sendMessage``)."""
     compressor = getattr(protocol, "_perMessageCompress", _MISSING)
     return NotImplemented if compressor is _MISSING else compressor
+
+
+def fail_connection(protocol: WebSocketProtocol, code: int, reason: str) -> None:
+    """Fail the connection for a protocol error (RFC 6455, 7.1.7): a close frame with ``code`` and
+    ``reason``, then the connection is dropped."""
+    if _FAIL is not None:
+        _FAIL(protocol, code, reason)
+    else:
+        protocol.failedByMe = True
+        protocol.sendCloseFrame(code, reason.encode("utf-8")[:123], isReply=False)
+
+
+def data_arrived(protocol: WebSocketProtocol) -> None:
+    """The peer sent a data frame: if a keep-alive ping waits for its pong, the peer is alive."""
+    if protocol.autoPingTimeoutCall is not None and protocol.autoPingRestartOnAnyTraffic:
+        if _CANCEL_PING_TIMEOUT is not None:
+            _CANCEL_PING_TIMEOUT(protocol)
 
 
 def use_reactor_timer(factory: WebSocketServerFactory, reactor: Any) -> None:

@@ -60,13 +60,14 @@ _FAST_WRITE = all(hasattr(tcp.Connection, name) for name in ("writeSomeData", "d
 )
 
 
-def write_now(transport: Any, data: bytes) -> None:
-    """Write ``data`` to a TCP transport's socket at once when nothing waits before it, and buffer the rest.
+def write_now(transport: Any, pieces: list[bytes]) -> None:
+    """Write ``pieces``, in order, to a TCP transport's socket at once when nothing waits before them (in
+    one ``sendmsg``, without joining them), and buffer what the socket does not take.
 
     A transport's ``write`` only buffers: the bytes go out on a later turn of the reactor, once epoll says
     the socket is writable, which costs two ``epoll_ctl`` calls (to watch for writability and to stop) and
     that turn. Small writes usually fit in the socket's send buffer straight away. Anything but a plain
-    TCP connection with an empty buffer (TLS, UNIX sockets) takes ``transport.write``.
+    TCP connection with an empty buffer (TLS, UNIX sockets) takes ``transport.writeSequence``.
     """
     if (
         _FAST_WRITE
@@ -77,12 +78,19 @@ def write_now(transport: Any, data: bytes) -> None:
         and not getattr(transport, "_tempDataLen", 1)
         and transport.offset == len(transport.dataBuffer)
     ):
-        written = transport.writeSomeData(data)
-        if isinstance(written, int):
-            data = data[written:]
-        # else the connection is lost: the buffered write below lets Twisted find out and close it
-    if data:
-        transport.write(data)
+        try:
+            written = transport.socket.sendmsg(pieces) if len(pieces) > 1 else transport.socket.send(pieces[0])
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            written = 0  # the connection is lost: the buffered write below lets Twisted find out and close it
+        while written and pieces:
+            if written >= len(pieces[0]):
+                written -= len(pieces.pop(0))
+            else:
+                pieces[0], written = pieces[0][written:], 0
+    if pieces:
+        transport.writeSequence(pieces)
 
 
 def unsent_bytes(transport: Any) -> int | None:

@@ -13,6 +13,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from rolo.counters import HttpCounters
 from rolo.gateway import Gateway
 from rolo.request import Request as RoloRequest
 from rolo.response import Response
@@ -51,6 +52,8 @@ class HttpResource(Resource):
     :ivar pool: the threads the handlers run in, ``http_threads`` of them at most
     :ivar handlers: the requests between their arrival and their handler's return (and the end of its
         body's iteration)
+    :ivar counters: the responses by status, for metrics (:mod:`rolo.metrics`), counted as they are logged
+        (see :func:`log_response`)
     """
 
     isLeaf = True
@@ -62,6 +65,7 @@ class HttpResource(Resource):
         self.write_high_water = settings.write_high_water
         self.pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=settings.http_queue)
         self.handlers = HandlerCount()
+        self.counters = HttpCounters()
         self._writers: set[_ResponseWriter] = set()  # reactor thread only
 
     def render(self, request: Request) -> bytes | int:
@@ -292,11 +296,12 @@ class _ResponseWriter:
 
 def log_response(request: GatewayRequest, now: float) -> None:
     """Log one line for a response that has been written: method, path, peer, status and how long since
-    the request arrived (``now`` is the reactor's clock). A request is logged once; later calls do
-    nothing."""
+    the request arrived (``now`` is the reactor's clock), and count it in its site's
+    :attr:`HttpResource.counters`. A request is logged once; later calls do nothing."""
     if request.logged:
         return
     request.logged = True
+    request.site.http.counters.responded(request.code, now - request.received_at)
     log.info(
         "{method} {path} from {peer}: {status} in {duration:.3f}s",
         method=request.method.decode("latin-1"),

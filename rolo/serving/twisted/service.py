@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
 from twisted.python.failure import Failure
+from twisted.web.server import Site
 
 import rolo
 
@@ -94,7 +95,7 @@ def _parse_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
 class _ListeningService(Service):
     """Listens with the site on one endpoint while running (its parent starts the privileged step)."""
 
-    def __init__(self, description: str, endpoint: IStreamServerEndpoint, site: TwistedGateway) -> None:
+    def __init__(self, description: str, endpoint: IStreamServerEndpoint, site: Site) -> None:
         self.description = description
         self.endpoint = endpoint
         self.site = site

@@ -122,6 +122,13 @@ class Options(usage.Options):
         ["app", "a", None, "The application, as package.module:attribute."],
         ["broker", None, None, "Redis URL of the broker for the app's Hubs (sets ROLO_BROKER): redis://host:6379/0."],
         [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics on this endpoint, apart from --listen (needs prometheus-client): tcp:9100 "
+            "listens on this machine only, unless interface= is given.",
+        ],
+        [
             "workers",
             None,
             None,
@@ -182,6 +189,8 @@ class Options(usage.Options):
             self["listen"] = [DEFAULT_ENDPOINT]
         if self["pin-workers"] and not self["workers"]:
             raise usage.UsageError("--pin-workers needs --workers")
+        if self["metrics"] and self["workers"]:
+            raise usage.UsageError("--metrics serves one process's metrics: it does not go with --workers")
 
     def settings(self) -> dict[str, Any]:
         """The keyword settings of :class:`TwistedGateway` these options give."""
@@ -254,8 +263,8 @@ def makeService(options: Options) -> IService:
     """The ``twistd rolo`` service for ``options``: with ``--workers``, a supervisor that does not load the
     application (each worker does).
 
-    :raises SystemExit: with a one-line message, for an ``--app`` that does not load or an endpoint that
-        does not parse
+    :raises SystemExit: with a one-line message, for an ``--app`` that does not load, an endpoint that
+        does not parse, or ``--metrics`` without prometheus-client
     """
     if options["broker"]:
         # before the app loads: Hub() reads it when made, often at import time
@@ -280,6 +289,14 @@ def makeService(options: Options) -> IService:
         raise SystemExit(f"rolo: {error}") from None
     site = TwistedGateway(gateway, **options.settings())
     try:
-        return _TwistdService(site, endpoints or options["listen"])
+        service = _TwistdService(site, endpoints or options["listen"])
     except ValueError as error:
         raise SystemExit(f"rolo: --listen: {error}") from None
+    if options["metrics"]:
+        try:
+            from .metrics import MetricsService
+
+            MetricsService(site, options["metrics"]).setServiceParent(service)
+        except (ImportError, ValueError) as error:
+            raise SystemExit(f"rolo: --metrics: {error}") from None
+    return service

@@ -59,6 +59,7 @@ class WebSocketResource(Resource):
             request.method.decode("latin-1"), request.clientproto.decode("latin-1"), request.uri.decode("latin-1"), headers
         ) or self.host.refusal(request.getHeader("origin"))
         if refused is not None:
+            self.host.counters.upgrades.add(refused.status)
             return self._refuse(request, refused)
 
         protocol: GatewayWebSocketProtocol = self.factory.buildProtocol(request.transport.getPeer())

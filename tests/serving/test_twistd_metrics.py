@@ -1,0 +1,122 @@
+"""``twistd rolo --metrics ENDPOINT``: Prometheus metrics on a port of their own, end to end; and rolo without
+prometheus-client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+import websocket as wsclient
+
+from rolo.serving.twisted.metrics import metrics_endpoint
+from rolo.serving.twisted.tap import Options
+
+from tests.test_metrics import samples
+
+from .test_twistd import twistd  # noqa: F401 (the fixture)
+from .twistd import REPO
+
+LOOPBACK = "tcp:0:interface=127.0.0.1"
+
+# twistd, as its script runs it, in an interpreter where prometheus-client cannot be imported
+_WITHOUT_PROMETHEUS = (
+    "import sys; sys.modules['prometheus_client'] = None; "
+    "from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+)
+
+
+def test_twistd_serves_the_metrics_on_the_loopback_interface_of_their_port(twistd):
+    server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--metrics", "tcp:0")
+    port = server.port()
+    line = server.wait_for(r"rolo metrics at 127\.0\.0\.1:(\d+) \(tcp:0:interface=127\.0\.0\.1\): this machine only")
+    metrics_port = int(line.group(1))
+    assert metrics_port != port
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/bob", timeout=10) as response:
+        assert response.read() == b"hello bob"
+    ws = wsclient.create_connection(f"ws://127.0.0.1:{port}/echo/alice", timeout=10)
+    assert ws.recv() == "thanks for connecting alice"
+    ws.send("hi")
+    assert ws.recv() == "echo: hi"
+    ws.close()
+    server.wait_for(r"WebSocket closed by the peer /echo/alice")  # logged once the server counted it
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        found = samples(response.read().decode())
+    assert found[("rolo_http_requests_total", (("status", "200"),))] == 1
+    assert found[("rolo_websocket_upgrades_total", (("status", "101"),))] == 1
+    assert found[("rolo_websocket_messages_received_total", ())] == 1
+    assert found[("rolo_websocket_messages_sent_total", ())] == 2
+    assert found[("rolo_websocket_closes_total", (("by", "peer"), ("code", "1000")))] == 1
+    assert found[("process_cpu_seconds_total", ())] > 0  # prometheus-client's default registry, as it is
+    assert server.stop() == 0
+    assert not any("GET /metrics" in line for line in server.lines), server.output  # scrapes are not logged
+
+
+def test_a_metrics_port_in_use_ends_twistd_with_one_line(twistd):
+    server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--metrics", "tcp:0")
+    server.port()
+    taken = server.wait_for(r"rolo metrics at 127\.0\.0\.1:(\d+)").group(1)
+    second = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--metrics", f"tcp:{taken}")
+    # twistd has started logging by the time it listens: the error is one line of its log
+    assert second.wait() == 1
+    assert "Traceback" not in second.output
+    in_use = f"rolo: Couldn't listen on 127.0.0.1:{taken}: [Errno 98] Address already in use."
+    assert second.lines[-1].endswith(in_use)
+
+
+def test_without_prometheus_client_twistd_says_what_to_install():
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_PROMETHEUS, "-n", "--pidfile=", "rolo", "--app", "tests.serving.apps:router",
+         "--listen", LOOPBACK, "--metrics", "tcp:0"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert (done.stdout + done.stderr).splitlines() == [
+        "rolo: --metrics: rolo.metrics needs prometheus-client: pip install prometheus-client "
+        "(or rolo's metrics extra: pip install '.[metrics]' in its checkout)"
+    ]
+
+
+def test_rolo_serves_without_importing_prometheus_client_and_rolo_metrics_says_what_to_install():
+    program = (
+        "import sys, urllib.request\n"
+        "import rolo.serving.twisted.tap, rolo.gateway.asgi\n"
+        "from rolo.serving.twisted import run_in_thread\n"
+        "from tests.serving.apps import router\n"
+        "with run_in_thread(router, 'tcp:0:interface=127.0.0.1') as server:\n"
+        "    with urllib.request.urlopen(f'http://127.0.0.1:{server.port}/hello/ann', timeout=10) as response:\n"
+        "        assert response.read() == b'hello ann'\n"
+        "assert 'prometheus_client' not in sys.modules\n"
+        "sys.modules['prometheus_client'] = None  # as if it were not installed\n"
+        "try:\n"
+        "    import rolo.metrics\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("rolo.metrics needs prometheus-client: pip install prometheus-client")
+
+
+def test_metrics_do_not_go_with_workers():
+    with pytest.raises(SystemExit, match="^rolo: --metrics serves one process's metrics: it does not go with"):
+        Options().parseOptions(["--app", "m:a", "--metrics", "tcp:9100", "--workers", "2"])
+
+
+@pytest.mark.parametrize(
+    ("given", "endpoint"),
+    [
+        ("tcp:9100", "tcp:9100:interface=127.0.0.1"),
+        ("9100", "tcp:9100:interface=127.0.0.1"),
+        ("tcp6:9100", "tcp6:9100:interface=\\:\\:1"),
+        ("ssl:9100:privateKey=key.pem", "ssl:9100:privateKey=key.pem:interface=127.0.0.1"),
+        ("tcp:9100:interface=0.0.0.0", "tcp:9100:interface=0.0.0.0"),
+        ("tcp:port=9100:interface=10.0.0.5", "tcp:port=9100:interface=10.0.0.5"),
+        ("unix:/run/metrics.sock", "unix:/run/metrics.sock"),
+    ],
+)
+def test_a_metrics_endpoint_is_on_the_loopback_interface_unless_it_says_otherwise(given, endpoint):
+    assert metrics_endpoint(given) == endpoint
