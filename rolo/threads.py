@@ -160,7 +160,7 @@ class HandlerPool:
     def waiting(self) -> int:
         """How many jobs wait for a thread."""
         with self._lock:
-            return max(0, self._queued - self._idle)
+            return max(0, self._queued - self._idle - self._starting)
 
     def submit(
         self, job: Callable[[], object], *, then: Callable[[], object] | None = None, queue_anyway: bool = False
@@ -182,7 +182,8 @@ class HandlerPool:
         with self._lock:
             if self._stopped:
                 raise RuntimeError(f"the {self.name} pool is stopped")
-            spare = self._idle - self._queued  # idle threads that no queued job is promised to
+            # idle threads, and spares on their way to idle, that no queued job is promised to
+            spare = self._idle + self._starting - self._queued
             if spare > 0 or len(self.threads) >= self.max_threads:
                 if spare <= 0 and -spare >= self.max_waiting and not queue_anyway:
                     raise PoolFull(f"all {self.max_threads} {self.name} threads are busy")
@@ -304,10 +305,22 @@ class HandlerPool:
         (``None``: no limit). Never call it on an event-loop thread a job may wait for. Whether they all
         exited."""
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def remaining() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
         with self._lock:
-            threads = list(self.threads) + ([self._spawner] if self._spawner is not None else [])
+            spawner = self._spawner
+        # the spawner first: a spare it made counts among the threads before it is started, and once the
+        # spawner is gone every thread left has been started (or was dropped)
+        if spawner is not None:
+            spawner.join(remaining())
+            if spawner.is_alive():
+                return False
+        with self._lock:
+            threads = list(self.threads)
         for thread in threads:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            thread.join(remaining())
         return not any(thread.is_alive() for thread in threads)
 
 
