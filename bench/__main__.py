@@ -1,16 +1,18 @@
 """``python -m bench`` (or ``./dev bench``): rolo side by side with the Python servers people pick instead.
 
-Four parts, each every server of :data:`bench.servers.PEERS` that takes part in it, each server in a
+Five parts, each every server of :data:`bench.servers.PEERS` that takes part in it, each server in a
 process of its own, driven by a load generator cheaper than any of them (``bench/loadgen.c``, or wrk):
 
 echo       32-byte echo on 1, 10, 100, 1,000 connections; 4 × 64 KiB; 4 × 1 MiB   (bench/echo.py)
 scale      10,000 connections opened, one message on each, memory per connection  (bench/scale.py)
 http       wrk -t1 -c50 on a GET of 11 bytes                                       (bench/wrk.py)
 broadcast  a room of 1,000, one and 16 broadcasts in flight                        (bench/broadcast.py)
+cluster    rolo only: --workers 2 against one process; a Hub over Redis, 2 processes (bench/cluster.py)
 
 Rounds interleave (round 1 on every server, then round 2 ...); a cell is the median of the rounds, a
 ratio the median of the rounds' ratios. Tables are printed and written as reStructuredText snippets with
-charts into ``docs/bench/``; ``--readme`` also puts them into README.rst between its bench markers.
+charts into ``docs/bench/``; ``--docs`` also gathers them into ``docs/bench/results.rst``, which the
+documentation's Benchmarks page shows.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import broadcast, echo, loadgen, scale, wrk
+from bench import broadcast, cluster, echo, loadgen, scale, wrk
 from bench.processes import ROOT, Placement, Ports, Server
 from bench.report import Table, write
 from bench.servers import PEERS
 
-PARTS = ("echo", "scale", "http", "broadcast")
-README_BEGIN, README_END = ".. bench tables begin", ".. bench tables end"
+PARTS = ("echo", "scale", "http", "broadcast", "cluster")
+DOCS = ROOT / "docs"
+RESULTS = "results.rst"
+"""The page of ``--out`` that gathers its snippets, which docs/benchmarks.rst includes."""
 CHART_ALT = {
     "echo": "32-byte echo, every server: throughput, p99 round trip and server CPU per message against connections",
     "scale": "time to open 10,000 connections, and memory per connection, idle and with deflate used",
@@ -70,10 +74,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--at-once", type=int, default=200, help="handshakes under way at once in the scale part")
     parser.add_argument("--port", type=int, default=0, help="first port of the servers (default: free ones)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench", help="where tables and charts go")
-    parser.add_argument("--readme", action="store_true", help="also put the tables into README.rst")
+    parser.add_argument(
+        "--docs", action="store_true", help=f"also gather the tables and charts into OUT/{RESULTS} for the docs"
+    )
     args = parser.parse_args()
-    if args.readme and not args.out.resolve().is_relative_to(ROOT):
-        parser.error("--readme needs --out inside the repository, where README.rst can show the charts")
+    if args.docs and not args.out.resolve().is_relative_to(DOCS):
+        parser.error("--docs needs --out inside docs/, where the documentation can show the charts")
     return args
 
 
@@ -104,22 +110,18 @@ def draw(path: Path, panels: int, draw_panels) -> None:
     print(f"chart: {os.path.relpath(path)}")
 
 
-def update_readme(directory: Path) -> None:
-    """Put every snippet of ``directory`` (the parts' tables, in the order of the parts) and its chart
-    between README.rst's markers, each run's preface once."""
-    readme = ROOT / "README.rst"
-    text = readme.read_text()
-    start, end = text.find(README_BEGIN), text.find(README_END)
-    if start < 0 or end < start:
-        raise SystemExit(f"README.rst has no {README_BEGIN!r} ... {README_END!r} block")
+def update_docs(directory: Path) -> None:
+    """Gather every snippet of ``directory`` (the parts' tables, in the order of the parts) and its chart
+    into ``directory/results.rst``, each run's preface once."""
 
     def order(path: Path) -> tuple:
         part = path.stem.split("-")[0]
         kind = path.stem.removeprefix(part).lstrip("-")
         return PARTS.index(part) if part in PARTS else len(PARTS), kind not in ("", "ratios"), kind != "", kind
 
-    block, last_preface = [], None
-    for snippet in sorted(directory.glob("*.rst"), key=order):
+    block = [".. Written by ``./dev bench --docs``: the tables and charts of the last run.\n"]
+    last_preface = None
+    for snippet in sorted((path for path in directory.glob("*.rst") if path.name != RESULTS), key=order):
         preface, _, table = snippet.read_text().partition("\n\n")
         if preface != last_preface:
             block.append(preface + "\n")
@@ -128,9 +130,10 @@ def update_readme(directory: Path) -> None:
         chart = snippet.with_suffix(".png")
         if chart.exists():
             alt = CHART_ALT.get(snippet.stem, snippet.stem)
-            block.append(f".. image:: {chart.resolve().relative_to(ROOT)}\n   :alt: {alt}\n")
-    readme.write_text(text[: start + len(README_BEGIN)] + "\n\n" + "\n".join(block) + "\n" + text[end:])
-    print("README.rst: tables updated")
+            # a path from the documentation's root: the image is found whichever page includes this one
+            block.append(f".. image:: /{chart.resolve().relative_to(DOCS)}\n   :alt: {alt}\n")
+    (directory / RESULTS).write_text("\n".join(block))
+    print(f"{os.path.relpath(directory / RESULTS)}: tables gathered")
 
 
 def main() -> None:
@@ -162,6 +165,8 @@ def main() -> None:
             results = wrk.run(kinds, args.repeat, args.http_duration, ports)
             tables = wrk.tables(results, kinds, args.http_duration)
             draw(args.out / "http.png", 1, lambda axes: wrk.chart(results, kinds, axes))
+        elif part == "cluster":
+            tables, results = cluster.part(args.repeat, args.duration)
         else:
             results = broadcast.run(kinds, args.repeat, args.warmup, args.duration, ports)
             tables = broadcast.tables(results, kinds)
@@ -169,8 +174,8 @@ def main() -> None:
         write(tables, args.out, intro)
         print(f"({part}: {time.monotonic() - part_started:.0f} s)")
         (args.out / f"{part}.json").write_text(json.dumps(results.rows, indent=1) + "\n")
-    if args.readme:
-        update_readme(args.out)
+    if args.docs:
+        update_docs(args.out)
     print(f"\n{Placement.describe()}; {args.repeat} round(s) in {time.monotonic() - started:.0f} s")
 
 

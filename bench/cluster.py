@@ -1,4 +1,9 @@
-"""A Hub across processes, run by hand: ``.venv/bin/python -m bench.cluster [--help]``.
+"""rolo on many CPUs: ``./dev bench --only cluster``, or alone, ``.venv/bin/python -m bench.cluster [--help]``.
+
+``./dev bench --only cluster`` first compares one process with ``--workers 2`` (and ``--pin-workers``) on a
+32-byte echo over 100 connections (:mod:`bench.workers`), then runs the measurements below, and writes
+both as tables (:func:`part`); ``python -m bench.cluster`` runs the measurements below only, and prints
+them.
 
 Starts a Redis server (TCP, on loopback) and rolo servers (``twistd rolo --app bench.cluster:router``,
 ``--broker`` for the cluster), each a process of its own; connects the clients from this process (one
@@ -38,7 +43,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench import workers
+from bench.report import Results, Table, number, rate
 from rolo import Request, Router, route
+from rolo.serving.twisted.workers import cpu_count
 from rolo.websocket import Hub, WebSocketRequest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,9 +124,10 @@ class Process:
             checked = max(checked, len(self.lines))
             try:
                 if self._new.get(timeout=max(0.0, deadline - time.monotonic())) is None:
-                    raise RuntimeError(f"{self.process.args[0]} exited:\n" + "".join(l for _, l in self.lines))
+                    raise RuntimeError(f"{self.process.args[0]} exited:\n" + "".join(line for _, line in self.lines))
             except queue.Empty:
-                raise RuntimeError(f"no line matching {pattern!r}:\n" + "".join(l for _, l in self.lines)) from None
+                output = "".join(line for _, line in self.lines)
+                raise RuntimeError(f"no line matching {pattern!r}:\n{output}") from None
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -267,7 +276,7 @@ def percentile(values: list[int], fraction: float) -> float:
 # -- the measurements -----------------------------------------------------------------------------------
 
 
-async def latency(servers: list[Server], clients: int, rate: float, seconds: float, room_size: int) -> str:
+async def latency(servers: list[Server], clients: int, rate: float, seconds: float, room_size: int) -> dict:
     rooms = max(1, clients // room_size)
     half = clients // 2
     local = await connect_all(servers[0].port, [f"r{i % rooms}" for i in range(half)], True)
@@ -286,13 +295,22 @@ async def latency(servers: list[Server], clients: int, rate: float, seconds: flo
         client.transport.abort()
     remote_ns = [x for c in remote for x in c.latencies]
     local_ns = [x for c in local for x in c.latencies]
-    deliveries = sum(c.count for c in local + remote)
+    return {
+        "clients": clients, "room_size": min(room_size, clients), "count": count, "rate": rate,
+        "published_per_s": count / answer["seconds"], "failed": len(answer["failed"]),
+        "deliveries": sum(c.count for c in local + remote), "seconds": elapsed, "closed": closed,
+        "remote_p50_ms": percentile(remote_ns, 0.5), "remote_p99_ms": percentile(remote_ns, 0.99),
+        "local_p50_ms": percentile(local_ns, 0.5), "local_p99_ms": percentile(local_ns, 0.99),
+    }  # fmt: skip
+
+
+def describe_latency(figures: dict) -> str:
     return (
-        f"{clients} clients in rooms of {min(room_size, clients)}, {count} broadcasts asked at {rate:,.0f}/s: "
-        f"published in {answer['seconds']:.2f} s ({count / answer['seconds']:,.0f}/s), {len(answer['failed'])} failed, "
-        f"{deliveries:,} deliveries in {elapsed:.2f} s, {closed} clients closed (too slow)\n"
-        f"    remote p50 {percentile(remote_ns, 0.5):.2f} ms  p99 {percentile(remote_ns, 0.99):.2f} ms   "
-        f"local p50 {percentile(local_ns, 0.5):.2f} ms  p99 {percentile(local_ns, 0.99):.2f} ms"
+        f"{figures['clients']} clients in rooms of {figures['room_size']}, {figures['count']} broadcasts asked at "
+        f"{figures['rate']:,.0f}/s: published at {figures['published_per_s']:,.0f}/s, {figures['failed']} failed, "
+        f"{figures['deliveries']:,} deliveries in {figures['seconds']:.2f} s, {figures['closed']} clients closed "
+        f"(too slow)\n    remote p50 {figures['remote_p50_ms']:.2f} ms  p99 {figures['remote_p99_ms']:.2f} ms   "
+        f"local p50 {figures['local_p50_ms']:.2f} ms  p99 {figures['local_p99_ms']:.2f} ms"
     )
 
 
@@ -316,7 +334,7 @@ async def top_rate(servers: list[Server], clients: int, count: int) -> float:
     return rate
 
 
-async def restart(servers: list[Server], redis: Redis, rate: float, seconds: float, clients: int) -> str:
+async def restart(servers: list[Server], redis: Redis, rate: float, seconds: float, clients: int) -> dict:
     remote = await connect_all(servers[1].port, ["r0"] * clients, True)
     await members_settled(servers[0], "r0", clients)
     marks = [len(s.process.lines) for s in servers]
@@ -341,19 +359,30 @@ async def restart(servers: list[Server], redis: Redis, rate: float, seconds: flo
         if client.seqs != sorted(set(client.seqs)):
             silent += 1_000_000  # out of order or twice: as bad
         client.transport.abort()
-    codes = sorted({c.close_code for c in remote if c.close_code is not None})
+    return {
+        "count": count, "rate": rate, "clients": clients, "lost_silently": silent, "failed": len(failed),
+        "closed": sum(c.close_code is not None for c in remote),
+        "codes": sorted({c.close_code for c in remote if c.close_code is not None}),
+        "relinked_s": max(at for at, _ in back) - redis.ready_at,
+    }  # fmt: skip
+
+
+def describe_restart(figures: dict) -> str:
     return (
-        f"{count} broadcasts at {rate:,.0f}/s to {clients} clients of the other process, Redis killed and restarted "
-        f"after 1 s: lost silently {silent}; reported failed to the handler {len(failed)}; clients closed "
-        f"{sum(c.close_code is not None for c in remote)} (codes {codes}); linked again "
-        f"{max(at for at, _ in back) - redis.ready_at:.3f} s after Redis answered"
+        f"{figures['count']} broadcasts at {figures['rate']:,.0f}/s to {figures['clients']} clients of the other "
+        f"process, Redis killed and restarted after 1 s: lost silently {figures['lost_silently']}; reported failed "
+        f"to the handler {figures['failed']}; clients closed {figures['closed']} (codes {figures['codes']}); "
+        f"linked again {figures['relinked_s']:.3f} s after Redis answered"
     )
 
 
-async def main_async(args: argparse.Namespace) -> None:
+async def measure(args: argparse.Namespace, report=print) -> dict:
+    """Run the measurements ``args.only`` names; ``report`` gets each one's text as it is done. Returns
+    the figures: ``latency`` (one per room size), ``alone`` and ``together`` (broadcasts/s), ``restart``."""
     redis = Redis()
     redis.start()
     started: list[Server] = []
+    figures: dict = {}
 
     def servers(n: int, broker: bool) -> list[Server]:
         made = [Server(redis.url if broker else None) for _ in range(n)]
@@ -361,38 +390,136 @@ async def main_async(args: argparse.Namespace) -> None:
         return made
 
     try:
-        print("A noisy, shared 2-CPU machine gives noisy figures: compare the ratios of one run.\n")
         if "latency" in args.only:
             cluster = servers(2, True)
+            figures["latency"] = []
             for room_size in (args.room_size, args.clients):
-                print(await latency(cluster, args.clients, args.rate, args.seconds, room_size), flush=True)
-            print()
+                figures["latency"].append(await latency(cluster, args.clients, args.rate, args.seconds, room_size))
+                report(describe_latency(figures["latency"][-1]))
         if "rate" in args.only:
-            alone = await top_rate(servers(1, False), args.clients, args.count)
-            together = await top_rate(servers(2, True), args.clients, args.count)
-            print(
-                f"top broadcast rate to one room of {args.clients}: in-process Hub on one process {alone:,.0f}/s, "
-                f"cluster of two {together:,.0f}/s: {together / alone:.2f}x\n",
-                flush=True,
+            figures["alone"] = await top_rate(servers(1, False), args.clients, args.count)
+            figures["together"] = await top_rate(servers(2, True), args.clients, args.count)
+            report(
+                f"top broadcast rate to one room of {args.clients}: in-process Hub on one process "
+                f"{figures['alone']:,.0f}/s, cluster of two {figures['together']:,.0f}/s: "
+                f"{figures['together'] / figures['alone']:.2f}x"
             )
         if "restart" in args.only:
-            print(await restart(servers(2, True), redis, args.rate, 4.0, 10), flush=True)
+            figures["restart"] = await restart(servers(2, True), redis, args.rate, 4.0, 10)
+            report(describe_restart(figures["restart"]))
     finally:
         for server in started:
             server.process.stop()
         redis.kill()
+    return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def options(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=1000.0, help="broadcasts a second for latency and restart")
     parser.add_argument("--seconds", type=float, default=3.0, help="how long the latency runs last")
     parser.add_argument("--room-size", type=int, default=10, help="clients per room in the first latency run")
     parser.add_argument("--count", type=int, default=300, help="broadcasts in the top-rate runs")
     parser.add_argument("--only", nargs="+", default=["latency", "rate", "restart"],
-                        choices=["latency", "rate", "restart"])
-    asyncio.run(main_async(parser.parse_args()))
+                        choices=["latency", "rate", "restart"])  # fmt: skip
+    return parser.parse_args(argv)
+
+
+# -- ./dev bench --only cluster -----------------------------------------------------------------------------
+
+ECHO_CONNECTIONS = 100
+
+
+def part(rounds: int, duration: float) -> tuple[list[Table], Results]:
+    """``./dev bench``'s cluster part: the workers' echo over ``rounds`` interleaved rounds of ``duration``
+    seconds, then the Hub's measurements once per round (latency with ``duration`` seconds of broadcasts).
+    Returns the tables and the figures (one row per measurement and round)."""
+    count = min(2, cpu_count())  # the goal (issue 14) is for two workers against one process
+    configurations = {
+        "1 process": [],
+        f"--workers {count}": ["--workers", str(count)],
+        f"--workers {count} --pin-workers": ["--workers", str(count), "--pin-workers"],
+    }
+    rows: list[dict] = []
+    servers: dict[str, workers.Server] = {}
+    try:
+        for name, extra in configurations.items():
+            servers[name] = workers.Server(name, extra)
+        for number in range(rounds):
+            for name, server in servers.items():
+                figures = workers.run_load(server, ECHO_CONNECTIONS, 1, duration)
+                figures["cpu_us"] = figures["server_cores"] / figures["msg_per_s"] * 1e6
+                rows.append({"server": name, "load": "echo", "round": number, **figures})
+                print(f"  round {number + 1} echo {name:<28} {figures['msg_per_s']:>9,.0f} msg/s", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+    hub = options(["--seconds", str(duration)])
+    for number in range(rounds):
+        figures = asyncio.run(measure(hub, report=lambda text: print("  " + text, flush=True)))
+        for measured in figures["latency"]:
+            rows.append({"server": f"rooms of {measured['room_size']}", "load": "latency", "round": number, **measured})
+        rows.append({"server": "rate", "load": "rate", "round": number, "alone": figures["alone"],
+                     "together": figures["together"], "ratio": figures["together"] / figures["alone"]})  # fmt: skip
+        rows.append({"server": "restart", "load": "restart", "round": number, **figures["restart"]})
+    results = Results(rows)
+    return tables(results, list(configurations), hub), results
+
+
+def tables(results: Results, configurations: list[str], hub: argparse.Namespace) -> list[Table]:
+    echo = Table(
+        "cluster-workers",
+        f"Echo, 32 B, {ECHO_CONNECTIONS} connections: one process against worker processes (SO_REUSEPORT)",
+        ["server", "msg/s", "ratio", "p50, ms", "p99, ms", "server cores", "CPU per message, µs", "client CPU"],
+    )
+    for name in configurations:
+        echo.rows.append([
+            name,
+            rate(results.median(name, "echo", "msg_per_s")),
+            number(results.ratio(name, configurations[0], "echo", "msg_per_s"), 2, "×"),
+            number(results.median(name, "echo", "p50_ms"), 2),
+            number(results.median(name, "echo", "p99_ms"), 2),
+            number(results.median(name, "echo", "server_cores"), 2),
+            number(results.median(name, "echo", "cpu_us")),
+            number(100 * (results.median(name, "echo", "client_cpu") or float("nan")), 0, "%"),
+        ])  # fmt: skip
+    broadcast = Table(
+        "cluster-hub",
+        f"A Hub over Redis, two processes: {hub.clients:,} clients, 32 B, {hub.rate:,.0f} broadcasts/s from a "
+        "handler on the first",
+        ["rooms", "remote p50, ms", "remote p99, ms", "local p50, ms", "local p99, ms", "failed", "closed"],
+    )
+    for size in sorted({row["room_size"] for row in results.rows if row["load"] == "latency"}):
+        name = f"rooms of {size}"
+        broadcast.rows.append(
+            [name]
+            + [number(results.median(name, "latency", key), 2) for key in
+               ("remote_p50_ms", "remote_p99_ms", "local_p50_ms", "local_p99_ms")]
+            + [number(results.median(name, "latency", key), 0) for key in ("failed", "closed")]
+        )  # fmt: skip
+    top = Table(
+        "cluster-rate",
+        f"Top broadcast rate to one room of {hub.clients:,}, and a broker restart under load",
+        ["measure", "value"],
+        [
+            ["in-process Hub, one process, broadcasts/s", rate(results.median("rate", "rate", "alone"))],
+            ["two processes over Redis, broadcasts/s", rate(results.median("rate", "rate", "together"))],
+            ["ratio", number(results.median("rate", "rate", "ratio"), 2, "×")],
+            ["restart: messages lost silently (worst round)",
+             number(max(results.values("restart", "restart", "lost_silently").values(), default=None), 0)],
+            ["restart: reported failed to the handler", number(results.median("restart", "restart", "failed"), 0)],
+            ["restart: linked again after Redis answered, s",
+             number(results.median("restart", "restart", "relinked_s"), 3)],
+        ],
+    )  # fmt: skip
+    return [echo, broadcast, top]
+
+
+def main() -> None:
+    args = options()
+    print("A noisy, shared 2-CPU machine gives noisy figures: compare the ratios of one run.\n")
+    asyncio.run(measure(args))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ SMALL_LOADS = [load for load in LOADS if load[1] == 32]
 def label(connections: int, size: int) -> str:
     if size == 32:
         return f"{connections:,} conn{'s' if connections > 1 else ''}"
-    return f"{connections} × {size // 1024 // 1024} MiB" if size >= 1024 * 1024 else f"{connections} × {size // 1024} KiB"
+    if size >= 1024 * 1024:
+        return f"{connections} × {size // 1024 // 1024} MiB"
+    return f"{connections} × {size // 1024} KiB"
 
 
 LABELS = [label(*load) for load in LOADS]

@@ -46,13 +46,13 @@ def _run(arguments: list[str], timeout: float) -> dict:
 def echo(port: int, connections: int, size: int, warmup: float, duration: float, server_pid: int) -> dict:
     """Echo ``size``-byte messages on ``connections`` connections to ``/echo``; the measured figures."""
     arguments = ["echo", str(port), "/echo", str(connections), str(size), str(warmup), str(duration)]
-    return _run(arguments + [str(server_pid)], warmup + duration + 90)
+    return _run([*arguments, str(server_pid)], warmup + duration + 90)
 
 
 def broadcast(port: int, clients: int, in_flight: int, warmup: float, duration: float, server_pid: int) -> dict:
     """Publish to ``clients`` members of ``/room``, ``in_flight`` messages at a time; the figures."""
     arguments = ["broadcast", str(port), str(clients), str(in_flight), str(warmup), str(duration)]
-    return _run(arguments + [str(server_pid)], warmup + duration + 90)
+    return _run([*arguments, str(server_pid)], warmup + duration + 90)
 
 
 class Hold:

@@ -161,7 +161,8 @@ def main() -> None:
         load.start()
         load.join(WARMUP + 1)  # returns at the timeout: the load runs on
         perf_stat = subprocess.run(
-            ["perf", "stat", "-e", "task-clock,context-switches,cpu-migrations", "-p", str(pid), "--", "sleep", str(args.seconds)],
+            ["perf", "stat", "-e", "task-clock,context-switches,cpu-migrations", "-p", str(pid),
+             "--", "sleep", str(args.seconds)],
             capture_output=True, text=True, preexec_fn=on_cpus(Placement.client_cpus),
         ).stderr
         perf_data = args.out / f"{args.load}.perf"
@@ -172,8 +173,8 @@ def main() -> None:
         )
         stacks = args.out / f"{args.load}-pyspy.txt"
         subprocess.run(
-            [str(Path(sys.executable).parent / "py-spy"), "record", "--gil", "--native", "--rate", "200", "--duration", str(round(args.seconds)),
-             "--format", "raw", "--output", str(stacks), "--pid", str(pid)],
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--gil", "--native", "--rate", "200",
+             "--duration", str(round(args.seconds)), "--format", "raw", "--output", str(stacks), "--pid", str(pid)],
             capture_output=True, preexec_fn=on_cpus(Placement.client_cpus),
         )
         load.join()

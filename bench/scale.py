@@ -1,7 +1,8 @@
 """Connections: many opened at once on a fresh server, one echo on each, and what each costs in memory.
 
 For each server, twice: without permessage-deflate, and with it offered (and accepted where the server
-can); the second only in the first round, as what it is for, memory, varies little from round to round. The connections are opened a batch of handshakes at a time; once all are open, the server's resident
+can); the second only in the first round, as what it is for, memory, varies little from round to round.
+The connections are opened a batch of handshakes at a time; once all are open, the server's resident
 memory above the warm, idle server is the cost of an idle connection; then one 32-byte message goes to
 each (compressed where deflate was negotiated) and the memory is read again: what a connection costs
 once its compressor and decompressor have been used.
@@ -44,7 +45,7 @@ def measure(kind: str, port: int, connections: int, at_once: int, deflate: bool)
         "negotiated": negotiated,
     }
     if deflate and not negotiated:  # the server has no permessage-deflate: nothing measured
-        return {key: None for key in figures}
+        return dict.fromkeys(figures)
     return figures
 
 
@@ -71,7 +72,8 @@ def run(kinds: list[str], rounds: int, connections: int, at_once: int, ports: Po
                 if figures["opened"] is not None:
                     print(
                         f"  round {round_number + 1} {variant:<8} {kind:<15} opened {figures['opened']:,} in "
-                        f"{figures['open_s']:.2f} s (client CPU {figures['client_open_cpu']:.0%}), answered {figures['answered']:,} in {figures['answer_s']:.2f} s,"
+                        f"{figures['open_s']:.2f} s (client CPU {figures['client_open_cpu']:.0%}), "
+                        f"answered {figures['answered']:,} in {figures['answer_s']:.2f} s,"
                         f" {figures['idle_kib']:.1f} KiB idle, {figures['used_kib']:.1f} KiB used",
                         flush=True,
                     )
@@ -83,7 +85,7 @@ def tables(results: Results, kinds: list[str], connections: int) -> list[Table]:
         "scale",
         f"Connections: {connections:,} opened at once, then one message on each",
         [
-            f"server",
+            "server",
             "open, s",
             "server CPU per open, µs",
             "answer all, s",

@@ -28,11 +28,10 @@ import threading
 import time
 from pathlib import Path
 
+from bench import loadgen
 from rolo import Router, route
 from rolo.serving.twisted.workers import cpu_count
 from rolo.websocket import WebSocketRequest
-
-from bench import loadgen
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -108,7 +107,8 @@ def run_load(server: Server, connections: int, clients: int, duration: float) ->
     loads = [
         subprocess.Popen(
             # a server PID of 0: the load generator reports no server figures; server_cores below does
-            [str(loadgen.binary()), "echo", str(server.port), "/echo", str(share), str(SIZE), str(WARMUP), str(duration), "0"],
+            [str(loadgen.binary()), "echo", str(server.port), "/echo",
+             str(share), str(SIZE), str(WARMUP), str(duration), "0"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
         )
@@ -150,8 +150,14 @@ def main() -> None:
             servers[name] = Server(name, options)
         rounds: list[dict[str, dict]] = []
         for number in range(1, args.rounds + 1):
-            rounds.append({name: run_load(server, args.connections, args.clients, args.duration) for name, server in servers.items()})
-            print(f"round {number}: " + ", ".join(f"{name} {r['msg_per_s']:,.0f} msg/s" for name, r in rounds[-1].items()), flush=True)
+            rounds.append(
+                {
+                    name: run_load(server, args.connections, args.clients, args.duration)
+                    for name, server in servers.items()
+                }
+            )
+            figures = ", ".join(f"{name} {r['msg_per_s']:,.0f} msg/s" for name, r in rounds[-1].items())
+            print(f"round {number}: {figures}", flush=True)
     finally:
         for server in servers.values():
             server.stop()

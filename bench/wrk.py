@@ -95,7 +95,9 @@ def tables(results: Results, kinds: list[str], duration: float) -> list[Table]:
                 number(results.median(kind, "GET", "errors"), 0),
             ]
         )
-    ratios = Table("http-ratios", "HTTP: rolo over each peer (same rounds)", ["ratio", "req/s", "CPU per request", "p99"])
+    ratios = Table(
+        "http-ratios", "HTTP: rolo over each peer (same rounds)", ["ratio", "req/s", "CPU per request", "p99"]
+    )
     for ours, peer in comparisons(kinds):
         ratios.rows.append(
             [f"{ours} / {peer}"]

@@ -29,7 +29,8 @@ extensions = [
     "public_modules",
     "settings_table",
 ]
-exclude_patterns = ["_build"]
+# bench/: the tables ./dev bench writes, which benchmarks.rst includes rather than being pages
+exclude_patterns = ["_build", "bench"]
 html_theme = "furo"
 html_title = f"rolo {release}"
 html_static_path = ["_static"]

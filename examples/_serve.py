@@ -3,10 +3,12 @@
 import sys
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.python.failure import Failure
 
 from rolo import Router
-from rolo.serving.twisted import listen
+from rolo.serving.twisted import GatewayService, listen
 
 
 def serve(router: Router, *urls: str) -> None:
@@ -16,11 +18,13 @@ def serve(router: Router, *urls: str) -> None:
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
 
-    def listening(service):
+    def listening(service: GatewayService) -> None:
+        address = service.ports[0].getHost()
+        assert isinstance(address, IPv4Address)  # a tcp: endpoint on 127.0.0.1
         for url in urls:
-            print(url.format(port=service.ports[0].getHost().port), flush=True)
+            print(url.format(port=address.port), flush=True)
 
-    def failed(failure):
+    def failed(failure: Failure) -> None:
         errors.append(failure.getErrorMessage())
         reactor.callWhenRunning(reactor.stop)  # listening may fail before the reactor runs
 

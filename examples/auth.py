@@ -27,7 +27,7 @@ def is_authorized(auth: str | None) -> bool:
 
 
 @route("/", methods=["WEBSOCKET"])
-def app(request: WebSocketRequest):
+def app(request: WebSocketRequest) -> None:
     # example: do authorization first
     auth = request.headers.get("Authorization")
     if not is_authorized(auth):

@@ -32,13 +32,13 @@ PAGE = (Path(__file__).parent / "chat.html").read_bytes()
 
 
 @route("/rooms/<room>", methods=["GET"])
-def page(request: Request, room: str):
+def page(request: Request, room: str) -> Response:
     """The room's page for browsers, which joins the room of its own URL."""
     return Response(PAGE, mimetype="text/html")
 
 
 @route("/rooms/<room>", methods=["WEBSOCKET"])
-def chat(request: WebSocketRequest, room: str):
+def chat(request: WebSocketRequest, room: str) -> None:
     name = request.args.get("name", "anonymous")
     with request.accept() as websocket:
         me = hub.add(websocket, room)
@@ -50,7 +50,7 @@ def chat(request: WebSocketRequest, room: str):
 
 
 @route("/rooms/<room>", methods=["POST"])
-def announce(request: Request, room: str):
+def announce(request: Request, room: str) -> dict[str, int]:
     delivery = hub.broadcast(room, f"announcement: {request.get_data(as_text=True)}")
     return {"delivered": len(delivery.sent)}
 

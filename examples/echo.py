@@ -21,7 +21,7 @@ from rolo.websocket import WebSocketRequest
 
 
 @route("/echo/<name>", methods=["WEBSOCKET"])
-def handler(request: WebSocketRequest, name: str):
+def handler(request: WebSocketRequest, name: str) -> None:
     with request.accept() as websocket:
         websocket.send(f"thanks for connecting {name}")
         for line in websocket:

@@ -8,7 +8,7 @@ from rolo.request import Request
 from rolo.response import Response
 from rolo.routing import Router, route
 
-__all__ = ["Request", "Response", "Router", "route", "__version__"]
+__all__ = ["Request", "Response", "Router", "__version__", "route"]
 
 #: This release's version (PEP 440); the package's metadata (distribution ``txrolo``) and ``twistd rolo
 #: --version`` give the same.

@@ -9,7 +9,8 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Iterable, Mapping
-from typing import IO, Any, Union
+from functools import lru_cache
+from typing import IO, Any
 
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request as _WerkzeugRequest
@@ -20,7 +21,7 @@ RAW_HEADERS_KEY = "rolo.raw_headers"
 """WSGI environment key holding the request headers as :class:`Headers`, names cased as the client sent
 them. The ``HTTP_*`` keys of WSGI fold that casing away."""
 
-HeadersLike = Union[Headers, Mapping[str, str], Iterable[tuple[str, str]]]
+HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
 """What the ``headers`` argument of :func:`build_environ` and :class:`Request` accepts."""
 
 
@@ -85,20 +86,40 @@ def build_environ(
     }
     if raw_uri is not None:
         environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
-    framed = "Content-Length" in raw_headers or "Transfer-Encoding" in raw_headers
-    if body and isinstance(body, (bytes, bytearray)) and not framed:
+    if (
+        body
+        and isinstance(body, (bytes, bytearray))
+        and "Content-Length" not in raw_headers
+        and "Transfer-Encoding" not in raw_headers
+    ):
         # a body given as bytes has a known length: say so, as a client would have
         raw_headers["Content-Length"] = str(len(body))
 
     for name, value in raw_headers.items():
-        key = name.upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            # one copy of each key for all the requests alive at once (thousands of WebSocket ones)
-            key = sys.intern("HTTP_" + key)
+        key = _environ_key(name)
         # repeated headers fold into one comma-separated value, as in CGI
         environ[key] = f"{environ[key]}, {value}" if key in environ else value
 
     return environ
+
+
+def _cgi_key(name: str) -> str:
+    """The CGI key of a header: ``HTTP_`` and its name in capitals with ``_`` for ``-``; ``CONTENT_TYPE``
+    and ``CONTENT_LENGTH`` without the prefix."""
+    key = name.upper().replace("-", "_")
+    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return key
+    # one copy of each key for all the requests alive at once (thousands of WebSocket ones)
+    return sys.intern("HTTP_" + key)
+
+
+# the header names clients send are few: the latest 1,024 of at most 64 characters are remembered (some
+# 200 KB at most, whatever names a client makes up)
+_remembered_cgi_key = lru_cache(maxsize=1024)(_cgi_key)
+
+
+def _environ_key(name: str) -> str:
+    return _remembered_cgi_key(name) if len(name) <= 64 else _cgi_key(name)
 
 
 class Request(_WerkzeugRequest):

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from werkzeug.utils import get_content_type
 from werkzeug.wrappers import Response as _WerkzeugResponse
 
 __all__ = ["Response"]
@@ -13,6 +14,22 @@ __all__ = ["Response"]
 
 class Response(_WerkzeugResponse):
     """An HTTP response: a :class:`werkzeug.wrappers.Response` with helpers for JSON and for merging."""
+
+    def __init__(
+        self,
+        response: Any = None,
+        status: Any = None,
+        headers: Any = None,
+        mimetype: str | None = None,
+        content_type: str | None = None,
+        direct_passthrough: bool = False,
+    ) -> None:
+        if content_type is None and mimetype is None and not headers and self.default_mimetype is not None:
+            # the content type werkzeug gives a response told none, without its look-up of Content-Type in
+            # the empty headers, which raises and catches a KeyError: a gateway makes such a response for
+            # every request
+            content_type = get_content_type(self.default_mimetype, "utf-8")
+        super().__init__(response, status, headers, mimetype, content_type, direct_passthrough)
 
     def update_from(self, other: _WerkzeugResponse) -> None:
         """Take the status, headers and body of ``other``; headers ``other`` lacks are kept.
@@ -40,7 +57,7 @@ class Response(_WerkzeugResponse):
             self.response = response
 
     @classmethod
-    def for_json(cls, doc: Any, *args: Any, **kwargs: Any) -> "Response":
+    def for_json(cls, doc: Any, *args: Any, **kwargs: Any) -> Response:
         """A response whose body is ``doc`` as JSON; other arguments go to the constructor."""
         response = cls(*args, **kwargs)
         response.set_json(doc)

@@ -39,15 +39,15 @@ from typing import Any
 
 import pytest
 from twisted.internet import threads
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
-from rolo.gateway import Gateway
+from rolo.gateway import Gateway, as_gateway
 from rolo.routing import Router
 from rolo.serving.twisted import GatewayService, listen, run_in_thread
-from rolo.gateway import as_gateway
 
 __all__ = ["HttpResponse", "RoloServer", "gateway_for", "rolo_server"]
 
@@ -88,7 +88,9 @@ class RoloServer:
 
     def __init__(self, service: GatewayService) -> None:
         self.service = service
-        self.port: int = service.ports[0].getHost().port
+        address = service.ports[0].getHost()
+        assert isinstance(address, IPv4Address)  # it listens on tcp:0:interface=127.0.0.1
+        self.port: int = address.port
         self.address = f"127.0.0.1:{self.port}"
         self._websockets: list[Any] = []
 

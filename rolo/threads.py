@@ -134,11 +134,13 @@ class HandlerPool:
         self.max_waiting = max_waiting
         self.idle_timeout = idle_timeout
         self.spares = spares
-        self._thread_class = type("HandlerThread", (HandlerThread,), {"stack_size": stack_size})
+        self._thread_class: type[HandlerThread] = type("HandlerThread", (HandlerThread,), {"stack_size": stack_size})
         self._numbers = itertools.count(1)
         # a C queue: an idle thread waits in it without the GIL, and a job put into it wakes one
         self._jobs: queue.SimpleQueue[_Task | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._unstarted = 0  # threads made and counted in ``threads``, whose start() has not returned yet
+        self._all_started = threading.Condition(self._lock)
         self._idle = 0  # threads waiting in the queue
         self._queued = 0  # jobs in the queue that no thread took yet
         self._starting = 0  # spare threads started, not yet waiting for a job
@@ -196,9 +198,10 @@ class HandlerPool:
             thread.start()
         except RuntimeError:
             with self._lock:
-                self.threads.discard(thread)
+                self._started(thread, failed=True)
             raise
         with self._lock:
+            self._started(thread)
             self._want_spares()
 
     def _new_thread(self, task: _Task | None) -> threading.Thread:
@@ -206,7 +209,16 @@ class HandlerPool:
         name = f"{self.name}-{next(self._numbers)}"
         thread = self._thread_class(target=self._work, args=(task,), name=name, daemon=True)
         self.threads.add(thread)
+        self._unstarted += 1
         return thread
+
+    def _started(self, thread: threading.Thread, failed: bool = False) -> None:
+        # called holding the lock, once ``thread.start()`` returned or raised
+        if failed:
+            self.threads.discard(thread)
+        self._unstarted -= 1
+        if not self._unstarted:
+            self._all_started.notify_all()
 
     def _want_spares(self) -> None:
         # called holding the lock: wake the spawner if fewer idle threads are ready than the spares
@@ -239,9 +251,11 @@ class HandlerPool:
                     thread.start()
                 except RuntimeError:  # out of threads: jobs start their own, or are refused
                     with self._lock:
-                        self.threads.discard(thread)
+                        self._started(thread, failed=True)
                         self._starting -= 1
                     break
+                with self._lock:
+                    self._started(thread)
 
     def _work(self, task: _Task | None) -> None:
         # a spare starts without a job
@@ -305,22 +319,12 @@ class HandlerPool:
         (``None``: no limit). Never call it on an event-loop thread a job may wait for. Whether they all
         exited."""
         deadline = None if timeout is None else time.monotonic() + timeout
-
-        def remaining() -> float | None:
-            return None if deadline is None else max(0.0, deadline - time.monotonic())
-
         with self._lock:
-            spawner = self._spawner
-        # the spawner first: a spare it made counts among the threads before it is started, and once the
-        # spawner is gone every thread left has been started (or was dropped)
-        if spawner is not None:
-            spawner.join(remaining())
-            if spawner.is_alive():
-                return False
-        with self._lock:
-            threads = list(self.threads)
+            # a thread being started as the pool stopped is waited for too, once it can be joined
+            self._all_started.wait_for(lambda: not self._unstarted, timeout)
+            threads = list(self.threads) + ([self._spawner] if self._spawner is not None else [])
         for thread in threads:
-            thread.join(remaining())
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(thread.is_alive() for thread in threads)
 
 

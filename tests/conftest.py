@@ -98,7 +98,7 @@ def _asgi_server_config(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
     config = {}
     for name, value in settings.items():
         if name not in names:
-            pytest.skip(f"{kind} has no setting for {name}")
+            raise LookupError(f"{kind} has no setting for {name}: mark the test @pytest.mark.servers(...) without it")
         config[names[name]] = value
     return config
 
@@ -164,10 +164,20 @@ def _serve_asgi(kind: str, app: AsgiGateway, config: dict[str, Any]) -> tuple[so
 @pytest.fixture(params=SERVERS)
 def server_kind(request: pytest.FixtureRequest) -> str:
     """Which server the test runs against."""
-    marker = request.node.get_closest_marker("servers")
-    if marker is not None and request.param not in marker.args:
-        pytest.skip(f"not on {request.param}: {marker.kwargs.get('reason', 'see the test')}")
     return request.param
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked ``servers(...)`` is not collected for the other servers (rather than skipped there)."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("servers")
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("server_kind") if callspec is not None else None
+        (dropped if marker is not None and kind is not None and kind not in marker.args else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture
@@ -176,8 +186,8 @@ def serve_gateway(server_kind: str) -> Iterator[Callable[..., Server]]:
     ends.
 
     Under an ASGI server, the settings AsgiGateway takes go to it, and the protocol settings
-    (``max_message_size``, ``ping_interval`` …) to the server's configuration where it has them; the test
-    is skipped where it has not.
+    (``max_message_size``, ``ping_interval`` …) to the server's configuration; a test that needs one the
+    server has not is marked to run without it.
     """
     servers: list[Server] = []
 

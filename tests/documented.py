@@ -1,5 +1,5 @@
-"""The commands the documentation gives a user, read from README.rst and the examples' docstrings, so that
-tests run each one as written (and a changed command is tested as changed).
+"""The commands the documentation gives a user, read from README.rst, the pages of docs/ and the examples'
+docstrings, so that tests run each one as written (and a changed command is tested as changed).
 
 A command is a ``$ `` line of a literal block, with the lines shown below it (up to a blank line or the next
 command) as its output, or an inline literal that starts with a command's name (````websocat ...````).
@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.rst"
+DOCS = REPO / "docs"
 EXAMPLES = REPO / "examples"
 
 # the first words of the commands a user types
@@ -87,10 +88,11 @@ def _commands_in(text: str, name: str, first_line: int = 1) -> list[Command]:
     return commands
 
 
-def readme_commands(section: str | None = None) -> list[Command]:
-    """The commands in README.rst, or in its section titled ``section`` (up to the next title of any
-    level)."""
-    text = README.read_text()
+def file_commands(path: Path, section: str | None = None) -> list[Command]:
+    """The commands in ``path`` (README.rst, a page of docs/), or in its section titled ``section`` (up to
+    the next title of any level)."""
+    text = path.read_text()
+    name = str(path.relative_to(REPO))
     first_line = 1
     if section is not None:
         titles = list(re.finditer(r"^(.+)\n([-=~^])\2{3,}$", text, re.MULTILINE))
@@ -101,8 +103,18 @@ def readme_commands(section: str | None = None) -> list[Command]:
                 text = text[title.start() : end]
                 break
         else:
-            raise AssertionError(f"README.rst has no section {section!r}")
-    return _commands_in(text, "README.rst", first_line)
+            raise AssertionError(f"{name} has no section {section!r}")
+    return _commands_in(text, name, first_line)
+
+
+def documentation_pages() -> list[Path]:
+    """README.rst and the pages of docs/ (the generated API reference has no commands of its own)."""
+    return [README, *sorted(DOCS.glob("*.rst"))]
+
+
+def documented_commands() -> list[Command]:
+    """The commands in README.rst and in every page of docs/."""
+    return [command for page in documentation_pages() for command in file_commands(page)]
 
 
 def example_commands(name: str) -> list[Command]:
@@ -207,7 +219,3 @@ class Running:
             self.process.kill()
             raise AssertionError(f"{self.argv} did not exit within {timeout}s of SIGTERM") from None
 
-
-def page_commands(page: Path) -> list[Command]:
-    """The commands in a page of the documentation (``docs/NAME.rst``)."""
-    return _commands_in(page.read_text(), str(page.relative_to(REPO)))

@@ -25,13 +25,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Generator
-from typing import IO, Union
+from typing import IO
 
 import pytest
 
 __all__ = ["Progress"]
 
-Status = Union[str, Callable[[], str]]
+Status = str | Callable[[], str]
 
 
 class Progress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import os
 import queue
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import urllib.error
 import urllib.request
 
@@ -18,9 +20,9 @@ import pytest_twisted
 import websocket as wsclient
 
 from rolo import Request, Response, route
+from rolo.gateway.asgi import AsgiGateway
 from rolo.websocket import WebSocketDisconnectedError
-
-from tests.conftest import listening_socket
+from tests.conftest import gateway_for, listening_socket
 from tests.helpers import Signal, in_thread
 
 
@@ -113,7 +115,7 @@ async def test_request_body_is_received_only_as_fast_as_the_handler_reads(serve)
                 if not pending:
                     pending, started = memoryview(chunk), started + 1
                 pending = pending[sock.send(pending) :]
-        except socket.timeout:
+        except TimeoutError:
             pass  # the server stopped reading: our send buffer is full
         release.set()
         sock.settimeout(10)
@@ -128,6 +130,64 @@ async def test_request_body_is_received_only_as_fast_as_the_handler_reads(serve)
     started, received = await in_thread(client)
     assert started < limit, "the client could send without bound"
     assert received == started * 65536
+
+
+def test_a_request_without_a_body_that_waits_for_a_thread_is_dropped_if_its_client_leaves():
+    """Driven through the ASGI interface itself, which orders the client's leaving before the release of
+    the only thread: a GET waiting for it is watched for its client leaving, and then never runs."""
+    holding, release, runs = threading.Event(), threading.Event(), []
+
+    @route("/hold")
+    def hold(request: Request):
+        holding.set()
+        assert release.wait(10)
+        return "held"
+
+    @route("/fast")
+    def fast(request: Request):
+        runs.append(request.path)
+        return "fast"
+
+    app = AsgiGateway(gateway_for(hold, fast), http_threads=1)
+
+    def scope(path: str) -> dict:
+        return {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http", "path": path,
+                "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": [(b"host", b"test")]}
+
+    async def scenario() -> list:
+        loop = asyncio.get_running_loop()
+        leave, told = asyncio.Event(), asyncio.Event()
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict:
+            if messages:
+                return messages.pop()
+            await leave.wait()
+            told.set()  # runs before whoever awaits it: once it is awaited, the receiver has the message
+            return {"type": "http.disconnect"}
+
+        sent: list = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        async def never_leaves() -> dict:
+            return await loop.create_future()
+
+        holder = loop.create_task(app(scope("/hold"), never_leaves, send))
+        await loop.run_in_executor(None, holding.wait, 10)
+        waiter = loop.create_task(app(scope("/fast"), receive, send))
+        await asyncio.sleep(0)  # lets the task start: it submits its job at once, and the job waits
+        assert app.http.pool.waiting == 1
+        leave.set()
+        await asyncio.wait_for(told.wait(), 10)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holder, waiter), 10)
+        app.http.shutdown()
+        return [message.get("body") for message in sent]
+
+    assert asyncio.run(scenario()) == [None, b"held"]  # the holder's start and body; nothing for /fast
+    assert runs == []
 
 
 @route("/echo", methods=["WEBSOCKET"])

@@ -259,8 +259,10 @@ def test_two_browser_pages_chat_over_wss(browser, tmp_path):
     key, certificate = self_signed_certificate(tmp_path)
     # the example's router under twistd, on a TLS endpoint: the page comes over https:, and joins over wss:
     server = Running(
-        ["twistd", "-n", "--pidfile=", "rolo", "--app", "chat:router"]
-        + ["--listen", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={certificate}"],
+        [
+            "twistd", "-n", "--pidfile=", "rolo", "--app", "chat:router",
+            "--listen", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={certificate}",
+        ],
         cwd=EXAMPLES,
     )
     try:

@@ -17,9 +17,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from rolo.serving.twisted import TwistedSettings
-from tests.documented import REPO, Running, page_commands
+from tests.documented import DOCS, REPO, Running, file_commands
 
-DOCS = REPO / "docs"
 TUTORIAL = DOCS / "tutorial.rst"
 
 # a code-block directive, its options, and its indented body
@@ -73,7 +72,7 @@ def test_the_tutorials_first_route_runs_as_written(rolo_server):
     exec(compile(route + "\n".join(lines[:-2]), str(TUTORIAL), "exec"), namespace)
     server = rolo_server(namespace["gateway"])
 
-    (command,) = [command for command in page_commands(TUTORIAL) if "/stream" in command.text]
+    (command,) = [command for command in file_commands(TUTORIAL) if "/stream" in command.text]
     client = Running(command.argv_on(server.port))
     assert client.rest() == list(command.output), command.where
     assert client.process.wait(10) == 1  # websocat says "error running" and fails

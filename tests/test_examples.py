@@ -1,10 +1,10 @@
 """The examples, run as their users run them, talked to with real clients.
 
-First the documentation itself: every command that README.rst and the examples' docstrings give for a
-running example (the servers: ``./dev echo``, ``python examples/X.py [PORT]``, ``hypercorn``, ``uvicorn``,
-``twistd rolo --app``; the clients: websocat and curl) is read from the text and run as written, on the
-port the server picked instead of 8000, and what the text shows of their output is what they print. Then
-each example in more depth, with websocket-client.
+First the documentation itself: every command that README.rst, the pages of docs/ and the examples'
+docstrings give for a running example (the servers: ``./dev echo``, ``python examples/X.py [PORT]``,
+``hypercorn``, ``uvicorn``, ``twistd rolo --app``; the clients: websocat and curl) is read from the text
+and run as written, on the port the server picked instead of 8000, and what the text shows of their
+output is what they print. Then each example in more depth, with websocket-client.
 """
 
 from __future__ import annotations
@@ -18,14 +18,20 @@ from collections.abc import Callable, Iterator
 import pytest
 import websocket as wsclient
 
-from tests.documented import EXAMPLES, REPO, Command, Running, example_commands, example_names, readme_commands
+from tests.documented import EXAMPLES, REPO, Command, Running, documented_commands, example_commands, example_names
 
 # a server command, and what each of its lines that names a port looks like
 _PORT = re.compile(r"(?:localhost|127\.0\.0\.1|0\.0\.0\.0):(\d+)")
 
 
 def all_commands() -> list[Command]:
-    return readme_commands() + [command for name in example_names() for command in example_commands(name)]
+    return documented_commands() + [command for name in example_names() for command in example_commands(name)]
+
+
+def run_elsewhere(command: Command) -> bool:
+    """Whether another test runs ``command``: the tutorial's first route, a program of its own that no
+    example serves (tests/test_docs.py)."""
+    return command.where.startswith("docs/tutorial.rst:") and "localhost:8000/stream" in command.text
 
 
 def about_an_example(command: Command) -> bool:
@@ -40,9 +46,9 @@ def about_an_example(command: Command) -> bool:
 
 def served_example(command: Command) -> list[str]:
     """The examples a server command serves (``NAME`` stands for each); [] for a client."""
-    if found := re.match(r"python examples/(\w+)\.py \[PORT\]$", command.text):
+    if found := re.match(r"python examples/(\w+)\.py(?: \[PORT\])?$", command.text):
         return example_names() if found.group(1) == "NAME" else [found.group(1)]
-    if command.text == "./dev echo":
+    if re.match(r"\./dev echo(?: \[PORT\])?$", command.text):
         return ["echo"]
     if (found := re.match(r"(?:hypercorn|uvicorn) (\w+):app ", command.text)) and found.group(1) in example_names():
         return [found.group(1)]
@@ -74,12 +80,16 @@ def servers() -> list[tuple[Command, str]]:
 
 
 def clients(example: str) -> list[Command]:
-    return [command for command in all_commands() if talks_to(command) == PROTOCOL.get(example, example)]
+    return [
+        command
+        for command in all_commands()
+        if not run_elsewhere(command) and talks_to(command) == PROTOCOL.get(example, example)
+    ]
 
 
 def test_every_documented_command_about_an_example_is_run():
     for command in all_commands():
-        if about_an_example(command):
+        if about_an_example(command) and not run_elsewhere(command):
             assert served_example(command) or talks_to(command), f"{command.where}: no test runs {command.text!r}"
     # and each client has servers to talk to, each server clients to talk to it
     assert {name for _, name in servers()} == set(example_names())
@@ -92,8 +102,8 @@ def start(command: Command, example: str) -> tuple[Running, int]:
     the port it serves."""
     text = command.text.replace("[PORT]", "0").replace("NAME", example)
     text = re.sub(r"(?<=[:\s])8000\b", "0", text)
-    if text == "./dev echo":
-        text += " 0"  # ./dev echo [port]
+    if re.fullmatch(r"\./dev echo|python examples/\w+\.py", text):
+        text += " 0"  # ./dev echo [port], python examples/NAME.py [PORT]
     argv, cwd = re.split(r"\s+", text), REPO
     if argv[0] == "cd":
         argv, cwd = argv[3:], REPO / argv[1]  # cd DIR && ...

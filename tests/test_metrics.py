@@ -23,7 +23,6 @@ from rolo.gateway import Gateway
 from rolo.metrics import ServerCollector, register
 from rolo.serving.twisted import TwistedGateway
 from rolo.websocket import Hub, WebSocketRequest
-
 from tests.documented import REPO
 from tests.helpers import in_thread
 

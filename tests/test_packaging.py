@@ -22,8 +22,8 @@ import pytest
 import twisted.plugins
 
 import rolo
+from tests.documented import README, REPO, Command, documented_commands, file_commands
 
-from tests.documented import REPO, Command, readme_commands
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
@@ -117,7 +117,7 @@ def extras(command: Command) -> set[str]:
 
 @pytest.mark.slow
 def test_the_install_commands_of_the_readme_as_written(checkout, tmp_path):
-    installs = [c for c in readme_commands("Installing") if from_the_checkout(c)]
+    installs = [c for c in file_commands(README, "Installing") if from_the_checkout(c)]
     assert installs, "README.rst's Installing section gives no pip install"
     environment = Environment(tmp_path / "venv")
     for command in installs:
@@ -125,16 +125,17 @@ def test_the_install_commands_of_the_readme_as_written(checkout, tmp_path):
     assert_installed_as_users_need(environment, tmp_path)
     # the extras the README names: pyOpenSSL (tls), websocket-client (testing), prometheus-client (metrics)
     environment.python("import OpenSSL, websocket, rolo.metrics", tmp_path)
-    # the other sections name the same install with one of those extras (pip install '.[tls]')
+    # the README's other sections and the docs' pages name the same install with one of those extras
+    # (pip install '.[tls]')
     installed = set().union(*map(extras, installs))
-    for command in readme_commands():
+    for command in documented_commands():
         if from_the_checkout(command) and command not in installs:
             assert extras(command) <= installed, f"{command.where}: {command.text} is not tested"
 
 
 @pytest.mark.slow
 def test_the_wheel_the_readme_builds_installs_elsewhere(checkout, tmp_path):
-    (build,) = [c for c in readme_commands("Installing") if c.argv[:4] == ["python", "-m", "pip", "wheel"]]
+    (build,) = [c for c in file_commands(README, "Installing") if c.argv[:4] == ["python", "-m", "pip", "wheel"]]
     subprocess.run([sys.executable, *build.argv[1:]], cwd=checkout, check=True, capture_output=True, timeout=300)
     (wheel,) = (checkout / "dist").glob("*.whl")
     assert wheel.name == f"txrolo-{rolo.__version__}-py3-none-any.whl"

@@ -117,9 +117,8 @@ def test_busy_threads_make_more_up_to_the_limit_then_jobs_wait_then_it_is_full()
 
 def test_a_spare_still_starting_takes_a_job_and_is_joined_once_started() -> None:
     # the spare counts among the threads as soon as the spawner made it, and reaches the queue only once
-    # it runs: a job submitted in between waits for it, and join waits for the spawner to start it. Before,
-    # about half of these pools were full (PoolFull) with one thread of two busy, and join could raise
-    # RuntimeError (a thread not started yet).
+    # it runs: a job submitted in between waits for it. Before, about half of these pools were full
+    # (PoolFull) with one thread of two busy.
     for _ in range(50):
         pool = HandlerPool("test-pool", 2, spares=2)
         release = threading.Event()

@@ -28,7 +28,7 @@ HELLO = b"hello world"
 @dataclass(frozen=True)
 class Peer:
     """A kind of server: what it is, in the tables' words, and the parts (``echo``, ``scale``,
-    ``http``, ``broadcast``) it takes part in."""
+    ``http``, ``broadcast``, ``cluster``) it takes part in."""
 
     name: str
     description: str
@@ -46,7 +46,7 @@ def _peer(name: str, description: str, *parts: str) -> tuple[str, Peer]:
 WEBSOCKET = ("echo", "scale")
 PEERS: dict[str, Peer] = dict(
     [
-        _peer("rolo", "rolo, TwistedGateway", *WEBSOCKET, "http", "broadcast"),
+        _peer("rolo", "rolo, TwistedGateway", *WEBSOCKET, "http", "broadcast", "cluster"),
         _peer("rolo-metrics", "rolo, TwistedGateway with its metrics served (as twistd rolo --metrics)", "echo"),
         _peer("rolo-uvicorn", "rolo, AsgiGateway under uvicorn", *WEBSOCKET, "http"),
         _peer("rolo-hypercorn", "rolo, AsgiGateway under hypercorn", *WEBSOCKET),

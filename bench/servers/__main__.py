@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--deflate", action="store_true", help="accept permessage-deflate when offered")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     logging.basicConfig(level=logging.WARNING)
     module, function = ENTRY_POINTS[args.kind]

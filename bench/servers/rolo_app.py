@@ -5,12 +5,11 @@ Each WebSocket handler is the plain blocking code a user would write; the room i
 
 from __future__ import annotations
 
+from bench.servers import HELLO, MAX_CONNECTIONS, MAX_MESSAGE_SIZE
 from rolo import Response, Router, route
 from rolo.gateway import Gateway
 from rolo.gateway.handlers import RouterHandler
 from rolo.websocket import Hub, WebSocketRequest
-
-from bench.servers import HELLO, MAX_CONNECTIONS, MAX_MESSAGE_SIZE
 
 hub = Hub()
 
@@ -71,9 +70,8 @@ def serve_twisted(port: int, deflate: bool) -> None:
 def serve_twisted_metrics(port: int, deflate: bool) -> None:
     """As :func:`serve_twisted`, with the site's metrics registered and served on a port of their own, as
     ``twistd rolo --metrics tcp:0`` serves them."""
-    from rolo.serving.twisted.metrics import MetricsService
-
     from bench.servers import twisted_run
+    from rolo.serving.twisted.metrics import MetricsService
 
     site = _site(deflate)
     metrics = MetricsService(site, "tcp:0")

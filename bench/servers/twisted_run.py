@@ -6,8 +6,13 @@ import sys
 
 from twisted.internet import reactor
 from twisted.internet.interfaces import IProtocolFactory
-from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner
-from twisted.logger import textFileLogObserver
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 
 from bench.servers import BACKLOG
 

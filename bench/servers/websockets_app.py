@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import serve as websockets_serve
 from websockets.exceptions import ConnectionClosed
-from websockets.asyncio.server import ServerConnection, broadcast, serve as websockets_serve
 
 from bench.servers import BACKLOG, MAX_MESSAGE_SIZE
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import Directive, directives
@@ -56,7 +57,7 @@ def undocumented(module_name: str, names: list[str]) -> list[str]:
 
 class PublicModule(Directive):
     required_arguments = 1
-    option_spec = {"undoc-members": directives.flag}
+    option_spec: ClassVar[dict[str, Callable[[str], Any]]] = {"undoc-members": directives.flag}
 
     def run(self) -> list[nodes.Node]:
         module_name = self.arguments[0]

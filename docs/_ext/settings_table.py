@@ -10,8 +10,9 @@ documentation says what the code declares. ``:own:`` leaves out the fields the c
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import Field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import Directive, directives
@@ -49,7 +50,7 @@ def _row(*cells: nodes.Node) -> nodes.row:
 
 class SettingsTable(Directive):
     required_arguments = 1
-    option_spec = {"own": directives.flag}
+    option_spec: ClassVar[dict[str, Callable[[str], Any]]] = {"own": directives.flag}
 
     def run(self) -> list[nodes.Node]:
         module_name, _, class_name = self.arguments[0].rpartition(".")

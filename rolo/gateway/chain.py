@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, Optional, TypeVar
+from typing import Any, Generic, TypeVar
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
@@ -54,10 +54,10 @@ class HandlerChain(Generic[RC]):
 
     def __init__(
         self,
-        request_handlers: Optional[Iterable[Handler]] = None,
-        response_handlers: Optional[Iterable[Handler]] = None,
-        finalizers: Optional[Iterable[Handler]] = None,
-        exception_handlers: Optional[Iterable[ExceptionHandler]] = None,
+        request_handlers: Iterable[Handler] | None = None,
+        response_handlers: Iterable[Handler] | None = None,
+        finalizers: Iterable[Handler] | None = None,
+        exception_handlers: Iterable[ExceptionHandler] | None = None,
     ) -> None:
         # tuples: a chain lives as long as its request (a WebSocket one, as long as its connection), and
         # an empty tuple takes no memory of its own where an empty list takes 56 bytes
@@ -145,7 +145,7 @@ class HandlerChain(Generic[RC]):
 class CompositeHandler:
     """Request handlers run as one, in order, until the chain stops."""
 
-    def __init__(self, handlers: Optional[Iterable[Handler]] = None) -> None:
+    def __init__(self, handlers: Iterable[Handler] | None = None) -> None:
         self.handlers: list[Handler] = list(handlers or ())
 
     def append(self, handler: Handler) -> None:
@@ -182,7 +182,7 @@ class CompositeFinalizer(CompositeHandler):
 class CompositeExceptionHandler:
     """Exception handlers run as one; each runs whatever the others do."""
 
-    def __init__(self, handlers: Optional[Iterable[ExceptionHandler]] = None) -> None:
+    def __init__(self, handlers: Iterable[ExceptionHandler] | None = None) -> None:
         self.handlers: list[ExceptionHandler] = list(handlers or ())
 
     def append(self, handler: ExceptionHandler) -> None:

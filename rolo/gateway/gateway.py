@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from rolo.counters import Tally
 from rolo.request import Request
@@ -41,11 +41,11 @@ class Gateway:
 
     def __init__(
         self,
-        request_handlers: Optional[list[Handler]] = None,
-        response_handlers: Optional[list[Handler]] = None,
-        finalizers: Optional[list[Handler]] = None,
-        exception_handlers: Optional[list[ExceptionHandler]] = None,
-        context_class: Optional[type[RequestContext]] = None,
+        request_handlers: list[Handler] | None = None,
+        response_handlers: list[Handler] | None = None,
+        finalizers: list[Handler] | None = None,
+        exception_handlers: list[ExceptionHandler] | None = None,
+        context_class: type[RequestContext] | None = None,
     ) -> None:
         self.request_handlers = request_handlers if request_handlers is not None else []
         self.response_handlers = response_handlers if response_handlers is not None else []
@@ -110,7 +110,7 @@ class Gateway:
 
 
 
-App = Union[Gateway, Router]
+App = Gateway | Router
 """What a rolo server serves: a gateway, or a router that :func:`as_gateway` puts in one."""
 
 

@@ -7,7 +7,18 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.routing import BaseConverter, Map, Rule, RuleFactory
+from werkzeug.routing import (
+    AnyConverter,
+    BaseConverter,
+    FloatConverter,
+    IntegerConverter,
+    Map,
+    PathConverter,
+    Rule,
+    RuleFactory,
+    UnicodeConverter,
+    UUIDConverter,
+)
 
 from rolo.request import Request
 
@@ -18,6 +29,48 @@ from .rules import ANY_HOST, HOST_VARIABLE, make_rule, rules_for
 __all__ = ["Router", "UpgradeRequired"]
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+MATCHES_REMEMBERED = 1024
+"""How many matches a router remembers (the first ones go first)."""
+
+_REMEMBERED_LENGTH = 256
+"""The longest path, host or method whose match is remembered (all three come from the client; a URL
+argument is part of the path): what a router remembers stays within about a megabyte, whatever requests
+come."""
+
+_PURE_CONVERTERS = frozenset(
+    {
+        UnicodeConverter,
+        PathConverter,
+        AnyConverter,
+        IntegerConverter,
+        FloatConverter,
+        UUIDConverter,
+        RegexConverter,
+        PortConverter,
+    }
+)
+"""Converters whose value depends on the matched text alone (not their subclasses, which may look things
+up): a match on a map that has only these is the same for the same host, path and method."""
+
+
+class _Map(Map):
+    """A werkzeug map that counts the rules added to it, ``added``: a router forgets its matches when the
+    count changes, whoever added the rules."""
+
+    added = 0
+
+    def add(self, rulefactory: RuleFactory) -> None:
+        super().add(rulefactory)
+        self.added += 1
+
+
+def _may_remember(url_map: Map) -> bool:
+    """Whether matches on ``url_map`` may be remembered: it counts the rules added to it, and each of its
+    converters gives a value from the matched text alone."""
+    return isinstance(url_map, _Map) and all(
+        converter in _PURE_CONVERTERS for converter in url_map.converters.values()
+    )
 
 
 def _copy_for_map(rule: Rule) -> Rule:
@@ -56,6 +109,12 @@ class Router:
     It wraps a werkzeug :class:`~werkzeug.routing.Map` with host matching on and strict slashes off; a rule
     without a host matches any host. The converters ``regex`` and ``port`` are built in, beside werkzeug's.
 
+    It remembers its last 1,024 matches (host, path and method to rule and URL arguments) of hosts, paths
+    and methods up to 256 characters long, so that a request like one before it is not matched again, which
+    takes werkzeug tens of microseconds. A router with converters of its own beyond werkzeug's and
+    ``regex`` and ``port`` remembers none (their ``to_python`` runs for every request); no error is
+    remembered; adding or removing rules (also on its werkzeug map, ``url_map``, itself) forgets them all.
+
     :param dispatcher: calls the matched endpoint, ``dispatcher(request, endpoint, args)``; by default
         :func:`~rolo.routing.handler.call_endpoint`
     :param converters: further URL converters by name
@@ -72,9 +131,13 @@ class Router:
         # werkzeug maps are not safe to change while another thread matches against them
         self._lock = threading.RLock()
         self.url_map = self._new_map()
+        # (host, root path, scheme, path, method) -> (rule, arguments), for _matches_of's map and count
+        self._matches: dict[tuple[str, str, str, str, str], tuple[Rule, dict[str, Any]]] = {}
+        self._matches_of: tuple[Map, int] | None = None
+        self._remembering = False
 
     def _new_map(self) -> Map:
-        return Map(host_matching=True, strict_slashes=False, converters=self._converters)
+        return _Map(host_matching=True, strict_slashes=False, converters=self._converters)
 
     def add(
         self,
@@ -117,6 +180,9 @@ class Router:
             for rule in self._rules:
                 url_map.add(_copy_for_map(rule))
             self.url_map = url_map
+            # at once: a removed rule's endpoint is not kept alive by a match, nor by the map it was on
+            self._matches.clear()
+            self._matches_of = None
 
     def dispatch(self, request: Request) -> Any:
         """Match the request and call its endpoint through the dispatcher.
@@ -126,23 +192,40 @@ class Router:
         :raises UpgradeRequired: (a ``MethodNotAllowed``) the rules that match serve only WebSockets, and
             the request is not an upgrade request
         """
+        key = (request.host, request.root_path, request.scheme, request.path, request.method)
         with self._lock:
-            # the bound map is not kept (as a local) while the endpoint runs: a WebSocket one runs for as
-            # long as its connection lives
-            try:
-                rule, args = self.url_map.bind(
-                    request.host,
-                    script_name=request.root_path or None,
-                    url_scheme=request.scheme,
-                    path_info=request.path,
-                    query_args=request.query_string,
-                ).match(method=request.method, return_rule=True)
-            except MethodNotAllowed as error:
-                if set(error.valid_methods or ()) == {"WEBSOCKET"}:
-                    raise UpgradeRequired() from None
-                raise
+            state = (self.url_map, getattr(self.url_map, "added", 0))
+            if state != self._matches_of:  # rules came or went
+                self._matches.clear()
+                self._matches_of = state
+                self._remembering = _may_remember(self.url_map)
+            remembered = self._matches.get(key)
+            if remembered is not None:
+                rule, args = remembered[0], dict(remembered[1])
+            else:
+                rule, args = self._match(request)
+                if self._remembering and max(map(len, key)) <= _REMEMBERED_LENGTH:
+                    if len(self._matches) >= MATCHES_REMEMBERED:
+                        del self._matches[next(iter(self._matches))]
+                    self._matches[key] = (rule, dict(args))
         args.pop(HOST_VARIABLE, None)
         return self.dispatcher(request, rule.endpoint, args)
+
+    def _match(self, request: Request) -> tuple[Rule, dict[str, Any]]:
+        # the bound map is not kept (as a local) while the endpoint runs: a WebSocket one runs for as long
+        # as its connection lives
+        try:
+            return self.url_map.bind(
+                request.host,
+                script_name=request.root_path or None,
+                url_scheme=request.scheme,
+                path_info=request.path,
+                query_args=request.query_string,
+            ).match(method=request.method, return_rule=True)
+        except MethodNotAllowed as error:
+            if set(error.valid_methods or ()) == {"WEBSOCKET"}:
+                raise UpgradeRequired() from None
+            raise
 
     def wsgi(self) -> WsgiApp:
         """This router as a WSGI application; werkzeug HTTP errors are answered as such, and an endpoint that

@@ -3,7 +3,7 @@
 A handler registered with ``methods=["WEBSOCKET"]`` receives a :class:`WebSocketRequest`::
 
     @route("/echo/<name>", methods=["WEBSOCKET"])
-    def handler(request: WebSocketRequest, name: str):
+    def handler(request: WebSocketRequest, name: str) -> None:
         with request.accept() as websocket:
             for line in websocket:
                 websocket.send(f"echo: {line}")
@@ -28,7 +28,7 @@ from .errors import WebSocketDisconnectedError, WebSocketError, WebSocketProtoco
 from .hub import Delivery, Hub
 from .origins import OriginPolicy
 from .request import WebSocketRequest
-from .websocket import WebSocket
+from .websocket import Received, WebSocket
 
 __all__ = [
     "WEBSOCKET_KEY",
@@ -38,6 +38,7 @@ __all__ = [
     "Delivery",
     "Hub",
     "OriginPolicy",
+    "Received",
     "RedisBroker",
     "TextMessage",
     "WebSocket",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 __all__ = [
     "WEBSOCKET_KEY",
@@ -55,8 +55,8 @@ class BytesMessage:
     data: bytes
 
 
-Message = Union[TextMessage, BytesMessage]
-Event = Union[CreateConnection, TextMessage, BytesMessage]
+Message = TextMessage | BytesMessage
+Event = CreateConnection | TextMessage | BytesMessage
 
 
 class WebSocketAdapter(abc.ABC):

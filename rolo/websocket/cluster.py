@@ -197,7 +197,8 @@ class ClusterLink:
             from redis.retry import Retry
         except ImportError as error:
             raise ImportError(
-                "a Hub with a broker needs redis-py, the redis extra: from a checkout, pip install '.[redis]' (or pip install redis)"
+                "a Hub with a broker needs redis-py, the redis extra: from a checkout, pip install '.[redis]' "
+                "(or pip install redis)"
             ) from error
         self._redis = redis
         self._pool = redis.ConnectionPool.from_url(
@@ -408,7 +409,7 @@ class ClusterLink:
             _, at_risk = self._hub._cluster_snapshot(lambda: None)
             LOG.warning("hub node %s lost its link to the broker (%s)", self.node, why)
         self._at_risk.update(at_risk)
-        self._fail([op for op in self._drain_ops()])
+        self._fail(list(self._drain_ops()))
 
     def _drain_ops(self) -> Iterable[_Op]:
         while True:

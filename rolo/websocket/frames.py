@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAX_CLOSE_REASON_BYTES",
+    "WHOLE_FRAME_LIMIT",
     "Close",
     "CloseCode",
     "Opcode",
     "fit_close_reason",
     "frame_header",
-    "WHOLE_FRAME_LIMIT",
     "read_frame",
     "unmask",
 ]

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 
-__all__ = ["Refusal", "SUPPORTED_VERSION", "check_request"]
+__all__ = ["SUPPORTED_VERSION", "Refusal", "check_request"]
 
 SUPPORTED_VERSION = "13"
 """The version of the protocol rolo speaks, as the ``Sec-WebSocket-Version`` header names it."""

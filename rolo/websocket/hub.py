@@ -50,12 +50,12 @@ from typing import Any
 
 from rolo.counters import Tally
 
+from .adapter import Message
 from .backlog import Backlogs
 from .broker import RedisBroker, broker_from, environment_broker
 from .cluster import ClusterLink, encode_push
 from .errors import WebSocketDisconnectedError
 from .frames import CloseCode
-from .adapter import Message
 from .websocket import WebSocket, message_for
 
 __all__ = ["CLOSE_CODE_TRY_AGAIN_LATER", "DELIVERIES", "Delivery", "Hub"]

@@ -4,9 +4,9 @@ The server owns the connection on its event-loop thread (the I/O side); the hand
 its own (the handler side). :class:`ThreadedWebSocketAdapter` sits between the two:
 
 - Incoming messages go into an inbox bounded in messages and in bytes. When it fills, the I/O side is
-  told to stop reading from the socket, and to start again once the handler has drained it to half. A client that floods a slow handler
-  therefore fills its own TCP window, not the server's memory. The inbox is a C queue, in which the
-  handler waits without the GIL. A loop that knows when its turn ends wakes the handler then
+  told to stop reading from the socket, and to start again once the handler has drained it to half. A client
+  that floods a slow handler therefore fills its own TCP window, not the server's memory. The inbox is a C
+  queue, in which the handler waits without the GIL. A loop that knows when its turn ends wakes the handler then
   (:class:`WakeUps`), so that the handler runs while the loop waits instead of contending with it for the
   GIL, and the handler says when it is about to block again.
 - Outgoing messages go into an outbox that the I/O side takes in batches: one hand-off to the loop carries

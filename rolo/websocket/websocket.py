@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import Any
 
 from .adapter import BytesMessage, CreateConnection, Message, TextMessage, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketProtocolError
 from .frames import CloseCode
 
-__all__ = ["INTERNAL_ERROR_REASON", "WebSocket", "message_for"]
+__all__ = ["INTERNAL_ERROR_REASON", "Received", "WebSocket", "message_for"]
 
 INTERNAL_ERROR_REASON = "internal error"
 """The reason of the close frame (1011) that a handler's error ends its connection with."""
+
+
+Received = str | Any
+"""What :meth:`WebSocket.receive` returns and iterating over a :class:`WebSocket` yields: a ``str`` for a
+text message, ``bytes`` for a binary one.
+
+A type checker cannot know which of the two a peer sends. Typed ``str | bytes``, every use of a message would
+need an ``isinstance`` first, even in a handler that only ever talks text (``mypy --strict`` rejects
+``f"echo: {message}"``, as it would format a binary message as ``b'...'``). So it is typed ``str | Any``, as
+typeshed types :meth:`re.Match.group`: code written for text type-checks as such, and code that needs
+``bytes`` narrows first (``isinstance(message, bytes)``), as it must, since a peer may send text.
+"""
 
 
 def message_for(data: str | bytes) -> Message:
@@ -65,7 +78,7 @@ class WebSocket:
         """
         self._adapter.send(message, timeout)
 
-    def receive(self, timeout: float | None = None) -> str | bytes:
+    def receive(self, timeout: float | None = None) -> Received:
         """The next message: ``str`` for a text message, ``bytes`` for a binary one.
 
         :raises TimeoutError: if no message came within ``timeout`` seconds
@@ -93,7 +106,7 @@ class WebSocket:
         """
         self._adapter.add_close_listener(callback)
 
-    def __iter__(self) -> Iterator[str | bytes]:
+    def __iter__(self) -> Iterator[Received]:
         while True:
             try:
                 yield self.receive()

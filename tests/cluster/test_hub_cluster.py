@@ -19,7 +19,6 @@ import redis
 from rolo.websocket import BrokerError, Hub, RedisBroker, WebSocket
 from rolo.websocket.frames import Close
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
-
 from tests.cluster.redis_server import RedisServer
 
 FAST = {"heartbeat": 0.1, "ttl": 0.5, "timeout": 0.5}

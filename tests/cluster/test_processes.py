@@ -22,7 +22,6 @@ import websocket as wsclient
 from tests.cluster.redis_server import RedisServer
 from tests.serving.twistd import Twistd
 
-
 TIMEOUT = 0.5
 """How long the application's pushes wait for Redis (its RedisBroker's timeout), in seconds."""
 

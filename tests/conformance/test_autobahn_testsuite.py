@@ -17,7 +17,6 @@ from twisted.internet import threads
 
 from rolo import route
 from rolo.websocket import WebSocketRequest
-
 from tests.conftest import Server
 from tests.progress import Progress
 

@@ -34,7 +34,6 @@ from rolo import Request, Response, route
 from rolo.serving.twisted import TwistedGateway
 from rolo.serving.twisted.threads import idle_within
 from rolo.websocket import WebSocketRequest
-
 from tests.conftest import gateway_for
 from tests.hardening.support import process_usage
 

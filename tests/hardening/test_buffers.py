@@ -3,7 +3,7 @@ bounded in bytes: replies it never reads, compressed messages past the inbox's b
 to a handler that does not read, a message in tiny fragments.
 
 Each test attacks a server in a process of its own (tests/hardening/server.py) over raw sockets and
-measures the growth of the server's peak resident memory, against the worst case the README gives.
+measures the growth of the server's peak resident memory, against the worst case docs/hardening.rst gives.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from rolo import route
 from rolo.websocket import WebSocketDisconnectedError, WebSocketRequest
 from rolo.websocket.frames import Close
 from rolo.websocket.host import SPARE_THREADS
-
 from tests.helpers import in_thread
 
 from .support import client_frame, deflated, open_websocket, send_until_stalled
@@ -30,7 +29,7 @@ MiB = 1024 * 1024
 OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING = 0x0, 0x1, 0x2, 0x8, 0x9
 
 WORST_CASE_PER_CONNECTION = 4 * MiB
-"""The README's worst case for one connection with the default settings."""
+"""docs/hardening.rst's worst case for one connection with the default settings."""
 
 
 def warmed_up(server_process):
@@ -86,7 +85,10 @@ def test_pongs_the_peer_never_reads_stop_the_server_reading(server_process, heav
 
     after = server.usage()
     growth = after["peak_rss"] - before["peak_rss"]
-    print(f"pings never read: {sent / MiB:.1f} MiB of pings sent before the server stopped reading; RSS grew {growth / MiB:.1f} MiB")
+    print(
+        f"pings never read: {sent / MiB:.1f} MiB of pings sent before the server stopped reading; "
+        f"RSS grew {growth / MiB:.1f} MiB"
+    )
     sock.close()
     assert sent < limit, "the server never stopped reading"
     assert growth < WORST_CASE_PER_CONNECTION
@@ -121,7 +123,10 @@ def test_large_messages_to_handlers_that_do_not_read_are_bounded_in_bytes(server
 
     after = server.usage()
     per_connection = (after["peak_rss"] - before["peak_rss"]) / connections
-    print(f"16 messages of 1 MiB to each of {connections} handlers that do not read: RSS grew {per_connection / MiB:.1f} MiB per connection")
+    print(
+        f"16 messages of 1 MiB to each of {connections} handlers that do not read: "
+        f"RSS grew {per_connection / MiB:.1f} MiB per connection"
+    )
     for sock in socks:
         sock.close()
     assert per_connection < WORST_CASE_PER_CONNECTION

@@ -9,14 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest_twisted
 import websocket as wsclient
-
 from twisted.internet import reactor
 
 from rolo import route
-from rolo.websocket import WebSocketRequest
-
 from rolo.serving.twisted.threads import idle_within
-
+from rolo.websocket import WebSocketRequest
 from tests.helpers import in_thread
 
 from .support import reset

@@ -8,14 +8,11 @@ import time
 
 import pytest_twisted
 import websocket as wsclient
-
 from twisted.internet import reactor
 
 from rolo import route
-from rolo.websocket import WebSocketDisconnectedError, WebSocketRequest
-
 from rolo.serving.twisted.threads import idle_within
-
+from rolo.websocket import WebSocketDisconnectedError, WebSocketRequest
 from tests.helpers import in_thread
 
 from .support import reset

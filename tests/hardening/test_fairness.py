@@ -4,7 +4,6 @@ and one connection's share of a turn of the reactor is bounded."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 

@@ -7,18 +7,14 @@ import threading
 
 import pytest
 import pytest_twisted
-import websocket as wsclient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from twisted.internet import reactor
 
 from rolo import route
-from rolo.websocket import WebSocketRequest
-
 from rolo.serving.twisted.threads import idle_within
+from rolo.websocket import WebSocketRequest
 from rolo.websocket.host import SPARE_THREADS
-
 from tests.helpers import in_thread
 
 from .support import status_of, upgrade_request

@@ -14,7 +14,6 @@ import websocket as wsclient
 
 from rolo import Response, route
 from rolo.websocket import WebSocketRequest
-
 from tests.helpers import in_thread
 
 from .support import WEBSOCKET_KEY, client_frame, response_head, status_of, upgrade_request
@@ -154,7 +153,8 @@ async def test_every_refusal_is_a_well_formed_response_with_the_headers_its_stat
         assert response.getheader("Upgrade") == "websocket"
         assert response.getheader("Sec-WebSocket-Version") == "13"
     # a reason phrase is the status's (as RFC 9110 or Python names it), not a library's message
-    assert response.reason in (HTTPStatus(response.status).phrase, RFC_9110_PHRASES.get(response.status)), response.reason
+    phrases = (HTTPStatus(response.status).phrase, RFC_9110_PHRASES.get(response.status))
+    assert response.reason in phrases, response.reason
 
 
 @pytest.mark.parametrize("behind", [1, 40_000], ids=["one frame", "40 KB of frames"])

@@ -7,7 +7,6 @@ import pytest_twisted
 
 from rolo import route
 from rolo.websocket import WebSocketRequest
-
 from tests.helpers import in_thread
 
 from .support import response_head, status_of, upgrade_request

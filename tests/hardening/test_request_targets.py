@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from rolo import Response, route
 from rolo.websocket import WebSocketRequest
-
 from tests.helpers import in_thread
 
 from .support import http_request, response_head, status_of, upgrade_request

@@ -9,8 +9,7 @@ import websocket as wsclient
 from twisted.internet import reactor
 
 from rolo import route
-from rolo.websocket import WebSocketDisconnectedError, WebSocketRequest
-
+from rolo.websocket import WebSocketRequest
 from tests.helpers import in_thread
 
 SENT = 200

@@ -12,7 +12,6 @@ import pytest_twisted
 
 from rolo import Response, route
 from rolo.websocket import WebSocketRequest
-
 from tests.helpers import Signal, in_thread
 
 from .support import upgrade_request
@@ -135,6 +134,29 @@ async def test_keep_alive_connection_is_not_cut_while_idle_between_requests(serv
         return first, readable, second
 
     assert await in_thread(keep_alive) == (b"hello", [], b"hello")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_later_request_that_trickles_its_head_gets_a_408_a_header_timeout_after_its_first_byte(serve):
+    """The header deadline of each request on a kept-alive connection, the first one answered at once."""
+    server = serve(echo, hello, header_timeout=0.3)
+
+    def trickle_the_second():
+        connection = http.client.HTTPConnection(server.address, timeout=10)
+        connection.request("GET", "/hello")
+        first = connection.getresponse().read()
+        started = time.monotonic()
+        connection.sock.sendall(b"GET /hello HTTP/1.1\r\n")  # and no more
+        answer = connection.sock.recv(4096)
+        elapsed = time.monotonic() - started
+        connection.close()
+        return first, answer, elapsed
+
+    first, answer, elapsed = await in_thread(trickle_the_second)
+    print(f"a second request's head unfinished: 408 after {elapsed:.2f}s")
+    assert first == b"hello"
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 0.3 * 0.9 < elapsed < 3  # (timers may fire a millisecond early)
 
 
 @pytest_twisted.ensureDeferred

@@ -17,7 +17,6 @@ from websockets.sync.client import connect as websockets_connect
 from rolo import Response, route
 from rolo.serving.twisted import TwistedGateway
 from rolo.websocket import WebSocketRequest
-
 from tests.conftest import gateway_for
 from tests.helpers import in_thread, self_signed_certificate
 
@@ -43,9 +42,8 @@ def tls_server(tmp_path):
     """A TwistedGateway on an ``ssl:`` endpoint: yields (port number, certificate path)."""
     key, cert = self_signed_certificate(tmp_path)
     site = TwistedGateway(gateway_for(echo, hello), header_timeout=0.5)
-    description = "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}".format(
-        quoteStringArgument(str(key)), quoteStringArgument(str(cert))
-    )
+    key_argument, cert_argument = quoteStringArgument(str(key)), quoteStringArgument(str(cert))
+    description = f"ssl:0:interface=127.0.0.1:privateKey={key_argument}:certKey={cert_argument}"
     port = pytest_twisted.blockon(serverFromString(reactor, description).listen(site))
     yield port.getHost().port, cert
     pytest_twisted.blockon(port.stopListening())

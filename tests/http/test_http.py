@@ -17,7 +17,6 @@ from rolo import Response, Router, route
 from rolo.gateway import Gateway
 from rolo.gateway.handlers import RouterHandler
 from rolo.serving.twisted import TwistedGateway
-
 from tests.helpers import Signal, in_thread
 
 TIMEOUT = 10
@@ -213,7 +212,7 @@ async def test_handler_exception_goes_through_the_exception_handlers(serve_gatew
     router = Router()
     router.add(fail)
     server = serve_gateway(Gateway(request_handlers=[RouterHandler(router)], exception_handlers=[explain]))
-    status, headers, body = await in_thread(fetch, server, "GET", "/fail")
+    status, _headers, body = await in_thread(fetch, server, "GET", "/fail")
     assert (status, json.loads(body)) == (500, {"error": "the handler failed"})
     assert seen == [(RuntimeError, "/fail")]
 
@@ -263,7 +262,7 @@ async def test_path_that_is_not_utf8_is_a_400(serve):
 @pytest_twisted.ensureDeferred
 async def test_unknown_path_is_a_404(serve):
     server = serve(echo)
-    status, headers, body = await in_thread(fetch, server, "GET", "/nowhere")
+    status, _headers, body = await in_thread(fetch, server, "GET", "/nowhere")
     assert (status, json.loads(body)) == (404, {"code": 404, "message": "Not Found"})
 
 
@@ -370,6 +369,77 @@ async def test_fifty_concurrent_clients(serve):
         ]
 
 
+def read_response(sock: socket.socket, buffered: bytes, head_only: bool = False) -> tuple[bytes, bytes, bytes]:
+    """One response off ``sock`` (``buffered``: what was read past the previous one): its head, its body
+    (``Content-Length`` bytes, none if ``head_only``), and what came after it."""
+    while b"\r\n\r\n" not in buffered:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed within a response head: {buffered!r}"
+        buffered += chunk
+    head, _, rest = buffered.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and not head_only:
+            length = int(value)
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed within a response body"
+        rest += chunk
+    return head, rest[:length], rest[length:]
+
+
+@pytest.mark.servers("twisted", reason="ASGI servers differ on an upgrade pipelined behind requests")
+@pytest_twisted.ensureDeferred
+async def test_pipelined_answers_come_in_order_up_to_an_upgrade_behind_them(serve):
+    """Requests sent at once on a connection, answered in their order: a GET, a HEAD (a head alone), a 404, a
+    400 answered without a handler, then an upgrade, whose handshake and frames come after all of them."""
+
+    @route("/ws", methods=["WEBSOCKET"])
+    def ws_echo(request):
+        with request.accept() as websocket:
+            for message in websocket:
+                websocket.send(message)
+
+    server = serve(echo, ws_echo)
+    host = f"Host: 127.0.0.1:{server.port}\r\n"
+    requests = (
+        f"GET /echo?n=1 HTTP/1.1\r\n{host}\r\n"
+        f"HEAD /echo?n=2 HTTP/1.1\r\n{host}\r\n"
+        f"GET /nowhere HTTP/1.1\r\n{host}\r\n"
+        f"GET /echo HTTP/1.1\r\n{host}{host}\r\n"  # two Host headers: 400 before any handler
+        f"GET /ws HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    masked_hello = bytes([0x81, 0x85, 1, 2, 3, 4]) + bytes(b ^ k for b, k in zip(b"hello", b"\x01\x02\x03\x04" * 2))
+
+    def pipeline() -> list[tuple[bytes, bytes]]:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(requests.encode())
+            answers, rest = [], b""
+            for head_only in (False, True, False, False, True):
+                head, body, rest = read_response(sock, rest, head_only)
+                answers.append((head.split(b"\r\n")[0], body))
+            sock.sendall(masked_hello)
+            while len(rest) < 7:
+                rest += sock.recv(64)
+            answers.append((b"frame", rest[:7]))
+            return answers
+
+    answers = await in_thread(pipeline)
+    assert [line for line, _ in answers] == [
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 404 Not Found",
+        b"HTTP/1.1 400 Bad Request",
+        b"HTTP/1.1 101 Switching Protocols",
+        b"frame",
+    ]
+    assert json.loads(answers[0][1])["args"] == {"n": ["1"]}
+    assert answers[1][1] == b""
+    assert answers[5][1] == b"\x81\x05hello"
+
+
 @pytest.mark.parametrize("upgrade", [False, True])
 @pytest.mark.parametrize("target", ["http://[::1/echo", "http://[zz::1]/echo", "http://host:port/echo", "echo"])
 @pytest_twisted.ensureDeferred
@@ -452,7 +522,7 @@ async def test_client_leaving_mid_stream_ends_the_stream(serve):
     await in_thread(stream.streaming.wait)
     await in_thread(stream.closed.wait)
     # the one HTTP thread is free again
-    status, _, body = await in_thread(fetch, server, "GET", "/nowhere")
+    status, _, _body = await in_thread(fetch, server, "GET", "/nowhere")
     assert status == 404
 
 
@@ -522,7 +592,7 @@ async def test_a_client_that_does_not_read_holds_no_http_thread(serve):
         conn.request("GET", "/endless")
         return conn, conn.getresponse()
 
-    conn, response = await in_thread(start_reading)
+    conn, _response = await in_thread(start_reading)
     await in_thread(stream.streaming.wait)
     status, _, _ = await in_thread(fetch, server, "GET", "/nowhere")
     assert status == 404

@@ -179,6 +179,69 @@ def test_custom_converter():
     assert text(get(router, "/shout")) == "SHOUT"
 
 
+def test_a_converter_of_the_routers_own_runs_for_every_request():
+    """A custom converter may look things up: its matches are never remembered."""
+    from werkzeug.routing import BaseConverter
+
+    converted = []
+
+    class Recorded(BaseConverter):
+        def to_python(self, value: str) -> str:
+            converted.append(value)
+            return value
+
+    router = Router(converters={"recorded": Recorded})
+    router.add("/<recorded:word>", lambda request, word: word)
+    assert [text(get(router, "/same")) for _ in range(3)] == ["same"] * 3
+    assert converted == ["same"] * 3
+
+
+def test_a_remembered_match_gives_each_request_arguments_of_its_own():
+    def endpoint(request, args):
+        taken = dict(args)
+        args.clear()  # an endpoint may change what it is given
+        return str(sorted(taken.items()))
+
+    router = Router()
+    router.add("/items/<int:number>/<name>", endpoint)
+    answers = [text(get(router, "/items/7/x")) for _ in range(3)]
+    assert answers == ["[('name', 'x'), ('number', 7)]"] * 3
+
+
+def test_rules_added_after_a_match_take_part_in_the_next():
+    """A path matched by a variable rule, then given a rule of its own, through the router and through its
+    werkzeug map; then the rule removed again."""
+    router = Router()
+    router.add("/items/<name>", lambda request, name: f"item {name}")
+    assert text(get(router, "/items/special")) == "item special"
+    special = router.add("/items/special", lambda request: "special")
+    assert text(get(router, "/items/special")) == "special"
+    assert text(get(router, "/items/other")) == "item other"
+    router.url_map.add(Rule("/items/other", endpoint=lambda request: "other", host="<__host__>"))
+    assert text(get(router, "/items/other")) == "other"
+    router.remove(special)
+    assert text(get(router, "/items/special")) == "item special"
+
+
+def test_matches_remembered_are_bounded_in_number_and_length(monkeypatch):
+    from rolo.routing import router as router_module
+
+    monkeypatch.setattr(router_module, "MATCHES_REMEMBERED", 8)
+    router = Router()
+    router.add("/items/<name>", lambda request, name: name)
+    for n in range(20):
+        assert text(get(router, f"/items/{n}")) == str(n)
+        assert text(get(router, f"/items/{n}", host=f"host{n}")) == str(n)
+    assert len(router._matches) == 8
+    # nor is a long path or host remembered: what is stays small whatever requests come
+    router = Router()
+    router.add("/items/<name>", lambda request, name: name)
+    assert text(get(router, "/items/" + "x" * 300)) == "x" * 300
+    assert text(get(router, "/items/y", host=".".join(["h" * 50] * 6))) == "y"
+    assert text(get(router, "/items/z", method="X" * 300)) == "z"  # a rule without methods takes any
+    assert len(router._matches) == 0
+
+
 def test_websocket_method():
     router = Router()
     router.add("/ws", lambda request: "upgrade", methods=["WEBSOCKET"])

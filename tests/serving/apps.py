@@ -11,7 +11,6 @@ from rolo.gateway import Gateway, as_gateway
 from rolo.gateway.asgi import AsgiGateway
 from rolo.gateway.handlers import RouterHandler
 from rolo.websocket import WebSocketRequest
-
 from tests.websocket.test_api import echo_handler  # the seed's echo server, at /echo/<name>
 
 

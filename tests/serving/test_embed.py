@@ -18,7 +18,6 @@ from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 
 from rolo.serving.twisted import GatewayService, listen
 from rolo.serving.twisted.app import AppError, load_app
-
 from tests.helpers import in_thread
 
 from .apps import make_gateway, router
@@ -76,7 +75,7 @@ async def test_listen_on_several_endpoints(tmp_path):
     path = tmp_path / "rolo.sock"
     service = await listen(make_gateway(), LOOPBACK, f"unix:{path}")
     try:
-        tcp, unix = service.ports
+        _tcp, unix = service.ports
         assert unix.getHost().name in (str(path), str(path).encode())
 
         def get_over_unix() -> bytes:
@@ -117,7 +116,7 @@ def test_load_app_takes_a_router_a_gateway_or_a_factory_of_either():
     assert gateway.request_handlers[0].router is router
     assert load_app("tests.serving.apps:make_gateway").request_handlers[0].router is router
     assert load_app("tests.serving.apps:server.router").request_handlers[0].router is router
-    with pytest.raises(AppError, match="has no attribute server.nosuch"):
+    with pytest.raises(AppError, match=r"has no attribute server\.nosuch"):
         load_app("tests.serving.apps:server.nosuch")
 
 

@@ -14,6 +14,9 @@ from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import StringTransport
+from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
 
 from rolo.serving.twisted import _autobahn, _twisted
 from rolo.serving.twisted.protocol import GatewayWebSocketProtocol
@@ -111,3 +114,32 @@ async def test_unsent_bytes_counts_what_the_transport_holds():
         server.transport.write(b"x" * 8_000_000)
         assert _twisted.unsent_bytes(server.transport) == 8_000_000  # written on the reactor's next turn
         assert _twisted.unsent_bytes(object()) is None  # not a TCP transport: unknown
+
+
+def _head() -> tuple[bytes, bytes, bytes, Headers]:
+    headers = Headers({b"Content-Type": [b"text/plain"], b"Set-Cookie": [b"a=1", b"b=2"]})
+    return b"HTTP/1.1", b"200", b"OK", headers
+
+
+def test_collect_head_gathers_what_write_headers_writes_and_puts_the_transport_back():
+    written, gathered = StringTransport(), [b"before"]
+    channel = HTTPChannel()
+    channel.makeConnection(written)
+    channel.writeHeaders(*_head())
+    assert _twisted.collect_head(channel, gathered, *_head())
+    assert gathered[0] == b"before" and b"".join(gathered[1:]) == written.value()
+    assert written.value().endswith(b"\r\n\r\n") and b"Set-Cookie: b=2\r\n" in written.value()
+    assert channel.transport is written
+
+
+def test_collect_head_declines_when_write_headers_asks_more_of_the_transport(monkeypatch):
+    def write_headers(self, version, code, reason, headers):
+        self.transport.getHost()  # something a future Twisted might do
+        self.transport.writeSequence([version, b" ", code, b"\r\n\r\n"])
+
+    monkeypatch.setattr(HTTPChannel, "writeHeaders", write_headers)
+    transport, gathered = StringTransport(), [b"before"]
+    channel = HTTPChannel()
+    channel.makeConnection(transport)
+    assert not _twisted.collect_head(channel, gathered, *_head())
+    assert gathered == [b"before"] and channel.transport is transport

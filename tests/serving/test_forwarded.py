@@ -59,7 +59,7 @@ def serve_behind():
 
 def get(address: Any, headers: dict[str, str], family: int = socket.AF_INET) -> str:
     """``GET /who`` with ``headers``, as a proxy would forward it: the body of the answer."""
-    lines = [f"GET /who HTTP/1.1", "Host: app.example", *(f"{k}: {v}" for k, v in headers.items())]
+    lines = ["GET /who HTTP/1.1", "Host: app.example", *(f"{k}: {v}" for k, v in headers.items())]
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         sock.connect(address)
@@ -144,7 +144,7 @@ async def test_websocket_requests_and_the_log_show_the_client(serve_behind, capl
 
 
 def test_the_setting_is_validated_and_a_twistd_option():
-    with pytest.raises(ValueError, match="forwarded_allow_ips lists 'proxy.local', which is not an IP address"):
+    with pytest.raises(ValueError, match=r"forwarded_allow_ips lists 'proxy\.local', which is not an IP address"):
         TwistedSettings(forwarded_allow_ips=["proxy.local"])
     with pytest.raises(ValueError, match="forwarded_allow_ips must be a list"):
         TwistedSettings(forwarded_allow_ips="127.0.0.1")

@@ -34,9 +34,8 @@ def hello(request):
 def https_port(tmp_path):
     key, certificate = self_signed_certificate(tmp_path)
     site = TwistedGateway(gateway_for(hello))
-    description = "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}".format(
-        quoteStringArgument(str(key)), quoteStringArgument(str(certificate))
-    )
+    key_argument, cert_argument = quoteStringArgument(str(key)), quoteStringArgument(str(certificate))
+    description = f"ssl:0:interface=127.0.0.1:privateKey={key_argument}:certKey={cert_argument}"
     port = pytest_twisted.blockon(serverFromString(reactor, description).listen(site))
     yield port.getHost().port
     pytest_twisted.blockon(port.stopListening())

@@ -81,7 +81,7 @@ def test_once_twisted_logging_began_every_record_goes_there(monkeypatch):
 
 def test_a_twisted_side_event_goes_back_into_twisted_s_log_as_it_was(monkeypatch):
     monkeypatch.setattr(logs, "logging_began", lambda: True)
-    with nothing_configured(monkeypatch) as (events, shown):
+    with nothing_configured(monkeypatch) as (events, _shown):
         logs.logger("rolo.serving.twisted.example").info("GET {path}: {status}", path="/ok", status=200)
     [event] = [e for e in events if e["log_namespace"] == "rolo.serving.twisted.example"]
     assert (event["log_format"], event["path"], event["status"]) == ("GET {path}: {status}", "/ok", 200)
@@ -110,7 +110,7 @@ def test_a_handler_the_application_added_takes_the_records_it_sees(monkeypatch):
     taken = []
     handler = logging.Handler()
     handler.emit = taken.append
-    with nothing_configured(monkeypatch) as (events, shown):
+    with nothing_configured(monkeypatch) as (events, _shown):
         logging.getLogger("rolo.gateway").addHandler(handler)
         try:
             log_an_error_and_an_info()

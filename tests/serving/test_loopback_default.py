@@ -12,7 +12,6 @@ import pytest_twisted
 from rolo.serving.twisted import embed, listen
 from rolo.serving.twisted.service import DEFAULT_ENDPOINT
 from rolo.serving.twisted.tap import Options
-
 from tests.documented import Running
 
 from .apps import router

@@ -15,7 +15,6 @@ import pytest
 import websocket as wsclient
 
 from rolo.serving.twisted.tap import Options
-
 from tests.helpers import self_signed_certificate
 
 from .twistd import REPO, Twistd, twistd_command
@@ -226,7 +225,7 @@ def test_a_port_in_use_is_a_one_line_error():
     assert result.returncode == 1
     output = result.stdout + result.stderr
     assert "Traceback" not in output
-    assert [line for line in output.splitlines() if "rolo:" in line][0].endswith(
+    assert next(line for line in output.splitlines() if "rolo:" in line).endswith(
         f"rolo: Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
     )
 

@@ -12,7 +12,6 @@ import websocket as wsclient
 
 from rolo.serving.twisted.metrics import metrics_endpoint
 from rolo.serving.twisted.tap import Options
-
 from tests.test_metrics import samples
 
 from .test_twistd import twistd  # noqa: F401 (the fixture)
@@ -27,7 +26,7 @@ _WITHOUT_PROMETHEUS = (
 )
 
 
-def test_twistd_serves_the_metrics_on_the_loopback_interface_of_their_port(twistd):
+def test_twistd_serves_the_metrics_on_the_loopback_interface_of_their_port(twistd):  # noqa: F811 (the fixture)
     server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--metrics", "tcp:0")
     port = server.port()
     line = server.wait_for(r"rolo metrics at 127\.0\.0\.1:(\d+) \(tcp:0:interface=127\.0\.0\.1\): this machine only")
@@ -55,7 +54,7 @@ def test_twistd_serves_the_metrics_on_the_loopback_interface_of_their_port(twist
     assert not any("GET /metrics" in line for line in server.lines), server.output  # scrapes are not logged
 
 
-def test_a_metrics_port_in_use_ends_twistd_with_one_line(twistd):
+def test_a_metrics_port_in_use_ends_twistd_with_one_line(twistd):  # noqa: F811 (the fixture)
     server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--metrics", "tcp:0")
     server.port()
     taken = server.wait_for(r"rolo metrics at 127\.0\.0\.1:(\d+)").group(1)
@@ -102,7 +101,7 @@ def test_rolo_serves_without_importing_prometheus_client_and_rolo_metrics_says_w
 
 
 def test_metrics_do_not_go_with_workers():
-    with pytest.raises(SystemExit, match="^rolo: --metrics serves one process's metrics: it does not go with"):
+    with pytest.raises(SystemExit, match=r"^rolo: --metrics serves one process's metrics: it does not go with"):
         Options().parseOptions(["--app", "m:a", "--metrics", "tcp:9100", "--workers", "2"])
 
 

@@ -25,7 +25,6 @@ import websocket as wsclient
 
 from rolo.serving.twisted.tap import Options
 from rolo.serving.twisted.workers import cpu_count
-
 from tests.helpers import self_signed_certificate
 
 from .test_twistd import close_frame, sigint_ignored
@@ -127,7 +126,10 @@ def test_both_workers_serve_every_endpoint_and_the_log_is_one_stream(supervisor,
     assert sum("rolo listening at" in line for line in server.lines) == 2
     # each worker's request lines reach the supervisor's output under its number, as formatted there
     for number in pids:
-        server.wait_for(rf"\[worker {number} rolo\.serving\.twisted\.http#info\] GET /pid from tcp4:127\.0\.0\.1:\d+: 200 in \d+\.\d{{3}}s")
+        server.wait_for(
+            rf"\[worker {number} rolo\.serving\.twisted\.http#info\] "
+            rf"GET /pid from tcp4:127\.0\.0\.1:\d+: 200 in \d+\.\d{{3}}s"
+        )
     # pinned: worker i on the i-th CPU we may use
     cpus = sorted(os.sched_getaffinity(0))
     for number, pid in pids.items():
@@ -180,7 +182,10 @@ def test_sigterm_closes_websockets_on_every_worker_with_1001_and_exits_0(supervi
         ws.close()
     assert server.wait(timeout=15) == 0
     for number in (1, 2):
-        server.wait_for(rf"\[worker {number} rolo\.serving\.twisted\.\w+#info\] WebSocket closed by the server /ws/pid .*: code 1001")
+        server.wait_for(
+            rf"\[worker {number} rolo\.serving\.twisted\.\w+#info\] "
+            r"WebSocket closed by the server /ws/pid .*: code 1001"
+        )
         server.wait_for(rf"worker {number} \(pid \d+\) exited with status 0")
     assert "Traceback" not in server.output
 
@@ -273,7 +278,8 @@ def test_a_worker_that_keeps_failing_to_start_makes_the_supervisor_give_up(super
     broken.touch()  # from now on, the app does not load
     os.kill(pids[1], signal.SIGKILL)
     assert server.wait(timeout=3 * START) == 1
-    delays = [float(delay) for delay in re.findall(r"worker 1 \(pid \d+\) .*; starting it again in (\d\.\d)s", server.output)]
+    restarts = re.findall(r"worker 1 \(pid \d+\) .*; starting it again in (\d\.\d)s", server.output)
+    delays = [float(delay) for delay in restarts]
     # the first for the killed worker, which had served; then doubling for each start that failed
     assert delays == [0.1, 0.2, 0.4]
     errors = [line for line in server.lines if "#critical]" in line]
@@ -302,9 +308,9 @@ def test_options():
     assert options["pin-workers"]
     assert options.arguments == [*APP, "--workers", "auto", "--pin-workers", "--max-queue", "3"]
     # a mistake ends twistd with one line (see test_twistd_messages)
-    with pytest.raises(SystemExit, match="^rolo: --pin-workers needs --workers"):
+    with pytest.raises(SystemExit, match=r"^rolo: --pin-workers needs --workers"):
         Options().parseOptions([*APP, "--pin-workers"])
-    with pytest.raises(SystemExit, match="^rolo: --workers must be a positive integer or auto, not '0'"):
+    with pytest.raises(SystemExit, match=r"^rolo: --workers must be a positive integer or auto, not '0'"):
         Options().parseOptions([*APP, "--workers", "0"])
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 import websocket as wsclient
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as websockets_connect
 from werkzeug.datastructures import Headers
 
@@ -22,8 +23,7 @@ from rolo.websocket import (
     WebSocketProtocolError,
     WebSocketRequest,
 )
-
-from tests.helpers import Signal, in_thread
+from tests.helpers import in_thread
 
 
 # the seed page's examples, as written there
@@ -94,7 +94,7 @@ async def test_seed_echo_with_websockets_client(serve):
             got.append(ws.recv(timeout=10))
             ws.send("exit")
             got += [ws.recv(timeout=10), ws.recv(timeout=10)]
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 ws.recv(timeout=10)
             return got, ws.close_code
 
@@ -331,7 +331,7 @@ async def test_handler_errors_before_and_after_accept(serve, caplog):
         return info.value.status_code, info.value.resp_body, first, opcode, frame.data[:2], still
 
     with caplog.at_level(logging.ERROR):
-        status, body, first, opcode, code, still = await in_thread(client)
+        status, _body, first, opcode, code, still = await in_thread(client)
     assert status == 500
     assert first == "hi"
     assert opcode == wsclient.ABNF.OPCODE_CLOSE and int.from_bytes(code, "big") == 1011

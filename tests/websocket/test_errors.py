@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import queue
 
-import pytest
 import pytest_twisted
 import websocket as wsclient
 
@@ -13,7 +12,6 @@ from rolo import route
 from rolo.websocket import WebSocketDisconnectedError, WebSocketProtocolError, WebSocketRequest
 from rolo.websocket.errors import WebSocketStateError
 from rolo.websocket.frames import Close, CloseCode
-
 from tests.helpers import in_thread
 
 
@@ -26,7 +24,9 @@ def test_the_disconnected_error_says_who_closed_and_with_what():
     by_peer = WebSocketDisconnectedError(
         1000, None, received=Close(1000), sent=Close(1000), closed_by="peer"
     )
-    assert str(by_peer) == "WebSocket closed by the peer with 1000 (normal closure), and the server replied 1000 (normal closure)"
+    assert str(by_peer) == (
+        "WebSocket closed by the peer with 1000 (normal closure), and the server replied 1000 (normal closure)"
+    )
     by_server = WebSocketDisconnectedError(
         CloseCode.ABNORMAL_CLOSURE, None, sent=Close(1001, "server shutting down"), closed_by="server"
     )

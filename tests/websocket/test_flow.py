@@ -12,15 +12,12 @@ import urllib.request
 import pytest
 import pytest_twisted
 import websocket as wsclient
+from twisted.internet import reactor
 from websockets.sync.client import connect as websockets_connect
 
-from twisted.internet import reactor
-
 from rolo import Response, route
-from rolo.websocket import WEBSOCKET_KEY, WebSocketDisconnectedError, WebSocketRequest
-
 from rolo.serving.twisted.threads import idle_within
-
+from rolo.websocket import WEBSOCKET_KEY, WebSocketDisconnectedError, WebSocketRequest
 from tests.helpers import Signal, in_thread
 
 
@@ -105,7 +102,7 @@ async def test_full_receive_queue_stops_reading(serve):
             while sent < 100_000:
                 ws.send(payload)
                 sent += 1
-        except (wsclient.WebSocketTimeoutException, socket.timeout):
+        except (TimeoutError, wsclient.WebSocketTimeoutException):
             pass  # the server stopped reading: our send buffer is full
         paused = adapter._reading_paused
         backlog = adapter._inbox.qsize()
@@ -241,6 +238,7 @@ async def test_server_pings_idle_connections(serve):
     assert await in_thread(client) == wsclient.ABNF.OPCODE_PING
 
 
+@pytest.mark.servers("twisted", "uvicorn", reason="hypercorn has no ping timeout")
 @pytest_twisted.ensureDeferred
 async def test_peer_that_never_answers_pings_is_dropped(serve):
     errors = queue.Queue()

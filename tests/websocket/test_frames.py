@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rolo.websocket.frames import FIN, NOT_SIMPLE, RSV, read_frame, unmask
-
 from tests.hardening.support import client_frame
 
 MASK = b"\x37\xfa\x21\x3d"  # client_frame's

@@ -8,7 +8,8 @@ from rolo.websocket.host import WebSocketHost
 
 def host(running: int, accepting: bool = True, allowed_origins=("https://good.example",)) -> WebSocketHost:
     """A host with ``running`` handlers counted, of at most 10."""
-    made = WebSocketHost(lambda environ: None, ServerSettings(max_connections=10, allowed_origins=allowed_origins), print)
+    settings = ServerSettings(max_connections=10, allowed_origins=allowed_origins)
+    made = WebSocketHost(lambda environ: None, settings, print)
     made.handlers.running = running
     made.accepting = accepting
     return made

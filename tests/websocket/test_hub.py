@@ -22,7 +22,6 @@ from websockets.sync.client import connect as websockets_connect
 from rolo import Request, route
 from rolo.websocket import Hub, TextMessage, WebSocket, WebSocketDisconnectedError, WebSocketRequest
 from rolo.websocket.frames import Close
-
 from tests.helpers import Signal, in_thread
 from tests.websocket.test_threaded_adapter import open_adapter
 
@@ -33,7 +32,7 @@ LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 def open_websocket(**kwargs):
-    adapter, connection, loop = open_adapter(**kwargs)
+    adapter, _connection, loop = open_adapter(**kwargs)
     return WebSocket(adapter), adapter, loop
 
 
@@ -110,7 +109,7 @@ def test_a_closed_connection_leaves_the_hub_and_an_added_closed_one_never_stays(
 
 def test_a_push_to_a_closing_connection_is_dropped_and_forgets_it():
     hub = Hub()
-    (open_one, _, loop), (closing, closing_adapter, _) = open_websocket(), open_websocket()
+    (open_one, _, _loop), (closing, _closing_adapter, _) = open_websocket(), open_websocket()
     open_id, closing_id = hub.add(open_one, "lobby"), hub.add(closing, "lobby")
     with pytest.raises(TimeoutError):
         closing.close(timeout=0)  # the handshake started, the server has not confirmed it yet
@@ -122,7 +121,7 @@ def test_a_push_to_a_closing_connection_is_dropped_and_forgets_it():
 
 def test_a_full_peer_is_offered_the_message_last_and_closed_with_1013_when_the_time_is_up():
     hub = Hub(timeout=0.05)
-    (first, first_adapter, first_loop), (second, _, second_loop) = open_websocket(), open_websocket()
+    (first, first_adapter, first_loop), (second, _, _second_loop) = open_websocket(), open_websocket()
     first_id, second_id = hub.add(first, "lobby"), hub.add(second, "lobby")
     first_adapter.on_pause_writing()  # its transport's buffer is full
     delivery = hub.broadcast("lobby", "hello")
@@ -198,7 +197,7 @@ async def test_broadcast_reaches_the_others_and_an_http_handler_pushes_to_one(se
     server = serve(*room_routes(hub, joined))
 
     def clients():
-        (a, a_id), (b, b_id), (c, c_id) = (connect(server.ws("/room")) for _ in range(3))
+        (a, _a_id), (b, b_id), (c, _c_id) = (connect(server.ws("/room")) for _ in range(3))
         a.send("hi all")
         heard = [b.recv(), c.recv()]
         request = urllib_post(server.http(f"/push/{b_id}"), b"just you")

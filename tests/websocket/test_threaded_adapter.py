@@ -131,7 +131,7 @@ class TurnEnd:
 
 def test_wake_up_is_one_per_batch_and_wakes_every_waiting_receiver():
     turn_end = TurnEnd()
-    adapter, connection, loop = open_adapter(wake_ups=turn_end)
+    adapter, _connection, _loop = open_adapter(wake_ups=turn_end)
     received: list = []
     receivers = [
         threading.Thread(target=lambda: received.append(adapter.receive(timeout=5))) for _ in range(2)
@@ -150,7 +150,7 @@ def test_wake_up_is_one_per_batch_and_wakes_every_waiting_receiver():
 
 def test_a_receiver_about_to_block_says_it_settled():
     turn_end = TurnEnd()
-    adapter, connection, loop = open_adapter(wake_ups=turn_end)
+    adapter, _connection, _loop = open_adapter(wake_ups=turn_end)
     adapter.on_message(TextMessage("a"))
     turn_end.run()
     assert adapter.receive(timeout=0) == TextMessage("a")
@@ -177,7 +177,7 @@ def test_full_inbox_pauses_reading_and_draining_resumes_it():
 
 
 def test_send_blocks_past_high_water_until_the_loop_flushes():
-    adapter, connection, loop = open_adapter(write_high_water=10)
+    adapter, _connection, loop = open_adapter(write_high_water=10)
     adapter.send(BytesMessage(b"x" * 100))  # an empty outbox always takes one message
     with pytest.raises(TimeoutError):
         adapter.send(BytesMessage(b"y"), timeout=0.01)
@@ -186,7 +186,7 @@ def test_send_blocks_past_high_water_until_the_loop_flushes():
 
 
 def test_send_blocks_while_the_transport_is_paused():
-    adapter, connection, loop = open_adapter()
+    adapter, _connection, _loop = open_adapter()
     adapter.on_pause_writing()
     with pytest.raises(TimeoutError):
         adapter.send(TextMessage("held"), timeout=0.01)
@@ -195,7 +195,7 @@ def test_send_blocks_while_the_transport_is_paused():
 
 
 def test_messages_received_before_close_are_delivered_then_the_close():
-    adapter, connection, loop = open_adapter()
+    adapter, _connection, _loop = open_adapter()
     adapter.on_message(TextMessage("last words"))
     adapter.on_close(Close(4002, "bye"), closed_by="peer")
     assert adapter.receive(timeout=0) == TextMessage("last words")
@@ -222,7 +222,7 @@ def test_close_goes_out_after_pending_sends_and_waits_for_the_handshake():
 
 
 def test_a_lost_connection_reports_1006_and_wakes_a_blocked_sender():
-    adapter, connection, loop = open_adapter()
+    adapter, _connection, _loop = open_adapter()
     adapter.on_pause_writing()
     errors = []
 

@@ -91,6 +91,13 @@ class RequestBody(io.RawIOBase):
         if (await receive())["type"] == "http.disconnect":
             self.disconnect()
 
+    def end(self) -> None:
+        """There is no body: reads end at once (:meth:`pump`, if it runs, then only watches for the client
+        leaving)."""
+        with self._readable:
+            self._complete = True
+            self._readable.notify_all()
+
     def disconnect(self) -> None:
         """The client left, or the request was cancelled: a read still waiting for the body fails."""
         with self._readable:
@@ -173,6 +180,18 @@ class _Answer(NamedTuple):
     response: Response  # to close once a streamed body is spent
 
 
+def _may_have_body(scope: dict[str, Any]) -> bool:
+    """Whether a request may have a body: under HTTP/1 only one with a ``Transfer-Encoding``, or a
+    ``Content-Length`` other than 0, has one (RFC 9112 6.3); under HTTP/2 and 3 any may."""
+    if scope.get("http_version", "1.1") not in ("1.1", "1.0"):
+        return True
+    for name, value in scope.get("headers", ()):
+        name = name.lower()
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
 class HttpApp:
     """Serves ASGI ``http`` scopes through a gateway, running it in a pool of ``http_threads`` threads.
 
@@ -180,6 +199,11 @@ class HttpApp:
     ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped without
     running. The pool starts with the first request, and :meth:`shutdown` stops it; a later request starts
     a new one.
+
+    A request's body is received by a task of its own (:meth:`RequestBody.pump`) while the handler runs,
+    which then watches for the client leaving. A request without a body (most) has that task only when the
+    client's leaving matters: while the request waits for a thread, and while a streamed response goes
+    out.
 
     :ivar counters: the responses by status, for metrics (:mod:`rolo.metrics`)
     """
@@ -207,10 +231,17 @@ class HttpApp:
         except InvalidTarget as invalid:
             await self._send_error(send, HTTPStatus.BAD_REQUEST, f"{invalid}\n".encode())
             return
-        pump = loop.create_task(body.pump(receive))
+        pump: asyncio.Task[None] | None = None
+        if _may_have_body(scope):
+            pump = loop.create_task(body.pump(receive))
+        else:
+            body.end()
         try:
             try:
-                answer = await self._in_thread(loop, lambda: self._respond(environ, body))
+                answered = self._in_thread(loop, lambda: self._respond(environ, body))
+                if pump is None and self._pool is not None and self._pool.waiting:
+                    pump = loop.create_task(body.pump(receive))  # it waits: it is dropped if its client leaves
+                answer = await answered
             except PoolFull:
                 text = b"every HTTP thread is busy and as many requests wait: try again\n"
                 await self._send_error(send, HTTPStatus.SERVICE_UNAVAILABLE, text, [(b"retry-after", b"1")])
@@ -220,13 +251,16 @@ class HttpApp:
                 await self._send_error(send, HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n")
                 return
             if answer is not None:
+                if pump is None and not isinstance(answer.body, bytes):
+                    pump = loop.create_task(body.pump(receive))  # the stream stops if its client leaves
                 try:
                     await self._send_answer(loop, send, body, answer)
                 except Exception:
                     LOG.exception("HTTP request to %s failed", scope.get("path"))
                     raise  # part of the body is out: only a cut connection tells the client it is incomplete
         finally:
-            pump.cancel()
+            if pump is not None:
+                pump.cancel()
             body.disconnect()
 
     def _in_thread(

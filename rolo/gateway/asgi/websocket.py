@@ -297,7 +297,9 @@ class WebSocketApp:
         connection = AsgiConnection(scope, receive, send, settings.write_high_water, settings.close_timeout)
         handler_done: asyncio.Future[None] = loop.create_future()
         try:
-            connection.adapter = self.host.open(connection, environ, lambda: handler_done.done() or handler_done.set_result(None))
+            connection.adapter = self.host.open(
+                connection, environ, lambda: handler_done.done() or handler_done.set_result(None)
+            )
         except RuntimeError:  # the process is out of threads
             LOG.exception("could not start a handler thread for WebSocket %s", scope.get("path"))
             no_thread = Refusal(HTTPStatus.SERVICE_UNAVAILABLE, "no thread for a handler", (("Retry-After", "1"),))

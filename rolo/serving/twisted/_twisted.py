@@ -8,6 +8,9 @@ changed, rolo takes the public path instead, which is slower but right:
   ``writeSomeData``); the public path is ``transport.write``, which writes on the reactor's next turn.
 - :func:`forget_exit_signal` clears the signal ``twistd`` re-raises at exit (the reactor's
   ``_exitSignal``), so that a graceful stop exits with status 0; without it, status -15 for SIGTERM.
+- :func:`collect_head` has ``HTTPChannel.writeHeaders`` write a response's head into a list rather than
+  to the transport (the transport stands aside while it runs), so that head and body go out in one write;
+  where ``writeHeaders`` asks more of the transport than ``writeSequence``, the head is written as usual.
 - :func:`unsent_bytes` reads the same buffer fields, to tell a client that reads slowly from one that
   reads nothing; without them, a connection whose writes stay paused is taken for one that reads nothing.
 - :func:`handling_request` and :func:`header_bytes_received` read two fields of ``HTTPChannel``'s parser
@@ -28,10 +31,9 @@ changed, rolo takes the public path instead, which is slower but right:
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-import socket
 
 from twisted.internet import abstract, tcp, unix
 from twisted.internet.interfaces import IListeningPort
@@ -41,6 +43,7 @@ from twisted.web.http import HTTPChannel
 
 __all__ = [
     "adopt_unix_port",
+    "collect_head",
     "forget_exit_signal",
     "handling_request",
     "header_bytes_received",
@@ -91,6 +94,30 @@ def write_now(transport: Any, pieces: list[bytes]) -> None:
                 pieces[0], written = pieces[0][written:], 0
     if pieces:
         transport.writeSequence(pieces)
+
+
+class _HeadCollector:
+    """Stands in for a channel's transport while ``HTTPChannel.writeHeaders`` runs: keeps what it writes."""
+
+    def __init__(self, into: list[bytes]) -> None:
+        self.writeSequence = into.extend
+
+
+def collect_head(channel: HTTPChannel, into: list[bytes], *head: Any) -> bool:
+    """Append to ``into`` the bytes ``HTTPChannel.writeHeaders(*head)`` would write to ``channel``'s
+    transport (status line, headers, blank line), instead of writing them. Whether it could: ``False``
+    (and ``into`` as it was) where ``writeHeaders`` uses more of the transport than ``writeSequence``."""
+    mark = len(into)
+    transport = channel.transport
+    channel.transport = _HeadCollector(into)
+    try:
+        HTTPChannel.writeHeaders(channel, *head)
+    except AttributeError:
+        del into[mark:]
+        return False
+    finally:
+        channel.transport = transport
+    return True
 
 
 def unsent_bytes(transport: Any) -> int | None:

@@ -64,7 +64,8 @@ class ServerHandle:
         """
         service = self.service
         if not self.reactor.running:  # it stopped, stopping the server: give the threads the grace period
-            return all([pool.join(service.grace_period) for pool in self._pools()])
+            joined = [pool.join(service.grace_period) for pool in self._pools()]  # every pool, not up to a False
+            return all(joined)
 
         async def stop_service() -> bool:
             if grace_period is not None:
@@ -75,7 +76,8 @@ class ServerHandle:
 
         if blockingCallFromThread(self.reactor, lambda: ensureDeferred(stop_service())):
             # every handler returned: their threads are on their way out
-            return all([pool.join() for pool in self._pools()])
+            joined = [pool.join() for pool in self._pools()]  # every pool, not up to a False
+            return all(joined)
         return False
 
     def _pools(self) -> list[HandlerPool]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
-from ._twisted import handling_request, unsent_bytes
+from ._twisted import collect_head, handling_request, unsent_bytes, write_now
 from .forwarded import ForwardedClient
 
 __all__ = ["GatewayChannel", "GatewayRequest"]
@@ -25,11 +26,16 @@ class GatewayRequest(Request):
     """A Twisted Web request that also holds its headers as sent, ``raw_headers`` in order, when its
     request line arrived, ``received_at`` (by the site's reactor clock), whether its response has
     been ``logged``, how many bytes of its body have arrived, ``body_received``, and the client a trusted
-    proxy ``forwarded`` it for (a :class:`~rolo.serving.twisted.forwarded.ForwardedClient`, or ``None``)."""
+    proxy ``forwarded`` it for (a :class:`~rolo.serving.twisted.forwarded.ForwardedClient`, or ``None``).
+
+    ``on_connection_lost``, if set, is called (on the reactor thread) when the connection is lost before
+    the request finished: what a ``notifyFinish()`` errback would learn, without a Deferred per request.
+    """
 
     logged = False
     body_received = 0
     forwarded: ForwardedClient | None = None
+    on_connection_lost: Callable[[], None] | None = None
 
     def __init__(self, channel: HTTPChannel, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)
@@ -42,6 +48,11 @@ class GatewayRequest(Request):
         if limit is not None and self.body_received > limit:
             raise _BodyTooLarge()
         super().handleContentChunk(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        if self.on_connection_lost is not None:
+            self.on_connection_lost()
 
 
 class GatewayChannel(HTTPChannel):
@@ -66,14 +77,19 @@ class GatewayChannel(HTTPChannel):
     - Twisted Web's idle timeout (the site's ``timeout``, ``keep_alive_timeout``) closes a connection
       idle between requests, but not one whose client is still reading an answer;
     - once a request upgrades the connection (:meth:`switch_protocols`), the bytes behind it go to the new
-      protocol rather than wait for a next HTTP request.
+      protocol rather than wait for a next HTTP request;
+    - its local address and whether it is secure, which Twisted Web asks for each request (a system call,
+      an adapter lookup), are looked up once per connection;
+    - a response written between :meth:`gather_writes` and :meth:`flush_writes` (its head and body) goes
+      to the transport in one write, and straight into the socket when nothing waits before it.
     """
 
     header_timeout: float | None = None
     body_timeout: float | None = None
     max_body_size: int | None = None
     write_timeout: float | None = None
-    _deadline: Any = None  # of the request's head, then of its body
+    _deadline: Any = None  # of the request's head, then of its body: its delayed call, while it runs
+    _deadline_call: Any = None  # that call, kept once the deadline is met, for the next one to move
     _refused = False
     _send_blocked = False  # the transport paused the channel: its buffer is over the high-water mark
     _write_deadline: Any = None
@@ -81,15 +97,32 @@ class GatewayChannel(HTTPChannel):
     _mark: tuple[int | None, int] = (None, 0)  # unsent bytes and _written when the write deadline was set
     _held: bytes | None = None  # received while send-blocked between requests, not parsed yet
     _switched_to: Any = None  # the protocol that took the connection over (a WebSocket's)
+    _host: Any = None  # the local address, once asked for
+    _secure: bool | None = None  # whether the transport is TLS, once asked
+    _gathered: list[bytes] | None = None  # what a response wrote since gather_writes, not yet written
 
     def switch_protocols(self, protocol: Any) -> None:
         """Hand what the client sends from now on to ``protocol``, which has taken the connection over:
         the bytes that came behind the request being handled, in the same read, first (RFC 9110 7.8)."""
         self._switched_to = protocol
+        # no request follows, and the connection's loss goes to the new protocol: the call kept for the
+        # next request's deadline would keep this channel alive until it fired
+        self._deadline = None
+        self._deadline_call = _cancelled(self._deadline_call)
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self._start_deadline(self.header_timeout)
+
+    def getHost(self) -> Any:
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
+    def isSecure(self) -> bool:
+        if self._secure is None:
+            self._secure = super().isSecure()
+        return self._secure
 
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
@@ -139,7 +172,44 @@ class GatewayChannel(HTTPChannel):
         else:
             self._refuse(b"431 Request Header Fields Too Large")
 
+    def gather_writes(self) -> bool:
+        """Hold what responses write (heads included) until :meth:`flush_writes`, which writes it all at
+        once; call it on the reactor thread, and :meth:`flush_writes` before the reactor gets back to I/O.
+        Whether it started holding (``False``: it holds already, and the caller leaves the flush to who
+        started it).
+
+        Each write to a transport only buffers, and has the reactor watch the socket for writability
+        (``epoll_ctl``), write on its next turn, and stop watching (``epoll_ctl``): a small response's head
+        and body, written at once, usually fit in the socket's buffer straight away. A request that ends
+        (:meth:`requestDone`) or a connection that is closed writes what is held first.
+        """
+        if self._gathered is not None:
+            return False
+        self._gathered = []
+        return True
+
+    def flush_writes(self) -> None:
+        """Write what :meth:`gather_writes` held, in one write, and stop holding."""
+        gathered, self._gathered = self._gathered, None
+        if gathered and self.transport is not None:
+            write_now(self.transport, [b"".join(gathered)])  # one piece: a head is dozens of small ones
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        gathered = self._gathered
+        if gathered is not None:
+            if collect_head(self, gathered, version, code, reason, headers):
+                return
+            self.flush_writes()  # the head goes to the transport itself: what was held goes before it
+        super().writeHeaders(version, code, reason, headers)
+
+    def loseConnection(self) -> None:
+        self.flush_writes()
+        super().loseConnection()
+
     def requestDone(self, request: Request) -> None:
+        # what the response wrote goes out before a request pipelined behind it is parsed (and may write,
+        # or take the connection over)
+        self.flush_writes()
         if self._send_blocked and self.persistent:
             # what Twisted hands back of the requests pipelined behind this one is held, unparsed, and the
             # connection goes unread, until the client has taken the answers waiting for it
@@ -152,11 +222,17 @@ class GatewayChannel(HTTPChannel):
 
     def write(self, data: bytes) -> None:
         self._written += len(data)
-        super().write(data)
+        if self._gathered is not None:
+            self._gathered.append(data)
+        else:
+            super().write(data)
 
     def writeSequence(self, iovec: list[bytes]) -> None:
         self._written += sum(map(len, iovec))
-        super().writeSequence(iovec)
+        if self._gathered is not None:
+            self._gathered.extend(iovec)
+        else:
+            super().writeSequence(iovec)
 
     def pauseProducing(self) -> None:
         # the transport's buffer is over its high-water mark
@@ -184,17 +260,30 @@ class GatewayChannel(HTTPChannel):
 
     def connectionLost(self, reason: Any) -> None:
         self._cancel_deadline()
+        self._deadline_call = _cancelled(self._deadline_call)
         self._cancel_write_deadline()
         super().connectionLost(reason)
 
     def _start_deadline(self, timeout: float | None) -> None:
-        if timeout:
-            self._deadline = self.callLater(timeout, self._timed_out)
+        if not timeout:
+            return
+        # a request on a kept-alive connection moves the call its predecessor left, which costs less than
+        # a call made and cancelled for each
+        call = self._deadline_call
+        if call is not None and call.active():
+            call.reset(timeout)
+        else:
+            call = self._deadline_call = self.callLater(timeout, self._timed_out)
+        self._deadline = call
 
     def _cancel_deadline(self) -> None:
-        self._deadline = _cancelled(self._deadline)
+        # the call stays, for the next deadline to move; if it comes first, it finds no deadline running
+        self._deadline = None
 
     def _timed_out(self) -> None:
+        self._deadline_call = None
+        if self._deadline is None:
+            return  # the deadline was met
         self._deadline = None
         self._refuse(b"408 Request Timeout")
         # a client that reads nothing (or never finished its TLS handshake) cannot be closed politely:

@@ -15,8 +15,9 @@ __all__ = ["listen"]
 
 
 def listen(app: App, *endpoints: Endpoint, reactor: Any = None, **settings: Any) -> Deferred[GatewayService]:
-    """Serve ``app`` on ``endpoints`` (``"tcp:8000:interface=127.0.0.1"``, :data:`~rolo.serving.twisted.service.DEFAULT_ENDPOINT`, if none
-    are given: this machine only) on a reactor the caller runs.
+    """Serve ``app`` on ``endpoints`` (``"tcp:8000:interface=127.0.0.1"``,
+    :data:`~rolo.serving.twisted.service.DEFAULT_ENDPOINT`, if none are given: this machine only) on a reactor
+    the caller runs.
 
     Call it on the reactor thread, before or after the reactor starts running. It fires with the running
     :class:`GatewayService` once every endpoint listens; its :attr:`~GatewayService.ports` are the

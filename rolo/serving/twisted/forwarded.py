@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 from autobahn.twisted.util import peer2str
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -22,7 +21,7 @@ from werkzeug.http import parse_list_header, parse_options_header
 
 __all__ = ["ForwardedClient", "TrustedProxies", "peer_description"]
 
-_Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # what a scheme of the forwarded request means for the request this server sees (RFC 7239 section 5.4)
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -19,15 +21,20 @@ from rolo.request import Request as RoloRequest
 from rolo.response import Response
 from rolo.threads import HandlerCount, HandlerPool, PoolFull
 
-from .channel import GatewayRequest
+from .channel import GatewayChannel, GatewayRequest
 from .environ import environ_for
 from .forwarded import peer_description
-from .logs import logger
+from .logs import enabled, logger
 from .settings import TwistedSettings
+from .threads import BatchedCallFromThread
 
 __all__ = ["HttpResource", "log_response"]
 
 log = logger(__name__)
+
+_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+"""The reason phrase of each status code Python knows. Twisted knows none for some (426 Upgrade Required),
+and would say "Unknown Status"."""
 
 
 class HttpResource(Resource):
@@ -35,11 +42,11 @@ class HttpResource(Resource):
 
     The gateway runs, and a streamed response body is iterated, in a thread of :attr:`pool`; the reactor
     thread does every write. No thread ever waits for a client: a body that is a sequence is handed to
-    the reactor at once; a streamed one chunk by chunk until the connection has more waiting than the
-    transport's high-water mark (64 KiB) or ``write_high_water`` bytes wait for the reactor, and then its
-    thread goes back to the pool. The iteration goes on in a thread of the pool (not necessarily the same
-    one) once the client has read them. A client that reads slowly holds memory, never a thread; how
-    slowly it may read is the channel's ``write_timeout``.
+    the reactor at once, with the status and headers, in one call; a streamed one chunk by chunk until
+    the connection has more waiting than the transport's high-water mark (64 KiB) or ``write_high_water``
+    bytes wait for the reactor, and then its thread goes back to the pool. The iteration goes on in a
+    thread of the pool (not necessarily the same one) once the client has read them. A client that reads
+    slowly holds memory, never a thread; how slowly it may read is the channel's ``write_timeout``.
 
     When every thread is busy, up to ``http_queue`` requests wait for one; beyond that a request is
     answered ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped
@@ -67,21 +74,30 @@ class HttpResource(Resource):
         self.handlers = HandlerCount()
         self.counters = HttpCounters()
         self._writers: set[_ResponseWriter] = set()  # reactor thread only
+        # one wake-up of the reactor carries the responses of every handler that returned meanwhile
+        self._to_reactor = BatchedCallFromThread(reactor)
 
     def render(self, request: Request) -> bytes | int:
         environ = environ_for(request)
-        writer = _ResponseWriter(request, self.reactor, self.pool, self.handlers.finished, self.write_high_water)
+        writer = _ResponseWriter(
+            request, self.reactor, self._to_reactor, self.pool, self._writer_done, self.write_high_water
+        )
         try:
-            self.pool.submit(lambda: self._serve(environ, writer))
+            self.pool.submit(partial(self._serve, environ, writer))
         except PoolFull:
             return _unavailable(request, b"every HTTP thread is busy and as many requests wait: try again\n")
         except RuntimeError:
             request.setHeader(b"Connection", b"close")
             return _unavailable(request, b"server shutting down\n")
+        writer.watch_connection()
         self.handlers.started()
         self._writers.add(writer)
-        request.notifyFinish().addBoth(lambda _: self._writers.discard(writer))
         return NOT_DONE_YET
+
+    def _writer_done(self, writer: _ResponseWriter) -> None:
+        # reactor thread: the handler returned and its body is spent, or abandoned
+        self._writers.discard(writer)
+        self.handlers.finished()
 
     def stop_writing(self) -> None:
         """Make every response still being written give up, cutting its connection, so that no handler
@@ -102,11 +118,11 @@ class HttpResource(Resource):
             if not response.is_sequence:
                 writer.stream(iter(body), response)  # goes on in threads of the pool, then closes it
                 return
-            writer.write_all(list(body))
+            content = b"".join(body)
         except BaseException:
             writer.finish(response, Failure())
         else:
-            writer.finish(response, None)
+            writer.respond(content, response)
 
 
 def _unavailable(request: Request, text: bytes) -> bytes:
@@ -118,24 +134,33 @@ def _unavailable(request: Request, text: bytes) -> bytes:
 
 @implementer(IPushProducer)
 class _ResponseWriter:
-    """Carries one response from the pool's threads to the reactor; ``finished`` is called on the reactor
-    thread once the handler has returned and the body is spent (or abandoned).
+    """Carries one response from the pool's threads to the reactor; ``finished(writer)`` is called on the
+    reactor thread once the handler has returned and the body is spent (or abandoned).
 
-    A streamed body is iterated by :meth:`_produce` in a thread of the pool, which hands each chunk to the
-    reactor and returns to the pool (*suspends*) while the transport has paused it or more than
-    ``high_water`` bytes handed over wait for the reactor; :meth:`_resume`, on the reactor, submits it
-    again once both have cleared.
+    Every call to the reactor goes through ``to_reactor``, in order. A body that is a sequence goes in one
+    call with the status and headers (:meth:`respond`). A streamed body is iterated by :meth:`_produce` in
+    a thread of the pool, which hands each chunk to the reactor and returns to the pool (*suspends*) while
+    the transport has paused it or more than ``high_water`` bytes handed over wait for the reactor;
+    :meth:`_resume`, on the reactor, submits it again once both have cleared.
     """
 
     def __init__(
-        self, request: Request, reactor: Any, pool: HandlerPool, finished: Callable[[], None], high_water: int
+        self,
+        request: Request,
+        reactor: Any,
+        to_reactor: Callable[[Callable[[], None]], None],
+        pool: HandlerPool,
+        finished: Callable[[_ResponseWriter], None],
+        high_water: int,
     ) -> None:
         self._request = request
         self._reactor = reactor
+        self._to_reactor = to_reactor
         self._pool = pool
         self._finished = finished
         self._high_water = high_water
-        self._started = False
+        self._started = False  # the handler's status and headers are known (start was called)
+        self._head: tuple[int, list[tuple[bytes, bytes]]] | None = None  # not yet set on the request
         self._lock = threading.Lock()
         self._chunks: Iterator[bytes] | None = None
         self._response: Response | None = None
@@ -144,7 +169,13 @@ class _ResponseWriter:
         self._suspended = False  # no thread iterates the body: _resume submits _produce again
         self._gone = False  # the response is abandoned: the client left, or the server stops
         self._lost = False  # the connection is lost
-        request.notifyFinish().addErrback(self._connection_lost)
+
+    def watch_connection(self) -> None:
+        """Learn when the connection is lost (call on the reactor thread, once the request is admitted)."""
+        if isinstance(self._request, GatewayRequest):
+            self._request.on_connection_lost = self._connection_lost
+        else:
+            self._request.notifyFinish().addErrback(lambda _: self._connection_lost())
 
     @property
     def client_gone(self) -> bool:
@@ -155,20 +186,24 @@ class _ResponseWriter:
 
     def dropped(self) -> None:
         """The request is dropped without running: its client left while it waited for a thread."""
-        self._reactor.callFromThread(self._finished)
+        self._to_reactor(self._end)
 
     def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        """The response's status and headers, which go to the reactor with the body (:meth:`respond`) or
+        before its first chunk (:meth:`stream`)."""
         # encoded here, so that a header that is not Latin-1 fails the request with a 500 rather than
         # failing in the reactor and leaving a 200 without it
-        encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        self._head = status, [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         self._started = True
-        self._reactor.callFromThread(self._start, status, encoded)
 
-    def write_all(self, chunks: list[bytes]) -> None:
-        self._reactor.callFromThread(self._write_all, chunks)
+    def respond(self, content: bytes, response: Response) -> None:
+        """Close ``response``, then hand the whole response to the reactor: status, headers and
+        ``content``, its body."""
+        self._to_reactor(partial(self._respond, content, self._close(response, None)))
 
     def stream(self, chunks: Iterator[bytes], response: Response) -> None:
         """Iterate a streamed body to the client from now on; ``response`` is closed once it is spent."""
+        self._to_reactor(self._start)
         self._chunks, self._response = chunks, response
         self._produce()
 
@@ -191,7 +226,7 @@ class _ResponseWriter:
                 if chunk:
                     with self._lock:
                         self._pending += len(chunk)
-                    self._reactor.callFromThread(self._write, chunk)
+                    self._to_reactor(partial(self._write, chunk))
         except BaseException:
             failure = Failure()
         self._chunks = self._response = None
@@ -200,33 +235,48 @@ class _ResponseWriter:
     def finish(self, response: Response, failure: Failure | None) -> None:
         """The handler and the body are done with (``failure``: what went wrong): close the response,
         then finish it, or fail it with a 500."""
+        self._to_reactor(partial(self._done, self._close(response, failure)))
+
+    @staticmethod
+    def _close(response: Response, failure: Failure | None) -> Failure | None:
+        """Close ``response``; what went wrong: ``failure``, else what closing raised, if anything."""
         try:
             response.close()
         except BaseException:
             failure = failure or Failure()
-        self._reactor.callFromThread(self._done, failure)
+        return failure
 
     # reactor thread
 
-    def _connection_lost(self, reason: Failure) -> None:
+    def _connection_lost(self) -> None:
         self._lost = True
         self.stopProducing()
 
-    def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def _start(self, producing: bool = True) -> None:
+        """Set the handler's status and headers on the request, if not yet; then, if ``producing``, have
+        the channel pause and resume the body's iteration."""
+        head, self._head = self._head, None
         request = self._request
-        if request.finished or self._lost:
+        if head is None or request.finished or self._lost:
             return
-        try:  # Twisted knows no phrase for some (426 Upgrade Required): it would say "Unknown Status"
-            request.setResponseCode(status, HTTPStatus(status).phrase.encode("ascii"))
-        except ValueError:
-            request.setResponseCode(status)
+        status, headers = head
+        request.setResponseCode(status, _REASONS.get(status))
         for name, value in headers:
             request.responseHeaders.addRawHeader(name, value)
-        request.registerProducer(self, True)
+        if producing:
+            request.registerProducer(self, True)
 
-    def _write_all(self, chunks: list[bytes]) -> None:
-        if not self._gone and not self._lost:
-            self._request.write(b"".join(chunks))
+    def _respond(self, content: bytes, failure: Failure | None) -> None:
+        channel = self._request.channel  # None once the connection is lost
+        gathering = isinstance(channel, GatewayChannel) and channel.gather_writes()
+        try:
+            self._start(producing=False)
+            if not self._gone and not self._lost:
+                self._request.write(content)  # with its head: one write to the socket
+            self._done(failure)
+        finally:
+            if gathering:
+                channel.flush_writes()
 
     def _write(self, chunk: bytes) -> None:
         with self._lock:
@@ -250,16 +300,23 @@ class _ResponseWriter:
             self._gone = True
             if not self._lost:
                 self._request.channel.transport.abortConnection()
-            self._finished()
+            self._end()
 
     def _done(self, failure: Failure | None) -> None:
         try:
+            self._start(producing=False)  # a failure after start: the log line shows the handler's status
             self._finish(failure)
         finally:
-            self._finished()
+            self._end()
             # a client that read the whole body may have left before the finish: log its response anyway
             if isinstance(self._request, GatewayRequest):
                 log_response(self._request, self._reactor.seconds())
+
+    def _end(self) -> None:
+        """The handler returned and the body is spent, or abandoned."""
+        if isinstance(self._request, GatewayRequest):
+            self._request.on_connection_lost = None  # which would keep request and writer in a cycle
+        self._finished(self)
 
     def _finish(self, failure: Failure | None) -> None:
         request = self._request
@@ -297,11 +354,14 @@ class _ResponseWriter:
 def log_response(request: GatewayRequest, now: float) -> None:
     """Log one line for a response that has been written: method, path, peer, status and how long since
     the request arrived (``now`` is the reactor's clock), and count it in its site's
-    :attr:`HttpResource.counters`. A request is logged once; later calls do nothing."""
+    :attr:`HttpResource.counters`. A request is logged and counted once; later calls do nothing. Nothing
+    of the line is made when its level is not logged."""
     if request.logged:
         return
     request.logged = True
     request.site.http.counters.responded(request.code, now - request.received_at)
+    if not enabled(log, LogLevel.info):
+        return
     log.info(
         "{method} {path} from {peer}: {status} in {duration:.3f}s",
         method=request.method.decode("latin-1"),

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 
 from ._twisted import logging_began
 
-__all__ = ["logger", "show_rolo_logs"]
+__all__ = ["enabled", "logger", "show_rolo_logs"]
 
 _TO_STDLIB = {
     LogLevel.debug: logging.DEBUG,
@@ -48,8 +48,26 @@ def logger(namespace: str) -> Logger:
     return Logger(namespace=namespace, observer=_record)
 
 
+def enabled(log: Logger, level: LogLevel) -> bool:
+    """Whether an event of ``level`` on ``log`` (a :func:`logger`) would become a record, by the level of
+    the stdlib logger it goes to: so that a line logged often (one per request) need not have its fields
+    made when nobody takes it."""
+    return _stdlib_logger(log.namespace).isEnabledFor(_TO_STDLIB.get(level, logging.INFO))
+
+
+_stdlib_loggers: dict[str, logging.Logger] = {}
+"""The stdlib loggers by name, as :func:`logging.getLogger` returns them (it takes a lock each time)."""
+
+
+def _stdlib_logger(name: str) -> logging.Logger:
+    target = _stdlib_loggers.get(name)
+    if target is None:
+        target = _stdlib_loggers[name] = logging.getLogger(name)  # the same object for a name, ever after
+    return target
+
+
 def _record(event: dict[str, Any]) -> None:
-    target = logging.getLogger(event["log_namespace"])
+    target = _stdlib_logger(event["log_namespace"])
     level = _TO_STDLIB.get(event["log_level"], logging.INFO)
     if not target.isEnabledFor(level):
         return

@@ -64,20 +64,20 @@ def build_factory(host: WebSocketHost, settings: TwistedSettings, reactor: Any) 
     factory = WebSocketServerFactory(reactor=reactor)
     factory.server = None
     use_reactor_timer(factory, reactor)
-    options: dict[str, Any] = dict(
-        maxMessagePayloadSize=settings.max_message_size,
-        maxFramePayloadSize=settings.max_message_size,
-        autoPingInterval=settings.ping_interval,
-        autoPingTimeout=settings.ping_timeout,
-        openHandshakeTimeout=settings.open_timeout,
-        closeHandshakeTimeout=settings.close_timeout,
+    options: dict[str, Any] = {
+        "maxMessagePayloadSize": settings.max_message_size,
+        "maxFramePayloadSize": settings.max_message_size,
+        "autoPingInterval": settings.ping_interval,
+        "autoPingTimeout": settings.ping_timeout,
+        "openHandshakeTimeout": settings.open_timeout,
+        "closeHandshakeTimeout": settings.close_timeout,
         # a protocol error (or a message over the limit) is answered with a close frame saying why
         # (1002, 1007, 1009 …) rather than a dropped connection the peer cannot tell from a crash
-        failByDrop=False,
+        "failByDrop": False,
         # origins are checked before the hand-over (WebSocketHost.refusal); Autobahn's own check refuses
         # "null" unless told
-        allowNullOrigin=True,
-    )
+        "allowNullOrigin": True,
+    }
     if settings.compression:
         options["perMessageCompressionAccept"] = _accept_permessage_deflate
     factory.setProtocolOptions(**options)

@@ -76,7 +76,7 @@ class Lines:
         self._partial += data
         *lines, rest = self._partial.split(b"\n")
         while len(rest) > self._limit:
-            lines.append(bytes(rest[: self._limit]))
+            lines.append(rest[: self._limit])  # a copy
             del rest[: self._limit]
         self._partial = rest
         return [bytes(line) for line in lines]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import autobahn
 import twisted
@@ -42,7 +42,7 @@ STARTING = "rolo {version} starting, on Twisted {twisted} and Autobahn {autobahn
 LISTENING = "rolo listening at {address} ({endpoint}){reach}"
 """The log line that says where a server listens (a supervisor reads its workers' lines by it)."""
 
-Endpoint = Union[str, IStreamServerEndpoint]
+Endpoint = str | IStreamServerEndpoint
 """Where to listen: a Twisted endpoint string (``tcp:8000``, ``tcp:8000:interface=127.0.0.1``,
 ``ssl:8443:privateKey=key.pem:certKey=cert.pem``, ``unix:/run/app.sock``) or an endpoint object."""
 

@@ -22,7 +22,7 @@ import socket
 import stat
 import sys
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from twisted.internet.abstract import isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -52,8 +52,8 @@ class SharedEndpoint:
     supervisor reserved (``SO_REUSEPORT``) or the number of the descriptor it inherits (a UNIX socket)."""
 
     description: str
-    port: Union[int, None] = None
-    fd: Union[int, None] = None
+    port: int | None = None
+    fd: int | None = None
 
     def endpoint(self, reactor: Any) -> IStreamServerEndpoint:
         """The endpoint a worker serves with ``reactor``.
@@ -74,7 +74,7 @@ class Reservation:
         self.address: IAddress = _address(reserved.socket)
         self._lock = reserved.lock
 
-    def shared(self, fd: Union[int, None]) -> SharedEndpoint:
+    def shared(self, fd: int | None) -> SharedEndpoint:
         """The worker's side of it; ``fd`` is where an inherited socket is in the worker."""
         if self.inherited:
             return SharedEndpoint(self.description, fd=fd)
@@ -144,7 +144,7 @@ def _reuseport_socket(port: int, interface: str) -> socket.socket:
 class _Reserved:
     socket: socket.socket
     inherited: bool
-    lock: Union[FilesystemLock, None] = None
+    lock: FilesystemLock | None = None
 
 
 class _Reserver:
@@ -155,10 +155,14 @@ class _Reserver:
             raise ValueError("--workers needs SO_REUSEPORT as Linux has it for tcp and ssl endpoints")
         return _Reserved(_reuseport_socket(port, interface), inherited=False)
 
-    def listenSSL(self, port: int, factory: Any, contextFactory: Any, backlog: int = 50, interface: str = "") -> _Reserved:
+    def listenSSL(
+        self, port: int, factory: Any, contextFactory: Any, backlog: int = 50, interface: str = ""
+    ) -> _Reserved:
         return self.listenTCP(port, factory, backlog, interface)
 
-    def listenUNIX(self, address: str, factory: Any, backlog: int = 50, mode: int = 0o666, wantPID: int = 0) -> _Reserved:
+    def listenUNIX(
+        self, address: str, factory: Any, backlog: int = 50, mode: int = 0o666, wantPID: int = 0
+    ) -> _Reserved:
         lock = None
         if wantPID:  # lockfile=1, the default of unix: endpoint strings: what Twisted's UNIX port does
             lock = FilesystemLock(address + ".lock")
@@ -205,14 +209,18 @@ class _WorkerBinder:
         finally:
             sock.close()  # the port has its own copy of the descriptor
 
-    def listenSSL(self, port: int, factory: Any, contextFactory: Any, backlog: int = 50, interface: str = "") -> IListeningPort:
+    def listenSSL(
+        self, port: int, factory: Any, contextFactory: Any, backlog: int = 50, interface: str = ""
+    ) -> IListeningPort:
         # what the reactor's own listenSSL does: TLS as a protocol over a TCP port (pyOpenSSL, which an
         # ssl: endpoint needs anyway, is imported here)
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
         return self.listenTCP(port, TLSMemoryBIOFactory(contextFactory, False, factory), backlog, interface)
 
-    def listenUNIX(self, address: str, factory: Any, backlog: int = 50, mode: int = 0o666, wantPID: int = 0) -> IListeningPort:
+    def listenUNIX(
+        self, address: str, factory: Any, backlog: int = 50, mode: int = 0o666, wantPID: int = 0
+    ) -> IListeningPort:
         fd = self._shared.fd
         try:
             return adopt_unix_port(self._reactor, fd, factory, backlog, mode)  # type: ignore[arg-type]

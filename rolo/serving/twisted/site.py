@@ -36,6 +36,17 @@ def is_websocket_upgrade(request: Request) -> bool:
     return b"websocket" in _tokens(request, b"upgrade") and b"upgrade" in _tokens(request, b"connection")
 
 
+def _may_be_upgrade(request: Request) -> bool:
+    """Whether the request has any of the headers :func:`is_websocket_upgrade` and
+    :func:`_is_partial_upgrade` look at: most have none, and are plain HTTP."""
+    headers = request.requestHeaders
+    return (
+        headers.hasHeader(b"upgrade")
+        or headers.hasHeader(b"sec-websocket-key")
+        or headers.hasHeader(b"sec-websocket-version")
+    )
+
+
 def _is_partial_upgrade(request: Request) -> bool:
     """Whether a request that does not ask to upgrade still carries part of a WebSocket handshake."""
     headers = request.requestHeaders
@@ -64,6 +75,8 @@ class _GatewayResource(Resource):
         if problem is not None:
             return _bad_request(request, problem)
         try:
+            if not _may_be_upgrade(request):
+                return self.http.render(request)
             if is_websocket_upgrade(request):
                 refusal = self.websocket.render(request)
                 if refusal is not NOT_DONE_YET and isinstance(request, GatewayRequest):

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import Field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from twisted.application.service import IService
 from twisted.internet.error import CannotListenError
@@ -117,8 +117,11 @@ class Options(usage.Options):
         "processes, each with these options."
     )
 
-    optFlags = [*_FLAGS, ["pin-workers", None, "Run worker i on the i-th CPU only (with --workers)."]]
-    optParameters = [
+    optFlags: ClassVar[list[list[Any]]] = [
+        *_FLAGS,
+        ["pin-workers", None, "Run worker i on the i-th CPU only (with --workers)."],
+    ]
+    optParameters: ClassVar[list[list[Any]]] = [
         ["app", "a", None, "The application, as package.module:attribute."],
         ["broker", None, None, "Redis URL of the broker for the app's Hubs (sets ROLO_BROKER): redis://host:6379/0."],
         [

@@ -56,7 +56,10 @@ class WebSocketResource(Resource):
     def render(self, request: Request) -> bytes | int:
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in _raw_headers(request)]
         refused = check_request(
-            request.method.decode("latin-1"), request.clientproto.decode("latin-1"), request.uri.decode("latin-1"), headers
+            request.method.decode("latin-1"),
+            request.clientproto.decode("latin-1"),
+            request.uri.decode("latin-1"),
+            headers,
         ) or self.host.refusal(request.getHeader("origin"))
         if refused is not None:
             self.host.counters.upgrades.add(refused.status)

@@ -21,7 +21,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any, Union
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -176,7 +176,7 @@ class WorkerSupervisor(Service):
     def _start(self, number: int) -> None:
         self._restarts.pop(number, None)
         assert self._reservations is not None
-        child_fds: dict[int, Union[int, str]] = {0: "w", 1: "r", 2: "r", LOG_FD: "r"}
+        child_fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", LOG_FD: "r"}
         shared: list[SharedEndpoint] = []
         for reservation in self._reservations:
             fd = None
