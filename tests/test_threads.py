@@ -123,7 +123,7 @@ def test_a_spare_still_starting_takes_a_job_and_is_joined_once_started() -> None
         pool = HandlerPool("test-pool", 2, spares=2)
         release = threading.Event()
         reports = [run_and_report(pool, release)]
-        assert wait_until(lambda: len(pool.threads) == 2)  # the spare is made; it may not run yet
+        assert wait_until(lambda pool=pool: len(pool.threads) == 2)  # the spare is made; it may not run yet
         reports.append(run_and_report(pool, release))
         release.set()
         assert all(report.get(timeout=TIMEOUT) for report in reports)
