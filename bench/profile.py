@@ -63,6 +63,7 @@ STAGES = (
     ("autobahn/twisted/util.py", "logging"),
     ("rolo/serving/twisted/websocket.py", "rolo: Twisted WebSocket protocol, framing, writes"),
     ("rolo/serving/twisted/threads.py", "rolo: hand-off between reactor and handler threads"),
+    ("rolo/websocket/turns.py", "rolo: hand-off between reactor and handler threads"),
     ("rolo/websocket/threaded.py", "rolo: inbox and outbox (waking the handler)"),
     ("rolo/websocket/websocket.py", "handler: the WebSocket API"),
     ("rolo/websocket/groups.py", "handler: Hub"),

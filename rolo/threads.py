@@ -162,7 +162,7 @@ class HandlerPool:
     def waiting(self) -> int:
         """How many jobs wait for a thread."""
         with self._lock:
-            return max(0, self._queued - self._idle)
+            return max(0, self._queued - self._idle - self._starting)
 
     def submit(
         self, job: Callable[[], object], *, then: Callable[[], object] | None = None, queue_anyway: bool = False
@@ -184,7 +184,8 @@ class HandlerPool:
         with self._lock:
             if self._stopped:
                 raise RuntimeError(f"the {self.name} pool is stopped")
-            spare = self._idle - self._queued  # idle threads that no queued job is promised to
+            # idle threads, and spares on their way to idle, that no queued job is promised to
+            spare = self._idle + self._starting - self._queued
             if spare > 0 or len(self.threads) >= self.max_threads:
                 if spare <= 0 and -spare >= self.max_waiting and not queue_anyway:
                     raise PoolFull(f"all {self.max_threads} {self.name} threads are busy")

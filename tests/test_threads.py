@@ -115,6 +115,22 @@ def test_busy_threads_make_more_up_to_the_limit_then_jobs_wait_then_it_is_full()
     assert pool.join(TIMEOUT)
 
 
+def test_a_spare_still_starting_takes_a_job_and_is_joined_once_started() -> None:
+    # the spare counts among the threads as soon as the spawner made it, and reaches the queue only once
+    # it runs: a job submitted in between waits for it. Before, about half of these pools were full
+    # (PoolFull) with one thread of two busy.
+    for _ in range(50):
+        pool = HandlerPool("test-pool", 2, spares=2)
+        release = threading.Event()
+        reports = [run_and_report(pool, release)]
+        assert wait_until(lambda pool=pool: len(pool.threads) == 2)  # the spare is made; it may not run yet
+        reports.append(run_and_report(pool, release))
+        release.set()
+        assert all(report.get(timeout=TIMEOUT) for report in reports)
+        pool.stop()
+        assert pool.join(TIMEOUT)
+
+
 def test_an_idle_thread_exits_after_the_idle_timeout() -> None:
     pool = HandlerPool("test-pool", 2, idle_timeout=0.05)
     run_and_report(pool).get(timeout=TIMEOUT)

@@ -3,14 +3,16 @@
 For each ``websocket`` scope, :class:`WebSocketApp` has its :class:`~rolo.websocket.host.WebSocketHost`
 run the listener (the gateway) in a handler thread, with a
 :class:`~rolo.websocket.threaded.ThreadedWebSocketAdapter` in its environment whose I/O side is an
-:class:`AsgiConnection`. That connection runs two tasks on the event loop:
+:class:`AsgiConnection`. That connection reads in a task on the event loop, and sends from the loop's callbacks:
 
 - a reader that calls ASGI ``receive`` and reports messages to the adapter. It stops calling ``receive``
   while the adapter's inbox is full, which is how an ASGI application stops reading: the server's own
   bounded queue fills and it stops reading the socket.
-- a writer that sends what the adapter hands over, in order. ASGI gives no signal of a full transport
-  buffer; awaiting ``send`` is the closest there is, so messages waiting for it count against the adapter's
-  write high-water mark, and ``send`` in the handler blocks while they exceed it.
+- each message the adapter hands over is sent at once, in the callback that hands it over
+  (:func:`~rolo.gateway.asgi.eager.run_eagerly`): a server's ``send`` usually only frames and writes it. One
+  that the server makes wait, and those behind it, are sent in order by a task. ASGI gives no signal of a
+  full transport buffer; awaiting ``send`` is the closest there is, so messages waiting for it count
+  against the adapter's write high-water mark, and ``send`` in the handler blocks while they exceed it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from rolo.websocket.frames import Close, CloseCode
 from rolo.websocket.handshake import Refusal
 from rolo.websocket.host import WebSocketHost
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
+from rolo.websocket.turns import BatchedCalls, HandlerTurns
 
+from .eager import run_eagerly
 from .environ import environ_for
 
 __all__ = ["AsgiConnection", "WebSocketApp"]
@@ -86,7 +90,7 @@ class AsgiConnection:
         self._outgoing: deque[tuple[dict[str, Any], int]] = deque()
         self._outgoing_bytes = 0
         self._writing_paused = False
-        self._has_outgoing = asyncio.Event()
+        self._sending: asyncio.Task[None] | None = None  # finishes a send the server made wait
         self._reading = asyncio.Event()
         self._reading.set()
         self._answered = False  # accept, reject or close was asked for
@@ -156,55 +160,81 @@ class AsgiConnection:
 
     async def read(self) -> None:
         """Report what the server receives to the adapter until the connection ends."""
+        receive, adapter, reading = self._receive, self.adapter, self._reading
         while True:
-            await self._reading.wait()
-            message = await self._receive()
+            if not reading.is_set():
+                await reading.wait()
+            message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
                 text = message.get("text")
-                received = TextMessage(text) if text is not None else BytesMessage(message.get("bytes") or b"")
-                self.adapter.on_message(received)
+                adapter.on_message(TextMessage(text) if text is not None else BytesMessage(message.get("bytes") or b""))
             elif kind == "websocket.disconnect":
                 self.lost(message.get("code"), message.get("reason") or None)
-                return
-
-    async def write(self) -> None:
-        """Send what the adapter handed over, in order, until the last message is out."""
-        while True:
-            while not self._outgoing:
-                self._has_outgoing.clear()
-                await self._has_outgoing.wait()
-            message, size = self._outgoing.popleft()
-            try:
-                await self._send(message)
-            except (OSError, RuntimeError):
-                # the server refuses to send (uvicorn raises once the client is gone): the connection is over
-                self.lost()
-                return
-            self._outgoing_bytes -= size
-            if self._writing_paused and self._outgoing_bytes <= self._write_high_water // 2:
-                self._writing_paused = False
-                self.adapter.on_resume_writing()
-            kind = message["type"]
-            if kind == "websocket.accept":
-                self.open = True
-                self.adapter.on_open()
-            elif kind in ("websocket.close", "websocket.http.response.body"):
-                if kind == "websocket.close" and not self.gone:
-                    # some servers wait for the peer's close reply forever: give up on it after a while
-                    self._close_timer = asyncio.get_running_loop().call_later(self._close_timeout, self.lost)
-                self.finished.set()
                 return
 
     def _queue(self, message: dict[str, Any], size: int = 0) -> None:
         self._outgoing.append((message, size))
         self._outgoing_bytes += size
-        self._has_outgoing.set()
+        if self._sending is None:
+            self._send_queued()
+
+    def _send_queued(self) -> None:
+        """Send the queued messages in order, each at once, until one has to wait: a task finishes that
+        one, then sends on."""
+        outgoing = self._outgoing
+        while outgoing and not self.finished.is_set():
+            try:
+                rest = run_eagerly(self._send(outgoing[0][0]))
+            except Exception as error:
+                self._send_failed(error)
+                return
+            if rest is not None:
+                self._sending = asyncio.ensure_future(self._finish_sending(rest))
+                return
+            self._first_sent()
+
+    async def _finish_sending(self, rest: Awaitable[None]) -> None:
+        try:
+            await rest
+        except Exception as error:
+            self._sending = None
+            self._send_failed(error)
+            return
+        self._sending = None
+        self._first_sent()
+        self._send_queued()
+
+    def _send_failed(self, error: Exception) -> None:
+        if not isinstance(error, (OSError, RuntimeError)):
+            LOG.error("ASGI send failed for WebSocket %s", self._scope.get("path"), exc_info=error)
+        # the server refuses to send (uvicorn raises once the client is gone): the connection is over
+        self.lost()
+
+    def _first_sent(self) -> None:
+        """The first queued message is out."""
+        message, size = self._outgoing.popleft()
+        self._outgoing_bytes -= size
+        if self._writing_paused and self._outgoing_bytes <= self._write_high_water // 2:
+            self._writing_paused = False
+            self.adapter.on_resume_writing()
+        kind = message["type"]
+        if kind == "websocket.accept":
+            self.open = True
+            self.adapter.on_open()
+        elif kind in ("websocket.close", "websocket.http.response.body"):
+            if kind == "websocket.close" and not self.gone:
+                # some servers wait for the peer's close reply forever: give up on it after a while
+                self._close_timer = asyncio.get_running_loop().call_later(self._close_timeout, self.lost)
+            self.finished.set()
 
     def lost(self, code: int | None = None, reason: str | None = None) -> None:
         """The connection is over: with the close code the server reported, or lost (``None``)."""
         if self._close_timer is not None:
             self._close_timer.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None
         self.gone = True
         self._outgoing.clear()
         self._outgoing_bytes = 0
@@ -220,7 +250,8 @@ class WebSocketApp:
     :attr:`host`.
 
     Nothing here touches an event loop before the server calls it: the host hands work to the loop that
-    serves the first connection.
+    serves the first connection. Handlers are woken at the end of the loop's turn, which waits for them,
+    and their calls reach the loop in batches (:mod:`rolo.websocket.turns`).
 
     :param listener: called in a handler thread with each upgrade request's environment
     :param settings: the server's settings
@@ -229,14 +260,19 @@ class WebSocketApp:
 
     def __init__(self, listener: WebSocketListener, settings: ServerSettings) -> None:
         self.settings = settings
-        self.host = WebSocketHost(listener, settings, self._call_in_loop)
         self._loop: asyncio.AbstractEventLoop | None = None
+        calls = BatchedCalls(self._call_soon_threadsafe)
+        self.host = WebSocketHost(listener, settings, calls, HandlerTurns(self._call_soon, calls))
 
-    def _call_in_loop(self, call: Callable[[], None]) -> None:
+    def _call_soon_threadsafe(self, call: Callable[[], None]) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return  # the server is gone: nobody waits for this any more
         loop.call_soon_threadsafe(call)
+
+    def _call_soon(self, call: Callable[[], None]) -> None:
+        # on the loop thread, which has served a connection: the loop is set
+        self._loop.call_soon(call)  # type: ignore[union-attr]
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
@@ -273,7 +309,7 @@ class WebSocketApp:
             for message in self._refusal_response(scope, no_thread):
                 await send(message)
             return
-        tasks = [loop.create_task(connection.read()), loop.create_task(connection.write())]
+        reader = loop.create_task(connection.read())
         open_timer = loop.call_later(settings.open_timeout, connection.give_up_opening)
         try:
             await asyncio.shield(handler_done)
@@ -283,8 +319,7 @@ class WebSocketApp:
             LOG.warning("WebSocket %s did not finish closing in time", scope.get("path"))
         finally:
             open_timer.cancel()
-            for task in tasks:
-                task.cancel()
+            reader.cancel()
             connection.lost()  # a handler still running (the server gave up on it) is released
 
     @staticmethod

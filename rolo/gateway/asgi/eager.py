@@ -1,0 +1,56 @@
+"""Eager awaiting: a coroutine run at once, in the loop's current callback, until it first has to wait.
+
+Awaiting a coroutine from a callback takes a task, and a task takes a turn of the loop before it starts.
+An ASGI server's ``send`` usually has nothing to wait for (it frames the message and writes it to its
+transport), so for the many small sends of a WebSocket that turn, and the task, are pure cost. With
+:func:`run_eagerly` the coroutine runs in the caller's callback; only one that does wait (its transport's
+buffer is full) needs a task to finish it.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any
+
+__all__ = ["run_eagerly"]
+
+
+def run_eagerly(coroutine: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
+    """Run ``coroutine`` now, outside any task, until it returns or first waits.
+
+    Call it on the loop thread. The coroutine must not need a task until it first waits (nothing in it may
+    call ``asyncio.current_task()`` before that); what it awaits may be futures of the running loop or a
+    bare yield, as in any asyncio coroutine.
+
+    :returns: ``None`` if it returned; otherwise an awaitable that goes on with it from where it waits, for
+        a task to await (raising what the coroutine raises)
+    :raises Exception: whatever the coroutine raised before it first waited
+    """
+    try:
+        waiting = coroutine.send(None)
+    except StopIteration:
+        return None
+    return _resumed(coroutine, waiting)
+
+
+@types.coroutine
+def _resumed(coroutine: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
+    # what ``await coroutine`` does (PEP 380's ``yield from``), taken up where the coroutine first waited:
+    # what it waits on goes up to the task, and what the task sends or throws goes down to it
+    while True:
+        try:
+            sent = yield waiting
+        except GeneratorExit:
+            coroutine.close()
+            raise
+        except BaseException as error:
+            try:
+                waiting = coroutine.throw(error)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting = coroutine.send(sent)
+            except StopIteration:
+                return

@@ -1,0 +1,166 @@
+"""Handler turns: an event loop and its WebSocket handler threads hand work to each other in batches.
+
+Two ideas, for any event loop, which a server gives its two ways of scheduling a call (Twisted's
+``reactor.callFromThread`` and ``reactor.callLater(0, …)``; asyncio's ``loop.call_soon_threadsafe`` and
+``loop.call_soon``):
+
+- :class:`BatchedCalls`: the calls handler threads make to the loop (their sends) wake the loop once for a
+  batch of them, not once each.
+- :class:`HandlerTurns` (:class:`~rolo.websocket.threaded.WakeUps`): the handlers are woken at the end of
+  the loop's turn, and the loop waits for them without the GIL, then runs what they handed it.
+
+A woken handler thread only contends with a busy loop for the GIL: each system call of the loop lets the
+GIL go to a handler, and the loop waits for it back (up to the interpreter's switch interval, 5 ms, while
+thousands of handlers are runnable). Waiting for them instead costs the loop the time the handlers would
+hold the GIL anyway, and saves the contention.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from .threaded import ThreadedWebSocketAdapter
+
+__all__ = ["BatchedCalls", "HandlerTurns"]
+
+LOG = logging.getLogger("rolo.websocket")
+
+Call = Callable[[], None]
+
+
+class BatchedCalls:
+    """Runs calls on the loop thread, from any thread, waking the loop once for a batch of them.
+
+    Each wake-up costs a write to the loop's waker (a pipe, an eventfd), which also lets go of the GIL, and
+    a turn of the loop: for a small message, more than writing the message. Calls made while a wake-up is
+    pending join it, and the loop runs them all, in the order they were made, when it wakes; under load one
+    wake-up carries the sends of many connections.
+
+    :param call_from_thread: runs a callable on the loop thread soon, from any thread, waking the loop
+    """
+
+    def __init__(self, call_from_thread: Callable[[Call], None]) -> None:
+        self._call_from_thread = call_from_thread
+        self._calls: deque[Call] = deque()
+        self._lock = threading.Lock()
+        self._wake_pending = False
+
+    def __call__(self, call: Call) -> None:
+        """Run ``call`` on the loop thread, soon; callable from any thread."""
+        self._calls.append(call)
+        with self._lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        self._call_from_thread(self._run_calls)
+
+    def hold(self) -> None:
+        """Queue calls without waking the loop, until :meth:`release`; call this on the loop thread, which
+        is about to wait for them."""
+        with self._lock:
+            self._wake_pending = True
+
+    def release(self) -> None:
+        """Run the calls queued since :meth:`hold` (loop thread), and wake the loop for calls again."""
+        self._run_calls()
+
+    def _run_calls(self) -> None:
+        # cleared before counting: a call queued from now on is counted below or wakes the loop again
+        with self._lock:
+            self._wake_pending = False
+        calls = self._calls
+        # only those queued so far: the loop gets back to I/O even while handlers keep calling
+        for _ in range(len(calls)):
+            call = calls.popleft()
+            try:
+                call()
+            except Exception:
+                LOG.exception("a call handed to the event loop failed")
+
+
+class HandlerTurns:
+    """Wakes WebSocket handlers at the end of each turn of the loop, then lends them the loop's time
+    (:class:`~rolo.websocket.threaded.WakeUps`).
+
+    Once the loop has handled the I/O at hand, it hands every message that arrived to its handler, and
+    then waits, without the GIL, until each handler it woke has blocked again in rolo (usually waiting for
+    its next message) or the wait's bound (below) has passed. Then it runs what the handlers handed it
+    meanwhile (their sends) itself, without a wake-up.
+
+    The wait is bounded by ``handler_time`` for each handler woken, and by ``turn_limit`` in all, so a
+    handler busy with something other than rolo (a computation, a database) delays the loop by that at
+    most.
+
+    :param call_soon: runs a callable on the loop thread once the I/O at hand is handled; called on the
+        loop thread
+    :param calls: how the handlers hand calls to the loop; held during the wait
+    :param handler_time: how long the loop waits for each handler it woke, in seconds
+    :param turn_limit: the longest the loop waits for the handlers of one turn, in seconds
+    :param handlers_per_turn: the most handlers woken in one turn; in a burst (thousands of connections
+        getting a message at once) the rest wait for the next turns, so that only so many threads contend
+        for the CPU and the GIL at a time, and the loop still gets to I/O between turns
+    """
+
+    def __init__(
+        self,
+        call_soon: Callable[[Call], None],
+        calls: BatchedCalls,
+        handler_time: float = 0.0001,
+        turn_limit: float = 0.002,
+        handlers_per_turn: int = 64,
+    ) -> None:
+        self._call_soon = call_soon
+        self._calls = calls
+        self._handler_time = handler_time
+        self._turn_limit = turn_limit
+        self._handlers_per_turn = handlers_per_turn
+        self._to_wake: list[ThreadedWebSocketAdapter] = []
+        self._lock = threading.Lock()
+        self._running: set[ThreadedWebSocketAdapter] = set()  # woken this turn, not blocked yet
+        self._all_blocked = threading.Lock()
+
+    def wake(self, adapter: ThreadedWebSocketAdapter) -> None:
+        """Deliver ``adapter``'s messages at the end of this turn; call this on the loop thread."""
+        if not self._to_wake:
+            self._call_soon(self._run_turn)
+        self._to_wake.append(adapter)
+
+    def blocking(self, adapter: ThreadedWebSocketAdapter) -> None:
+        """``adapter``'s handler is about to block; callable from any thread."""
+        with self._lock:
+            running = self._running
+            if adapter in running:
+                running.discard(adapter)
+                if not running:
+                    self._all_blocked.release()
+
+    def _run_turn(self) -> None:
+        cut = self._handlers_per_turn
+        adapters, self._to_wake = self._to_wake[:cut], self._to_wake[cut:]
+        if self._to_wake:
+            self._call_soon(self._run_turn)  # the rest after the loop's next look at I/O
+        self._calls.hold()
+        try:
+            with self._lock:
+                self._running = set(adapters)
+                self._all_blocked.acquire()
+            for adapter in adapters:
+                self._deliver(adapter)
+            # released by the last handler to block; otherwise the limit ends the wait
+            self._all_blocked.acquire(timeout=min(self._turn_limit, self._handler_time * len(adapters)))
+            with self._lock:
+                self._running = set()  # from now on, handlers blocking are too late to count
+                if self._all_blocked.locked():
+                    self._all_blocked.release()
+        finally:
+            self._calls.release()
+
+    @staticmethod
+    def _deliver(adapter: ThreadedWebSocketAdapter) -> None:
+        try:
+            adapter.deliver()
+        except Exception:
+            LOG.exception("delivering messages to a handler failed")

@@ -1,0 +1,130 @@
+"""Handler turns on asyncio's loop, as the ASGI server runs them: handlers woken at the end of the loop's
+turn, a bounded number at a time, and their sends run by the loop at the end of the turn, with no wake-up.
+
+The adapters are real, with handler threads that echo; their I/O side records what the loop sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+from rolo.websocket import TextMessage, WebSocketDisconnectedError
+from rolo.websocket.threaded import ThreadedWebSocketAdapter
+from rolo.websocket.turns import BatchedCalls, HandlerTurns
+
+TIMEOUT = 10.0
+
+
+class EchoSide:
+    """The I/O side of one connection on the loop: opens as soon as it is accepted, and records sends."""
+
+    adapter: ThreadedWebSocketAdapter
+
+    def __init__(self, opened: asyncio.Queue, sent: asyncio.Queue) -> None:
+        self._opened = opened
+        self._sent = sent
+
+    def accept(self, subprotocol, headers) -> None:
+        self.adapter.on_open()
+        self._opened.put_nowait(self.adapter)
+
+    def send(self, messages) -> None:
+        for message in messages:
+            self._sent.put_nowait(message.data)
+
+    def close(self, code, reason) -> None:
+        self.adapter.on_close(None)
+
+    def reject(self, status, headers, body) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+def echo(adapter: ThreadedWebSocketAdapter) -> None:
+    """A handler: accept, then send back every message until the connection closes."""
+    adapter.receive(TIMEOUT)
+    adapter.accept(timeout=TIMEOUT)
+    try:
+        while True:
+            adapter.send(adapter.receive(TIMEOUT))
+    except WebSocketDisconnectedError:
+        pass
+
+
+class Server:
+    """Connections whose handlers run on ``turns``, on the running loop; it counts the turns scheduled and
+    the wake-ups of the loop from handler threads."""
+
+    def __init__(self, count: int, **limits) -> None:
+        loop = asyncio.get_running_loop()
+        self.turns_scheduled = 0
+        self.wake_ups = 0
+
+        def call_soon_threadsafe(call: Callable[[], None]) -> None:
+            self.wake_ups += 1
+            loop.call_soon_threadsafe(call)
+
+        def call_soon(call: Callable[[], None]) -> None:
+            self.turns_scheduled += 1
+            loop.call_soon(call)
+
+        calls = BatchedCalls(call_soon_threadsafe)
+        turns = HandlerTurns(call_soon, calls, **limits)
+        self.opened: asyncio.Queue = asyncio.Queue()
+        self.sent: asyncio.Queue = asyncio.Queue()
+        self.adapters = []
+        self.threads = []
+        for _ in range(count):
+            side = EchoSide(self.opened, self.sent)
+            side.adapter = ThreadedWebSocketAdapter(side, calls, wake_ups=turns)
+            self.adapters.append(side.adapter)
+            self.threads.append(threading.Thread(target=echo, args=(side.adapter,), daemon=True))
+
+    async def open(self) -> None:
+        for thread in self.threads:
+            thread.start()
+        for _ in self.adapters:
+            await asyncio.wait_for(self.opened.get(), TIMEOUT)
+
+    async def echoes(self, count: int) -> list:
+        return sorted([await asyncio.wait_for(self.sent.get(), TIMEOUT) for _ in range(count)])
+
+    def close(self) -> None:
+        for adapter in self.adapters:
+            adapter.on_close(None)
+        for thread in self.threads:
+            thread.join(TIMEOUT)
+
+
+def test_a_turn_wakes_at_most_handlers_per_turn_and_the_rest_in_later_turns():
+    async def run() -> int:
+        server = Server(5, handlers_per_turn=2, handler_time=TIMEOUT, turn_limit=TIMEOUT)
+        await server.open()
+        server.turns_scheduled = 0
+        for number, adapter in enumerate(server.adapters):  # all arrive in one callback of the loop
+            adapter.on_message(TextMessage(str(number)))
+        assert await server.echoes(5) == ["0", "1", "2", "3", "4"]
+        server.close()
+        return server.turns_scheduled
+
+    assert asyncio.run(run()) == 3  # 2 + 2 + 1
+
+
+def test_sends_made_during_a_turn_run_at_its_end_without_waking_the_loop():
+    async def run() -> int:
+        # the loop waits until every handler it woke blocks again, however long that takes
+        server = Server(3, handler_time=TIMEOUT, turn_limit=TIMEOUT)
+        await server.open()
+        server.wake_ups = 0
+        for round_number in range(20):
+            for adapter in server.adapters:
+                adapter.on_message(TextMessage(str(round_number)))
+            assert await server.echoes(3) == [str(round_number)] * 3
+        server.close()
+        return server.wake_ups
+
+    assert asyncio.run(run()) == 0
