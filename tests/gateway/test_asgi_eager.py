@@ -92,3 +92,15 @@ def test_a_coroutine_that_yields_to_the_loop_goes_on_in_the_task():
         return record
 
     assert asyncio.run(run()) == ["before", "after"]
+
+
+def test_an_awaitable_that_is_not_a_coroutine_is_left_to_a_task():
+    # an ASGI server's send may be a plain function returning a future, not a coroutine function
+    async def run() -> str:
+        future = asyncio.get_running_loop().create_future()
+        rest = run_eagerly(future)
+        assert rest is future
+        future.set_result("sent")
+        return await asyncio.ensure_future(rest)
+
+    assert asyncio.run(run()) == "sent"

@@ -16,17 +16,20 @@ from typing import Any
 __all__ = ["run_eagerly"]
 
 
-def run_eagerly(coroutine: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
+def run_eagerly(coroutine: Awaitable[None]) -> Awaitable[None] | None:
     """Run ``coroutine`` now, outside any task, until it returns or first waits.
 
     Call it on the loop thread. The coroutine must not need a task until it first waits (nothing in it may
     call ``asyncio.current_task()`` before that); what it awaits may be futures of the running loop or a
-    bare yield, as in any asyncio coroutine.
+    bare yield, as in any asyncio coroutine. An awaitable that is not a coroutine (a future, say: what an
+    ASGI ``send`` may return as well) is returned as it is, for a task to await.
 
     :returns: ``None`` if it returned; otherwise an awaitable that goes on with it from where it waits, for
         a task to await (raising what the coroutine raises)
     :raises Exception: whatever the coroutine raised before it first waited
     """
+    if not isinstance(coroutine, Coroutine):
+        return coroutine
     try:
         waiting = coroutine.send(None)
     except StopIteration:
