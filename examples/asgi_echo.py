@@ -20,12 +20,12 @@ import sys
 
 from echo import router
 
-from rolo.gateway import Gateway
+from rolo.gateway import as_gateway
 from rolo.gateway.asgi import AsgiGateway
-from rolo.gateway.handlers import RouterHandler
 
-# binds to no event loop until the server calls it
-app = AsgiGateway(Gateway(request_handlers=[RouterHandler(router, respond_not_found=True)]))
+# binds to no event loop until the server calls it; as_gateway answers what the router raises (404, 426 to a
+# plain GET of /echo/<name>) as twistd rolo does
+app = AsgiGateway(as_gateway(router))
 
 
 def main() -> None:
