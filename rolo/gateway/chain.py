@@ -95,7 +95,16 @@ class HandlerChain(Generic[RC]):
     def _fail(self, error: Exception, context: RC, response: Response) -> None:
         self.error = error
         self.stopped = True
-        if _is_expected(error):
+        if isinstance(error, HTTPException) and not self.exception_handlers:
+            # an answer that nothing will give: say so, or the client's 500 is a mystery to the operator
+            LOG.warning(
+                "%r while handling %s is answered 500: the gateway has no exception handler to answer it "
+                "with its status (add rolo.gateway.handlers.WerkzeugExceptionHandler() to its "
+                "exception_handlers, or serve the router through rolo.gateway.as_gateway)",
+                error,
+                getattr(context, "request", None),
+            )
+        elif _is_expected(error):
             LOG.debug("handler raised %r", error)
         else:
             LOG.exception("exception while handling %s", getattr(context, "request", None))

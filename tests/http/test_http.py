@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import socket
 import threading
 import time
@@ -215,6 +216,35 @@ async def test_handler_exception_goes_through_the_exception_handlers(serve_gatew
     status, _headers, body = await in_thread(fetch, server, "GET", "/fail")
     assert (status, json.loads(body)) == (500, {"error": "the handler failed"})
     assert seen == [(RuntimeError, "/fail")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_http_error_no_exception_handler_answers_is_a_500_that_says_why(serve_gateway, caplog):
+    # a plain GET of a WebSocket route raises UpgradeRequired (426); without WerkzeugExceptionHandler
+    # the client's 500 came with no line at all for the operator
+    @route("/ws", methods=["WEBSOCKET"])
+    def ws_only(request):
+        raise AssertionError("not called for a GET")
+
+    router = Router()
+    router.add(ws_only)
+    server = serve_gateway(Gateway(request_handlers=[RouterHandler(router, respond_not_found=True)]))
+    with caplog.at_level(logging.WARNING, logger="rolo.gateway"):
+        status, _, body = await in_thread(fetch, server, "GET", "/ws")
+    assert (status, body) == (500, b"")
+    assert "426" in caplog.text and "WerkzeugExceptionHandler" in caplog.text
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_router_is_served_as_as_gateway_makes_it_a_gateway(serve_gateway):
+    # TwistedGateway(router) and AsgiGateway(router) failed with AttributeError: no attribute 'accept'
+    router = Router()
+    router.add(echo)
+    server = serve_gateway(router)
+    status, _, body = await in_thread(fetch, server, "GET", "/echo?a=1")
+    assert (status, json.loads(body)["args"]) == (200, {"a": ["1"]})
+    status, _, body = await in_thread(fetch, server, "GET", "/nowhere")
+    assert status == 404
 
 
 @pytest_twisted.ensureDeferred

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from rolo.gateway.gateway import Gateway
+from rolo.gateway.gateway import App, as_gateway
 from rolo.settings import ServerSettings
 from rolo.websocket import WebSocketRequest
 
@@ -42,7 +42,8 @@ class AsgiGateway:
 
     The protocol itself (message size limit, pings, compression) is the ASGI server's: configure it there.
 
-    :param gateway: the gateway to serve
+    :param gateway: the gateway to serve, or a router (served as :func:`~rolo.gateway.as_gateway` makes it
+        a gateway)
     :param lifespan_listener: told of the lifespan's startup and shutdown
     :param settings: the fields of :class:`~rolo.settings.ServerSettings` (``http_threads``,
         ``max_connections``, ``max_queue``, ``grace_period`` …)
@@ -50,8 +51,8 @@ class AsgiGateway:
     :raises TypeError: for an unknown setting
     """
 
-    def __init__(self, gateway: Gateway, *, lifespan_listener: LifespanListener | None = None, **settings: Any) -> None:
-        self.gateway = gateway
+    def __init__(self, gateway: App, *, lifespan_listener: LifespanListener | None = None, **settings: Any) -> None:
+        self.gateway = gateway = as_gateway(gateway)
         self.lifespan_listener = lifespan_listener
         self.settings = ServerSettings(**settings)
         self.http = HttpApp(gateway, self.settings)

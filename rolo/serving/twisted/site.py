@@ -9,7 +9,7 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from rolo.gateway import Gateway
+from rolo.gateway import App, as_gateway
 from rolo.target import InvalidTarget, is_valid_authority, split_target
 from rolo.websocket import WebSocketRequest
 
@@ -128,7 +128,8 @@ class TwistedGateway(Site):
     HTTP handlers run in a pool of ``http_threads`` threads; WebSocket handlers in threads of their own,
     up to ``max_connections`` of them. Neither can starve the other.
 
-    :param gateway: the gateway to serve
+    :param gateway: the gateway to serve, or a router (served as :func:`~rolo.gateway.as_gateway` makes it
+        a gateway)
     :param reactor: the reactor to run on (the global one by default)
     :param settings: the fields of :class:`~rolo.serving.twisted.TwistedSettings` (``http_threads``,
         ``max_connections``, ``max_message_size``, ``ping_interval`` …)
@@ -147,12 +148,12 @@ class TwistedGateway(Site):
     if TYPE_CHECKING:
         reactor: IServingReactor  # Twisted Web types it as the least it needs, IReactorTime
 
-    def __init__(self, gateway: Gateway, *, reactor: Any = None, **settings: Any) -> None:
+    def __init__(self, gateway: App, *, reactor: Any = None, **settings: Any) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.settings = TwistedSettings(**settings)
         show_rolo_logs()
-        self.gateway = gateway
+        self.gateway = gateway = as_gateway(gateway)
         self.websocket = WebSocketResource(WebSocketRequest.listener(gateway.accept), self.settings, reactor)
         self.http = HttpResource(gateway, self.settings, reactor)
         proxies = self.settings.forwarded_allow_ips
