@@ -175,7 +175,7 @@ class RoloServer:
 
 def gateway_for(app: Any) -> Gateway:
     """The gateway that serves ``app``: a :class:`~rolo.gateway.Gateway`, a :class:`~rolo.routing.Router`
-    (see :func:`~rolo.serving.twisted.app.as_gateway`), or whatever :meth:`Router.add
+    (see :func:`~rolo.gateway.as_gateway`), or whatever :meth:`Router.add
     <rolo.routing.Router.add>` takes, in a router of its own."""
     if not isinstance(app, (Gateway, Router)):
         router = Router()

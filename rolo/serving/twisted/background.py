@@ -102,7 +102,7 @@ def run_in_thread(app: App, *endpoints: Endpoint, **settings: Any) -> ServerHand
     only) from Twisted's reactor running in a background thread, and return once every endpoint listens::
 
         with run_in_thread(gateway, "tcp:0:interface=127.0.0.1") as server:
-            host, port = server.address
+            port = server.port  # the port "tcp:0" bound
             ...  # the application goes on in this thread; the server stops when the block ends
 
     The reactor runs once per process. The first call starts it in a daemon thread named

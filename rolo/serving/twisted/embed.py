@@ -30,7 +30,7 @@ def listen(app: App, *endpoints: Endpoint, reactor: Any = None, **settings: Any)
     If the reactor stops first, the service stops gracefully as part of the reactor's shutdown.
 
     :param app: a :class:`~rolo.gateway.Gateway`, or a :class:`~rolo.Router` (see
-        :func:`~rolo.serving.twisted.app.as_gateway`)
+        :func:`~rolo.gateway.as_gateway`)
     :param endpoints: Twisted endpoint strings (``tcp:8000``, ``tcp:8000:interface=127.0.0.1``,
         ``ssl:8443:privateKey=key.pem:certKey=cert.pem``, ``unix:/run/app.sock``) or endpoint objects
     :param reactor: the reactor (the global one by default)
