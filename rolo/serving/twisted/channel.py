@@ -10,7 +10,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
-from ._twisted import collect_head, handling_request, unsent_bytes, write_now
+from ._twisted import collect_head, handling_request, header_bytes_received, unsent_bytes, write_now
 from .forwarded import ForwardedClient
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ class GatewayChannel(HTTPChannel):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         # no line completed yet means the request line itself is the long one
-        if self._receivedHeaderSize == 0:
+        if header_bytes_received(self) == 0:
             self._refuse(b"414 URI Too Long")
         else:
             self._refuse(b"431 Request Header Fields Too Large")

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 
-from rolo.gateway import App, as_gateway
+from rolo.gateway import App
 
 from .service import DEFAULT_ENDPOINT, Endpoint, GatewayService
 from .site import TwistedGateway
@@ -42,7 +42,7 @@ def listen(app: App, *endpoints: Endpoint, reactor: Any = None, **settings: Any)
     """
 
     async def start() -> GatewayService:
-        site = TwistedGateway(as_gateway(app), reactor=reactor, **settings)
+        site = TwistedGateway(app, reactor=reactor, **settings)
         service = GatewayService(site, endpoints or (DEFAULT_ENDPOINT,))
         try:
             service.startService()

@@ -114,7 +114,7 @@ class _TwistedLogSink(logging.Handler):
 
     def _handled_elsewhere(self, record: logging.LogRecord) -> bool:
         """Whether a handler other than this one sees ``record`` (the application configured logging)."""
-        current: logging.Logger | None = logging.getLogger(record.name)
+        current: logging.Logger | None = _stdlib_logger(record.name)
         while current is not None:
             if any(handler is not self for handler in current.handlers):
                 return True
