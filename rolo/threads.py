@@ -191,18 +191,22 @@ class HandlerPool:
                     raise PoolFull(f"all {self.max_threads} {self.name} threads are busy")
                 self._queued += 1
                 self._jobs.put((job, then))
-                self._want_spares()
-                return
-            thread = self._new_thread((job, then))
-        try:
-            thread.start()
-        except RuntimeError:
+                thread = None
+                spawner = self._want_spares()
+            else:
+                thread = self._new_thread((job, then))
+        if thread is not None:
+            try:
+                thread.start()
+            except RuntimeError:
+                with self._lock:
+                    self._started(thread, failed=True)
+                raise
             with self._lock:
-                self._started(thread, failed=True)
-            raise
-        with self._lock:
-            self._started(thread)
-            self._want_spares()
+                self._started(thread)
+                spawner = self._want_spares()
+        if spawner is not None:
+            self._start_spawner(spawner)
 
     def _new_thread(self, task: _Task | None) -> threading.Thread:
         # called holding the lock
@@ -220,16 +224,34 @@ class HandlerPool:
         if not self._unstarted:
             self._all_started.notify_all()
 
-    def _want_spares(self) -> None:
-        # called holding the lock: wake the spawner if fewer idle threads are ready than the spares
+    def _want_spares(self) -> threading.Thread | None:
+        # called holding the lock: wake the spawner if fewer idle threads are ready than the spares. The
+        # first time, the spawner is made, and returned for the caller to start once it let go of the lock
+        made = None
         if self.spares and self._idle - self._queued + self._starting < self.spares:
             if self._spawner is None:
                 # under SCHED_BATCH too, so that waking it never preempts whoever submitted the job
-                self._spawner = HandlerThread(target=self._spawn, name=f"{self.name}-spawner", daemon=True)
-                self._spawner.start()
+                self._spawner = made = HandlerThread(target=self._spawn, name=f"{self.name}-spawner", daemon=True)
+                self._unstarted += 1
             if not self._spawn_pending:
                 self._spawn_pending = True
                 self._spare_wanted.put(None)
+        return made
+
+    def _start_spawner(self, spawner: threading.Thread) -> None:
+        # spares only save starting a thread per job: a spawner that cannot start is left for the next job
+        # to try again, and the job that wanted it is not failed for it
+        try:
+            spawner.start()
+        except RuntimeError:
+            LOG.warning("could not start the %s pool's spawner of spare threads", self.name)
+            with self._lock:
+                self._spawner = None
+                self._spawn_pending = False
+                self._started(spawner, failed=True)
+            return
+        with self._lock:
+            self._started(spawner)
 
     def _spawn(self) -> None:
         """Start spare threads whenever fewer are ready than wanted (the spawner's thread)."""
