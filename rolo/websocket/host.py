@@ -30,11 +30,15 @@ from .handshake import Refusal
 from .origins import OriginPolicy
 from .threaded import ServerConnection, ThreadedWebSocketAdapter, WakeUps
 
-__all__ = ["WebSocketHost"]
+__all__ = ["NO_THREAD", "WebSocketHost"]
 
 LOG = logging.getLogger("rolo.websocket")
 
 _TRY_AGAIN = (("Retry-After", "1"),)
+
+NO_THREAD = Refusal(HTTPStatus.SERVICE_UNAVAILABLE, "no thread for a handler", _TRY_AGAIN)
+"""What a server answers when :meth:`WebSocketHost.open` raises ``RuntimeError``: no thread could be started
+for the handler (the host has counted it)."""
 
 SPARE_THREADS = 64
 """Idle handler threads a host keeps ready for connections to come."""

@@ -62,7 +62,7 @@ __all__ = ["CLOSE_CODE_TRY_AGAIN_LATER", "DELIVERIES", "Delivery", "Hub"]
 
 LOG = logging.getLogger("rolo.websocket.hub")
 
-CLOSE_CODE_TRY_AGAIN_LATER = 1013
+CLOSE_CODE_TRY_AGAIN_LATER = CloseCode.TRY_AGAIN_LATER
 """The close code a :class:`Hub` sends to a peer too slow to take a pushed message (RFC 6455, 7.4.1)."""
 
 DELIVERIES = Tally()

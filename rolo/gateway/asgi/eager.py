@@ -28,7 +28,8 @@ def run_eagerly(coroutine: Awaitable[None]) -> Awaitable[None] | None:
         a task to await (raising what the coroutine raises)
     :raises Exception: whatever the coroutine raised before it first waited
     """
-    if not isinstance(coroutine, Coroutine):
+    # a native coroutine, what an ``async def`` send returns, is known by its type: no ABC check per message
+    if type(coroutine) is not types.CoroutineType and not isinstance(coroutine, Coroutine):
         return coroutine
     try:
         waiting = coroutine.send(None)

@@ -29,7 +29,7 @@ from rolo.target import InvalidTarget
 from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketListener
 from rolo.websocket.frames import Close, CloseCode
 from rolo.websocket.handshake import Refusal
-from rolo.websocket.host import WebSocketHost
+from rolo.websocket.host import NO_THREAD, WebSocketHost
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
 from rolo.websocket.turns import BatchedCalls, HandlerTurns
 
@@ -96,7 +96,6 @@ class AsgiConnection:
         self._answered = False  # accept, reject or close was asked for
         self._closing = False
         self._sent: Close | None = None  # the close the application sent
-        self.open = False
         self.gone = False
         self.finished = asyncio.Event()
         """Set once the last message (a close or a denial response) is out, or the connection is gone."""
@@ -220,7 +219,6 @@ class AsgiConnection:
             self.adapter.on_resume_writing()
         kind = message["type"]
         if kind == "websocket.accept":
-            self.open = True
             self.adapter.on_open()
         elif kind in ("websocket.close", "websocket.http.response.body"):
             if kind == "websocket.close" and not self.gone:
@@ -305,8 +303,7 @@ class WebSocketApp:
             connection.adapter = self.host.open(connection, environ, finished)
         except RuntimeError:  # the process is out of threads
             LOG.exception("could not start a handler thread for WebSocket %s", scope.get("path"))
-            no_thread = Refusal(HTTPStatus.SERVICE_UNAVAILABLE, "no thread for a handler", (("Retry-After", "1"),))
-            for message in self._refusal_response(scope, no_thread):
+            for message in self._refusal_response(scope, NO_THREAD):
                 await send(message)
             return
         reader = loop.create_task(connection.read())

@@ -34,7 +34,7 @@ from rolo.websocket.frames import (
     read_frame,
     unmask,
 )
-from rolo.websocket.host import WebSocketHost
+from rolo.websocket.host import NO_THREAD, WebSocketHost
 from rolo.websocket.threaded import EncodedText, ThreadedWebSocketAdapter
 
 from ._autobahn import (
@@ -447,8 +447,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             self.adapter = self.host.open(connection, self.environ)
         except RuntimeError:
             log.failure("no thread for the WebSocket handler of {path}", path=self.environ.get("PATH_INFO"))
-            headers = [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")]
-            connection.reject(HTTPStatus.SERVICE_UNAVAILABLE, headers, b"no thread for a handler\n")
+            headers = [("Content-Type", "text/plain; charset=utf-8"), *NO_THREAD.headers]
+            connection.reject(NO_THREAD.status, headers, NO_THREAD.body)
         return self.handshake
 
     def onOpen(self) -> None:
