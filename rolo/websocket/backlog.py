@@ -135,7 +135,8 @@ class Backlogs:
                 self._drop(connection_id, backlog)
                 self._gone(connection_id)
                 return
-            self._count("sent")
+            else:
+                self._count("sent")
             with self._lock:
                 if backlog.messages:  # not dropped meanwhile
                     backlog.messages.popleft()

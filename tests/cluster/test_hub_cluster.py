@@ -18,6 +18,7 @@ import redis
 
 from rolo.websocket import BrokerError, Hub, RedisBroker, WebSocket
 from rolo.websocket.frames import Close
+from rolo.websocket.hub import DELIVERIES
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
 from tests.cluster.redis_server import RedisServer
 
@@ -188,6 +189,24 @@ def test_a_slow_member_that_is_only_skipped_gets_what_fits_in_order(hubs):
     assert marker.next() == "done"  # the receiving side has handled every push before it
     slow.adapter.on_resume_writing()
     assert [slow.next() for _ in range(2)] == ["first", "3rd"] and two.count("room", local=True) == 1
+
+
+def test_a_push_that_runs_out_of_time_for_a_member_kept_open_counts_as_slow_and_not_sent(hubs):
+    # it was counted as both: a "sent" for a message the member never got
+    one, two = hubs(2, timeout=0.2, close_slow=False, name="kept-open")
+    slow = Peer()
+    two.add(slow.websocket, "room")
+    slow.adapter.on_pause_writing()
+    one.broadcast("room", "late")  # waits in the receiving side's backlog, and runs out of time there
+    deadline = time.monotonic() + 10  # polled: the backlog has no event for a message it skipped
+    while DELIVERIES.counts().get(("kept-open", "slow"), 0) < 1:
+        assert time.monotonic() < deadline, "the push never ran out of time"
+        time.sleep(0.001)
+    slow.adapter.on_resume_writing()
+    one.broadcast("room", "on time")
+    assert slow.next() == "on time"
+    counts = DELIVERIES.counts()
+    assert (counts.get(("kept-open", "slow")), counts.get(("kept-open", "sent"))) == (1, 1)
 
 
 def test_a_broker_that_is_down_or_stopped_fails_pushes_within_the_timeout(hubs, redis_server):
