@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -13,7 +14,7 @@ from rolo.target import split_target
 
 from .channel import GatewayRequest
 
-__all__ = ["environ_for", "request_path"]
+__all__ = ["environ_for", "request_headers", "request_path"]
 
 
 def request_path(request: Request) -> tuple[bytes, bytes]:
@@ -28,27 +29,32 @@ def request_path(request: Request) -> tuple[bytes, bytes]:
     return unquote_to_bytes(path), query
 
 
-def environ_for(request: Request, method: str | None = None) -> dict[str, Any]:
+def request_headers(request: Request) -> list[tuple[str, str]]:
+    """The request's header lines, decoded from Latin-1, as the client cased them where the channel
+    recorded that. The names are interned: requests alive at once (thousands of WebSocket ones) share one
+    copy of each."""
+    if isinstance(request, GatewayRequest) and request.raw_headers:
+        lines: Iterable[tuple[bytes, bytes]] = request.raw_headers
+    else:
+        lines = ((name, value) for name, values in request.requestHeaders.getAllRawHeaders() for value in values)
+    return [(sys.intern(name.decode("latin-1")), value.decode("latin-1")) for name, value in lines]
+
+
+def environ_for(
+    request: Request, method: str | None = None, headers: list[tuple[str, str]] | None = None
+) -> dict[str, Any]:
     """A WSGI environment for ``request``, with its headers as the client cased them, and the client's
     address and scheme as a trusted proxy said they are (``request.forwarded``), if one did.
 
     :param method: replaces the request's method (the WebSocket side passes ``WEBSOCKET``)
+    :param headers: the request's :func:`request_headers`, where the caller has them already
     :raises UnicodeDecodeError: if the path is not UTF-8
     :raises rolo.target.InvalidTarget: if the target cannot be parsed
     """
     path, query = request_path(request)
     path.decode("utf-8")  # a path that is not text has no route: refuse it here, once
-    # header names are interned: requests alive at once (thousands of WebSocket ones) share one copy
-    if isinstance(request, GatewayRequest) and request.raw_headers:
-        headers = [
-            (sys.intern(name.decode("latin-1")), value.decode("latin-1")) for name, value in request.raw_headers
-        ]
-    else:
-        headers = [
-            (sys.intern(name.decode("latin-1")), value.decode("latin-1"))
-            for name, values in request.requestHeaders.getAllRawHeaders()
-            for value in values
-        ]
+    if headers is None:
+        headers = request_headers(request)
     assert request.content is not None, "Twisted Web has the body (gotLength) before the request is handled"
     request.content.seek(0)
     forwarded = getattr(request, "forwarded", None)  # the client behind a trusted proxy

@@ -20,8 +20,8 @@ from rolo.websocket.adapter import WebSocketListener
 from rolo.websocket.handshake import Refusal, check_request
 from rolo.websocket.host import WebSocketHost
 
-from .channel import GatewayChannel, GatewayRequest
-from .environ import environ_for
+from .channel import GatewayChannel
+from .environ import environ_for, request_headers
 from .forwarded import peer_description
 from .logs import logger
 from .protocol import GatewayWebSocketProtocol, build_factory
@@ -54,7 +54,7 @@ class WebSocketResource(Resource):
         self.factory = build_factory(self.host, settings, reactor)
 
     def render(self, request: Request) -> bytes | int:
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in _raw_headers(request)]
+        headers = request_headers(request)
         refused = check_request(
             request.method.decode("latin-1"),
             request.clientproto.decode("latin-1"),
@@ -71,7 +71,7 @@ class WebSocketResource(Resource):
         assert transport is not None, "the request is rendered on its open connection"
         protocol = self.factory.buildProtocol(transport.getPeer())
         assert isinstance(protocol, GatewayWebSocketProtocol)
-        protocol.environ = environ_for(request, method="WEBSOCKET")
+        protocol.environ = environ_for(request, method="WEBSOCKET", headers=headers)
 
         # Twisted Web is done with this connection: detach its channel, which also holds the transport's
         # producer slot and may have paused reading while it dispatched the request; what the client sent
@@ -107,13 +107,6 @@ class WebSocketResource(Resource):
             status=int(refused.status),
         )
         return refused.body
-
-
-def _raw_headers(request: Request) -> list[tuple[bytes, bytes]]:
-    """The request's header lines, as the client cased them where the channel recorded that."""
-    if isinstance(request, GatewayRequest) and request.raw_headers:
-        return request.raw_headers
-    return [(name, value) for name, values in request.requestHeaders.getAllRawHeaders() for value in values]
 
 
 # Autobahn refuses these when they come in more than one line; RFC 9110 (5.3) makes them one
