@@ -7,21 +7,19 @@ Needs prometheus-client, as :mod:`rolo.metrics` does: importing this module with
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from rolo.metrics import register  # first: without prometheus-client, its ImportError says what to install
 
 from prometheus_client import REGISTRY, CollectorRegistry  # isort: skip
 from prometheus_client.twisted import MetricsResource  # isort: skip
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
 from twisted.web.http import Request
 from twisted.web.server import Site
 
 from .logs import logger
-from .service import _INTERFACE, _ListeningService, _parse_endpoint, format_address
+from .service import _INTERFACE, _ListeningService, _parse_endpoint, format_address, is_loopback
 from .site import TwistedGateway
 
 __all__ = ["METRICS_LINE", "MetricsService", "metrics_endpoint"]
@@ -106,7 +104,7 @@ class MetricsService(_ListeningService):
 
 def _reach(address: Any, description: str) -> str:
     """What the metrics line adds for a port on a loopback address: how to serve them to other machines."""
-    if not isinstance(address, (IPv4Address, IPv6Address)) or not ipaddress.ip_address(address.host).is_loopback:
+    if not is_loopback(address):
         return ""
     kind = description.partition(":")[0]
     public = f"{_INTERFACE.sub('', description)}:interface={_EVERY.get(kind, '0.0.0.0')}"

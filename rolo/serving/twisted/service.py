@@ -30,7 +30,9 @@ __all__ = [
     "Endpoint",
     "GatewayService",
     "format_address",
+    "is_loopback",
     "listening_reach",
+    "log_listening",
     "log_start",
 ]
 
@@ -72,19 +74,33 @@ def log_start() -> None:
     log.info(STARTING, version=rolo.__version__, twisted=twisted.__version__, autobahn=autobahn_version)
 
 
+def is_loopback(address: IAddress) -> bool:
+    """Whether ``address`` is a TCP address on a loopback interface, which other machines cannot reach."""
+    try:
+        return isinstance(address, (IPv4Address, IPv6Address)) and ipaddress.ip_address(address.host).is_loopback
+    except ValueError:
+        return False
+
+
 def listening_reach(address: IAddress, description: str) -> str:
     """What the listening line adds for a port on a loopback address: that other machines cannot connect,
     and the endpoint that listens on every interface (the same without ``interface=``)."""
-    try:
-        loopback = isinstance(address, (IPv4Address, IPv6Address)) and ipaddress.ip_address(address.host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(address):
         return ""
     public = _INTERFACE.sub("", description)
     if public == description:
         return ": this machine only"
     return f": this machine only; to listen on every interface, use the endpoint {public}"
+
+
+def log_listening(address: IAddress, description: str) -> None:
+    """Log the :data:`LISTENING` line for a port of endpoint ``description`` bound to ``address``."""
+    log.info(
+        LISTENING,
+        address=format_address(address),
+        endpoint=description,
+        reach=listening_reach(address, description),
+    )
 
 
 def _parse_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
@@ -113,13 +129,7 @@ class _ListeningService(Service):
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
-        host = port.getHost()
-        log.info(
-            LISTENING,
-            address=format_address(host),
-            endpoint=self.description,
-            reach=listening_reach(host, self.description),
-        )
+        log_listening(port.getHost(), self.description)
         return port
 
     def stopService(self) -> Deferred[None]:

@@ -35,7 +35,7 @@ from zope.interface import implementer
 from . import relay
 from .logs import show_rolo_logs
 from .relay import FORMAT, LOG_FD, Lines, event_from_line, relabel
-from .service import LISTENING, STARTING, format_address, listening_reach, log_start
+from .service import LISTENING, STARTING, log_listening, log_start
 from .sharing import Reservation, SharedEndpoint, reserve
 
 __all__ = ["WorkerError", "WorkerSupervisor", "cpu_count", "run_workers", "worker_endpoints"]
@@ -206,13 +206,7 @@ class WorkerSupervisor(Service):
         if all(running.serving for running in self._running.values()):
             assert self._reservations is not None
             for reservation in self._reservations:
-                address, description = reservation.address, reservation.description
-                log.info(
-                    LISTENING,
-                    address=format_address(address),
-                    endpoint=description,
-                    reach=listening_reach(address, description),
-                )
+                log_listening(reservation.address, reservation.description)
             self.listening.callback([reservation.address for reservation in self._reservations])
 
     def _ended(self, worker: _Worker, reason: Failure) -> None:
