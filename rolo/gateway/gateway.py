@@ -64,10 +64,14 @@ class Gateway:
 
     def handle(self, context: RequestContext, response: Response) -> None:
         """Run a chain over a context made by the caller."""
+        self._run_chain(context, response, "http")
+
+    def _run_chain(self, context: RequestContext, response: Response, kind: str) -> HandlerChain[Any]:
         chain = self.new_chain()
         chain.handle(context, response)
         if chain.error is not None and not _is_expected(chain.error):
-            self.handler_errors.add("http")
+            self.handler_errors.add(kind)
+        return chain
 
     def accept(self, request: WebSocketRequest) -> None:
         """Handle a WebSocket upgrade request, in the thread the connection's handler is to run in.
@@ -81,10 +85,7 @@ class Gateway:
         and 1000 otherwise.
         """
         response = Response()
-        chain = self.new_chain()
-        chain.handle(self.context_class(request), response)
-        if chain.error is not None and not _is_expected(chain.error):
-            self.handler_errors.add("websocket")
+        chain = self._run_chain(self.context_class(request), response, "websocket")
         if not request.is_upgraded() and not request.is_rejected() and response.status_code < 300:
             if not chain.stopped:
                 response = Response(status=404)
@@ -107,7 +108,6 @@ class Gateway:
         except Exception as error:
             if not isinstance(error, WebSocketDisconnectedError):
                 LOG.exception("could not settle the WebSocket connection for %s", request.path)
-
 
 
 App = Gateway | Router
