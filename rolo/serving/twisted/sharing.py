@@ -83,9 +83,7 @@ class Reservation:
     def close(self) -> None:
         """Close the socket; a UNIX socket's file is removed (if it is a socket), and its lock released."""
         if isinstance(self.address, UNIXAddress) and self.address.name:
-            with contextlib.suppress(OSError):
-                if stat.S_ISSOCK(os.stat(self.address.name).st_mode):
-                    os.unlink(self.address.name)
+            _remove_socket_file(self.address.name)
         if self._lock is not None:
             self._lock.unlock()
         self.socket.close()
@@ -169,9 +167,7 @@ class _Reserver:
             if not lock.lock():
                 raise CannotListenError(None, address, "Cannot acquire lock")
             if not lock.clean:  # a server that held it died: its socket's file is stale
-                with contextlib.suppress(OSError):
-                    if stat.S_ISSOCK(os.stat(address).st_mode):
-                        os.remove(address)
+                _remove_socket_file(address)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(address)
@@ -242,3 +238,10 @@ class _WorkerEndpoint:
 
     def __repr__(self) -> str:
         return self._description
+
+
+def _remove_socket_file(path: str | bytes) -> None:
+    """Remove ``path`` if it is a UNIX socket's file (and leave anything else there alone)."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
