@@ -10,6 +10,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from rolo.gateway import App, as_gateway
+from rolo.heap import freeze_startup_heap
 from rolo.target import InvalidTarget, is_valid_authority, split_target
 from rolo.websocket import WebSocketRequest
 
@@ -181,6 +182,13 @@ class TwistedGateway(Site):
         them (Twisted has no RFC 8441). Browsers open ``wss:`` over HTTP/1.1 either way.
         """
         return [b"http/1.1"]
+
+    def startFactory(self) -> None:
+        """Start serving (Twisted calls it as the first port starts listening): the objects made until
+        now, the application's among them, are left out of the garbage collector's later runs (see
+        :func:`rolo.heap.freeze_startup_heap`)."""
+        super().startFactory()
+        freeze_startup_heap()
 
     def buildProtocol(self, addr: Any) -> GatewayChannel:  # type: ignore[override]  # see protocol
         channel: GatewayChannel = super().buildProtocol(addr)
