@@ -88,8 +88,8 @@ class GatewayChannel(HTTPChannel):
       idle between requests, but not one whose client is still reading an answer;
     - once a request upgrades the connection (:meth:`switch_protocols`), the bytes behind it go to the new
       protocol rather than wait for a next HTTP request;
-    - its local address and whether it is secure, which Twisted Web asks for each request (a system call,
-      an adapter lookup), are looked up once per connection;
+    - its local and peer addresses and whether it is secure, which Twisted Web asks for each request (a
+      system call, an address object made, an adapter lookup), are looked up once per connection;
     - a response written between :meth:`gather_writes` and :meth:`flush_writes` (its head and body) goes
       to the transport in one write, and straight into the socket when nothing waits before it.
     """
@@ -108,6 +108,7 @@ class GatewayChannel(HTTPChannel):
     _held: bytes | None = None  # received while send-blocked between requests, not parsed yet
     _switched_to: Any = None  # the protocol that took the connection over (a WebSocket's)
     _host: Any = None  # the local address, once asked for
+    _peer: Any = None  # the peer's address, once asked for
     _secure: bool | None = None  # whether the transport is TLS, once asked
     _gathered: list[bytes] | None = None  # what a response wrote since gather_writes, not yet written
     if TYPE_CHECKING:
@@ -132,6 +133,11 @@ class GatewayChannel(HTTPChannel):
         if self._host is None:
             self._host = super().getHost()
         return self._host
+
+    def getPeer(self) -> Any:
+        if self._peer is None:
+            self._peer = super().getPeer()
+        return self._peer
 
     def isSecure(self) -> bool:
         if self._secure is None:
