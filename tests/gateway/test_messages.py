@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
 from rolo import Request, Response
@@ -107,6 +109,23 @@ def test_update_from():
     assert response.headers["Content-Type"] == "text/x-other"
     response.close()
     assert closed == ["other"]
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs"),
+    [
+        ([("X-A", "1"), ("x-a", "2"), ("X-B", "3")], [("x-A", "4"), ("X-C", "5")]),
+        ([("X-A", "1")], [("X-B", "2"), ("X-A", "3"), ("x-b", "4")]),  # a name repeated in the other
+        ([], [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]),
+        ([("X-A", "1")], []),
+    ],
+)
+def test_update_from_merges_headers_as_werkzeugs_update(mine, theirs):
+    response, other = Response(headers=Headers(mine)), Response(headers=Headers(theirs))
+    expected = Headers(list(response.headers))
+    expected.update(other.headers)
+    response.update_from(other)
+    assert list(response.headers) == list(expected)
 
 
 def test_update_from_keeps_a_stream_streamed():
