@@ -51,7 +51,13 @@ def build_environ(
     :param server: the ``(host, port)`` the request was received on
     :param raw_uri: the request target as sent, for ``RAW_URI``/``REQUEST_URI``
     """
-    raw_headers = Headers(headers) if headers is not None else Headers()
+    raw_headers = Headers()
+    if isinstance(headers, list):
+        # as servers pass them: added one by one, without the generic walk of Headers(headers)
+        for name, value in headers:
+            raw_headers.add(name, value)
+    elif headers is not None:
+        raw_headers.extend(headers)
 
     if isinstance(path, str):
         path = path.encode("utf-8")
@@ -95,7 +101,7 @@ def build_environ(
         # a body given as bytes has a known length: say so, as a client would have
         raw_headers["Content-Length"] = str(len(body))
 
-    for name, value in raw_headers.items():
+    for name, value in raw_headers:
         key = _environ_key(name)
         # repeated headers fold into one comma-separated value, as in CGI
         environ[key] = f"{environ[key]}, {value}" if key in environ else value
