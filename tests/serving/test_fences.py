@@ -44,6 +44,7 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _twisted._ADOPT_UNIX
     assert _autobahn._RECEIVE is not None
     assert _autobahn._SEND_AUTO_PING is not None
+    assert _autobahn._IN_PLACE
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
     assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows
     assert issubclass(GatewayWebSocketProtocol, _autobahn.ProtocolInternals)

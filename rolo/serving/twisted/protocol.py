@@ -16,7 +16,6 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionRequest
-from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-defined]  # no __all__
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
@@ -43,6 +42,7 @@ from ._autobahn import (
     drop_handshake_leftovers,
     fail_connection,
     message_compressor,
+    unmasked,
     use_reactor_timer,
 )
 from ._twisted import write_now
@@ -222,7 +222,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         first, mask = self.incoming_head
         self.incoming = None
         self.frames_this_turn += 1
-        self.take_data(first & 0x0F, bool(first & FIN), create_xor_masker(mask, len(incoming)).process(incoming))
+        self.take_data(first & 0x0F, bool(first & FIN), unmasked(incoming, mask))
         return data[taken:]
 
     def processData(self) -> bool:
@@ -312,11 +312,10 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                         self.incoming_head = first, mask
                         start = len(data)
                     return False  # the rest is awaited
-                payload = data[payload_start:end]
-                if len(payload) <= _UNMASK_IN_PYTHON:
-                    payload = unmask(payload, mask)
+                if end - payload_start <= _UNMASK_IN_PYTHON:
+                    payload = unmask(data[payload_start:end], mask)
                 else:
-                    payload = create_xor_masker(mask, len(payload)).process(payload)
+                    payload = unmasked(bytearray(memoryview(data)[payload_start:end]), mask)
                 start = end
                 self.frames_this_turn += 1
                 if opcode == Opcode.PING:
