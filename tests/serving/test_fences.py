@@ -45,16 +45,27 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _autobahn._RECEIVE is not None
     assert _autobahn._SEND_AUTO_PING is not None
     assert _autobahn._IN_PLACE
+    assert _twisted._READ_INTO
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
     assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows
     assert issubclass(GatewayWebSocketProtocol, _autobahn.ProtocolInternals)
 
 
 class _Sink(Protocol):
-    """The server side of a loopback connection, handed to the test once connected."""
+    """The server side of a loopback connection, handed to the test once connected; keeps what it
+    receives, and fires ``received`` once it has ``expected`` bytes."""
+
+    expected = 0
 
     def connectionMade(self) -> None:
+        self.data = bytearray()
+        self.received: Deferred[None] = Deferred()
         self.factory.connected.callback(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) >= self.expected and not self.received.called:
+            self.received.callback(None)
 
 
 @asynccontextmanager
@@ -96,6 +107,41 @@ async def test_write_now_delivers_what_transport_write_does_in_the_same_order():
     finally:
         client.close()
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_into_fills_the_buffer_then_the_transport_reads_as_usual():
+    async with loopback() as (server, client):
+        buffer = bytearray(3_000_000)
+        counts: list[int] = []
+        full: Deferred[None] = Deferred()
+
+        def received(count: int) -> None:
+            counts.append(count)
+            if sum(counts) == len(buffer):
+                full.callback(None)
+
+        assert _twisted.read_into(server.transport, memoryview(buffer), received)
+        sent = bytes(range(256)) * (len(buffer) // 256) + b"<" * (len(buffer) % 256)
+        server.expected = 5
+        await in_thread(lambda: client.sendall(sent + b"after"))
+        await full
+        await server.received
+        assert buffer == sent
+        assert bytes(server.data) == b"after"  # what follows comes to dataReceived, as usual
+        assert "doRead" not in vars(server.transport)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_reading_into_puts_the_usual_read_back():
+    async with loopback() as (server, client):
+        assert _twisted.read_into(server.transport, memoryview(bytearray(10)), lambda count: None)
+        _twisted.stop_reading_into(server.transport)
+        server.expected = 20
+        await in_thread(lambda: client.sendall(b"x" * 20))
+        await server.received
+        assert bytes(server.data) == b"x" * 20
+        assert not _twisted.read_into(object(), memoryview(bytearray(10)), lambda count: None)
 
 
 def test_forget_exit_signal_clears_the_signal_twistd_would_re_raise():

@@ -18,6 +18,8 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketEnvironment
@@ -45,7 +47,7 @@ from ._autobahn import (
     unmasked,
     use_reactor_timer,
 )
-from ._twisted import write_now
+from ._twisted import read_into, stop_reading_into, write_now
 from .logs import logger
 from .settings import TwistedSettings
 
@@ -209,21 +211,35 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         super().dataReceived(data)
 
     def take_incoming(self, data: bytes) -> bytes:
-        """Copy what came of a large frame's payload into its buffer; once it is whole, take the frame.
+        """Copy what came of a large frame's payload into its buffer (see :meth:`incoming_received`).
         What follows the frame is returned, to be parsed as usual."""
         incoming = self.incoming
         assert incoming is not None
-        needed = len(incoming) - self.incoming_filled
-        taken = min(needed, len(data))
-        incoming[self.incoming_filled : self.incoming_filled + taken] = data[:taken]
-        self.incoming_filled += taken
-        if taken < needed:
-            return b""
+        filled = self.incoming_filled
+        taken = min(len(incoming) - filled, len(data))
+        incoming[filled : filled + taken] = memoryview(data)[:taken]
+        self.incoming_received(taken)
+        return data[taken:]
+
+    def read_incoming(self, count: int) -> None:
+        """The transport read ``count`` bytes more of a large frame's payload straight into its buffer
+        (:func:`~rolo.serving.twisted._twisted.read_into`)."""
+        self.frames_this_turn = 0
+        self.heard_from_peer = True
+        self.incoming_received(count)
+
+    def incoming_received(self, count: int) -> None:
+        """``count`` more bytes of a large frame's payload are in its buffer; once it is whole, take the
+        frame."""
+        incoming = self.incoming
+        assert incoming is not None
+        self.incoming_filled += count
+        if self.incoming_filled < len(incoming):
+            return
         first, mask = self.incoming_head
         self.incoming = None
         self.frames_this_turn += 1
         self.take_data(first & 0x0F, bool(first & FIN), unmasked(incoming, mask))
-        return data[taken:]
 
     def processData(self) -> bool:
         # Autobahn parses every frame of a read at once; while reading is held, the rest of it waits
@@ -305,11 +321,13 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                     return False
                 if len(data) < end:
                     if end - payload_start > WHOLE_FRAME_LIMIT and opcode != Opcode.PING:
-                        # a large frame goes into one buffer as its pieces come, each copied once
-                        self.incoming = bytearray(end - payload_start)
-                        self.incoming[: len(data) - payload_start] = memoryview(data)[payload_start:]
-                        self.incoming_filled = len(data) - payload_start
+                        # a large frame goes into one buffer as its pieces come: the transport reads the
+                        # rest straight into it where it can, or each piece read is copied into it once
+                        incoming = self.incoming = bytearray(end - payload_start)
+                        filled = self.incoming_filled = len(data) - payload_start
+                        incoming[:filled] = memoryview(data)[payload_start:]
                         self.incoming_head = first, mask
+                        read_into(self.transport, memoryview(incoming)[filled:], self.read_incoming)
                         start = len(data)
                     return False  # the rest is awaited
                 if end - payload_start <= _UNMASK_IN_PYTHON:
@@ -465,6 +483,12 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         if TYPE_CHECKING:  # set before the connection opened (onConnect), or no message comes
             assert self.adapter is not None
         self.adapter.on_message(BytesMessage(payload) if isBinary else EncodedText(payload))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.incoming is not None:  # a large frame was coming: its buffer goes now, not at a collection
+            self.incoming = None
+            stop_reading_into(self.transport)
+        super().connectionLost(reason)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.adapter is None:
