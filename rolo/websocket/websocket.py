@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
 from .adapter import BytesMessage, CreateConnection, Message, TextMessage, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketProtocolError
 from .frames import CloseCode
+from .threaded import ThreadedWebSocketAdapter
+from .threaded import offer_each as offer_each_threaded
 
-__all__ = ["INTERNAL_ERROR_REASON", "Received", "WebSocket", "message_for"]
+__all__ = ["INTERNAL_ERROR_REASON", "Received", "WebSocket", "message_for", "offer_each"]
 
 INTERNAL_ERROR_REASON = "internal error"
 """The reason of the close frame (1011) that a handler's error ends its connection with."""
@@ -43,6 +45,38 @@ def message_for(data: str | bytes) -> Message:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return BytesMessage(bytes(data))
     raise WebSocketProtocolError(f"can only send str or bytes, not {type(data).__name__}")
+
+
+def offer_each(
+    websockets: Sequence[WebSocket], message: Message
+) -> tuple[list[bool | WebSocketDisconnectedError], Callable[[], None]]:
+    """Send a message made by :func:`message_for` on each connection that has room for it now, without
+    waiting for any (a broadcast): the server is handed the sends of all at once, when the caller calls
+    the ``hand_over`` returned (best just before it blocks), and frames the message once.
+
+    :returns: ``(outcomes, hand_over)``: for each connection, in order, ``True`` if it took the message,
+        ``False`` if it had no room (where :meth:`WebSocket.send_message` with ``timeout=0`` raises
+        ``TimeoutError``), or the :class:`~rolo.websocket.errors.WebSocketDisconnectedError` it raises for
+        a closed connection; and what hands the sends to the server (call it once)
+    """
+    outcomes: list[bool | WebSocketDisconnectedError] = [False] * len(websockets)
+    threaded: list[tuple[int, ThreadedWebSocketAdapter]] = []
+    for n, websocket in enumerate(websockets):
+        adapter = websocket._adapter
+        if isinstance(adapter, ThreadedWebSocketAdapter):
+            threaded.append((n, adapter))
+            continue
+        try:
+            adapter.send(message, 0)
+            outcomes[n] = True
+        except TimeoutError:
+            pass
+        except WebSocketDisconnectedError as error:
+            outcomes[n] = error
+    threaded_outcomes, hand_over = offer_each_threaded([adapter for _, adapter in threaded], message)
+    for (n, _), outcome in zip(threaded, threaded_outcomes):
+        outcomes[n] = outcome
+    return outcomes, hand_over
 
 
 class WebSocket:
