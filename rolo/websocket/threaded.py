@@ -473,14 +473,15 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
 
 def offer_each(
-    adapters: Iterable[ThreadedWebSocketAdapter], message: Message
+    adapters: Iterable[WebSocketAdapter], message: Message
 ) -> tuple[list[bool | WebSocketDisconnectedError], Callable[[], None]]:
     """Queue ``message`` on each connection that has room for it now, without waiting for any: one message
     to many connections (a broadcast). Callable from any thread but a loop's.
 
-    Their loop is handed the sends of all in one call, when the caller calls the ``hand_over`` returned:
-    best just before it blocks, since the loop wakes and takes the GIL for them, and a thread that still
-    has Python to run then contends with it for the GIL at every write.
+    The loop of the connections of :class:`ThreadedWebSocketAdapter` is handed their sends in one call,
+    when the caller calls the ``hand_over`` returned: best just before it blocks, since the loop wakes and
+    takes the GIL for them, and a thread that still has Python to run then contends with it for the GIL
+    at every write. Other adapters are sent to at once (``send`` with ``timeout=0``).
 
     :returns: ``(outcomes, hand_over)``: for each adapter, in order, ``True`` if the message is queued
         for its connection, ``False`` if the connection had no room (where ``send`` with ``timeout=0``
@@ -493,13 +494,18 @@ def offer_each(
     to_flush: dict[Callable[[Callable[[], None]], None], list[ThreadedWebSocketAdapter]] = {}
     for adapter in adapters:
         try:
-            flush = adapter._offer(message)
+            if isinstance(adapter, ThreadedWebSocketAdapter):
+                flush = adapter._offer(message)
+                if flush:
+                    to_flush.setdefault(adapter._call_in_loop, []).append(adapter)
+                outcomes.append(flush is not None)
+            else:
+                adapter.send(message, 0)
+                outcomes.append(True)
+        except TimeoutError:
+            outcomes.append(False)
         except WebSocketDisconnectedError as error:
             outcomes.append(error)
-            continue
-        outcomes.append(flush is not None)
-        if flush:
-            to_flush.setdefault(adapter._call_in_loop, []).append(adapter)
 
     def hand_over() -> None:
         for call_in_loop, group in to_flush.items():

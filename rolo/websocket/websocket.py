@@ -9,8 +9,7 @@ from typing import Any
 from .adapter import BytesMessage, CreateConnection, Message, TextMessage, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketProtocolError
 from .frames import CloseCode
-from .threaded import ThreadedWebSocketAdapter
-from .threaded import offer_each as offer_each_threaded
+from .threaded import offer_each as offer_each_adapters
 
 __all__ = ["INTERNAL_ERROR_REASON", "Received", "WebSocket", "message_for", "offer_each"]
 
@@ -59,24 +58,7 @@ def offer_each(
         ``TimeoutError``), or the :class:`~rolo.websocket.errors.WebSocketDisconnectedError` it raises for
         a closed connection; and what hands the sends to the server (call it once)
     """
-    outcomes: list[bool | WebSocketDisconnectedError] = [False] * len(websockets)
-    threaded: list[tuple[int, ThreadedWebSocketAdapter]] = []
-    for n, websocket in enumerate(websockets):
-        adapter = websocket._adapter
-        if isinstance(adapter, ThreadedWebSocketAdapter):
-            threaded.append((n, adapter))
-            continue
-        try:
-            adapter.send(message, 0)
-            outcomes[n] = True
-        except TimeoutError:
-            pass
-        except WebSocketDisconnectedError as error:
-            outcomes[n] = error
-    threaded_outcomes, hand_over = offer_each_threaded([adapter for _, adapter in threaded], message)
-    for (n, _), outcome in zip(threaded, threaded_outcomes):
-        outcomes[n] = outcome
-    return outcomes, hand_over
+    return offer_each_adapters([websocket._adapter for websocket in websockets], message)
 
 
 class WebSocket:
