@@ -3,6 +3,7 @@ in use with the versions tested (a fallback taken silently would only cost time)
 
 from __future__ import annotations
 
+import select
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -130,6 +131,22 @@ async def test_read_into_fills_the_buffer_then_the_transport_reads_as_usual():
         assert buffer == sent
         assert bytes(server.data) == b"after"  # what follows comes to dataReceived, as usual
         assert "doRead" not in vars(server.transport)
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_now_reads_what_the_socket_holds_without_waiting_for_the_reactor():
+    async with loopback() as (server, client):
+        server.transport.pauseProducing()  # the reactor leaves the socket alone
+        await in_thread(lambda: client.sendall(b"abc"))
+        assert select.select([server.transport.socket], [], [], 10)[0]
+        buffer = bytearray(3)
+        counts: list[int] = []
+        assert _twisted.read_into(server.transport, memoryview(buffer), counts.append)
+        _twisted.read_now(server.transport)
+        assert (buffer, counts) == (b"abc", [3])
+        assert "doRead" not in vars(server.transport)
+        _twisted.read_now(server.transport)  # reading as usual again: nothing to do
+        server.transport.resumeProducing()
 
 
 @pytest_twisted.ensureDeferred

@@ -54,6 +54,7 @@ __all__ = [
     "header_bytes_received",
     "logging_began",
     "read_into",
+    "read_now",
     "stop_reading_into",
     "unsent_bytes",
     "without_port_line",
@@ -118,6 +119,15 @@ def read_into(transport: Any, buffer: memoryview, received: Callable[[int], None
     return True
 
 
+def read_now(transport: Any) -> None:
+    """Have a transport that :func:`read_into` set up read what its socket holds at once, rather than on
+    the reactor's next turn: the rest of a frame has often come with its start. Does nothing for a
+    transport reading as usual. Call it where the protocol may take what ``received`` hands it."""
+    reader = vars(transport).get("doRead")
+    if isinstance(reader, _ReadInto):
+        reader.read_now()
+
+
 def stop_reading_into(transport: Any) -> None:
     """Undo :func:`read_into` before its buffer is full (the connection was lost): drop the buffer, and
     its cycle through the transport, at once. Does nothing for a transport reading as usual."""
@@ -128,15 +138,23 @@ class _ReadInto:
     """Stands in for a TCP connection's ``doRead`` (which the reactor calls when its socket is readable)
     while ``buffer`` fills; it returns what ``doRead`` does: ``None``, or why the connection ended."""
 
-    __slots__ = ("_buffer", "_filled", "_received", "_transport")
+    __slots__ = ("_buffer", "_ended", "_filled", "_received", "_transport")
 
     def __init__(self, transport: tcp.Connection, buffer: memoryview, received: Callable[[int], None]) -> None:
         self._transport = transport
         self._buffer = buffer
         self._filled = 0
         self._received = received
+        self._ended: Any = None
+
+    def read_now(self) -> None:
+        # why the connection ended, if it did, is the reactor's to hear: the socket stays readable, and
+        # the reactor's next call returns it
+        self._ended = self()
 
     def __call__(self) -> Any:
+        if self._ended is not None:
+            return self._ended
         transport = self._transport
         try:
             count = transport.socket.recv_into(self._buffer[self._filled :])

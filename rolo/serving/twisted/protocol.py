@@ -47,7 +47,7 @@ from ._autobahn import (
     unmasked,
     use_reactor_timer,
 )
-from ._twisted import read_into, stop_reading_into, write_now
+from ._twisted import read_into, read_now, stop_reading_into, write_now
 from .logs import logger
 from .settings import TwistedSettings
 
@@ -209,6 +209,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             if not data:
                 return
         super().dataReceived(data)
+        if self.incoming is not None and not self.reading_held:
+            read_now(self.transport)  # a large frame began: the socket often holds more of it already
 
     def take_incoming(self, data: bytes) -> bytes:
         """Copy what came of a large frame's payload into its buffer (see :meth:`incoming_received`).
