@@ -123,7 +123,7 @@ def read_now(transport: Any) -> None:
     """Have a transport that :func:`read_into` set up read what its socket holds at once, rather than on
     the reactor's next turn: the rest of a frame has often come with its start. Does nothing for a
     transport reading as usual. Call it where the protocol may take what ``received`` hands it."""
-    reader = vars(transport).get("doRead")
+    reader = getattr(transport, "doRead", None)
     if isinstance(reader, _ReadInto):
         reader.read_now()
 
@@ -131,7 +131,8 @@ def read_now(transport: Any) -> None:
 def stop_reading_into(transport: Any) -> None:
     """Undo :func:`read_into` before its buffer is full (the connection was lost): drop the buffer, and
     its cycle through the transport, at once. Does nothing for a transport reading as usual."""
-    vars(transport).pop("doRead", None)
+    if isinstance(getattr(transport, "doRead", None), _ReadInto):
+        del vars(transport)["doRead"]
 
 
 class _ReadInto:
