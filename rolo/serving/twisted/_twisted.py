@@ -10,7 +10,8 @@ changed, rolo takes the public path instead, which is slower but right:
   gathers it (``socket.recv_into``), by standing in for the connection's ``doRead`` until the buffer is
   full; Twisted's ``doRead`` reads at most 64 KiB (``bufferSize``) into new bytes at a time, which the
   protocol then copies into the buffer: 16 turns of the reactor and a copy for a message of 1 MiB.
-  Anything but a plain TCP connection (TLS, UNIX sockets) reads as usual.
+  Anything but a plain TCP connection (TLS, UNIX sockets) reads as usual. :func:`read_now` has the
+  stand-in read at once what the socket holds, :func:`stop_reading_into` takes it away.
 - :func:`forget_exit_signal` clears the signal ``twistd`` re-raises at exit (the reactor's
   ``_exitSignal``), so that a graceful stop exits with status 0; without it, status -15 for SIGTERM.
 - :func:`collect_head` has ``HTTPChannel.writeHeaders`` write a response's head into a list rather than
