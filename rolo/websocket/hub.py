@@ -56,7 +56,7 @@ from .broker import RedisBroker, broker_from, environment_broker
 from .cluster import ClusterLink, encode_push
 from .errors import WebSocketDisconnectedError
 from .frames import CloseCode
-from .websocket import WebSocket, message_for
+from .websocket import WebSocket, message_for, offer_each
 
 __all__ = ["CLOSE_CODE_TRY_AGAIN_LATER", "DELIVERIES", "Delivery", "Hub"]
 
@@ -341,9 +341,20 @@ class Hub:
         sent: list[str] = []
         gone: list[str] = []
         full: list[tuple[str, WebSocket]] = []
-        # first offer the message to everyone without waiting, so that one full buffer delays nobody
-        for target in targets:
-            self._offer(target, message, 0, sent, gone, full)
+        # first offer the message to everyone without waiting, so that one full buffer delays nobody; the
+        # server is handed the sends of all at once, once the offers are counted
+        outcomes, hand_over = offer_each([websocket for _, websocket in targets], message)
+        try:
+            for target, outcome in zip(targets, outcomes):
+                if outcome is True:
+                    sent.append(target[0])
+                elif outcome is False:
+                    full.append(target)
+                else:
+                    gone.append(target[0])
+                    self.remove(target[0])
+        finally:
+            hand_over()
         slow: list[tuple[str, WebSocket]] = []
         for target in full:
             self._offer(target, message, max(0.0, deadline - time.monotonic()), sent, gone, slow)

@@ -22,6 +22,7 @@ adapter's ``on_*`` methods from the loop thread. This module knows no server.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import queue
 import sys
@@ -35,7 +36,7 @@ from .adapter import CreateConnection, Event, Message, TextMessage, WebSocketAda
 from .errors import WebSocketDisconnectedError, WebSocketStateError
 from .frames import Close, CloseCode, fit_close_reason
 
-__all__ = ["EncodedText", "ServerConnection", "ThreadedWebSocketAdapter", "WakeUps"]
+__all__ = ["EncodedText", "ServerConnection", "ThreadedWebSocketAdapter", "WakeUps", "offer_each"]
 
 LOG = logging.getLogger("rolo.websocket")
 
@@ -262,6 +263,24 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         if flush:
             self._call_in_loop(self._flush)
 
+    def _offer(self, message: Message) -> bool | None:
+        """Queue ``message`` if there is room now, without handing it to the loop: ``True`` if it is
+        queued and the loop must be asked to flush, ``False`` if it is queued behind a flush already asked
+        for, ``None`` if there is no room.
+
+        :raises WebSocketDisconnectedError: if the connection is closed or closing
+        """
+        with self._lock:
+            if not self._can_send_now():
+                if not self._is_open():
+                    raise self._not_open()
+                return None
+            self._outbox.append(message)
+            self._outbox_bytes += len(message.data)
+            flush = not self._flush_pending
+            self._flush_pending = True
+        return flush
+
     def _can_send_now(self) -> bool:
         # an empty outbox always takes one message, however large, so progress never stalls
         return (
@@ -451,3 +470,54 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._reading_paused = False
         if resume:
             self._connection.resume_reading()
+
+
+def offer_each(
+    adapters: Iterable[WebSocketAdapter], message: Message
+) -> tuple[list[bool | WebSocketDisconnectedError], Callable[[], None]]:
+    """Queue ``message`` on each connection that has room for it now, without waiting for any: one message
+    to many connections (a broadcast). Callable from any thread but a loop's.
+
+    The loop of the connections of :class:`ThreadedWebSocketAdapter` is handed their sends in one call,
+    when the caller calls the ``hand_over`` returned: best just before it blocks, since the loop wakes and
+    takes the GIL for them, and a thread that still has Python to run then contends with it for the GIL
+    at every write. Other adapters are sent to at once (``send`` with ``timeout=0``).
+
+    :returns: ``(outcomes, hand_over)``: for each adapter, in order, ``True`` if the message is queued
+        for its connection, ``False`` if the connection had no room (where ``send`` with ``timeout=0``
+        raises ``TimeoutError``), or the :class:`~rolo.websocket.errors.WebSocketDisconnectedError`
+        ``send`` raises for a connection that is closed or closing; and what hands the sends to the loop
+        (call it once)
+    :raises WebSocketStateError: for a connection that is not open yet (or was rejected)
+    """
+    outcomes: list[bool | WebSocketDisconnectedError] = []
+    to_flush: dict[Callable[[Callable[[], None]], None], list[ThreadedWebSocketAdapter]] = {}
+    for adapter in adapters:
+        try:
+            if isinstance(adapter, ThreadedWebSocketAdapter):
+                flush = adapter._offer(message)
+                if flush:
+                    to_flush.setdefault(adapter._call_in_loop, []).append(adapter)
+                outcomes.append(flush is not None)
+            else:
+                adapter.send(message, 0)
+                outcomes.append(True)
+        except TimeoutError:
+            outcomes.append(False)
+        except WebSocketDisconnectedError as error:
+            outcomes.append(error)
+
+    def hand_over() -> None:
+        for call_in_loop, group in to_flush.items():
+            call_in_loop(functools.partial(_flush_each, group))
+
+    return outcomes, hand_over
+
+
+def _flush_each(adapters: list[ThreadedWebSocketAdapter]) -> None:
+    # the loop's side of offer_each
+    for adapter in adapters:
+        try:
+            adapter._flush()
+        except Exception:
+            LOG.exception("writing a message to a connection failed")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
 from .adapter import BytesMessage, CreateConnection, Message, TextMessage, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketProtocolError
 from .frames import CloseCode
+from .threaded import offer_each as offer_each_adapters
 
-__all__ = ["INTERNAL_ERROR_REASON", "Received", "WebSocket", "message_for"]
+__all__ = ["INTERNAL_ERROR_REASON", "Received", "WebSocket", "message_for", "offer_each"]
 
 INTERNAL_ERROR_REASON = "internal error"
 """The reason of the close frame (1011) that a handler's error ends its connection with."""
@@ -43,6 +44,21 @@ def message_for(data: str | bytes) -> Message:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return BytesMessage(bytes(data))
     raise WebSocketProtocolError(f"can only send str or bytes, not {type(data).__name__}")
+
+
+def offer_each(
+    websockets: Sequence[WebSocket], message: Message
+) -> tuple[list[bool | WebSocketDisconnectedError], Callable[[], None]]:
+    """Send a message made by :func:`message_for` on each connection that has room for it now, without
+    waiting for any (a broadcast): the server is handed the sends of all at once, when the caller calls
+    the ``hand_over`` returned (best just before it blocks), and frames the message once.
+
+    :returns: ``(outcomes, hand_over)``: for each connection, in order, ``True`` if it took the message,
+        ``False`` if it had no room (where :meth:`WebSocket.send_message` with ``timeout=0`` raises
+        ``TimeoutError``), or the :class:`~rolo.websocket.errors.WebSocketDisconnectedError` it raises for
+        a closed connection; and what hands the sends to the server (call it once)
+    """
+    return offer_each_adapters([websocket._adapter for websocket in websockets], message)
 
 
 class WebSocket:

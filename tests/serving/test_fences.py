@@ -3,6 +3,7 @@ in use with the versions tested (a fallback taken silently would only cost time)
 
 from __future__ import annotations
 
+import select
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,16 +45,28 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _twisted._ADOPT_UNIX
     assert _autobahn._RECEIVE is not None
     assert _autobahn._SEND_AUTO_PING is not None
+    assert _autobahn._IN_PLACE
+    assert _twisted._READ_INTO
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
     assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows
     assert issubclass(GatewayWebSocketProtocol, _autobahn.ProtocolInternals)
 
 
 class _Sink(Protocol):
-    """The server side of a loopback connection, handed to the test once connected."""
+    """The server side of a loopback connection, handed to the test once connected; keeps what it
+    receives, and fires ``received`` once it has ``expected`` bytes."""
+
+    expected = 0
 
     def connectionMade(self) -> None:
+        self.data = bytearray()
+        self.received: Deferred[None] = Deferred()
         self.factory.connected.callback(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) >= self.expected and not self.received.called:
+            self.received.callback(None)
 
 
 @asynccontextmanager
@@ -95,6 +108,57 @@ async def test_write_now_delivers_what_transport_write_does_in_the_same_order():
     finally:
         client.close()
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_into_fills_the_buffer_then_the_transport_reads_as_usual():
+    async with loopback() as (server, client):
+        buffer = bytearray(3_000_000)
+        counts: list[int] = []
+        full: Deferred[None] = Deferred()
+
+        def received(count: int) -> None:
+            counts.append(count)
+            if sum(counts) == len(buffer):
+                full.callback(None)
+
+        assert _twisted.read_into(server.transport, memoryview(buffer), received)
+        sent = bytes(range(256)) * (len(buffer) // 256) + b"<" * (len(buffer) % 256)
+        server.expected = 5
+        await in_thread(lambda: client.sendall(sent + b"after"))
+        await full
+        await server.received
+        assert buffer == sent
+        assert bytes(server.data) == b"after"  # what follows comes to dataReceived, as usual
+        assert "doRead" not in vars(server.transport)
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_now_reads_what_the_socket_holds_without_waiting_for_the_reactor():
+    async with loopback() as (server, client):
+        server.transport.pauseProducing()  # the reactor leaves the socket alone
+        await in_thread(lambda: client.sendall(b"abc"))
+        assert select.select([server.transport.socket], [], [], 10)[0]
+        buffer = bytearray(3)
+        counts: list[int] = []
+        assert _twisted.read_into(server.transport, memoryview(buffer), counts.append)
+        _twisted.read_now(server.transport)
+        assert (buffer, counts) == (b"abc", [3])
+        assert "doRead" not in vars(server.transport)
+        _twisted.read_now(server.transport)  # reading as usual again: nothing to do
+        server.transport.resumeProducing()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_reading_into_puts_the_usual_read_back():
+    async with loopback() as (server, client):
+        assert _twisted.read_into(server.transport, memoryview(bytearray(10)), lambda count: None)
+        _twisted.stop_reading_into(server.transport)
+        server.expected = 20
+        await in_thread(lambda: client.sendall(b"x" * 20))
+        await server.received
+        assert bytes(server.data) == b"x" * 20
+        assert not _twisted.read_into(object(), memoryview(bytearray(10)), lambda count: None)
 
 
 def test_forget_exit_signal_clears_the_signal_twistd_would_re_raise():

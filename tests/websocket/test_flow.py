@@ -225,6 +225,34 @@ async def test_messages_of_every_header_size_arrive_whole(serve):
     assert await in_thread(with_compression) == expected
 
 
+# a payload unmasked in Python, one unmasked in C but parsed whole, one parsed as it comes, one over the
+# size the server reads at once from the socket
+PAYLOAD_SIZES = [2048, 3001, 65_537, 1024 * 1024 + 3]
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_messages_the_peer_sends_arrive_unmasked_whole_or_in_fragments(serve):
+    server = serve(echo, max_message_size=2 * 1024 * 1024)
+    payloads = [bytes(range(256)) * (size // 256) + b"\xa5" * (size % 256) for size in PAYLOAD_SIZES]
+
+    def client():
+        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+        echoed = []
+        for payload in payloads:
+            ws.send_binary(payload)
+            echoed.append(ws.recv())
+            # in fragments of odd sizes, each masked with a key of its own
+            pieces = [payload[start : start + 70_001] for start in range(0, len(payload), 70_001)]
+            for n, piece in enumerate(pieces):
+                opcode = wsclient.ABNF.OPCODE_BINARY if n == 0 else wsclient.ABNF.OPCODE_CONT
+                ws.send_frame(wsclient.ABNF.create_frame(piece, opcode, fin=n == len(pieces) - 1))
+            echoed.append(ws.recv())
+        ws.close()
+        return echoed
+
+    assert await in_thread(client) == [payload for payload in payloads for _ in range(2)]
+
+
 @pytest_twisted.ensureDeferred
 async def test_server_pings_idle_connections(serve):
     server = serve(idle, ping_interval=0.2)

@@ -13,7 +13,7 @@ import pytest
 from rolo.websocket import BytesMessage, CreateConnection, TextMessage, WebSocketDisconnectedError
 from rolo.websocket.errors import WebSocketProtocolError
 from rolo.websocket.frames import Close
-from rolo.websocket.threaded import ThreadedWebSocketAdapter
+from rolo.websocket.threaded import ThreadedWebSocketAdapter, offer_each
 
 
 class RecordingConnection:
@@ -274,3 +274,28 @@ def test_a_close_reason_is_cut_to_fit_a_close_frame_at_a_character_boundary():
     assert reason == "é" * 61  # 122 bytes: a 62nd "é" would make 124
     adapter.on_close(Close(4000, reason), closed_by="peer")
     closer.join(5)
+
+
+def test_offer_each_queues_where_there_is_room_and_hands_the_loop_one_call_for_all():
+    adapters = [open_adapter(write_high_water=10) for _ in range(4)]
+    (roomy, _, loop), (full, _, full_loop), (closed, _, closed_loop), (busy, busy_connection, busy_loop) = adapters
+    for other in (full_loop, closed_loop, busy_loop):
+        other.pending = loop.pending  # one loop for all four, as on one server
+    full.send(BytesMessage(b"x" * 10))  # over the high-water mark: no room until the loop flushes
+    loop.run()
+    full.on_pause_writing()
+    closed.on_close(Close(1000))
+    busy.send(TextMessage("first"))  # a flush is pending already: the message joins it
+    message = TextMessage("to everyone")
+
+    outcomes, hand_over = offer_each([roomy, full, closed, busy], message)
+
+    assert outcomes[:2] == [True, False] and outcomes[3] is True
+    assert isinstance(outcomes[2], WebSocketDisconnectedError) and outcomes[2].code == 1000
+    assert len(loop.pending) == 1  # busy's own flush; nothing for the offer until it is handed over
+    hand_over()
+    assert len(loop.pending) == 2
+    loop.run()
+    assert adapters[0][1].calls[-1] == ("send", [message])
+    assert busy_connection.calls[-1] == ("send", [TextMessage("first"), message])  # in order, in one flush
+    assert ("send", [message]) not in adapters[1][1].calls

@@ -6,6 +6,12 @@ changed, rolo takes the public path instead, which is slower but right:
 
 - :func:`write_now` writes straight to a TCP socket (``tcp.Connection``'s buffer fields and
   ``writeSomeData``); the public path is ``transport.write``, which writes on the reactor's next turn.
+- :func:`read_into` has a TCP connection read the rest of a large frame straight into the buffer that
+  gathers it (``socket.recv_into``), by standing in for the connection's ``doRead`` until the buffer is
+  full; Twisted's ``doRead`` reads at most 64 KiB (``bufferSize``) into new bytes at a time, which the
+  protocol then copies into the buffer: 16 turns of the reactor and a copy for a message of 1 MiB.
+  Anything but a plain TCP connection (TLS, UNIX sockets) reads as usual. :func:`read_now` has the
+  stand-in read at once what the socket holds, :func:`stop_reading_into` takes it away.
 - :func:`forget_exit_signal` clears the signal ``twistd`` re-raises at exit (the reactor's
   ``_exitSignal``), so that a graceful stop exits with status 0; without it, status -15 for SIGTERM.
 - :func:`collect_head` has ``HTTPChannel.writeHeaders`` write a response's head into a list rather than
@@ -35,7 +41,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from twisted.internet import abstract, tcp, unix
+from twisted.internet import abstract, main, tcp, unix
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import globalLogBeginner
 from twisted.python import log
@@ -48,6 +54,9 @@ __all__ = [
     "handling_request",
     "header_bytes_received",
     "logging_began",
+    "read_into",
+    "read_now",
+    "stop_reading_into",
     "unsent_bytes",
     "without_port_line",
     "write_now",
@@ -94,6 +103,74 @@ def write_now(transport: Any, pieces: list[bytes]) -> None:
                 pieces[0], written = pieces[0][written:], 0
     if pieces:
         transport.writeSequence(pieces)
+
+
+_READ_INTO = _FAST_WRITE and callable(getattr(tcp.Connection, "doRead", None))
+
+
+def read_into(transport: Any, buffer: memoryview, received: Callable[[int], None]) -> bool:
+    """Have a TCP transport read what comes next from its socket straight into ``buffer``, as much as the
+    socket has each time it is readable, until ``buffer`` is full; ``received(count)`` is called after
+    each read, ``count`` bytes more being in ``buffer``, and once it is full, reading goes on as usual
+    (the call that fills it comes after that). Whether it does: ``False`` (and nothing changed) for
+    anything but a plain TCP connection; the bytes then come to the protocol's ``dataReceived``."""
+    if not (_READ_INTO and isinstance(transport, tcp.Connection) and not transport.TLS and len(buffer)):
+        return False
+    vars(transport)["doRead"] = _ReadInto(transport, buffer, received)  # the reactor calls it instead
+    return True
+
+
+def read_now(transport: Any) -> None:
+    """Have a transport that :func:`read_into` set up read what its socket holds at once, rather than on
+    the reactor's next turn: the rest of a frame has often come with its start. Does nothing for a
+    transport reading as usual. Call it where the protocol may take what ``received`` hands it."""
+    reader = getattr(transport, "doRead", None)
+    if isinstance(reader, _ReadInto):
+        reader.read_now()
+
+
+def stop_reading_into(transport: Any) -> None:
+    """Undo :func:`read_into` before its buffer is full (the connection was lost): drop the buffer, and
+    its cycle through the transport, at once. Does nothing for a transport reading as usual."""
+    if isinstance(getattr(transport, "doRead", None), _ReadInto):
+        del vars(transport)["doRead"]
+
+
+class _ReadInto:
+    """Stands in for a TCP connection's ``doRead`` (which the reactor calls when its socket is readable)
+    while ``buffer`` fills; it returns what ``doRead`` does: ``None``, or why the connection ended."""
+
+    __slots__ = ("_buffer", "_ended", "_filled", "_received", "_transport")
+
+    def __init__(self, transport: tcp.Connection, buffer: memoryview, received: Callable[[int], None]) -> None:
+        self._transport = transport
+        self._buffer = buffer
+        self._filled = 0
+        self._received = received
+        self._ended: Any = None
+
+    def read_now(self) -> None:
+        # why the connection ended, if it did, is the reactor's to hear: the socket stays readable, and
+        # the reactor's next call returns it
+        self._ended = self()
+
+    def __call__(self) -> Any:
+        if self._ended is not None:
+            return self._ended
+        transport = self._transport
+        try:
+            count = transport.socket.recv_into(self._buffer[self._filled :])
+        except BlockingIOError:
+            return None
+        except OSError:
+            return main.CONNECTION_LOST
+        if not count:
+            return main.CONNECTION_DONE
+        self._filled += count
+        if self._filled == len(self._buffer):
+            del vars(transport)["doRead"]  # the class's again
+        self._received(count)
+        return None
 
 
 class _HeadCollector:

@@ -16,9 +16,10 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionRequest
-from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-defined]  # no __all__
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketEnvironment
@@ -43,9 +44,10 @@ from ._autobahn import (
     drop_handshake_leftovers,
     fail_connection,
     message_compressor,
+    unmasked,
     use_reactor_timer,
 )
-from ._twisted import write_now
+from ._twisted import read_into, read_now, stop_reading_into, write_now
 from .logs import logger
 from .settings import TwistedSettings
 
@@ -207,23 +209,39 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             if not data:
                 return
         super().dataReceived(data)
+        if self.incoming is not None and not self.reading_held:
+            read_now(self.transport)  # a large frame began: the socket often holds more of it already
 
     def take_incoming(self, data: bytes) -> bytes:
-        """Copy what came of a large frame's payload into its buffer; once it is whole, take the frame.
+        """Copy what came of a large frame's payload into its buffer (see :meth:`incoming_received`).
         What follows the frame is returned, to be parsed as usual."""
         incoming = self.incoming
         assert incoming is not None
-        needed = len(incoming) - self.incoming_filled
-        taken = min(needed, len(data))
-        incoming[self.incoming_filled : self.incoming_filled + taken] = data[:taken]
-        self.incoming_filled += taken
-        if taken < needed:
-            return b""
+        filled = self.incoming_filled
+        taken = min(len(incoming) - filled, len(data))
+        incoming[filled : filled + taken] = memoryview(data)[:taken]
+        self.incoming_received(taken)
+        return data[taken:]
+
+    def read_incoming(self, count: int) -> None:
+        """The transport read ``count`` bytes more of a large frame's payload straight into its buffer
+        (:func:`~rolo.serving.twisted._twisted.read_into`)."""
+        self.frames_this_turn = 0
+        self.heard_from_peer = True
+        self.incoming_received(count)
+
+    def incoming_received(self, count: int) -> None:
+        """``count`` more bytes of a large frame's payload are in its buffer; once it is whole, take the
+        frame."""
+        incoming = self.incoming
+        assert incoming is not None
+        self.incoming_filled += count
+        if self.incoming_filled < len(incoming):
+            return
         first, mask = self.incoming_head
         self.incoming = None
         self.frames_this_turn += 1
-        self.take_data(first & 0x0F, bool(first & FIN), create_xor_masker(mask, len(incoming)).process(incoming))
-        return data[taken:]
+        self.take_data(first & 0x0F, bool(first & FIN), unmasked(incoming, mask))
 
     def processData(self) -> bool:
         # Autobahn parses every frame of a read at once; while reading is held, the rest of it waits
@@ -305,18 +323,19 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                     return False
                 if len(data) < end:
                     if end - payload_start > WHOLE_FRAME_LIMIT and opcode != Opcode.PING:
-                        # a large frame goes into one buffer as its pieces come, each copied once
-                        self.incoming = bytearray(end - payload_start)
-                        self.incoming[: len(data) - payload_start] = memoryview(data)[payload_start:]
-                        self.incoming_filled = len(data) - payload_start
+                        # a large frame goes into one buffer as its pieces come: the transport reads the
+                        # rest straight into it where it can, or each piece read is copied into it once
+                        incoming = self.incoming = bytearray(end - payload_start)
+                        filled = self.incoming_filled = len(data) - payload_start
+                        incoming[:filled] = memoryview(data)[payload_start:]
                         self.incoming_head = first, mask
+                        read_into(self.transport, memoryview(incoming)[filled:], self.read_incoming)
                         start = len(data)
                     return False  # the rest is awaited
-                payload = data[payload_start:end]
-                if len(payload) <= _UNMASK_IN_PYTHON:
-                    payload = unmask(payload, mask)
+                if end - payload_start <= _UNMASK_IN_PYTHON:
+                    payload = unmask(data[payload_start:end], mask)
                 else:
-                    payload = create_xor_masker(mask, len(payload)).process(payload)
+                    payload = unmasked(bytearray(memoryview(data)[payload_start:end]), mask)
                 start = end
                 self.frames_this_turn += 1
                 if opcode == Opcode.PING:
@@ -466,6 +485,12 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         if TYPE_CHECKING:  # set before the connection opened (onConnect), or no message comes
             assert self.adapter is not None
         self.adapter.on_message(BytesMessage(payload) if isBinary else EncodedText(payload))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.incoming is not None:  # a large frame was coming: its buffer goes now, not at a collection
+            self.incoming = None
+            stop_reading_into(self.transport)
+        super().connectionLost(reason)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.adapter is None:
