@@ -91,8 +91,9 @@ class AsgiConnection:
         self._outgoing_bytes = 0
         self._writing_paused = False
         self._sending: asyncio.Task[None] | None = None  # finishes a send the server made wait
-        self._reading = asyncio.Event()
+        self._reading = asyncio.Event()  # set while reading; the flag beside it is what each message checks
         self._reading.set()
+        self._reading_paused = False
         self._answered = False  # accept, reject or close was asked for
         self._closing = False
         self._sent: Close | None = None  # the close the application sent
@@ -119,11 +120,26 @@ class AsgiConnection:
     def send(self, messages: list[Message]) -> None:
         if self._closing or self.gone:
             return
+        send = self._send
         for message in messages:
+            event: dict[str, Any]
             if isinstance(message, TextMessage):
-                self._queue({"type": "websocket.send", "text": message.data}, len(message.data))
+                event = {"type": "websocket.send", "text": message.data}
             else:
-                self._queue({"type": "websocket.send", "bytes": message.data}, len(message.data))
+                event = {"type": "websocket.send", "bytes": message.data}
+            if self._sending is not None or self._outgoing:
+                self._queue(event, len(message.data))  # behind one the server makes wait
+                continue
+            # nothing ahead of it: sent at once, without the queue's bookkeeping (what _send_queued does)
+            try:
+                rest = run_eagerly(send(event))
+            except Exception as error:
+                self._send_failed(error)
+                return
+            if rest is not None:
+                self._outgoing.append((event, len(message.data)))
+                self._outgoing_bytes += len(message.data)
+                self._sending = asyncio.ensure_future(self._finish_sending(rest))
         if self._outgoing_bytes > self._write_high_water and not self._writing_paused:
             self._writing_paused = True
             self.adapter.on_pause_writing()
@@ -138,13 +154,15 @@ class AsgiConnection:
         self._sent = Close(int(code), reason or "")
         self._queue({"type": "websocket.close", "code": int(code), "reason": reason or ""})
         # read on whatever the inbox holds: the peer's close reply is behind its last messages
-        self._reading.set()
+        self.resume_reading()
 
     def pause_reading(self) -> None:
         if not self._closing:
+            self._reading_paused = True
             self._reading.clear()
 
     def resume_reading(self) -> None:
+        self._reading_paused = False
         self._reading.set()
 
     # -- loop side ---------------------------------------------------------------------------------
@@ -161,7 +179,7 @@ class AsgiConnection:
         """Report what the server receives to the adapter until the connection ends."""
         receive, adapter, reading = self._receive, self.adapter, self._reading
         while True:
-            if not reading.is_set():
+            if self._reading_paused:
                 await reading.wait()
             message = await receive()
             kind = message["type"]
