@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from http import HTTPStatus
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from werkzeug.exceptions import ClientDisconnected, RequestTimeout
 
@@ -91,13 +91,6 @@ class RequestBody(io.RawIOBase):
         if (await receive())["type"] == "http.disconnect":
             self.disconnect()
 
-    def end(self) -> None:
-        """There is no body: reads end at once (:meth:`pump`, if it runs, then only watches for the client
-        leaving)."""
-        with self._readable:
-            self._complete = True
-            self._readable.notify_all()
-
     def disconnect(self) -> None:
         """The client left, or the request was cancelled: a read still waiting for the body fails."""
         with self._readable:
@@ -151,24 +144,27 @@ _END = object()
 """What a body's iteration gives once it is spent."""
 
 
-def _counting(send: Send, counters: HttpCounters, clock: Callable[[], float]) -> Send:
-    """``send``, counting the response in ``counters`` once its last message is sent (or fails to be)."""
-    started = clock()
-    status = 0
+class _NoBody:
+    """What stands for the body of a request that has none (most): nothing to buffer or wait for, only the
+    client's leaving to notice. The handler reads an empty ``wsgi.input``; this costs a fraction of a
+    :class:`RequestBody` (a condition, an event and a buffered reader), which such a request never needs."""
 
-    async def counted(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            await send(message)
-            return
-        try:
-            await send(message)
-        finally:
-            if not message.get("more_body", False):
-                counters.responded(status, clock() - started)
+    __slots__ = ("disconnected",)
 
-    return counted
+    def __init__(self) -> None:
+        self.disconnected = False
+        """Whether the client went away."""
+
+    async def pump(self, receive: Receive) -> None:
+        """Watch for the client leaving (what the server passes before, an empty ``http.request``, says
+        nothing)."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.disconnected = True
+
+    def disconnect(self) -> None:
+        """The client left, or the request is over."""
+        self.disconnected = True
 
 
 class _Answer(NamedTuple):
@@ -221,21 +217,24 @@ class HttpApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        send = _counting(send, self.counters, loop.time)
-        body = RequestBody(loop, timeout=self.settings.body_timeout)
+        started = loop.time()
+        body: RequestBody | _NoBody
+        if _may_have_body(scope):
+            body = RequestBody(loop, timeout=self.settings.body_timeout)
+            stream: IO[bytes] = io.BufferedReader(body)
+        else:
+            body, stream = _NoBody(), io.BytesIO()
         try:
-            environ = environ_for(scope, io.BufferedReader(body))
+            environ = environ_for(scope, stream)
         except UnicodeDecodeError:
-            await self._send_error(send, HTTPStatus.BAD_REQUEST, b"the request path is not valid UTF-8\n")
+            await self._send_error(send, started, HTTPStatus.BAD_REQUEST, b"the request path is not valid UTF-8\n")
             return
         except InvalidTarget as invalid:
-            await self._send_error(send, HTTPStatus.BAD_REQUEST, f"{invalid}\n".encode())
+            await self._send_error(send, started, HTTPStatus.BAD_REQUEST, f"{invalid}\n".encode())
             return
         pump: asyncio.Task[None] | None = None
-        if _may_have_body(scope):
+        if isinstance(body, RequestBody):
             pump = loop.create_task(body.pump(receive))
-        else:
-            body.end()
         try:
             try:
                 answered = self._in_thread(loop, lambda: self._respond(environ, body))
@@ -244,17 +243,17 @@ class HttpApp:
                 answer = await answered
             except PoolFull:
                 text = b"every HTTP thread is busy and as many requests wait: try again\n"
-                await self._send_error(send, HTTPStatus.SERVICE_UNAVAILABLE, text, [(b"retry-after", b"1")])
+                await self._send_error(send, started, HTTPStatus.SERVICE_UNAVAILABLE, text, [(b"retry-after", b"1")])
                 return
             except Exception:
                 LOG.exception("HTTP request to %s failed", scope.get("path"))
-                await self._send_error(send, HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n")
+                await self._send_error(send, started, HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n")
                 return
             if answer is not None:
                 if pump is None and not isinstance(answer.body, bytes):
                     pump = loop.create_task(body.pump(receive))  # the stream stops if its client leaves
                 try:
-                    await self._send_answer(loop, send, body, answer)
+                    await self._send_answer(loop, send, started, body, answer)
                 except Exception:
                     LOG.exception("HTTP request to %s failed", scope.get("path"))
                     raise  # part of the body is out: only a cut connection tells the client it is incomplete
@@ -299,7 +298,7 @@ class HttpApp:
         self._pool.submit(run, queue_anyway=queue_anyway)
         return done
 
-    def _respond(self, environ: dict[str, Any], body: RequestBody) -> _Answer | None:
+    def _respond(self, environ: dict[str, Any], body: RequestBody | _NoBody) -> _Answer | None:
         """Run the gateway (in a thread of the pool): its response, or None if the client left before."""
         if body.disconnected:
             return None  # it left while the request waited for a thread
@@ -319,8 +318,15 @@ class HttpApp:
             response.close()
             raise
 
+    async def _send_last(self, send: Send, started: float, status: int, message: dict[str, Any]) -> None:
+        """Send a response's last message, and count the response, whether it went out or not."""
+        try:
+            await send(message)
+        finally:
+            self.counters.responded(status, asyncio.get_running_loop().time() - started)
+
     async def _send_answer(
-        self, loop: asyncio.AbstractEventLoop, send: Send, body: RequestBody, answer: _Answer
+        self, loop: asyncio.AbstractEventLoop, send: Send, started: float, body: RequestBody | _NoBody, answer: _Answer
     ) -> None:
         """Send the response; a streamed body's chunks are taken in threads of the pool, one ahead.
 
@@ -332,7 +338,7 @@ class HttpApp:
         if isinstance(answer.body, bytes):
             try:
                 await send(start)
-                await send({"type": "http.response.body", "body": answer.body})
+                await self._send_last(send, started, answer.status, {"type": "http.response.body", "body": answer.body})
             except OSError:
                 pass  # the client left
             return
@@ -350,7 +356,9 @@ class HttpApp:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if chunk is _END:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await self._send_last(
+                    send, started, answer.status, {"type": "http.response.body", "body": b"", "more_body": False}
+                )
         except OSError:
             pass  # the client left
         finally:
@@ -371,14 +379,18 @@ class HttpApp:
         else:
             close()
 
-    @staticmethod
     async def _send_error(
-        send: Send, status: HTTPStatus, text: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
+        self,
+        send: Send,
+        started: float,
+        status: HTTPStatus,
+        text: bytes,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))]
         headers += extra_headers or []
         await send({"type": "http.response.start", "status": status.value, "headers": headers})
-        await send({"type": "http.response.body", "body": text})
+        await self._send_last(send, started, status.value, {"type": "http.response.body", "body": text})
 
     def shutdown(self) -> None:
         """Stop the pool once the requests in it are done; do not wait for them."""

@@ -91,12 +91,14 @@ class AsgiConnection:
         self._outgoing_bytes = 0
         self._writing_paused = False
         self._sending: asyncio.Task[None] | None = None  # finishes a send the server made wait
-        self._reading = asyncio.Event()
-        self._reading.set()
+        self._reading_paused = False
+        self._reading: asyncio.Event | None = None  # what a paused reader waits on, made the first time
         self._answered = False  # accept, reject or close was asked for
         self._closing = False
         self._sent: Close | None = None  # the close the application sent
         self.gone = False
+        self.open_timer: asyncio.TimerHandle | None = None
+        """What gives up on the opening if the handler takes too long to answer; cancelled once it has."""
         self.finished = asyncio.Event()
         """Set once the last message (a close or a denial response) is out, or the connection is gone."""
 
@@ -105,13 +107,14 @@ class AsgiConnection:
     def accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
         if self._answered:
             return  # given up on while the handler decided; the adapter knows already
-        self._answered = True
+        self._answer()
         self._queue({"type": "websocket.accept", "subprotocol": subprotocol, "headers": _encode_headers(headers)})
 
     def reject(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         if self._answered:
             return
-        self._answered = self._closing = True
+        self._answer()
+        self._closing = True
         for message in denial(self._scope, status, headers, body):
             self._queue(message)
         LOG.info("WebSocket rejected %s: %s", self._scope.get("path"), status)
@@ -119,11 +122,26 @@ class AsgiConnection:
     def send(self, messages: list[Message]) -> None:
         if self._closing or self.gone:
             return
+        send = self._send
         for message in messages:
+            event: dict[str, Any]
             if isinstance(message, TextMessage):
-                self._queue({"type": "websocket.send", "text": message.data}, len(message.data))
+                event = {"type": "websocket.send", "text": message.data}
             else:
-                self._queue({"type": "websocket.send", "bytes": message.data}, len(message.data))
+                event = {"type": "websocket.send", "bytes": message.data}
+            if self._sending is not None or self._outgoing:
+                self._queue(event, len(message.data))  # behind one the server makes wait
+                continue
+            # nothing ahead of it: sent at once, without the queue's bookkeeping (what _send_queued does)
+            try:
+                rest = run_eagerly(send(event))
+            except Exception as error:
+                self._send_failed(error)
+                return
+            if rest is not None:
+                self._outgoing.append((event, len(message.data)))
+                self._outgoing_bytes += len(message.data)
+                self._sending = asyncio.ensure_future(self._finish_sending(rest))
         if self._outgoing_bytes > self._write_high_water and not self._writing_paused:
             self._writing_paused = True
             self.adapter.on_pause_writing()
@@ -138,31 +156,44 @@ class AsgiConnection:
         self._sent = Close(int(code), reason or "")
         self._queue({"type": "websocket.close", "code": int(code), "reason": reason or ""})
         # read on whatever the inbox holds: the peer's close reply is behind its last messages
-        self._reading.set()
+        self.resume_reading()
 
     def pause_reading(self) -> None:
         if not self._closing:
+            self._reading_paused = True
+            if self._reading is None:
+                self._reading = asyncio.Event()
             self._reading.clear()
 
     def resume_reading(self) -> None:
-        self._reading.set()
+        self._reading_paused = False
+        if self._reading is not None:
+            self._reading.set()
 
     # -- loop side ---------------------------------------------------------------------------------
+
+    def _answer(self) -> None:
+        """The handler accepted or rejected the connection, or it is given up on: no more timer for that."""
+        self._answered = True
+        if self.open_timer is not None:
+            self.open_timer.cancel()
+            self.open_timer = None
 
     def give_up_opening(self) -> None:
         """Refuse the connection before the handler accepted or rejected it (it took too long, or the
         server shuts down), and tell the adapter."""
         if not self._answered:
-            self._answered = self._closing = True
+            self._answer()
+            self._closing = True
             self._queue({"type": "websocket.close", "code": 1000})
             self.adapter.on_close(None)
 
     async def read(self) -> None:
         """Report what the server receives to the adapter until the connection ends."""
-        receive, adapter, reading = self._receive, self.adapter, self._reading
+        receive, adapter = self._receive, self.adapter
         while True:
-            if not reading.is_set():
-                await reading.wait()
+            if self._reading_paused and self._reading is not None:
+                await self._reading.wait()
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
@@ -307,15 +338,17 @@ class WebSocketApp:
                 await send(message)
             return
         reader = loop.create_task(connection.read())
-        open_timer = loop.call_later(settings.open_timeout, connection.give_up_opening)
+        connection.open_timer = loop.call_later(settings.open_timeout, connection.give_up_opening)
         try:
-            await asyncio.shield(handler_done)
+            # not shielded: a cancelled task cancels the future, which finished() then leaves alone
+            await handler_done
             # the gateway has settled the connection: let its last message go out
             await asyncio.wait_for(connection.finished.wait(), settings.close_timeout)
         except asyncio.TimeoutError:
             LOG.warning("WebSocket %s did not finish closing in time", scope.get("path"))
         finally:
-            open_timer.cancel()
+            if connection.open_timer is not None:
+                connection.open_timer.cancel()
             reader.cancel()
             connection.lost()  # a handler still running (the server gave up on it) is released
 
