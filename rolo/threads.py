@@ -95,6 +95,26 @@ _Task = tuple[Callable[[], object], "Callable[[], object] | None"]
 """A job, and what to call once its thread is back in the pool."""
 
 
+class _PoolThread(HandlerThread):
+    """A thread of a :class:`HandlerPool`: it runs the pool's loop of jobs, starting with ``task``.
+
+    It calls that loop itself, with a plain call, rather than through ``Thread.run``, whose call with
+    ``*args`` Python 3.11 makes through a C frame of its own: the handler's stack is about 600 bytes
+    shallower, which keeps a connection's idle handler thread within two pages of its stack (one fewer
+    page resident per connection).
+    """
+
+    def __init__(self, work: Callable[[_Task | None], None], task: _Task | None, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._work = work
+        self._task = task
+
+    def run(self) -> None:
+        _schedule_as_batch()
+        task, self._task = self._task, None  # the thread keeps no job alive once it is done with it
+        self._work(task)
+
+
 class HandlerPool:
     """Threads that run handlers: started as jobs come, up to ``max_threads``; a thread that finished a
     job takes the next one, and one idle for ``idle_timeout`` seconds exits (unless it is one of the
@@ -134,7 +154,7 @@ class HandlerPool:
         self.max_waiting = max_waiting
         self.idle_timeout = idle_timeout
         self.spares = spares
-        self._thread_class: type[HandlerThread] = type("HandlerThread", (HandlerThread,), {"stack_size": stack_size})
+        self._thread_class: type[_PoolThread] = type("HandlerThread", (_PoolThread,), {"stack_size": stack_size})
         self._numbers = itertools.count(1)
         # a C queue: an idle thread waits in it without the GIL, and a job put into it wakes one
         self._jobs: queue.SimpleQueue[_Task | object] = queue.SimpleQueue()
@@ -211,7 +231,7 @@ class HandlerPool:
     def _new_thread(self, task: _Task | None) -> threading.Thread:
         # called holding the lock
         name = f"{self.name}-{next(self._numbers)}"
-        thread = self._thread_class(target=self._work, args=(task,), name=name, daemon=True)
+        thread = self._thread_class(self._work, task, name)
         self.threads.add(thread)
         self._unstarted += 1
         return thread

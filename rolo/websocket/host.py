@@ -132,30 +132,17 @@ class WebSocketHost:
             counters=self.counters,
         )
         environ[WEBSOCKET_KEY] = adapter
+        handler = _Handler(self, adapter, environ, on_finished)
         # counted out once its thread is back in the pool: a connection admitted by the count gets a thread
         try:
-            self.pool.submit(
-                lambda: self._run(environ), then=lambda: self._call_in_loop(lambda: self._finished(on_finished))
-            )
+            self.pool.submit(handler.run, then=handler.returned)
         except RuntimeError:
             self.counters.upgrades.add(HTTPStatus.SERVICE_UNAVAILABLE)  # the server answers 503
             raise
         self.handlers.started()
         self.connections.add(adapter)
-        adapter.add_close_listener(lambda: self.connections.discard(adapter))
+        adapter.add_close_listener(handler.closed)
         return adapter
-
-    def _run(self, environ: WebSocketEnvironment) -> None:
-        # the handler thread
-        try:
-            self.listener(environ)
-        except Exception:
-            LOG.exception("WebSocket listener failed for %s", environ.get("PATH_INFO"))
-
-    def _finished(self, on_finished: Callable[[], None] | None) -> None:
-        self.handlers.finished()
-        if on_finished is not None:
-            on_finished()
 
     def go_away(self) -> None:
         """Refuse upgrade requests from now on, and close every open connection with 1001 (going away),
@@ -167,3 +154,47 @@ class WebSocketHost:
     def stop(self) -> None:
         """Let the handler threads exit once their handlers return (see :meth:`HandlerPool.stop`)."""
         self.pool.stop()
+
+
+class _Handler:
+    """The handler of one connection, as its host runs it: what its thread runs, and what the loop does
+    once it returned and once the connection closed.
+
+    One small object where closures would take ten (functions, their cells and tuples), for as long as the
+    connection is open: less memory per connection, and less for the garbage collector to go through.
+    """
+
+    __slots__ = ("adapter", "environ", "host", "on_finished")
+
+    def __init__(
+        self,
+        host: WebSocketHost,
+        adapter: ThreadedWebSocketAdapter,
+        environ: WebSocketEnvironment,
+        on_finished: Callable[[], None] | None,
+    ) -> None:
+        self.host = host
+        self.adapter = adapter
+        self.environ = environ
+        self.on_finished = on_finished
+
+    def run(self) -> None:
+        """Run the listener with the connection's environment (the handler thread)."""
+        try:
+            self.host.listener(self.environ)
+        except Exception:
+            LOG.exception("WebSocket listener failed for %s", self.environ.get("PATH_INFO"))
+
+    def returned(self) -> None:
+        """The handler returned and its thread is back in the pool (that thread)."""
+        self.host._call_in_loop(self.finished)
+
+    def finished(self) -> None:
+        """Count the handler out (the loop thread)."""
+        self.host.handlers.finished()
+        if self.on_finished is not None:
+            self.on_finished()
+
+    def closed(self) -> None:
+        """The connection closed: it is no longer one of the host's (the loop thread)."""
+        self.host.connections.discard(self.adapter)
