@@ -444,7 +444,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._changed.notify_all()
 
     def _flush(self) -> None:
-        with self._changed:
+        with self._lock:  # the lock itself, not the condition over it: no Python-level __enter__ and __exit__
             messages, self._outbox = self._outbox, []
             counters = self._counters
             counters.messages_sent += len(messages)
