@@ -33,8 +33,8 @@ WebSocketEnvironment = dict[str, Any]
 """A WSGI environment for the upgrade request, with the connection's adapter under :data:`WEBSOCKET_KEY`."""
 
 
-# slots: a handler that echoes makes two messages for each it receives, and a frozen dataclass is made in
-# half the time with slots (0.33 µs instead of 0.65) and takes less memory
+# slots: a handler that echoes makes two messages for each it receives, and each may wait in a queue; with
+# slots one is made in 4% fewer instructions and takes 40 bytes instead of 56 and its values
 
 
 @dataclass(frozen=True, slots=True)
