@@ -25,9 +25,9 @@ import enum
 import functools
 import logging
 import queue
-import sys
 import threading
 from collections.abc import Callable, Iterable
+from sys import getsizeof
 from typing import Final, Protocol, final
 
 from rolo.counters import WebSocketCounters
@@ -188,23 +188,29 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     # -- handler side ------------------------------------------------------------------------------
 
     def receive(self, timeout: float | None = None) -> Event:
-        if self._wake_ups is not None and self._inbox.empty():
+        inbox = self._inbox
+        if self._wake_ups is not None and inbox.empty():
             self._wake_ups.blocking(self)
         try:
-            event = self._inbox.get(timeout=timeout)
+            event = inbox.get(True, timeout)
         except queue.Empty:
             raise TimeoutError(f"no message within {timeout} seconds") from None
         if event is _END:
-            self._inbox.put(_END)  # for the next receive, in this thread or another
+            inbox.put(_END)  # for the next receive, in this thread or another
             raise self._disconnected()
-        if not isinstance(event, CreateConnection):
-            size = sys.getsizeof(event.data)
-            with self._lock:
-                self._bytes_taken += size
-            if type(event) is EncodedText:
-                event = TextMessage(event.data.decode("utf-8"))
-        if self._reading_paused:
-            self._resume_if_drained()
+        if isinstance(event, CreateConnection):  # comes before any message: reading is not held yet
+            return event
+        data = event.data
+        size = getsizeof(data)
+        with self._lock:  # once for the count and, while reading is held, for whether to resume it
+            self._bytes_taken += size
+            resume = self._reading_paused and not self._resume_pending and self._drained()
+            if resume:
+                self._resume_pending = True
+        if resume:
+            self._call_in_loop(self._resume_reading)
+        if isinstance(event, EncodedText):
+            return TextMessage(event.data.decode("utf-8"))
         return event
 
     def _drained(self) -> bool:
@@ -213,14 +219,6 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._inbox.qsize() + len(self._arrived) < self._resume_below
             and self._bytes_read - self._bytes_taken < self._max_queue_bytes // 2
         )
-
-    def _resume_if_drained(self) -> None:
-        with self._lock:
-            resume = self._reading_paused and not self._resume_pending and self._drained()
-            if resume:
-                self._resume_pending = True
-        if resume:
-            self._call_in_loop(self._resume_reading)
 
     def accept(
         self,
@@ -367,7 +365,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         """A complete message arrived."""
         arrived = self._arrived
         arrived.append(message)
-        self._bytes_read += sys.getsizeof(message.data)
+        self._bytes_read += getsizeof(message.data)
         counters = self._counters
         counters.messages_received += 1
         counters.received_bytes += len(message.data)
@@ -444,7 +442,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._changed.notify_all()
 
     def _flush(self) -> None:
-        with self._changed:
+        with self._lock:  # the lock itself, not the condition over it: no Python-level __enter__ and __exit__
             messages, self._outbox = self._outbox, []
             counters = self._counters
             counters.messages_sent += len(messages)

@@ -45,23 +45,20 @@ class BatchedCalls:
     def __init__(self, call_from_thread: Callable[[Call], None]) -> None:
         self._call_from_thread = call_from_thread
         self._calls: deque[Call] = deque()
-        self._lock = threading.Lock()
-        self._wake_pending = False
+        # held while a wake-up is pending (or the calls are held): taking it is the one check a call makes,
+        # without the Python-level ``with`` a lock around a flag costs; only the loop thread releases it
+        self._wake_pending = threading.Lock()
 
     def __call__(self, call: Call) -> None:
         """Run ``call`` on the loop thread, soon; callable from any thread."""
         self._calls.append(call)
-        with self._lock:
-            if self._wake_pending:
-                return
-            self._wake_pending = True
-        self._call_from_thread(self._run_calls)
+        if self._wake_pending.acquire(False):  # none was pending: this call wakes the loop
+            self._call_from_thread(self._run_calls)
 
     def hold(self) -> None:
         """Queue calls without waking the loop, until :meth:`release`; call this on the loop thread, which
         is about to wait for them."""
-        with self._lock:
-            self._wake_pending = True
+        self._wake_pending.acquire(False)
 
     def release(self) -> None:
         """Run the calls queued since :meth:`hold` (loop thread), and wake the loop for calls again."""
@@ -69,8 +66,8 @@ class BatchedCalls:
 
     def _run_calls(self) -> None:
         # cleared before counting: a call queued from now on is counted below or wakes the loop again
-        with self._lock:
-            self._wake_pending = False
+        if self._wake_pending.locked():  # unless a release ran the calls this wake-up was for
+            self._wake_pending.release()
         calls = self._calls
         # only those queued so far: the loop gets back to I/O even while handlers keep calling
         for _ in range(len(calls)):
@@ -148,7 +145,10 @@ class HandlerTurns:
                 self._running = set(adapters)
                 self._all_blocked.acquire()
             for adapter in adapters:
-                self._deliver(adapter)
+                try:
+                    adapter.deliver()
+                except Exception:
+                    LOG.exception("delivering messages to a handler failed")
             # released by the last handler to block; otherwise the limit ends the wait
             self._all_blocked.acquire(timeout=min(self._turn_limit, self._handler_time * len(adapters)))
             with self._lock:
@@ -157,10 +157,3 @@ class HandlerTurns:
                     self._all_blocked.release()
         finally:
             self._calls.release()
-
-    @staticmethod
-    def _deliver(adapter: ThreadedWebSocketAdapter) -> None:
-        try:
-            adapter.deliver()
-        except Exception:
-            LOG.exception("delivering messages to a handler failed")

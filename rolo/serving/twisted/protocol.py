@@ -139,7 +139,11 @@ HOLD_FOR_TURN = 4
 FRAMES_PER_TURN = 256
 """The most frames of one connection parsed in one turn of the reactor."""
 
-_PARSED_HERE = frozenset((Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY, Opcode.PING))
+# the opcodes as globals for the paths every message takes: reading a member off its enum class takes
+# 0.1 µs, five times as long as reading a global, and a message read and sent took eight
+_CONTINUATION, _TEXT, _BINARY, _PING = Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY, Opcode.PING
+
+_PARSED_HERE = frozenset((_CONTINUATION, _TEXT, _BINARY, _PING))
 
 
 class GatewayWebSocketProtocol(ProtocolInternals):
@@ -293,8 +297,10 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         data = self.data
         start = 0
         max_size = self.maxMessagePayloadSize
+        received = len(data)
         try:
-            while self.frames_this_turn < FRAMES_PER_TURN:
+            # the read is usually used up by whole frames: stopping at its end spares a call to read_frame
+            while start < received and self.frames_this_turn < FRAMES_PER_TURN:
                 head = read_frame(data, start)
                 if head is None:
                     return False
@@ -307,13 +313,13 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                 if (
                     first & RSV
                     or opcode not in _PARSED_HERE
-                    or (opcode == Opcode.CONTINUATION and self.fragments is None)
+                    or (opcode == _CONTINUATION and self.fragments is None)
                 ):
                     return True  # compression, pongs, close frames, errors: Autobahn's to parse
-                if opcode == Opcode.PING:
+                if opcode == _PING:
                     if not first & FIN or end - payload_start > 125:
                         return True
-                elif opcode != Opcode.CONTINUATION and self.fragments is not None:
+                elif opcode != _CONTINUATION and self.fragments is not None:
                     fail_connection(self, CloseCode.PROTOCOL_ERROR, "a new message inside a fragmented one")
                     return False
                 elif 0 < max_size < end - payload_start + len(self.fragments or b""):
@@ -322,7 +328,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                     fail_connection(self, CloseCode.MESSAGE_TOO_BIG, f"a message over {max_size} bytes")
                     return False
                 if len(data) < end:
-                    if end - payload_start > WHOLE_FRAME_LIMIT and opcode != Opcode.PING:
+                    if end - payload_start > WHOLE_FRAME_LIMIT and opcode != _PING:
                         # a large frame goes into one buffer as its pieces come: the transport reads the
                         # rest straight into it where it can, or each piece read is copied into it once
                         incoming = self.incoming = bytearray(end - payload_start)
@@ -338,7 +344,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                     payload = unmasked(bytearray(memoryview(data)[payload_start:end]), mask)
                 start = end
                 self.frames_this_turn += 1
-                if opcode == Opcode.PING:
+                if opcode == _PING:
                     self.sendPong(payload)
                 elif not self.take_data(opcode, bool(first & FIN), payload):
                     return False  # failed
@@ -353,8 +359,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         """Take a data frame's payload (unmasked): deliver a message it ends; ``False`` if it fails the
         connection (text that is not UTF-8)."""
         data_arrived(self)
-        if opcode != Opcode.CONTINUATION:
-            self.fragments_binary = opcode == Opcode.BINARY
+        if opcode != _CONTINUATION:
+            self.fragments_binary = opcode == _BINARY
             if not fin:
                 self.fragments = bytearray(payload)
                 if not self.fragments_binary:
@@ -374,7 +380,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         message: BytesMessage | TextMessage | EncodedText
         if self.fragments_binary:
             message = BytesMessage(bytes(fragments))
-        elif opcode == Opcode.CONTINUATION or fragments.isascii():
+        elif opcode == _CONTINUATION or fragments.isascii():
             message = EncodedText(bytes(fragments))  # validated on the way
         else:
             try:
@@ -451,7 +457,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             payload = message.data.encode("utf-8") if isinstance(message, TextMessage) else message.data
             compressor.start_compress_message()
             payload = compressor.compress_message_data(payload) + compressor.end_compress_message()
-            opcode = Opcode.TEXT if isinstance(message, TextMessage) else Opcode.BINARY
+            opcode = _TEXT if isinstance(message, TextMessage) else _BINARY
             pieces.append(frame_header(opcode, len(payload), compressed=True))
             pieces.append(payload)
         write_now(self.transport, pieces if len(pieces) <= _PIECES_PER_WRITE else [b"".join(pieces)])
@@ -536,9 +542,9 @@ def _frame(message: Message) -> tuple[bytes, ...]:
     last, frame = _last_framed
     if message is not last:
         if isinstance(message, TextMessage):
-            opcode, payload = Opcode.TEXT, message.data.encode("utf-8")
+            opcode, payload = _TEXT, message.data.encode("utf-8")
         else:
-            opcode, payload = Opcode.BINARY, message.data
+            opcode, payload = _BINARY, message.data
         header = frame_header(opcode, len(payload))
         frame = (header + payload,) if len(payload) < _JOIN_BELOW else (header, payload)
         _last_framed = message, frame
