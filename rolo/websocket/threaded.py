@@ -308,9 +308,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 return
             if self._sent is None:
                 reason = fit_close_reason(reason)
-                # queued behind any pending flush, so messages sent before close() go out first
                 self._sent = Close(code, reason or "")
-                self._call_in_loop(lambda: self._connection.close(code, reason))
+                self._call_in_loop(lambda: self._flush_and_close(code, reason))
                 self._changed.notify_all()  # a send waiting for room gives up now, not at the close's end
             self._about_to_block()
             closed = self._changed.wait_for(
@@ -427,8 +426,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 return
             self._sent = Close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
             self._changed.notify_all()
-        self._flush()
-        self._connection.close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
+        self._flush_and_close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
 
     def on_pause_writing(self) -> None:
         """The transport's buffer is over its high-water mark: hold ``send``."""
@@ -440,6 +438,12 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         with self._changed:
             self._writing_paused = False
             self._changed.notify_all()
+
+    def _flush_and_close(self, code: int, reason: str | None) -> None:
+        # the messages queued before the close go out first: those whose flush is pending in the loop, and
+        # those queued behind a flush that offer_each has not handed over yet
+        self._flush()
+        self._connection.close(code, reason)
 
     def _flush(self) -> None:
         with self._lock:  # the lock itself, not the condition over it: no Python-level __enter__ and __exit__
