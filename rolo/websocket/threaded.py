@@ -490,29 +490,36 @@ def offer_each(
         raises ``TimeoutError``), or the :class:`~rolo.websocket.errors.WebSocketDisconnectedError`
         ``send`` raises for a connection that is closed or closing; and what hands the sends to the loop
         (call it once)
-    :raises WebSocketStateError: for a connection that is not open yet (or was rejected)
+    :raises WebSocketStateError: for a connection that is not open yet (or was rejected); the message
+        then goes to the connections before it in ``adapters`` that took it, as if handed over
     """
     outcomes: list[bool | WebSocketDisconnectedError] = []
     to_flush: dict[Callable[[Callable[[], None]], None], list[ThreadedWebSocketAdapter]] = {}
-    for adapter in adapters:
-        try:
-            if isinstance(adapter, ThreadedWebSocketAdapter):
-                flush = adapter._offer(message)
-                if flush:
-                    to_flush.setdefault(adapter._call_in_loop, []).append(adapter)
-                outcomes.append(flush is not None)
-            else:
-                adapter.send(message, 0)
-                outcomes.append(True)
-        except TimeoutError:
-            outcomes.append(False)
-        except WebSocketDisconnectedError as error:
-            outcomes.append(error)
 
     def hand_over() -> None:
         for call_in_loop, group in to_flush.items():
             call_in_loop(functools.partial(_flush_each, group))
 
+    try:
+        for adapter in adapters:
+            try:
+                if isinstance(adapter, ThreadedWebSocketAdapter):
+                    flush = adapter._offer(message)
+                    if flush:
+                        to_flush.setdefault(adapter._call_in_loop, []).append(adapter)
+                    outcomes.append(flush is not None)
+                else:
+                    adapter.send(message, 0)
+                    outcomes.append(True)
+            except TimeoutError:
+                outcomes.append(False)
+            except WebSocketDisconnectedError as error:
+                outcomes.append(error)
+    except BaseException:
+        # the connections it queued on before have their flush marked pending: without it, none of
+        # their later sends would ask the loop for one
+        hand_over()
+        raise
     return outcomes, hand_over
 
 
