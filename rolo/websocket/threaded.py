@@ -254,10 +254,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         with self._lock:
             if not self._can_send_now():
                 self._wait_to_send(timeout)
-            self._outbox.append(message)
-            self._outbox_bytes += len(message.data)
-            flush = not self._flush_pending
-            self._flush_pending = True
+            flush = self._queue(message)
         if flush:
             self._call_in_loop(self._flush)
 
@@ -273,10 +270,15 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 if not self._is_open():
                     raise self._not_open()
                 return None
-            self._outbox.append(message)
-            self._outbox_bytes += len(message.data)
-            flush = not self._flush_pending
-            self._flush_pending = True
+            return self._queue(message)
+
+    def _queue(self, message: Message) -> bool:
+        """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
+        rather than a flush being asked for already."""
+        self._outbox.append(message)
+        self._outbox_bytes += len(message.data)
+        flush = not self._flush_pending
+        self._flush_pending = True
         return flush
 
     def _can_send_now(self) -> bool:
