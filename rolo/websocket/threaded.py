@@ -254,10 +254,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         with self._lock:
             if not self._can_send_now():
                 self._wait_to_send(timeout)
-            self._outbox.append(message)
-            self._outbox_bytes += len(message.data)
-            flush = not self._flush_pending
-            self._flush_pending = True
+            flush = self._queue(message)
         if flush:
             self._call_in_loop(self._flush)
 
@@ -273,10 +270,15 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 if not self._is_open():
                     raise self._not_open()
                 return None
-            self._outbox.append(message)
-            self._outbox_bytes += len(message.data)
-            flush = not self._flush_pending
-            self._flush_pending = True
+            return self._queue(message)
+
+    def _queue(self, message: Message) -> bool:
+        """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
+        rather than a flush being asked for already."""
+        self._outbox.append(message)
+        self._outbox_bytes += len(message.data)
+        flush = not self._flush_pending
+        self._flush_pending = True
         return flush
 
     def _can_send_now(self) -> bool:
@@ -308,9 +310,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 return
             if self._sent is None:
                 reason = fit_close_reason(reason)
-                # queued behind any pending flush, so messages sent before close() go out first
                 self._sent = Close(code, reason or "")
-                self._call_in_loop(lambda: self._connection.close(code, reason))
+                self._call_in_loop(lambda: self._flush_and_close(code, reason))
                 self._changed.notify_all()  # a send waiting for room gives up now, not at the close's end
             self._about_to_block()
             closed = self._changed.wait_for(
@@ -427,8 +428,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 return
             self._sent = Close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
             self._changed.notify_all()
-        self._flush()
-        self._connection.close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
+        self._flush_and_close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
 
     def on_pause_writing(self) -> None:
         """The transport's buffer is over its high-water mark: hold ``send``."""
@@ -440,6 +440,12 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         with self._changed:
             self._writing_paused = False
             self._changed.notify_all()
+
+    def _flush_and_close(self, code: int, reason: str | None) -> None:
+        # the messages queued before the close go out first: those whose flush is pending in the loop, and
+        # those queued behind a flush that offer_each has not handed over yet
+        self._flush()
+        self._connection.close(code, reason)
 
     def _flush(self) -> None:
         with self._lock:  # the lock itself, not the condition over it: no Python-level __enter__ and __exit__
@@ -486,29 +492,36 @@ def offer_each(
         raises ``TimeoutError``), or the :class:`~rolo.websocket.errors.WebSocketDisconnectedError`
         ``send`` raises for a connection that is closed or closing; and what hands the sends to the loop
         (call it once)
-    :raises WebSocketStateError: for a connection that is not open yet (or was rejected)
+    :raises WebSocketStateError: for a connection that is not open yet (or was rejected); the message
+        then goes to the connections before it in ``adapters`` that took it, as if handed over
     """
     outcomes: list[bool | WebSocketDisconnectedError] = []
     to_flush: dict[Callable[[Callable[[], None]], None], list[ThreadedWebSocketAdapter]] = {}
-    for adapter in adapters:
-        try:
-            if isinstance(adapter, ThreadedWebSocketAdapter):
-                flush = adapter._offer(message)
-                if flush:
-                    to_flush.setdefault(adapter._call_in_loop, []).append(adapter)
-                outcomes.append(flush is not None)
-            else:
-                adapter.send(message, 0)
-                outcomes.append(True)
-        except TimeoutError:
-            outcomes.append(False)
-        except WebSocketDisconnectedError as error:
-            outcomes.append(error)
 
     def hand_over() -> None:
         for call_in_loop, group in to_flush.items():
             call_in_loop(functools.partial(_flush_each, group))
 
+    try:
+        for adapter in adapters:
+            try:
+                if isinstance(adapter, ThreadedWebSocketAdapter):
+                    flush = adapter._offer(message)
+                    if flush:
+                        to_flush.setdefault(adapter._call_in_loop, []).append(adapter)
+                    outcomes.append(flush is not None)
+                else:
+                    adapter.send(message, 0)
+                    outcomes.append(True)
+            except TimeoutError:
+                outcomes.append(False)
+            except WebSocketDisconnectedError as error:
+                outcomes.append(error)
+    except BaseException:
+        # the connections it queued on before have their flush marked pending: without it, none of
+        # their later sends would ask the loop for one
+        hand_over()
+        raise
     return outcomes, hand_over
 
 

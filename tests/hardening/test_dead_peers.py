@@ -84,6 +84,30 @@ async def test_peer_that_resets_is_detected_at_once(serve):
 
 
 @pytest_twisted.ensureDeferred
+async def test_peer_that_leaves_in_the_middle_of_a_large_frame_is_detected_at_once(serve):
+    # the server reads the rest of a large frame straight into its buffer: cut after the header alone,
+    # within the first read (the end of the stream met as the server reads on at once), and later on
+    drain()
+    server = serve(echo_until_disconnected)
+    frame = wsclient.ABNF.create_frame(b"x" * 1024 * 1024, wsclient.ABNF.OPCODE_BINARY).format()
+
+    def leave(cut: int, how: str) -> int:
+        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+        ws.sock.sendall(frame[:cut])
+        if how == "reset":
+            reset(ws.sock)
+        else:
+            ws.sock.close()  # a FIN
+        _, code = outcomes.get(timeout=10)
+        return code
+
+    for cut in (14, 2000, 200_000):
+        for how in ("reset", "close"):
+            assert await in_thread(leave, cut, how) == 1006, (cut, how)
+    await assert_handlers_returned(server)
+
+
+@pytest_twisted.ensureDeferred
 async def test_silent_peer_is_dropped_after_the_ping_timeout(serve):
     drain()
     server = serve(echo_until_disconnected, ping_interval=0.5, ping_timeout=0.5)

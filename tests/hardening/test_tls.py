@@ -19,6 +19,7 @@ from rolo.serving.twisted import TwistedGateway
 from rolo.websocket import WebSocketRequest
 from tests.conftest import gateway_for
 from tests.helpers import in_thread, self_signed_certificate
+from tests.websocket.test_flow import echo_large_messages
 
 # Twisted's ssl: endpoint still hands pyOpenSSL its own certificate and key types
 pytestmark = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
@@ -41,7 +42,7 @@ def hello(request):
 def tls_server(tmp_path):
     """A TwistedGateway on an ``ssl:`` endpoint: yields (port number, certificate path)."""
     key, cert = self_signed_certificate(tmp_path)
-    site = TwistedGateway(gateway_for(echo, hello), header_timeout=0.5)
+    site = TwistedGateway(gateway_for(echo, hello), header_timeout=0.5, max_message_size=2 * 1024 * 1024)
     key_argument, cert_argument = quoteStringArgument(str(key)), quoteStringArgument(str(cert))
     description = f"ssl:0:interface=127.0.0.1:privateKey={key_argument}:certKey={cert_argument}"
     port = pytest_twisted.blockon(serverFromString(reactor, description).listen(site))
@@ -66,6 +67,20 @@ async def test_wss_with_websocket_client(tls_server):
     greeting, echoed, version = await in_thread(client)
     print(f"wss via websocket-client: {version}")
     assert (greeting, echoed) == ("secure=True", "over TLS")
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_messages_arrive_whole_over_tls(tls_server):
+    # over TLS the server copies each piece of a large frame as it comes, where over TCP it reads the rest
+    # of the frame straight into its buffer
+    port, cert = tls_server
+
+    def client() -> bool:
+        ws = wsclient.create_connection(f"wss://127.0.0.1:{port}/echo", timeout=10, sslopt={"ca_certs": str(cert)})
+        assert ws.recv() == "secure=True"
+        return echo_large_messages(ws)
+
+    assert await in_thread(client)
 
 
 @pytest_twisted.ensureDeferred

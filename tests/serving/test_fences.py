@@ -21,7 +21,7 @@ from twisted.web.http_headers import Headers
 
 from rolo.serving.twisted import _autobahn, _twisted
 from rolo.serving.twisted.protocol import GatewayWebSocketProtocol
-from rolo.websocket.frames import Opcode, frame_header
+from rolo.websocket.frames import Opcode, frame_header, unmask
 
 from ..helpers import in_thread
 
@@ -50,6 +50,17 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
     assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows
     assert issubclass(GatewayWebSocketProtocol, _autobahn.ProtocolInternals)
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_unmasked_gives_what_unmasking_in_python_gives_in_place_or_through_process(monkeypatch, in_place):
+    # in place through the native masker (whose SSE2 path takes an unaligned head, 16-byte blocks and a
+    # tail), or through Autobahn's public process() where the native masker is not there
+    monkeypatch.setattr(_autobahn, "_IN_PLACE", in_place)
+    mask = bytes([0x5A, 0x01, 0xFF, 0x80])
+    for size in (1, 3, 15, 16, 17, 33, 4099, 70_001):
+        payload = (bytes(range(256)) * (size // 256 + 1))[:size]
+        assert _autobahn.unmasked(bytearray(unmask(payload, mask)), mask) == payload, size
 
 
 class _Sink(Protocol):

@@ -16,8 +16,10 @@ from twisted.internet import reactor
 from websockets.sync.client import connect as websockets_connect
 
 from rolo import Response, route
+from rolo.serving.twisted import TwistedGateway
 from rolo.serving.twisted.threads import idle_within
 from rolo.websocket import WEBSOCKET_KEY, WebSocketDisconnectedError, WebSocketRequest
+from tests.conftest import gateway_for
 from tests.helpers import Signal, in_thread
 
 
@@ -230,27 +232,48 @@ async def test_messages_of_every_header_size_arrive_whole(serve):
 PAYLOAD_SIZES = [2048, 3001, 65_537, 1024 * 1024 + 3]
 
 
+def echo_large_messages(ws: wsclient.WebSocket) -> bool:
+    """Send an echo server messages of ``PAYLOAD_SIZES`` bytes, each whole and in fragments of odd sizes
+    (each masked with a key of its own); whether all came back as sent. Closes ``ws``."""
+    payloads = [bytes(range(256)) * (size // 256) + b"\xa5" * (size % 256) for size in PAYLOAD_SIZES]
+    echoed = []
+    for payload in payloads:
+        ws.send_binary(payload)
+        echoed.append(ws.recv())
+        pieces = [payload[start : start + 70_001] for start in range(0, len(payload), 70_001)]
+        for n, piece in enumerate(pieces):
+            opcode = wsclient.ABNF.OPCODE_BINARY if n == 0 else wsclient.ABNF.OPCODE_CONT
+            ws.send_frame(wsclient.ABNF.create_frame(piece, opcode, fin=n == len(pieces) - 1))
+        echoed.append(ws.recv())
+    ws.close()
+    return echoed == [payload for payload in payloads for _ in range(2)]
+
+
 @pytest_twisted.ensureDeferred
 async def test_large_messages_the_peer_sends_arrive_unmasked_whole_or_in_fragments(serve):
     server = serve(echo, max_message_size=2 * 1024 * 1024)
-    payloads = [bytes(range(256)) * (size // 256) + b"\xa5" * (size % 256) for size in PAYLOAD_SIZES]
+    assert await in_thread(lambda: echo_large_messages(wsclient.create_connection(server.ws("/echo"), timeout=10)))
 
-    def client():
-        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
-        echoed = []
-        for payload in payloads:
-            ws.send_binary(payload)
-            echoed.append(ws.recv())
-            # in fragments of odd sizes, each masked with a key of its own
-            pieces = [payload[start : start + 70_001] for start in range(0, len(payload), 70_001)]
-            for n, piece in enumerate(pieces):
-                opcode = wsclient.ABNF.OPCODE_BINARY if n == 0 else wsclient.ABNF.OPCODE_CONT
-                ws.send_frame(wsclient.ABNF.create_frame(piece, opcode, fin=n == len(pieces) - 1))
-            echoed.append(ws.recv())
-        ws.close()
-        return echoed
 
-    assert await in_thread(client) == [payload for payload in payloads for _ in range(2)]
+@pytest_twisted.ensureDeferred
+async def test_large_messages_arrive_whole_over_a_unix_socket(tmp_path):
+    # Twisted's UNIX server connection is a TCP one underneath: the server reads the rest of a large frame
+    # straight into its buffer there too (see test_tls for TLS, where it reads as usual)
+    site = TwistedGateway(gateway_for(echo), max_message_size=2 * 1024 * 1024)
+    path = str(tmp_path / "rolo.sock")
+    port = reactor.listenUNIX(path, site)
+
+    def client() -> bool:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(10)
+        sock.connect(path)
+        return echo_large_messages(wsclient.create_connection("ws://localhost/echo", socket=sock, timeout=10))
+
+    try:
+        assert await in_thread(client)
+    finally:
+        await port.stopListening()
+        await site.stop()
 
 
 @pytest_twisted.ensureDeferred

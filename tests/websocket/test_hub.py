@@ -22,6 +22,7 @@ from websockets.sync.client import connect as websockets_connect
 from rolo import Request, route
 from rolo.websocket import Hub, TextMessage, WebSocket, WebSocketDisconnectedError, WebSocketRequest
 from rolo.websocket.frames import Close
+from rolo.websocket.websocket import message_for, offer_each
 from tests.helpers import Signal, in_thread
 from tests.websocket.test_threaded_adapter import open_adapter
 
@@ -386,3 +387,39 @@ async def test_a_push_waiting_on_a_slow_peer_has_already_reached_the_others(serv
     # into a buffer that the close discards)
     assert slow_id in delivery.gone + delivery.sent
     assert members == [fast_id]
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_a_handler_sends_before_closing_goes_out_while_a_broadcast_is_being_offered(serve):
+    # a broadcast queues its message on each member first and hands the server the sends of all at once:
+    # meanwhile a member's handler that sends and closes must not have its close frame overtake its
+    # message (nor the broadcast's, which the hub counts as sent)
+    opened: queue.Queue = queue.Queue()
+    go = Signal()
+
+    @route("/last-words", methods=["WEBSOCKET"])
+    def last_words(request: WebSocketRequest):
+        websocket = request.accept()
+        opened.put(websocket)
+        go.wait()
+        websocket.send("bye")
+        websocket.close()
+
+    server = serve(last_words)
+
+    def run():
+        client = wsclient.create_connection(server.ws("/last-words"), timeout=10)
+        outcomes, hand_over = offer_each([opened.get(timeout=10)], message_for("news"))
+        go.set()
+        frames = [client.recv_data(control_frame=True)]  # before the hand-over: what the close sent first
+        hand_over()
+        while frames[-1][0] != wsclient.ABNF.OPCODE_CLOSE:
+            frames.append(client.recv_data(control_frame=True))
+        client.close()
+        return outcomes, [
+            (opcode, data[:2] if opcode == wsclient.ABNF.OPCODE_CLOSE else data) for opcode, data in frames
+        ]
+
+    outcomes, frames = await in_thread(run)
+    assert outcomes == [True]
+    assert frames == [(1, b"news"), (1, b"bye"), (8, (1000).to_bytes(2, "big"))]

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from rolo.websocket import BytesMessage, CreateConnection, TextMessage, WebSocketDisconnectedError
-from rolo.websocket.errors import WebSocketProtocolError
+from rolo.websocket.errors import WebSocketProtocolError, WebSocketStateError
 from rolo.websocket.frames import Close
 from rolo.websocket.threaded import ThreadedWebSocketAdapter, offer_each
 
@@ -133,9 +133,7 @@ def test_wake_up_is_one_per_batch_and_wakes_every_waiting_receiver():
     turn_end = TurnEnd()
     adapter, _connection, _loop = open_adapter(wake_ups=turn_end)
     received: list = []
-    receivers = [
-        threading.Thread(target=lambda: received.append(adapter.receive(timeout=5))) for _ in range(2)
-    ]
+    receivers = [threading.Thread(target=lambda: received.append(adapter.receive(timeout=5))) for _ in range(2)]
     for receiver in receivers:
         receiver.start()
     adapter.on_message(TextMessage("a"))
@@ -299,3 +297,16 @@ def test_offer_each_queues_where_there_is_room_and_hands_the_loop_one_call_for_a
     assert adapters[0][1].calls[-1] == ("send", [message])
     assert busy_connection.calls[-1] == ("send", [TextMessage("first"), message])  # in order, in one flush
     assert ("send", [message]) not in adapters[1][1].calls
+
+
+def test_offer_each_hands_over_what_it_queued_before_a_connection_not_open_stops_it():
+    adapter, connection, loop = open_adapter()
+    unaccepted = ThreadedWebSocketAdapter(RecordingConnection(), loop)
+    message = TextMessage("to everyone")
+    with pytest.raises(WebSocketStateError):
+        offer_each([adapter, unaccepted], message)
+    loop.run()
+    assert connection.calls[-1] == ("send", [message])
+    adapter.send(TextMessage("later"))  # and the connection's own sends are flushed as before
+    loop.run()
+    assert connection.calls[-1] == ("send", [TextMessage("later")])

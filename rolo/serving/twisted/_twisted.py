@@ -10,8 +10,10 @@ changed, rolo takes the public path instead, which is slower but right:
   gathers it (``socket.recv_into``), by standing in for the connection's ``doRead`` until the buffer is
   full; Twisted's ``doRead`` reads at most 64 KiB (``bufferSize``) into new bytes at a time, which the
   protocol then copies into the buffer: 16 turns of the reactor and a copy for a message of 1 MiB.
-  Anything but a plain TCP connection (TLS, UNIX sockets) reads as usual. :func:`read_now` has the
-  stand-in read at once what the socket holds, :func:`stop_reading_into` takes it away.
+  A TLS connection reads as usual. :func:`read_now` has the stand-in read at once what the socket holds,
+  :func:`stop_reading_into` takes it away.
+- Both take Twisted's UNIX server connections for TCP ones, as they are (``unix.Server`` subclasses
+  ``tcp.Server``, adding the passing of file descriptors, which rolo does not use).
 - :func:`forget_exit_signal` clears the signal ``twistd`` re-raises at exit (the reactor's
   ``_exitSignal``), so that a graceful stop exits with status 0; without it, status -15 for SIGTERM.
 - :func:`collect_head` has ``HTTPChannel.writeHeaders`` write a response's head into a list rather than
@@ -79,7 +81,7 @@ def write_now(transport: Any, pieces: list[bytes]) -> None:
     A transport's ``write`` only buffers: the bytes go out on a later turn of the reactor, once epoll says
     the socket is writable, which costs two ``epoll_ctl`` calls (to watch for writability and to stop) and
     that turn. Small writes usually fit in the socket's send buffer straight away. Anything but a plain
-    TCP connection with an empty buffer (TLS, UNIX sockets) takes ``transport.writeSequence``.
+    TCP (or UNIX) connection with an empty buffer (TLS) takes ``transport.writeSequence``.
     """
     if (
         _FAST_WRITE
@@ -113,7 +115,8 @@ def read_into(transport: Any, buffer: memoryview, received: Callable[[int], None
     socket has each time it is readable, until ``buffer`` is full; ``received(count)`` is called after
     each read, ``count`` bytes more being in ``buffer``, and once it is full, reading goes on as usual
     (the call that fills it comes after that). Whether it does: ``False`` (and nothing changed) for
-    anything but a plain TCP connection; the bytes then come to the protocol's ``dataReceived``."""
+    anything but a plain TCP (or UNIX) connection; the bytes then come to the protocol's
+    ``dataReceived``."""
     if not (_READ_INTO and isinstance(transport, tcp.Connection) and not transport.TLS and len(buffer)):
         return False
     vars(transport)["doRead"] = _ReadInto(transport, buffer, received)  # the reactor calls it instead
