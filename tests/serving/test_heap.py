@@ -15,6 +15,8 @@ from rolo.serving.twisted import TwistedGateway
 from tests.conftest import gateway_for
 
 assert gc.get_freeze_count() == 0
+unfrozen = reactor.listenTCP(0, TwistedGateway(gateway_for(), freeze_heap=False), interface="127.0.0.1")
+assert gc.get_freeze_count() == 0, "freeze_heap=False froze the heap"
 first = reactor.listenTCP(0, TwistedGateway(gateway_for()), interface="127.0.0.1")
 frozen = gc.get_freeze_count()
 made_since = [[] for _ in range(1000)]
@@ -23,7 +25,7 @@ print("FROZEN", frozen, gc.get_freeze_count())
 """
 
 
-def test_the_first_gateway_to_listen_freezes_the_heap_once_per_process():
+def test_the_first_gateway_to_listen_freezes_the_heap_once_per_process_unless_told_not_to():
     result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     _, frozen, frozen_later = next(line for line in result.stdout.splitlines() if line.startswith("FROZEN ")).split()

@@ -44,6 +44,13 @@ class TwistedSettings(ServerSettings):
         is_bool,
         option="no-compression",
     )
+    freeze_heap: bool = setting(
+        True,
+        "Leave the objects alive when the first port starts listening out of later garbage collections "
+        "(gc.freeze): shorter collector pauses; an object frozen then is never freed.",
+        is_bool,
+        option="no-freeze-heap",
+    )
     ping_interval: float = setting(
         20.0, "Between the pings sent to a WebSocket the peer is silent on (0: none).", non_negative, unit="seconds"
     )

@@ -185,10 +185,11 @@ class TwistedGateway(Site):
 
     def startFactory(self) -> None:
         """Start serving (Twisted calls it as the first port starts listening): the objects made until
-        now, the application's among them, are left out of the garbage collector's later runs (see
-        :func:`rolo.heap.freeze_startup_heap`)."""
+        now, the application's among them, are left out of the garbage collector's later runs unless the
+        ``freeze_heap`` setting is off (see :func:`rolo.heap.freeze_startup_heap`)."""
         super().startFactory()
-        freeze_startup_heap()
+        if self.settings.freeze_heap:
+            freeze_startup_heap()
 
     def buildProtocol(self, addr: Any) -> GatewayChannel:  # type: ignore[override]  # see protocol
         channel: GatewayChannel = super().buildProtocol(addr)
