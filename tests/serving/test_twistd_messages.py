@@ -119,7 +119,7 @@ def test_the_start_is_one_line_with_rolo_s_version_and_each_endpoint_another(twi
     with urllib.request.urlopen(f"http://127.0.0.1:{server.port()}/hello/ann", timeout=10) as response:
         assert response.read() == b"hello ann"  # the reactor runs: a signal now stops it gracefully
     assert server.stop() == 0
-    started = [line for line in server.lines if "rolo" in line and ("start" in line or "listening" in line)]
+    started = [line for line in server.lines if "[rolo." in line and ("start" in line or "listening" in line)]
     assert len(started) == 2, server.output
     assert f"rolo {rolo.__version__} starting, on Twisted " in started[0]
     assert "rolo listening at 127.0.0.1:" in started[1]
