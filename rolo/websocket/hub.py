@@ -346,13 +346,7 @@ class Hub:
         outcomes, hand_over = offer_each([websocket for _, websocket in targets], message)
         try:
             for target, outcome in zip(targets, outcomes):
-                if outcome is True:
-                    sent.append(target[0])
-                elif outcome is False:
-                    full.append(target)
-                else:
-                    gone.append(target[0])
-                    self.remove(target[0])
+                self._sort(target, outcome, sent, gone, full)
         finally:
             hand_over()
         slow: list[tuple[str, WebSocket]] = []
@@ -392,16 +386,31 @@ class Hub:
         gone: list[str],
         full: list[tuple[str, WebSocket]],
     ) -> None:
-        connection_id, websocket = target
+        outcome: bool | WebSocketDisconnectedError = True
         try:
-            websocket.send_message(message, timeout=timeout)
+            target[1].send_message(message, timeout=timeout)
         except TimeoutError:
+            outcome = False
+        except WebSocketDisconnectedError as error:
+            outcome = error
+        self._sort(target, outcome, sent, gone, full)
+
+    def _sort(
+        self,
+        target: tuple[str, WebSocket],
+        outcome: bool | WebSocketDisconnectedError,
+        sent: list[str],
+        gone: list[str],
+        full: list[tuple[str, WebSocket]],
+    ) -> None:
+        # what became of a message offered to ``target`` (as offer_each gives it): taken, no room, or gone
+        if outcome is True:
+            sent.append(target[0])
+        elif outcome is False:
             full.append(target)
-        except WebSocketDisconnectedError:
-            gone.append(connection_id)
-            self.remove(connection_id)
         else:
-            sent.append(connection_id)
+            gone.append(target[0])
+            self.remove(target[0])
 
     # -- the cluster -----------------------------------------------------------------------------------
 
