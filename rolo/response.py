@@ -6,7 +6,6 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from werkzeug.datastructures import Headers
 from werkzeug.utils import get_content_type
 from werkzeug.wrappers import Response as _WerkzeugResponse
 
@@ -38,7 +37,7 @@ class Response(_WerkzeugResponse):
         A streamed body stays streamed, and ``other``'s close callbacks run when this response closes.
         """
         self.status = other.status
-        _replace_headers(self.headers, other.headers)
+        self.headers.update(other.headers)
         self.response = other.response
         self.direct_passthrough = other.direct_passthrough
         self.call_on_close(other.close)
@@ -64,33 +63,3 @@ class Response(_WerkzeugResponse):
         response.set_json(doc)
         return response
 
-
-def _replace_headers(headers: Headers, other: Headers) -> None:
-    """What ``headers.update(other)`` does: each name of ``other`` takes the place of the first header of
-    that name in ``headers`` and drops the others; names ``headers`` lacks are appended, in order.
-
-    In one pass over each list when no name repeats in ``other`` (werkzeug's ``update`` walks
-    ``headers`` once per name, and ``other`` twice more: a gateway merges a response for every request);
-    through ``update`` itself otherwise.
-    """
-    incoming: dict[str, tuple[str, str]] = {}
-    for name, value in other:
-        key = name.lower()
-        if key in incoming:
-            headers.update(other)
-            return
-        incoming[key] = (name, value)
-    merged: list[tuple[str, str]] = []
-    placed: set[str] = set()
-    for name, value in headers:
-        key = name.lower()
-        line = incoming.get(key)
-        if line is None:
-            merged.append((name, value))
-        elif key not in placed:
-            placed.add(key)
-            merged.append(line)
-    merged.extend(line for key, line in incoming.items() if key not in placed)
-    headers.clear()
-    for name, value in merged:
-        headers.add(name, value)
