@@ -62,4 +62,3 @@ class Response(_WerkzeugResponse):
         response = cls(*args, **kwargs)
         response.set_json(doc)
         return response
-
