@@ -466,3 +466,40 @@ async def test_a_handler_thread_that_cannot_start_is_a_503_and_holds_no_slot(ser
     assert await in_thread(client) == (503, "still here")
     assert await idle_within(server.app.websocket.host.handlers, 10, reactor)
     assert refusals[0] not in threads.threads  # forgotten, so that stopping never joins an unstarted thread
+
+
+@pytest.mark.servers("twisted", reason="the large frame read straight into its buffer is TwistedGateway's")
+@pytest_twisted.ensureDeferred
+async def test_a_large_frame_that_ends_after_the_server_closed_is_not_delivered(serve):
+    # a message the peer finishes after the server's close frame went out has nobody to read it (RFC 6455,
+    # 5.5.1: the server reads on only for the peer's close): it is dropped, whatever its size, and the
+    # handler's receive after close finds the connection closed, not the message
+    outcome: queue.Queue[str] = queue.Queue()
+
+    @route("/close-first", methods=["WEBSOCKET"])
+    def close_first(request: WebSocketRequest):
+        with request.accept() as ws:
+            ws.receive()
+            ws.close()
+            try:
+                ws.receive(timeout=10)
+                outcome.put("delivered")
+            except WebSocketDisconnectedError:
+                outcome.put("dropped")
+
+    server = serve(close_first, max_message_size=2 * 1024 * 1024)
+    frame = wsclient.ABNF.create_frame(b"x" * 1024 * 1024, wsclient.ABNF.OPCODE_BINARY).format()
+
+    def client() -> str:
+        ws = wsclient.create_connection(server.ws("/close-first"), timeout=10)
+        # one write, so one read on the server: the message that makes the handler close, and the start
+        # of a large frame, whose rest the server then awaits
+        go = wsclient.ABNF.create_frame("go", wsclient.ABNF.OPCODE_TEXT).format()
+        ws.sock.sendall(go + frame[:100])
+        opcode, _ = ws.recv_data_frame(control_frame=True)
+        assert opcode == wsclient.ABNF.OPCODE_CLOSE
+        ws.sock.sendall(frame[100:])
+        ws.send_close()
+        return outcome.get(timeout=10)
+
+    assert await in_thread(client) == "dropped"

@@ -388,9 +388,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             except UnicodeDecodeError:
                 fail_connection(self, CloseCode.INVALID_FRAME_PAYLOAD_DATA, "a text message that is not UTF-8")
                 return False
-        if TYPE_CHECKING:  # set before the connection opened (onConnect), or no frame is read
-            assert self.adapter is not None
-        self.adapter.on_message(message)
+        self.deliver(message)
         return True
 
     def check_utf8(self, payload: bytes, final: bool) -> bool:
@@ -486,11 +484,18 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         log.info("WebSocket open {path} from {peer}", path=self.environ.get("PATH_INFO"), peer=self.peer)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.deliver(BytesMessage(payload) if isBinary else EncodedText(payload))
+
+    def deliver(self, message: BytesMessage | TextMessage | EncodedText) -> None:
+        """Hand a message that arrived to the handler's side, unless the server has closed already."""
         if self.state == WebSocketProtocol.STATE_CLOSING:
-            return  # the server closed: nobody will read it, and the peer's close reply is what counts
+            # the server closed: nobody will read it, and the peer's close reply is what counts. A large
+            # frame read straight into its buffer may end here after the close (read_frames reads no
+            # frame then, and Autobahn's parser calls onMessage)
+            return
         if TYPE_CHECKING:  # set before the connection opened (onConnect), or no message comes
             assert self.adapter is not None
-        self.adapter.on_message(BytesMessage(payload) if isBinary else EncodedText(payload))
+        self.adapter.on_message(message)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.incoming is not None:  # a large frame was coming: its buffer goes now, not at a collection
