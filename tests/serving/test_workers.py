@@ -292,9 +292,11 @@ def test_a_worker_that_keeps_failing_to_start_makes_the_supervisor_give_up(super
 
 @pytest.mark.slow
 def test_run_workers_from_python(supervisor):
+    # told no endpoint, it listens where twistd rolo does: on this machine only (port 0 for 8000 here)
     with sigint_ignored():  # as under ./dev test &: the supervisor must not inherit it (see test_twistd)
-        server = supervisor(LOOPBACK, command=[sys.executable, "-m", "tests.serving.workers_script"])
+        server = supervisor(command=[sys.executable, "-m", "tests.serving.workers_script"])
     port = server.port()
+    assert f"rolo listening at 127.0.0.1:{port} (tcp:0:interface=127.0.0.1)" in server.output
     pids = set(worker_pids(server).values())
     assert len(pids) == 2
     assert pids_answering(f"http://127.0.0.1:{port}/pid", pids) == pids

@@ -35,7 +35,7 @@ from zope.interface import implementer
 from . import relay
 from .logs import show_rolo_logs
 from .relay import FORMAT, LOG_FD, Lines, event_from_line, relabel
-from .service import LISTENING, STARTING, log_listening, log_start
+from .service import DEFAULT_ENDPOINT, LISTENING, STARTING, log_listening, log_start
 from .sharing import Reservation, SharedEndpoint, reserve
 
 __all__ = ["WorkerError", "WorkerSupervisor", "cpu_count", "run_workers", "worker_endpoints"]
@@ -429,7 +429,8 @@ def run_workers(
     grace_period: float = 10.0,
     options: Sequence[str] = (),
 ) -> int:
-    """Serve ``app`` on ``endpoints`` (``"tcp:8000"`` if none are given) from worker processes, as
+    """Serve ``app`` on ``endpoints`` (:data:`~rolo.serving.twisted.service.DEFAULT_ENDPOINT` if none are
+    given: this machine only, as ``twistd rolo`` without ``--listen``) from worker processes, as
     ``twistd -n rolo --workers`` does, until SIGTERM or SIGINT; return the exit status.
 
     It runs the global reactor in this thread, with its signal handlers, and logs to standard output.
@@ -453,7 +454,7 @@ def run_workers(
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    endpoints = endpoints or ("tcp:8000",)
+    endpoints = endpoints or (DEFAULT_ENDPOINT,)
     args = ["--app", app, "--grace-period", str(grace_period), *options]
     for endpoint in endpoints:
         args += ["--listen", endpoint]
