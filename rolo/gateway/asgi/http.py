@@ -18,13 +18,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 from werkzeug.exceptions import ClientDisconnected, RequestTimeout
 
 from rolo.counters import HttpCounters
+from rolo.gateway.answer import Answer, answer
 from rolo.gateway.gateway import Gateway
 from rolo.request import Request
 from rolo.response import Response
@@ -167,15 +168,6 @@ class _NoBody:
         self.disconnected = True
 
 
-class _Answer(NamedTuple):
-    """A handler's response, ready for the loop to send."""
-
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes | Iterator[bytes]  # the whole body, or a streamed one's iterator
-    response: Response  # to close once a streamed body is spent
-
-
 def _may_have_body(scope: dict[str, Any]) -> bool:
     """Whether a request may have a body: under HTTP/1 only one with a ``Transfer-Encoding``, or a
     ``Content-Length`` other than 0, has one (RFC 9112 6.3); under HTTP/2 and 3 any may."""
@@ -298,25 +290,20 @@ class HttpApp:
         self._pool.submit(run, queue_anyway=queue_anyway)
         return done
 
-    def _respond(self, environ: dict[str, Any], body: RequestBody | _NoBody) -> _Answer | None:
+    def _respond(self, environ: dict[str, Any], body: RequestBody | _NoBody) -> Answer | None:
         """Run the gateway (in a thread of the pool): its response, or None if the client left before."""
         if body.disconnected:
             return None  # it left while the request waited for a thread
         response = Response()
         self.gateway.process(Request(environ), response)
         try:
-            chunks, status, headers = response.get_wsgi_response(environ)
-            # encoded here, so that a header that is not Latin-1 fails the request with a 500
-            encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-            status_code = int(status.split(" ", 1)[0])
-            if response.is_sequence:
-                content = b"".join(chunks)
-                response.close()
-                return _Answer(status_code, encoded, content, response)
-            return _Answer(status_code, encoded, iter(chunks), response)
+            parts = answer(response, environ)
         except BaseException:
             response.close()
             raise
+        if isinstance(parts.body, bytes):
+            response.close()
+        return parts
 
     async def _send_last(self, send: Send, started: float, status: int, message: dict[str, Any]) -> None:
         """Send a response's last message, and count the response, whether it went out or not."""
@@ -326,7 +313,7 @@ class HttpApp:
             self.counters.responded(status, asyncio.get_running_loop().time() - started)
 
     async def _send_answer(
-        self, loop: asyncio.AbstractEventLoop, send: Send, started: float, body: RequestBody | _NoBody, answer: _Answer
+        self, loop: asyncio.AbstractEventLoop, send: Send, started: float, body: RequestBody | _NoBody, answer: Answer
     ) -> None:
         """Send the response; a streamed body's chunks are taken in threads of the pool, one ahead.
 
