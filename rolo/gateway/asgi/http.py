@@ -18,13 +18,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 from werkzeug.exceptions import ClientDisconnected, RequestTimeout
 
 from rolo.counters import HttpCounters
+from rolo.gateway.answer import Answer, answer
 from rolo.gateway.gateway import Gateway
 from rolo.request import Request
 from rolo.response import Response
@@ -140,6 +141,12 @@ class RequestBody(io.RawIOBase):
         return count
 
 
+WATCH_WAITING_AFTER = 0.01
+"""Seconds a request without a body waits for a thread before a task watches for its client leaving (a
+waiting request whose client has left is dropped). Under load most waits are shorter (a queue of fast
+requests drains in a few milliseconds), and a task that receives, then is cancelled, costs the loop about
+5 µs per request: more than the handler threads saved on the rare client that leaves that soon."""
+
 _END = object()
 """What a body's iteration gives once it is spent."""
 
@@ -167,15 +174,6 @@ class _NoBody:
         self.disconnected = True
 
 
-class _Answer(NamedTuple):
-    """A handler's response, ready for the loop to send."""
-
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes | Iterator[bytes]  # the whole body, or a streamed one's iterator
-    response: Response  # to close once a streamed body is spent
-
-
 def _may_have_body(scope: dict[str, Any]) -> bool:
     """Whether a request may have a body: under HTTP/1 only one with a ``Transfer-Encoding``, or a
     ``Content-Length`` other than 0, has one (RFC 9112 6.3); under HTTP/2 and 3 any may."""
@@ -198,8 +196,8 @@ class HttpApp:
 
     A request's body is received by a task of its own (:meth:`RequestBody.pump`) while the handler runs,
     which then watches for the client leaving. A request without a body (most) has that task only when the
-    client's leaving matters: while the request waits for a thread, and while a streamed response goes
-    out.
+    client's leaving matters: once the request has waited ``WATCH_WAITING_AFTER`` seconds for a thread, and
+    while a streamed response goes out.
 
     :ivar counters: the responses by status, for metrics (:mod:`rolo.metrics`)
     """
@@ -235,11 +233,19 @@ class HttpApp:
         pump: asyncio.Task[None] | None = None
         if isinstance(body, RequestBody):
             pump = loop.create_task(body.pump(receive))
+        watch: asyncio.TimerHandle | None = None
         try:
             try:
                 answered = self._in_thread(loop, lambda: self._respond(environ, body))
                 if pump is None and self._pool is not None and self._pool.waiting:
-                    pump = loop.create_task(body.pump(receive))  # it waits: it is dropped if its client leaves
+
+                    def watch_client() -> None:
+                        nonlocal pump
+                        if pump is None and not answered.done():
+                            pump = loop.create_task(body.pump(receive))
+
+                    # it waits: it is dropped if its client leaves meanwhile, once it has waited a while
+                    watch = loop.call_later(WATCH_WAITING_AFTER, watch_client)
                 answer = await answered
             except PoolFull:
                 text = b"every HTTP thread is busy and as many requests wait: try again\n"
@@ -258,6 +264,8 @@ class HttpApp:
                     LOG.exception("HTTP request to %s failed", scope.get("path"))
                     raise  # part of the body is out: only a cut connection tells the client it is incomplete
         finally:
+            if watch is not None:
+                watch.cancel()
             if pump is not None:
                 pump.cancel()
             body.disconnect()
@@ -298,25 +306,20 @@ class HttpApp:
         self._pool.submit(run, queue_anyway=queue_anyway)
         return done
 
-    def _respond(self, environ: dict[str, Any], body: RequestBody | _NoBody) -> _Answer | None:
+    def _respond(self, environ: dict[str, Any], body: RequestBody | _NoBody) -> Answer | None:
         """Run the gateway (in a thread of the pool): its response, or None if the client left before."""
         if body.disconnected:
             return None  # it left while the request waited for a thread
         response = Response()
         self.gateway.process(Request(environ), response)
         try:
-            chunks, status, headers = response.get_wsgi_response(environ)
-            # encoded here, so that a header that is not Latin-1 fails the request with a 500
-            encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-            status_code = int(status.split(" ", 1)[0])
-            if response.is_sequence:
-                content = b"".join(chunks)
-                response.close()
-                return _Answer(status_code, encoded, content, response)
-            return _Answer(status_code, encoded, iter(chunks), response)
+            parts = answer(response, environ)
         except BaseException:
             response.close()
             raise
+        if isinstance(parts.body, bytes):
+            response.close()
+        return parts
 
     async def _send_last(self, send: Send, started: float, status: int, message: dict[str, Any]) -> None:
         """Send a response's last message, and count the response, whether it went out or not."""
@@ -326,7 +329,7 @@ class HttpApp:
             self.counters.responded(status, asyncio.get_running_loop().time() - started)
 
     async def _send_answer(
-        self, loop: asyncio.AbstractEventLoop, send: Send, started: float, body: RequestBody | _NoBody, answer: _Answer
+        self, loop: asyncio.AbstractEventLoop, send: Send, started: float, body: RequestBody | _NoBody, answer: Answer
     ) -> None:
         """Send the response; a streamed body's chunks are taken in threads of the pool, one ahead.
 

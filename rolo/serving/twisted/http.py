@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from http import HTTPStatus
 from typing import Any, cast
@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from rolo.counters import HttpCounters
 from rolo.gateway import Gateway
+from rolo.gateway.answer import answer
 from rolo.request import Request as RoloRequest
 from rolo.response import Response
 from rolo.threads import HandlerCount, HandlerPool, PoolFull
@@ -114,16 +115,15 @@ class HttpResource(Resource):
         response = Response()
         try:
             self.gateway.process(RoloRequest(environ), response)
-            body, status, headers = response.get_wsgi_response(environ)
-            writer.start(int(status.split(" ", 1)[0]), headers)
-            if not response.is_sequence:
-                writer.stream(iter(body), response)  # goes on in threads of the pool, then closes it
+            status, headers, body, _ = answer(response, environ)
+            writer.start(status, headers)
+            if not isinstance(body, bytes):
+                writer.stream(body, response)  # goes on in threads of the pool, then closes it
                 return
-            content = b"".join(body)
         except BaseException:
             writer.finish(response, Failure())
         else:
-            writer.respond(content, response)
+            writer.respond(body, response)
 
 
 def _unavailable(request: Request, text: bytes) -> bytes:
@@ -189,12 +189,10 @@ class _ResponseWriter:
         """The request is dropped without running: its client left while it waited for a thread."""
         self._to_reactor(self._end)
 
-    def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
-        """The response's status and headers, which go to the reactor with the body (:meth:`respond`) or
-        before its first chunk (:meth:`stream`)."""
-        # encoded here, so that a header that is not Latin-1 fails the request with a 500 rather than
-        # failing in the reactor and leaving a 200 without it
-        self._head = status, [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """The response's status and header lines, which go to the reactor with the body (:meth:`respond`)
+        or before its first chunk (:meth:`stream`)."""
+        self._head = status, headers
         self._started = True
 
     def respond(self, content: bytes, response: Response) -> None:

@@ -1,0 +1,39 @@
+"""A response as a server sends it: status code, header lines in bytes, and the body, whole or streamed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from rolo.response import Response
+
+__all__ = ["Answer", "answer"]
+
+
+class Answer(NamedTuple):
+    """What a server writes for a response, once the handlers are done with it."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | Iterator[bytes]
+    """The whole body (the response's body is a sequence), or a streamed body's iterator."""
+    response: Response
+    """The response, which the server closes once the body is written (a streamed one: spent)."""
+
+
+def answer(response: Response, environ: dict[str, Any]) -> Answer:
+    """What to send for ``response`` to the request of ``environ``, as werkzeug makes a response for WSGI
+    (:meth:`~werkzeug.wrappers.Response.get_wsgi_headers` and
+    :meth:`~werkzeug.wrappers.Response.get_app_iter`): no body for ``HEAD``, 1xx, 204 and 304, and a
+    ``Content-Length`` where the body is a sequence. The header lines are encoded here, in the handler's
+    thread, so that one that is not Latin-1 fails the request (a 500) before anything is sent.
+
+    :raises UnicodeEncodeError: if a header name or value is not Latin-1
+    :raises Exception: what joining a sequence body raised
+    """
+    headers = response.get_wsgi_headers(environ)
+    chunks = response.get_app_iter(environ)
+    encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    if response.is_sequence:
+        return Answer(response.status_code, encoded, b"".join(chunks), response)
+    return Answer(response.status_code, encoded, iter(chunks), response)

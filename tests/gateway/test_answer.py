@@ -1,0 +1,40 @@
+"""rolo.gateway.answer: a response as both servers send it, as werkzeug's WSGI rules shape it."""
+
+from __future__ import annotations
+
+import pytest
+
+from rolo import Request, Response
+from rolo.gateway.answer import answer
+
+
+def test_a_sequence_body_is_sent_whole_with_its_length():
+    response = Response(b"hello world", 201, headers={"X-Name": "caf\xe9"}, mimetype="text/plain")
+    status, headers, body, same = answer(response, Request("GET", "/").environ)
+    assert (status, body, same) == (201, b"hello world", response)
+    assert (b"Content-Length", b"11") in headers
+    assert (b"X-Name", b"caf\xe9") in headers  # Latin-1, as HTTP/1.1 sends it
+
+
+@pytest.mark.parametrize(("method", "status"), [("HEAD", 200), ("GET", 204), ("GET", 304)])
+def test_no_body_where_http_has_none(method, status):
+    response = Response(b"not sent", status)
+    assert answer(response, Request(method, "/").environ).body == b""
+
+
+def test_a_streamed_body_stays_an_iterator():
+    produced = []
+
+    def stream():
+        produced.append("first")
+        yield b"first"
+
+    body = answer(Response(stream()), Request("GET", "/").environ).body
+    assert not isinstance(body, bytes)
+    assert produced == []  # nothing read yet
+    assert list(body) == [b"first"]
+
+
+def test_a_header_that_is_not_latin1_fails_before_anything_is_sent():
+    with pytest.raises(UnicodeEncodeError):
+        answer(Response(b"", headers={"X-Name": "\u2603"}), Request("GET", "/").environ)
