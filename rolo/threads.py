@@ -95,6 +95,10 @@ _Task = tuple[Callable[[], object], "Callable[[], object] | None"]
 """A job, and what to call once its thread is back in the pool."""
 
 
+_NO_KEYWORDS: dict[str, object] = {}
+"""The keyword arguments of every pool thread's (absent) target: never read nor changed."""
+
+
 class _PoolThread(HandlerThread):
     """A thread of a :class:`HandlerPool`: it runs the pool's loop of jobs, starting with ``task``.
 
@@ -105,7 +109,8 @@ class _PoolThread(HandlerThread):
     """
 
     def __init__(self, work: Callable[[_Task | None], None], task: _Task | None, name: str) -> None:
-        super().__init__(name=name, daemon=True)
+        # a thread with no target keeps its (unused) keyword arguments: the one empty dict for all
+        super().__init__(name=name, daemon=True, kwargs=_NO_KEYWORDS)
         self._work = work
         self._task = task
 
@@ -305,11 +310,12 @@ class HandlerPool:
         job: Callable[[], object] | None
         while task is not None:
             job, then = task
+            task = None  # not kept while the job runs (a handler runs as long as its connection)
             try:
                 job()
             except BaseException:
                 LOG.exception("a job of the %s pool failed", self.name)
-            task = job = None  # an idle thread keeps nothing of its last job alive
+            job = None  # an idle thread keeps nothing of its last job alive
             task = self._next_job(then)
 
     def _next_job(self, then: Callable[[], object] | None, spare: bool = False) -> _Task | None:
