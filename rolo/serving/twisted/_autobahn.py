@@ -83,6 +83,11 @@ _HANDSHAKE_LEFTOVERS = (
 """What an Autobahn server protocol keeps of the opening handshake and never reads once it is open: the
 request and response as sent, parsed and taken apart, and the transport details it gathers for WAMP."""
 
+_UNOBSERVED = ("_valid_events", "_results")
+"""What an Autobahn protocol keeps for observers of its ``message`` event (a list and a dict): its
+``onMessageEnd`` fires the event, rolo's protocol replaces it and fires nothing, and nobody observes. Once
+they are gone, the class's ``None`` stands for them, as for an Autobahn object that never set them."""
+
 _UNTIL_CLOSING: dict[str, object] = dict.fromkeys(
     (
         "_perMessageCompress",
@@ -209,14 +214,15 @@ def use_reactor_timer(factory: WebSocketServerFactory, reactor: Any) -> None:
 
 
 def drop_handshake_leftovers(protocol: WebSocketProtocol) -> None:
-    """Forget what an open connection's protocol keeps of its opening handshake, and the attributes that
-    still have the value its class gives them (:class:`ProtocolInternals`, from :data:`_UNTIL_CLOSING`).
+    """Forget what an open connection's protocol keeps of its opening handshake and for observers rolo has
+    none of, and the attributes that still have the value its class gives them (:class:`ProtocolInternals`,
+    from :data:`_UNTIL_CLOSING`).
 
     Its attributes then go into a dictionary of their own size: about 50 attributes take a table of 128
     entries (1.6 KB), 26 a table of 64 (0.8 KB), and a dictionary never shrinks as entries leave it.
     """
     attributes = vars(protocol)
-    for name in _HANDSHAKE_LEFTOVERS:
+    for name in _HANDSHAKE_LEFTOVERS + _UNOBSERVED:
         attributes.pop(name, None)
     cls = type(protocol)
     for name, value in _UNTIL_CLOSING.items():
