@@ -118,12 +118,14 @@ _UNTIL_CLOSING: dict[str, object] = dict.fromkeys(
         "wasOpenHandshakeTimeout",
         "wasServerConnectionDropTimeout",
         "wasServingFlashSocketPolicyFile",
+        "triggered",
     ),
     False,
-) | {"autoPingPendingSeq": 0}
-"""What an Autobahn protocol sets on every connection as it starts, and changes only as it closes, fails or
-pings, with the value it starts with: an open connection's protocol holds these only once they changed, and
-reads them off its class until then."""
+) | {"autoPingPendingSeq": 0, "send_state": WebSocketProtocol.SEND_STATE_GROUND, "websocket_version": 13}
+"""What an Autobahn protocol sets on every connection as it starts (or opens, with RFC 6455's version),
+with the value it usually has then, and changes only as it closes, fails or pings (``send_state`` also
+when a message is streamed through Autobahn's frame API, which rolo does not use): an open connection's
+protocol holds these only once they differ, and reads them off its class until then."""
 
 
 class ProtocolInternals(WebSocketServerProtocol):
