@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from weakref import WeakSet
 
 __all__ = ["HandlerCount", "HandlerPool", "HandlerThread", "PoolFull"]
 
@@ -40,6 +41,11 @@ _STARTED = threading.Event()
 _STARTED.set()
 _make_invoke_excepthook = getattr(threading, "_make_invoke_excepthook", None)
 _INVOKE_EXCEPTHOOK = _make_invoke_excepthook() if _make_invoke_excepthook is not None else None
+# threading also keeps a weak reference to every thread ever made (about 130 bytes a thread with its
+# place in a WeakSet), so that in a child process forked later it can reset the locks of threads that had
+# ended, should they be joined there. A started thread is also in threading's table of running threads,
+# which a fork goes through too, until it ends; and rolo's servers spawn their workers, never fork them.
+_DANGLING = getattr(threading, "_dangling", None)
 
 
 class HandlerThread(threading.Thread):
@@ -47,7 +53,8 @@ class HandlerThread(threading.Thread):
     waking it does not preempt the thread that woke it.
 
     Set ``stack_size`` on the instance, or on a subclass for a thread factory. Once started, it shares
-    the per-thread bookkeeping that ``threading`` only reads from then on with its other instances.
+    the per-thread bookkeeping that ``threading`` only reads from then on with its other instances, and
+    ``threading`` no longer keeps a weak reference to it for forks (see above).
     """
 
     stack_size = 0
@@ -67,6 +74,8 @@ class HandlerThread(threading.Thread):
         started = getattr(self, "_started", None)
         if isinstance(started, threading.Event) and started.is_set():
             self._started = _STARTED
+        if isinstance(_DANGLING, WeakSet):
+            _DANGLING.discard(self)
 
     def run(self) -> None:
         _schedule_as_batch()
