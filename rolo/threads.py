@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from weakref import WeakSet
 
 __all__ = ["HandlerCount", "HandlerPool", "HandlerThread", "PoolFull"]
 
@@ -40,6 +41,11 @@ _STARTED = threading.Event()
 _STARTED.set()
 _make_invoke_excepthook = getattr(threading, "_make_invoke_excepthook", None)
 _INVOKE_EXCEPTHOOK = _make_invoke_excepthook() if _make_invoke_excepthook is not None else None
+# threading also keeps a weak reference to every thread ever made (about 130 bytes a thread with its
+# place in a WeakSet), so that in a child process forked later it can reset the locks of threads that had
+# ended, should they be joined there. A started thread is also in threading's table of running threads,
+# which a fork goes through too, until it ends; and rolo's servers spawn their workers, never fork them.
+_DANGLING = getattr(threading, "_dangling", None)
 
 
 class HandlerThread(threading.Thread):
@@ -47,7 +53,8 @@ class HandlerThread(threading.Thread):
     waking it does not preempt the thread that woke it.
 
     Set ``stack_size`` on the instance, or on a subclass for a thread factory. Once started, it shares
-    the per-thread bookkeeping that ``threading`` only reads from then on with its other instances.
+    the per-thread bookkeeping that ``threading`` only reads from then on with its other instances, and
+    ``threading`` no longer keeps a weak reference to it for forks (see above).
     """
 
     stack_size = 0
@@ -67,6 +74,8 @@ class HandlerThread(threading.Thread):
         started = getattr(self, "_started", None)
         if isinstance(started, threading.Event) and started.is_set():
             self._started = _STARTED
+        if isinstance(_DANGLING, WeakSet):
+            _DANGLING.discard(self)
 
     def run(self) -> None:
         _schedule_as_batch()
@@ -95,6 +104,10 @@ _Task = tuple[Callable[[], object], "Callable[[], object] | None"]
 """A job, and what to call once its thread is back in the pool."""
 
 
+_NO_KEYWORDS: dict[str, object] = {}
+"""The keyword arguments of every pool thread's (absent) target: never read nor changed."""
+
+
 class _PoolThread(HandlerThread):
     """A thread of a :class:`HandlerPool`: it runs the pool's loop of jobs, starting with ``task``.
 
@@ -105,7 +118,8 @@ class _PoolThread(HandlerThread):
     """
 
     def __init__(self, work: Callable[[_Task | None], None], task: _Task | None, name: str) -> None:
-        super().__init__(name=name, daemon=True)
+        # a thread with no target keeps its (unused) keyword arguments: the one empty dict for all
+        super().__init__(name=name, daemon=True, kwargs=_NO_KEYWORDS)
         self._work = work
         self._task = task
 
@@ -305,11 +319,12 @@ class HandlerPool:
         job: Callable[[], object] | None
         while task is not None:
             job, then = task
+            task = None  # not kept while the job runs (a handler runs as long as its connection)
             try:
                 job()
             except BaseException:
                 LOG.exception("a job of the %s pool failed", self.name)
-            task = job = None  # an idle thread keeps nothing of its last job alive
+            job = None  # an idle thread keeps nothing of its last job alive
             task = self._next_job(then)
 
     def _next_job(self, then: Callable[[], object] | None, spare: bool = False) -> _Task | None:

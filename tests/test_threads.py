@@ -39,6 +39,27 @@ def test_started_threads_report_alive_and_joined_each_on_its_own() -> None:
         threads[0].start()  # still known to have started
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX's")
+def test_threads_that_ended_or_still_run_can_be_joined_in_a_forked_child() -> None:
+    """threading forgets a started HandlerThread for forks (it keeps no weak reference to it): a fork still
+    resets what a child needs to join both one that had ended and one that was running."""
+    ended = StackThread(target=lambda: None)
+    ended.start()
+    ended.join(TIMEOUT)
+    release = threading.Event()
+    running = StackThread(target=release.wait, args=(TIMEOUT,))
+    running.start()
+    child = os.fork()
+    if child == 0:  # the child: only the thread that forked runs in it
+        ended.join(TIMEOUT)
+        running.join(TIMEOUT)
+        os._exit(0 if not ended.is_alive() and not running.is_alive() else 1)
+    release.set()
+    running.join(TIMEOUT)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_the_process_stack_size_is_put_back_after_start() -> None:
     before = threading.stack_size()
     thread = StackThread(target=lambda: None)

@@ -155,10 +155,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._wake_ups = wake_ups
         self._counters = counters if counters is not None else WebSocketCounters()
 
-        # one lock for the state shared by both sides; the condition over it is for the rare waits
-        # (accept, close, send without room), never for receiving
+        # one lock for the state shared by both sides; a condition over it is for the rare waits (accept,
+        # close, send without room), never for receiving: it exists only while a thread waits (see _wait_for)
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._changed: threading.Condition | None = None
+        self._waiting = 0  # threads waiting on _changed
         self._state = _State.CONNECTING
         # the close frame the server sent or is about to send (by the handler's close or a shutdown)
         self._sent: Close | None = None
@@ -226,7 +227,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         headers: Iterable[tuple[str, str]] = (),
         timeout: float | None = None,
     ) -> None:
-        with self._changed:
+        with self._lock:
             if self._state is not _State.CONNECTING:
                 if self._state is _State.CLOSED:
                     raise self._disconnected()
@@ -234,8 +235,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._state = _State.ACCEPTING
         self._call_in_loop(lambda: self._connection.accept(subprotocol, list(headers)))
         self._about_to_block()
-        with self._changed:
-            if not self._changed.wait_for(lambda: self._state is not _State.ACCEPTING, timeout):
+        with self._lock:
+            if not self._wait_for(lambda: self._state is not _State.ACCEPTING, timeout):
                 raise TimeoutError(f"the opening handshake did not complete within {timeout} seconds")
             # a connection that opened and was lost before this thread woke is still accepted: the
             # handler learns of the loss from its next receive or send, with the close code
@@ -243,7 +244,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 raise self._disconnected()
 
     def reject(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
-        with self._changed:
+        with self._lock:
             if self._state is not _State.CONNECTING:
                 raise WebSocketStateError(f"cannot reject a connection that is {self._state.value}")
             self._state = _State.REJECTED
@@ -297,7 +298,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._senders_waiting += 1
         self._about_to_block()
         try:
-            if not self._changed.wait_for(lambda: not self._is_open() or self._can_send_now(), timeout):
+            if not self._wait_for(lambda: not self._is_open() or self._can_send_now(), timeout):
                 raise TimeoutError(f"the peer did not read within {timeout} seconds")
         finally:
             self._senders_waiting -= 1
@@ -305,16 +306,16 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             raise self._not_open()
 
     def close(self, code: int = 1000, reason: str | None = None, timeout: float | None = None) -> None:
-        with self._changed:
+        with self._lock:
             if self._state in (_State.CLOSED, _State.REJECTED):
                 return
             if self._sent is None:
                 reason = fit_close_reason(reason)
                 self._sent = Close(code, reason or "")
                 self._call_in_loop(lambda: self._flush_and_close(code, reason))
-                self._changed.notify_all()  # a send waiting for room gives up now, not at the close's end
+                self._notify_all()  # a send waiting for room gives up now, not at the close's end
             self._about_to_block()
-            closed = self._changed.wait_for(
+            closed = self._wait_for(
                 lambda: self._state is _State.CLOSED,
                 self._close_timeout if timeout is None else timeout,
             )
@@ -328,6 +329,33 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._close_listeners.append(listener)
         if closed:
             listener()
+
+    def _wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait until ``predicate()`` is true, at most ``timeout`` seconds (``None``: no limit), holding the
+        lock (:meth:`threading.Condition.wait_for`): whether it is.
+
+        The condition is made for the first thread to wait and dropped by the last: an open connection
+        whose handler waits in ``receive`` holds none (about 1 KB with its deque of waiters).
+        """
+        changed = self._changed
+        if changed is None:
+            # made and initialised in two steps, so that its __init__ is a plain Python call: calling the
+            # class would run it in a C frame of its own, the deepest the handler's stack would ever go,
+            # and leave one more page of that stack resident (see rolo.threads)
+            changed = self._changed = threading.Condition.__new__(threading.Condition)
+            threading.Condition.__init__(changed, self._lock)
+        self._waiting += 1
+        try:
+            return changed.wait_for(predicate, timeout)
+        finally:
+            self._waiting -= 1
+            if not self._waiting:
+                self._changed = None
+
+    def _notify_all(self) -> None:
+        """Wake the threads waiting in :meth:`_wait_for` (holding the lock)."""
+        if self._changed is not None:
+            self._changed.notify_all()
 
     def _about_to_block(self) -> None:
         if self._wake_ups is not None:
@@ -355,11 +383,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def on_open(self) -> None:
         """The ``101`` response is out: the connection is open."""
-        with self._changed:
+        with self._lock:
             if self._state is _State.ACCEPTING:
                 self._state = _State.OPEN
                 self._opened = True
-                self._changed.notify_all()
+                self._notify_all()
                 self._counters.upgrades.add(101)
 
     def on_message(self, message: Message | EncodedText) -> None:
@@ -392,7 +420,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         :param closed_by: ``"peer"`` or ``"server"``, whichever sent its close frame first; ``None`` if
             neither did
         """
-        with self._changed:
+        with self._lock:
             if self._state is _State.CLOSED:
                 return
             self._state = _State.CLOSED
@@ -407,7 +435,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             if self._opened:
                 self._counters.closed(received, sent, closed_by)
             self._outbox.clear()
-            self._changed.notify_all()
+            self._notify_all()
             listeners, self._close_listeners = self._close_listeners, []
         self.deliver()  # messages that arrived before the close are still received
         self._inbox.put(_END)
@@ -423,23 +451,23 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         The messages the handler sent before go out first; those it sends from now on fail as on a
         closed connection. A connection the handler has not accepted yet is refused.
         """
-        with self._changed:
+        with self._lock:
             if self._state in (_State.CLOSED, _State.REJECTED) or self._sent is not None:
                 return
             self._sent = Close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
-            self._changed.notify_all()
+            self._notify_all()
         self._flush_and_close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
 
     def on_pause_writing(self) -> None:
         """The transport's buffer is over its high-water mark: hold ``send``."""
-        with self._changed:
+        with self._lock:
             self._writing_paused = True
 
     def on_resume_writing(self) -> None:
         """The transport has drained: let ``send`` go on."""
-        with self._changed:
+        with self._lock:
             self._writing_paused = False
-            self._changed.notify_all()
+            self._notify_all()
 
     def _flush_and_close(self, code: int, reason: str | None) -> None:
         # the messages queued before the close go out first: those whose flush is pending in the loop, and
@@ -448,7 +476,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._connection.close(code, reason)
 
     def _flush(self) -> None:
-        with self._lock:  # the lock itself, not the condition over it: no Python-level __enter__ and __exit__
+        with self._lock:
             messages, self._outbox = self._outbox, []
             counters = self._counters
             counters.messages_sent += len(messages)
@@ -456,7 +484,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._outbox_bytes = 0
             self._flush_pending = False
             if self._senders_waiting:
-                self._changed.notify_all()
+                self._notify_all()
         if messages:
             self._connection.send(messages)
 
@@ -467,7 +495,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._inbox.put(message)
 
     def _resume_reading(self) -> None:
-        with self._changed:
+        with self._lock:
             self._resume_pending = False
             resume = self._reading_paused and self._drained()
             if resume:
