@@ -476,6 +476,19 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             connection.reject(NO_THREAD.status, headers, NO_THREAD.body)
         return self.handshake
 
+    def take_handshake(self, request: ConnectionRequest) -> None:
+        """Go on with an opening handshake request given as Autobahn's parser gives it
+        (:func:`~rolo.serving.twisted._autobahn.parsed_handshake`): ``onConnect``, then Autobahn's response
+        once the handler accepted, as after Autobahn's own parser."""
+        self.heard_from_peer = True
+        try:
+            handshake = self.onConnect(request)
+        except Exception as error:  # as Autobahn answers an onConnect that failed
+            log.failure("the WebSocket handshake of {path} failed", path=self.environ.get("PATH_INFO"))
+            self.failHandshake(f"Internal server error: {error}", 500)
+            return
+        handshake.addCallback(self.succeedHandshake)
+
     def onOpen(self) -> None:
         # the handler has the request in its environ; the server is done with the handshake
         drop_handshake_leftovers(self)
