@@ -19,6 +19,7 @@ from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import connectionDone
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -48,7 +49,7 @@ from ._autobahn import (
     use_reactor_timer,
 )
 from ._twisted import read_into, read_now, stop_reading_into, write_now
-from .logs import logger
+from .logs import enabled, logger
 from .settings import TwistedSettings
 
 if TYPE_CHECKING:
@@ -496,7 +497,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         assert self.adapter is not None, "set by onConnect, or the connection does not open"
         self.adapter.on_open()
         self.was_open = True
-        log.info("WebSocket open {path} from {peer}", path=self.environ.get("PATH_INFO"), peer=self.peer)
+        if enabled(log, LogLevel.info):  # one line per connection: not made when nobody takes it
+            log.info("WebSocket open {path} from {peer}", path=self.environ.get("PATH_INFO"), peer=self.peer)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.state == WebSocketProtocol.STATE_CLOSING:
@@ -521,7 +523,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             sent = Close(self.localCloseCode, (self.localCloseReason or b"").decode("utf-8", "replace"))
         closed_by = "server" if self.closedByMe else "peer" if received is not None else None
         self.adapter.on_close(received, sent, closed_by)
-        if self.was_open:
+        if self.was_open and enabled(log, LogLevel.info):
             if closed_by == "server":
                 ending, code = "closed by the server", self.localCloseCode
             elif closed_by == "peer":
