@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import autobahn.util
+import autobahn.websocket.protocol
 import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -53,6 +54,7 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _twisted._READ_INTO
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
     assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows
+    assert autobahn.websocket.protocol.hltype is _autobahn._hltype_once
     assert issubclass(GatewayWebSocketProtocol, _autobahn.ProtocolInternals)
 
 
@@ -314,3 +316,11 @@ class Request:
 
     def __init__(self, target: str) -> None:
         self.uri = target.encode("latin-1")
+
+
+def test_autobahn_names_what_logs_as_it_did_once_per_function():
+    protocol, _ = _connected()
+    named = (protocol.onConnect, _Recording.onConnect, protocol.processHandshake, _Recording, object())
+    for obj in named * 2:  # the second time, from what was kept
+        assert _autobahn._hltype_once(obj) == autobahn.util.hltype(obj)
+    assert set(_autobahn._NAMED) >= {_Recording.onConnect, WebSocketServerProtocol.processHandshake}
