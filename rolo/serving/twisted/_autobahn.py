@@ -114,11 +114,13 @@ _HANDSHAKE_LEFTOVERS = (
     "websocket_protocols",
     "websocket_origin",
     "websocket_extensions",
+    "websocket_extensions_in_use",
     "_wskey",
     "_transport_details",
 )
 """What an Autobahn server protocol keeps of the opening handshake and never reads once it is open: the
-request and response as sent, parsed and taken apart, and the transport details it gathers for WAMP."""
+request and response as sent, parsed and taken apart, the extensions it agreed to (a server keeps the
+compressor it uses apart), and the transport details it gathers for WAMP."""
 
 
 class ProtocolInternals(WebSocketServerProtocol):
