@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import autobahn.util
+import autobahn.websocket.protocol
 import pytest
 import pytest_twisted
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
+from autobahn.websocket.types import ConnectionRequest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
@@ -21,6 +24,7 @@ from twisted.web.http_headers import Headers
 
 from rolo.serving.twisted import _autobahn, _twisted
 from rolo.serving.twisted.protocol import GatewayWebSocketProtocol
+from rolo.serving.twisted.upgrade import _replayed
 from rolo.websocket.frames import Opcode, frame_header, unmask
 
 from ..helpers import in_thread
@@ -46,9 +50,11 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _autobahn._RECEIVE is not None
     assert _autobahn._SEND_AUTO_PING is not None
     assert _autobahn._IN_PLACE
+    assert _autobahn._TAKE_PARSED
     assert _twisted._READ_INTO
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
     assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows
+    assert autobahn.websocket.protocol.hltype is _autobahn._hltype_once
     assert issubclass(GatewayWebSocketProtocol, _autobahn.ProtocolInternals)
 
 
@@ -218,3 +224,103 @@ def test_collect_head_declines_when_write_headers_asks_more_of_the_transport(mon
     channel.makeConnection(transport)
     assert not _twisted.collect_head(channel, gathered, *_head())
     assert gathered == [b"before"] and channel.transport is transport
+
+
+class _Recording(WebSocketServerProtocol):
+    """A server protocol that keeps the request its onConnect is given, and leaves the handshake waiting."""
+
+    request = None
+
+    def onConnect(self, request):
+        self.request = request
+        return Deferred()
+
+
+_KEY = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+_UPGRADE = [("Upgrade", "websocket"), ("Connection", "keep-alive, Upgrade"), _KEY, ("Sec-WebSocket-Version", "13")]
+
+
+def _connected() -> tuple[_Recording, StringTransport]:
+    factory = WebSocketServerFactory()
+    factory.protocol = _Recording
+    protocol = factory.buildProtocol(None)
+    transport = _Transport()
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+class _Transport(StringTransport):
+    """A transport that, like a TCP one, lets go of no producer without complaint."""
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+@pytest.mark.parametrize(
+    ("target", "headers"),
+    [
+        ("/echo", [("Host", "example.com"), *_UPGRADE]),
+        (
+            "/a/b?x=1&x=2&y=%20",
+            [
+                ("host", "example.com:8080"),
+                *_UPGRADE,
+                ("Origin", "https://Example.org:8443"),
+                ("Sec-WebSocket-Protocol", "chat, superchat"),
+                ("Sec-WebSocket-Protocol", "v2"),
+                ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+                ("Sec-WebSocket-Extensions", 'x-other; a="1"'),
+                ("X-Many", "1"),
+                ("X-Many", " 2 "),
+            ],
+        ),
+        ("http://example.com/abs?q", [("Host", "[::1]"), *_UPGRADE, ("Origin", "null")]),
+    ],
+)
+def test_parsed_handshake_gives_what_autobahn_parses_from_the_request(target, headers):
+    parsed, _ = _connected()
+    request = _autobahn.parsed_handshake(parsed, target, headers)
+    autobahn_parsed, _ = _connected()
+    replayed = _replayed(Request(target), headers)
+    autobahn_parsed.dataReceived(replayed)
+    assert request is not None and autobahn_parsed.request is not None
+    fields = ConnectionRequest.__slots__
+    assert {name: getattr(request, name) for name in fields} == {
+        name: getattr(autobahn_parsed.request, name) for name in fields
+    }
+    for name in ("http_status_line", "http_request_uri", "_wskey", "websocket_extensions", "websocket_protocols"):
+        assert getattr(parsed, name) == getattr(autobahn_parsed, name), name
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        _UPGRADE,  # no Host
+        [("Host", "a"), ("Host", "b"), *_UPGRADE],
+        [("Host", "example.com:http"), *_UPGRADE],
+        [("Host", "example.com"), *_UPGRADE, ("Origin", "https://")],
+        [("Host", "example.com"), *_UPGRADE, ("Sec-WebSocket-Protocol", "a, a")],
+    ],
+)
+def test_parsed_handshake_leaves_to_autobahn_a_request_it_refuses(headers):
+    # Autobahn parses these itself and answers 400, as it did before rolo gave it parsed requests
+    protocol, transport = _connected()
+    assert _autobahn.parsed_handshake(protocol, "/echo", headers) is None
+    protocol.dataReceived(_replayed(Request("/echo"), headers))
+    assert protocol.request is None
+    assert transport.value().startswith(b"HTTP/1.1 400 ")
+
+
+class Request:
+    """What :func:`_replayed` reads of a Twisted Web request."""
+
+    def __init__(self, target: str) -> None:
+        self.uri = target.encode("latin-1")
+
+
+def test_autobahn_names_what_logs_as_it_did_once_per_function():
+    protocol, _ = _connected()
+    named = (protocol.onConnect, _Recording.onConnect, protocol.processHandshake, _Recording, object())
+    for obj in named * 2:  # the second time, from what was kept
+        assert _autobahn._hltype_once(obj) == autobahn.util.hltype(obj)
+    assert set(_autobahn._NAMED) >= {_Recording.onConnect, WebSocketServerProtocol.processHandshake}

@@ -19,6 +19,7 @@ from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import connectionDone
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -48,7 +49,7 @@ from ._autobahn import (
     use_reactor_timer,
 )
 from ._twisted import read_into, read_now, stop_reading_into, write_now
-from .logs import logger
+from .logs import enabled, logger
 from .settings import TwistedSettings
 
 if TYPE_CHECKING:
@@ -474,6 +475,19 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             connection.reject(NO_THREAD.status, headers, NO_THREAD.body)
         return self.handshake
 
+    def take_handshake(self, request: ConnectionRequest) -> None:
+        """Go on with an opening handshake request given as Autobahn's parser gives it
+        (:func:`~rolo.serving.twisted._autobahn.parsed_handshake`): ``onConnect``, then Autobahn's response
+        once the handler accepted, as after Autobahn's own parser."""
+        self.heard_from_peer = True
+        try:
+            handshake = self.onConnect(request)
+        except Exception as error:  # as Autobahn answers an onConnect that failed
+            log.failure("the WebSocket handshake of {path} failed", path=self.environ.get("PATH_INFO"))
+            self.failHandshake(f"Internal server error: {error}", 500)
+            return
+        handshake.addCallback(self.succeedHandshake)
+
     def onOpen(self) -> None:
         # the handler has the request in its environ; the server is done with the handshake
         drop_handshake_leftovers(self)
@@ -481,7 +495,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         assert self.adapter is not None, "set by onConnect, or the connection does not open"
         self.adapter.on_open()
         self.was_open = True
-        log.info("WebSocket open {path} from {peer}", path=self.environ.get("PATH_INFO"), peer=self.peer)
+        if enabled(log, LogLevel.info):  # one line per connection: not made when nobody takes it
+            log.info("WebSocket open {path} from {peer}", path=self.environ.get("PATH_INFO"), peer=self.peer)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.deliver(BytesMessage(payload) if isBinary else EncodedText(payload))
@@ -513,7 +528,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             sent = Close(self.localCloseCode, (self.localCloseReason or b"").decode("utf-8", "replace"))
         closed_by = "server" if self.closedByMe else "peer" if received is not None else None
         self.adapter.on_close(received, sent, closed_by)
-        if self.was_open:
+        if self.was_open and enabled(log, LogLevel.info):
             if closed_by == "server":
                 ending, code = "closed by the server", self.localCloseCode
             elif closed_by == "peer":

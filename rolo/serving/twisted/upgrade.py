@@ -4,9 +4,10 @@ Twisted Web parses the request; :class:`WebSocketResource` checks it is a valid 
 (:func:`~rolo.websocket.handshake.check_request`) and asks the server's
 :class:`~rolo.websocket.host.WebSocketHost` whether to take it, answering a refusal as a well-formed HTTP
 response. Then it moves the connection's transport from Twisted Web's HTTP channel to an Autobahn protocol
-(:mod:`rolo.serving.twisted.protocol`) and feeds it the request, followed by whatever the client sent
-behind it. Autobahn parses the handshake again and calls the protocol's ``onConnect``, which has the host
-start the handler.
+(:mod:`rolo.serving.twisted.protocol`) and gives it the request as Autobahn's own parser would
+(:func:`~rolo.serving.twisted._autobahn.parsed_handshake`), followed by whatever the client sent behind it;
+the protocol's ``onConnect`` has the host start the handler. A request that Autobahn would refuse for
+what rolo does not check is written out again for Autobahn to parse and answer.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rolo.websocket.adapter import WebSocketListener
 from rolo.websocket.handshake import Refusal, check_request
 from rolo.websocket.host import WebSocketHost
 
+from ._autobahn import parsed_handshake
 from .channel import GatewayChannel
 from .environ import environ_for, request_headers
 from .forwarded import peer_description
@@ -90,7 +92,11 @@ class WebSocketResource(Resource):
         if getattr(request, "forwarded", None) is not None:
             protocol.peer = peer_description(request)  # its lines name the client behind the proxy
         transport.resumeProducing()
-        protocol.dataReceived(_replayed(request, headers))
+        parsed = parsed_handshake(protocol, request.uri.decode("latin-1"), headers)
+        if parsed is not None:
+            protocol.take_handshake(parsed)
+        else:
+            protocol.dataReceived(_replayed(request, headers))
         return NOT_DONE_YET
 
     @staticmethod
@@ -114,7 +120,7 @@ _JOINED = {"sec-websocket-extensions", "sec-websocket-protocol"}
 
 
 def _replayed(request: Request, headers: list[tuple[str, str]]) -> bytes:
-    """The request as Autobahn parses it (it parses the handshake itself)."""
+    """The request as Autobahn parses it, where it parses the handshake itself."""
     lines = [f"GET {request.uri.decode('latin-1')} HTTP/1.1"]
     joined: dict[str, int] = {}  # the line of each header joined so far
     for name, value in headers:
