@@ -44,7 +44,9 @@ _INVOKE_EXCEPTHOOK = _make_invoke_excepthook() if _make_invoke_excepthook is not
 # threading also keeps a weak reference to every thread ever made (about 130 bytes a thread with its
 # place in a WeakSet), so that in a child process forked later it can reset the locks of threads that had
 # ended, should they be joined there. A started thread is also in threading's table of running threads,
-# which a fork goes through too, until it ends; and rolo's servers spawn their workers, never fork them.
+# which a fork goes through too, until it ends: only a fork in the moment a thread leaves that table,
+# before its end is marked, leaves the child a thread it cannot join. Nobody joins a pool's threads in a
+# forked child, and rolo's servers spawn their workers, never fork them.
 _DANGLING = getattr(threading, "_dangling", None)
 
 

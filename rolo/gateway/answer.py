@@ -18,7 +18,8 @@ class Answer(NamedTuple):
     body: bytes | Iterator[bytes]
     """The whole body (the response's body is a sequence), or a streamed body's iterator."""
     response: Response
-    """The response, which the server closes once the body is written (a streamed one: spent)."""
+    """The response, for the server to close once a streamed body is spent (a whole body was taken out of
+    it already, and the response may be closed at once)."""
 
 
 def answer(response: Response, environ: dict[str, Any]) -> Answer:

@@ -240,9 +240,13 @@ _KEY = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 _UPGRADE = [("Upgrade", "websocket"), ("Connection", "keep-alive, Upgrade"), _KEY, ("Sec-WebSocket-Version", "13")]
 
 
-def _connected() -> tuple[_Recording, StringTransport]:
+class _RecordingInternals(_autobahn.ProtocolInternals, _Recording):
+    """rolo's base of its protocol, recording as :class:`_Recording`."""
+
+
+def _connected(kind: type[_Recording] = _Recording) -> tuple[_Recording, StringTransport]:
     factory = WebSocketServerFactory()
-    factory.protocol = _Recording
+    factory.protocol = kind
     protocol = factory.buildProtocol(None)
     transport = _Transport()
     protocol.makeConnection(transport)
@@ -309,6 +313,33 @@ def test_parsed_handshake_leaves_to_autobahn_a_request_it_refuses(headers):
     protocol.dataReceived(_replayed(Request("/echo"), headers))
     assert protocol.request is None
     assert transport.value().startswith(b"HTTP/1.1 400 ")
+
+
+def test_parsed_handshake_takes_a_header_line_as_twisted_web_parsed_it():
+    # Twisted Web ends a header line at CR LF only; Autobahn's parser also at other Unicode line breaks, so
+    # that a value holding one smuggled a second Host line past rolo's checks, and Autobahn refused it
+    headers = [("Host", "example.com"), *_UPGRADE, ("X-A", "a\x85Host: elsewhere")]
+    protocol, _ = _connected()
+    request = _autobahn.parsed_handshake(protocol, "/echo", headers)
+    assert request is not None
+    assert (request.host, request.headers["x-a"]) == ("example.com", "a\x85Host: elsewhere")
+    replayed, transport = _connected()
+    replayed.dataReceived(_replayed(Request("/echo"), headers))
+    assert transport.value().startswith(b"HTTP/1.1 400 ")
+
+
+def test_an_open_protocol_holds_only_what_differs_from_its_class():
+    protocol, _ = _connected(_RecordingInternals)
+    vars(protocol).update(dict.fromkeys(_autobahn._HANDSHAKE_LEFTOVERS + _autobahn._UNOBSERVED, "kept"))
+    if protocol.openHandshakeTimeoutCall is not None:  # as the end of the opening handshake does
+        protocol.openHandshakeTimeoutCall.cancel()
+        protocol.openHandshakeTimeoutCall = None
+    protocol.failedByMe = True  # differs from the value the class gives: stays
+    _autobahn.drop_handshake_leftovers(protocol)
+    held = set(vars(protocol))
+    assert not held & set(_autobahn._HANDSHAKE_LEFTOVERS + _autobahn._UNOBSERVED)
+    assert held & set(_autobahn._UNTIL_CLOSING) == {"failedByMe"}
+    assert (protocol.failedByMe, protocol.wasClean, protocol.closeHandshakeTimeoutCall) == (True, False, None)
 
 
 class Request:

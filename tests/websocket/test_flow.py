@@ -503,3 +503,34 @@ async def test_a_large_frame_that_ends_after_the_server_closed_is_not_delivered(
         return outcome.get(timeout=10)
 
     assert await in_thread(client) == "dropped"
+
+
+@pytest.mark.servers("twisted", reason="breaks TwistedGateway's host on purpose")
+@pytest_twisted.ensureDeferred
+async def test_an_upgrade_the_server_fails_to_take_is_a_500_and_the_next_is_served(serve, monkeypatch):
+    # a bug in rolo between the handshake and the handler (here, the host's open raising) answers 500, as
+    # Autobahn answers an onConnect that raised, and leaves the server serving
+    server = serve(echo)
+    host = server.app.websocket.host
+    open_connection = host.open
+    failures = []
+
+    def broken_once(connection, environ):
+        if not failures:
+            failures.append(environ["PATH_INFO"])
+            raise ValueError("broken on purpose")
+        return open_connection(connection, environ)
+
+    monkeypatch.setattr(host, "open", broken_once)
+
+    def client():
+        with pytest.raises(wsclient.WebSocketBadStatusException) as info:
+            wsclient.create_connection(server.ws("/echo"), timeout=10)
+        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+        ws.send("still here")
+        echoed = ws.recv()
+        ws.close()
+        return info.value.status_code, echoed
+
+    assert await in_thread(client) == (500, "still here")
+    assert failures == ["/echo"]

@@ -246,7 +246,7 @@ class HttpApp:
 
                     # it waits: it is dropped if its client leaves meanwhile, once it has waited a while
                     watch = loop.call_later(WATCH_WAITING_AFTER, watch_client)
-                answer = await answered
+                parts = await answered
             except PoolFull:
                 text = b"every HTTP thread is busy and as many requests wait: try again\n"
                 await self._send_error(send, started, HTTPStatus.SERVICE_UNAVAILABLE, text, [(b"retry-after", b"1")])
@@ -255,11 +255,11 @@ class HttpApp:
                 LOG.exception("HTTP request to %s failed", scope.get("path"))
                 await self._send_error(send, started, HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n")
                 return
-            if answer is not None:
-                if pump is None and not isinstance(answer.body, bytes):
+            if parts is not None:
+                if pump is None and not isinstance(parts.body, bytes):
                     pump = loop.create_task(body.pump(receive))  # the stream stops if its client leaves
                 try:
-                    await self._send_answer(loop, send, started, body, answer)
+                    await self._send_answer(loop, send, started, body, parts)
                 except Exception:
                     LOG.exception("HTTP request to %s failed", scope.get("path"))
                     raise  # part of the body is out: only a cut connection tells the client it is incomplete

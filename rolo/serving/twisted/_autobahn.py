@@ -15,7 +15,8 @@ rolo takes the public path, which is slower or plainer but right:
   factory's ``_batched_timer``); without it, txaio's timer rounds deadlines down to whole seconds.
 - :func:`drop_handshake_leftovers` frees what the protocol keeps of the opening handshake once the
   connection is open (about 1.5 KB), and the attributes that still hold the values they started with,
-  which the protocol's class then gives (0.8 KB); without it that memory stays.
+  which the protocol's class then gives (about 1.1 KB in all: 22 attributes left, in a table of 32
+  entries rather than 128); without it that memory stays.
 - :func:`fail_connection` fails a connection for an error rolo's own frame parser found, as Autobahn's
   would (``_fail_connection``); without it, rolo sends the close frame and drops the connection itself.
 - :func:`data_arrived` tells Autobahn's keep-alive that the peer sent data, which stands for the pong it
@@ -28,8 +29,12 @@ rolo takes the public path, which is slower or plainer but right:
 - :func:`parsed_handshake` gives a server protocol the opening handshake request that Twisted Web parsed
   and rolo checked, setting the fields Autobahn's parser (``processHandshake``) sets, so that the
   request is not written out again for Autobahn to parse a second time (about a tenth of what opening a
-  connection costs); without those parts, or for a request Autobahn would refuse for what rolo does not
-  check, the caller feeds Autobahn the request's bytes and Autobahn parses and answers it.
+  connection costs); without those parts, where Autobahn's parser no longer sets those fields (its
+  ``processHandshake`` names them) or its response no longer reads them (``succeedHandshake``), or for a
+  request Autobahn would refuse for what rolo does not check, the caller feeds Autobahn the request's
+  bytes and Autobahn parses and answers it. The header lines are then those Twisted Web parsed, which
+  ends a line at CR LF alone, where Autobahn's parser also ends one at other line breaks of Unicode
+  (``str.splitlines``: ``\x85``, ``\x0c`` …): a value holding one is one header's value here.
 - Autobahn colours the arguments of its debug lines with click (when click is installed, as uvicorn and
   Flask bring it), whether or not the line is logged: 22 calls for each connection opened, a tenth of
   what opening one costs. On import, this module turns the colours off (``autobahn.util._HAS_CLICK``):
@@ -73,7 +78,28 @@ _CANCEL_PING_TIMEOUT = getattr(WebSocketProtocol, "_cancelAutoPingTimeoutCall", 
 _PARSE_EXTENSIONS = getattr(WebSocketProtocol, "_parseExtensionsHeader", None)
 _URL_TO_ORIGIN = getattr(autobahn.websocket.protocol, "_url_to_origin", None)
 _IS_SAME_ORIGIN = getattr(autobahn.websocket.protocol, "_is_same_origin", None)
-_TAKE_PARSED = None not in (_PARSE_EXTENSIONS, _URL_TO_ORIGIN, _IS_SAME_ORIGIN)
+_HANDSHAKE_FIELDS = (
+    "http_status_line",
+    "http_headers",
+    "http_request_uri",
+    "http_request_path",
+    "http_request_params",
+    "http_request_host",
+    "websocket_version",
+    "websocket_protocols",
+    "websocket_origin",
+    "websocket_extensions",
+    "_wskey",
+)
+"""The fields :func:`parsed_handshake` sets, as Autobahn's parser does."""
+_PROCESS_HANDSHAKE = getattr(WebSocketServerProtocol, "processHandshake", None)
+_SUCCEED_HANDSHAKE = getattr(WebSocketServerProtocol, "succeedHandshake", None)
+_TAKE_PARSED = (
+    None not in (_PARSE_EXTENSIONS, _URL_TO_ORIGIN, _IS_SAME_ORIGIN)
+    # Autobahn's parser still sets each of these fields, and its response still reads the key from one
+    and set(_HANDSHAKE_FIELDS) <= set(getattr(getattr(_PROCESS_HANDSHAKE, "__code__", None), "co_names", ()))
+    and "_wskey" in getattr(getattr(_SUCCEED_HANDSHAKE, "__code__", None), "co_names", ())
+)
 
 _NATIVE_MASKER = create_xor_masker(b"\0\0\0\0", 4096)
 _IN_PLACE = all(hasattr(_NATIVE_MASKER, name) for name in ("ffi", "lib", "_masker")) and hasattr(
@@ -352,7 +378,8 @@ def drop_handshake_leftovers(protocol: WebSocketProtocol) -> None:
     from :data:`_UNTIL_CLOSING`).
 
     Its attributes then go into a dictionary of their own size: about 50 attributes take a table of 128
-    entries (1.6 KB), 26 a table of 64 (0.8 KB), and a dictionary never shrinks as entries leave it.
+    entries (1.6 KB), the 22 or so left a table of 32 (0.45 KB), and a dictionary never shrinks as entries
+    leave it.
     """
     attributes = vars(protocol)
     for name in _HANDSHAKE_LEFTOVERS + _UNOBSERVED:
