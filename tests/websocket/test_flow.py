@@ -437,6 +437,17 @@ async def test_peer_that_never_answers_the_close_is_dropped_after_close_timeout(
         assert received[0] == 0x88 and int.from_bytes(received[2:4], "big") == 4000
 
 
+def refused_then_served(server) -> tuple[int, str]:
+    """The status of a first upgrade to /echo that is refused, and the echo of a second one."""
+    with pytest.raises(wsclient.WebSocketBadStatusException) as info:
+        wsclient.create_connection(server.ws("/echo"), timeout=10)
+    ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+    ws.send("still here")
+    echoed = ws.recv()
+    ws.close()
+    return info.value.status_code, echoed
+
+
 @pytest.mark.servers("twisted", reason="makes TwistedGateway's handler threads fail to start")
 @pytest_twisted.ensureDeferred
 async def test_a_handler_thread_that_cannot_start_is_a_503_and_holds_no_slot(serve, monkeypatch):
@@ -453,17 +464,8 @@ async def test_a_handler_thread_that_cannot_start_is_a_503_and_holds_no_slot(ser
 
     monkeypatch.setattr(threads._thread_class, "start", out_of_threads_once)
 
-    def client():
-        with pytest.raises(wsclient.WebSocketBadStatusException) as info:
-            wsclient.create_connection(server.ws("/echo"), timeout=10)
-        # the only slot is still free: the next connection is served
-        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
-        ws.send("still here")
-        echoed = ws.recv()
-        ws.close()
-        return info.value.status_code, echoed
-
-    assert await in_thread(client) == (503, "still here")
+    # the only slot is still free: the next connection is served
+    assert await in_thread(refused_then_served, server) == (503, "still here")
     assert await idle_within(server.app.websocket.host.handlers, 10, reactor)
     assert refusals[0] not in threads.threads  # forgotten, so that stopping never joins an unstarted thread
 
@@ -523,14 +525,5 @@ async def test_an_upgrade_the_server_fails_to_take_is_a_500_and_the_next_is_serv
 
     monkeypatch.setattr(host, "open", broken_once)
 
-    def client():
-        with pytest.raises(wsclient.WebSocketBadStatusException) as info:
-            wsclient.create_connection(server.ws("/echo"), timeout=10)
-        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
-        ws.send("still here")
-        echoed = ws.recv()
-        ws.close()
-        return info.value.status_code, echoed
-
-    assert await in_thread(client) == (500, "still here")
+    assert await in_thread(refused_then_served, server) == (500, "still here")
     assert failures == ["/echo"]

@@ -130,24 +130,16 @@ for _module in (autobahn.websocket.protocol, autobahn.twisted.websocket):
         _module.hltype = _hltype_once  # type: ignore[attr-defined]
 
 _HANDSHAKE_LEFTOVERS = (
+    *(name for name in _HANDSHAKE_FIELDS if name != "websocket_version"),
     "http_request_data",
-    "http_status_line",
-    "http_headers",
-    "http_request_uri",
-    "http_request_path",
-    "http_request_params",
-    "http_request_host",
     "http_response_data",
-    "websocket_protocols",
-    "websocket_origin",
-    "websocket_extensions",
     "websocket_extensions_in_use",
-    "_wskey",
     "_transport_details",
 )
 """What an Autobahn server protocol keeps of the opening handshake and never reads once it is open: the
-request and response as sent, parsed and taken apart, the extensions it agreed to (a server keeps the
-compressor it uses apart), and the transport details it gathers for WAMP."""
+request and response as sent, parsed and taken apart (but the version, which its class gives once open:
+:data:`_UNTIL_CLOSING`), the extensions it agreed to (a server keeps the compressor it uses apart), and
+the transport details it gathers for WAMP."""
 
 _UNOBSERVED = ("_valid_events", "_results")
 """What an Autobahn protocol keeps for observers of its ``message`` event (a list and a dict): its
