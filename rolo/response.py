@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeGuard
 
+from werkzeug.datastructures import Headers
 from werkzeug.utils import get_content_type
 from werkzeug.wrappers import Response as _WerkzeugResponse
 
-__all__ = ["Response"]
+__all__ = ["Response", "merges_as_itself"]
 
 
 class Response(_WerkzeugResponse):
@@ -62,3 +63,26 @@ class Response(_WerkzeugResponse):
         response = cls(*args, **kwargs)
         response.set_json(doc)
         return response
+
+
+_PLAIN_ATTRIBUTES = frozenset(vars(Response()))
+"""The names a response's own attributes have until something sets more on it (an attribute of the class set
+on one response, a cached property read)."""
+
+
+def merges_as_itself(other: _WerkzeugResponse) -> TypeGuard[Response]:
+    """Whether ``other`` is as good as a new :class:`Response` that took it (``Response().update_from(other)``),
+    so that a server may send ``other`` itself: nothing, from its headers to the closing of its body, could tell
+    them apart. So it is when ``other`` is a :class:`Response` (not a subclass, which may send itself its own
+    way) with a whole body (a sequence: the merge would close a stream twice), nothing set on it beyond what
+    every response has (the merge copies the status, headers and body alone), and headers that the merge keeps
+    in their order: its ``Content-Type`` first (it replaces the new response's, in place) and every name once
+    (the merge groups repeated names).
+    """
+    if type(other) is not Response or not other.is_sequence or vars(other).keys() != _PLAIN_ATTRIBUTES:
+        return False
+    headers = other.headers
+    if type(headers) is not Headers:
+        return False
+    names = [name.lower() for name, _ in headers]
+    return bool(names) and names[0] == "content-type" and len(set(names)) == len(names)

@@ -1,6 +1,6 @@
 """The gateway: a chain of handlers that every request, HTTP or WebSocket, runs through.
 
-Servers hand requests to :meth:`Gateway.process` (HTTP) and :meth:`Gateway.accept` (WebSockets);
+Servers hand requests to :meth:`Gateway.serve` (HTTP) and :meth:`Gateway.accept` (WebSockets);
 ``rolo.gateway.wsgi``, ``rolo.gateway.asgi`` and ``rolo.serving.twisted`` are such servers.
 """
 
@@ -12,6 +12,7 @@ from .chain import (
     ExceptionHandler,
     Handler,
     HandlerChain,
+    ReturningHandler,
 )
 from .context import RequestContext
 from .gateway import App, Gateway, as_gateway
@@ -27,5 +28,6 @@ __all__ = [
     "Handler",
     "HandlerChain",
     "RequestContext",
+    "ReturningHandler",
     "as_gateway",
 ]

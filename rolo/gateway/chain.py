@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as _WerkzeugResponse
 
-from rolo.response import Response
+from rolo.response import Response, merges_as_itself
 from rolo.websocket.errors import WebSocketDisconnectedError
 
 from .context import RequestContext
@@ -22,6 +23,7 @@ __all__ = [
     "ExceptionHandler",
     "Handler",
     "HandlerChain",
+    "ReturningHandler",
 ]
 
 LOG = logging.getLogger("rolo.gateway")
@@ -40,6 +42,21 @@ def _is_expected(error: Exception) -> bool:
     return isinstance(error, (HTTPException, WebSocketDisconnectedError))
 
 
+class ReturningHandler:
+    """A request handler whose answer is a response it returns (:meth:`respond_to`), which the chain merges
+    into its own (:meth:`~rolo.Response.update_from`), or takes as it is where nothing could tell the two
+    apart (see :meth:`HandlerChain.handle`). A subclass that overrides ``__call__`` is an ordinary handler."""
+
+    def respond_to(self, chain: HandlerChain[Any], context: Any) -> _WerkzeugResponse | None:
+        """The response to merge into the chain's, or ``None``; it may stop the chain, or respond itself."""
+        raise NotImplementedError
+
+    def __call__(self, chain: HandlerChain[Any], context: Any, response: Response) -> None:
+        result = self.respond_to(chain, context)
+        if result is not None:
+            response.update_from(result)
+
+
 class HandlerChain(Generic[RC]):
     """Runs one request through the handlers.
 
@@ -50,6 +67,7 @@ class HandlerChain(Generic[RC]):
     An exception handler, or a finalizer, that raises is logged and does not stop the others.
 
     :ivar error: the exception a request or response handler raised, or ``None``
+    :ivar response: the response the handlers fill in; ``None`` until the chain has one (see :meth:`handle`)
     """
 
     def __init__(
@@ -71,26 +89,55 @@ class HandlerChain(Generic[RC]):
         self.context: RC | None = None
         self.response: Response | None = None
 
-    def handle(self, context: RC, response: Response) -> None:
-        """Run the handlers over ``context``, filling in ``response``."""
+    def handle(self, context: RC, response: Response | None = None) -> None:
+        """Run the handlers over ``context``, filling in ``response``.
+
+        Handed no response, the chain makes its own, :attr:`response`, as a new :class:`~rolo.Response` when
+        a handler first needs it, with one exception: when a :class:`ReturningHandler` (a
+        :class:`~rolo.gateway.handlers.RouterHandler`) answers before any handler needed one, in a chain
+        without response handlers and finalizers, and the response it returned is as good as a new one that
+        took it (``rolo.response.merges_as_itself``), that response becomes the chain's as it is: nothing
+        could tell the difference, and the server makes one response fewer.
+        """
         self.context = context
         self.response = response
         try:
-            self._run(self.request_handlers, context, response)
+            self._run(self.request_handlers, context)
             if not self.terminated:
-                self._run(self.response_handlers, context, response, ignore_stop=True)
+                self._run(self.response_handlers, context, ignore_stop=True)
         finally:
+            response = self._made_response()
             for finalizer in self.finalizers:
                 self._isolated(finalizer, self, context, response)
 
-    def _run(self, handlers: tuple[Handler, ...], context: RC, response: Response, ignore_stop: bool = False) -> None:
+    def _run(self, handlers: tuple[Handler, ...], context: RC, ignore_stop: bool = False) -> None:
         try:
             for handler in handlers:
-                handler(self, context, response)
+                if self.response is None and type(handler).__call__ is ReturningHandler.__call__:
+                    self._take(cast(ReturningHandler, handler).respond_to(self, context))
+                else:
+                    handler(self, context, self._made_response())
                 if self.terminated or (self.stopped and not ignore_stop):
                     return
         except Exception as error:
-            self._fail(error, context, response)
+            self._fail(error, context, self._made_response())
+
+    def _made_response(self) -> Response:
+        """The chain's response, made now if it has none yet."""
+        if self.response is None:
+            self.response = Response()
+        return self.response
+
+    def _take(self, result: _WerkzeugResponse | None) -> None:
+        """Make ``result``, the response a handler returned, the chain's: as it is if the chain has none yet,
+        no handler after this one may change it (there are no response handlers nor finalizers) and it is as
+        good as a response that took it; otherwise merged into the chain's."""
+        if result is None:
+            return
+        if self.response is None and not self.response_handlers and not self.finalizers and merges_as_itself(result):
+            self.response = result
+        else:
+            self._made_response().update_from(result)
 
     def _fail(self, error: Exception, context: RC, response: Response) -> None:
         self.error = error
@@ -134,8 +181,8 @@ class HandlerChain(Generic[RC]):
     def respond(self, status_code: int = 200, payload: Any = None, headers: Any = None) -> None:
         """Answer now: set the status, the body (a ``dict`` or ``list`` as JSON, ``str`` or ``bytes`` as it
         is) and headers, then :meth:`stop`."""
-        response = self.response
-        assert response is not None, "respond() is for handlers, while the chain runs"
+        assert self.context is not None, "respond() is for handlers, while the chain runs"
+        response = self._made_response()
         response.status_code = status_code
         if isinstance(payload, (dict, list)):
             response.set_json(payload)

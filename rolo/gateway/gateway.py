@@ -66,8 +66,26 @@ class Gateway:
         """Run a chain over a context made by the caller."""
         self._run_chain(context, response, "http")
 
-    def _run_chain(self, context: RequestContext, response: Response, kind: str) -> HandlerChain[Any]:
+    def serve(self, request: Request) -> Response:
+        """Handle an HTTP request, as a server does: what :meth:`process` fills in a new response with,
+        except that it may be the very response a routed endpoint returned, where nothing could tell the
+        difference (see :meth:`HandlerChain.handle`). A subclass that overrides :meth:`process` or
+        :meth:`handle` has it called. Errors become error responses; nothing raises.
+
+        :returns: the response to send; the caller closes it once it is sent
+        """
+        if type(self).process is not Gateway.process or type(self).handle is not Gateway.handle:
+            response = Response()
+            self.process(request, response)
+            return response
+        chain = self._run_chain(self.context_class(request), None, "http")
+        assert chain.response is not None, "a chain that ran has a response"
+        return chain.response
+
+    def _run_chain(self, context: RequestContext, response: Response | None, kind: str) -> HandlerChain[Any]:
         chain = self.new_chain()
+        if response is None and type(chain).handle is not HandlerChain.handle:
+            response = Response()  # a chain of a subclass that handles requests its own way, given a response
         chain.handle(context, response)
         if chain.error is not None and not _is_expected(chain.error):
             self.handler_errors.add(kind)

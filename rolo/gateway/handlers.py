@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.wrappers import Response as _WerkzeugResponse
 
 from rolo.response import Response
 from rolo.routing import Router
 
-from .chain import HandlerChain
+from .chain import HandlerChain, ReturningHandler
 from .context import RequestContext
 
 __all__ = ["EmptyResponseHandler", "RouterHandler", "WerkzeugExceptionHandler"]
 
 
-class RouterHandler:
+class RouterHandler(ReturningHandler):
     """A request handler that dispatches the request through a :class:`~rolo.routing.Router`.
 
     When a rule matched, the endpoint's response (if any: WebSocket endpoints return none) becomes the
@@ -27,17 +28,16 @@ class RouterHandler:
         self.router = router
         self.respond_not_found = respond_not_found
 
-    def __call__(self, chain: HandlerChain[Any], context: RequestContext, response: Response) -> None:
+    def respond_to(self, chain: HandlerChain[Any], context: RequestContext) -> _WerkzeugResponse | None:
         assert context.request is not None, "a request handler runs for a request"
         try:
-            result = self.router.dispatch(context.request)
+            result: _WerkzeugResponse | None = self.router.dispatch(context.request)
         except NotFound:
             if self.respond_not_found:
                 chain.respond(404, {"code": 404, "message": "Not Found"})
-            return
-        if result is not None:
-            response.update_from(result)
+            return None
         chain.stop()
+        return result
 
 
 class EmptyResponseHandler:

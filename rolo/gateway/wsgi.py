@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rolo.request import Request
-from rolo.response import Response
 
 from .gateway import Gateway
 
@@ -21,6 +20,4 @@ class WsgiGateway:
         self.gateway = gateway
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        response = Response()
-        self.gateway.process(Request(environ), response)
-        return response(environ, start_response)
+        return self.gateway.serve(Request(environ))(environ, start_response)

@@ -310,8 +310,7 @@ class HttpApp:
         """Run the gateway (in a thread of the pool): its response, or None if the client left before."""
         if body.disconnected:
             return None  # it left while the request waited for a thread
-        response = Response()
-        self.gateway.process(Request(environ), response)
+        response = self.gateway.serve(Request(environ))
         try:
             parts = answer(response, environ)
         except BaseException:

@@ -112,9 +112,9 @@ class HttpResource(Resource):
         if writer.client_gone:
             writer.dropped()  # it left while the request waited for a thread
             return
-        response = Response()
+        response = None
         try:
-            self.gateway.process(RoloRequest(environ), response)
+            response = self.gateway.serve(RoloRequest(environ))
             status, headers, body, _ = answer(response, environ)
             writer.start(status, headers)
             if not isinstance(body, bytes):
@@ -231,16 +231,17 @@ class _ResponseWriter:
         self._chunks = self._response = None
         self.finish(response, failure)
 
-    def finish(self, response: Response, failure: Failure | None) -> None:
-        """The handler and the body are done with (``failure``: what went wrong): close the response,
-        then finish it, or fail it with a 500."""
+    def finish(self, response: Response | None, failure: Failure | None) -> None:
+        """The handler and the body are done with (``failure``: what went wrong): close the response (if the
+        gateway gave one), then finish it, or fail it with a 500."""
         self._to_reactor(partial(self._done, self._close(response, failure)))
 
     @staticmethod
-    def _close(response: Response, failure: Failure | None) -> Failure | None:
+    def _close(response: Response | None, failure: Failure | None) -> Failure | None:
         """Close ``response``; what went wrong: ``failure``, else what closing raised, if anything."""
         try:
-            response.close()
+            if response is not None:
+                response.close()
         except BaseException:
             failure = failure or Failure()
         return failure
