@@ -22,6 +22,20 @@ def test_no_body_where_http_has_none(method, status):
     assert answer(response, Request(method, "/").environ).body == b""
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
+@pytest.mark.parametrize("status", [100, 103, 200, 201, 204, 205, 206, 299, 304, 404, 500])
+@pytest.mark.parametrize("body", [[b"whole"], [b"in ", "two"], (b"a", b"tuple")])
+def test_a_whole_body_is_what_werkzeugs_wsgi_iterable_gives(method, status, body):
+    response = Response(body, status)
+    environ = Request(method, "/").environ
+    assert answer(response, environ).body == b"".join(response.get_app_iter(environ))
+
+
+def test_a_whole_body_passed_through_is_sent_as_it_is():
+    response = Response([b"raw ", b"chunks"], direct_passthrough=True)
+    assert answer(response, Request("GET", "/").environ).body == b"raw chunks"
+
+
 def test_a_streamed_body_stays_an_iterator():
     produced = []
 
