@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import logging
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -296,6 +298,26 @@ async def test_path_that_is_not_utf8_is_a_400(serve):
     # the server keeps serving
     status, _, _ = await in_thread(fetch, server, "GET", "/echo")
     assert status == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_answered_request_is_freed_without_the_garbage_collector(serve):
+    # werkzeug puts a request in its environ, a cycle: the server breaks it once the request is answered,
+    # so that its objects are freed at once, not in the collector's next pass (each of which costs CPU)
+    freed = Signal()
+
+    @route("/kept")
+    def kept(request):
+        weakref.finalize(request, freed.set)
+        return "kept"
+
+    server = serve(kept)
+    gc.disable()
+    try:
+        assert (await in_thread(fetch, server, "GET", "/kept"))[2] == b"kept"
+        await in_thread(freed.wait, 5)
+    finally:
+        gc.enable()
 
 
 @pytest_twisted.ensureDeferred

@@ -27,7 +27,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestTimeout
 from rolo.counters import HttpCounters
 from rolo.gateway.answer import Answer, answer
 from rolo.gateway.gateway import Gateway
-from rolo.request import Request
+from rolo.request import Request, forget_request
 from rolo.response import Response
 from rolo.settings import ServerSettings
 from rolo.target import InvalidTarget
@@ -316,6 +316,8 @@ class HttpApp:
         except BaseException:
             response.close()
             raise
+        finally:
+            forget_request(environ)
         if isinstance(parts.body, bytes):
             response.close()
         return parts

@@ -19,6 +19,7 @@ from rolo.counters import HttpCounters
 from rolo.gateway import Gateway
 from rolo.gateway.answer import answer
 from rolo.request import Request as RoloRequest
+from rolo.request import forget_request
 from rolo.response import Response
 from rolo.threads import HandlerCount, HandlerPool, PoolFull
 
@@ -124,6 +125,8 @@ class HttpResource(Resource):
             writer.finish(response, Failure())
         else:
             writer.respond(body, response)
+        finally:
+            forget_request(environ)
 
 
 def _unavailable(request: Request, text: bytes) -> bytes:
