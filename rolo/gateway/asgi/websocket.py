@@ -279,8 +279,9 @@ class WebSocketApp:
     :attr:`host`.
 
     Nothing here touches an event loop before the server calls it: the host hands work to the loop that
-    serves the first connection. Handlers are woken at the end of the loop's turn, which waits for them,
-    and their calls reach the loop in batches (:mod:`rolo.websocket.turns`).
+    serves the first connection. Handlers are woken at the end of the loop's turn (with more than one
+    connection open, of the turn after), which waits for them, and their calls reach the loop in batches
+    (:mod:`rolo.websocket.turns`).
 
     :param listener: called in a handler thread with each upgrade request's environment
     :param settings: the server's settings
@@ -301,7 +302,15 @@ class WebSocketApp:
 
     def _call_soon(self, call: Callable[[], None]) -> None:
         # on the loop thread, which has served a connection: the loop is set
-        self._loop.call_soon(call)  # type: ignore[union-attr]
+        loop: asyncio.AbstractEventLoop = self._loop  # type: ignore[assignment]
+        if len(self.host.connections) > 1:
+            # a message reaches its reader two turns of the loop after its bytes: the server's task reads
+            # and parses them, then the reader's task takes the message. Readers of connections that were
+            # readable in successive turns therefore wake in successive turns; one turn more lets a turn
+            # of handlers take those in, rather than each paying for a turn of its own
+            loop.call_soon(loop.call_soon, call)
+        else:
+            loop.call_soon(call)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
