@@ -66,6 +66,32 @@ def test_request_from_an_environ():
     assert request.headers["X-Custom"] == "1"
 
 
+def test_requests_alive_at_once_hold_one_copy_of_their_equal_short_strings():
+    # thousands of WebSocket requests with the same path, server, client and most header values: each held
+    # its own copies (about 0.6 KB a connection); a long value, or one that differs, is the request's own
+    def made(key: str) -> Request:
+        headers = [("Host", "example.com:8080"), ("Upgrade", "websocket"), ("Sec-WebSocket-Key", key)]
+        headers.append(("X-Long", "x" * 65))
+        return Request(
+            "websocket".upper(),
+            b"/echo",
+            headers=[(name, "".join(value)) for name, value in headers],
+            remote_addr="".join("10.0.0.1"),
+            server=("".join("example.com"), 8080),
+            raw_uri="".join("/echo?x"),
+        )
+
+    first, second = made("a" * 24), made("b" * 24)
+    for key in ("PATH_INFO", "SERVER_NAME", "SERVER_PORT", "REMOTE_ADDR", "RAW_URI", "HTTP_HOST", "HTTP_UPGRADE"):
+        assert first.environ[key] is second.environ[key], key
+    assert first.headers["Upgrade"] is second.headers["Upgrade"]
+    assert (first.method, first.path, first.server) == ("WEBSOCKET", "/echo", ("example.com", 8080))
+    assert first.method is second.method and first.path is second.path and first.server is second.server
+    assert first.environ["HTTP_SEC_WEBSOCKET_KEY"] != second.environ["HTTP_SEC_WEBSOCKET_KEY"]
+    assert first.environ["HTTP_X_LONG"] == second.environ["HTTP_X_LONG"]
+    assert first.environ["HTTP_X_LONG"] is not second.environ["HTTP_X_LONG"]
+
+
 def test_request_bytes_path():
     request = Request("GET", "/caf\xc3\xa9".encode("latin-1"))
     assert request.path == "/café"
