@@ -97,6 +97,19 @@ def test_request_bytes_path():
     assert request.path == "/café"
 
 
+def test_responses_share_their_default_status_line_and_content_type():
+    # a gateway makes a Response for each request, which a WebSocket one keeps as long as its connection:
+    # its status line and content type were 130 bytes of its own
+    first, second = Response(), Response()
+    assert (first.status, first.headers["Content-Type"]) == ("200 OK", "text/plain; charset=utf-8")
+    assert first.status is second.status
+    assert first.headers["Content-Type"] is second.headers["Content-Type"]
+    assert (Response(status=404).status, Response(mimetype="application/json").content_type) == (
+        "404 NOT FOUND",
+        "application/json",
+    )
+
+
 def test_set_json():
     response = Response()
     response.set_json({"a": [1, 2]})
