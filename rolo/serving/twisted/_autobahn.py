@@ -247,9 +247,10 @@ _MADE_WHEN_READ: dict[str, tuple[Callable[[], object], Callable[[object], bool]]
 }
 """What an Autobahn protocol makes for each connection as it starts and an open one may never read, with
 what it makes an equal of and whether the connection's own may go: the Deferreds that fire once it opened
-(fired by then) and once it closed, which nobody waits for in rolo, and the validator of fragmented text
-messages, reset before each. Once an open connection dropped its own (:func:`drop_handshake_leftovers`),
-the first read makes an equal one: a fired Deferred, a pending one, a validator."""
+and once it closed, which nobody waits for in rolo, and the validator of fragmented text messages, reset
+before each. Once an open connection dropped its own (:func:`drop_handshake_leftovers`), the first read
+makes an equal one: a fired Deferred, a pending one, a validator. Autobahn fires the first just after
+``onOpen``, where rolo drops the rest: it goes once fired."""
 
 
 def _made_when_read(make: Callable[[], object]) -> cached_property[object]:
@@ -415,6 +416,9 @@ def drop_handshake_leftovers(protocol: WebSocketProtocol) -> None:
     for name, (_, unread) in _MADE_WHEN_READ.items():
         if name in attributes and isinstance(getattr(cls, name, None), cached_property) and unread(attributes[name]):
             del attributes[name]
+    opened = attributes.get("is_open")
+    if _unawaited(opened, fired=False) and isinstance(getattr(cls, "is_open", None), cached_property):
+        opened.addCallback(_forget_opened, protocol)  # type: ignore[union-attr]  # a Deferred: _unawaited
     counters = attributes.get("trafficStats")
     if type(counters) is TrafficStats and type(getattr(cls, "trafficStats", None)) is TrafficStats:
         del attributes["trafficStats"]
@@ -423,6 +427,12 @@ def drop_handshake_leftovers(protocol: WebSocketProtocol) -> None:
         if current is value and getattr(cls, name, _MISSING) is value:
             del attributes[name]
     protocol.__dict__ = dict(attributes)
+
+
+def _forget_opened(result: None, protocol: WebSocketProtocol) -> None:
+    """Drop the protocol's ``is_open`` once Autobahn fired it (nobody else waited for it)."""
+    vars(protocol).pop("is_open", None)
+    return result
 
 
 def _unawaited(deferred: object, fired: bool) -> bool:
