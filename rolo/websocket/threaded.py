@@ -131,6 +131,39 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     :param counters: where to count what the connection does (its server's, for metrics)
     """
 
+    # one per open connection: its attributes in slots take about 60 bytes less than in a dictionary
+    __slots__ = (
+        "__weakref__",
+        "_arrived",
+        "_bytes_read",
+        "_bytes_taken",
+        "_call_in_loop",
+        "_changed",
+        "_close_listeners",
+        "_close_timeout",
+        "_connection",
+        "_counters",
+        "_ending",
+        "_flush_pending",
+        "_inbox",
+        "_lock",
+        "_max_queue",
+        "_max_queue_bytes",
+        "_opened",
+        "_outbox",
+        "_outbox_bytes",
+        "_reading_paused",
+        "_resume_below",
+        "_resume_pending",
+        "_senders_waiting",
+        "_sent",
+        "_state",
+        "_waiting",
+        "_wake_ups",
+        "_write_high_water",
+        "_writing_paused",
+    )
+
     def __init__(
         self,
         connection: ServerConnection,
