@@ -203,7 +203,9 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # without a Python-level condition; _END behind the last message marks the close
         self._inbox: queue.SimpleQueue[Event | EncodedText | _End] = queue.SimpleQueue()
         self._inbox.put(CreateConnection())
-        self._arrived: list[Message | EncodedText] = []  # loop side: read, not yet handed to the inbox
+        # loop side: read, not yet handed to the inbox. This and the outbox are () while empty, as they are
+        # on an idle connection, and a list once they hold messages: an empty list is 56 bytes of its own
+        self._arrived: list[Message | EncodedText] | tuple[()] = ()
         # the bytes of the messages read (written on the loop thread only) and of those the handler took
         # (under the lock: several threads may receive): their difference is the inbox's size
         self._bytes_read = 0
@@ -211,7 +213,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._reading_paused = False
         self._resume_pending = False
 
-        self._outbox: list[Message] = []
+        self._outbox: list[Message] | tuple[()] = ()
         self._outbox_bytes = 0
         self._flush_pending = False
         self._writing_paused = False
@@ -309,7 +311,10 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _queue(self, message: Message) -> bool:
         """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
         rather than a flush being asked for already."""
-        self._outbox.append(message)
+        if isinstance(self._outbox, list):
+            self._outbox.append(message)
+        else:
+            self._outbox = [message]
         self._outbox_bytes += len(message.data)
         flush = not self._flush_pending
         self._flush_pending = True
@@ -426,7 +431,10 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def on_message(self, message: Message | EncodedText) -> None:
         """A complete message arrived."""
         arrived = self._arrived
-        arrived.append(message)
+        if isinstance(arrived, list):
+            arrived.append(message)
+        else:
+            self._arrived = arrived = [message]
         self._bytes_read += getsizeof(message.data)
         counters = self._counters
         counters.messages_received += 1
@@ -467,7 +475,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             )
             if self._opened:
                 self._counters.closed(received, sent, closed_by)
-            self._outbox.clear()
+            self._outbox = ()
             self._notify_all()
             listeners, self._close_listeners = self._close_listeners, []
         self.deliver()  # messages that arrived before the close are still received
@@ -510,7 +518,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def _flush(self) -> None:
         with self._lock:
-            messages, self._outbox = self._outbox, []
+            messages, self._outbox = self._outbox, ()
             counters = self._counters
             counters.messages_sent += len(messages)
             counters.sent_bytes += self._outbox_bytes
@@ -523,7 +531,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def deliver(self) -> None:
         """Hand the messages that arrived to the handler, waking it (see :class:`WakeUps`)."""
-        arrived, self._arrived = self._arrived, []
+        arrived, self._arrived = self._arrived, ()
         for message in arrived:
             self._inbox.put(message)
 
