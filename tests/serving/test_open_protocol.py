@@ -33,8 +33,8 @@ async def test_an_open_connection_holds_no_write_queue_until_autobahn_reads_one(
             candidate
             for candidate in gc.get_objects()
             if isinstance(candidate, GatewayWebSocketProtocol)
-            and candidate.was_open
-            and candidate.transport.getHost().port == server.port
+            and candidate.state == candidate.STATE_OPEN
+            and candidate.environ["SERVER_PORT"] == str(server.port)
         ]
         assert "send_queue" not in vars(protocol)
 
