@@ -219,7 +219,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._writing_paused = False
         self._senders_waiting = 0
 
-        self._close_listeners: list[Callable[[], None]] = []
+        # a tuple of their number (one or two): a list would leave room for four
+        self._close_listeners: tuple[Callable[[], None], ...] = ()
 
     # -- handler side ------------------------------------------------------------------------------
 
@@ -364,7 +365,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         with self._lock:
             closed = self._state is _State.CLOSED
             if not closed:
-                self._close_listeners.append(listener)
+                self._close_listeners += (listener,)
         if closed:
             listener()
 
@@ -477,7 +478,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._counters.closed(received, sent, closed_by)
             self._outbox = ()
             self._notify_all()
-            listeners, self._close_listeners = self._close_listeners, []
+            listeners, self._close_listeners = self._close_listeners, ()
         self.deliver()  # messages that arrived before the close are still received
         self._inbox.put(_END)
         for listener in listeners:
