@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import IO, Any
 
 from werkzeug.datastructures import Headers
+from werkzeug.sansio.utils import get_host
 from werkzeug.wrappers import Request as _WerkzeugRequest
 
 __all__ = ["RAW_HEADERS_KEY", "HeadersLike", "Request", "build_environ"]
@@ -190,3 +191,26 @@ class Request(_WerkzeugRequest):
         if raw_headers is not None:
             self.headers = raw_headers
 
+    _host: str | None = None
+
+    # werkzeug's host is a cached_property, which caches in the request's __dict__: reading it made the
+    # dictionary of the request's attributes (64 bytes), which Python does not make otherwise, for as long
+    # as the request lives (a WebSocket one, as long as its connection), and the router reads it for each
+    @property
+    def host(self) -> str:
+        """The host the request was made to, with the port if it is not the scheme's: werkzeug's
+        :func:`~werkzeug.sansio.utils.get_host`, validated with :attr:`trusted_hosts`, computed once.
+        Setting it sets the value; deleting it has it computed again."""
+        host = self._host
+        if host is None:
+            host = get_host(self.scheme, self.headers.get("host"), self.server, self.trusted_hosts)
+            host = self._host = _shared(host)
+        return host
+
+    @host.setter
+    def host(self, value: str) -> None:
+        self._host = value
+
+    @host.deleter
+    def host(self) -> None:
+        self._host = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 
 import pytest
@@ -90,6 +91,18 @@ def test_requests_alive_at_once_hold_one_copy_of_their_equal_short_strings():
     assert first.environ["HTTP_SEC_WEBSOCKET_KEY"] != second.environ["HTTP_SEC_WEBSOCKET_KEY"]
     assert first.environ["HTTP_X_LONG"] == second.environ["HTTP_X_LONG"]
     assert first.environ["HTTP_X_LONG"] is not second.environ["HTTP_X_LONG"]
+
+
+def test_request_host_is_computed_once_set_and_cleared_as_werkzeug_has_it_without_a_dict_of_attributes():
+    # werkzeug's cached_property made the request's dict of attributes (64 bytes) to keep the host in
+    request = Request("GET", "/", headers={"Host": "api.example:4566"})
+    assert request.host == "api.example:4566"
+    assert request.host is Request("GET", "/x", headers={"Host": "".join("api.example:4566")}).host
+    assert not any(isinstance(referent, dict) and "environ" in referent for referent in gc.get_referents(request))
+    request.host = "elsewhere"
+    assert request.host == "elsewhere"
+    del request.host
+    assert request.host == "api.example:4566"
 
 
 def test_request_bytes_path():
