@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import IO, Any
 
 from werkzeug.datastructures import Headers
+from werkzeug.sansio.utils import get_host
 from werkzeug.wrappers import Request as _WerkzeugRequest
 
 __all__ = ["RAW_HEADERS_KEY", "HeadersLike", "Request", "build_environ", "forget_request"]
@@ -55,7 +56,7 @@ def build_environ(
     if isinstance(headers, list):
         # as servers pass them: added one by one, without the generic walk of Headers(headers)
         for name, value in headers:
-            raw_headers.add(name, value)
+            raw_headers.add(name, _shared(value))
     elif headers is not None:
         raw_headers.extend(headers)
 
@@ -75,12 +76,12 @@ def build_environ(
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
         "SCRIPT_NAME": root_path.rstrip("/"),
-        "PATH_INFO": path.decode("latin-1"),
+        "PATH_INFO": _shared(path.decode("latin-1")),
         "QUERY_STRING": query_string.decode("latin-1"),
-        "SERVER_NAME": host,
-        "SERVER_PORT": str(port),
+        "SERVER_NAME": _shared(host),
+        "SERVER_PORT": _shared(str(port)),
         "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": remote_addr or "",
+        "REMOTE_ADDR": _shared(remote_addr) if remote_addr else "",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": scheme,
         "wsgi.input": io.BytesIO(body) if isinstance(body, (bytes, bytearray)) else body,
@@ -91,7 +92,7 @@ def build_environ(
         RAW_HEADERS_KEY: raw_headers,
     }
     if raw_uri is not None:
-        environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
+        environ["RAW_URI"] = environ["REQUEST_URI"] = _shared(raw_uri)
     if (
         body
         and isinstance(body, (bytes, bytearray))
@@ -126,6 +127,21 @@ _remembered_cgi_key = lru_cache(maxsize=1024)(_cgi_key)
 
 def _environ_key(name: str) -> str:
     return _remembered_cgi_key(name) if len(name) <= 64 else _cgi_key(name)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# Requests alive at once (thousands of WebSocket ones) hold many equal strings: the server's address, the
+# path, most header values. Each short one is replaced by an equal one made before, of the latest 1,024
+# remembered (some 200 KB at most, whatever values clients send), so that they hold one copy.
+_remembered = lru_cache(maxsize=1024)(_same)
+
+
+def _shared(text: str) -> str:
+    """``text``, or an equal string a request made before (for strings of at most 64 characters)."""
+    return _remembered(text) if len(text) <= 64 else text
 
 
 class Request(_WerkzeugRequest):
@@ -165,10 +181,39 @@ class Request(_WerkzeugRequest):
                 raw_uri=raw_uri,
             )
         super().__init__(environ)
+        # werkzeug makes its own copy of the method (in capitals) and the path (with its leading slash)
+        self.method = _shared(self.method)
+        self.path = _shared(self.path)
+        if self.server is not None:
+            self.server = _remembered(self.server)
         # werkzeug's constructor sets ``headers`` from the HTTP_* keys, which fold the client's casing away
         raw_headers = environ.get(RAW_HEADERS_KEY)
         if raw_headers is not None:
             self.headers = raw_headers
+
+    _host: str | None = None
+
+    # werkzeug's host is a cached_property, which caches in the request's __dict__: reading it made the
+    # dictionary of the request's attributes (64 bytes), which Python does not make otherwise, for as long
+    # as the request lives (a WebSocket one, as long as its connection), and the router reads it for each
+    @property
+    def host(self) -> str:
+        """The host the request was made to, with the port if it is not the scheme's: werkzeug's
+        :func:`~werkzeug.sansio.utils.get_host`, validated with :attr:`trusted_hosts`, computed once.
+        Setting it sets the value; deleting it has it computed again."""
+        host = self._host
+        if host is None:
+            host = get_host(self.scheme, self.headers.get("host"), self.server, self.trusted_hosts)
+            host = self._host = _shared(host)
+        return host
+
+    @host.setter
+    def host(self, value: str) -> None:
+        self._host = value
+
+    @host.deleter
+    def host(self) -> None:
+        self._host = None
 
 
 def forget_request(environ: dict[str, Any]) -> None:

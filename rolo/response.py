@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any, TypeGuard
 
 from werkzeug.datastructures import Headers
@@ -11,6 +12,17 @@ from werkzeug.utils import get_content_type
 from werkzeug.wrappers import Response as _WerkzeugResponse
 
 __all__ = ["Response", "merges_as_itself"]
+
+
+@lru_cache(maxsize=64)
+def _content_type(mimetype: str) -> str:
+    return get_content_type(mimetype, "utf-8")
+
+
+@lru_cache(maxsize=64)
+def _status_line(status_code: int) -> str:
+    """werkzeug's status line for ``status_code`` (``200 OK``), made once."""
+    return _WerkzeugResponse(status=status_code).status
 
 
 class Response(_WerkzeugResponse):
@@ -28,8 +40,10 @@ class Response(_WerkzeugResponse):
         if content_type is None and mimetype is None and not headers and self.default_mimetype is not None:
             # the content type werkzeug gives a response told none, without its look-up of Content-Type in
             # the empty headers, which raises and catches a KeyError: a gateway makes such a response for
-            # every request
-            content_type = get_content_type(self.default_mimetype, "utf-8")
+            # every request; one copy of it for all (a WebSocket request's lives as long as its connection)
+            content_type = _content_type(self.default_mimetype)
+        if status is None and type(self.default_status) is int:
+            status = _status_line(self.default_status)  # the one copy of werkzeug's status line, as above
         super().__init__(response, status, headers, mimetype, content_type, direct_passthrough)
 
     def update_from(self, other: _WerkzeugResponse) -> None:

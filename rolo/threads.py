@@ -119,16 +119,16 @@ class _PoolThread(HandlerThread):
     page resident per connection).
     """
 
-    def __init__(self, work: Callable[[_Task | None], None], task: _Task | None, name: str) -> None:
+    def __init__(self, pool: HandlerPool, task: _Task | None, name: str) -> None:
         # a thread with no target keeps its (unused) keyword arguments: the one empty dict for all
         super().__init__(name=name, daemon=True, kwargs=_NO_KEYWORDS)
-        self._work = work
+        self._pool = pool  # not its bound _work: one object fewer per thread
         self._task = task
 
     def run(self) -> None:
         _schedule_as_batch()
         task, self._task = self._task, None  # the thread keeps no job alive once it is done with it
-        self._work(task)
+        self._pool._work(task)
 
 
 class HandlerPool:
@@ -247,7 +247,7 @@ class HandlerPool:
     def _new_thread(self, task: _Task | None) -> threading.Thread:
         # called holding the lock
         name = f"{self.name}-{next(self._numbers)}"
-        thread = self._thread_class(self._work, task, name)
+        thread = self._thread_class(self, task, name)
         self.threads.add(thread)
         self._unstarted += 1
         return thread

@@ -118,6 +118,25 @@ def test_a_thread_that_finished_its_job_runs_the_next() -> None:
     assert pool.join(TIMEOUT)
 
 
+def test_a_pool_thread_running_a_job_holds_no_method_object_of_its_own() -> None:
+    # a job (a WebSocket handler) runs as long as its connection: its thread held a bound method of the
+    # pool's (64 bytes) all that time
+    pool = HandlerPool("test-pool", 1)
+    held: queue.Queue[list[str]] = queue.Queue()
+    done = threading.Event()
+
+    def job() -> None:
+        thread = threading.current_thread()
+        held.put([name for name, value in vars(thread).items() if type(value).__name__ == "method"])
+        done.wait(TIMEOUT)
+
+    pool.submit(job)
+    assert held.get(timeout=TIMEOUT) == []
+    done.set()
+    pool.stop()
+    assert pool.join(TIMEOUT)
+
+
 def test_busy_threads_make_more_up_to_the_limit_then_jobs_wait_then_it_is_full() -> None:
     pool = HandlerPool("test-pool", 2, max_waiting=1)
     release = threading.Event()

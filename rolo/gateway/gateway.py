@@ -39,6 +39,9 @@ class Gateway:
         (:mod:`rolo.metrics`)
     """
 
+    _handlers_now: tuple[tuple[Any, ...], ...] = ()
+    """The handlers of the chain made last, which the next shares while they stay the same."""
+
     def __init__(
         self,
         request_handlers: list[Handler] | None = None,
@@ -56,7 +59,19 @@ class Gateway:
 
     def new_chain(self) -> HandlerChain[Any]:
         """A chain over the gateway's current handlers."""
-        return HandlerChain(self.request_handlers, self.response_handlers, self.finalizers, self.exception_handlers)
+        handlers: tuple[tuple[Any, ...], ...] = (
+            tuple(self.request_handlers),
+            tuple(self.response_handlers),
+            tuple(self.finalizers),
+            tuple(self.exception_handlers),
+        )
+        # the chains share the tuples of the handlers while they stay the same: a WebSocket request's chain
+        # lives as long as its connection
+        if handlers == self._handlers_now:
+            handlers = self._handlers_now
+        else:
+            self._handlers_now = handlers
+        return HandlerChain(*handlers)
 
     def process(self, request: Request, response: Response) -> None:
         """Handle an HTTP request, filling in ``response``. Errors become error responses; nothing raises."""

@@ -196,6 +196,12 @@ class Router:
         :raises UpgradeRequired: (a ``MethodNotAllowed``) the rules that match serve only WebSockets, and
             the request is not an upgrade request
         """
+        # the match is looked up in a call of its own: what the lookup makes (its key, the map's state) is not
+        # kept on the stack while the endpoint runs, which a WebSocket one does for as long as its connection
+        rule, args = self._rule_and_args(request)
+        return self.dispatcher(request, rule.endpoint, args)
+
+    def _rule_and_args(self, request: Request) -> tuple[Rule, dict[str, Any]]:
         key = (request.host, request.root_path, request.scheme, request.path, request.method)
         with self._lock:
             state = (self.url_map, getattr(self.url_map, "added", 0))
@@ -207,13 +213,14 @@ class Router:
             if remembered is not None:
                 rule, args = remembered[0], dict(remembered[1])
             else:
-                rule, args = self._match(request)
+                rule, matched = self._match(request)
+                # without the host's, in a dict of their own size (an empty one has no table of its own)
+                args = {name: value for name, value in matched.items() if name != HOST_VARIABLE}
                 if self._remembering and max(map(len, key)) <= _REMEMBERED_LENGTH:
                     if len(self._matches) >= MATCHES_REMEMBERED:
                         del self._matches[next(iter(self._matches))]
                     self._matches[key] = (rule, dict(args))
-        args.pop(HOST_VARIABLE, None)
-        return self.dispatcher(request, rule.endpoint, args)
+        return rule, args
 
     def _match(self, request: Request) -> tuple[Rule, dict[str, Any]]:
         # the bound map is not kept (as a local) while the endpoint runs: a WebSocket one runs for as long

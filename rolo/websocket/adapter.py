@@ -72,6 +72,8 @@ class WebSocketAdapter(abc.ABC):
     :class:`~rolo.websocket.errors.WebSocketDisconnectedError`.
     """
 
+    __slots__ = ()  # an adapter of its own may keep its attributes in slots (ThreadedWebSocketAdapter does)
+
     @abc.abstractmethod
     def receive(self, timeout: float | None = None) -> Event:
         """The next event: :class:`CreateConnection` first, then messages.

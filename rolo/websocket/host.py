@@ -87,6 +87,8 @@ class WebSocketHost:
         )
         self._call_in_loop = call_in_loop
         self._wake_ups = wake_ups
+        # the settings are frozen: one float for every connection's adapter rather than one each
+        self._close_timeout = settings.close_timeout + 1
         origins = settings.allowed_origins
         self._origins = OriginPolicy(origins) if origins is not None else None
 
@@ -127,7 +129,7 @@ class WebSocketHost:
             max_queue=settings.max_queue,
             max_queue_bytes=settings.max_queue_bytes,
             write_high_water=settings.write_high_water,
-            close_timeout=settings.close_timeout + 1,
+            close_timeout=self._close_timeout,
             wake_ups=self._wake_ups,
             counters=self.counters,
         )

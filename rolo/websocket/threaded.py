@@ -131,6 +131,39 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     :param counters: where to count what the connection does (its server's, for metrics)
     """
 
+    # one per open connection: its attributes in slots take about 60 bytes less than in a dictionary
+    __slots__ = (
+        "__weakref__",
+        "_arrived",
+        "_bytes_read",
+        "_bytes_taken",
+        "_call_in_loop",
+        "_changed",
+        "_close_listeners",
+        "_close_timeout",
+        "_connection",
+        "_counters",
+        "_ending",
+        "_flush_pending",
+        "_inbox",
+        "_lock",
+        "_max_queue",
+        "_max_queue_bytes",
+        "_opened",
+        "_outbox",
+        "_outbox_bytes",
+        "_reading_paused",
+        "_resume_below",
+        "_resume_pending",
+        "_senders_waiting",
+        "_sent",
+        "_state",
+        "_waiting",
+        "_wake_ups",
+        "_write_high_water",
+        "_writing_paused",
+    )
+
     def __init__(
         self,
         connection: ServerConnection,
@@ -170,7 +203,9 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # without a Python-level condition; _END behind the last message marks the close
         self._inbox: queue.SimpleQueue[Event | EncodedText | _End] = queue.SimpleQueue()
         self._inbox.put(CreateConnection())
-        self._arrived: list[Message | EncodedText] = []  # loop side: read, not yet handed to the inbox
+        # loop side: read, not yet handed to the inbox. This and the outbox are () while empty, as they are
+        # on an idle connection, and a list once they hold messages: an empty list is 56 bytes of its own
+        self._arrived: list[Message | EncodedText] | tuple[()] = ()
         # the bytes of the messages read (written on the loop thread only) and of those the handler took
         # (under the lock: several threads may receive): their difference is the inbox's size
         self._bytes_read = 0
@@ -178,13 +213,14 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._reading_paused = False
         self._resume_pending = False
 
-        self._outbox: list[Message] = []
+        self._outbox: list[Message] | tuple[()] = ()
         self._outbox_bytes = 0
         self._flush_pending = False
         self._writing_paused = False
         self._senders_waiting = 0
 
-        self._close_listeners: list[Callable[[], None]] = []
+        # a tuple of their number (one or two): a list would leave room for four
+        self._close_listeners: tuple[Callable[[], None], ...] = ()
 
     # -- handler side ------------------------------------------------------------------------------
 
@@ -276,7 +312,10 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _queue(self, message: Message) -> bool:
         """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
         rather than a flush being asked for already."""
-        self._outbox.append(message)
+        if isinstance(self._outbox, list):
+            self._outbox.append(message)
+        else:
+            self._outbox = [message]
         self._outbox_bytes += len(message.data)
         flush = not self._flush_pending
         self._flush_pending = True
@@ -326,7 +365,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         with self._lock:
             closed = self._state is _State.CLOSED
             if not closed:
-                self._close_listeners.append(listener)
+                self._close_listeners += (listener,)
         if closed:
             listener()
 
@@ -393,7 +432,10 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def on_message(self, message: Message | EncodedText) -> None:
         """A complete message arrived."""
         arrived = self._arrived
-        arrived.append(message)
+        if isinstance(arrived, list):
+            arrived.append(message)
+        else:
+            self._arrived = arrived = [message]
         self._bytes_read += getsizeof(message.data)
         counters = self._counters
         counters.messages_received += 1
@@ -434,9 +476,9 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             )
             if self._opened:
                 self._counters.closed(received, sent, closed_by)
-            self._outbox.clear()
+            self._outbox = ()
             self._notify_all()
-            listeners, self._close_listeners = self._close_listeners, []
+            listeners, self._close_listeners = self._close_listeners, ()
         self.deliver()  # messages that arrived before the close are still received
         self._inbox.put(_END)
         for listener in listeners:
@@ -477,7 +519,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def _flush(self) -> None:
         with self._lock:
-            messages, self._outbox = self._outbox, []
+            messages, self._outbox = self._outbox, ()
             counters = self._counters
             counters.messages_sent += len(messages)
             counters.sent_bytes += self._outbox_bytes
@@ -490,7 +532,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def deliver(self) -> None:
         """Hand the messages that arrived to the handler, waking it (see :class:`WakeUps`)."""
-        arrived, self._arrived = self._arrived, []
+        arrived, self._arrived = self._arrived, ()
         for message in arrived:
             self._inbox.put(message)
 

@@ -35,6 +35,20 @@ def note(calls: list, name: str, action=None):
     return handler
 
 
+def test_chains_share_the_handlers_while_they_stay_the_same_and_see_those_added_later():
+    # a WebSocket request's chain lives as long as its connection: its own tuple of handlers was 48 bytes
+    def answer(chain, context, response):
+        response.set_response(b"first")
+
+    gateway = Gateway(request_handlers=[answer], exception_handlers=[WerkzeugExceptionHandler()])
+    first, second = gateway.new_chain(), gateway.new_chain()
+    assert first.request_handlers is second.request_handlers
+    assert first.exception_handlers is second.exception_handlers
+    gateway.response_handlers.append(lambda chain, context, response: response.set_response(b"later"))
+    assert process(gateway).get_data() == b"later"
+    assert len(gateway.new_chain().response_handlers) == 1
+
+
 def test_request_context():
     request = Request("GET", "/")
     context = RequestContext(request)

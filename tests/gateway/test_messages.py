@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 
 import pytest
@@ -66,9 +67,60 @@ def test_request_from_an_environ():
     assert request.headers["X-Custom"] == "1"
 
 
+def test_requests_alive_at_once_hold_one_copy_of_their_equal_short_strings():
+    # thousands of WebSocket requests with the same path, server, client and most header values: each held
+    # its own copies (about 0.6 KB a connection); a long value, or one that differs, is the request's own
+    def made(key: str) -> Request:
+        headers = [("Host", "example.com:8080"), ("Upgrade", "websocket"), ("Sec-WebSocket-Key", key)]
+        headers.append(("X-Long", "x" * 65))
+        return Request(
+            "websocket".upper(),
+            b"/echo",
+            headers=[(name, "".join(value)) for name, value in headers],
+            remote_addr="".join("10.0.0.1"),
+            server=("".join("example.com"), 8080),
+            raw_uri="".join("/echo?x"),
+        )
+
+    first, second = made("a" * 24), made("b" * 24)
+    for key in ("PATH_INFO", "SERVER_NAME", "SERVER_PORT", "REMOTE_ADDR", "RAW_URI", "HTTP_HOST", "HTTP_UPGRADE"):
+        assert first.environ[key] is second.environ[key], key
+    assert first.headers["Upgrade"] is second.headers["Upgrade"]
+    assert (first.method, first.path, first.server) == ("WEBSOCKET", "/echo", ("example.com", 8080))
+    assert first.method is second.method and first.path is second.path and first.server is second.server
+    assert first.environ["HTTP_SEC_WEBSOCKET_KEY"] != second.environ["HTTP_SEC_WEBSOCKET_KEY"]
+    assert first.environ["HTTP_X_LONG"] == second.environ["HTTP_X_LONG"]
+    assert first.environ["HTTP_X_LONG"] is not second.environ["HTTP_X_LONG"]
+
+
+def test_request_host_is_computed_once_set_and_cleared_as_werkzeug_has_it_without_a_dict_of_attributes():
+    # werkzeug's cached_property made the request's dict of attributes (64 bytes) to keep the host in
+    request = Request("GET", "/", headers={"Host": "api.example:4566"})
+    assert request.host == "api.example:4566"
+    assert request.host is Request("GET", "/x", headers={"Host": "".join("api.example:4566")}).host
+    assert not any(isinstance(referent, dict) and "environ" in referent for referent in gc.get_referents(request))
+    request.host = "elsewhere"
+    assert request.host == "elsewhere"
+    del request.host
+    assert request.host == "api.example:4566"
+
+
 def test_request_bytes_path():
     request = Request("GET", "/caf\xc3\xa9".encode("latin-1"))
     assert request.path == "/café"
+
+
+def test_responses_share_their_default_status_line_and_content_type():
+    # a gateway makes a Response for each request, which a WebSocket one keeps as long as its connection:
+    # its status line and content type were 130 bytes of its own
+    first, second = Response(), Response()
+    assert (first.status, first.headers["Content-Type"]) == ("200 OK", "text/plain; charset=utf-8")
+    assert first.status is second.status
+    assert first.headers["Content-Type"] is second.headers["Content-Type"]
+    assert (Response(status=404).status, Response(mimetype="application/json").content_type) == (
+        "404 NOT FOUND",
+        "application/json",
+    )
 
 
 def test_set_json():

@@ -241,8 +241,10 @@ async def test_send_receive_types_timeouts_and_peer_close(serve):
             except TimeoutError:
                 results.put("timeout")
             ws.send("go")
+            # its own iterator: a handler waiting in a for loop holds no generator (200 bytes a connection)
+            results.put(("own iterator", iter(ws) is ws))
             received = list(ws)  # ends when the peer closes
-            results.put(("received", received))
+            results.put(("received", received, next(ws, "ended")))
             try:
                 ws.receive()
             except WebSocketDisconnectedError as e:
@@ -268,7 +270,8 @@ async def test_send_receive_types_timeouts_and_peer_close(serve):
     assert results.get(timeout=5)[0] == "protocol error"
     assert results.get(timeout=5) == "unencodable"
     assert results.get(timeout=5) == "timeout"
-    assert results.get(timeout=5) == ("received", ["a", b"b"])
+    assert results.get(timeout=5) == ("own iterator", True)
+    assert results.get(timeout=5) == ("received", ["a", b"b"], "ended")
     if server.kind == "hypercorn":
         # hypercorn 0.18 reports every close the peer starts as 1006, without the peer's code or reason
         assert results.get(timeout=5) == ("closed", 1006, None)

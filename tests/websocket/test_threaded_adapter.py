@@ -109,6 +109,19 @@ def test_sends_are_batched_into_one_hand_off():
     assert connection.calls[-1] == ("send", [TextMessage(str(i)) for i in range(5)])
 
 
+def test_an_adapter_between_messages_holds_no_dict_and_no_empty_lists():
+    # one per open connection: its attributes in slots, and no empty inbox-side or outbox list while idle
+    # (56 bytes each), before and after a message each way
+    adapter, connection, loop = open_adapter()
+    assert not hasattr(adapter, "__dict__")
+    adapter.on_message(TextMessage("in"))
+    assert adapter.receive(timeout=5) == TextMessage("in")
+    adapter.send(TextMessage("out"))
+    loop.run()
+    assert connection.calls[-1] == ("send", [TextMessage("out")])
+    assert adapter._arrived == () and adapter._outbox == ()
+
+
 class TurnEnd:
     """Wake-ups held until ``run``, as a loop holds them until the end of its turn; records the handler
     blocking."""

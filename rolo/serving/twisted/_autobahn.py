@@ -15,8 +15,13 @@ rolo takes the public path, which is slower or plainer but right:
   factory's ``_batched_timer``); without it, txaio's timer rounds deadlines down to whole seconds.
 - :func:`drop_handshake_leftovers` frees what the protocol keeps of the opening handshake once the
   connection is open (about 1.5 KB), and the attributes that still hold the values they started with,
-  which the protocol's class then gives (about 1.1 KB in all: 22 attributes left, in a table of 32
-  entries rather than 128); without it that memory stays.
+  which the protocol's class then gives (about 1.1 KB in all: 17 attributes left, in a table of 32
+  entries rather than 128); without it that memory stays. It also drops the objects Autobahn makes for
+  every connection that rolo does not read while it is idle (:data:`_MADE_WHEN_READ`: the Deferreds fired
+  as it opens and as it closes, the UTF-8 validator) for the class to make an equal one when first read,
+  and the connection's traffic counters, for the class's one: about 0.55 KB. A Deferred is dropped only
+  when Twisted's (its ``_callbacks``, ``_canceller`` and ``_chainedTo``) show that nobody waits for it;
+  without them, it stays.
 - :func:`fail_connection` fails a connection for an error rolo's own frame parser found, as Autobahn's
   would (``_fail_connection``); without it, rolo sends the close frame and drops the connection itself.
 - :func:`data_arrived` tells Autobahn's keep-alive that the peer sent data, which stands for the pong it
@@ -46,6 +51,8 @@ rolo takes the public path, which is slower or plainer but right:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cached_property, partial
 from types import FunctionType
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -54,9 +61,11 @@ import autobahn.twisted.websocket
 import autobahn.util
 import autobahn.websocket.protocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.protocol import FrameHeader, WebSocketProtocol
+from autobahn.websocket.protocol import FrameHeader, TrafficStats, WebSocketProtocol
 from autobahn.websocket.types import ConnectionRequest
+from autobahn.websocket.utf8validator import Utf8Validator
 from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-defined]  # no __all__
+from twisted.internet.defer import Deferred, succeed
 
 __all__ = [
     "ProtocolInternals",
@@ -231,6 +240,32 @@ class ProtocolInternals(WebSocketServerProtocol):
 for _name, _value in _UNTIL_CLOSING.items():
     setattr(ProtocolInternals, _name, _value)  # read while the protocol holds none of its own
 
+_MADE_WHEN_READ: dict[str, tuple[Callable[[], object], Callable[[object], bool]]] = {
+    "is_open": (partial(succeed, None), lambda deferred: _unawaited(deferred, fired=True)),
+    "is_closed": (Deferred, lambda deferred: _unawaited(deferred, fired=False)),
+    "utf8validator": (Utf8Validator, lambda validator: type(validator) is Utf8Validator),
+}
+"""What an Autobahn protocol makes for each connection as it starts and an open one may never read, with
+what it makes an equal of and whether the connection's own may go: the Deferreds that fire once it opened
+and once it closed, which nobody waits for in rolo, and the validator of fragmented text messages, reset
+before each. Once an open connection dropped its own (:func:`drop_handshake_leftovers`), the first read
+makes an equal one: a fired Deferred, a pending one, a validator. Autobahn fires the first just after
+``onOpen``, where rolo drops the rest: it goes once fired."""
+
+
+def _made_when_read(make: Callable[[], object]) -> cached_property[object]:
+    return cached_property(lambda protocol: make())
+
+
+for _name, (_make, _) in _MADE_WHEN_READ.items():
+    _made = _made_when_read(_make)
+    _made.__set_name__(ProtocolInternals, _name)
+    setattr(ProtocolInternals, _name, _made)
+
+ProtocolInternals.trafficStats = TrafficStats()
+"""Autobahn counts each connection's messages and bytes in its own ``trafficStats`` (about 180 bytes), which
+rolo never reads: an open connection counts in this one of the class, with every other."""
+
 def message_compressor(protocol: WebSocketProtocol) -> Any:
     """The permessage-deflate compressor the connection negotiated, ``None`` if it negotiated none, or
     ``NotImplemented`` where Autobahn keeps it elsewhere (then send through ``sendMessage``)."""
@@ -370,18 +405,49 @@ def drop_handshake_leftovers(protocol: WebSocketProtocol) -> None:
     from :data:`_UNTIL_CLOSING`).
 
     Its attributes then go into a dictionary of their own size: about 50 attributes take a table of 128
-    entries (1.6 KB), the 22 or so left a table of 32 (0.45 KB), and a dictionary never shrinks as entries
-    leave it.
+    entries (1.6 KB), the 17 or so left a table of 32 (0.45 KB), and a dictionary never shrinks as entries
+    leave it. The Deferreds and the validator of :data:`_MADE_WHEN_READ` go too, made again when first
+    read, and the traffic counters, which the class's stand for.
     """
     attributes = vars(protocol)
     for name in _HANDSHAKE_LEFTOVERS + _UNOBSERVED:
         attributes.pop(name, None)
     cls = type(protocol)
+    for name, (_, unread) in _MADE_WHEN_READ.items():
+        if name in attributes and isinstance(getattr(cls, name, None), cached_property) and unread(attributes[name]):
+            del attributes[name]
+    opened = attributes.get("is_open")
+    if _unawaited(opened, fired=False) and isinstance(getattr(cls, "is_open", None), cached_property):
+        opened.addCallback(_forget_opened, protocol)  # type: ignore[union-attr]  # a Deferred: _unawaited
+    counters = attributes.get("trafficStats")
+    if type(counters) is TrafficStats and type(getattr(cls, "trafficStats", None)) is TrafficStats:
+        del attributes["trafficStats"]
     for name, value in _UNTIL_CLOSING.items():
         current = attributes.get(name, _MISSING)
         if current is value and getattr(cls, name, _MISSING) is value:
             del attributes[name]
     protocol.__dict__ = dict(attributes)
+
+
+def _forget_opened(result: None, protocol: WebSocketProtocol) -> None:
+    """Drop the protocol's ``is_open`` once Autobahn fired it (nobody else waited for it)."""
+    vars(protocol).pop("is_open", None)
+    return result
+
+
+def _unawaited(deferred: object, fired: bool) -> bool:
+    """Whether ``deferred`` is a Deferred nobody waits for, fired with ``None`` (``fired``) or pending: one
+    that :data:`_MADE_WHEN_READ` makes an equal of. Where Twisted's Deferred keeps its callbacks and its
+    canceller elsewhere, none is."""
+    return (
+        type(deferred) is Deferred
+        and getattr(deferred, "_callbacks", None) == []
+        and getattr(deferred, "_canceller", _MISSING) is None
+        and getattr(deferred, "_chainedTo", _MISSING) is None
+        and not deferred.paused
+        and deferred.called is fired
+        and (not fired or deferred.result is None)
+    )
 
 
 class _ReactorTimer:

@@ -9,6 +9,7 @@ messages go: adapter's outbox → :meth:`AutobahnConnection.send` →
 
 from __future__ import annotations
 
+from functools import cached_property
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
@@ -188,7 +189,13 @@ class GatewayWebSocketProtocol(ProtocolInternals):
     def connectionMade(self) -> None:
         super().connectionMade()
         # Autobahn's is a deque, of which it uses len, append and popleft
-        self.send_queue = _WriteQueue()  # type: ignore[assignment]
+        self.send_queue = _WriteQueue()
+
+    @cached_property
+    def send_queue(self) -> _WriteQueue:  # type: ignore[override]
+        """Autobahn's queue of writes, made when Autobahn next reads it once an open connection dropped its
+        empty one (:meth:`onOpen`): rolo writes its messages itself, and an idle connection needs none."""
+        return _WriteQueue()
 
     def hold_reading(self, reason: int) -> None:
         """Stop reading from the socket, and parsing what was read, for ``reason``."""
@@ -491,6 +498,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
     def onOpen(self) -> None:
         # the handler has the request in its environ; the server is done with the handshake
         drop_handshake_leftovers(self)
+        if not self.send_queue:
+            del self.send_queue
         self.transport.registerProducer(_WriteFlowControl(self), True)
         assert self.adapter is not None, "set by onConnect, or the connection does not open"
         self.adapter.on_open()
