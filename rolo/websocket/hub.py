@@ -338,15 +338,18 @@ class Hub:
     ) -> Delivery:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         message = message_for(data)  # one message for every member: the server frames it once
-        sent: list[str] = []
+        sent: list[str]
         gone: list[str] = []
         full: list[tuple[str, WebSocket]] = []
         # first offer the message to everyone without waiting, so that one full buffer delays nobody; the
         # server is handed the sends of all at once, once the offers are counted
         outcomes, hand_over = offer_each([websocket for _, websocket in targets], message)
         try:
-            for target, outcome in zip(targets, outcomes):
-                self._sort(target, outcome, sent, gone, full)
+            sent = [connection_id for (connection_id, _), outcome in zip(targets, outcomes) if outcome is True]
+            if len(sent) < len(targets):
+                for target, outcome in zip(targets, outcomes):
+                    if outcome is not True:
+                        self._sort(target, outcome, sent, gone, full)
         finally:
             hand_over()
         slow: list[tuple[str, WebSocket]] = []

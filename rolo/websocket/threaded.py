@@ -578,7 +578,10 @@ def offer_each(
                 if isinstance(adapter, ThreadedWebSocketAdapter):
                     flush = adapter._offer(message)
                     if flush:
-                        to_flush.setdefault(adapter._call_in_loop, []).append(adapter)
+                        group = to_flush.get(adapter._call_in_loop)
+                        if group is None:  # not setdefault: a list made for each of 1,000 connections
+                            group = to_flush[adapter._call_in_loop] = []
+                        group.append(adapter)
                     outcomes.append(flush is not None)
                 else:
                     adapter.send(message, 0)

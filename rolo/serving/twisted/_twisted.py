@@ -89,15 +89,18 @@ def write_now(transport: Any, pieces: list[bytes]) -> None:
         and not transport.TLS
         and transport.connected
         and not transport.disconnecting
-        and not getattr(transport, "_tempDataLen", 1)
+        and not transport._tempDataLen
         and transport.offset == len(transport.dataBuffer)
     ):
         try:
-            written = transport.socket.sendmsg(pieces) if len(pieces) > 1 else transport.socket.send(pieces[0])
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            written = 0  # the connection is lost: the buffered write below lets Twisted find out and close it
+            if len(pieces) == 1:  # most writes (a broadcast is 1,000 of them): done once the socket takes it
+                written = transport.socket.send(pieces[0])
+                if written == len(pieces[0]):
+                    return
+            else:
+                written = transport.socket.sendmsg(pieces)
+        except OSError:  # the socket is full, or the connection is lost: the buffered write below lets
+            written = 0  # Twisted wait for room, or find out and close it
         while written and pieces:
             if written >= len(pieces[0]):
                 written -= len(pieces.pop(0))

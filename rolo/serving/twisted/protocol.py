@@ -455,6 +455,9 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                 else:
                     self.sendMessage(message.data.encode("utf-8"), False)
             return
+        if compressor is None and len(messages) == 1:  # as each connection of a broadcast sends
+            write_now(self.transport, list(_frame(messages[0])))
+            return
         pieces: list[bytes] = []
         for message in messages:
             if compressor is None:
