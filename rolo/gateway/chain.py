@@ -88,6 +88,8 @@ class HandlerChain(Generic[RC]):
         self.error: Exception | None = None
         self.context: RC | None = None
         self.response: Response | None = None
+        self._response: Response | None = None  # the one the chain fills in and gives: a handler may replace
+        # the public attribute, as it always could, without changing what the others see
 
     def handle(self, context: RC, response: Response | None = None) -> None:
         """Run the handlers over ``context``, filling in ``response``.
@@ -100,7 +102,7 @@ class HandlerChain(Generic[RC]):
         could tell the difference, and the server makes one response fewer.
         """
         self.context = context
-        self.response = response
+        self.response = self._response = response
         try:
             self._run(self.request_handlers, context)
             if not self.terminated:
@@ -113,7 +115,7 @@ class HandlerChain(Generic[RC]):
     def _run(self, handlers: tuple[Handler, ...], context: RC, ignore_stop: bool = False) -> None:
         try:
             for handler in handlers:
-                if self.response is None and type(handler).__call__ is ReturningHandler.__call__:
+                if self._response is None and type(handler).__call__ is ReturningHandler.__call__:
                     self._take(cast(ReturningHandler, handler).respond_to(self, context))
                 else:
                     handler(self, context, self._made_response())
@@ -123,19 +125,26 @@ class HandlerChain(Generic[RC]):
             self._fail(error, context, self._made_response())
 
     def _made_response(self) -> Response:
-        """The chain's response, made now if it has none yet."""
-        if self.response is None:
-            self.response = Response()
-        return self.response
+        """The chain's response, made now if it has none yet: after :meth:`handle`, the one to send."""
+        if self._response is None:
+            self.response = self._response = Response()
+        return self._response
 
     def _take(self, result: _WerkzeugResponse | None) -> None:
         """Make ``result``, the response a handler returned, the chain's: as it is if the chain has none yet,
-        no handler after this one may change it (there are no response handlers nor finalizers) and it is as
-        good as a response that took it; otherwise merged into the chain's."""
+        no handler after this one may change it (the handler stopped the chain, which has no response
+        handlers nor finalizers) and it is as good as a response that took it; otherwise merged into the
+        chain's."""
         if result is None:
             return
-        if self.response is None and not self.response_handlers and not self.finalizers and merges_as_itself(result):
-            self.response = result
+        if (
+            self._response is None
+            and (self.stopped or self.terminated)
+            and not self.response_handlers
+            and not self.finalizers
+            and merges_as_itself(result)
+        ):
+            self.response = self._response = result
         else:
             self._made_response().update_from(result)
 

@@ -67,8 +67,9 @@ class Gateway:
         )
         # the chains share the tuples of the handlers while they stay the same: a WebSocket request's chain
         # lives as long as its connection
-        if handlers == self._handlers_now:
-            handlers = self._handlers_now
+        now = self._handlers_now
+        if now and _identical(handlers, now):
+            handlers = now
         else:
             self._handlers_now = handlers
         return HandlerChain(*handlers)
@@ -93,18 +94,19 @@ class Gateway:
             response = Response()
             self.process(request, response)
             return response
-        chain = self._run_chain(self.context_class(request), None, "http")
-        assert chain.response is not None, "a chain that ran has a response"
-        return chain.response
+        return self._run_chain(self.context_class(request), None, "http")[1]
 
-    def _run_chain(self, context: RequestContext, response: Response | None, kind: str) -> HandlerChain[Any]:
+    def _run_chain(
+        self, context: RequestContext, response: Response | None, kind: str
+    ) -> tuple[HandlerChain[Any], Response]:
+        """Run a new chain: it, and ``response`` filled in or (``None``) the response the chain made."""
         chain = self.new_chain()
         if response is None and type(chain).handle is not HandlerChain.handle:
             response = Response()  # a chain of a subclass that handles requests its own way, given a response
         chain.handle(context, response)
         if chain.error is not None and not _is_expected(chain.error):
             self.handler_errors.add(kind)
-        return chain
+        return chain, response if response is not None else chain._made_response()
 
     def accept(self, request: WebSocketRequest) -> None:
         """Handle a WebSocket upgrade request, in the thread the connection's handler is to run in.
@@ -118,7 +120,7 @@ class Gateway:
         and 1000 otherwise.
         """
         response = Response()
-        chain = self._run_chain(self.context_class(request), response, "websocket")
+        chain = self._run_chain(self.context_class(request), response, "websocket")[0]
         if not request.is_upgraded() and not request.is_rejected() and response.status_code < 300:
             if not chain.stopped:
                 response = Response(status=404)
@@ -141,6 +143,18 @@ class Gateway:
         except Exception as error:
             if not isinstance(error, WebSocketDisconnectedError):
                 LOG.exception("could not settle the WebSocket connection for %s", request.path)
+
+
+def _identical(these: tuple[tuple[Any, ...], ...], those: tuple[tuple[Any, ...], ...]) -> bool:
+    """Whether two lists of handler lists hold the very same handlers (equal ones may still differ)."""
+    # plain loops: no call from C back into Python here, which would deepen the handler thread's C stack
+    for mine, theirs in zip(these, those):
+        if len(mine) != len(theirs):
+            return False
+        for handler, other in zip(mine, theirs):
+            if handler is not other:
+                return False
+    return True
 
 
 App = Gateway | Router

@@ -9,7 +9,7 @@ import pytest
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from rolo import Request, Response, Router
-from rolo.gateway import Gateway, HandlerChain, RequestContext, as_gateway
+from rolo.gateway import Gateway, HandlerChain, RequestContext, ReturningHandler, as_gateway
 from rolo.gateway.answer import answer
 from rolo.gateway.handlers import RouterHandler
 from rolo.routing.handler import to_response
@@ -222,3 +222,61 @@ def test_a_chain_handed_no_response_makes_one():
     chain = HandlerChain([lambda chain, context, response: given.append(response)])
     chain.handle(RequestContext(request()))
     assert given == [chain.response]
+
+
+def test_a_returning_handler_that_does_not_stop_the_chain_has_its_response_merged():
+    # the handlers after it change the chain's response: a response the endpoint shares between requests
+    # must not be that one
+    shared = Response(b"shared", mimetype="text/plain")
+
+    class Static(ReturningHandler):
+        def respond_to(self, chain, context):
+            return shared  # and lets the chain go on
+
+    def mark(chain, context, response):
+        response.headers.add("X-Seen", "1")
+
+    gateway = Gateway(request_handlers=[Static(), mark])
+    for _ in range(3):
+        served = gateway.serve(request())
+        assert served is not shared and served.headers.getlist("X-Seen") == ["1"]
+    assert "X-Seen" not in shared.headers
+
+
+def test_a_handler_that_replaces_chain_response_changes_what_is_sent_by_neither_serve_nor_process():
+    # a handler may set the public attribute, as it always could: the response the chain fills in and the
+    # server sends stays the chain's own, and the handlers after it are given that one
+    given = []
+
+    def replace(chain, context, response):
+        response.set_data(b"filled")
+        chain.response = Response(b"swapped")
+
+    gateway = Gateway(request_handlers=[replace, lambda chain, context, response: given.append(response)])
+    served = gateway.serve(request())
+    filled = Response()
+    gateway.process(request(), filled)
+    assert served.get_data() == filled.get_data() == b"filled"
+    assert given == [served, filled]
+
+
+def test_a_gateway_whose_handler_lists_are_replaced_by_equal_handlers_runs_the_new_ones():
+    # chains share the tuples of handlers while they are the very same objects, not equal ones
+    class Named:
+        def __init__(self, name: str, ran: list[str]) -> None:
+            self.name, self.ran = name, ran
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Named)
+
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self, chain, context, response):
+            self.ran.append(self.name)
+
+    ran: list[str] = []
+    gateway = Gateway(request_handlers=[Named("old", ran)])
+    gateway.serve(request())
+    gateway.request_handlers[0] = Named("new", ran)
+    gateway.serve(request())
+    assert ran == ["old", "new"]
