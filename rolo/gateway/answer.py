@@ -9,6 +9,9 @@ from rolo.response import Response
 
 __all__ = ["Answer", "answer"]
 
+_GET_APP_ITER = Response.get_app_iter
+"""werkzeug's: a response class with a body of its own making (its own ``get_app_iter``) is asked for it."""
+
 
 class Answer(NamedTuple):
     """What a server writes for a response, once the handlers are done with it."""
@@ -35,7 +38,11 @@ def answer(response: Response, environ: dict[str, Any]) -> Answer:
     headers = response.get_wsgi_headers(environ)
     encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
     status = response.status_code
-    if response.is_sequence and not response.direct_passthrough:
+    if (
+        response.is_sequence
+        and not response.direct_passthrough
+        and type(response).get_app_iter is _GET_APP_ITER
+    ):
         # what get_app_iter gives, joined, without the closing iterator it makes (a third of the cost of
         # answering a small response): nothing for HEAD and the statuses without content (RFC 9110 6.4.1)
         without_content = environ["REQUEST_METHOD"] == "HEAD" or 100 <= status < 200 or status in (204, 304)

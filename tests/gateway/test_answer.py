@@ -52,3 +52,12 @@ def test_a_streamed_body_stays_an_iterator():
 def test_a_header_that_is_not_latin1_fails_before_anything_is_sent():
     with pytest.raises(UnicodeEncodeError):
         answer(Response(b"", headers={"X-Name": "\u2603"}), Request("GET", "/").environ)
+
+
+def test_a_response_class_with_its_own_app_iter_is_asked_for_the_body():
+    class Overriding(Response):
+        def get_app_iter(self, environ):
+            return [b"OVERRIDDEN"]
+
+    environ = Request("GET", "/", headers={"Host": "localhost"}).environ
+    assert answer(Overriding(b"body"), environ).body == b"OVERRIDDEN"
