@@ -184,7 +184,7 @@ class Request(_WerkzeugRequest):
         # werkzeug makes its own copy of the method (in capitals) and the path (with its leading slash)
         self.method = _shared(self.method)
         self.path = _shared(self.path)
-        if self.server is not None:
+        if self.server is not None and len(self.server[0]) <= 64:  # as _shared: the cache's bound holds
             self.server = _remembered(self.server)
         # werkzeug's constructor sets ``headers`` from the HTTP_* keys, which fold the client's casing away
         raw_headers = environ.get(RAW_HEADERS_KEY)

@@ -193,3 +193,12 @@ def test_update_from_keeps_a_stream_streamed():
     response.update_from(Response(stream()))
     assert produced == []  # nothing was read to copy it
     assert b"".join(response.iter_encoded()) == b"firstsecond"
+
+
+def test_a_long_server_name_is_the_request_own_not_remembered():
+    # the server's name may come from the client (a WSGI server fills it from Host): a long one is not kept
+    # in the cache of shared strings, whose bound is for strings of at most 64 characters
+    long_name = "h" * 8000
+    first = Request("GET", b"/", server=("".join(long_name), 80))
+    second = Request("GET", b"/", server=("".join(long_name), 80))
+    assert first.server == second.server and first.server is not second.server
