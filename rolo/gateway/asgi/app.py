@@ -29,7 +29,7 @@ class LifespanListener(Protocol):
 
 class AsgiGateway:
     """An ASGI 3 application that serves a gateway: HTTP requests through
-    :meth:`~rolo.gateway.Gateway.process`, WebSocket upgrade requests through
+    :meth:`~rolo.gateway.Gateway.serve`, WebSocket upgrade requests through
     :meth:`~rolo.gateway.Gateway.accept`, under any asyncio ASGI server::
 
         app = AsgiGateway(gateway)    # in myapp.py, then: hypercorn myapp:app, or uvicorn myapp:app
