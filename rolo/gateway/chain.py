@@ -96,10 +96,10 @@ class HandlerChain(Generic[RC]):
 
         Handed no response, the chain makes its own, :attr:`response`, as a new :class:`~rolo.Response` when
         a handler first needs it, with one exception: when a :class:`ReturningHandler` (a
-        :class:`~rolo.gateway.handlers.RouterHandler`) answers before any handler needed one, in a chain
-        without response handlers and finalizers, and the response it returned is as good as a new one that
-        took it (``rolo.response.merges_as_itself``), that response becomes the chain's as it is: nothing
-        could tell the difference, and the server makes one response fewer.
+        :class:`~rolo.gateway.handlers.RouterHandler`) answers before any handler needed one and stops the
+        chain, which has no response handlers nor finalizers, and the response it returned is as good as a
+        new one that took it (``rolo.response.merges_as_itself``), that response becomes the chain's as it
+        is: nothing could tell the difference, and the server makes one response fewer.
         """
         self.context = context
         self.response = self._response = response

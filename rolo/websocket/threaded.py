@@ -28,7 +28,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from sys import getsizeof
-from typing import Final, Protocol, final
+from typing import Final, Protocol, TypeVar, final
 
 from rolo.counters import WebSocketCounters
 
@@ -312,10 +312,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _queue(self, message: Message) -> bool:
         """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
         rather than a flush being asked for already."""
-        if isinstance(self._outbox, list):
-            self._outbox.append(message)
-        else:
-            self._outbox = [message]
+        self._outbox = _appended(self._outbox, message)
         self._outbox_bytes += len(message.data)
         flush = not self._flush_pending
         self._flush_pending = True
@@ -431,11 +428,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def on_message(self, message: Message | EncodedText) -> None:
         """A complete message arrived."""
-        arrived = self._arrived
-        if isinstance(arrived, list):
-            arrived.append(message)
-        else:
-            self._arrived = arrived = [message]
+        self._arrived = arrived = _appended(self._arrived, message)
         self._bytes_read += getsizeof(message.data)
         counters = self._counters
         counters.messages_received += 1
@@ -544,6 +537,18 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._reading_paused = False
         if resume:
             self._connection.resume_reading()
+
+
+_Item = TypeVar("_Item")
+
+
+def _appended(box: list[_Item] | tuple[()], item: _Item) -> list[_Item]:
+    """``box`` with ``item`` at its end: the list itself, or a new one for an empty box (``()``, which an
+    idle connection's inbox and outbox are, where an empty list would take 56 bytes of its own)."""
+    if isinstance(box, list):
+        box.append(item)
+        return box
+    return [item]
 
 
 def offer_each(

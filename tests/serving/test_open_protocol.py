@@ -32,7 +32,8 @@ async def test_an_open_connection_holds_no_write_queue_until_autobahn_reads_one(
         (protocol,) = [
             candidate
             for candidate in gc.get_objects()
-            if isinstance(candidate, GatewayWebSocketProtocol)
+            # by its type, not isinstance: a dead weak proxy among the objects raises ReferenceError on that
+            if issubclass(type(candidate), GatewayWebSocketProtocol)
             and candidate.state == candidate.STATE_OPEN
             and candidate.environ["SERVER_PORT"] == str(server.port)
         ]
