@@ -124,6 +124,7 @@ class GatewayChannel(HTTPChannel):
         self._deadline = None
         _cancel(self._deadline_call)
         self._deadline_call = None
+        self._stop_idle_timeout()
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -273,7 +274,25 @@ class GatewayChannel(HTTPChannel):
             if held:
                 self.dataReceived(held)
 
+    def setTimeout(self, period: float | None) -> float | None:
+        # Twisted Web turns its idle timeout off while it handles a request (period None) and back on
+        # after, which cancels one delayed call and makes another per request: here the call stays while
+        # the timeout is off, and is moved when it is back on. The connection's loss or hand-over to
+        # another protocol cancels it (_stop_idle_timeout)
+        if period is None:
+            previous = self.timeOut
+            self.timeOut = None
+            return previous
+        previous_period: float | None = super().setTimeout(period)
+        return previous_period
+
+    def _stop_idle_timeout(self) -> None:
+        self.timeOut = None
+        super().setTimeout(None)  # cancels the call, which keeps the channel alive until it runs
+
     def timeoutConnection(self) -> None:
+        if self.timeOut is None:
+            return  # the idle timeout is off (a request is handled): its call ran meanwhile
         # Twisted Web's idle timeout, off while a request is handled; idle here means between requests
         if self.transport is not None and unsent_bytes(self.transport):
             self.setTimeout(self.timeOut)  # the client is still reading an answer: write_timeout's business
@@ -286,6 +305,7 @@ class GatewayChannel(HTTPChannel):
         self._deadline_call = None
         self._cancel_write_deadline()
         super().connectionLost(reason)
+        self._stop_idle_timeout()
 
     def _start_deadline(self, timeout: float | None) -> None:
         if not timeout:
