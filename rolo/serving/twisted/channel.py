@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
-from twisted.web.server import Request
+from twisted.web.http import HTTPChannel, datetimeToString
+from twisted.web.server import Request, version
 
 from ._twisted import collect_head, handling_request, header_bytes_received, unsent_bytes, write_now
 from .forwarded import ForwardedClient
@@ -22,6 +23,14 @@ __all__ = ["GatewayChannel", "GatewayRequest"]
 WRITE_PROGRESS = 64 * 1024
 """Bytes a client must take of those waiting for it every ``write_timeout`` seconds (or all of them, if
 fewer wait), or its connection is cut."""
+
+
+@lru_cache(maxsize=2)
+def _http_date(second: int) -> bytes:
+    """The HTTP date (RFC 9110 5.6.7) of a second since the epoch: made once for all the responses of
+    that second."""
+    date: bytes = datetimeToString(second)
+    return date
 
 
 class _BodyTooLarge(Exception):
@@ -51,6 +60,27 @@ class GatewayRequest(Request):
         if TYPE_CHECKING:
             assert isinstance(channel, GatewayChannel)
         self.received_at: float = channel.site.reactor.seconds()
+
+    def process(self) -> None:
+        """Render the request with the site's resource, as Twisted Web does, where that resource is a leaf
+        (TwistedGateway's own): it takes every path as it is, so no tree is walked, and no path segments
+        are split and decoded for one (``prepath`` and ``postpath`` stay empty). The ``Date`` header is
+        made once a second. The target ``*`` (``OPTIONS *``), or a site whose resource is not a leaf,
+        goes through Twisted Web's own processing."""
+        site: TwistedGateway = self.channel.site  # type: ignore[attr-defined]  # the site's own channel
+        resource = site.resource
+        if self.path == b"*" or not resource.isLeaf:
+            super().process()
+            return
+        self.site = site
+        self.prepath, self.postpath = [], []
+        self.sitepath: list[bytes] = []
+        self.setHeader(b"Server", version)
+        self.setHeader(b"Date", _http_date(int(self.received_at)))
+        try:
+            self.render(resource)
+        except BaseException:
+            self.processingFailed(Failure())
 
     def handleContentChunk(self, data: bytes) -> None:
         self.body_received += len(data)
