@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, datetimeToString
+from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.server import Request, version
+from zope.interface import provider
 
 from ._twisted import collect_head, handling_request, header_bytes_received, unsent_bytes, write_now
 from .forwarded import ForwardedClient
@@ -37,6 +39,10 @@ class _BodyTooLarge(Exception):
     """Raised out of the body's parser once the body has passed ``max_body_size``, to stop it there."""
 
 
+# a factory that takes the channel alone (Twisted Web's ``queued`` argument is long deprecated): said of the
+# class itself, Twisted Web's check of its factory for each request finds it at once, where for a subclass
+# that says nothing it looks through the class's type
+@provider(INonQueuedRequestFactory)
 class GatewayRequest(Request):
     """A Twisted Web request that also holds its headers as sent, ``raw_headers`` in order, when its
     request line arrived, ``received_at`` (by the site's reactor clock), whether its response has
