@@ -12,6 +12,13 @@ __all__ = ["Answer", "answer"]
 _GET_APP_ITER = Response.get_app_iter
 """werkzeug's: a response class with a body of its own making (its own ``get_app_iter``) is asked for it."""
 
+_GET_WSGI_HEADERS = Response.get_wsgi_headers
+"""werkzeug's: a response class with headers of its own making (its own ``get_wsgi_headers``) is asked for
+them."""
+
+_ADJUSTED = frozenset({"location", "content-location"})
+"""The headers werkzeug's ``get_wsgi_headers`` may rewrite (as URIs)."""
+
 
 class Answer(NamedTuple):
     """What a server writes for a response, once the handlers are done with it."""
@@ -35,9 +42,8 @@ def answer(response: Response, environ: dict[str, Any]) -> Answer:
     :raises UnicodeEncodeError: if a header name or value is not Latin-1
     :raises Exception: what joining a sequence body raised
     """
-    headers = response.get_wsgi_headers(environ)
-    encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
     status = response.status_code
+    encoded = _encoded_headers(response, status, environ)
     if (
         response.is_sequence
         and not response.direct_passthrough
@@ -51,3 +57,23 @@ def answer(response: Response, environ: dict[str, Any]) -> Answer:
     if response.is_sequence:
         return Answer(status, encoded, b"".join(chunks), response)
     return Answer(status, encoded, iter(chunks), response)
+
+
+def _encoded_headers(response: Response, status: int, environ: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """The header lines of werkzeug's :meth:`~werkzeug.wrappers.Response.get_wsgi_headers`, encoded. Most
+    responses it would leave as they are (a status with content, a ``Content-Length`` or a stream, no
+    ``Location``): their own headers are encoded, without the copy it makes of them."""
+    if type(response).get_wsgi_headers is _GET_WSGI_HEADERS and 200 <= status and status not in (204, 304):
+        encoded = []
+        sized = not (response.automatically_set_content_length and response.is_sequence)
+        for name, value in response.headers:
+            lower = name.lower()
+            if lower in _ADJUSTED:
+                break
+            if lower == "content-length":
+                sized = True
+            encoded.append((name.encode("latin-1"), value.encode("latin-1")))
+        else:
+            if sized:
+                return encoded
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.get_wsgi_headers(environ)]

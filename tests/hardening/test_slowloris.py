@@ -6,6 +6,7 @@ import http.client
 import select
 import selectors
 import socket
+import threading
 import time
 
 import pytest_twisted
@@ -174,3 +175,32 @@ async def test_a_connection_idle_between_requests_is_closed_after_keep_alive_tim
     closed, elapsed = await in_thread(idle)
     print(f"a keep-alive connection idle after a request: closed {closed} after {elapsed:.2f}s")
     assert closed and 0.25 < elapsed < 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_handler_slower_than_keep_alive_timeout_answers_and_the_idle_timeout_resumes_after(serve):
+    # the idle timeout is off while a request is handled: its call may come meanwhile, and is ignored
+    never = threading.Event()
+
+    @route("/slow")
+    def slow(request):
+        never.wait(0.6)  # the handler's work: twice the keep-alive timeout
+        return Response("slow")
+
+    server = serve(slow, keep_alive_timeout=0.3)
+
+    def slow_then_idle():
+        connection = http.client.HTTPConnection(server.address, timeout=10)
+        started = time.monotonic()
+        connection.request("GET", "/slow")
+        body = connection.getresponse().read()
+        answered = time.monotonic() - started
+        started = time.monotonic()
+        closed = connection.sock.recv(1) == b""
+        return body, answered, closed, time.monotonic() - started
+
+    body, answered, closed, idle = await in_thread(slow_then_idle)
+    print(f"a 0.6 s handler under a 0.3 s keep-alive timeout: answered after {answered:.2f}s, closed {closed} "
+          f"after {idle:.2f}s idle")
+    assert body == b"slow" and answered > 0.55
+    assert closed and 0.25 < idle < 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import gc
 import http.client
 import json
@@ -335,6 +336,26 @@ async def test_head_is_answered_and_a_wrong_method_is_a_405(serve):
     status, headers, _ = await in_thread(fetch, server, "DELETE", "/echo")
     assert status == 405
     assert set(headers["Allow"].split(", ")) >= {"GET", "HEAD", "POST", "PUT"}
+
+
+@pytest.mark.servers("twisted", reason="Twisted Web's Date header and its answer to OPTIONS *")
+@pytest_twisted.ensureDeferred
+async def test_each_response_has_the_date_it_was_made_and_options_asterisk_is_answered(serve):
+    # the Date is made once a second for all that second's responses, and the site renders requests without
+    # Twisted Web's processing except for the target "*", which Twisted Web answers itself
+    server = serve(echo)
+    before = time.time()
+    _, headers, _ = await in_thread(fetch, server, "GET", "/echo")
+    date = email.utils.parsedate_to_datetime(headers["Date"]).timestamp()
+    assert int(before) <= date <= time.time()
+
+    def options_asterisk():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            return sock.recv(1024)
+
+    answer = await in_thread(options_asterisk)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"Content-Length: 0\r\n" in answer
 
 
 @pytest.mark.servers("twisted", reason="looks into TwistedGateway's pool")

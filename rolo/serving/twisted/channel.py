@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
-from twisted.web.server import Request
+from twisted.web.http import HTTPChannel, datetimeToString
+from twisted.web.iweb import INonQueuedRequestFactory
+from twisted.web.server import Request, version
+from zope.interface import provider
 
 from ._twisted import collect_head, handling_request, header_bytes_received, unsent_bytes, write_now
 from .forwarded import ForwardedClient
@@ -24,10 +27,22 @@ WRITE_PROGRESS = 64 * 1024
 fewer wait), or its connection is cut."""
 
 
+@lru_cache(maxsize=2)
+def _http_date(second: int) -> bytes:
+    """The HTTP date (RFC 9110 5.6.7) of a second since the epoch: made once for all the responses of
+    that second."""
+    date: bytes = datetimeToString(second)
+    return date
+
+
 class _BodyTooLarge(Exception):
     """Raised out of the body's parser once the body has passed ``max_body_size``, to stop it there."""
 
 
+# a factory that takes the channel alone (Twisted Web's ``queued`` argument is long deprecated): said of the
+# class itself, Twisted Web's check of its factory for each request finds it at once, where for a subclass
+# that says nothing it looks through the class's type
+@provider(INonQueuedRequestFactory)
 class GatewayRequest(Request):
     """A Twisted Web request that also holds its headers as sent, ``raw_headers`` in order, when its
     request line arrived, ``received_at`` (by the site's reactor clock), whether its response has
@@ -51,6 +66,27 @@ class GatewayRequest(Request):
         if TYPE_CHECKING:
             assert isinstance(channel, GatewayChannel)
         self.received_at: float = channel.site.reactor.seconds()
+
+    def process(self) -> None:
+        """Render the request with the site's resource, as Twisted Web does, where that resource is a leaf
+        (TwistedGateway's own): it takes every path as it is, so no tree is walked, and no path segments
+        are split and decoded for one (``prepath`` and ``postpath`` stay empty). The ``Date`` header is
+        made once a second. The target ``*`` (``OPTIONS *``), or a site whose resource is not a leaf,
+        goes through Twisted Web's own processing."""
+        site: TwistedGateway = self.channel.site  # type: ignore[attr-defined]  # the site's own channel
+        resource = site.resource
+        if self.path == b"*" or not resource.isLeaf:
+            super().process()
+            return
+        self.site = site
+        self.prepath, self.postpath = [], []
+        self.sitepath: list[bytes] = []
+        self.setHeader(b"Server", version)
+        self.setHeader(b"Date", _http_date(int(self.received_at)))
+        try:
+            self.render(resource)
+        except BaseException:
+            self.processingFailed(Failure())
 
     def handleContentChunk(self, data: bytes) -> None:
         self.body_received += len(data)
@@ -124,6 +160,7 @@ class GatewayChannel(HTTPChannel):
         self._deadline = None
         _cancel(self._deadline_call)
         self._deadline_call = None
+        self._stop_idle_timeout()
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -273,7 +310,25 @@ class GatewayChannel(HTTPChannel):
             if held:
                 self.dataReceived(held)
 
+    def setTimeout(self, period: float | None) -> float | None:
+        # Twisted Web turns its idle timeout off while it handles a request (period None) and back on
+        # after, which cancels one delayed call and makes another per request: here the call stays while
+        # the timeout is off, and is moved when it is back on. The connection's loss or hand-over to
+        # another protocol cancels it (_stop_idle_timeout)
+        if period is None:
+            previous = self.timeOut
+            self.timeOut = None
+            return previous
+        previous_period: float | None = super().setTimeout(period)
+        return previous_period
+
+    def _stop_idle_timeout(self) -> None:
+        self.timeOut = None
+        super().setTimeout(None)  # cancels the call, which keeps the channel alive until it runs
+
     def timeoutConnection(self) -> None:
+        if self.timeOut is None:
+            return  # the idle timeout is off (a request is handled): its call ran meanwhile
         # Twisted Web's idle timeout, off while a request is handled; idle here means between requests
         if self.transport is not None and unsent_bytes(self.transport):
             self.setTimeout(self.timeOut)  # the client is still reading an answer: write_timeout's business
@@ -286,6 +341,7 @@ class GatewayChannel(HTTPChannel):
         self._deadline_call = None
         self._cancel_write_deadline()
         super().connectionLost(reason)
+        self._stop_idle_timeout()
 
     def _start_deadline(self, timeout: float | None) -> None:
         if not timeout:

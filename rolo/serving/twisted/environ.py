@@ -17,15 +17,16 @@ from .channel import GatewayRequest
 __all__ = ["environ_for", "request_headers", "request_path"]
 
 
-def request_path(request: Request) -> tuple[bytes, bytes]:
-    """The percent-decoded path bytes and the raw query of a request.
+def request_path(request: Request, target: tuple[bytes, bytes] | None = None) -> tuple[bytes, bytes]:
+    """The percent-decoded path bytes and the raw query of a request (``target``: its target's path and
+    query, where the caller split it already).
 
     An absolute-form target (``GET http://host:8080/a/b?x=1 HTTP/1.1``, as sent to proxies) routes by its
     path, as RFC 9112 3.2.2 asks of a server.
 
     :raises rolo.target.InvalidTarget: if the target cannot be parsed
     """
-    path, query = split_target(request.uri, request.method)
+    path, query = target or split_target(request.uri, request.method)
     return unquote_to_bytes(path), query
 
 
@@ -41,17 +42,22 @@ def request_headers(request: Request) -> list[tuple[str, str]]:
 
 
 def environ_for(
-    request: Request, method: str | None = None, headers: list[tuple[str, str]] | None = None
+    request: Request,
+    method: str | None = None,
+    headers: list[tuple[str, str]] | None = None,
+    target: tuple[bytes, bytes] | None = None,
 ) -> dict[str, Any]:
     """A WSGI environment for ``request``, with its headers as the client cased them, and the client's
     address and scheme as a trusted proxy said they are (``request.forwarded``), if one did.
 
     :param method: replaces the request's method (the WebSocket side passes ``WEBSOCKET``)
     :param headers: the request's :func:`request_headers`, where the caller has them already
+    :param target: the path and query of its target (:func:`rolo.target.split_target`), where the caller
+        split it already
     :raises UnicodeDecodeError: if the path is not UTF-8
     :raises rolo.target.InvalidTarget: if the target cannot be parsed
     """
-    path, query = request_path(request)
+    path, query = request_path(request, target)
     path.decode("utf-8")  # a path that is not text has no route: refuse it here, once
     if headers is None:
         headers = request_headers(request)

@@ -80,8 +80,10 @@ class HttpResource(Resource):
         # one wake-up of the reactor carries the responses of every handler that returned meanwhile
         self._to_reactor = BatchedCallFromThread(reactor)
 
-    def render(self, request: Request) -> bytes | int:
-        environ = environ_for(request)
+    def render(self, request: Request, target: tuple[bytes, bytes] | None = None) -> bytes | int:
+        """Serve ``request``; ``target``: its target's path and query (:func:`rolo.target.split_target`),
+        where the caller split it already."""
+        environ = environ_for(request, target=target)
         writer = _ResponseWriter(
             request, self.reactor, self._to_reactor, self.pool, self._writer_done, self.write_high_water
         )

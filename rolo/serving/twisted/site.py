@@ -76,12 +76,16 @@ class _GatewayResource(Resource):
     def render(self, request: Request) -> bytes | int:
         if self.proxies is not None and isinstance(request, GatewayRequest):
             request.forwarded = self.proxies.client_of(request)
-        problem = _request_problem(request)
+        try:
+            target = split_target(request.uri, request.method)
+        except InvalidTarget as invalid:
+            return _bad_request(request, str(invalid))
+        problem = _host_problem(request)
         if problem is not None:
             return _bad_request(request, problem)
         try:
             if not _may_be_upgrade(request):
-                return self.http.render(request)
+                return self.http.render(request, target)
             if is_websocket_upgrade(request):
                 refusal = self.websocket.render(request)
                 if refusal is not NOT_DONE_YET and isinstance(request, GatewayRequest):
@@ -92,17 +96,14 @@ class _GatewayResource(Resource):
                 # as HTTP (where a WebSocket-only route could only answer 405, or 500 without a handler
                 # for HTTP errors)
                 return _bad_request(request, "a WebSocket handshake needs Upgrade and Connection headers")
-            return self.http.render(request)
+            return self.http.render(request, target)
         except UnicodeDecodeError:
             return _bad_request(request, "the request path is not valid UTF-8")
 
 
-def _request_problem(request: Request) -> str | None:
-    """Why the request must be refused before any handler sees it (RFC 9112 3.2), or None."""
-    try:
-        split_target(request.uri, request.method)
-    except InvalidTarget as invalid:
-        return str(invalid)
+def _host_problem(request: Request) -> str | None:
+    """Why the request's Host header makes it one to refuse before any handler sees it (RFC 9112 3.2),
+    or None."""
     hosts = request.requestHeaders.getRawHeaders(b"host", [])
     if len(hosts) > 1:
         return "more than one Host header"
