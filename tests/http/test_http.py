@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import gc
+import gzip
 import http.client
 import json
 import logging
@@ -16,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import pytest_twisted
+from twisted.web.resource import EncodingResourceWrapper
+from twisted.web.server import GzipEncoderFactory
 
 from rolo import Response, Router, route
 from rolo.gateway import Gateway
@@ -356,6 +359,43 @@ async def test_each_response_has_the_date_it_was_made_and_options_asterisk_is_an
 
     answer = await in_thread(options_asterisk)
     assert answer.startswith(b"HTTP/1.1 200 ") and b"Content-Length: 0\r\n" in answer
+
+
+@pytest.mark.servers("twisted", reason="Twisted Web's Date header")
+@pytest_twisted.ensureDeferred
+async def test_the_date_is_when_the_request_was_whole_not_when_its_line_came(serve):
+    # a body that comes in a second later than the request line: the Date says when the request was whole
+    # (RFC 9110 6.6.1), where it once said when its first line came
+    server = serve(echo)
+
+    def slow_body():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nx")
+            line_sent = int(time.time())
+            while int(time.time()) == line_sent:  # not a synchronisation: what is awaited is the clock itself
+                time.sleep(0.01)
+            body_sent = time.time()
+            sock.sendall(b"y")
+            head, _, _ = read_response(sock, b"", head_only=True)
+            return body_sent, head
+
+    body_sent, head = await in_thread(slow_body)
+    headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    date = email.utils.parsedate_to_datetime(headers[b"Date"].decode()).timestamp()
+    assert date >= int(body_sent)
+
+
+@pytest.mark.servers("twisted", reason="a Twisted Web resource wrapped around TwistedGateway's")
+@pytest_twisted.ensureDeferred
+async def test_a_site_resource_wrapped_for_gzip_still_encodes(serve):
+    # TwistedGateway renders its own resource without Twisted Web's lookup, and only its own: wrapped in
+    # Twisted Web's gzip encoding, the site's answers are still encoded
+    server = serve(echo)
+    site = server.app
+    site.resource = EncodingResourceWrapper(site.resource, [GzipEncoderFactory()])
+    status, headers, body = await in_thread(fetch, server, "GET", "/echo?q=x", None, {"Accept-Encoding": "gzip"})
+    assert status == 200 and headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(body))["args"] == {"q": ["x"]}
 
 
 @pytest.mark.servers("twisted", reason="looks into TwistedGateway's pool")

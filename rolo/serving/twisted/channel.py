@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -39,9 +40,9 @@ class _BodyTooLarge(Exception):
     """Raised out of the body's parser once the body has passed ``max_body_size``, to stop it there."""
 
 
-# a factory that takes the channel alone (Twisted Web's ``queued`` argument is long deprecated): said of the
-# class itself, Twisted Web's check of its factory for each request finds it at once, where for a subclass
-# that says nothing it looks through the class's type
+# a factory that takes the channel alone: Twisted Web asks this of its request factory for each request line,
+# and a class that does not say so is given the deprecated ``queued`` argument (always 0) after a slower
+# look through the class's type
 @provider(INonQueuedRequestFactory)
 class GatewayRequest(Request):
     """A Twisted Web request that also holds its headers as sent, ``raw_headers`` in order, when its
@@ -68,21 +69,22 @@ class GatewayRequest(Request):
         self.received_at: float = channel.site.reactor.seconds()
 
     def process(self) -> None:
-        """Render the request with the site's resource, as Twisted Web does, where that resource is a leaf
-        (TwistedGateway's own): it takes every path as it is, so no tree is walked, and no path segments
-        are split and decoded for one (``prepath`` and ``postpath`` stay empty). The ``Date`` header is
-        made once a second. The target ``*`` (``OPTIONS *``), or a site whose resource is not a leaf,
-        goes through Twisted Web's own processing."""
+        """Render the request with the site's resource, as Twisted Web does, where that resource is
+        TwistedGateway's own: it takes every path as it is, so no tree is walked, and no path segments
+        are split and decoded for one (``prepath`` and ``postpath`` stay empty). The ``Date`` header
+        (RFC 9110 6.6.1) is the time of this call, formatted once a second. The target ``*``
+        (``OPTIONS *``), or a site given another resource (wrapped for gzip, say), goes through Twisted
+        Web's own processing."""
         site: TwistedGateway = self.channel.site  # type: ignore[attr-defined]  # the site's own channel
         resource = site.resource
-        if self.path == b"*" or not resource.isLeaf:
+        if self.path == b"*" or not getattr(resource, "takes_whole_path", False):
             super().process()
             return
         self.site = site
         self.prepath, self.postpath = [], []
         self.sitepath: list[bytes] = []
         self.setHeader(b"Server", version)
-        self.setHeader(b"Date", _http_date(int(self.received_at)))
+        self.setHeader(b"Date", _http_date(int(time.time())))
         try:
             self.render(resource)
         except BaseException:
@@ -340,8 +342,8 @@ class GatewayChannel(HTTPChannel):
         _cancel(self._deadline_call)
         self._deadline_call = None
         self._cancel_write_deadline()
-        super().connectionLost(reason)
         self._stop_idle_timeout()
+        super().connectionLost(reason)
 
     def _start_deadline(self, timeout: float | None) -> None:
         if not timeout:

@@ -66,6 +66,8 @@ class _GatewayResource(Resource):
     """The site's only resource: upgrade requests go to the WebSocket side, the rest to the HTTP side."""
 
     isLeaf = True
+    takes_whole_path = True
+    """Its render takes any path as it is: a GatewayRequest renders it without Twisted Web's lookup."""
 
     def __init__(self, http: HttpResource, websocket: WebSocketResource, proxies: TrustedProxies | None) -> None:
         super().__init__()
