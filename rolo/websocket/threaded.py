@@ -111,6 +111,11 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+# the state the paths every message takes compare with, as a global: reading a member off its enum class
+# takes five times as long as reading a global
+_OPEN = _State.OPEN
+
+
 class ThreadedWebSocketAdapter(WebSocketAdapter):
     """Bridges one connection between its handler thread and the server's event loop.
 
@@ -321,7 +326,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _can_send_now(self) -> bool:
         # an empty outbox always takes one message, however large, so progress never stalls
         return (
-            self._state is _State.OPEN
+            self._state is _OPEN
             and self._sent is None
             and not self._writing_paused
             and (not self._outbox or self._outbox_bytes < self._write_high_water)
@@ -399,7 +404,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def _is_open(self) -> bool:
         # once a close began, a message would only be queued behind the close frame and dropped
-        return self._state is _State.OPEN and self._sent is None
+        return self._state is _OPEN and self._sent is None
 
     def _not_open(self) -> Exception:
         if self._state is _State.CLOSED or self._sent is not None:

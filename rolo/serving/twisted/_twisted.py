@@ -40,7 +40,7 @@ changed, rolo takes the public path instead, which is slower but right:
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet import abstract, main, tcp, unix
@@ -74,9 +74,10 @@ _FAST_WRITE = all(hasattr(tcp.Connection, name) for name in ("writeSomeData", "d
 )
 
 
-def write_now(transport: Any, pieces: list[bytes]) -> None:
+def write_now(transport: Any, pieces: Sequence[bytes]) -> None:
     """Write ``pieces``, in order, to a TCP transport's socket at once when nothing waits before them (in
-    one ``sendmsg``, without joining them), and buffer what the socket does not take.
+    one ``sendmsg``, without joining them), and buffer what the socket does not take. ``pieces`` is left
+    as it was (a frame framed once for a broadcast is written to each member as it is).
 
     A transport's ``write`` only buffers: the bytes go out on a later turn of the reactor, once epoll says
     the socket is writable, which costs two ``epoll_ctl`` calls (to watch for writability and to stop) and
@@ -101,13 +102,21 @@ def write_now(transport: Any, pieces: list[bytes]) -> None:
                 written = transport.socket.sendmsg(pieces)
         except OSError:  # the socket is full, or the connection is lost: the buffered write below lets
             written = 0  # Twisted wait for room, or find out and close it
-        while written and pieces:
-            if written >= len(pieces[0]):
-                written -= len(pieces.pop(0))
-            else:
-                pieces[0], written = pieces[0][written:], 0
+        if written:
+            pieces = _unwritten(pieces, written)
     if pieces:
         transport.writeSequence(pieces)
+
+
+def _unwritten(pieces: Sequence[bytes], written: int) -> list[bytes]:
+    """What is left of ``pieces`` once their first ``written`` bytes are out."""
+    left = list(pieces)
+    while written and left:
+        if written >= len(left[0]):
+            written -= len(left.pop(0))
+        else:
+            left[0], written = left[0][written:], 0
+    return left
 
 
 _READ_INTO = _FAST_WRITE and callable(getattr(tcp.Connection, "doRead", None))
