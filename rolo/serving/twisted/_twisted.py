@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import MethodType
 from typing import Any, TypeVar
 
@@ -85,10 +85,9 @@ _FAST_WRITE = all(hasattr(tcp.Connection, name) for name in ("writeSomeData", "d
 )
 
 
-def write_now(transport: Any, pieces: Sequence[bytes]) -> None:
+def write_now(transport: Any, pieces: list[bytes]) -> None:
     """Write ``pieces``, in order, to a TCP transport's socket at once when nothing waits before them (in
-    one ``sendmsg``, without joining them), and buffer what the socket does not take. ``pieces`` is left
-    as it was (a frame framed once for a broadcast is written to each member as it is).
+    one ``sendmsg``, without joining them), and buffer what the socket does not take.
 
     A transport's ``write`` only buffers: the bytes go out on a later turn of the reactor, once epoll says
     the socket is writable, which costs two ``epoll_ctl`` calls (to watch for writability and to stop) and
@@ -113,21 +112,13 @@ def write_now(transport: Any, pieces: Sequence[bytes]) -> None:
                 written = transport.socket.sendmsg(pieces)
         except OSError:  # the socket is full, or the connection is lost: the buffered write below lets
             written = 0  # Twisted wait for room, or find out and close it
-        if written:
-            pieces = _unwritten(pieces, written)
+        while written and pieces:
+            if written >= len(pieces[0]):
+                written -= len(pieces.pop(0))
+            else:
+                pieces[0], written = pieces[0][written:], 0
     if pieces:
         transport.writeSequence(pieces)
-
-
-def _unwritten(pieces: Sequence[bytes], written: int) -> list[bytes]:
-    """What is left of ``pieces`` once their first ``written`` bytes are out."""
-    left = list(pieces)
-    while written and left:
-        if written >= len(left[0]):
-            written -= len(left.pop(0))
-        else:
-            left[0], written = left[0][written:], 0
-    return left
 
 
 _READ_INTO = _FAST_WRITE and callable(getattr(tcp.Connection, "doRead", None))

@@ -459,7 +459,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                     self.sendMessage(message.data.encode("utf-8"), False)
             return
         if compressor is None and len(messages) == 1:  # as each connection of a broadcast sends
-            write_now(self.transport, _frame(messages[0]))
+            write_now(self.transport, list(_frame(messages[0])))
             return
         pieces: list[bytes] = []
         for message in messages:
