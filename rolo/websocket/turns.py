@@ -127,12 +127,16 @@ class HandlerTurns:
 
     def blocking(self, adapter: ThreadedWebSocketAdapter) -> None:
         """``adapter``'s handler is about to block; callable from any thread."""
-        with self._lock:
+        lock = self._lock  # taken for every message a handler receives: acquire and release cost less than with
+        lock.acquire()
+        try:
             running = self._running
             if adapter in running:
                 running.discard(adapter)
                 if not running:
                     self._all_blocked.release()
+        finally:
+            lock.release()
 
     def _run_turn(self) -> None:
         cut = self._handlers_per_turn

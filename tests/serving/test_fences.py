@@ -19,6 +19,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 
@@ -52,6 +53,7 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _autobahn._IN_PLACE
     assert _autobahn._TAKE_PARSED
     assert _twisted._READ_INTO
+    assert _twisted._DIRECT_DISPATCH
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
     assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows
     assert autobahn.websocket.protocol.hltype is _autobahn._hltype_once
@@ -377,3 +379,39 @@ def test_autobahn_names_what_logs_as_it_did_once_per_function():
     for obj in named * 2:  # the second time, from what was kept
         assert _autobahn._hltype_once(obj) == autobahn.util.hltype(obj)
     assert set(_autobahn._NAMED) >= {_Recording.onConnect, WebSocketServerProtocol.processHandshake}
+
+
+class _FailsAsItCloses(_Sink):
+    def connectionLost(self, reason: object = None) -> None:
+        raise RuntimeError("a protocol that fails as its connection closes")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_reactor_dispatching_directly_logs_what_an_event_raises_under_the_connection_and_goes_on():
+    assert _twisted.dispatch_directly(reactor)
+    assert vars(reactor)["doIteration"].__func__ is _twisted._do_poll  # what a TwistedGateway's start does
+    logged: Deferred[dict] = Deferred()
+
+    def observe(event: dict) -> None:
+        if "failure" in event and not logged.called:  # a legacy log.err
+            reactor.callLater(0, logged.callback, event)  # not from inside the poll: the test runs on it
+
+    globalLogPublisher.addObserver(observe)
+    factory = Factory.forProtocol(_FailsAsItCloses)
+    factory.connected = Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+        server = await factory.connected
+        client.close()  # the read event ends the connection, whose connectionLost raises out of the event
+        event = await logged.addTimeout(10, reactor)
+        assert event["failure"].check(RuntimeError)
+        assert event["log_system"] == server.transport.logPrefix()
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        await port.stopListening()
+    async with loopback() as (sink, other):  # the reactor still serves
+        sink.expected = 5
+        await in_thread(lambda: other.sendall(b"hello"))
+        await sink.received
+        assert bytes(sink.data) == b"hello"

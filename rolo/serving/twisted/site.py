@@ -14,6 +14,7 @@ from rolo.heap import freeze_startup_heap
 from rolo.target import InvalidTarget, is_valid_authority, split_target
 from rolo.websocket import WebSocketRequest
 
+from ._twisted import dispatch_directly
 from .channel import GatewayChannel, GatewayRequest
 from .forwarded import TrustedProxies
 from .http import HttpResource, log_response
@@ -189,8 +190,11 @@ class TwistedGateway(Site):
     def startFactory(self) -> None:
         """Start serving (Twisted calls it as the first port starts listening): the objects made until
         now, the application's among them, are left out of the garbage collector's later runs unless the
-        ``freeze_heap`` setting is off (see :func:`rolo.heap.freeze_startup_heap`)."""
+        ``freeze_heap`` setting is off (see :func:`rolo.heap.freeze_startup_heap`); an epoll reactor
+        handles each I/O event without the legacy log context Twisted puts around it (see
+        :func:`~rolo.serving.twisted._twisted.dispatch_directly`)."""
         super().startFactory()
+        dispatch_directly(self.reactor)
         if self.settings.freeze_heap:
             freeze_startup_heap()
 
