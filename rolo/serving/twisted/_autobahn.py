@@ -454,7 +454,7 @@ def _given_by_class(cls: type) -> _GivenByClass:
     given = vars(cls).get("_rolo_given_by_class")
     if not isinstance(given, _GivenByClass):
         given = _GivenByClass(cls)
-        setattr(cls, "_rolo_given_by_class", given)
+        cls._rolo_given_by_class = given  # type: ignore[attr-defined]  # an attribute of rolo's own
     return given
 
 
