@@ -1,10 +1,14 @@
 """HandlerThread: a thread with a stack size of its own, which shares threading's bookkeeping once started
-and runs under SCHED_BATCH where Linux has it; HandlerPool: threads reused by the next job, retired idle."""
+and runs under SCHED_BATCH where Linux has it; HandlerPool: threads reused by the next job, retired idle,
+in a process whose futexes Linux hashes in its global table."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -93,6 +97,23 @@ def test_a_handler_thread_runs_under_sched_batch() -> None:
 
 
 # -- HandlerPool ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="futex hash tables are Linux's")
+def test_a_process_with_a_pool_hashes_its_futexes_in_the_global_table() -> None:
+    # Linux 6.16+ gives a process with threads a table of its own, 16 buckets on 2 CPUs: with 10,000
+    # handler threads waiting, a hand-off to a thread and back cost 61 µs of CPU instead of 7
+    pool = HandlerPool("futex", 4)
+    ran = run_and_report(pool)
+    ran.get(timeout=TIMEOUT)
+    libc = ctypes.CDLL(None, use_errno=True)
+    slots = libc.prctl(78, 2, 0, 0, 0)  # PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS: 0 is the global table
+    if slots == -1:
+        assert ctypes.get_errno() == errno.EINVAL  # a kernel before 6.16: the global table is the only one
+    else:
+        assert slots == 0
+    pool.stop()
+    assert pool.join(TIMEOUT)
 
 
 def run_and_report(pool: HandlerPool, release: threading.Event | None = None) -> queue.SimpleQueue[str]:
