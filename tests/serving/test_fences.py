@@ -3,6 +3,7 @@ in use with the versions tested (a fallback taken silently would only cost time)
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.python import log
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 
@@ -415,3 +417,56 @@ async def test_the_reactor_dispatching_directly_logs_what_an_event_raises_under_
         await in_thread(lambda: other.sendall(b"hello"))
         await sink.received
         assert bytes(sink.data) == b"hello"
+
+
+class _FailsAsItReads(_Sink):
+    def dataReceived(self, data: bytes) -> None:
+        raise RuntimeError("a protocol that fails as it reads")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_reactor_dispatching_directly_still_logs_what_a_protocol_raises_as_it_reads():
+    # Twisted catches it and logs it itself, under the legacy log's context, which the direct dispatch does
+    # not push: the failure is logged (with "-" as its system, as docs/serving.rst says) and the connection
+    # closed
+    assert _twisted.dispatch_directly(reactor)
+    logged: Deferred[dict] = Deferred()
+
+    def observe(event: dict) -> None:
+        if "failure" in event and not logged.called:
+            reactor.callLater(0, logged.callback, event)
+
+    globalLogPublisher.addObserver(observe)
+    factory = Factory.forProtocol(_FailsAsItReads)
+    factory.connected = Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+        await factory.connected
+        client.sendall(b"x")
+        event = await logged.addTimeout(10, reactor)
+        assert event["failure"].check(RuntimeError) and event["log_system"] == "-"
+        assert await in_thread(client.recv, 1) == b""  # the connection is closed
+        client.close()
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        await port.stopListening()
+
+
+def test_a_poll_that_names_more_than_the_one_tested_is_kept():
+    def do_poll(self, timeout):  # names what EPollReactor.doPoll does, and one thing more
+        try:
+            events = self._poller.poll(timeout, len(self._selectables))
+        except OSError as error:
+            if error.errno == errno.EINTR:
+                return
+            raise
+        for fd, event in events:
+            try:
+                selectable = self._selectables[fd]
+            except KeyError:
+                continue
+            log.callWithLogger(selectable, self._doReadOrWrite, selectable, fd, event)
+            self.events_handled += 1
+
+    assert not _twisted.poll_is_known(do_poll)

@@ -36,10 +36,13 @@ changed, rolo takes the public path instead, which is slower but right:
   ``doRead`` or ``doWrite`` directly from its poll (``EPollReactor.doPoll``, which reads ``_poller``,
   ``_selectables`` and ``_doReadOrWrite``), rather than through ``log.callWithLogger``, which pushes a
   legacy log context naming the connection for the length of the call: 1.8 µs for every event, as much as
-  parsing a small frame. What an event raises is still logged under the connection's ``logPrefix``, and
-  the other events of the poll are still handled; a line logged through the legacy ``log.msg`` from
-  inside a protocol shows ``-`` as its system rather than the connection (rolo logs through
-  :mod:`logging`). Any other reactor, or one whose ``doPoll`` changed, is left as it is.
+  parsing a small frame. The other events of a poll are still handled when one raises. What the legacy
+  ``twisted.python.log`` records inside the call shows ``-`` as its system rather than the connection:
+  a protocol's own ``log.msg`` lines, and the failures Twisted catches and logs itself, which are those
+  a protocol raises as it reads or writes (``dataReceived``, a factory's ``buildProtocol``). Only what
+  escapes ``_doReadOrWrite`` (a raising ``connectionLost``) is logged under the connection's
+  ``logPrefix``, as before. rolo logs through :mod:`logging`, which none of this touches. Any other
+  reactor, or one whose ``doPoll`` names anything it did not (:func:`poll_is_known`), is left as it is.
 - :func:`logging_began` reads whether ``globalLogBeginner`` still holds its buffer for the events logged
   before logging began (``_temporaryObserver``); without it, rolo's records go both to Twisted's log and
   to standard error, so that none is lost.
@@ -67,6 +70,7 @@ __all__ = [
     "handling_request",
     "header_bytes_received",
     "logging_began",
+    "poll_is_known",
     "read_into",
     "read_now",
     "stop_reading_into",
@@ -289,8 +293,19 @@ def without_port_line(listen: Callable[[], T]) -> T:
     return result
 
 
-_EPOLL_POLL_NAMES = {"_poller", "_selectables", "_doReadOrWrite", "callWithLogger"}
-_DIRECT_DISPATCH = _EPOLL_POLL_NAMES <= set(epollreactor.EPollReactor.doPoll.__code__.co_names)
+_EPOLL_POLL_NAMES = frozenset(
+    {"EINTR", "KeyError", "OSError", "_doReadOrWrite", "_poller", "_selectables", "callWithLogger", "errno"}
+    | {"len", "log", "poll"}
+)
+
+
+def poll_is_known(do_poll: Callable[..., Any]) -> bool:
+    """Whether ``do_poll`` (``EPollReactor.doPoll``) names exactly what the one :func:`dispatch_directly`
+    stands in for does: a poll that reads anything else may do more than that one, so it is kept."""
+    return frozenset(do_poll.__code__.co_names) == _EPOLL_POLL_NAMES
+
+
+_DIRECT_DISPATCH = poll_is_known(epollreactor.EPollReactor.doPoll)
 
 
 def dispatch_directly(reactor: Any) -> bool:
@@ -325,7 +340,7 @@ def _do_poll(reactor: Any, timeout: float | None) -> None:
             handle(selectable, fd, event)
         except KeyboardInterrupt:
             raise
-        except BaseException:  # as log.callWithLogger: logged under the connection's name, the poll goes on
+        except BaseException:  # as log.callWithLogger: what escapes is logged under the connection's name
             log.err(system=_log_prefix(selectable))
 
 
