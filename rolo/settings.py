@@ -107,6 +107,14 @@ class ServerSettings:
         at_least(64 * 1024),
         unit="bytes",
     )
+    global_futex_hash: bool = setting(
+        True,
+        "On Linux 6.17+, have the whole process's futexes hashed in the kernel's global table, for good, as "
+        "the WebSocket handler threads start: the small table of a process's own makes each wake-up walk "
+        "hundreds of waiters once thousands of handlers wait (rolo.threads.use_global_futex_hash).",
+        is_bool,
+        option="no-global-futex-hash",
+    )
     thread_idle_timeout: float = setting(
         10.0,
         "How long a WebSocket handler thread whose connection ended waits to serve the next one before it "

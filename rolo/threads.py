@@ -14,18 +14,13 @@ can: there, a handler thread only finds the GIL held by the loop that woke it an
 switches for nothing, with the loop descheduled in between. A ``SCHED_BATCH`` thread never preempts on
 waking; it runs once the loop blocks and lets go of the GIL. Its priority is otherwise unchanged.
 
-And on Linux, a process that makes a :class:`HandlerPool` has its futexes (every lock, queue and the
-GIL wait on one) hashed in the kernel's global table. Since Linux 6.16, a process gets a table of its
-own, sized for four times the fewer of its threads and CPUs: 16 buckets on a small machine. A wake-up
-walks its bucket, and with thousands of handler threads each waiting on a futex of its own, a bucket
-holds hundreds of waiters: with 10,000 threads on 2 CPUs, handing an item to a thread and back cost
-61 µs of CPU where it costs 7 with few threads. The global table, which every process used before 6.16,
-has 256 buckets per CPU. Where the kernel has no such setting, nothing changes.
+On Linux 6.17 and later, :func:`use_global_futex_hash` has the process's futexes hashed in the kernel's
+global table, which a server with thousands of handler threads needs (servers call it as they make their
+WebSocket handlers' pool, unless told not to).
 """
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import logging
 import os
@@ -36,7 +31,7 @@ import time
 from collections.abc import Callable
 from weakref import WeakSet
 
-__all__ = ["HandlerCount", "HandlerPool", "HandlerThread", "PoolFull"]
+__all__ = ["HandlerCount", "HandlerPool", "HandlerThread", "PoolFull", "use_global_futex_hash"]
 
 LOG = logging.getLogger("rolo.threads")
 
@@ -105,25 +100,40 @@ def _schedule_as_batch() -> None:
         pass  # not allowed here (a sandbox, a container's seccomp profile): the default policy only costs time
 
 
-_PR_FUTEX_HASH = 78  # prctl(2) options of Linux 6.16 (linux/prctl.h)
+_PR_FUTEX_HASH = 78  # prctl(2) options (linux/prctl.h), which Linux 6.17 acts on
 _PR_FUTEX_HASH_SET_SLOTS = 1
 _futex_hash_lock = threading.Lock()
-_futex_hash_set = False
+_futex_hash_pid: int | None = None  # the process that asked: a child forked from it has a table of its own
 
 
-def _use_global_futex_hash() -> None:
-    """Have the process's futexes hashed in the kernel's global table (see above), once per process."""
-    global _futex_hash_set
+def use_global_futex_hash() -> None:
+    """Have this process's futexes hashed in the kernel's global table, as every process's were before
+    Linux 6.17, for good (``prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, 0)``); once per process.
+
+    Every lock, queue and the GIL wait on a futex. Since Linux 6.17 a process with threads gets a table of
+    its own, sized for four times the fewer of its threads and CPUs: 16 buckets on a small machine. A
+    wake-up walks its bucket, and with thousands of handler threads each waiting on a futex of its own, a
+    bucket holds hundreds of waiters: with 10,000 threads on 2 CPUs, handing an item to a thread and back
+    cost 61 µs of CPU where it costs 7 with few threads. The global table has 256 buckets per CPU.
+
+    It applies to the whole process, and a table the application chose is replaced. Where the kernel or
+    the platform has no such setting (before 6.17, not Linux, a seccomp profile that forbids it), nothing
+    changes. The call may wait for the kernel a few tens of milliseconds.
+    """
+    global _futex_hash_pid
     with _futex_hash_lock:
-        if _futex_hash_set or not sys.platform.startswith("linux"):
+        if _futex_hash_pid == os.getpid() or not sys.platform.startswith("linux"):
             return
-        _futex_hash_set = True
+        _futex_hash_pid = os.getpid()
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        # 0 slots: the global table; an older kernel answers EINVAL and keeps the only table it has
-        libc.prctl(_PR_FUTEX_HASH, _PR_FUTEX_HASH_SET_SLOTS, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # no C library to call (a static or unusual build): the default table only costs time
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return  # no C library to call (a static or unusual build): the default table only costs time
+    prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+    # 0 slots: the global table; a kernel without the option answers EINVAL and keeps the only table it has
+    prctl(_PR_FUTEX_HASH, _PR_FUTEX_HASH_SET_SLOTS, 0, 0, 0)
 
 
 class PoolFull(RuntimeError):
@@ -196,7 +206,6 @@ class HandlerPool:
     ) -> None:
         if max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, not {max_threads}")
-        _use_global_futex_hash()
         self.name = name
         self.max_threads = max_threads
         self.max_waiting = max_waiting

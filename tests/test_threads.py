@@ -1,13 +1,14 @@
 """HandlerThread: a thread with a stack size of its own, which shares threading's bookkeeping once started
 and runs under SCHED_BATCH where Linux has it; HandlerPool: threads reused by the next job, retired idle,
-in a process whose futexes Linux hashes in its global table."""
+and the process's futexes hashed in Linux's global table."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import json
 import os
 import queue
+import subprocess
 import sys
 import threading
 import time
@@ -99,21 +100,51 @@ def test_a_handler_thread_runs_under_sched_batch() -> None:
 # -- HandlerPool ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="futex hash tables are Linux's")
-def test_a_process_with_a_pool_hashes_its_futexes_in_the_global_table() -> None:
-    # Linux 6.16+ gives a process with threads a table of its own, 16 buckets on 2 CPUs: with 10,000
-    # handler threads waiting, a hand-off to a thread and back cost 61 µs of CPU instead of 7
-    pool = HandlerPool("futex", 4)
-    ran = run_and_report(pool)
-    ran.get(timeout=TIMEOUT)
-    libc = ctypes.CDLL(None, use_errno=True)
-    slots = libc.prctl(78, 2, 0, 0, 0)  # PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS: 0 is the global table
-    if slots == -1:
-        assert ctypes.get_errno() == errno.EINVAL  # a kernel before 6.16: the global table is the only one
-    else:
-        assert slots == 0
-    pool.stop()
-    assert pool.join(TIMEOUT)
+_FUTEX_SLOTS = """
+import ctypes, json, os, sys, threading
+
+from rolo.settings import ServerSettings
+from rolo.threads import use_global_futex_hash
+from rolo.websocket.host import WebSocketHost
+
+
+def slots():  # prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS): 0 is the global table; errno for a kernel without
+    thread = threading.Thread(target=lambda: None)  # a process with threads has a table of its own
+    thread.start()
+    thread.join()
+    answer = ctypes.CDLL(None, use_errno=True).prctl(78, 2, 0, 0, 0)
+    return answer if answer != -1 else -ctypes.get_errno()
+
+
+WebSocketHost(lambda environ: None, ServerSettings(global_futex_hash=sys.argv[1] == "on"), lambda call: None)
+found = {"host": slots()}
+use_global_futex_hash()
+reader, writer = os.pipe()
+if os.fork() == 0:  # a child forked from a process that asked has a table of its own, until it asks too
+    found_in_child = [slots()]
+    use_global_futex_hash()
+    found_in_child.append(slots())
+    os.write(writer, json.dumps(found_in_child).encode())
+    os._exit(0)
+os.close(writer)
+found["child"] = json.loads(os.read(reader, 1024))
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize("setting", ["on", "off"])
+def test_a_websocket_host_has_the_process_hash_its_futexes_in_the_global_table_unless_told_not_to(setting) -> None:
+    # Linux 6.17+ gives a process with threads a table of its own, 16 buckets on 2 CPUs: with 10,000
+    # handler threads waiting, a hand-off to a thread and back cost 61 µs of CPU instead of 7. A fresh
+    # process, as the choice is the whole process's and for good
+    done = subprocess.run([sys.executable, "-c", _FUTEX_SLOTS, setting], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    if found["host"] == -errno.EINVAL:  # a kernel before 6.17: the global table is the only one
+        assert found == {"host": -errno.EINVAL, "child": [-errno.EINVAL, -errno.EINVAL]}
+        return
+    assert (found["host"] == 0) is (setting == "on")
+    assert found["child"][0] > 0 and found["child"][1] == 0
 
 
 def run_and_report(pool: HandlerPool, release: threading.Event | None = None) -> queue.SimpleQueue[str]:

@@ -48,7 +48,9 @@ class ReturningHandler:
     apart (see :meth:`HandlerChain.handle`). A subclass that overrides ``__call__`` is an ordinary handler."""
 
     def respond_to(self, chain: HandlerChain[Any], context: Any) -> _WerkzeugResponse | None:
-        """The response to merge into the chain's, or ``None``; it may stop the chain, or respond itself."""
+        """The response to merge into the chain's, or ``None``; it may stop the chain, or respond itself.
+        ``chain.response`` may be ``None`` here: the chain makes its own response only once a handler
+        needs one, after this returns."""
         raise NotImplementedError
 
     def __call__(self, chain: HandlerChain[Any], context: Any, response: Response) -> None:

@@ -23,7 +23,7 @@ from http import HTTPStatus
 
 from rolo.counters import WebSocketCounters
 from rolo.settings import ServerSettings
-from rolo.threads import HandlerCount, HandlerPool
+from rolo.threads import HandlerCount, HandlerPool, use_global_futex_hash
 
 from .adapter import WEBSOCKET_KEY, WebSocketEnvironment, WebSocketListener
 from .handshake import Refusal
@@ -78,6 +78,8 @@ class WebSocketHost:
         self.counters = WebSocketCounters()
         # a handler runs as long as its connection: its thread then serves the next connection, or exits
         # when idle; a few are kept ready, so that opening a connection does not wait for a thread to start
+        if settings.global_futex_hash:
+            use_global_futex_hash()
         self.pool = HandlerPool(
             "rolo-websocket",
             settings.max_connections,

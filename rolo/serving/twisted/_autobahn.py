@@ -432,7 +432,8 @@ _DROPPED = _HANDSHAKE_LEFTOVERS + _UNOBSERVED
 
 class _GivenByClass:
     """What a protocol class gives its instances, of what :func:`drop_handshake_leftovers` may drop: found
-    once per class rather than for every connection (a fifth of what the function cost)."""
+    once per class rather than for every connection (a fifth of what the function cost). A class is not
+    changed once it has served a connection (rolo makes its protocol classes and leaves them as made)."""
 
     __slots__ = ("made_when_read", "opened_when_read", "traffic_stats", "until_closing")
 
