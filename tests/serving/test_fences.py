@@ -388,8 +388,10 @@ class _FailsAsItCloses(_Sink):
         raise RuntimeError("a protocol that fails as its connection closes")
 
 
-@pytest_twisted.ensureDeferred
-async def test_the_reactor_dispatching_directly_logs_what_an_event_raises_under_the_connection_and_goes_on():
+@asynccontextmanager
+async def failing_connection(protocol: type[_Sink]) -> AsyncIterator[tuple[_Sink, socket.socket, Deferred[dict]]]:
+    """A connection over loopback to a ``protocol`` that fails, on the reactor dispatching directly: the
+    server side's protocol, the client's socket, and the first failure the legacy log records."""
     assert _twisted.dispatch_directly(reactor)
     assert vars(reactor)["doIteration"].__func__ is _twisted._do_poll  # what a TwistedGateway's start does
     logged: Deferred[dict] = Deferred()
@@ -399,19 +401,24 @@ async def test_the_reactor_dispatching_directly_logs_what_an_event_raises_under_
             reactor.callLater(0, logged.callback, event)  # not from inside the poll: the test runs on it
 
     globalLogPublisher.addObserver(observe)
-    factory = Factory.forProtocol(_FailsAsItCloses)
+    factory = Factory.forProtocol(protocol)
     factory.connected = Deferred()
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     try:
-        client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
-        server = await factory.connected
-        client.close()  # the read event ends the connection, whose connectionLost raises out of the event
-        event = await logged.addTimeout(10, reactor)
-        assert event["failure"].check(RuntimeError)
-        assert event["log_system"] == server.transport.logPrefix()
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as client:
+            yield await factory.connected, client, logged.addTimeout(10, reactor)
     finally:
         globalLogPublisher.removeObserver(observe)
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_reactor_dispatching_directly_logs_what_an_event_raises_under_the_connection_and_goes_on():
+    async with failing_connection(_FailsAsItCloses) as (server, client, logged):
+        client.close()  # the read event ends the connection, whose connectionLost raises out of the event
+        event = await logged
+        assert event["failure"].check(RuntimeError)
+        assert event["log_system"] == server.transport.logPrefix()
     async with loopback() as (sink, other):  # the reactor still serves
         sink.expected = 5
         await in_thread(lambda: other.sendall(b"hello"))
@@ -429,28 +436,11 @@ async def test_the_reactor_dispatching_directly_still_logs_what_a_protocol_raise
     # Twisted catches it and logs it itself, under the legacy log's context, which the direct dispatch does
     # not push: the failure is logged (with "-" as its system, as docs/serving.rst says) and the connection
     # closed
-    assert _twisted.dispatch_directly(reactor)
-    logged: Deferred[dict] = Deferred()
-
-    def observe(event: dict) -> None:
-        if "failure" in event and not logged.called:
-            reactor.callLater(0, logged.callback, event)
-
-    globalLogPublisher.addObserver(observe)
-    factory = Factory.forProtocol(_FailsAsItReads)
-    factory.connected = Deferred()
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    try:
-        client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
-        await factory.connected
+    async with failing_connection(_FailsAsItReads) as (_, client, logged):
         client.sendall(b"x")
-        event = await logged.addTimeout(10, reactor)
+        event = await logged
         assert event["failure"].check(RuntimeError) and event["log_system"] == "-"
         assert await in_thread(client.recv, 1) == b""  # the connection is closed
-        client.close()
-    finally:
-        globalLogPublisher.removeObserver(observe)
-        await port.stopListening()
 
 
 def test_a_poll_that_names_more_than_the_one_tested_is_kept():
