@@ -7,7 +7,8 @@ Two ideas, for any event loop, which a server gives its two ways of scheduling a
 - :class:`BatchedCalls`: the calls handler threads make to the loop (their sends) wake the loop once for a
   batch of them, not once each.
 - :class:`HandlerTurns` (:class:`~rolo.websocket.threaded.WakeUps`): the handlers are woken at the end of
-  the loop's turn, and the loop waits for them without the GIL, then runs what they handed it.
+  the loop's turn, one after the other, and the loop waits for them without the GIL, then runs what they
+  handed it.
 
 A woken handler thread only contends with a busy loop for the GIL: each system call of the loop lets the
 GIL go to a handler, and the loop waits for it back (up to the interpreter's switch interval, 5 ms, while
@@ -83,14 +84,19 @@ class HandlerTurns:
     """Wakes WebSocket handlers at the end of each turn of the loop, then lends them the loop's time
     (:class:`~rolo.websocket.threaded.WakeUps`).
 
-    Once the loop has handled the I/O at hand, it hands every message that arrived to its handler, and
+    Once the loop has handled the I/O at hand, it hands the messages that arrived to their handlers, and
     then waits, without the GIL, until each handler it woke has blocked again in rolo (usually waiting for
     its next message) or the wait's bound (below) has passed. Then it runs what the handlers handed it
     meanwhile (their sends) itself, without a wake-up.
 
+    The handlers of a turn are woken one at a time, in the order their messages arrived: each as the one
+    before it blocks (by that handler's thread, about to let go of the GIL), or once that one has run for
+    ``handler_time`` (by the loop). Woken together, all but one would only wake to sleep again waiting for
+    the GIL: a context switch more per message.
+
     The wait is bounded by ``handler_time`` for each handler woken, and by ``turn_limit`` in all, so a
-    handler busy with something other than rolo (a computation, a database) delays the loop by that at
-    most.
+    handler busy with something other than rolo (a computation, a database) delays the loop, and the
+    handlers after it, by that at most.
 
     :param call_soon: runs a callable on the loop thread once the I/O at hand is handled; called on the
         loop thread
