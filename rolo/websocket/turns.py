@@ -7,8 +7,7 @@ Two ideas, for any event loop, which a server gives its two ways of scheduling a
 - :class:`BatchedCalls`: the calls handler threads make to the loop (their sends) wake the loop once for a
   batch of them, not once each.
 - :class:`HandlerTurns` (:class:`~rolo.websocket.threaded.WakeUps`): the handlers are woken at the end of
-  the loop's turn, one after the other, and the loop waits for them without the GIL, then runs what they
-  handed it.
+  the loop's turn, and the loop waits for them without the GIL, then runs what they handed it.
 
 A woken handler thread only contends with a busy loop for the GIL: each system call of the loop lets the
 GIL go to a handler, and the loop waits for it back (up to the interpreter's switch interval, 5 ms, while
@@ -22,7 +21,6 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from time import monotonic
 
 from .threaded import ThreadedWebSocketAdapter
 
@@ -84,19 +82,14 @@ class HandlerTurns:
     """Wakes WebSocket handlers at the end of each turn of the loop, then lends them the loop's time
     (:class:`~rolo.websocket.threaded.WakeUps`).
 
-    Once the loop has handled the I/O at hand, it hands the messages that arrived to their handlers, and
+    Once the loop has handled the I/O at hand, it hands every message that arrived to its handler, and
     then waits, without the GIL, until each handler it woke has blocked again in rolo (usually waiting for
     its next message) or the wait's bound (below) has passed. Then it runs what the handlers handed it
     meanwhile (their sends) itself, without a wake-up.
 
-    The handlers of a turn are woken one at a time, in the order their messages arrived: each as the one
-    before it blocks (by that handler's thread, about to let go of the GIL), or once that one has run for
-    ``handler_time`` (by the loop). Woken together, all but one would only wake to sleep again waiting for
-    the GIL: a context switch more per message.
-
     The wait is bounded by ``handler_time`` for each handler woken, and by ``turn_limit`` in all, so a
-    handler busy with something other than rolo (a computation, a database) delays the loop, and the
-    handlers after it, by that at most.
+    handler busy with something other than rolo (a computation, a database) delays the loop by that at
+    most.
 
     :param call_soon: runs a callable on the loop thread once the I/O at hand is handled; called on the
         loop thread
@@ -124,7 +117,6 @@ class HandlerTurns:
         self._to_wake: list[ThreadedWebSocketAdapter] = []
         self._lock = threading.Lock()
         self._running: set[ThreadedWebSocketAdapter] = set()  # woken this turn, not blocked yet
-        self._waiting: list[ThreadedWebSocketAdapter] = []  # this turn's, not woken yet (the next last)
         self._all_blocked = threading.Lock()
 
     def wake(self, adapter: ThreadedWebSocketAdapter) -> None:
@@ -134,27 +126,17 @@ class HandlerTurns:
         self._to_wake.append(adapter)
 
     def blocking(self, adapter: ThreadedWebSocketAdapter) -> None:
-        """``adapter``'s handler is about to block; callable from any thread. The next handler of the turn
-        is woken now, by this thread, which is about to let go of the GIL."""
+        """``adapter``'s handler is about to block; callable from any thread."""
         lock = self._lock  # taken for every message a handler receives: acquire and release cost less than with
         lock.acquire()
         try:
             running = self._running
             if adapter in running:
                 running.discard(adapter)
-                self._wake_next()
+                if not running:
+                    self._all_blocked.release()
         finally:
             lock.release()
-
-    def _wake_next(self) -> None:
-        # holding the lock: the turn's next handler runs, or the turn is over once none is left running
-        waiting = self._waiting
-        if waiting:
-            adapter = waiting.pop()
-            self._running.add(adapter)
-            adapter.deliver()  # the loop waits in the turn meanwhile: its side of the adapter is still
-        elif not self._running:
-            self._all_blocked.release()
 
     def _run_turn(self) -> None:
         cut = self._handlers_per_turn
@@ -162,45 +144,20 @@ class HandlerTurns:
         if self._to_wake:
             self._call_soon(self._run_turn)  # the rest after the loop's next look at I/O
         self._calls.hold()
-        lock = self._lock
         try:
-            # one handler at a time: a thread woken while another holds the GIL only sleeps again waiting
-            # for it, a context switch more per message; each handler wakes the next as it blocks
-            adapters.reverse()
-            lock.acquire()
-            self._waiting = adapters
-            self._all_blocked.acquire()
-            try:
-                self._wake_next()
-            finally:
-                lock.release()
-            handler_time = self._handler_time
-            deadline = monotonic() + min(self._turn_limit, handler_time * len(adapters))
-            # released by the last handler to block; a handler that takes longer than handler_time (busy
-            # with something other than rolo) has the loop wake the next one itself
-            timeout = handler_time
-            while not self._all_blocked.acquire(timeout=timeout):
-                lock.acquire()
+            with self._lock:
+                self._running = set(adapters)
+                self._all_blocked.acquire()
+            for adapter in adapters:
                 try:
-                    left = deadline - monotonic()
-                    if left <= 0:
-                        while self._waiting:
-                            self._wake_next()
-                        break
-                    if self._waiting:
-                        self._wake_next()
-                    timeout = min(handler_time, left) if self._waiting else left
-                finally:
-                    lock.release()
-            lock.acquire()
-            try:
-                self._waiting = []
+                    adapter.deliver()
+                except Exception:
+                    LOG.exception("delivering messages to a handler failed")
+            # released by the last handler to block; otherwise the limit ends the wait
+            self._all_blocked.acquire(timeout=min(self._turn_limit, self._handler_time * len(adapters)))
+            with self._lock:
                 self._running = set()  # from now on, handlers blocking are too late to count
                 if self._all_blocked.locked():
                     self._all_blocked.release()
-            finally:
-                lock.release()
-        except Exception:
-            LOG.exception("delivering messages to handlers failed")
         finally:
             self._calls.release()

@@ -48,11 +48,6 @@ def echo(adapter: ThreadedWebSocketAdapter) -> None:
     """A handler: accept, then send back every message until the connection closes."""
     adapter.receive(TIMEOUT)
     adapter.accept(timeout=TIMEOUT)
-    echo_rest(adapter)
-
-
-def echo_rest(adapter: ThreadedWebSocketAdapter) -> None:
-    """Send back every message until the connection closes."""
     try:
         while True:
             adapter.send(adapter.receive(TIMEOUT))
@@ -62,12 +57,9 @@ def echo_rest(adapter: ThreadedWebSocketAdapter) -> None:
 
 class Server:
     """Connections whose handlers run on ``turns``, on the running loop; it counts the turns scheduled and
-    the wake-ups of the loop from handler threads. Its handlers echo, unless ``handlers`` gives one per
-    connection."""
+    the wake-ups of the loop from handler threads."""
 
-    def __init__(
-        self, count: int = 0, handlers: tuple[Callable[[ThreadedWebSocketAdapter], None], ...] = (), **limits
-    ) -> None:
+    def __init__(self, count: int, **limits) -> None:
         loop = asyncio.get_running_loop()
         self.turns_scheduled = 0
         self.wake_ups = 0
@@ -86,12 +78,11 @@ class Server:
         self.sent: asyncio.Queue = asyncio.Queue()
         self.adapters = []
         self.threads = []
-        handlers = handlers or (echo,) * count
-        for handler in handlers:
+        for _ in range(count):
             side = EchoSide(self.opened, self.sent)
             side.adapter = ThreadedWebSocketAdapter(side, calls, wake_ups=turns)
             self.adapters.append(side.adapter)
-            self.threads.append(threading.Thread(target=handler, args=(side.adapter,), daemon=True))
+            self.threads.append(threading.Thread(target=echo, args=(side.adapter,), daemon=True))
 
     async def open(self) -> None:
         for thread in self.threads:
@@ -137,30 +128,3 @@ def test_sends_made_during_a_turn_run_at_its_end_without_waking_the_loop():
         return server.wake_ups
 
     assert asyncio.run(run()) == 0
-
-
-def test_a_handler_busy_outside_rolo_holds_the_next_handler_of_its_turn_only_for_handler_time():
-    # the handlers of a turn run one after the other, each woken as the one before blocks in rolo; the
-    # first here blocks elsewhere (a database, say) until the second has answered
-    busy_until = threading.Event()
-
-    def busy_echo(adapter: ThreadedWebSocketAdapter) -> None:
-        adapter.receive(TIMEOUT)
-        adapter.accept(timeout=TIMEOUT)
-        message = adapter.receive(TIMEOUT)
-        busy_until.wait(TIMEOUT)
-        adapter.send(message)
-        echo_rest(adapter)
-
-    async def run() -> list:
-        server = Server(handlers=(busy_echo, echo), handler_time=0.01, turn_limit=TIMEOUT)
-        await server.open()
-        for adapter, text in zip(server.adapters, ("first", "second")):
-            adapter.on_message(TextMessage(text))
-        answers = [await asyncio.wait_for(server.sent.get(), TIMEOUT)]
-        busy_until.set()
-        answers.append(await asyncio.wait_for(server.sent.get(), TIMEOUT))
-        server.close()
-        return answers
-
-    assert asyncio.run(run()) == ["second", "first"]
