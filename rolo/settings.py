@@ -110,8 +110,9 @@ class ServerSettings:
     global_futex_hash: bool = setting(
         True,
         "On Linux 6.17+, have the whole process's futexes hashed in the kernel's global table, for good, as "
-        "the WebSocket handler threads start: the small table of a process's own makes each wake-up walk "
-        "hundreds of waiters once thousands of handlers wait (rolo.threads.use_global_futex_hash).",
+        "the server is made (and in a process forked from it): the small table of a process's own makes "
+        "each wake-up walk hundreds of waiters once thousands of handlers wait "
+        "(rolo.threads.use_global_futex_hash).",
         is_bool,
         option="no-global-futex-hash",
     )

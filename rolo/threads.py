@@ -118,12 +118,16 @@ def use_global_futex_hash() -> None:
 
     It applies to the whole process, and a table the application chose is replaced. Where the kernel or
     the platform has no such setting (before 6.17, not Linux, a seccomp profile that forbids it), nothing
-    changes. The call may wait for the kernel a few tens of milliseconds.
+    changes. The call may wait for the kernel a few tens of milliseconds. A process forked from this one
+    (``os.fork``: a daemon's, a preforking server's workers) asks again as it starts, as the kernel gives it
+    a table of its own.
     """
     global _futex_hash_pid
     with _futex_hash_lock:
         if _futex_hash_pid == os.getpid() or not sys.platform.startswith("linux"):
             return
+        if _futex_hash_pid is None:  # the first to ask, of this process and those it came from
+            os.register_at_fork(after_in_child=use_global_futex_hash)
         _futex_hash_pid = os.getpid()
     try:
         import ctypes
