@@ -198,7 +198,9 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # The paths of each message that only a handler or the loop take (receive, the loop's flush) take it
         # with acquire and release: a with block costs 0.13 µs more, making two bound methods each time. Send
         # and a broadcast's offer, which any thread may call, the main one among them, keep the with block:
-        # an exception a signal raises could land between an acquire and its try, leaving the lock held
+        # an exception a signal raises could land between an acquire and its try, leaving the lock held. The
+        # loop is safe from that: where it runs on the main thread (twistd, an ASGI server), the signal
+        # handlers installed there do not raise, and run_in_thread runs it on a thread of its own
         self._lock = threading.Lock()
         self._changed: threading.Condition | None = None
         self._waiting = 0  # threads waiting on _changed
