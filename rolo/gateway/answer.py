@@ -35,14 +35,18 @@ class Answer(NamedTuple):
 def answer(response: Response, environ: dict[str, Any]) -> Answer:
     """What to send for ``response`` to the request of ``environ``, as werkzeug makes a response for WSGI
     (:meth:`~werkzeug.wrappers.Response.get_wsgi_headers` and
-    :meth:`~werkzeug.wrappers.Response.get_app_iter`): no body for ``HEAD``, 1xx, 204 and 304, and a
+    :meth:`~werkzeug.wrappers.Response.get_app_iter`): no body for ``HEAD``, 204 and 304, and a
     ``Content-Length`` where the body is a sequence. The header lines are encoded here, in the handler's
     thread, so that one that is not Latin-1 fails the request (a 500) before anything is sent.
 
+    :raises ValueError: if the status is not a final one (below 200): a 1xx response is interim, and a
+        client waits for the final response after it (RFC 9110 15.2)
     :raises UnicodeEncodeError: if a header name or value is not Latin-1
     :raises Exception: what joining a sequence body raised
     """
     status = response.status_code
+    if status < 200:
+        raise ValueError(f"a handler's response must be final, not interim: status {status} is below 200")
     encoded = _encoded_headers(response, status, environ)
     if (
         response.is_sequence
@@ -51,7 +55,7 @@ def answer(response: Response, environ: dict[str, Any]) -> Answer:
     ):
         # what get_app_iter gives, joined, without the closing iterator it makes (a third of the cost of
         # answering a small response): nothing for HEAD and the statuses without content (RFC 9110 6.4.1)
-        without_content = environ["REQUEST_METHOD"] == "HEAD" or 100 <= status < 200 or status in (204, 304)
+        without_content = environ["REQUEST_METHOD"] == "HEAD" or status in (204, 304)
         return Answer(status, encoded, b"" if without_content else response.get_data(), response)
     chunks = response.get_app_iter(environ)
     if response.is_sequence:
@@ -63,7 +67,7 @@ def _encoded_headers(response: Response, status: int, environ: dict[str, Any]) -
     """The header lines of werkzeug's :meth:`~werkzeug.wrappers.Response.get_wsgi_headers`, encoded. Most
     responses it would leave as they are (a status with content, a ``Content-Length`` or a stream, no
     ``Location``): their own headers are encoded, without the copy it makes of them."""
-    if type(response).get_wsgi_headers is _GET_WSGI_HEADERS and 200 <= status and status not in (204, 304):
+    if type(response).get_wsgi_headers is _GET_WSGI_HEADERS and status not in (204, 304):
         encoded = []
         sized = not (response.automatically_set_content_length and response.is_sequence)
         for name, value in response.headers:

@@ -605,6 +605,39 @@ async def test_header_that_is_not_latin1_is_a_500(serve):
     assert "X-Price" not in headers
 
 
+@pytest.mark.parametrize("status", [100, 101, 103])
+@pytest_twisted.ensureDeferred
+async def test_a_handler_returning_an_interim_status_is_a_500(serve, status, caplog):
+    """An interim (1xx) response is never a final one (RFC 9110 15.2): a client would wait for the final
+    response after it. The handler's is an error, answered with a 500 that says so, and the connection goes
+    on serving."""
+
+    @route("/interim")
+    def interim(request):
+        return Response("never sent", status=status)
+
+    server = serve(interim, echo)
+
+    def two_requests() -> tuple[int, bytes, int, bytes]:
+        conn = connect(server)
+        try:
+            conn.request("GET", "/interim")
+            first = conn.getresponse()
+            first_body = first.read()
+            conn.request("GET", "/echo")  # on the same connection
+            second = conn.getresponse()
+            return first.status, first_body, second.status, second.read()
+        finally:
+            conn.close()
+
+    with caplog.at_level(logging.ERROR):
+        first_status, first_body, second_status, second_body = await in_thread(two_requests)
+    assert first_status == 500
+    assert b"never sent" not in first_body
+    assert second_status == 200 and json.loads(second_body)["path"] == "/echo"
+    assert f"status {status} is below 200" in caplog.text
+
+
 class EndlessStream:
     """A route at ``/endless`` whose body never ends: ``streaming`` is set once a chunk went out,
     ``closed`` once the body was closed."""
