@@ -116,6 +116,17 @@ class ServerSettings:
         is_bool,
         option="no-global-futex-hash",
     )
+    gc_threshold: int | None = setting(
+        None,
+        "The garbage collector's youngest-generation threshold for the whole process, set as the server is "
+        "made (the first of gc.set_threshold's values; CPython's is 700): a larger one lets the short-lived "
+        "objects of a burst of messages die before a collection sees them, so that fewer reach the oldest "
+        "generation and set off a full collection, which walks every open connection's objects. None: the "
+        "interpreter's (rolo.heap.set_young_threshold).",
+        at_least(1),
+        optional=True,
+        parse=int,
+    )
     thread_idle_timeout: float = setting(
         10.0,
         "How long a WebSocket handler thread whose connection ended waits to serve the next one before it "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import fields
 
 import pytest
@@ -75,3 +77,37 @@ def test_a_bad_option_value_ends_twistd_with_a_line_saying_why():
     with pytest.raises(SystemExit, match=r"^rolo: --max-queue must be at least 1, not 0"):
         Options().parseOptions(["--app", "m:a", "--max-queue", "0"])
 
+
+
+_YOUNG_THRESHOLD = """
+import gc, sys
+
+from rolo.gateway import Gateway
+from rolo.gateway.asgi import AsgiGateway
+
+settings = {"gc_threshold": int(sys.argv[1])} if sys.argv[1] != "-" else {}
+before = gc.get_threshold()
+AsgiGateway(Gateway(), **settings)
+print(*before, *gc.get_threshold())
+"""
+
+
+@pytest.mark.parametrize(("given", "young"), [("50000", 50_000), ("-", 700)])
+def test_gc_threshold_sets_the_young_generation_threshold_of_the_process_as_the_server_is_made(given, young):
+    # a burst of messages on 10,000 ASGI connections kept enough short-lived objects alive through two
+    # young collections to set off full ones (0.6-0.9 s each); the older generations' thresholds stay.
+    # A fresh process: the threshold is the whole process's
+    done = subprocess.run([sys.executable, "-c", _YOUNG_THRESHOLD, given], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    before_young, before_older, before_oldest, young_now, older, oldest = map(int, done.stdout.split())
+    assert before_young == 700
+    assert (young_now, older, oldest) == (young, before_older, before_oldest)
+
+
+def test_gc_threshold_is_a_twistd_option_where_0_leaves_the_interpreters():
+    options = Options()
+    options.parseOptions(["--app", "m:a", "--gc-threshold", "20000"])
+    assert options.settings()["gc_threshold"] == 20_000
+    options = Options()
+    options.parseOptions(["--app", "m:a", "--gc-threshold", "0"])
+    assert options.settings()["gc_threshold"] is None

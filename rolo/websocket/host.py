@@ -22,6 +22,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 from rolo.counters import WebSocketCounters
+from rolo.heap import set_young_threshold
 from rolo.settings import ServerSettings
 from rolo.threads import HandlerCount, HandlerPool, use_global_futex_hash
 
@@ -80,6 +81,8 @@ class WebSocketHost:
         # when idle; a few are kept ready, so that opening a connection does not wait for a thread to start
         if settings.global_futex_hash:
             use_global_futex_hash()
+        if settings.gc_threshold is not None:
+            set_young_threshold(settings.gc_threshold)
         self.pool = HandlerPool(
             "rolo-websocket",
             settings.max_connections,
