@@ -13,19 +13,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from rolo.heap import MAX_YOUNG_THRESHOLD
+
 __all__ = ["ServerSettings", "at_least", "is_bool", "non_negative", "setting"]
 
 Check = Callable[[Any], "str | None"]
 """Says what is wrong with a value, or ``None`` if nothing is."""
 
 
-def at_least(minimum: int) -> Check:
-    """A check that a value is an integer no smaller than ``minimum``."""
+def at_least(minimum: int, maximum: int | None = None) -> Check:
+    """A check that a value is an integer no smaller than ``minimum`` (and no larger than ``maximum``, if
+    given)."""
 
     def check(value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int):
             return f"must be an integer, not {value!r}"
-        return None if value >= minimum else f"must be at least {minimum}, not {value}"
+        if value < minimum:
+            return f"must be at least {minimum}, not {value}"
+        return None if maximum is None or value <= maximum else f"must be at most {maximum}, not {value}"
 
     return check
 
@@ -119,11 +124,12 @@ class ServerSettings:
     gc_threshold: int | None = setting(
         None,
         "The garbage collector's youngest-generation threshold for the whole process, set as the server is "
-        "made (the first of gc.set_threshold's values; CPython's is 700): a larger one lets the short-lived "
-        "objects of a burst of messages die before a collection sees them, so that fewer reach the oldest "
-        "generation and set off a full collection, which walks every open connection's objects. None: the "
-        "interpreter's (rolo.heap.set_young_threshold).",
-        at_least(1),
+        "made (the first of gc.set_threshold's values; CPython's is 700 up to 3.12): a larger one lets the "
+        "short-lived objects of a burst of messages die before a collection sees them, so that fewer reach "
+        "the oldest generation and set off a full collection, which walks every open connection's objects. "
+        "The last server made with one sets it. None: the interpreter's, left as it is "
+        "(rolo.heap.set_young_threshold).",
+        at_least(1, MAX_YOUNG_THRESHOLD),
         optional=True,
         parse=int,
     )

@@ -77,12 +77,12 @@ class WebSocketHost:
         self.handlers = HandlerCount()
         self.connections: set[ThreadedWebSocketAdapter] = set()
         self.counters = WebSocketCounters()
-        # a handler runs as long as its connection: its thread then serves the next connection, or exits
-        # when idle; a few are kept ready, so that opening a connection does not wait for a thread to start
         if settings.global_futex_hash:
             use_global_futex_hash()
         if settings.gc_threshold is not None:
             set_young_threshold(settings.gc_threshold)
+        # a handler runs as long as its connection: its thread then serves the next connection, or exits
+        # when idle; a few are kept ready, so that opening a connection does not wait for a thread to start
         self.pool = HandlerPool(
             "rolo-websocket",
             settings.max_connections,

@@ -39,7 +39,9 @@ def _option(declared: Field[Any]) -> str:
 
 
 def _help(declared: Field[Any]) -> str:
-    text = declared.metadata["help"].replace("None: no limit.", "0: no limit.")
+    text = declared.metadata["help"]
+    if declared.metadata["optional"]:
+        text = text.replace("None: ", "0: ")  # what None means, 0 means on the command line (see _parser)
     unit = declared.metadata["unit"]
     return f"{text} ({unit})" if unit else text
 
@@ -54,13 +56,15 @@ def _parser(declared: Field[Any]) -> Callable[[str], Any]:
     number = type(declared.default)
     option = _option(declared)
 
+    convert = declared.metadata["parse"] or number
+
     def parse(text: str) -> Any:
         try:
-            value = (declared.metadata["parse"] or number)(text)
+            value = convert(text)
         except ValueError as error:
-            if declared.metadata["parse"] is not None:
+            if convert not in (int, float):
                 raise ValueError(f"--{option}: {error}") from None
-            kind = "an integer" if number is int else "a number"
+            kind = "an integer" if convert is int else "a number"
             raise ValueError(f"--{option} must be {kind}, not {text!r}") from None
         if declared.metadata["optional"] and value == 0:
             return None
