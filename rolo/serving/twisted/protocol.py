@@ -631,10 +631,11 @@ class AutobahnConnection:
     Its methods run on the reactor thread.
     """
 
-    __slots__ = ("_compressor", "_protocol")
+    __slots__ = ("_compressor", "_protocol", "_transport")
 
     def __init__(self, protocol: GatewayWebSocketProtocol) -> None:
         self._protocol = protocol
+        self._transport = protocol.transport  # its own, for good once connected (as the connection's)
         # the permessage-deflate compressor (message_compressor), looked up at the first send: the
         # handshake negotiated it by then, and it stays
         self._compressor: Any = _UNKNOWN
@@ -683,7 +684,7 @@ class AutobahnConnection:
             compressor = self._compressor = message_compressor(protocol)
         if compressor is None and len(messages) == 1:  # as each connection of a broadcast sends
             # the frame as it is: the same message to many connections in a row is framed once
-            write_now(protocol.transport, _frame(messages[0]))
+            write_now(self._transport, _frame(messages[0]))
         else:
             protocol.send_messages(messages, compressor)
 
