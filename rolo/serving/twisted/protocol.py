@@ -3,7 +3,8 @@ and the :class:`~rolo.websocket.threaded.ServerConnection` through which the con
 
 A connection's bytes go: socket → :meth:`GatewayWebSocketProtocol.dataReceived` → Autobahn's parser →
 :meth:`GatewayWebSocketProtocol.onMessage` → the adapter's inbox → the handler thread. Its handler's
-messages go: adapter's outbox → :meth:`AutobahnConnection.send` →
+messages go: adapter's outbox → :meth:`AutobahnConnection.send`, which writes one uncompressed message's
+frame to the socket itself, and hands several, or compressed ones, to
 :meth:`GatewayWebSocketProtocol.send_messages`, which frames them and writes them to the socket at once.
 """
 
