@@ -327,7 +327,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _queue(self, message: Message) -> bool:
         """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
         rather than a flush being asked for already."""
-        self._outbox = _appended(self._outbox, message)
+        outbox = self._outbox
+        if outbox:  # () while empty (see _appended)
+            outbox.append(message)
+        else:
+            self._outbox = [message]
         self._outbox_bytes += len(message.data)
         flush = not self._flush_pending
         self._flush_pending = True
@@ -596,24 +600,28 @@ def offer_each(
         for call_in_loop, group in to_flush.items():
             call_in_loop(functools.partial(_flush_each, group))
 
+    outcome = outcomes.append
+    # the connections of one server share its call_in_loop: the group of the last one is usually theirs
+    call_in_loop: object = None
+    group: list[ThreadedWebSocketAdapter] = []
     try:
         for adapter in adapters:
             try:
-                if isinstance(adapter, ThreadedWebSocketAdapter):
+                if type(adapter) is ThreadedWebSocketAdapter:  # final: as isinstance, in less time
                     flush = adapter._offer(message)
                     if flush:
-                        group = to_flush.get(adapter._call_in_loop)
-                        if group is None:  # not setdefault: a list made for each of 1,000 connections
-                            group = to_flush[adapter._call_in_loop] = []
+                        if adapter._call_in_loop is not call_in_loop:
+                            call_in_loop = adapter._call_in_loop
+                            group = to_flush.setdefault(adapter._call_in_loop, [])
                         group.append(adapter)
-                    outcomes.append(flush is not None)
+                    outcome(flush is not None)
                 else:
                     adapter.send(message, 0)
-                    outcomes.append(True)
+                    outcome(True)
             except TimeoutError:
-                outcomes.append(False)
+                outcome(False)
             except WebSocketDisconnectedError as error:
-                outcomes.append(error)
+                outcome(error)
     except BaseException:
         # the connections it queued on before have their flush marked pending: without it, none of
         # their later sends would ask the loop for one

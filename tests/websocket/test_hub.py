@@ -423,3 +423,41 @@ async def test_what_a_handler_sends_before_closing_goes_out_while_a_broadcast_is
     outcomes, frames = await in_thread(run)
     assert outcomes == [True]
     assert frames == [(1, b"news"), (1, b"bye"), (8, (1000).to_bytes(2, "big"))]
+
+
+@pytest.mark.servers("twisted", "uvicorn", reason="hypercorn offers no permessage-deflate setting")
+@pytest_twisted.ensureDeferred
+async def test_a_large_broadcast_reaches_plain_and_deflate_members_whole_and_in_order(serve):
+    # the members that compress nothing share one frame of each message: a socket that takes only part
+    # of it (768 KiB is more than loopback's buffers take at once) is written the rest, and the next
+    # member still gets the whole frame; a member that negotiated permessage-deflate gets its own
+    hub, joined = Hub(), queue.Queue()
+
+    @route("/members", methods=["WEBSOCKET"])
+    def members(request: WebSocketRequest):
+        with request.accept() as websocket:
+            joined.put(hub.add(websocket, "all"))
+            for _ in websocket:
+                pass
+
+    server = serve(members, compression=True)
+    messages: list[str | bytes] = [bytes([n]) * (768 * 1024) for n in range(3)]
+    messages.insert(1, "small, between two large ones")
+
+    def run(stack: ExitStack):
+        *plain, deflate = [
+            stack.enter_context(
+                websockets_connect(server.ws("/members"), max_size=None, compression=compression, open_timeout=10)
+            )
+            for compression in (None, None, None, "deflate")
+        ]
+        ids = sorted(joined.get(timeout=10) for _ in range(4))
+        assert deflate.protocol.extensions, "the deflate member negotiated permessage-deflate"
+        deliveries = [hub.broadcast("all", message, timeout=10) for message in messages]
+        received = [[ws.recv(timeout=10) for _ in messages] for ws in (*plain, deflate)]
+        return ids, deliveries, received
+
+    ids, deliveries, received = await in_thread(lambda: with_exit_stack(run))
+    assert [sorted(delivery.sent) for delivery in deliveries] == [ids] * len(messages)
+    for member in received:
+        assert member == messages

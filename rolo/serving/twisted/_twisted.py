@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import MethodType
 from typing import Any, TypeVar
 
@@ -89,9 +89,10 @@ _FAST_WRITE = all(hasattr(tcp.Connection, name) for name in ("writeSomeData", "d
 )
 
 
-def write_now(transport: Any, pieces: list[bytes]) -> None:
+def write_now(transport: Any, pieces: Sequence[bytes]) -> None:
     """Write ``pieces``, in order, to a TCP transport's socket at once when nothing waits before them (in
-    one ``sendmsg``, without joining them), and buffer what the socket does not take.
+    one ``sendmsg``, without joining them), and buffer what the socket does not take. ``pieces`` is not
+    changed, so one frame may be written to many connections.
 
     A transport's ``write`` only buffers: the bytes go out on a later turn of the reactor, once epoll says
     the socket is writable, which costs two ``epoll_ctl`` calls (to watch for writability and to stop) and
@@ -116,11 +117,14 @@ def write_now(transport: Any, pieces: list[bytes]) -> None:
                 written = transport.socket.sendmsg(pieces)
         except OSError:  # the socket is full, or the connection is lost: the buffered write below lets
             written = 0  # Twisted wait for room, or find out and close it
-        while written and pieces:
-            if written >= len(pieces[0]):
-                written -= len(pieces.pop(0))
-            else:
-                pieces[0], written = pieces[0][written:], 0
+        if written:
+            rest = list(pieces)
+            while written and rest:
+                if written >= len(rest[0]):
+                    written -= len(rest.pop(0))
+                else:
+                    rest[0], written = rest[0][written:], 0
+            pieces = rest
     if pieces:
         transport.writeSequence(pieces)
 

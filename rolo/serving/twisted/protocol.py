@@ -3,7 +3,8 @@ and the :class:`~rolo.websocket.threaded.ServerConnection` through which the con
 
 A connection's bytes go: socket → :meth:`GatewayWebSocketProtocol.dataReceived` → Autobahn's parser →
 :meth:`GatewayWebSocketProtocol.onMessage` → the adapter's inbox → the handler thread. Its handler's
-messages go: adapter's outbox → :meth:`AutobahnConnection.send` →
+messages go: adapter's outbox → :meth:`AutobahnConnection.send`, which writes one uncompressed message's
+frame to the socket itself, and hands several, or compressed ones, to
 :meth:`GatewayWebSocketProtocol.send_messages`, which frames them and writes them to the socket at once.
 """
 
@@ -442,24 +443,21 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             self.onMessage(data if isinstance(data, bytes) else bytes(data), self.message_is_binary)
         self.message_data = None
 
-    def send_messages(self, messages: list[Message]) -> None:
-        """Frame ``messages`` and write them to the socket in one go.
+    def send_messages(self, messages: list[Message], compressor: Any) -> None:
+        """Frame ``messages`` and write them to the socket in one go, compressed with ``compressor`` (what
+        :func:`~rolo.serving.twisted._autobahn.message_compressor` gives for this connection).
 
         rolo frames its data messages itself rather than through Autobahn's ``sendMessage``: a server's
         frame is unmasked and rolo never fragments a message, which leaves a header to build, where
         ``sendMessage`` spends 5 µs on checks and statistics for a small message. Unlike ``sendMessage``,
         it does not hold the handler's messages to ``max_message_size``: that limits what the peer sends.
         """
-        compressor = message_compressor(self)
         if compressor is NotImplemented:
             for message in messages:
                 if isinstance(message, BytesMessage):
                     self.sendMessage(message.data, True)
                 else:
                     self.sendMessage(message.data.encode("utf-8"), False)
-            return
-        if compressor is None and len(messages) == 1:  # as each connection of a broadcast sends
-            write_now(self.transport, list(_frame(messages[0])))
             return
         pieces: list[bytes] = []
         for message in messages:
@@ -560,6 +558,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             )
 
 
+_UNKNOWN: Any = object()
+
 _last_framed: tuple[Message | None, tuple[bytes, ...]] = (None, ())
 
 _PIECES_PER_WRITE = 64
@@ -632,10 +632,14 @@ class AutobahnConnection:
     Its methods run on the reactor thread.
     """
 
-    __slots__ = ("_protocol",)
+    __slots__ = ("_compressor", "_protocol", "_transport")
 
     def __init__(self, protocol: GatewayWebSocketProtocol) -> None:
         self._protocol = protocol
+        self._transport = protocol.transport  # its own, for good once connected (as the connection's)
+        # the permessage-deflate compressor (message_compressor), looked up at the first send: the
+        # handshake negotiated it by then, and it stays
+        self._compressor: Any = _UNKNOWN
 
     def accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
         protocol = self._protocol
@@ -674,8 +678,16 @@ class AutobahnConnection:
 
     def send(self, messages: list[Message]) -> None:
         protocol = self._protocol
-        if protocol.state == _STATE_OPEN:
-            protocol.send_messages(messages)
+        if protocol.state != _STATE_OPEN:
+            return
+        compressor = self._compressor
+        if compressor is _UNKNOWN:
+            compressor = self._compressor = message_compressor(protocol)
+        if compressor is None and len(messages) == 1:  # as each connection of a broadcast sends
+            # the frame as it is: the same message to many connections in a row is framed once
+            write_now(self._transport, _frame(messages[0]))
+        else:
+            protocol.send_messages(messages, compressor)
 
     def close(self, code: int, reason: str | None) -> None:
         protocol = self._protocol
