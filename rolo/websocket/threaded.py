@@ -116,6 +116,7 @@ class _State(enum.Enum):
 _OPEN = _State.OPEN
 
 
+@final  # offer_each hands a broadcast to the loop in one call for this class only (exactly)
 class ThreadedWebSocketAdapter(WebSocketAdapter):
     """Bridges one connection between its handler thread and the server's event loop.
 

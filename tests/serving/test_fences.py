@@ -109,13 +109,22 @@ async def test_write_now_delivers_what_transport_write_does_in_the_same_order():
     factory = Factory.forProtocol(_Sink)
     factory.connected = Deferred()
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small windows: the sockets take part of
+    client.settimeout(10)  # a large write, whatever the machine's buffer sizes
+    client.connect(("127.0.0.1", port.getHost().port))
     try:
         server = await factory.connected
-        writes = [[b"a" * 10], [b"h" * 14, b"b" * 300_000, b"c" * 5], [b"d" * 70_000], [b"x", b"y"]]
-        # a large write fills the socket's buffer, so later ones must queue behind Twisted's buffer
+        server.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        pattern = bytes(range(251))  # a prime period: a remainder cut at the wrong byte shows
+        shared = (b"h" * 14, pattern * 1_200, b"c" * 5)  # one frame, as a broadcast writes to every member
+        writes = [(pattern[:10],), shared, (pattern * 280,), shared, (b"x", b"y")]
         for pieces in writes:
-            _twisted.write_now(server.transport, list(pieces))
+            _twisted.write_now(server.transport, pieces)
+        # the socket took only part of the first large write: the rest waits in Twisted's buffer, and the
+        # later writes behind it
+        assert server.transport.dataBuffer or server.transport._tempDataLen
+        assert shared == (b"h" * 14, pattern * 1_200, b"c" * 5)  # written to many, changed for none
         server.transport.write(b"e" * 7)  # the public path after the fast one
         server.transport.loseConnection()
 

@@ -428,9 +428,9 @@ async def test_what_a_handler_sends_before_closing_goes_out_while_a_broadcast_is
 @pytest.mark.servers("twisted", "uvicorn", reason="hypercorn offers no permessage-deflate setting")
 @pytest_twisted.ensureDeferred
 async def test_a_large_broadcast_reaches_plain_and_deflate_members_whole_and_in_order(serve):
-    # the members that compress nothing share one frame of each message: a socket that takes only part
-    # of it (768 KiB is more than loopback's buffers take at once) is written the rest, and the next
-    # member still gets the whole frame; a member that negotiated permessage-deflate gets its own
+    # the members that compress nothing share one frame of each message, which every one of them gets
+    # whole and in order; a member that negotiated permessage-deflate gets its own (a partial write of a
+    # shared frame is tested apart, with small socket buffers: test_fences)
     hub, joined = Hub(), queue.Queue()
 
     @route("/members", methods=["WEBSOCKET"])
