@@ -22,7 +22,6 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from time import monotonic
 
 from .threaded import ThreadedWebSocketAdapter
 
@@ -89,19 +88,19 @@ class HandlerTurns:
     its next message) or the wait's bound (below) has passed. Then it runs what the handlers handed it
     meanwhile (their sends) itself, without a wake-up.
 
-    The handlers of a turn are woken one at a time, in the order their messages arrived: each as the one
-    before it blocks in rolo (by that handler's thread, about to let go of the GIL), or once that one has
-    run for ``handler_time`` since it was woken (by the loop). Woken together, all but one would only wake
-    to sleep again waiting for the GIL: a context switch more per message.
+    The handlers of a turn are woken one at a time, in the order their messages arrived, each by the
+    thread of the one before as that one blocks in rolo (about to let go of the GIL). Woken together, all
+    but one would only wake to sleep again waiting for the GIL: a context switch more per message.
 
-    The wait is bounded by ``handler_time`` for each handler woken, and by ``turn_limit`` in all, so a
-    handler busy with something other than rolo (a computation, a database) delays the loop, and the
-    handlers after it, by that at most.
+    The wait is bounded by ``handler_time`` for each handler of the turn, and by ``turn_limit`` in all, so
+    a handler busy with something other than rolo (a computation, a database) delays the loop, and the
+    handlers of its turn after it, by that at most: once the bound has passed, the loop wakes those at
+    once. The loop sleeps through the whole wait, rather than waking to check on each handler.
 
     :param call_soon: runs a callable on the loop thread once the I/O at hand is handled; called on the
         loop thread
     :param calls: how the handlers hand calls to the loop; held during the wait
-    :param handler_time: how long the loop waits for each handler it woke, in seconds
+    :param handler_time: how long the loop waits for each handler of the turn, in seconds
     :param turn_limit: the longest the loop waits for the handlers of one turn, in seconds
     :param handlers_per_turn: the most handlers woken in one turn; in a burst (thousands of connections
         getting a message at once) the rest wait for the next turns, so that only so many threads contend
@@ -126,7 +125,6 @@ class HandlerTurns:
         self._lock = threading.Lock()
         self._running: set[ThreadedWebSocketAdapter] = set()  # woken this turn, not blocked yet
         self._waiting: list[ThreadedWebSocketAdapter] = []  # this turn's, not woken yet (the next last)
-        self._woken_at = 0.0  # when the last handler was woken (monotonic seconds)
         self._all_blocked = threading.Lock()  # held from a turn's start until none is waiting or running
 
     def wake(self, adapter: ThreadedWebSocketAdapter) -> None:
@@ -159,7 +157,6 @@ class HandlerTurns:
                 LOG.exception("delivering messages to a handler failed")
                 continue
             self._running.add(adapter)
-            self._woken_at = monotonic()
             return
         if not self._running:
             self._all_blocked.release()
@@ -180,21 +177,13 @@ class HandlerTurns:
         finally:
             lock.release()
         try:
-            deadline = monotonic() + min(self._turn_limit, handler_time * len(adapters))
-            # released by the last handler to block; a handler that runs for longer than handler_time
-            # since it was woken (busy with something other than rolo) has the loop wake the next itself
-            timeout = handler_time
-            while not all_blocked.acquire(timeout=timeout):
+            # released by the last handler to block; otherwise the bound ends the wait, and the handlers
+            # not woken yet (behind one busy with something other than rolo) are woken at once
+            if not all_blocked.acquire(timeout=min(self._turn_limit, handler_time * len(adapters))):
                 lock.acquire()
                 try:
-                    now = monotonic()
-                    if now >= deadline:
-                        while self._waiting:
-                            self._wake_next()
-                        break
-                    if self._waiting and now >= self._woken_at + handler_time:
+                    while self._waiting:
                         self._wake_next()
-                    timeout = min(self._woken_at + handler_time, deadline) - now if self._waiting else deadline - now
                 finally:
                     lock.release()
         finally:
