@@ -53,7 +53,8 @@ class WakeUps(Protocol):
 
     def wake(self, adapter: ThreadedWebSocketAdapter) -> None:
         """Messages arrived for ``adapter``: call its :meth:`~ThreadedWebSocketAdapter.deliver` soon, on the
-        loop thread. Called on the loop thread, once until that delivery."""
+        loop thread or while the loop thread waits for it. Called on the loop thread, once until that
+        delivery."""
 
     def blocking(self, adapter: ThreadedWebSocketAdapter) -> None:
         """``adapter``'s handler is about to block in rolo (waiting for a message, for room to send, or

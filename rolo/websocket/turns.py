@@ -7,7 +7,8 @@ Two ideas, for any event loop, which a server gives its two ways of scheduling a
 - :class:`BatchedCalls`: the calls handler threads make to the loop (their sends) wake the loop once for a
   batch of them, not once each.
 - :class:`HandlerTurns` (:class:`~rolo.websocket.threaded.WakeUps`): the handlers are woken at the end of
-  the loop's turn, and the loop waits for them without the GIL, then runs what they handed it.
+  the loop's turn, one after the other, and the loop waits for them without the GIL, then runs what they
+  handed it.
 
 A woken handler thread only contends with a busy loop for the GIL: each system call of the loop lets the
 GIL go to a handler, and the loop waits for it back (up to the interpreter's switch interval, 5 ms, while
@@ -79,22 +80,27 @@ class BatchedCalls:
 
 
 class HandlerTurns:
-    """Wakes WebSocket handlers at the end of each turn of the loop, then lends them the loop's time
-    (:class:`~rolo.websocket.threaded.WakeUps`).
+    """Wakes WebSocket handlers at the end of each turn of the loop, one at a time, then lends them the
+    loop's time (:class:`~rolo.websocket.threaded.WakeUps`).
 
-    Once the loop has handled the I/O at hand, it hands every message that arrived to its handler, and
+    Once the loop has handled the I/O at hand, it hands the messages that arrived to their handlers, and
     then waits, without the GIL, until each handler it woke has blocked again in rolo (usually waiting for
     its next message) or the wait's bound (below) has passed. Then it runs what the handlers handed it
     meanwhile (their sends) itself, without a wake-up.
 
-    The wait is bounded by ``handler_time`` for each handler woken, and by ``turn_limit`` in all, so a
-    handler busy with something other than rolo (a computation, a database) delays the loop by that at
-    most.
+    The handlers of a turn are woken one at a time, in the order their messages arrived, each by the
+    thread of the one before as that one blocks in rolo (about to let go of the GIL). Woken together, all
+    but one would only wake to sleep again waiting for the GIL: a context switch more per message.
+
+    The wait is bounded by ``handler_time`` for each handler of the turn, and by ``turn_limit`` in all, so
+    a handler busy with something other than rolo (a computation, a database) delays the loop, and the
+    handlers of its turn after it, by that at most: once the bound has passed, the loop wakes those at
+    once. The loop sleeps through the whole wait, rather than waking to check on each handler.
 
     :param call_soon: runs a callable on the loop thread once the I/O at hand is handled; called on the
         loop thread
     :param calls: how the handlers hand calls to the loop; held during the wait
-    :param handler_time: how long the loop waits for each handler it woke, in seconds
+    :param handler_time: how long the loop waits for each handler of the turn, in seconds
     :param turn_limit: the longest the loop waits for the handlers of one turn, in seconds
     :param handlers_per_turn: the most handlers woken in one turn; in a burst (thousands of connections
         getting a message at once) the rest wait for the next turns, so that only so many threads contend
@@ -115,9 +121,11 @@ class HandlerTurns:
         self._turn_limit = turn_limit
         self._handlers_per_turn = handlers_per_turn
         self._to_wake: list[ThreadedWebSocketAdapter] = []
+        # the turn's state, shared by the loop and the handler threads of the turn, under this lock
         self._lock = threading.Lock()
         self._running: set[ThreadedWebSocketAdapter] = set()  # woken this turn, not blocked yet
-        self._all_blocked = threading.Lock()
+        self._waiting: list[ThreadedWebSocketAdapter] = []  # this turn's, not woken yet (the next last)
+        self._all_blocked = threading.Lock()  # held from a turn's start until none is waiting or running
 
     def wake(self, adapter: ThreadedWebSocketAdapter) -> None:
         """Deliver ``adapter``'s messages at the end of this turn; call this on the loop thread."""
@@ -126,17 +134,32 @@ class HandlerTurns:
         self._to_wake.append(adapter)
 
     def blocking(self, adapter: ThreadedWebSocketAdapter) -> None:
-        """``adapter``'s handler is about to block; callable from any thread."""
+        """``adapter``'s handler is about to block; callable from any thread. The turn's next handler is
+        woken now, by this thread, which is about to let go of the GIL."""
         lock = self._lock  # taken for every message a handler receives: acquire and release cost less than with
         lock.acquire()
         try:
             running = self._running
             if adapter in running:
                 running.discard(adapter)
-                if not running:
-                    self._all_blocked.release()
+                self._wake_next()
         finally:
             lock.release()
+
+    def _wake_next(self) -> None:
+        # holding the lock: the turn's next handler runs, or the turn is over once none is left running
+        waiting = self._waiting
+        while waiting:
+            adapter = waiting.pop()
+            try:
+                adapter.deliver()  # the loop waits in the turn meanwhile: its side of the adapter is still
+            except Exception:
+                LOG.exception("delivering messages to a handler failed")
+                continue
+            self._running.add(adapter)
+            return
+        if not self._running:
+            self._all_blocked.release()
 
     def _run_turn(self) -> None:
         cut = self._handlers_per_turn
@@ -144,20 +167,32 @@ class HandlerTurns:
         if self._to_wake:
             self._call_soon(self._run_turn)  # the rest after the loop's next look at I/O
         self._calls.hold()
+        lock, all_blocked, handler_time = self._lock, self._all_blocked, self._handler_time
+        lock.acquire()
         try:
-            with self._lock:
-                self._running = set(adapters)
-                self._all_blocked.acquire()
-            for adapter in adapters:
-                try:
-                    adapter.deliver()
-                except Exception:
-                    LOG.exception("delivering messages to a handler failed")
-            # released by the last handler to block; otherwise the limit ends the wait
-            self._all_blocked.acquire(timeout=min(self._turn_limit, self._handler_time * len(adapters)))
-            with self._lock:
-                self._running = set()  # from now on, handlers blocking are too late to count
-                if self._all_blocked.locked():
-                    self._all_blocked.release()
+            adapters.reverse()  # popped from the end: in the order their messages arrived
+            self._waiting = adapters
+            all_blocked.acquire()  # free between turns: each turn's end releases it
+            self._wake_next()
         finally:
+            lock.release()
+        try:
+            # released by the last handler to block; otherwise the bound ends the wait, and the handlers
+            # not woken yet (behind one busy with something other than rolo) are woken at once
+            if not all_blocked.acquire(timeout=min(self._turn_limit, handler_time * len(adapters))):
+                lock.acquire()
+                try:
+                    while self._waiting:
+                        self._wake_next()
+                finally:
+                    lock.release()
+        finally:
+            lock.acquire()
+            try:
+                self._waiting = []
+                self._running = set()  # from now on, handlers blocking are too late to count
+                if all_blocked.locked():
+                    all_blocked.release()
+            finally:
+                lock.release()
             self._calls.release()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from typing import ClassVar
 
 from rolo.websocket import TextMessage, WebSocketDisconnectedError
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
@@ -57,9 +58,10 @@ def echo(adapter: ThreadedWebSocketAdapter) -> None:
 
 class Server:
     """Connections whose handlers run on ``turns``, on the running loop; it counts the turns scheduled and
-    the wake-ups of the loop from handler threads."""
+    the wake-ups of the loop from handler threads. ``adapter_types`` gives each connection's adapter class
+    (all :class:`ThreadedWebSocketAdapter` without it)."""
 
-    def __init__(self, count: int, **limits) -> None:
+    def __init__(self, count: int, adapter_types: tuple[type[ThreadedWebSocketAdapter], ...] = (), **limits) -> None:
         loop = asyncio.get_running_loop()
         self.turns_scheduled = 0
         self.wake_ups = 0
@@ -78,9 +80,10 @@ class Server:
         self.sent: asyncio.Queue = asyncio.Queue()
         self.adapters = []
         self.threads = []
-        for _ in range(count):
+        for number in range(count):
             side = EchoSide(self.opened, self.sent)
-            side.adapter = ThreadedWebSocketAdapter(side, calls, wake_ups=turns)
+            adapter_type = adapter_types[number] if adapter_types else ThreadedWebSocketAdapter
+            side.adapter = adapter_type(side, calls, wake_ups=turns)
             self.adapters.append(side.adapter)
             self.threads.append(threading.Thread(target=echo, args=(side.adapter,), daemon=True))
 
@@ -128,3 +131,71 @@ def test_sends_made_during_a_turn_run_at_its_end_without_waking_the_loop():
         return server.wake_ups
 
     assert asyncio.run(run()) == 0
+
+
+class Awake(ThreadedWebSocketAdapter):
+    """An adapter that counts the handlers woken and not blocked again in rolo, at most, over all of its kind."""
+
+    lock = threading.Lock()
+    awake: ClassVar[set[ThreadedWebSocketAdapter]] = set()
+    most = 0
+
+    def deliver(self) -> None:
+        with Awake.lock:
+            Awake.awake.add(self)
+            Awake.most = max(Awake.most, len(Awake.awake))
+        super().deliver()
+
+    def receive(self, timeout=None):
+        with Awake.lock:  # about to block in rolo (if its inbox is empty, which it is here)
+            Awake.awake.discard(self)
+        return super().receive(timeout)
+
+
+def test_a_turn_wakes_its_handlers_one_at_a_time_each_as_the_one_before_blocks():
+    # woken together, all but one handler would only wake to sleep again waiting for the GIL: 4 awake at
+    # once in each turn before (deliver was called for each before any ran), 1 now
+    async def run() -> int:
+        server = Server(4, adapter_types=(Awake,) * 4, handler_time=TIMEOUT, turn_limit=TIMEOUT)
+        await server.open()
+        Awake.most = 0
+        for round_number in range(10):
+            for adapter in server.adapters:  # all arrive in one callback of the loop: one turn
+                adapter.on_message(TextMessage(str(round_number)))
+            assert await server.echoes(4) == [str(round_number)] * 4
+        most = Awake.most  # before the close, which delivers to all four at once
+        server.close()
+        return most
+
+    assert asyncio.run(run()) == 1
+
+
+class Failing(ThreadedWebSocketAdapter):
+    """An adapter whose delivery fails (as a full memory would make it) while ``failing`` is set."""
+
+    failing = True
+
+    def deliver(self) -> None:
+        if Failing.failing:
+            raise MemoryError("delivery failed")
+        super().deliver()
+
+
+def test_a_delivery_that_fails_costs_its_own_connection_only_and_the_turns_go_on():
+    # the first failure is the loop's (it wakes the turn's first handler), the second a handler thread's
+    # (it wakes the next as it blocks); before, the first left the turn's lock held, so that the next turn
+    # waited for it for good and the loop froze, and the second raised into the handler that woke it
+    async def run() -> list:
+        kinds = (Failing, ThreadedWebSocketAdapter, Failing, ThreadedWebSocketAdapter)
+        server = Server(4, adapter_types=kinds, handler_time=TIMEOUT, turn_limit=TIMEOUT)
+        await server.open()
+        echoed = []
+        for round_number in range(3):
+            for adapter in server.adapters:
+                adapter.on_message(TextMessage(str(round_number)))
+            echoed += await server.echoes(2)
+        Failing.failing = False  # lets the close reach the failing connections' handlers
+        server.close()
+        return echoed
+
+    assert asyncio.run(run()) == ["0", "0", "1", "1", "2", "2"]
