@@ -548,11 +548,15 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         if messages:
             self._connection.send(messages)
 
-    def deliver(self) -> None:
-        """Hand the messages that arrived to the handler, waking it (see :class:`WakeUps`)."""
+    def deliver(self) -> bool:
+        """Hand the messages that arrived to the handler, waking it (see :class:`WakeUps`).
+
+        :returns: whether there were any (the close hands them over itself)
+        """
         arrived, self._arrived = self._arrived, ()
         for message in arrived:
             self._inbox.put(message)
+        return bool(arrived)
 
     def _resume_reading(self) -> None:
         with self._lock:

@@ -147,12 +147,15 @@ class HandlerTurns:
             lock.release()
 
     def _wake_next(self) -> None:
-        # holding the lock: the turn's next handler runs, or the turn is over once none is left running
+        # holding the lock: the turn's next handler runs, or the turn is over once none is left running.
+        # A handler thread may deliver here: the loop waits in the turn meanwhile, and does not touch the
+        # adapters of the turn until it has emptied _waiting under the lock
         waiting = self._waiting
         while waiting:
             adapter = waiting.pop()
             try:
-                adapter.deliver()  # the loop waits in the turn meanwhile: its side of the adapter is still
+                if not adapter.deliver():
+                    continue  # its close handed its messages over: its handler will not block again
             except Exception:
                 LOG.exception("delivering messages to a handler failed")
                 continue
@@ -167,32 +170,30 @@ class HandlerTurns:
         if self._to_wake:
             self._call_soon(self._run_turn)  # the rest after the loop's next look at I/O
         self._calls.hold()
-        lock, all_blocked, handler_time = self._lock, self._all_blocked, self._handler_time
-        lock.acquire()
         try:
-            adapters.reverse()  # popped from the end: in the order their messages arrived
-            self._waiting = adapters
-            all_blocked.acquire()  # free between turns: each turn's end releases it
-            self._wake_next()
+            with self._lock:
+                adapters.reverse()  # popped from the end: in the order their messages arrived
+                self._waiting = adapters
+                self._all_blocked.acquire(False)  # free between turns: each turn's end releases it
+                self._wake_next()
+            # released by the last handler to block; otherwise the bound ends the wait
+            self._all_blocked.acquire(timeout=min(self._turn_limit, self._handler_time * len(adapters)))
         finally:
-            lock.release()
+            self._end_turn()
+
+    def _end_turn(self) -> None:
+        # whatever ended the turn (its handlers all blocked, the bound passed, a delivery raised): the
+        # handlers not woken yet, behind one busy with something other than rolo, are woken at once; from
+        # now on, handlers blocking are too late to count; the sends handed over meanwhile run
         try:
-            # released by the last handler to block; otherwise the bound ends the wait, and the handlers
-            # not woken yet (behind one busy with something other than rolo) are woken at once
-            if not all_blocked.acquire(timeout=min(self._turn_limit, handler_time * len(adapters))):
-                lock.acquire()
+            with self._lock:
                 try:
                     while self._waiting:
                         self._wake_next()
                 finally:
-                    lock.release()
+                    self._waiting = []
+                    self._running = set()
+                    if self._all_blocked.locked():
+                        self._all_blocked.release()
         finally:
-            lock.acquire()
-            try:
-                self._waiting = []
-                self._running = set()  # from now on, handlers blocking are too late to count
-                if all_blocked.locked():
-                    all_blocked.release()
-            finally:
-                lock.release()
             self._calls.release()

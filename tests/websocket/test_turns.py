@@ -140,11 +140,11 @@ class Awake(ThreadedWebSocketAdapter):
     awake: ClassVar[set[ThreadedWebSocketAdapter]] = set()
     most = 0
 
-    def deliver(self) -> None:
+    def deliver(self) -> bool:
         with Awake.lock:
             Awake.awake.add(self)
             Awake.most = max(Awake.most, len(Awake.awake))
-        super().deliver()
+        return super().deliver()
 
     def receive(self, timeout=None):
         with Awake.lock:  # about to block in rolo (if its inbox is empty, which it is here)
@@ -175,16 +175,17 @@ class Failing(ThreadedWebSocketAdapter):
 
     failing = True
 
-    def deliver(self) -> None:
+    def deliver(self) -> bool:
         if Failing.failing:
             raise MemoryError("delivery failed")
-        super().deliver()
+        return super().deliver()
 
 
 def test_a_delivery_that_fails_costs_its_own_connection_only_and_the_turns_go_on():
     # the first failure is the loop's (it wakes the turn's first handler), the second a handler thread's
-    # (it wakes the next as it blocks); before, the first left the turn's lock held, so that the next turn
-    # waited for it for good and the loop froze, and the second raised into the handler that woke it
+    # (it wakes the next as it blocks). Handlers woken all at once, a failing connection counted as running
+    # and held every turn for its whole bound; in the one-at-a-time wake first tried (9db8b79, reverted),
+    # the first failure left the turn's lock held, and the loop froze
     async def run() -> list:
         kinds = (Failing, ThreadedWebSocketAdapter, Failing, ThreadedWebSocketAdapter)
         server = Server(4, adapter_types=kinds, handler_time=TIMEOUT, turn_limit=TIMEOUT)
@@ -199,3 +200,63 @@ def test_a_delivery_that_fails_costs_its_own_connection_only_and_the_turns_go_on
         return echoed
 
     assert asyncio.run(run()) == ["0", "0", "1", "1", "2", "2"]
+
+
+class Interrupted(BaseException):
+    """What no ``except Exception`` catches; asyncio logs it when a callback raises it, and goes on."""
+
+
+class InterruptedOnce(ThreadedWebSocketAdapter):
+    """An adapter whose next delivery raises :class:`Interrupted` while ``armed``."""
+
+    armed = True
+
+    def deliver(self) -> bool:
+        if InterruptedOnce.armed:
+            InterruptedOnce.armed = False
+            raise Interrupted
+        return super().deliver()
+
+
+def test_a_turn_that_raises_what_is_not_an_exception_ends_and_the_next_turns_run():
+    # the loop's delivery to the turn's first handler raises past the turn's code: before, that left the
+    # turn's lock held, and the next turn waited for it for good, on the loop's thread (so the loop runs
+    # in a thread of its own here, for the test to see it frozen); now the turn ends, its other handlers
+    # are woken, and the interrupted connection alone stays without its message
+    async def run() -> list:
+        kinds = (InterruptedOnce, ThreadedWebSocketAdapter, ThreadedWebSocketAdapter)
+        server = Server(3, adapter_types=kinds, handler_time=TIMEOUT, turn_limit=TIMEOUT)
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
+        await server.open()
+        for adapter in server.adapters:
+            adapter.on_message(TextMessage("0"))
+        echoed = await server.echoes(2)
+        for adapter in server.adapters[1:]:
+            adapter.on_message(TextMessage("1"))
+        echoed += await server.echoes(2)
+        server.close()
+        return echoed
+
+    result: list = []
+    loop_thread = threading.Thread(target=lambda: result.append(asyncio.run(run())), daemon=True)
+    loop_thread.start()
+    loop_thread.join(3 * TIMEOUT)
+    assert result == [["0", "0", "1", "1"]]
+
+
+def test_a_connection_closed_before_its_turn_does_not_hold_the_turn():
+    # a message and the close arrive in one callback: the close hands the message over itself, and its
+    # handler, which finds the end of the connection behind it, never blocks again. Before, the turn
+    # counted it as running and waited its whole bound (here 2 x TIMEOUT) before the next handler's echo
+    async def run() -> list:
+        server = Server(2, handler_time=TIMEOUT, turn_limit=2 * TIMEOUT)
+        await server.open()
+        closing, other = server.adapters
+        closing.on_message(TextMessage("closing"))
+        other.on_message(TextMessage("other"))
+        closing.on_close(None)
+        echoed = await server.echoes(1)  # within TIMEOUT
+        server.close()
+        return echoed
+
+    assert asyncio.run(run()) == ["other"]
