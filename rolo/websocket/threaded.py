@@ -48,7 +48,7 @@ class WakeUps(Protocol):
 
     Waking a handler thread while the loop is still busy is wasted: it only blocks again on the GIL, and
     then takes it from the loop at the loop's next system call. A loop that knows when its turn ends can
-    wake them all then, and let them run while it waits for I/O.
+    wake them then, and wait for them before it looks at I/O again.
     """
 
     def wake(self, adapter: ThreadedWebSocketAdapter) -> None:
@@ -551,7 +551,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def deliver(self) -> bool:
         """Hand the messages that arrived to the handler, waking it (see :class:`WakeUps`).
 
-        :returns: whether there were any (the close hands them over itself)
+        :returns: whether any messages were handed over (none once :meth:`on_close` has handed them over)
         """
         arrived, self._arrived = self._arrived, ()
         for message in arrived:

@@ -125,7 +125,7 @@ class HandlerTurns:
         self._lock = threading.Lock()
         self._running: set[ThreadedWebSocketAdapter] = set()  # woken this turn, not blocked yet
         self._waiting: list[ThreadedWebSocketAdapter] = []  # this turn's, not woken yet (the next last)
-        self._all_blocked = threading.Lock()  # held from a turn's start until none is waiting or running
+        self._all_blocked = threading.Lock()  # held through a turn; the last handler to block frees it for the loop
 
     def wake(self, adapter: ThreadedWebSocketAdapter) -> None:
         """Deliver ``adapter``'s messages at the end of this turn; call this on the loop thread."""
@@ -155,7 +155,7 @@ class HandlerTurns:
             adapter = waiting.pop()
             try:
                 if not adapter.deliver():
-                    continue  # its close handed its messages over: its handler will not block again
+                    continue  # its close handed its messages over: already woken, not this turn's to wait for
             except Exception:
                 LOG.exception("delivering messages to a handler failed")
                 continue
@@ -191,7 +191,12 @@ class HandlerTurns:
                     while self._waiting:
                         self._wake_next()
                 finally:
-                    self._waiting = []
+                    rest, self._waiting = self._waiting, []
+                    if rest:  # a delivery raised past this loop: the rest are the next turn's first
+                        rest.reverse()
+                        if not self._to_wake:
+                            self._call_soon(self._run_turn)
+                        self._to_wake[:0] = rest
                     self._running = set()
                     if self._all_blocked.locked():
                         self._all_blocked.release()

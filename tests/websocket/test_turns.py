@@ -186,6 +186,8 @@ def test_a_delivery_that_fails_costs_its_own_connection_only_and_the_turns_go_on
     # (it wakes the next as it blocks). Handlers woken all at once, a failing connection counted as running
     # and held every turn for its whole bound; in the one-at-a-time wake first tried (9db8b79, reverted),
     # the first failure left the turn's lock held, and the loop froze
+    Failing.failing = True
+
     async def run() -> list:
         kinds = (Failing, ThreadedWebSocketAdapter, Failing, ThreadedWebSocketAdapter)
         server = Server(4, adapter_types=kinds, handler_time=TIMEOUT, turn_limit=TIMEOUT)
@@ -219,14 +221,18 @@ class InterruptedOnce(ThreadedWebSocketAdapter):
 
 
 def test_a_turn_that_raises_what_is_not_an_exception_ends_and_the_next_turns_run():
-    # the loop's delivery to the turn's first handler raises past the turn's code: before, that left the
-    # turn's lock held, and the next turn waited for it for good, on the loop's thread (so the loop runs
-    # in a thread of its own here, for the test to see it frozen); now the turn ends, its other handlers
-    # are woken, and the interrupted connection alone stays without its message
+    # the loop's delivery to the turn's first handler raises past the turn's code, which asyncio logs
+    # before it goes on: before, the turn's lock stayed held (a next turn would wait for it for good, on
+    # the loop's thread: the loop runs in a thread of its own here, for the test to end either way), and
+    # the other handlers of the turn were never woken; now the turn ends, the others are woken, and the
+    # interrupted connection alone stays without its message
+    InterruptedOnce.armed = True
+    raised: list = []
+
     async def run() -> list:
         kinds = (InterruptedOnce, ThreadedWebSocketAdapter, ThreadedWebSocketAdapter)
         server = Server(3, adapter_types=kinds, handler_time=TIMEOUT, turn_limit=TIMEOUT)
-        asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: raised.append(context["exception"]))
         await server.open()
         for adapter in server.adapters:
             adapter.on_message(TextMessage("0"))
@@ -242,6 +248,7 @@ def test_a_turn_that_raises_what_is_not_an_exception_ends_and_the_next_turns_run
     loop_thread.start()
     loop_thread.join(3 * TIMEOUT)
     assert result == [["0", "0", "1", "1"]]
+    assert [type(error) for error in raised] == [Interrupted]
 
 
 def test_a_connection_closed_before_its_turn_does_not_hold_the_turn():
@@ -260,3 +267,43 @@ def test_a_connection_closed_before_its_turn_does_not_hold_the_turn():
         return echoed
 
     assert asyncio.run(run()) == ["other"]
+
+
+class BusyOnce(ThreadedWebSocketAdapter):
+    """An adapter whose handler, given the message ``busy``, is busy with something other than rolo (it
+    waits for ``done``) before it goes on."""
+
+    done = threading.Event()
+
+    def receive(self, timeout=None):
+        message = super().receive(timeout)
+        if getattr(message, "data", None) == "busy":
+            BusyOnce.done.wait(TIMEOUT)
+        return message
+
+
+def test_a_delivery_that_raises_as_the_turn_ends_leaves_the_rest_of_the_turn_to_the_next():
+    # the first handler is busy past the turn's bound (3 ms here), so the loop wakes the rest of the turn
+    # at once as it ends it; the first of them raises what is not an Exception. Before, the turn's
+    # handlers not woken yet were forgotten (their connections never woken again); now the next turn
+    # wakes them
+    async def run() -> list:
+        kinds = (BusyOnce, InterruptedOnce, ThreadedWebSocketAdapter)
+        server = Server(3, adapter_types=kinds, handler_time=0.001, turn_limit=TIMEOUT)
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
+        await server.open()
+        InterruptedOnce.armed = True
+        for adapter, text in zip(server.adapters, ("busy", "lost", "woken")):
+            adapter.on_message(TextMessage(text))
+        echoed = await server.echoes(1)
+        BusyOnce.done.set()
+        echoed += await server.echoes(1)
+        server.close()
+        return echoed
+
+    BusyOnce.done.clear()
+    result: list = []
+    loop_thread = threading.Thread(target=lambda: result.append(asyncio.run(run())), daemon=True)
+    loop_thread.start()
+    loop_thread.join(3 * TIMEOUT)
+    assert result == [["woken", "busy"]]
