@@ -329,11 +329,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _queue(self, message: Message) -> bool:
         """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
         rather than a flush being asked for already."""
-        outbox = self._outbox
-        if outbox:  # () while empty (see _appended)
-            outbox.append(message)
-        else:
-            self._outbox = [message]
+        self._outbox = _appended(self._outbox, message)
         self._outbox_bytes += len(message.data)
         flush = not self._flush_pending
         self._flush_pending = True
