@@ -219,7 +219,7 @@ class AsgiConnection:
 
     async def read(self) -> None:
         """Report what the server receives to the adapter until the connection ends."""
-        receive, adapter = self._receive, self.adapter
+        receive, on_message = self._receive, self.adapter.on_message
         while True:
             if self._reading_paused and self._reading is not None:
                 await self._reading.wait()
@@ -227,7 +227,10 @@ class AsgiConnection:
             kind = message["type"]
             if kind == "websocket.receive":
                 text = message.get("text")
-                adapter.on_message(TextMessage(text) if text is not None else BytesMessage(message.get("bytes") or b""))
+                on_message(TextMessage(text) if text is not None else BytesMessage(message.get("bytes") or b""))
+                # not held while the next is awaited: once its handler has taken it, a message (up to
+                # max_message_size bytes) is gone, and its event does not outlive the burst it came in
+                del message, text
             elif kind == "websocket.disconnect":
                 self.lost(message.get("code"), message.get("reason") or None)
                 return
