@@ -249,6 +249,36 @@ async def test_lifespan_starts_and_stops_the_application(serve):
     assert not server.app.websocket.host.accepting
 
 
+
+# uvicorn's own parser (websockets') keeps each connection's last frame until the next one
+@pytest.mark.servers("hypercorn", reason="a server that keeps no message it handed over")
+@pytest_twisted.ensureDeferred
+async def test_a_message_its_handler_took_is_held_by_the_handler_alone(serve):
+    """The reader used to keep each connection's last ASGI event until the next message came, so an idle
+    connection held the last message it received (1 MiB here; up to ``max_message_size``) after its
+    handler was done with it."""
+
+    @route("/holders", methods=["WEBSOCKET"])
+    def holders(request):
+        with request.accept() as ws:
+            data = ws.receive()
+            ws.send(str(sys.getrefcount(data) - 1))  # less getrefcount's own argument
+            for _ in ws:
+                pass
+
+    server = serve(holders)
+
+    def client():
+        ws = wsclient.create_connection(server.ws("/holders"), timeout=10)
+        try:
+            ws.send_binary(b"x" * 1024 * 1024)
+            return ws.recv()
+        finally:
+            ws.close()
+
+    assert await in_thread(client) == "1"  # the handler's own name for it
+
+
 APP_MODULE = """
 from rolo import Response, Router, route
 from rolo.gateway import Gateway

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -76,6 +75,32 @@ class AsgiConnection:
         taken as lost
     """
 
+    # one per open connection, for its life: slots rather than a dictionary, and no asyncio.Event, deque or
+    # closure of its own; the full collections a burst sets off walk every one of these objects
+    __slots__ = (
+        "_answered",
+        "_close_timeout",
+        "_close_timer",
+        "_closing",
+        "_outgoing",
+        "_outgoing_bytes",
+        "_reading",
+        "_reading_paused",
+        "_receive",
+        "_scope",
+        "_send",
+        "_sending",
+        "_sent",
+        "_waiter",
+        "_write_high_water",
+        "_writing_paused",
+        "adapter",
+        "finished",
+        "gone",
+        "open_timer",
+        "returned",
+    )
+
     adapter: ThreadedWebSocketAdapter
 
     def __init__(
@@ -87,7 +112,8 @@ class AsgiConnection:
         self._write_high_water = write_high_water
         self._close_timeout = close_timeout
         self._close_timer: asyncio.TimerHandle | None = None
-        self._outgoing: deque[tuple[dict[str, Any], int]] = deque()
+        # the messages the server has not taken yet, in order; rarely more than the one it makes wait
+        self._outgoing: list[tuple[dict[str, Any], int]] = []
         self._outgoing_bytes = 0
         self._writing_paused = False
         self._sending: asyncio.Task[None] | None = None  # finishes a send the server made wait
@@ -96,11 +122,14 @@ class AsgiConnection:
         self._answered = False  # accept, reject or close was asked for
         self._closing = False
         self._sent: Close | None = None  # the close the application sent
+        self._waiter: asyncio.Future[None] | None = None  # what changed() handed out
         self.gone = False
         self.open_timer: asyncio.TimerHandle | None = None
         """What gives up on the opening if the handler takes too long to answer; cancelled once it has."""
-        self.finished = asyncio.Event()
-        """Set once the last message (a close or a denial response) is out, or the connection is gone."""
+        self.returned = False
+        """Whether the handler has returned (:meth:`handler_returned`)."""
+        self.finished = False
+        """Whether the last message (a close or a denial response) is out, or the connection is gone."""
 
     # -- ServerConnection --------------------------------------------------------------------------
 
@@ -190,7 +219,7 @@ class AsgiConnection:
 
     async def read(self) -> None:
         """Report what the server receives to the adapter until the connection ends."""
-        receive, adapter = self._receive, self.adapter
+        receive, on_message = self._receive, self.adapter.on_message
         while True:
             if self._reading_paused and self._reading is not None:
                 await self._reading.wait()
@@ -198,7 +227,10 @@ class AsgiConnection:
             kind = message["type"]
             if kind == "websocket.receive":
                 text = message.get("text")
-                adapter.on_message(TextMessage(text) if text is not None else BytesMessage(message.get("bytes") or b""))
+                on_message(TextMessage(text) if text is not None else BytesMessage(message.get("bytes") or b""))
+                # not held while the next is awaited: once its handler has taken it, a message (up to
+                # max_message_size bytes) is gone, and its event does not outlive the burst it came in
+                del message, text
             elif kind == "websocket.disconnect":
                 self.lost(message.get("code"), message.get("reason") or None)
                 return
@@ -213,7 +245,7 @@ class AsgiConnection:
         """Send the queued messages in order, each at once, until one has to wait: a task finishes that
         one, then sends on."""
         outgoing = self._outgoing
-        while outgoing and not self.finished.is_set():
+        while outgoing and not self.finished:
             try:
                 rest = run_eagerly(self._send(outgoing[0][0]))
             except Exception as error:
@@ -243,7 +275,7 @@ class AsgiConnection:
 
     def _first_sent(self) -> None:
         """The first queued message is out."""
-        message, size = self._outgoing.popleft()
+        message, size = self._outgoing.pop(0)
         self._outgoing_bytes -= size
         if self._writing_paused and self._outgoing_bytes <= self._write_high_water // 2:
             self._writing_paused = False
@@ -255,7 +287,7 @@ class AsgiConnection:
             if kind == "websocket.close" and not self.gone:
                 # some servers wait for the peer's close reply forever: give up on it after a while
                 self._close_timer = asyncio.get_running_loop().call_later(self._close_timeout, self.lost)
-            self.finished.set()
+            self._finish()
 
     def lost(self, code: int | None = None, reason: str | None = None) -> None:
         """The connection is over: with the close code the server reported, or lost (``None``)."""
@@ -271,7 +303,32 @@ class AsgiConnection:
         received = Close(code, reason or "") if code is not None and code != CloseCode.ABNORMAL_CLOSURE else None
         closed_by = "server" if self._sent is not None else "peer" if received is not None else None
         self.adapter.on_close(received, self._sent, closed_by)
-        self.finished.set()
+        self._finish()
+
+    def _finish(self) -> None:
+        self.finished = True
+        self._wake()
+
+    def handler_returned(self) -> None:
+        """The handler returned (the host's ``on_finished``)."""
+        self.returned = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():  # done: cancelled with the task that awaited it
+            waiter.set_result(None)
+
+    async def wait_finished(self) -> None:
+        """Return once :attr:`finished`."""
+        while not self.finished:
+            await self.changed()
+
+    def changed(self) -> asyncio.Future[None]:
+        """A future done once :attr:`returned` or :attr:`finished` may have changed (a plain future
+        rather than a coroutine: what the application's task awaits for the life of the connection)."""
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
 
 
 class WebSocketApp:
@@ -333,14 +390,8 @@ class WebSocketApp:
 
         settings = self.settings
         connection = AsgiConnection(scope, receive, send, settings.write_high_water, settings.close_timeout)
-        handler_done: asyncio.Future[None] = loop.create_future()
-
-        def finished() -> None:
-            if not handler_done.done():
-                handler_done.set_result(None)
-
         try:
-            connection.adapter = self.host.open(connection, environ, finished)
+            connection.adapter = self.host.open(connection, environ, connection.handler_returned)
         except RuntimeError:  # the process is out of threads
             LOG.exception("could not start a handler thread for WebSocket %s", scope.get("path"))
             for message in self._refusal_response(scope, NO_THREAD):
@@ -349,10 +400,10 @@ class WebSocketApp:
         reader = loop.create_task(connection.read())
         connection.open_timer = loop.call_later(settings.open_timeout, connection.give_up_opening)
         try:
-            # not shielded: a cancelled task cancels the future, which finished() then leaves alone
-            await handler_done
+            while not connection.returned:
+                await connection.changed()
             # the gateway has settled the connection: let its last message go out
-            await asyncio.wait_for(connection.finished.wait(), settings.close_timeout)
+            await asyncio.wait_for(connection.wait_finished(), settings.close_timeout)
         except asyncio.TimeoutError:
             LOG.warning("WebSocket %s did not finish closing in time", scope.get("path"))
         finally:
