@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from http import HTTPStatus
 from typing import IO, Any
 
@@ -266,15 +266,14 @@ class HttpApp:
                 return
             if parts is None:
                 return  # the client left while the request waited for a thread
-            whole = type(parts.body) is bytes  # most responses: nothing to stream, nor to close after
-            if pump is None and not whole:
-                pump = loop.create_task(body.pump(receive))  # the stream stops if its client leaves
             start = {"type": "http.response.start", "status": parts.status, "headers": parts.headers}
             try:
-                if whole:
+                if isinstance(parts.body, bytes):  # most responses: nothing to stream, nor to close after
                     await self._send_whole(send, started, start, parts)
                 else:
-                    await self._send_stream(loop, send, started, body, start, parts)
+                    if pump is None:
+                        pump = loop.create_task(body.pump(receive))  # the stream stops if its client leaves
+                    await self._send_stream(loop, send, started, body, start, parts, parts.body)
             except Exception:
                 LOG.exception("HTTP request to %s failed", scope.get("path"))
                 raise  # part of the body is out: only a cut connection tells the client it is incomplete
@@ -356,15 +355,15 @@ class HttpApp:
         body: RequestBody | _NoBody,
         start: dict[str, Any],
         answer: Answer,
+        chunks: Iterator[bytes],
     ) -> None:
-        """Send a response with a streamed body, whose chunks are taken in threads of the pool, one ahead.
+        """Send a response with a streamed body, ``chunks`` (``answer``'s body), whose chunks are taken in
+        threads of the pool, one ahead.
 
         A client that leaves ends the iteration.
 
         :raises Exception: what the body's iteration raised
         """
-        chunks = answer.body
-        assert not isinstance(chunks, bytes)
         pending: asyncio.Future[Any] | None = None
         try:
             await send(start)
