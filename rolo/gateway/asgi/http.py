@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from http import HTTPStatus
 from typing import IO, Any
 
@@ -174,6 +174,16 @@ class _NoBody:
         self.disconnected = True
 
 
+def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """Make ``done`` what a job returned or raised (on the loop), unless its request was cancelled meanwhile."""
+    if done.done():
+        return
+    if error is None:
+        done.set_result(result)
+    else:
+        done.set_exception(error)
+
+
 def _may_have_body(scope: dict[str, Any]) -> bool:
     """Whether a request may have a body: under HTTP/1 only one with a ``Transfer-Encoding``, or a
     ``Content-Length`` other than 0, has one (RFC 9112 6.3); under HTTP/2 and 3 any may."""
@@ -217,7 +227,8 @@ class HttpApp:
         loop = asyncio.get_running_loop()
         started = loop.time()
         body: RequestBody | _NoBody
-        if _may_have_body(scope):
+        has_body = _may_have_body(scope)
+        if has_body:
             body = RequestBody(loop, timeout=self.settings.body_timeout)
             stream: IO[bytes] = io.BufferedReader(body)
         else:
@@ -230,13 +241,11 @@ class HttpApp:
         except InvalidTarget as invalid:
             await self._send_error(send, started, HTTPStatus.BAD_REQUEST, f"{invalid}\n".encode())
             return
-        pump: asyncio.Task[None] | None = None
-        if isinstance(body, RequestBody):
-            pump = loop.create_task(body.pump(receive))
+        pump: asyncio.Task[None] | None = loop.create_task(body.pump(receive)) if has_body else None
         watch: asyncio.TimerHandle | None = None
         try:
             try:
-                answered = self._in_thread(loop, lambda: self._respond(environ, body))
+                answered = self._in_thread(loop, self._respond, environ, body)
                 if pump is None and self._pool is not None and self._pool.waiting:
 
                     def watch_client() -> None:
@@ -255,14 +264,19 @@ class HttpApp:
                 LOG.exception("HTTP request to %s failed", scope.get("path"))
                 await self._send_error(send, started, HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n")
                 return
-            if parts is not None:
-                if pump is None and not isinstance(parts.body, bytes):
-                    pump = loop.create_task(body.pump(receive))  # the stream stops if its client leaves
-                try:
-                    await self._send_answer(loop, send, started, body, parts)
-                except Exception:
-                    LOG.exception("HTTP request to %s failed", scope.get("path"))
-                    raise  # part of the body is out: only a cut connection tells the client it is incomplete
+            if parts is None:
+                return  # the client left while the request waited for a thread
+            start = {"type": "http.response.start", "status": parts.status, "headers": parts.headers}
+            try:
+                if isinstance(parts.body, bytes):  # most responses: nothing to stream, nor to close after
+                    await self._send_whole(send, started, start, parts)
+                else:
+                    if pump is None:
+                        pump = loop.create_task(body.pump(receive))  # the stream stops if its client leaves
+                    await self._send_stream(loop, send, started, body, start, parts, parts.body)
+            except Exception:
+                LOG.exception("HTTP request to %s failed", scope.get("path"))
+                raise  # part of the body is out: only a cut connection tells the client it is incomplete
         finally:
             if watch is not None:
                 watch.cancel()
@@ -271,10 +285,10 @@ class HttpApp:
             body.disconnect()
 
     def _in_thread(
-        self, loop: asyncio.AbstractEventLoop, job: Callable[[], Any], queue_anyway: bool = False
+        self, loop: asyncio.AbstractEventLoop, job: Callable[..., Any], *args: Any, queue_anyway: bool = False
     ) -> asyncio.Future[Any]:
-        """Run ``job`` in a thread of the pool; the future is done when it returned, with what it returned
-        or raised.
+        """Run ``job(*args)`` in a thread of the pool; the future is done when it returned, with what it
+        returned or raised.
 
         :param queue_anyway: for a job that goes on with a request admitted before (see
             :meth:`~rolo.threads.HandlerPool.submit`)
@@ -282,23 +296,15 @@ class HttpApp:
         """
         done: asyncio.Future[Any] = loop.create_future()
 
-        def settle(result: Any, error: BaseException | None) -> None:
-            if done.done():
-                return  # the request was cancelled meanwhile
-            if error is None:
-                done.set_result(result)
-            else:
-                done.set_exception(error)
-
         def run() -> None:
-            result: Any = None
-            error: BaseException | None = None
             try:
-                result = job()
-            except BaseException as raised:
-                error = raised
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(settle, result, error)
+                result = job(*args)
+            except BaseException as error:
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(_settle, done, None, error)
+            else:
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(_settle, done, result, None)
 
         if self._pool is None:
             settings = self.settings
@@ -329,34 +335,45 @@ class HttpApp:
         finally:
             self.counters.responded(status, asyncio.get_running_loop().time() - started)
 
-    async def _send_answer(
-        self, loop: asyncio.AbstractEventLoop, send: Send, started: float, body: RequestBody | _NoBody, answer: Answer
+    async def _send_whole(self, send: Send, started: float, start: dict[str, Any], answer: Answer) -> None:
+        """Send a response whose body is whole: the start, then the body in one message (as
+        :meth:`_send_last` does, without a coroutine of its own for it: most responses go out here)."""
+        try:
+            await send(start)
+            try:
+                await send({"type": "http.response.body", "body": answer.body})
+            finally:
+                self.counters.responded(answer.status, asyncio.get_running_loop().time() - started)
+        except OSError:
+            pass  # the client left
+
+    async def _send_stream(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        send: Send,
+        started: float,
+        body: RequestBody | _NoBody,
+        start: dict[str, Any],
+        answer: Answer,
+        chunks: Iterator[bytes],
     ) -> None:
-        """Send the response; a streamed body's chunks are taken in threads of the pool, one ahead.
+        """Send a response with a streamed body, ``chunks`` (``answer``'s body), whose chunks are taken in
+        threads of the pool, one ahead.
 
         A client that leaves ends the iteration.
 
         :raises Exception: what the body's iteration raised
         """
-        start = {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
-        if isinstance(answer.body, bytes):
-            try:
-                await send(start)
-                await self._send_last(send, started, answer.status, {"type": "http.response.body", "body": answer.body})
-            except OSError:
-                pass  # the client left
-            return
-        chunks = answer.body
         pending: asyncio.Future[Any] | None = None
         try:
             await send(start)
-            pending = self._in_thread(loop, lambda: next(chunks, _END), queue_anyway=True)
+            pending = self._in_thread(loop, next, chunks, _END, queue_anyway=True)
             while True:
                 # shielded: a cancelled request leaves the thread to finish, then closes the body
                 chunk = await asyncio.shield(pending)
                 if chunk is _END or body.disconnected:
                     break
-                pending = self._in_thread(loop, lambda: next(chunks, _END), queue_anyway=True)
+                pending = self._in_thread(loop, next, chunks, _END, queue_anyway=True)
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if chunk is _END:
