@@ -62,7 +62,13 @@ class WakeUps(Protocol):
 
 
 class ServerConnection(Protocol):
-    """The I/O side of one connection. Every method is called on the server's event-loop thread."""
+    """The I/O side of one connection. Every method is called on the server's event-loop thread.
+
+    A server may also give its connection class a static ``send_each(connections, message)``: write
+    ``message`` to each of ``connections`` (a list of its own), as ``send([message])`` would to each.
+    :func:`offer_each`'s loop side then writes the members of a broadcast whose outbox holds its message
+    alone in that one call, rather than calling ``send`` for each.
+    """
 
     def accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
         """Send the ``101`` response; report :meth:`ThreadedWebSocketAdapter.on_open` once it is out."""
@@ -528,6 +534,12 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._connection.close(code, reason)
 
     def _flush(self) -> None:
+        messages = self._take_outbox()
+        if messages:
+            self._connection.send(messages)
+
+    def _take_outbox(self) -> list[Message] | tuple[()]:
+        """Empty the outbox, counting its messages as sent: what it held, for the loop to write."""
         lock = self._lock
         lock.acquire()
         try:
@@ -541,8 +553,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._notify_all()
         finally:
             lock.release()
-        if messages:
-            self._connection.send(messages)
+        return messages
 
     def deliver(self) -> bool:
         """Hand the messages that arrived to the handler, waking it (see :class:`WakeUps`).
@@ -600,7 +611,7 @@ def offer_each(
 
     def hand_over() -> None:
         for call_in_loop, group in to_flush.items():
-            call_in_loop(functools.partial(_flush_each, group))
+            call_in_loop(functools.partial(_flush_each, group, message))
 
     outcome = outcomes.append
     # the connections of one server share its call_in_loop: the group of the last one is usually theirs
@@ -632,10 +643,27 @@ def offer_each(
     return outcomes, hand_over
 
 
-def _flush_each(adapters: list[ThreadedWebSocketAdapter]) -> None:
-    # the loop's side of offer_each
+def _flush_each(adapters: list[ThreadedWebSocketAdapter], message: Message) -> None:
+    # the loop's side of offer_each. The members whose outbox holds the broadcast's message alone (all
+    # but those whose handler sent too) are written to together, where their server's connection class
+    # has a send_each (see ServerConnection); the others each send what their outbox held, in order
+    kind = type(adapters[0]._connection)
+    send_each = getattr(kind, "send_each", None)
+    alone: list[ServerConnection] = []
     for adapter in adapters:
         try:
-            adapter._flush()
+            messages = adapter._take_outbox()
+            if not messages:
+                continue  # closed meanwhile, or flushed by a close
+            connection = adapter._connection
+            if send_each is not None and len(messages) == 1 and messages[0] is message and type(connection) is kind:
+                alone.append(connection)
+            else:
+                connection.send(messages)
         except Exception:
             LOG.exception("writing a message to a connection failed")
+    if alone and send_each is not None:
+        try:
+            send_each(alone, message)
+        except Exception:
+            LOG.exception("writing a message to connections failed")
