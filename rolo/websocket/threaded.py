@@ -222,8 +222,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # without a Python-level condition; _END behind the last message marks the close
         self._inbox: queue.SimpleQueue[Event | EncodedText | _End] = queue.SimpleQueue()
         self._inbox.put(CreateConnection())
-        # loop side: read, not yet handed to the inbox. This and the outbox are () while empty, as they are
-        # on an idle connection, and a list once they hold messages: an empty list is 56 bytes of its own
+        # loop side: read, not yet handed to the inbox. () while empty, as it is on an idle connection, and a
+        # list once it holds messages: an empty list is 56 bytes of its own
         self._arrived: list[Message | EncodedText] | tuple[()] = ()
         # the bytes of the messages read (written on the loop thread only) and of those the handler took
         # (under the lock: several threads may receive): their difference is the inbox's size
@@ -232,7 +232,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._reading_paused = False
         self._resume_pending = False
 
-        self._outbox: list[Message] | tuple[()] = ()
+        # the outbox: None while empty, the message itself while it holds one, a list once it holds more. A
+        # broadcast leaves one message on each of its members: a list for each would be as many containers
+        # alive at once, which set the garbage collector off (a full collection every hundred broadcasts
+        # to 1,000 members)
+        self._outbox: list[Message] | Message | None = None
         self._outbox_bytes = 0
         self._flush_pending = False
         self._writing_paused = False
@@ -335,7 +339,13 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _queue(self, message: Message) -> bool:
         """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
         rather than a flush being asked for already."""
-        self._outbox = _appended(self._outbox, message)
+        outbox = self._outbox
+        if outbox is None:
+            self._outbox = message
+        elif isinstance(outbox, list):
+            outbox.append(message)
+        else:
+            self._outbox = [outbox, message]
         self._outbox_bytes += len(message.data)
         flush = not self._flush_pending
         self._flush_pending = True
@@ -347,7 +357,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._state is _OPEN
             and self._sent is None
             and not self._writing_paused
-            and (not self._outbox or self._outbox_bytes < self._write_high_water)
+            and (self._outbox is None or self._outbox_bytes < self._write_high_water)
         )
 
     def _wait_to_send(self, timeout: float | None) -> None:
@@ -492,7 +502,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             )
             if self._opened:
                 self._counters.closed(received, sent, closed_by)
-            self._outbox = ()
+            self._outbox = None
             self._notify_all()
             listeners, self._close_listeners = self._close_listeners, ()
         self.deliver()  # messages that arrived before the close are still received
@@ -534,18 +544,19 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._connection.close(code, reason)
 
     def _flush(self) -> None:
-        messages = self._take_outbox()
-        if messages:
-            self._connection.send(messages)
+        outbox = self._take_outbox()
+        if outbox is not None:
+            self._connection.send(outbox if isinstance(outbox, list) else [outbox])
 
-    def _take_outbox(self) -> list[Message] | tuple[()]:
-        """Empty the outbox, counting its messages as sent: what it held, for the loop to write."""
+    def _take_outbox(self) -> list[Message] | Message | None:
+        """Empty the outbox, counting its messages as sent: what it held (as it holds it), for the loop to
+        write."""
         lock = self._lock
         lock.acquire()
         try:
-            messages, self._outbox = self._outbox, ()
+            outbox, self._outbox = self._outbox, None
             counters = self._counters
-            counters.messages_sent += len(messages)
+            counters.messages_sent += len(outbox) if isinstance(outbox, list) else outbox is not None
             counters.sent_bytes += self._outbox_bytes
             self._outbox_bytes = 0
             self._flush_pending = False
@@ -553,7 +564,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._notify_all()
         finally:
             lock.release()
-        return messages
+        return outbox
 
     def deliver(self) -> bool:
         """Hand the messages that arrived to the handler, waking it (see :class:`WakeUps`).
@@ -580,7 +591,7 @@ _Item = TypeVar("_Item")
 
 def _appended(box: list[_Item] | tuple[()], item: _Item) -> list[_Item]:
     """``box`` with ``item`` at its end: the list itself, or a new one for an empty box (``()``, which an
-    idle connection's inbox and outbox are, where an empty list would take 56 bytes of its own)."""
+    idle connection's messages arrived are, where an empty list would take 56 bytes of its own)."""
     if isinstance(box, list):
         box.append(item)
         return box
@@ -652,14 +663,12 @@ def _flush_each(adapters: list[ThreadedWebSocketAdapter], message: Message) -> N
     alone: list[ServerConnection] = []
     for adapter in adapters:
         try:
-            messages = adapter._take_outbox()
-            if not messages:
-                continue  # closed meanwhile, or flushed by a close
+            outbox = adapter._take_outbox()
             connection = adapter._connection
-            if send_each is not None and len(messages) == 1 and messages[0] is message and type(connection) is kind:
+            if outbox is message and send_each is not None and type(connection) is kind:
                 alone.append(connection)
-            else:
-                connection.send(messages)
+            elif outbox is not None:  # None: closed meanwhile, or flushed by a close
+                connection.send(outbox if isinstance(outbox, list) else [outbox])
         except Exception:
             LOG.exception("writing a message to a connection failed")
     if alone and send_each is not None:

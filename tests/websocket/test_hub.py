@@ -142,7 +142,7 @@ def test_a_full_peer_is_only_skipped_when_the_hub_does_not_close_slow_peers():
     assert hub.members("lobby") == [connection_id]
     adapter.on_resume_writing()
     assert hub.send(connection_id, "again").sent == (connection_id,)
-    assert adapter._outbox == [TextMessage("again")]
+    assert adapter._outbox == TextMessage("again")  # the one message waiting, kept as it is
 
 
 # -- against a server -----------------------------------------------------------------------------
