@@ -694,15 +694,18 @@ class AutobahnConnection:
         """Write ``message`` to each of ``connections``, as :meth:`send` would (a broadcast, on the reactor
         thread): the uncompressed frame, framed once, to all that have not started closing, in one loop
         (:func:`~rolo.serving.twisted._twisted.write_each`); a connection that negotiated compression
-        compresses it for itself."""
+        compresses it for itself. A connection whose write fails costs only itself the message."""
         transports = []
         for connection in connections:
             if connection._protocol.state != _STATE_OPEN:
                 continue
             if connection._compressor is None:
                 transports.append(connection._transport)
-            else:  # compressing, or not known yet (its first message)
+                continue
+            try:  # compressing, or not known yet (its first message)
                 connection.send([message])
+            except Exception:
+                log.failure("writing a message to {peer} failed", peer=connection._protocol.peer)
         write_each(transports, _frame(message))
 
     def close(self, code: int, reason: str | None) -> None:
