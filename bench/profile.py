@@ -1,12 +1,13 @@
-"""Where a server's time goes under load: ``python -m bench.profile echo|http [--server KIND]``.
+"""Where a server's time goes under load: ``python -m bench.profile echo|http|broadcast [--server KIND]``.
 
-Starts the server pinned to the last CPU and the load on the others (the echo load generator, or wrk on
-``GET /hello``); once it is warm, records for ``--seconds`` each, one after the other, ``perf stat``
-(CPU time, context switches), ``perf record -e cpu-clock -g`` (on-CPU samples, kernel included) and
+Starts the server pinned to the last CPU and the load on the others (the echo load generator, wrk on
+``GET /hello``, or the broadcast load generator: ``--connections`` members, ``--in-flight`` broadcasts at
+a time); once it is warm, records for ``--seconds`` each, one after the other, ``perf stat`` (CPU time,
+context switches), ``perf record -e cpu-clock -g`` (on-CPU samples, kernel included) and
 ``py-spy record --gil --native`` (Python stacks of the thread holding the GIL). It prints the server's
-CPU per message or request, then the perf samples by where they were (the kernel by system call, user
-space by library) and the py-spy samples by stage (the deepest frame that names one wins), and keeps the
-raw files in ``--out``. perf's hardware counters are often missing in virtual machines, hence
+CPU per message, request or delivery, then the perf samples by where they were (the kernel by system call,
+user space by library) and the py-spy samples by stage (the deepest frame that names one wins), and keeps
+the raw files in ``--out``. perf's hardware counters are often missing in virtual machines, hence
 ``cpu-clock``; ``perf`` is Debian's ``linux-perf``, py-spy is in the ``bench`` extra.
 """
 
@@ -61,12 +62,14 @@ STAGES = (
     ("autobahn/nvx/_utf8validator", "Autobahn: UTF-8 validation"),
     ("autobahn/util.py", "Autobahn: helpers"),
     ("autobahn/twisted/util.py", "logging"),
-    ("rolo/serving/twisted/websocket.py", "rolo: Twisted WebSocket protocol, framing, writes"),
+    ("rolo/serving/twisted/protocol.py", "rolo: Twisted WebSocket protocol, framing, writes"),
+    ("write_now (rolo/serving/twisted/_twisted.py", "rolo: Twisted WebSocket protocol, framing, writes"),
+    ("write_each (rolo/serving/twisted/_twisted.py", "rolo: Twisted WebSocket protocol, framing, writes"),
     ("rolo/serving/twisted/threads.py", "rolo: hand-off between reactor and handler threads"),
     ("rolo/websocket/turns.py", "rolo: hand-off between reactor and handler threads"),
     ("rolo/websocket/threaded.py", "rolo: inbox and outbox (waking the handler)"),
     ("rolo/websocket/websocket.py", "handler: the WebSocket API"),
-    ("rolo/websocket/groups.py", "handler: Hub"),
+    ("rolo/websocket/hub.py", "handler: Hub"),
     ("bench/servers/", "handler: the handler's own code"),
     ("twisted/web/http.py", "Twisted Web: HTTP parsing and writing"),
     ("twisted/protocols/basic.py", "Twisted Web: HTTP parsing and writing"),
@@ -135,23 +138,32 @@ def show(title: str, counts: collections.Counter, per_unit_us: float | None) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
-    parser.add_argument("load", choices=("echo", "http"))
+    parser.add_argument("load", choices=("echo", "http", "broadcast"))
     parser.add_argument("--server", choices=PEERS, default="rolo")
     parser.add_argument("--connections", type=int, default=10, help="echo connections")
+    parser.add_argument("--in-flight", type=int, default=1, help="broadcasts in flight")
     parser.add_argument("--size", type=int, default=32, help="echo message size, bytes")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds each recording lasts")
+    parser.add_argument("--settle", type=float, default=1.0, help="seconds between the warm-up and recording")
     parser.add_argument("--out", type=Path, default=Path("/tmp/rolo-profile"), help="where the raw files go")
     args = parser.parse_args()
     Placement.pin()
     args.out.mkdir(parents=True, exist_ok=True)
     server = Server(args.server, Ports(0).next())
-    pid, length = server.pid, 3 * args.seconds + 10
+    pid, length = server.pid, 3 * args.seconds + args.settle + 9
     figures: dict = {}
     if args.load == "echo":
         load = threading.Thread(
             target=lambda: figures.update(loadgen.echo(server.port, args.connections, args.size, WARMUP, length, pid))
         )
         unit = "message"
+    elif args.load == "broadcast":
+        load = threading.Thread(
+            target=lambda: figures.update(
+                loadgen.broadcast(server.port, args.connections, args.in_flight, WARMUP, length, pid)
+            )
+        )
+        unit = "delivery"
     else:
         wrk.wrk(server.port, WARMUP)
         load = threading.Thread(target=lambda: figures.update(wrk.wrk(server.port, length)))
@@ -159,7 +171,7 @@ def main() -> None:
     try:
         cpu = server.cpu_seconds()
         load.start()
-        load.join(WARMUP + 1)  # returns at the timeout: the load runs on
+        load.join(WARMUP + args.settle)  # returns at the timeout: the load runs on
         perf_stat = subprocess.run(
             ["perf", "stat", "-e", "task-clock,context-switches,cpu-migrations", "-p", str(pid),
              "--", "sleep", str(args.seconds)],
@@ -181,9 +193,11 @@ def main() -> None:
         cpu = server.cpu_seconds() - cpu
     finally:
         server.stop()
-    count = figures.get("msg") or figures.get("requests")
-    rate = figures.get("msg_per_s") or figures.get("requests_per_s")
-    per_unit = figures.get("server_us_per_msg") or (cpu / count * 1e6 if count else None)
+    count = figures.get("msg") or figures.get("requests") or figures.get("delivery")
+    rate = figures.get("msg_per_s") or figures.get("requests_per_s") or figures.get("delivery_per_s")
+    per_unit = figures.get("server_us_per_msg") or figures.get("server_us_per_delivery")
+    if per_unit is None and count:
+        per_unit = cpu / count * 1e6
     print(f"{args.server}, {args.load}: {rate:,.0f} {unit}s/s, server CPU {per_unit:.1f} µs per {unit}")
     print("perf stat:" + "".join(f"\n  {line.strip()}" for line in perf_stat.splitlines() if "#" in line))
     show("perf, on-CPU samples, all threads", perf_buckets(perf_data), per_unit)

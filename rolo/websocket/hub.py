@@ -276,7 +276,7 @@ class Hub:
         """
         websocket = self.get(connection_id)
         if websocket is not None:
-            return self._push([(connection_id, websocket)], data, timeout)
+            return self._push([connection_id], [websocket], data, timeout)
         node = connection_id.rpartition("@")[2]
         if self._link is None or not node or node == self.node:
             self._count("gone")
@@ -320,12 +320,10 @@ class Hub:
             remote = self._link.broadcast(group, encode_push(b"b", group, excluded, data))
         with self._lock:
             skipped = {self._lookup(c) for c in exclude}
-            targets = [
-                (connection_id, self._connections[connection_id])
-                for connection_id in self._groups.get(group, ())
-                if connection_id not in skipped
-            ]
-        delivery = self._push(targets, data, timeout)
+            ids = [connection_id for connection_id in self._groups.get(group, ()) if connection_id not in skipped]
+            connections = self._connections
+            websockets = [connections[connection_id] for connection_id in ids]
+        delivery = self._push(ids, websockets, data, timeout)
         if remote is None:
             return delivery
         published, failed, _ = remote.wait(deadline - time.monotonic())
@@ -333,9 +331,9 @@ class Hub:
         self._count("failed", len(failed))
         return replace(delivery, published=published, failed=failed)
 
-    def _push(
-        self, targets: list[tuple[str, WebSocket]], data: str | bytes, timeout: float | None
-    ) -> Delivery:
+    def _push(self, ids: list[str], websockets: list[WebSocket], data: str | bytes, timeout: float | None) -> Delivery:
+        # the members' ids and connections in two lists: a pair for each would be a container each, alive
+        # through the offer, which sets the garbage collector off
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         message = message_for(data)  # one message for every member: the server frames it once
         sent: list[str]
@@ -343,13 +341,13 @@ class Hub:
         full: list[tuple[str, WebSocket]] = []
         # first offer the message to everyone without waiting, so that one full buffer delays nobody; the
         # server is handed the sends of all at once, once the offers are counted
-        outcomes, hand_over = offer_each([websocket for _, websocket in targets], message)
+        outcomes, hand_over = offer_each(websockets, message)
         try:
-            sent = [connection_id for (connection_id, _), outcome in zip(targets, outcomes) if outcome is True]
-            if len(sent) < len(targets):
-                for target, outcome in zip(targets, outcomes):
+            sent = [connection_id for connection_id, outcome in zip(ids, outcomes) if outcome is True]
+            if len(sent) < len(ids):
+                for connection_id, websocket, outcome in zip(ids, websockets, outcomes):
                     if outcome is not True:
-                        self._sort(target, outcome, sent, gone, full)
+                        self._sort((connection_id, websocket), outcome, sent, gone, full)
         finally:
             hand_over()
         slow: list[tuple[str, WebSocket]] = []

@@ -62,7 +62,13 @@ class WakeUps(Protocol):
 
 
 class ServerConnection(Protocol):
-    """The I/O side of one connection. Every method is called on the server's event-loop thread."""
+    """The I/O side of one connection. Every method is called on the server's event-loop thread.
+
+    A server may also give its connection class a static ``send_each(connections, message)``: write
+    ``message`` to each of ``connections`` (a list of its own), as ``send([message])`` would to each.
+    :func:`offer_each`'s loop side then writes the members of a broadcast whose outbox holds its message
+    alone in that one call, rather than calling ``send`` for each.
+    """
 
     def accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
         """Send the ``101`` response; report :meth:`ThreadedWebSocketAdapter.on_open` once it is out."""
@@ -216,8 +222,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # without a Python-level condition; _END behind the last message marks the close
         self._inbox: queue.SimpleQueue[Event | EncodedText | _End] = queue.SimpleQueue()
         self._inbox.put(CreateConnection())
-        # loop side: read, not yet handed to the inbox. This and the outbox are () while empty, as they are
-        # on an idle connection, and a list once they hold messages: an empty list is 56 bytes of its own
+        # loop side: read, not yet handed to the inbox. () while empty, as it is on an idle connection, and a
+        # list once it holds messages: an empty list is 56 bytes of its own
         self._arrived: list[Message | EncodedText] | tuple[()] = ()
         # the bytes of the messages read (written on the loop thread only) and of those the handler took
         # (under the lock: several threads may receive): their difference is the inbox's size
@@ -226,7 +232,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._reading_paused = False
         self._resume_pending = False
 
-        self._outbox: list[Message] | tuple[()] = ()
+        # the outbox: None while empty, the message itself while it holds one, a list once it holds more. A
+        # broadcast leaves one message on each of its members: a list for each would be as many containers
+        # alive at once, which set the garbage collector off (a full collection every hundred broadcasts
+        # to 1,000 members)
+        self._outbox: list[Message] | Message | None = None
         self._outbox_bytes = 0
         self._flush_pending = False
         self._writing_paused = False
@@ -329,7 +339,13 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _queue(self, message: Message) -> bool:
         """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
         rather than a flush being asked for already."""
-        self._outbox = _appended(self._outbox, message)
+        outbox = self._outbox
+        if outbox is None:
+            self._outbox = message
+        elif isinstance(outbox, list):
+            outbox.append(message)
+        else:
+            self._outbox = [outbox, message]
         self._outbox_bytes += len(message.data)
         flush = not self._flush_pending
         self._flush_pending = True
@@ -341,7 +357,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._state is _OPEN
             and self._sent is None
             and not self._writing_paused
-            and (not self._outbox or self._outbox_bytes < self._write_high_water)
+            and (self._outbox is None or self._outbox_bytes < self._write_high_water)
         )
 
     def _wait_to_send(self, timeout: float | None) -> None:
@@ -486,7 +502,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             )
             if self._opened:
                 self._counters.closed(received, sent, closed_by)
-            self._outbox = ()
+            self._outbox = None
             self._notify_all()
             listeners, self._close_listeners = self._close_listeners, ()
         self.deliver()  # messages that arrived before the close are still received
@@ -528,12 +544,19 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._connection.close(code, reason)
 
     def _flush(self) -> None:
+        outbox = self._take_outbox()
+        if outbox is not None:
+            self._connection.send(outbox if isinstance(outbox, list) else [outbox])
+
+    def _take_outbox(self) -> list[Message] | Message | None:
+        """Empty the outbox, counting its messages as sent: what it held (as it holds it), for the loop to
+        write."""
         lock = self._lock
         lock.acquire()
         try:
-            messages, self._outbox = self._outbox, ()
+            outbox, self._outbox = self._outbox, None
             counters = self._counters
-            counters.messages_sent += len(messages)
+            counters.messages_sent += len(outbox) if isinstance(outbox, list) else outbox is not None
             counters.sent_bytes += self._outbox_bytes
             self._outbox_bytes = 0
             self._flush_pending = False
@@ -541,8 +564,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._notify_all()
         finally:
             lock.release()
-        if messages:
-            self._connection.send(messages)
+        return outbox
 
     def deliver(self) -> bool:
         """Hand the messages that arrived to the handler, waking it (see :class:`WakeUps`).
@@ -569,7 +591,7 @@ _Item = TypeVar("_Item")
 
 def _appended(box: list[_Item] | tuple[()], item: _Item) -> list[_Item]:
     """``box`` with ``item`` at its end: the list itself, or a new one for an empty box (``()``, which an
-    idle connection's inbox and outbox are, where an empty list would take 56 bytes of its own)."""
+    idle connection's messages arrived are, where an empty list would take 56 bytes of its own)."""
     if isinstance(box, list):
         box.append(item)
         return box
@@ -600,7 +622,7 @@ def offer_each(
 
     def hand_over() -> None:
         for call_in_loop, group in to_flush.items():
-            call_in_loop(functools.partial(_flush_each, group))
+            call_in_loop(functools.partial(_flush_each, group, message))
 
     outcome = outcomes.append
     # the connections of one server share its call_in_loop: the group of the last one is usually theirs
@@ -632,10 +654,25 @@ def offer_each(
     return outcomes, hand_over
 
 
-def _flush_each(adapters: list[ThreadedWebSocketAdapter]) -> None:
-    # the loop's side of offer_each
+def _flush_each(adapters: list[ThreadedWebSocketAdapter], message: Message) -> None:
+    # the loop's side of offer_each. The members whose outbox holds the broadcast's message alone (all
+    # but those whose handler sent too) are written to together, where their server's connection class
+    # has a send_each (see ServerConnection); the others each send what their outbox held, in order
+    kind = type(adapters[0]._connection)
+    send_each = getattr(kind, "send_each", None)
+    alone: list[ServerConnection] = []
     for adapter in adapters:
         try:
-            adapter._flush()
+            outbox = adapter._take_outbox()
+            connection = adapter._connection
+            if outbox is message and send_each is not None and type(connection) is kind:
+                alone.append(connection)
+            elif outbox is not None:  # None: closed meanwhile, or flushed by a close
+                connection.send(outbox if isinstance(outbox, list) else [outbox])
         except Exception:
             LOG.exception("writing a message to a connection failed")
+    if alone and send_each is not None:
+        try:
+            send_each(alone, message)
+        except Exception:
+            LOG.exception("writing a message to connections failed")

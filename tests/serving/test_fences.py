@@ -141,6 +141,54 @@ async def test_write_now_delivers_what_transport_write_does_in_the_same_order():
 
 
 @pytest_twisted.ensureDeferred
+async def test_write_each_delivers_to_each_what_transport_write_does_in_the_same_order():
+    # three members of a broadcast: one whose socket takes part of a large frame (small windows, whatever
+    # the machine's buffer sizes), one that takes all, one with bytes already waiting in Twisted's buffer
+    factory = Factory.forProtocol(_Sink)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    clients: list[socket.socket] = []
+    servers: list[_Sink] = []
+    try:
+        for small in (True, False, False):
+            factory.connected = Deferred()
+            client = socket.socket()
+            if small:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.settimeout(10)
+            client.connect(("127.0.0.1", port.getHost().port))
+            clients.append(client)
+            servers.append(await factory.connected)
+        servers[0].transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        servers[2].transport.write(b"before")
+        transports = [server.transport for server in servers]
+        pattern = bytes(range(251))  # a prime period: a remainder cut at the wrong byte shows
+        large = (pattern * 1_200,)  # one frame, shared by every member
+        writes = [(pattern[:10],), large, (b"h" * 14, pattern * 3), large, (b"x",)]
+        for pieces in writes:
+            _twisted.write_each(transports, pieces)
+        assert large == (pattern * 1_200,)  # written to many, changed for none
+        # the first member's socket took part of the first large frame: the rest waits in Twisted's buffer,
+        # and the later writes behind it
+        assert transports[0].dataBuffer or transports[0]._tempDataLen
+        for transport in transports:
+            transport.write(b"e" * 7)  # the public path after the fast one
+            transport.loseConnection()
+
+        def read_all(client: socket.socket) -> bytes:
+            received = bytearray()
+            while data := client.recv(65536):
+                received += data
+            return bytes(received)
+
+        expected = b"".join(b"".join(pieces) for pieces in writes) + b"e" * 7
+        assert [await in_thread(lambda c=c: read_all(c)) for c in clients] == [expected, expected, b"before" + expected]
+    finally:
+        for client in clients:
+            client.close()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
 async def test_read_into_fills_the_buffer_then_the_transport_reads_as_usual():
     async with loopback() as (server, client):
         buffer = bytearray(3_000_000)

@@ -7,6 +7,7 @@ clients against TwistedGateway.
 
 from __future__ import annotations
 
+import gc
 import queue
 import socket
 import struct
@@ -24,7 +25,7 @@ from rolo.websocket import Hub, TextMessage, WebSocket, WebSocketDisconnectedErr
 from rolo.websocket.frames import Close
 from rolo.websocket.websocket import message_for, offer_each
 from tests.helpers import Signal, in_thread
-from tests.websocket.test_threaded_adapter import open_adapter
+from tests.websocket.test_threaded_adapter import Loop, open_adapter
 
 LINGER_RESET = struct.pack("ii", 1, 0)
 """SO_LINGER on, with no time to linger: closing the socket resets the connection."""
@@ -142,7 +143,25 @@ def test_a_full_peer_is_only_skipped_when_the_hub_does_not_close_slow_peers():
     assert hub.members("lobby") == [connection_id]
     adapter.on_resume_writing()
     assert hub.send(connection_id, "again").sent == (connection_id,)
-    assert adapter._outbox == [TextMessage("again")]
+    assert adapter._outbox == TextMessage("again")  # the one message waiting, kept as it is
+
+
+def test_a_broadcast_leaves_no_container_per_member_for_the_garbage_collector():
+    # from the offer to the loop's flush, nothing per member is alive that the collector counts (see
+    # test_threaded_adapter): neither a pair of id and connection nor a list in its outbox
+    hub, loop = Hub(), Loop()  # one loop for all, as on one server
+    websockets = [open_websocket(loop=loop)[0] for _ in range(1_000)]
+    for websocket in websockets:
+        hub.add(websocket, "all")
+    gc.collect()
+    gc.disable()
+    try:
+        allocated = gc.get_count()[0]
+        delivery = hub.broadcast("all", "to everyone")
+        assert gc.get_count()[0] - allocated < 50  # the lists of ids and outcomes and such
+    finally:
+        gc.enable()
+    assert len(delivery.sent) == 1_000
 
 
 # -- against a server -----------------------------------------------------------------------------

@@ -6,7 +6,9 @@ end-to-end tests can only observe from outside.
 
 from __future__ import annotations
 
+import gc
 import threading
+from typing import ClassVar
 
 import pytest
 
@@ -61,8 +63,18 @@ class Loop:
             self.pending.pop(0)()
 
 
-def open_adapter(**kwargs):
-    connection, loop = RecordingConnection(), Loop()
+class BatchingConnection(RecordingConnection):
+    """A server's connection that writes a broadcast's members in one call."""
+
+    batches: ClassVar[list[tuple[list[BatchingConnection], TextMessage]]] = []
+
+    @staticmethod
+    def send_each(connections, message):
+        BatchingConnection.batches.append((list(connections), message))
+
+
+def open_adapter(connection_class=RecordingConnection, loop=None, **kwargs):
+    connection, loop = connection_class(), loop or Loop()
     adapter = ThreadedWebSocketAdapter(connection, loop, **kwargs)
     assert adapter.receive(timeout=0) == CreateConnection()
     accepted = threading.Thread(target=adapter.accept, kwargs={"timeout": 5})
@@ -119,7 +131,7 @@ def test_an_adapter_between_messages_holds_no_dict_and_no_empty_lists():
     adapter.send(TextMessage("out"))
     loop.run()
     assert connection.calls[-1] == ("send", [TextMessage("out")])
-    assert adapter._arrived == () and adapter._outbox == ()
+    assert adapter._arrived == () and adapter._outbox is None
 
 
 class TurnEnd:
@@ -310,6 +322,47 @@ def test_offer_each_queues_where_there_is_room_and_hands_the_loop_one_call_for_a
     assert adapters[0][1].calls[-1] == ("send", [message])
     assert busy_connection.calls[-1] == ("send", [TextMessage("first"), message])  # in order, in one flush
     assert ("send", [message]) not in adapters[1][1].calls
+
+
+def test_the_loop_writes_in_one_call_the_members_whose_outbox_holds_the_broadcast_alone(monkeypatch):
+    monkeypatch.setattr(BatchingConnection, "batches", [])
+    loop = Loop()  # one for all, as on one server
+    adapters = [open_adapter(BatchingConnection, loop) for _ in range(3)] + [open_adapter(loop=loop)]
+    (first, first_connection, _), (second, second_connection, _), (own, own_connection, _) = adapters[:3]
+    plain, plain_connection, _ = adapters[3]
+    message = TextMessage("to everyone")
+
+    outcomes, hand_over = offer_each([first, second, own, plain], message)
+    hand_over()
+    own.send(TextMessage("mine"))  # its handler sent too: behind the broadcast, in the same flush
+    loop.run()
+
+    assert outcomes == [True] * 4
+    assert BatchingConnection.batches == [([first_connection, second_connection], message)]
+    assert own_connection.calls[-1] == ("send", [message, TextMessage("mine")])
+    assert plain_connection.calls[-1] == ("send", [message])  # a connection without send_each
+    assert ("send", [message]) not in first_connection.calls + second_connection.calls
+    assert all(adapter._counters.messages_sent == 1 for adapter, _, _ in adapters[:2])
+
+
+def test_a_broadcast_leaves_no_container_per_member_for_the_garbage_collector():
+    # each member's outbox holds the message itself: 1,000 lists alive until the loop flushed them set off
+    # a young collection every 700, and with the promotions those made, a full one every hundred or so
+    loop = Loop()
+    adapters = [open_adapter(loop=loop)[0] for _ in range(1_000)]
+    message = TextMessage("to everyone")
+    gc.collect()
+    gc.disable()
+    try:
+        allocated = gc.get_count()[0]
+        outcomes, hand_over = offer_each(adapters, message)
+        assert gc.get_count()[0] - allocated < 50  # the outcomes, the loop's group and such: none per member
+    finally:
+        gc.enable()
+    assert outcomes == [True] * 1_000
+    hand_over()
+    loop.run()
+    assert all(adapter._outbox is None for adapter in adapters)
 
 
 def test_offer_each_hands_over_what_it_queued_before_a_connection_not_open_stops_it():

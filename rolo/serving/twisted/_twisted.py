@@ -6,6 +6,7 @@ changed, rolo takes the public path instead, which is slower but right:
 
 - :func:`write_now` writes straight to a TCP socket (``tcp.Connection``'s buffer fields and
   ``writeSomeData``); the public path is ``transport.write``, which writes on the reactor's next turn.
+  :func:`write_each` writes one frame so to many connections in one loop (a broadcast).
 - :func:`read_into` has a TCP connection read the rest of a large frame straight into the buffer that
   gathers it (``socket.recv_into``), by standing in for the connection's ``doRead`` until the buffer is
   full; Twisted's ``doRead`` reads at most 64 KiB (``bufferSize``) into new bytes at a time, which the
@@ -76,6 +77,7 @@ __all__ = [
     "stop_reading_into",
     "unsent_bytes",
     "without_port_line",
+    "write_each",
     "write_now",
 ]
 
@@ -99,17 +101,9 @@ def write_now(transport: Any, pieces: Sequence[bytes]) -> None:
     that turn. Small writes usually fit in the socket's send buffer straight away. Anything but a plain
     TCP (or UNIX) connection with an empty buffer (TLS) takes ``transport.writeSequence``.
     """
-    if (
-        _FAST_WRITE
-        and isinstance(transport, tcp.Connection)
-        and not transport.TLS
-        and transport.connected
-        and not transport.disconnecting
-        and not transport._tempDataLen
-        and transport.offset == len(transport.dataBuffer)
-    ):
+    if _FAST_WRITE and _writable_now(transport):
         try:
-            if len(pieces) == 1:  # most writes (a broadcast is 1,000 of them): done once the socket takes it
+            if len(pieces) == 1:  # most writes: done once the socket takes it
                 written = transport.socket.send(pieces[0])
                 if written == len(pieces[0]):
                     return
@@ -117,16 +111,57 @@ def write_now(transport: Any, pieces: Sequence[bytes]) -> None:
                 written = transport.socket.sendmsg(pieces)
         except OSError:  # the socket is full, or the connection is lost: the buffered write below lets
             written = 0  # Twisted wait for room, or find out and close it
-        if written:
-            rest = list(pieces)
-            while written and rest:
-                if written >= len(rest[0]):
-                    written -= len(rest.pop(0))
-                else:
-                    rest[0], written = rest[0][written:], 0
-            pieces = rest
-    if pieces:
+        _buffer_rest(transport, pieces, written)
+    else:
         transport.writeSequence(pieces)
+
+
+def write_each(transports: Sequence[Any], pieces: Sequence[bytes]) -> None:
+    """:func:`write_now` ``pieces`` to each of ``transports`` in turn, leaving ``pieces`` as it is: one frame
+    to many connections (a broadcast), in one loop where a call of :func:`write_now` for each would cost a
+    tenth of a microsecond more than the checks it makes."""
+    if not (_FAST_WRITE and len(pieces) == 1):
+        for transport in transports:
+            write_now(transport, pieces)
+        return
+    data = pieces[0]
+    size = len(data)
+    for transport in transports:
+        if _writable_now(transport):
+            try:
+                written = transport.socket.send(data)
+            except OSError:  # as in write_now
+                written = 0
+            if written != size:
+                _buffer_rest(transport, pieces, written)
+        else:
+            transport.writeSequence(pieces)
+
+
+def _writable_now(transport: Any) -> bool:
+    """Whether ``transport`` is a plain TCP (or UNIX) connection, open, with nothing waiting to be sent
+    before what is written now (read only where ``_FAST_WRITE`` holds)."""
+    return bool(
+        isinstance(transport, tcp.Connection)
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._tempDataLen
+        and transport.offset == len(transport.dataBuffer)
+    )
+
+
+def _buffer_rest(transport: Any, pieces: Sequence[bytes], written: int) -> None:
+    """Have Twisted write what the socket did not take of ``pieces``, whose first ``written`` bytes it
+    did (Twisted waits for room, or finds the connection lost and closes it)."""
+    rest = list(pieces)
+    while written and rest:
+        if written >= len(rest[0]):
+            written -= len(rest.pop(0))
+        else:
+            rest[0], written = rest[0][written:], 0
+    if rest:
+        transport.writeSequence(rest)
 
 
 _READ_INTO = _FAST_WRITE and callable(getattr(tcp.Connection, "doRead", None))

@@ -50,7 +50,7 @@ from ._autobahn import (
     unmasked,
     use_reactor_timer,
 )
-from ._twisted import read_into, read_now, stop_reading_into, write_now
+from ._twisted import read_into, read_now, stop_reading_into, write_each, write_now
 from .logs import enabled, logger
 from .settings import TwistedSettings
 
@@ -688,6 +688,25 @@ class AutobahnConnection:
             write_now(self._transport, _frame(messages[0]))
         else:
             protocol.send_messages(messages, compressor)
+
+    @staticmethod
+    def send_each(connections: list[AutobahnConnection], message: Message) -> None:
+        """Write ``message`` to each of ``connections``, as :meth:`send` would (a broadcast, on the reactor
+        thread): the uncompressed frame, framed once, to all that have not started closing, in one loop
+        (:func:`~rolo.serving.twisted._twisted.write_each`); a connection that negotiated compression
+        compresses it for itself. A connection whose write fails costs only itself the message."""
+        transports = []
+        for connection in connections:
+            if connection._protocol.state != _STATE_OPEN:
+                continue
+            if connection._compressor is None:
+                transports.append(connection._transport)
+                continue
+            try:  # compressing, or not known yet (its first message)
+                connection.send([message])
+            except Exception:
+                log.failure("writing a message to {peer} failed", peer=connection._protocol.peer)
+        write_each(transports, _frame(message))
 
     def close(self, code: int, reason: str | None) -> None:
         protocol = self._protocol
