@@ -152,7 +152,8 @@ class ServerSettings:
     )
     write_high_water: int = setting(
         64 * 1024,
-        "Bytes a handler may have sent that are not yet written before its send blocks.",
+        "Bytes a handler may have sent that are not yet written before its send blocks (a message counts its "
+        "data and about 48).",
         at_least(1),
         unit="bytes",
     )

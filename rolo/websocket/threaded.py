@@ -40,6 +40,10 @@ __all__ = ["EncodedText", "ServerConnection", "ThreadedWebSocketAdapter", "WakeU
 
 LOG = logging.getLogger("rolo.websocket")
 
+_QUEUED_SIZE: Final = getsizeof(TextMessage("")) + 8
+"""What a message waiting in the outbox holds beyond its data, in bytes (the message object and its place in
+a list): counted with the data against ``write_high_water``, so that empty messages fill the outbox too."""
+
 GOING_AWAY_REASON = "server shutting down"
 
 
@@ -135,7 +139,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         handler before the server stops reading; the message that crosses it is still taken, so any one
         message gets through
     :param write_high_water: how many bytes of outgoing messages may wait for the loop before ``send``
-        blocks
+        blocks; each message counts its data and 48 bytes for itself, so that empty messages count too
     :param close_timeout: how long ``close`` waits for the closing handshake when given no timeout, in
         seconds
     :param wake_ups: when the loop has one, what wakes the handler for new messages (see
@@ -346,7 +350,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             outbox.append(message)
         else:
             self._outbox = [outbox, message]
-        self._outbox_bytes += len(message.data)
+        self._outbox_bytes += len(message.data) + _QUEUED_SIZE
         flush = not self._flush_pending
         self._flush_pending = True
         return flush
@@ -556,8 +560,9 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         try:
             outbox, self._outbox = self._outbox, None
             counters = self._counters
-            counters.messages_sent += len(outbox) if isinstance(outbox, list) else outbox is not None
-            counters.sent_bytes += self._outbox_bytes
+            count = len(outbox) if isinstance(outbox, list) else outbox is not None
+            counters.messages_sent += count
+            counters.sent_bytes += self._outbox_bytes - _QUEUED_SIZE * count
             self._outbox_bytes = 0
             self._flush_pending = False
             if self._senders_waiting:

@@ -15,11 +15,12 @@ import websocket as wsclient
 from twisted.internet import reactor
 from websockets.sync.client import connect as websockets_connect
 
+import tests.conftest
 from rolo import Response, route
 from rolo.serving.twisted import TwistedGateway
 from rolo.serving.twisted.threads import idle_within
 from rolo.websocket import WEBSOCKET_KEY, WebSocketDisconnectedError, WebSocketRequest
-from tests.conftest import gateway_for
+from tests.conftest import gateway_for, listening_socket
 from tests.helpers import Signal, in_thread
 
 
@@ -151,6 +152,47 @@ async def test_send_blocks_while_the_peer_does_not_read(serve):
     state, sent = await in_thread(client)
     assert state == "blocked"
     assert sent < 200  # 64 KiB each: the server held at most a few MiB between buffers
+
+
+@pytest.mark.servers("hypercorn", "uvicorn", reason="Twisted's transport counts the frames it holds, in bytes")
+@pytest_twisted.ensureDeferred
+async def test_empty_messages_to_a_peer_that_does_not_read_are_bounded_too(serve, monkeypatch):
+    """An empty message counts for what queueing it holds, not for its zero bytes of data: the queue of
+    send events the ASGI server made wait counted only the data, so empty messages sent to a peer that
+    does not read piled up without bound (80,000-100,000 events for 100,000 sent)."""
+    outcome = queue.Queue()
+
+    @route("/empties", methods=["WEBSOCKET"])
+    def empties(request: WebSocketRequest):
+        connection = request.environ[WEBSOCKET_KEY]._connection
+        most = 0
+        with request.accept() as ws:
+            try:
+                for _ in range(100_000):
+                    ws.send(b"", timeout=0.5)
+                    most = max(most, len(connection._outgoing))
+            except TimeoutError:
+                pass  # held for good: the kernel's buffers are full too
+            outcome.put(most)
+
+    def small_send_buffers() -> socket.socket:  # inherited by the connections it accepts
+        sock = listening_socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return sock
+
+    monkeypatch.setattr(tests.conftest, "listening_socket", small_send_buffers)
+    server = serve(empties)
+
+    def client():
+        sockopt = [(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)]
+        ws = wsclient.create_connection(server.ws("/empties"), timeout=10, sockopt=sockopt)
+        most = outcome.get(timeout=60)  # not reading until the handler reports
+        ws.close(timeout=0)
+        return most
+
+    most = await in_thread(client)
+    print(f"{server.kind}: at most {most} send events waited for the server")
+    assert most < 1_000  # write_high_water (64 KiB) over an event's 184 bytes: 356, and one more batch
 
 
 @pytest_twisted.ensureDeferred

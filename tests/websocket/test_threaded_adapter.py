@@ -15,7 +15,7 @@ import pytest
 from rolo.websocket import BytesMessage, CreateConnection, TextMessage, WebSocketDisconnectedError
 from rolo.websocket.errors import WebSocketProtocolError, WebSocketStateError
 from rolo.websocket.frames import Close
-from rolo.websocket.threaded import ThreadedWebSocketAdapter, offer_each
+from rolo.websocket.threaded import _QUEUED_SIZE, ThreadedWebSocketAdapter, offer_each
 
 
 class RecordingConnection:
@@ -208,6 +208,21 @@ def test_send_blocks_past_high_water_until_the_loop_flushes():
     adapter.send(BytesMessage(b"y"), timeout=0.01)
 
 
+def test_empty_messages_fill_the_outbox_too():
+    """Each message counts for itself as well as its data: empty ones counted 0 bytes, so a handler could
+    queue any number of them while the loop was busy (10,000 here, never held)."""
+    adapter, connection, loop = open_adapter(write_high_water=1024)
+    queued = 0
+    with pytest.raises(TimeoutError):
+        while queued < 10_000:
+            adapter.send(BytesMessage(b""), timeout=0.01)
+            queued += 1
+    assert queued == 1024 // _QUEUED_SIZE + 1  # 22: 1,024 bytes of about 48 each, and the one that crosses
+    loop.run()
+    assert connection.calls[-1] == ("send", [BytesMessage(b"")] * queued)
+    assert adapter._counters.sent_bytes == 0
+
+
 def test_send_blocks_while_the_transport_is_paused():
     adapter, _connection, _loop = open_adapter()
     adapter.on_pause_writing()
@@ -300,11 +315,11 @@ def test_a_close_reason_is_cut_to_fit_a_close_frame_at_a_character_boundary():
 
 
 def test_offer_each_queues_where_there_is_room_and_hands_the_loop_one_call_for_all():
-    adapters = [open_adapter(write_high_water=10) for _ in range(4)]
+    adapters = [open_adapter(write_high_water=100) for _ in range(4)]
     (roomy, _, loop), (full, _, full_loop), (closed, _, closed_loop), (busy, busy_connection, busy_loop) = adapters
     for other in (full_loop, closed_loop, busy_loop):
         other.pending = loop.pending  # one loop for all four, as on one server
-    full.send(BytesMessage(b"x" * 10))  # over the high-water mark: no room until the loop flushes
+    full.send(BytesMessage(b"x" * 100))  # over the high-water mark: no room until the loop flushes
     loop.run()
     full.on_pause_writing()
     closed.on_close(Close(1000))

@@ -21,6 +21,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
+from sys import getsizeof
 from typing import Any
 
 from rolo.settings import ServerSettings
@@ -42,6 +43,10 @@ LOG = logging.getLogger(__name__)
 
 DENIAL_RESPONSE_EXTENSION = "websocket.http.response"
 """The ASGI extension with which an application answers an upgrade request with any HTTP response."""
+
+_EVENT_SIZE = getsizeof({"type": "websocket.send", "text": ""})
+"""What a send event waiting for the server holds beyond its message's data, in bytes (its dictionary):
+counted with the data, so that the queue of empty messages is bounded too."""
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -71,12 +76,14 @@ class AsgiConnection:
 
     :param scope: the connection's ASGI scope
     :param write_high_water: bytes waiting for ``send`` above which the adapter holds the handler's sends
+        (each message's data and its event's dictionary)
     :param close_timeout: seconds from sending a close to the end of the connection, after which it is
         taken as lost
     """
 
-    # one per open connection, for its life: slots rather than a dictionary, and no asyncio.Event, deque or
-    # closure of its own; the full collections a burst sets off walk every one of these objects
+    # one per open connection, for its life: slots rather than a dictionary, and while idle no
+    # asyncio.Event, deque or closure of its own; the full collections a burst sets off walk every one of
+    # these objects
     __slots__ = (
         "_answered",
         "_close_timeout",
@@ -112,7 +119,8 @@ class AsgiConnection:
         self._write_high_water = write_high_water
         self._close_timeout = close_timeout
         self._close_timer: asyncio.TimerHandle | None = None
-        # the messages the server has not taken yet, in order; rarely more than the one it makes wait
+        # the messages the server has not taken yet, in order: rarely more than the one it makes wait, and
+        # at most a few hundred (each counts its event's size), so taking from the front stays cheap
         self._outgoing: list[tuple[dict[str, Any], int]] = []
         self._outgoing_bytes = 0
         self._writing_paused = False
@@ -158,8 +166,9 @@ class AsgiConnection:
                 event = {"type": "websocket.send", "text": message.data}
             else:
                 event = {"type": "websocket.send", "bytes": message.data}
+            size = len(message.data) + _EVENT_SIZE
             if self._sending is not None or self._outgoing:
-                self._queue(event, len(message.data))  # behind one the server makes wait
+                self._queue(event, size)  # behind one the server makes wait
                 continue
             # nothing ahead of it: sent at once, without the queue's bookkeeping (what _send_queued does)
             try:
@@ -168,8 +177,8 @@ class AsgiConnection:
                 self._send_failed(error)
                 return
             if rest is not None:
-                self._outgoing.append((event, len(message.data)))
-                self._outgoing_bytes += len(message.data)
+                self._outgoing.append((event, size))
+                self._outgoing_bytes += size
                 self._sending = asyncio.ensure_future(self._finish_sending(rest))
         if self._outgoing_bytes > self._write_high_water and not self._writing_paused:
             self._writing_paused = True
@@ -326,7 +335,8 @@ class AsgiConnection:
 
     def changed(self) -> asyncio.Future[None]:
         """A future done once :attr:`returned` or :attr:`finished` may have changed (a plain future
-        rather than a coroutine: what the application's task awaits for the life of the connection)."""
+        rather than a coroutine: what the application's task awaits for the life of the connection). One
+        awaiter at a time: each call replaces the future the last one handed out."""
         waiter = self._waiter = asyncio.get_running_loop().create_future()
         return waiter
 
