@@ -595,8 +595,8 @@ _Item = TypeVar("_Item")
 
 
 def _appended(box: list[_Item] | tuple[()], item: _Item) -> list[_Item]:
-    """``box`` with ``item`` at its end: the list itself, or a new one for an empty box (``()``, which an
-    idle connection's messages arrived are, where an empty list would take 56 bytes of its own)."""
+    """``box`` with ``item`` at its end: the list itself, or a new one for an empty box (``()``, as an idle
+    connection's arrived messages are, where an empty list would take 56 bytes of its own)."""
     if isinstance(box, list):
         box.append(item)
         return box

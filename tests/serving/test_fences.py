@@ -140,6 +140,13 @@ async def test_write_now_delivers_what_transport_write_does_in_the_same_order():
         await port.stopListening()
 
 
+class _RaisingTransport:
+    """A transport whose writes raise (as one whose producer raised would)."""
+
+    def writeSequence(self, pieces: object) -> None:
+        raise RuntimeError("refused")
+
+
 @pytest_twisted.ensureDeferred
 async def test_write_each_delivers_to_each_what_transport_write_does_in_the_same_order():
     # three members of a broadcast: one whose socket takes part of a large frame (small windows, whatever
@@ -164,9 +171,12 @@ async def test_write_each_delivers_to_each_what_transport_write_does_in_the_same
         pattern = bytes(range(251))  # a prime period: a remainder cut at the wrong byte shows
         large = (pattern * 1_200,)  # one frame, shared by every member
         writes = [(pattern[:10],), large, (b"h" * 14, pattern * 3), large, (b"x",)]
-        for pieces in writes:
-            _twisted.write_each(transports, pieces)
+        failures: list[tuple[object, Exception]] = []
+        broken = _RaisingTransport()
+        for pieces in writes:  # a transport whose write raises costs only itself the frame
+            _twisted.write_each([*transports[:2], broken, transports[2]], pieces, lambda *f: failures.append(f))
         assert large == (pattern * 1_200,)  # written to many, changed for none
+        assert [(transport, str(error)) for transport, error in failures] == [(broken, "refused")] * len(writes)
         # the first member's socket took part of the first large frame: the rest waits in Twisted's buffer,
         # and the later writes behind it
         assert transports[0].dataBuffer or transports[0]._tempDataLen

@@ -586,6 +586,11 @@ def _frame(message: Message) -> tuple[bytes, ...]:
     return frame
 
 
+def _write_failed(transport: Any, error: Exception) -> None:
+    """Log a broadcast's write to ``transport`` that raised (:meth:`AutobahnConnection.send_each`)."""
+    log.failure("writing a message to {peer} failed", Failure(error), peer=transport.getPeer())
+
+
 class _WriteQueue(list[tuple[bytes, bool]]):
     """Autobahn's queue of chopped and synchronous writes (``send_queue``), which rolo never makes.
 
@@ -706,7 +711,8 @@ class AutobahnConnection:
                 connection.send([message])
             except Exception:
                 log.failure("writing a message to {peer} failed", peer=connection._protocol.peer)
-        write_each(transports, _frame(message))
+        if transports:  # none when all compress or are closing: nothing to frame
+            write_each(transports, _frame(message), _write_failed)
 
     def close(self, code: int, reason: str | None) -> None:
         protocol = self._protocol
