@@ -6,7 +6,7 @@ changed, rolo takes the public path instead, which is slower but right:
 
 - :func:`write_now` writes straight to a TCP socket (``tcp.Connection``'s buffer fields and
   ``writeSomeData``); the public path is ``transport.write``, which writes on the reactor's next turn.
-  :func:`write_each` writes one frame so to many connections in one loop (a broadcast).
+  :func:`write_each` writes one frame that way to many connections in one loop (a broadcast).
 - :func:`read_into` has a TCP connection read the rest of a large frame straight into the buffer that
   gathers it (``socket.recv_into``), by standing in for the connection's ``doRead`` until the buffer is
   full; Twisted's ``doRead`` reads at most 64 KiB (``bufferSize``) into new bytes at a time, which the
