@@ -153,7 +153,7 @@ class ServerSettings:
     write_high_water: int = setting(
         64 * 1024,
         "Bytes a handler may have sent that are not yet written before its send blocks (a message counts its "
-        "data and about 48).",
+        "data and about 48 bytes).",
         at_least(1),
         unit="bytes",
     )

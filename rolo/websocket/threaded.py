@@ -507,6 +507,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             if self._opened:
                 self._counters.closed(received, sent, closed_by)
             self._outbox = None
+            self._outbox_bytes = 0  # dropped, not sent
             self._notify_all()
             listeners, self._close_listeners = self._close_listeners, ()
         self.deliver()  # messages that arrived before the close are still received

@@ -223,6 +223,18 @@ def test_empty_messages_fill_the_outbox_too():
     assert adapter._counters.sent_bytes == 0
 
 
+def test_messages_a_close_drops_are_not_counted_as_sent():
+    """The outbox's bytes went into ``sent_bytes`` by the flush already asked for, after the close had
+    dropped its messages (480 bytes for 10 empty messages, none written)."""
+    adapter, connection, loop = open_adapter()
+    for _ in range(10):
+        adapter.send(BytesMessage(b""))
+    adapter.on_close(None)
+    loop.run()
+    assert ("send", [BytesMessage(b"")] * 10) not in connection.calls
+    assert (adapter._counters.messages_sent, adapter._counters.sent_bytes) == (0, 0)
+
+
 def test_send_blocks_while_the_transport_is_paused():
     adapter, _connection, _loop = open_adapter()
     adapter.on_pause_writing()

@@ -44,9 +44,10 @@ LOG = logging.getLogger(__name__)
 DENIAL_RESPONSE_EXTENSION = "websocket.http.response"
 """The ASGI extension with which an application answers an upgrade request with any HTTP response."""
 
-_EVENT_SIZE = getsizeof({"type": "websocket.send", "text": ""})
-"""What a send event waiting for the server holds beyond its message's data, in bytes (its dictionary):
-counted with the data, so that the queue of empty messages is bounded too."""
+_EVENT_SIZE = getsizeof({"type": "websocket.send", "text": ""}) + getsizeof((None, 0)) + 8
+"""What a send event waiting for the server holds beyond its message's data, in bytes (its dictionary, and
+its pair with its size and their place in the queue: about 250): counted with the data, so that the queue
+of empty messages is bounded too."""
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
