@@ -139,7 +139,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         handler before the server stops reading; the message that crosses it is still taken, so any one
         message gets through
     :param write_high_water: how many bytes of outgoing messages may wait for the loop before ``send``
-        blocks; each message counts its data and 48 bytes for itself, so that empty messages count too
+        blocks; each message counts its data and about 48 bytes for itself, so that empty messages count too
     :param close_timeout: how long ``close`` waits for the closing handshake when given no timeout, in
         seconds
     :param wake_ups: when the loop has one, what wakes the handler for new messages (see
