@@ -336,14 +336,10 @@ class HttpApp:
             self.counters.responded(status, asyncio.get_running_loop().time() - started)
 
     async def _send_whole(self, send: Send, started: float, start: dict[str, Any], answer: Answer) -> None:
-        """Send a response whose body is whole: the start, then the body in one message (as
-        :meth:`_send_last` does, without a coroutine of its own for it: most responses go out here)."""
+        """Send a response whose body is whole: the start, then the body in one message."""
         try:
             await send(start)
-            try:
-                await send({"type": "http.response.body", "body": answer.body})
-            finally:
-                self.counters.responded(answer.status, asyncio.get_running_loop().time() - started)
+            await self._send_last(send, started, answer.status, {"type": "http.response.body", "body": answer.body})
         except OSError:
             pass  # the client left
 
