@@ -154,10 +154,11 @@ def test_a_client_that_reads_too_slowly_is_cut_after_write_timeout(server_proces
     write_timeout = 0.5
     server = server_process(write_timeout=write_timeout)
     with ThreadPoolExecutor(2) as pool:
-        # 8 KiB/s: 4 KiB a write_timeout; 320 KiB/s: 160 KiB
+        # 8 KiB/s: 4 KiB a write_timeout; 640 KiB/s: 320 KiB, five times what it must take, so that a stall
+        # of the client's or the server's on a busy machine does not cut it (at 320 KiB/s one CI run did)
         slow = pool.submit(read_at, server.address, 1 * KiB, 5.0)
-        fast = pool.submit(read_at, server.address, 32 * KiB, 3.0)
+        fast = pool.submit(read_at, server.address, 64 * KiB, 3.0)
         slow_cut, fast_cut = slow.result(), fast.result()
-    print(f"write_timeout {write_timeout}s: a reader of 8 KiB/s cut after {slow_cut}s, one of 320 KiB/s: {fast_cut}")
+    print(f"write_timeout {write_timeout}s: a reader of 8 KiB/s cut after {slow_cut}s, one of 640 KiB/s: {fast_cut}")
     assert slow_cut is not None and write_timeout <= slow_cut < 4 * write_timeout
     assert fast_cut is None
