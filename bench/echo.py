@@ -41,7 +41,8 @@ def run(kinds: list[str], rounds: int, warmup: float, duration: float, ports: Po
                     rows.append({"server": kind, "load": label(*load), "round": round_number, **figures})
                     print(
                         f"  round {round_number + 1} {label(*load):>12} {kind:<15} {figures['msg_per_s']:>9,.0f} msg/s"
-                        f" {figures['server_us_per_msg']:7.1f} µs/msg  client CPU {figures['client_cpu']:.0%}",
+                        f" {figures['server_us_per_msg']:7.1f} µs/msg  client CPU {figures['client_cpu']:.0%}"
+                        f"  {figures['tcp_segments_per_msg']:.2f} TCP segments/msg",
                         flush=True,
                     )
     return Results(rows)

@@ -7,8 +7,11 @@ context switches), ``perf record -e cpu-clock -g`` (on-CPU samples, kernel inclu
 ``py-spy record --gil --native`` (Python stacks of the thread holding the GIL). It prints the server's
 CPU per message, request or delivery, then the perf samples by where they were (the kernel by system call,
 user space by library) and the py-spy samples by stage (the deepest frame that names one wins), and keeps
-the raw files in ``--out``. perf's hardware counters are often missing in virtual machines, hence
-``cpu-clock``; ``perf`` is Debian's ``linux-perf``, py-spy is in the ``bench`` extra.
+the raw files in ``--out``. With the round trip it prints the TCP segments sent per message (see
+``bench/loadgen.c``): 3 rather than 2 for an echo means Linux acknowledges each message on its own, as it
+does once replies come later than its delayed-ACK time (at least 40 ms). perf's hardware counters are
+often missing in virtual machines, hence ``cpu-clock``; ``perf`` is Debian's ``linux-perf``, py-spy is in
+the ``bench`` extra.
 """
 
 from __future__ import annotations
@@ -199,6 +202,11 @@ def main() -> None:
     if per_unit is None and count:
         per_unit = cpu / count * 1e6
     print(f"{args.server}, {args.load}: {rate:,.0f} {unit}s/s, server CPU {per_unit:.1f} µs per {unit}")
+    if f"tcp_segments_per_{unit}" in figures:
+        print(
+            f"round trip p50 {figures['p50_ms']:.1f} ms; TCP segments sent per {unit} (by the whole host): "
+            f"{figures[f'tcp_segments_per_{unit}']:.2f}"
+        )
     print("perf stat:" + "".join(f"\n  {line.strip()}" for line in perf_stat.splitlines() if "#" in line))
     show("perf, on-CPU samples, all threads", perf_buckets(perf_data), per_unit)
     show("py-spy, the GIL holder's stacks (shares of the time the GIL was held)", pyspy_stages(stacks), None)
