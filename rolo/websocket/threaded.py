@@ -114,6 +114,11 @@ _END: Final = _End.END
 """Put into the inbox behind the last message once the connection is closed."""
 
 
+_CREATE_CONNECTION: Final = CreateConnection()
+"""The first event of every adapter: it holds nothing, so all share one rather than each connection making
+one the collector tracks until its handler takes it."""
+
+
 class _State(enum.Enum):
     CONNECTING = "connecting"
     ACCEPTING = "accepting"
@@ -225,7 +230,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # the inbox is a C queue: a receiver blocks in it without the GIL, and putting a message wakes it
         # without a Python-level condition; _END behind the last message marks the close
         self._inbox: queue.SimpleQueue[Event | EncodedText | _End] = queue.SimpleQueue()
-        self._inbox.put(CreateConnection())
+        self._inbox.put(_CREATE_CONNECTION)
         # loop side: read, not yet handed to the inbox. None while empty, as it is on an idle connection; the
         # message itself while one waits, as each does in a burst over many connections; a list once more
         # do. No list of its own per waiting message: in a burst, those waiting for their handler's turn
