@@ -28,7 +28,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from sys import getsizeof
-from typing import Final, Protocol, TypeVar, final
+from typing import Final, Protocol, final
 
 from rolo.counters import WebSocketCounters
 
@@ -112,6 +112,11 @@ class _End(enum.Enum):
 
 _END: Final = _End.END
 """Put into the inbox behind the last message once the connection is closed."""
+
+
+_CREATE_CONNECTION: Final = CreateConnection()
+"""The first event of every adapter: it holds nothing, so all share one rather than each connection making
+one the collector tracks until its handler takes it."""
 
 
 class _State(enum.Enum):
@@ -225,10 +230,12 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # the inbox is a C queue: a receiver blocks in it without the GIL, and putting a message wakes it
         # without a Python-level condition; _END behind the last message marks the close
         self._inbox: queue.SimpleQueue[Event | EncodedText | _End] = queue.SimpleQueue()
-        self._inbox.put(CreateConnection())
-        # loop side: read, not yet handed to the inbox. () while empty, as it is on an idle connection, and a
-        # list once it holds messages: an empty list is 56 bytes of its own
-        self._arrived: list[Message | EncodedText] | tuple[()] = ()
+        self._inbox.put(_CREATE_CONNECTION)
+        # loop side: read, not yet handed to the inbox. None while empty, as it is on an idle connection; the
+        # message itself while one waits, as each does in a burst over many connections; a list once more
+        # do. No list of its own per waiting message: in a burst, those waiting for their handler's turn
+        # outlive the collector's younger generations, and what reaches the oldest sets off full collections
+        self._arrived: list[Message | EncodedText] | Message | EncodedText | None = None
         # the bytes of the messages read (written on the loop thread only) and of those the handler took
         # (under the lock: several threads may receive): their difference is the inbox's size
         self._bytes_read = 0
@@ -284,7 +291,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _drained(self) -> bool:
         """Whether the inbox is below half its bounds, so that reading may go on."""
         return (
-            self._inbox.qsize() + len(self._arrived) < self._resume_below
+            self._inbox.qsize() + _count(self._arrived) < self._resume_below
             and self._bytes_read - self._bytes_taken < self._max_queue_bytes // 2
         )
 
@@ -465,18 +472,25 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def on_message(self, message: Message | EncodedText) -> None:
         """A complete message arrived."""
-        self._arrived = arrived = _appended(self._arrived, message)
+        arrived = self._arrived
+        if arrived is None:
+            self._arrived, waiting = message, 1
+        elif isinstance(arrived, list):
+            arrived.append(message)
+            waiting = len(arrived)
+        else:
+            self._arrived, waiting = [arrived, message], 2
         self._bytes_read += getsizeof(message.data)
         counters = self._counters
         counters.messages_received += 1
         counters.received_bytes += len(message.data)
-        if len(arrived) == 1:
+        if waiting == 1:
             if self._wake_ups is None:
                 self.deliver()
             else:
                 self._wake_ups.wake(self)
         if not self._reading_paused and (
-            self._inbox.qsize() + len(arrived) >= self._max_queue
+            self._inbox.qsize() + waiting >= self._max_queue
             or self._bytes_read - self._bytes_taken >= self._max_queue_bytes
         ):
             with self._lock:
@@ -577,10 +591,15 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
         :returns: whether any messages were handed over (none once :meth:`on_close` has handed them over)
         """
-        arrived, self._arrived = self._arrived, ()
-        for message in arrived:
-            self._inbox.put(message)
-        return bool(arrived)
+        arrived, self._arrived = self._arrived, None
+        if arrived is None:
+            return False
+        if isinstance(arrived, list):
+            for message in arrived:
+                self._inbox.put(message)
+        else:
+            self._inbox.put(arrived)
+        return True
 
     def _resume_reading(self) -> None:
         with self._lock:
@@ -592,16 +611,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._connection.resume_reading()
 
 
-_Item = TypeVar("_Item")
-
-
-def _appended(box: list[_Item] | tuple[()], item: _Item) -> list[_Item]:
-    """``box`` with ``item`` at its end: the list itself, or a new one for an empty box (``()``, as an idle
-    connection's arrived messages are, where an empty list would take 56 bytes of its own)."""
-    if isinstance(box, list):
-        box.append(item)
-        return box
-    return [item]
+def _count(arrived: list[Message | EncodedText] | Message | EncodedText | None) -> int:
+    """How many messages the arrived messages of :class:`ThreadedWebSocketAdapter` are."""
+    if arrived is None:
+        return 0
+    return len(arrived) if isinstance(arrived, list) else 1
 
 
 def offer_each(

@@ -131,7 +131,7 @@ def test_an_adapter_between_messages_holds_no_dict_and_no_empty_lists():
     adapter.send(TextMessage("out"))
     loop.run()
     assert connection.calls[-1] == ("send", [TextMessage("out")])
-    assert adapter._arrived == () and adapter._outbox is None
+    assert adapter._arrived is None and adapter._outbox is None
 
 
 class TurnEnd:
@@ -169,6 +169,23 @@ def test_wake_up_is_one_per_batch_and_wakes_every_waiting_receiver():
         receiver.join(5)
         assert not receiver.is_alive()
     assert sorted(message.data for message in received) == ["a", "b"]
+
+
+def test_a_message_waiting_for_its_turn_is_held_without_a_list_and_counts_against_the_inbox():
+    # in a burst over many connections each waits for its handler's turn on its own: a list per message
+    # would be one more object that outlives the collector's younger generations
+    turn_end = TurnEnd()
+    adapter, connection, _loop = open_adapter(wake_ups=turn_end, max_queue=3)
+    adapter.on_message(TextMessage("a"))
+    assert adapter._arrived == TextMessage("a")
+    adapter.on_message(TextMessage("b"))
+    assert ("pause_reading",) not in connection.calls
+    adapter.on_message(TextMessage("c"))  # three waiting, none in the inbox yet: max_queue reached
+    assert connection.calls[-1] == ("pause_reading",)
+    assert turn_end.woken == [adapter]
+    turn_end.run()
+    assert adapter._arrived is None
+    assert [adapter.receive(timeout=0).data for _ in range(3)] == ["a", "b", "c"]
 
 
 def test_a_receiver_about_to_block_says_it_settled():

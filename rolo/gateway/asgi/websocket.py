@@ -229,7 +229,8 @@ class AsgiConnection:
 
     async def read(self) -> None:
         """Report what the server receives to the adapter until the connection ends."""
-        receive, on_message = self._receive, self.adapter.on_message
+        # the adapter rather than its bound method: that would be one more object for the connection's life
+        receive, adapter = self._receive, self.adapter
         while True:
             if self._reading_paused and self._reading is not None:
                 await self._reading.wait()
@@ -237,7 +238,7 @@ class AsgiConnection:
             kind = message["type"]
             if kind == "websocket.receive":
                 text = message.get("text")
-                on_message(TextMessage(text) if text is not None else BytesMessage(message.get("bytes") or b""))
+                adapter.on_message(TextMessage(text) if text is not None else BytesMessage(message.get("bytes") or b""))
                 # not held while the next is awaited: once its handler has taken it, a message (up to
                 # max_message_size bytes) is gone, and its event does not outlive the burst it came in
                 del message, text
