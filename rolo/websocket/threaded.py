@@ -487,6 +487,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         if waiting == 1:
             if self._wake_ups is None:
                 self.deliver()
+                waiting = 0  # in the inbox now, where qsize counts it
             else:
                 self._wake_ups.wake(self)
         if not self._reading_paused and (

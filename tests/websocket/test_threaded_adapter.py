@@ -202,8 +202,11 @@ def test_a_receiver_about_to_block_says_it_settled():
 
 def test_full_inbox_pauses_reading_and_draining_resumes_it():
     adapter, connection, loop = open_adapter(max_queue=4)
-    for i in range(4):
+    for i in range(3):
         adapter.on_message(BytesMessage(bytes([i])))
+    # each went straight into the inbox (no turns): counted there once, not once more as just arrived
+    assert ("pause_reading",) not in connection.calls
+    adapter.on_message(BytesMessage(bytes([3])))
     assert connection.calls[-1] == ("pause_reading",)
     adapter.on_message(BytesMessage(b"late"))  # already read off the socket: kept, not dropped
     assert ("pause_reading",) not in connection.calls[:-1]
