@@ -533,8 +533,9 @@ async def test_a_large_frame_that_ends_after_the_server_closed_is_not_delivered(
             try:
                 ws.receive(timeout=10)
                 outcome.put("delivered")
-            except WebSocketDisconnectedError:
-                outcome.put("dropped")
+            except WebSocketDisconnectedError as error:
+                # the peer's close was read after the frame, so the frame ended where it said it would
+                outcome.put("dropped" if error.received is not None else f"dropped: {error}")
 
     server = serve(close_first, max_message_size=2 * 1024 * 1024)
     frame = wsclient.ABNF.create_frame(b"x" * 1024 * 1024, wsclient.ABNF.OPCODE_BINARY).format()
@@ -545,8 +546,9 @@ async def test_a_large_frame_that_ends_after_the_server_closed_is_not_delivered(
         # of a large frame, whose rest the server then awaits
         go = wsclient.ABNF.create_frame("go", wsclient.ABNF.OPCODE_TEXT).format()
         ws.sock.sendall(go + frame[:100])
-        opcode, _ = ws.recv_data_frame(control_frame=True)
-        assert opcode == wsclient.ABNF.OPCODE_CLOSE
+        # recv_frame, not recv_data_frame: that answers a close with one of its own, which would land inside
+        # the large frame's payload (and the frame's last bytes then parse as a header of their own)
+        assert ws.recv_frame().opcode == wsclient.ABNF.OPCODE_CLOSE
         ws.sock.sendall(frame[100:])
         ws.send_close()
         return outcome.get(timeout=10)
