@@ -130,8 +130,8 @@ static long long process_switches(int pid) {
     return total;
 }
 
-/* TCP segments this host has sent so far (OutSegs in /proc/net/snmp): every process's, not only the
-   server's and ours. On loopback an echo takes 2 while each acknowledgement rides on data, 3 once Linux
+/* TCP segments sent so far in this network namespace (OutSegs in /proc/net/snmp): every process's, not
+   only the server's and ours; 0 where the file cannot be read. On loopback an echo takes 2 while each acknowledgement rides on data, 3 once Linux
    acknowledges each message with a segment of its own, as it does when replies come later than its
    delayed-ACK time (at least 40 ms) */
 static long long tcp_segments_sent(void) {
