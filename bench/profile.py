@@ -204,7 +204,7 @@ def main() -> None:
     print(f"{args.server}, {args.load}: {rate:,.0f} {unit}s/s, server CPU {per_unit:.1f} µs per {unit}")
     if f"tcp_segments_per_{unit}" in figures:
         print(
-            f"round trip p50 {figures['p50_ms']:.1f} ms; TCP segments sent per {unit} (by the whole network namespace): "
+            f"round trip p50 {figures['p50_ms']:.1f} ms; TCP segments sent per {unit} (network namespace's): "
             f"{figures[f'tcp_segments_per_{unit}']:.2f}"
         )
     print("perf stat:" + "".join(f"\n  {line.strip()}" for line in perf_stat.splitlines() if "#" in line))
