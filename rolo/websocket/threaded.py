@@ -28,7 +28,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from sys import getsizeof
-from typing import Final, Protocol, final
+from typing import Final, Protocol, TypeVar, final
 
 from rolo.counters import WebSocketCounters
 
@@ -350,13 +350,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _queue(self, message: Message) -> bool:
         """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
         rather than a flush being asked for already."""
-        outbox = self._outbox
-        if outbox is None:
-            self._outbox = message
-        elif isinstance(outbox, list):
-            outbox.append(message)
-        else:
-            self._outbox = [outbox, message]
+        self._outbox = _added(self._outbox, message)
         self._outbox_bytes += len(message.data) + _QUEUED_SIZE
         flush = not self._flush_pending
         self._flush_pending = True
@@ -472,14 +466,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def on_message(self, message: Message | EncodedText) -> None:
         """A complete message arrived."""
-        arrived = self._arrived
-        if arrived is None:
-            self._arrived, waiting = message, 1
-        elif isinstance(arrived, list):
-            arrived.append(message)
-            waiting = len(arrived)
-        else:
-            self._arrived, waiting = [arrived, message], 2
+        self._arrived = arrived = _added(self._arrived, message)
+        waiting = _count(arrived)
         self._bytes_read += getsizeof(message.data)
         counters = self._counters
         counters.messages_received += 1
@@ -566,7 +554,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _flush(self) -> None:
         outbox = self._take_outbox()
         if outbox is not None:
-            self._connection.send(outbox if isinstance(outbox, list) else [outbox])
+            self._connection.send(_listed(outbox))
 
     def _take_outbox(self) -> list[Message] | Message | None:
         """Empty the outbox, counting its messages as sent: what it held (as it holds it), for the loop to
@@ -576,7 +564,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         try:
             outbox, self._outbox = self._outbox, None
             counters = self._counters
-            count = len(outbox) if isinstance(outbox, list) else outbox is not None
+            count = _count(outbox)
             counters.messages_sent += count
             counters.sent_bytes += self._outbox_bytes - _QUEUED_SIZE * count
             self._outbox_bytes = 0
@@ -612,11 +600,31 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._connection.resume_reading()
 
 
-def _count(arrived: list[Message | EncodedText] | Message | EncodedText | None) -> int:
-    """How many messages the arrived messages of :class:`ThreadedWebSocketAdapter` are."""
-    if arrived is None:
+# The adapter's arrived messages and its outbox are each a box: None while empty, the message itself while
+# it holds one, a list once it holds more (no container of its own for a lone message; see __init__)
+_Item = TypeVar("_Item")
+
+
+def _added(box: list[_Item] | _Item | None, item: _Item) -> list[_Item] | _Item:
+    """``box`` with ``item`` at its end: what the box is now."""
+    if box is None:
+        return item
+    if isinstance(box, list):
+        box.append(item)
+        return box
+    return [box, item]
+
+
+def _count(box: list[_Item] | _Item | None) -> int:
+    """How many items ``box`` holds."""
+    if box is None:
         return 0
-    return len(arrived) if isinstance(arrived, list) else 1
+    return len(box) if isinstance(box, list) else 1
+
+
+def _listed(box: list[_Item] | _Item) -> list[_Item]:
+    """The items of a box that holds some, as a list."""
+    return box if isinstance(box, list) else [box]
 
 
 def offer_each(
@@ -689,7 +697,7 @@ def _flush_each(adapters: list[ThreadedWebSocketAdapter], message: Message) -> N
             if outbox is message and send_each is not None and type(connection) is kind:
                 alone.append(connection)
             elif outbox is not None:  # None: closed meanwhile, or flushed by a close
-                connection.send(outbox if isinstance(outbox, list) else [outbox])
+                connection.send(_listed(outbox))
         except Exception:
             LOG.exception("writing a message to a connection failed")
     if alone and send_each is not None:
