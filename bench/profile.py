@@ -6,8 +6,9 @@ a time); once it is warm, records for ``--seconds`` each, one after the other, `
 context switches), ``perf record -e cpu-clock -g`` (on-CPU samples, kernel included) and
 ``py-spy record --gil --native`` (Python stacks of the thread holding the GIL). It prints the server's
 CPU per message, request or delivery, then the perf samples by where they were (the kernel by system call,
-user space by library) and the py-spy samples by stage (the deepest frame that names one wins), and keeps
-the raw files in ``--out``. With the round trip it prints the TCP segments sent per message (see
+user space by library) and by thread (the main one, where the event loop or reactor runs, against the
+others), and the py-spy samples by stage (the deepest frame that names one wins), and keeps the raw files
+in ``--out``. With the round trip it prints the TCP segments sent per message (see
 ``bench/loadgen.c``): 3 rather than 2 for an echo means Linux acknowledges each message on its own, as it
 does once replies come later than its delayed-ACK time (at least 40 ms). perf's hardware counters are
 often missing in virtual machines, hence ``cpu-clock``; ``perf`` is Debian's ``linux-perf``, py-spy is in
@@ -29,6 +30,9 @@ from bench.processes import Placement, Ports, Server, on_cpus
 from bench.servers import PEERS
 
 WARMUP = 2.0
+
+MAIN_THREAD = "the main thread (the event loop or reactor)"
+OTHER_THREADS = "the other threads (handlers, thread pools)"
 
 # (a piece of a perf frame, its bucket), checked from the outermost frame in: the system call decides
 KERNEL_BUCKETS = (
@@ -100,10 +104,12 @@ STAGES = (
 )
 
 
-def perf_buckets(path: Path) -> collections.Counter:
-    """perf samples (``perf script``) by bucket: kernel by system call, user space by library."""
+def perf_buckets(path: Path, pid: int) -> tuple[collections.Counter, collections.Counter]:
+    """perf samples (``perf script``) by bucket (kernel by system call, user space by library) and by
+    thread: process ``pid``'s main thread, where its event loop or reactor runs, against all its others."""
     script = subprocess.run(["perf", "script", "-i", str(path)], capture_output=True, text=True).stdout
     buckets: collections.Counter = collections.Counter()
+    threads: collections.Counter = collections.Counter()
     for sample in script.split("\n\n"):
         frames = re.findall(r"^\s+[0-9a-f]+\s+(.*?)\s+\((.*)\)$", sample, re.M)
         if not frames:
@@ -115,7 +121,10 @@ def perf_buckets(path: Path) -> collections.Counter:
             library = frames[0][1].rsplit("/", 1)[-1]
             bucket = "user: CPython" if "python" in library else f"user: {library}"
         buckets[bucket] += 1
-    return buckets
+        # the header line: the thread's name, its id, the time; a thread's id is its process's for the main one
+        tid = re.match(r"\s*.*?\s(\d+)\s+[0-9.]+:", sample)
+        threads[MAIN_THREAD if tid is not None and int(tid.group(1)) == pid else OTHER_THREADS] += 1
+    return buckets, threads
 
 
 def pyspy_stages(path: Path) -> collections.Counter:
@@ -208,7 +217,9 @@ def main() -> None:
             f"{figures[f'tcp_segments_per_{unit}']:.2f}"
         )
     print("perf stat:" + "".join(f"\n  {line.strip()}" for line in perf_stat.splitlines() if "#" in line))
-    show("perf, on-CPU samples, all threads", perf_buckets(perf_data), per_unit)
+    buckets, threads = perf_buckets(perf_data, pid)
+    show("perf, on-CPU samples, all threads", buckets, per_unit)
+    show("perf, on-CPU samples by thread", threads, per_unit)
     show("py-spy, the GIL holder's stacks (shares of the time the GIL was held)", pyspy_stages(stacks), None)
     print(f"\nraw: {perf_data} (perf report -i ...), {stacks} (collapsed stacks)")
 
