@@ -24,7 +24,9 @@ class WebSocketDisconnectedError(WebSocketError):
     :class:`~rolo.websocket.Hub`), or because it was lost.
 
     :ivar code: how the connection ended: the code of the peer's close frame when one came
-        (:attr:`received`), otherwise ``1006`` (:attr:`CloseCode.ABNORMAL_CLOSURE`): it ended without one
+        (:attr:`received`; ``1005``, :attr:`CloseCode.NO_STATUS_RCVD`, for a frame without a code, as RFC
+        6455, section 7.1.5 reports it), otherwise ``1006`` (:attr:`CloseCode.ABNORMAL_CLOSURE`): it ended
+        without one
     :ivar reason: the reason of the peer's close frame (``None`` without one)
     :ivar received: the peer's close frame, or ``None`` if none came
     :ivar sent: the server's close frame, or ``None`` if it sent none

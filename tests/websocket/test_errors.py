@@ -73,6 +73,21 @@ async def test_a_handler_learns_who_closed(serve):
         assert (error.code, error.reason, error.closed_by) == (4001, "done", "peer")
         assert error.received == Close(4001, "done")
 
+    def peer_closes_without_a_code():  # as websocat does at the end of its input
+        ws = wsclient.create_connection(server.ws("/wait"), timeout=10)
+        ws.send(b"", opcode=wsclient.ABNF.OPCODE_CLOSE)
+        reply = ws.recv_frame()
+        ws.shutdown()
+        return reply.opcode
+
+    assert await in_thread(peer_closes_without_a_code) == wsclient.ABNF.OPCODE_CLOSE
+    error = ended.get(timeout=10)
+    if server.kind == "hypercorn":
+        assert (error.code, error.received, error.closed_by) == (1006, None, None)
+    else:  # RFC 6455 7.1.5: a close frame without a status code is reported as 1005
+        assert (error.code, error.reason, error.closed_by) == (1005, None, "peer")
+        assert error.received == Close(CloseCode.NO_STATUS_RCVD)
+
     def accept_twice():
         ws = wsclient.create_connection(server.ws("/twice"), timeout=10)
         ws.close()

@@ -183,6 +183,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
     incoming_filled = 0
     incoming_head: tuple[int, bytes] = (0, b"")
     fragments_binary = False
+    close_received = False
+    """Whether the peer's close frame came (with or without a status code)."""
     if TYPE_CHECKING:
         # set by makeConnection, before any of its methods but makeConnection runs; never unset
         transport: IStreamTransport
@@ -531,12 +533,22 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             stop_reading_into(self.transport)
         super().connectionLost(reason)
 
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
+        self.close_received = True
+        if super().onCloseFrame(code, reasonRaw):  # type: ignore[arg-type]  # None without a code
+            self.close_received = False  # not a valid close frame: the server failed the connection
+            return True
+        return None
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.adapter is None:
             return  # the handshake never got to the application
         received = sent = None
         if self.remoteCloseCode is not None:
             received = Close(self.remoteCloseCode, self.remoteCloseReason or "")
+        elif self.close_received:
+            # a close frame without a status code: reported as 1005 (RFC 6455, section 7.1.5)
+            received = Close(CloseCode.NO_STATUS_RCVD)
         if self.localCloseCode is not None:
             sent = Close(self.localCloseCode, (self.localCloseReason or b"").decode("utf-8", "replace"))
         closed_by = "server" if self.closedByMe else "peer" if received is not None else None
@@ -544,8 +556,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         if self.was_open and enabled(log, LogLevel.info):
             if closed_by == "server":
                 ending, code = "closed by the server", self.localCloseCode
-            elif closed_by == "peer":
-                ending, code = "closed by the peer", self.remoteCloseCode
+            elif received is not None:  # closed by the peer
+                ending, code = "closed by the peer", received.code
             else:
                 ending, code = "lost", CloseCode.ABNORMAL_CLOSURE
             log.info(
