@@ -195,12 +195,35 @@ when a message is streamed through Autobahn's frame API, which rolo does not use
 protocol holds these only once they differ, and reads them off its class until then."""
 
 
+class _WarningsAsDebug:
+    """Autobahn's protocol log (``log``, a txaio logger) with its warnings logged as debug lines.
+
+    A server's Autobahn protocol warns only of what its peer did: a protocol error that fails the
+    connection and the unclean drop that follows, or a pong nobody asked for. Any client can repeat those
+    at will, two lines each time; rolo's own line for the connection's close says how it ended, with the
+    server's reason.
+    """
+
+    __slots__ = ("_log",)
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+    def warn(self, *args: Any, **kwargs: Any) -> None:
+        self._log.debug(*args, **kwargs)
+
+
 class ProtocolInternals(WebSocketServerProtocol):
-    """Autobahn's server protocol with its receive path and its keep-alive pings made cheaper.
+    """Autobahn's server protocol with its receive path and its keep-alive pings made cheaper, and its
+    warnings about the peer logged as debug lines (:class:`_WarningsAsDebug`).
 
     :ivar heard_from_peer: whether the peer sent anything since the keep-alive ping was last scheduled
     """
 
+    log = _WarningsAsDebug(WebSocketServerProtocol.log)
     heard_from_peer = False
 
     # Autobahn's options, which it copies from its factory, or rolo puts on the protocol's class

@@ -554,19 +554,23 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         closed_by = "server" if self.closedByMe else "peer" if received is not None else None
         self.adapter.on_close(received, sent, closed_by)
         if self.was_open and enabled(log, LogLevel.info):
+            why = ""  # the server's own reason; a peer's is its text, not the log's
             if closed_by == "server":
                 ending, code = "closed by the server", self.localCloseCode
+                if sent is not None and sent.reason:
+                    why = f": {sent.reason}"
             elif received is not None:  # closed by the peer
                 ending, code = "closed by the peer", received.code
             else:
                 ending, code = "lost", CloseCode.ABNORMAL_CLOSURE
             log.info(
-                "WebSocket {ending} {path} from {peer}: code {code} after {duration:.3f}s",
+                "WebSocket {ending} {path} from {peer}: code {code} after {duration:.3f}s{why}",
                 ending=ending,
                 path=self.environ.get("PATH_INFO"),
                 peer=self.peer,
                 code=int(code) if code is not None else None,
                 duration=self.clock.seconds() - self.opened_at,
+                why=why,
             )
 
 
