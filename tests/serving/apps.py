@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from types import SimpleNamespace
@@ -47,8 +48,19 @@ def boom(request):
     raise RuntimeError("no luck today")
 
 
+@route("/note/<level>")
+def note(request, level: str):
+    """Logs a line of ``level`` through the application's own stdlib logger of that name (a child of
+    ``tests.serving.apps``), with no handler configured anywhere; ``tests.serving.apps.debug`` has its level
+    set to DEBUG."""
+    logging.getLogger(f"tests.serving.apps.{level}").log(logging.getLevelName(level.upper()), "a note at %s", level)
+    return Response("noted")
+
+
+logging.getLogger("tests.serving.apps.debug").setLevel(logging.DEBUG)
+
 router = Router()
-router.add([echo_handler, hello, stuck, pid, pid_websocket, boom])
+router.add([echo_handler, hello, stuck, pid, pid_websocket, boom, note])
 
 server = SimpleNamespace(router=router)  # an attribute path: tests.serving.apps:server.router
 

@@ -11,6 +11,9 @@ their logger up to the root): :func:`show_rolo_logs` puts a handler on the ``rol
 them into Twisted's log once it is written anywhere (``twistd`` writes it; so does a program that calls
 ``globalLogBeginner.beginLoggingTo``), and otherwise hands warnings and errors to
 :data:`logging.lastResort`, which prints them on standard error, as Python does for any library.
+``twistd rolo``, whose log is Twisted's, makes :data:`logging.lastResort` a line of that log
+(:func:`show_unhandled_logs`): there go the application's own warnings and errors too, when it configured
+no logging.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from zope.interface import provider
 
 from ._twisted import logging_began
 
-__all__ = ["enabled", "logger", "show_rolo_logs"]
+__all__ = ["enabled", "logger", "show_rolo_logs", "show_unhandled_logs"]
 
 _TO_STDLIB = {
     LogLevel.debug: logging.DEBUG,
@@ -104,13 +107,15 @@ class _TwistedLogSink(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if self._handled_elsewhere(record):
             return
+        last_resort = logging.lastResort
+        if isinstance(last_resort, _TwistedLastResort):  # the program's log is Twisted's (show_unhandled_logs)
+            _to_twisted(record)
+            return
         began = logging_began()
         if began is not False:
-            self._to_twisted(record)
-        if began is not True:
-            last_resort = logging.lastResort
-            if last_resort is not None and record.levelno >= last_resort.level:
-                last_resort.handle(record)
+            _to_twisted(record)
+        if began is not True and last_resort is not None and record.levelno >= last_resort.level:
+            last_resort.handle(record)
 
     def _handled_elsewhere(self, record: logging.LogRecord) -> bool:
         """Whether a handler other than this one sees ``record`` (the application configured logging)."""
@@ -121,25 +126,44 @@ class _TwistedLogSink(logging.Handler):
             current = current.parent if current.propagate else None
         return False
 
-    @staticmethod
-    def _to_twisted(record: logging.LogRecord) -> None:
-        if isinstance(record.msg, _EventText):
-            globalLogPublisher(record.msg.event)  # an event of rolo's Twisted side, as it was
-            return
-        level = next((twisted for stdlib, twisted in _TO_TWISTED if record.levelno >= stdlib), LogLevel.debug)
-        log = _twisted_loggers.get(record.name)
-        if log is None:
-            log = _twisted_loggers[record.name] = Logger(namespace=record.name)
-        message = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            kind, error, traceback = record.exc_info
-            log.failure("{message}", Failure(error, kind, traceback), level=level, message=message)
-        else:
-            log.emit(level, "{message}", message=message)
+
+def _to_twisted(record: logging.LogRecord) -> None:
+    """Write ``record`` into Twisted's log, as an event of its logger's name and its level."""
+    if isinstance(record.msg, _EventText):
+        globalLogPublisher(record.msg.event)  # an event of rolo's Twisted side, as it was
+        return
+    level = next((twisted for stdlib, twisted in _TO_TWISTED if record.levelno >= stdlib), LogLevel.debug)
+    log = _twisted_loggers.get(record.name)
+    if log is None:
+        log = _twisted_loggers[record.name] = Logger(namespace=record.name)
+    message = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+        kind, error, traceback = record.exc_info
+        log.failure("{message}", Failure(error, kind, traceback), level=level, message=message)
+    else:
+        log.emit(level, "{message}", message=message)
 
 
-_twisted_loggers: dict[str, Logger] = {}  # by namespace: rolo's few modules
+_twisted_loggers: dict[str, Logger] = {}  # by namespace: rolo's few modules and the application's
 _sink = _TwistedLogSink()
+
+
+class _TwistedLastResort(logging.Handler):
+    """:data:`logging.lastResort` in a program whose log is Twisted's: a record no handler takes becomes a
+    line of Twisted's log, with its logger's name and level."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _to_twisted(record)
+
+
+def show_unhandled_logs() -> None:
+    """Make Twisted's log, rather than standard error, the place of records that no handler takes (those of
+    an application that configured no logging: from ``WARNING``, the root logger's level, unless a logger
+    has a level of its own), which Python shows through :data:`logging.lastResort`. For a program whose
+    log is Twisted's (``twistd rolo``): configuring logging (``logging.basicConfig`` …) works as ever, and
+    takes its loggers' records from there on."""
+    if not isinstance(logging.lastResort, _TwistedLastResort):
+        logging.lastResort = _TwistedLastResort()  # the loggers' levels decide (WARNING unless set)
 
 
 def show_rolo_logs() -> None:

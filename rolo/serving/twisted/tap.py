@@ -25,6 +25,7 @@ from twisted.python import usage
 from ...websocket.broker import BROKER_ENVIRONMENT_VARIABLE
 from ._twisted import forget_exit_signal
 from .app import AppError, load_app
+from .logs import show_unhandled_logs
 from .service import DEFAULT_ENDPOINT, GatewayService
 from .settings import TwistedSettings
 from .site import TwistedGateway
@@ -276,6 +277,7 @@ def makeService(options: Options) -> IService:
     :raises SystemExit: with a one-line message, for an ``--app`` that does not load, an endpoint that
         does not parse, or ``--metrics`` without prometheus-client
     """
+    show_unhandled_logs()  # the program's log is Twisted's: the application's own warnings go there too
     if options["broker"]:
         # before the app loads: Hub() reads it when made, often at import time
         os.environ[BROKER_ENVIRONMENT_VARIABLE] = options["broker"]

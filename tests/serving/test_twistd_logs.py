@@ -1,0 +1,59 @@
+"""What ``twistd rolo`` logs: when a peer breaks the protocol, one line, the connection's close line with
+the server's reason, and no warning a client could raise at will to flood the log; and the application's
+own records, where nothing else takes them, as lines of Twisted's log."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+import websocket as wsclient
+
+from .test_twistd import LOOPBACK, close_frame, twistd  # noqa: F401 (a fixture)
+
+
+def test_a_peer_fault_is_the_close_line_with_its_reason_not_a_warning(twistd):  # noqa: F811
+    server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--max-message-size", "1024")
+    port = server.port()
+
+    ws = wsclient.create_connection(f"ws://127.0.0.1:{port}/echo/pong", timeout=10)
+    assert ws.recv() == "thanks for connecting pong"
+    ws.pong(b"unsolicited")  # allowed: a unidirectional heartbeat (RFC 6455, section 5.5.3)
+    ws.send("still here")
+    assert ws.recv() == "echo: still here"
+    ws.close()
+
+    ws = wsclient.create_connection(f"ws://127.0.0.1:{port}/echo/big", timeout=10)
+    assert ws.recv() == "thanks for connecting big"
+    ws.send("x" * 2000)
+    code, reason = close_frame(ws)
+    assert code == 1009
+    ws.close()
+
+    server.wait_for(
+        r"WebSocket closed by the server /echo/big from tcp4:127\.0\.0\.1:\d+: code 1009 after \d+\.\d{3}s: "
+        + re.escape(reason.decode())
+    )
+    server.wait_for(r"WebSocket closed by the peer /echo/pong")
+    assert server.stop() == 0
+    warnings = [line for line in server.lines if "#warn]" in line or "#error]" in line]
+    assert warnings == []
+
+
+def test_the_application_s_own_unconfigured_warnings_are_lines_of_twisted_s_log(twistd):  # noqa: F811
+    server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK)
+    port = server.port()
+    for level in ("info", "warning", "error", "debug"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/note/{level}", timeout=10) as response:
+            assert response.read() == b"noted"
+    server.wait_for(r"GET /note/debug from ")
+    assert server.stop() == 0
+    notes = [line.split(" ", 1)[1] for line in server.lines if "a note at" in line]
+    # as Python shows a library's records when nothing is configured (from WARNING, unless a logger's level
+    # says otherwise), with the logger's name and level, where a program's other lines are; not as lines of
+    # standard error
+    assert notes == [
+        "[tests.serving.apps.warning#warn] a note at warning",
+        "[tests.serving.apps.error#error] a note at error",
+        "[tests.serving.apps.debug#debug] a note at debug",
+    ]
