@@ -128,7 +128,8 @@ class WebSocket:
         return self
 
     def __next__(self) -> Received:
-        """The next message, as :meth:`receive` gives it; the iteration ends once the connection is closed."""
+        """The next message, as :meth:`receive` gives it; the iteration ends once the connection is closed
+        (then :meth:`receive` raises the :class:`WebSocketDisconnectedError` that says how)."""
         try:
             return self.receive()
         except WebSocketDisconnectedError:

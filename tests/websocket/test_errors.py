@@ -94,3 +94,32 @@ async def test_a_handler_learns_who_closed(serve):
 
     await in_thread(accept_twice)
     assert isinstance(ended.get(timeout=10), WebSocketStateError)
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_the_loop_ends_receive_says_how_the_connection_ended(serve):
+    ended: queue.Queue[tuple[list[object], WebSocketDisconnectedError]] = queue.Queue()
+
+    @route("/loop", methods=["WEBSOCKET"])
+    def loop(request: WebSocketRequest):
+        with request.accept() as websocket:
+            messages = list(websocket)
+            try:
+                websocket.receive()
+            except WebSocketDisconnectedError as error:
+                ended.put((messages, error))
+
+    server = serve(loop)
+
+    def peer_sends_then_closes():
+        ws = wsclient.create_connection(server.ws("/loop"), timeout=10)
+        ws.send("one")
+        ws.close(status=4002, reason=b"enough")
+
+    await in_thread(peer_sends_then_closes)
+    messages, error = ended.get(timeout=10)
+    assert messages == ["one"]
+    if server.kind == "hypercorn":  # it reports a close the peer started as 1006, without its code
+        assert (error.code, error.closed_by) == (1006, None)
+    else:
+        assert (error.code, error.reason, error.closed_by) == (4002, "enough", "peer")
