@@ -61,6 +61,7 @@ def setting(
     unit: str = "",
     optional: bool = False,
     option: str | None = None,
+    off_help: str = "",
     parse: Callable[[str], Any] | None = None,
 ) -> Any:
     """Declare a setting: a dataclass field with what the command line and the documentation need.
@@ -73,10 +74,20 @@ def setting(
         line)
     :param option: the command-line option, where it is not the name with dashes (a flag that turns a
         setting off, ``no-compression``; a repeated option, ``allowed-origin``)
+    :param off_help: for a setting on by default, what its flag turns off, one sentence, for ``--help``
     :param parse: what makes the option's text the value (by default, the type of ``default``)
     :raises ValueError: from ``parse``, for text that does not make a value
     """
-    metadata = {"help": help, "check": check, "unit": unit, "optional": optional, "option": option, "parse": parse}
+    assert off_help or not isinstance(default, bool), "a flag that turns a setting off says what it turns off"
+    metadata = {
+        "help": help,
+        "check": check,
+        "unit": unit,
+        "optional": optional,
+        "option": option,
+        "off_help": off_help,
+        "parse": parse,
+    }
     return field(default=default, metadata=metadata)
 
 
@@ -120,6 +131,8 @@ class ServerSettings:
         "(rolo.threads.use_global_futex_hash).",
         is_bool,
         option="no-global-futex-hash",
+        off_help="Leave the process's futexes hashed in a small table of its own, not the kernel's global one "
+        "(see global_futex_hash).",
     )
     gc_threshold: int | None = setting(
         None,

@@ -52,6 +52,9 @@ def test_every_setting_is_a_twistd_option_with_its_help_and_unit():
     helps["allowed-origin"] = options.opt_allowed_origin.__doc__
     for declared in fields(TwistedSettings):
         option = declared.metadata["option"] or declared.name.replace("_", "-")
+        if isinstance(declared.default, bool):  # a flag that turns it off: its help says what it turns off
+            assert helps[option] == declared.metadata["off_help"], option
+            continue
         assert declared.metadata["help"].split(".")[0] in helps[option], option
         if declared.metadata["unit"]:
             assert helps[option].endswith(f"({declared.metadata['unit']})"), option

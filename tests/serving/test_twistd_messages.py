@@ -39,6 +39,17 @@ def test_a_command_line_mistake_is_one_line_with_a_hint_not_the_usage(args, line
     assert failing(*args) == [f"{line} (twistd rolo --help lists the options)"]
 
 
+def test_the_help_of_a_flag_that_turns_a_setting_off_says_what_it_turns_off():
+    # it repeated the setting's own help: "--no-compression  Accept the permessage-deflate extension …"
+    result = subprocess.run([twistd_command(), "rolo", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    usage = " ".join(result.stdout.split())  # the help of an option is wrapped over several lines
+    assert "--no-compression Decline the permessage-deflate extension (RFC 7692) a client offers" in usage
+    assert "--no-freeze-heap Leave every object to the garbage collector (no gc.freeze" in usage
+    assert "--no-global-futex-hash Leave the process's futexes hashed in a small table of its own" in usage
+    assert "Accept the permessage-deflate" not in usage and "out of later garbage collections" not in usage
+
+
 APPLICATIONS = {
     "undefined.py": "from rolo import Router\n\nrouter = Router()\nrouter.add(handler)\n",
     "unclosed.py": "from rolo import Router\n\nrouter = Router(\n",
