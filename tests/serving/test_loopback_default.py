@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 
 import pytest_twisted
 
@@ -67,3 +68,21 @@ def test_an_example_listens_on_loopback_and_says_so():
         r"to listen on every interface, use the endpoint tcp:0",
         line,
     ), line
+
+
+def test_the_asgi_example_listens_on_the_loopback_address_only():
+    # it listened on every interface: a socket bound to 127.0.0.1 is not reached at 127.0.0.2, one bound to
+    # every interface is
+    server = Running(["python", "examples/asgi_echo.py", "0"])
+    try:
+        port = int(server.wait_for(r"echo server on ws://localhost:(\d+)/").group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass
+        try:
+            socket.create_connection(("127.0.0.2", port), timeout=10).close()
+        except ConnectionRefusedError:
+            pass
+        else:
+            raise AssertionError("the ASGI example is reached at 127.0.0.2")
+    finally:
+        server.stop()
