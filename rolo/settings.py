@@ -9,13 +9,13 @@ declarations, so a setting is written down in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rolo.heap import MAX_YOUNG_THRESHOLD
 
-__all__ = ["ServerSettings", "at_least", "is_bool", "non_negative", "setting"]
+__all__ = ["ServerSettings", "at_least", "is_bool", "non_negative", "refuse_unknown", "setting"]
 
 Check = Callable[[Any], "str | None"]
 """Says what is wrong with a value, or ``None`` if nothing is."""
@@ -196,3 +196,30 @@ class ServerSettings:
                 raise ValueError(f"{declared.name} {problem}")
         if self.allowed_origins is not None:
             object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
+
+
+def refuse_unknown(names: Iterable[str], server: str) -> None:
+    """Refuse, among the keyword ``names`` given to a server that takes the :class:`ServerSettings` alone
+    (``server``, ``"AsgiGateway"``), one that is not among them, with an error that says what it is, where
+    the dataclass would only say it is unexpected.
+
+    :raises TypeError: naming the first such keyword (in sorted order): a setting of TwistedGateway's own
+        (the protocol's and HTTP parsing's, which an ASGI server has settings of its own for), or no
+        setting at all
+    """
+    unknown = sorted(set(names).difference(declared.name for declared in fields(ServerSettings)))
+    if not unknown:
+        return
+    # on this path alone: a server made without Twisted's settings imports none of Twisted
+    from rolo.serving.twisted.settings import TwistedSettings
+
+    name = unknown[0]
+    if name in {declared.name for declared in fields(TwistedSettings)}:
+        raise TypeError(
+            f"{server} does not take {name}: it is a TwistedGateway-only setting (under ASGI, the server's "
+            "own settings cover the protocol and HTTP parsing)"
+        )
+    raise TypeError(
+        f"{name} is not a setting of {server}: the settings are the fields of rolo.settings.ServerSettings, "
+        "listed in rolo's documentation (docs/serving.rst, Settings)"
+    )
