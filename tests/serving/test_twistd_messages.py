@@ -4,6 +4,7 @@ lines it logs as it starts and refuses upgrades."""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -146,7 +147,18 @@ def test_a_refused_upgrade_is_one_line_with_its_path_as_text(twistd):  # noqa: F
     with pytest.raises(wsclient.WebSocketBadStatusException) as refused:
         wsclient.create_connection(f"ws://127.0.0.1:{port}/echo/eve", origin="https://evil.example", timeout=10)
     assert refused.value.status_code == 403
-    server.wait_for(r"WebSocket refused /echo/eve from tcp4:127\.0\.0\.1:\d+ \(origin 'https://evil\.example'\): 403$")
+    server.wait_for(
+        r"WebSocket refused /echo/eve from tcp4:127\.0\.0\.1:\d+ \(origin 'https://evil\.example'\): 403 "
+        r"\(origin not allowed\)$"
+    )
+    # without an Origin header, the line says nothing of one ("origin None")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(
+            b"GET /echo/bob HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
+        )
+        assert client.recv(65536).startswith(b"HTTP/1.1 426 ")
+    server.wait_for(r"WebSocket refused /echo/bob from tcp4:127\.0\.0\.1:\d+: 426 \(WebSocket version 13 only\)$")
     assert server.stop() == 0
     assert sum("/echo/eve" in line for line in server.lines) == 1, server.output
 
