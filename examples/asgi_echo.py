@@ -32,8 +32,9 @@ def main() -> None:
     import uvicorn
 
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
-    # listening before the server starts, so the URL printed (port 0 picks a free one) is good at once
-    sock = socket.create_server(("", port))
+    # listening before the server starts, so the URL printed (port 0 picks a free one) is good at once; on the
+    # loopback interface, as every example
+    sock = socket.create_server(("127.0.0.1", port))
     print(f"echo server on ws://localhost:{sock.getsockname()[1]}/echo/<name>", flush=True)
     # uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises the signal again: exit with success
     for stop in (signal.SIGINT, signal.SIGTERM):

@@ -9,13 +9,13 @@ declarations, so a setting is written down in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rolo.heap import MAX_YOUNG_THRESHOLD
 
-__all__ = ["ServerSettings", "at_least", "is_bool", "non_negative", "setting"]
+__all__ = ["ServerSettings", "at_least", "is_bool", "non_negative", "refuse_unknown", "setting"]
 
 Check = Callable[[Any], "str | None"]
 """Says what is wrong with a value, or ``None`` if nothing is."""
@@ -61,6 +61,7 @@ def setting(
     unit: str = "",
     optional: bool = False,
     option: str | None = None,
+    off_help: str = "",
     parse: Callable[[str], Any] | None = None,
 ) -> Any:
     """Declare a setting: a dataclass field with what the command line and the documentation need.
@@ -73,10 +74,20 @@ def setting(
         line)
     :param option: the command-line option, where it is not the name with dashes (a flag that turns a
         setting off, ``no-compression``; a repeated option, ``allowed-origin``)
+    :param off_help: for a setting on by default, what its flag turns off, one sentence, for ``--help``
     :param parse: what makes the option's text the value (by default, the type of ``default``)
     :raises ValueError: from ``parse``, for text that does not make a value
     """
-    metadata = {"help": help, "check": check, "unit": unit, "optional": optional, "option": option, "parse": parse}
+    assert off_help or not isinstance(default, bool), "a flag that turns a setting off says what it turns off"
+    metadata = {
+        "help": help,
+        "check": check,
+        "unit": unit,
+        "optional": optional,
+        "option": option,
+        "off_help": off_help,
+        "parse": parse,
+    }
     return field(default=default, metadata=metadata)
 
 
@@ -120,6 +131,8 @@ class ServerSettings:
         "(rolo.threads.use_global_futex_hash).",
         is_bool,
         option="no-global-futex-hash",
+        off_help="Leave the process's futexes hashed in a small table of its own, not the kernel's global one "
+        "(see global_futex_hash).",
     )
     gc_threshold: int | None = setting(
         None,
@@ -183,3 +196,30 @@ class ServerSettings:
                 raise ValueError(f"{declared.name} {problem}")
         if self.allowed_origins is not None:
             object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
+
+
+def refuse_unknown(names: Iterable[str], server: str) -> None:
+    """Refuse, among the keyword ``names`` given to a server that takes the :class:`ServerSettings` alone
+    (``server``, ``"AsgiGateway"``), one that is not among them, with an error that says what it is, where
+    the dataclass would only say it is unexpected.
+
+    :raises TypeError: naming the first such keyword (in sorted order): a setting of TwistedGateway's own
+        (the protocol's and HTTP parsing's, which an ASGI server has settings of its own for), or no
+        setting at all
+    """
+    unknown = sorted(set(names).difference(declared.name for declared in fields(ServerSettings)))
+    if not unknown:
+        return
+    # on this path alone: a server made without Twisted's settings imports none of Twisted
+    from rolo.serving.twisted.settings import TwistedSettings
+
+    name = unknown[0]
+    if name in {declared.name for declared in fields(TwistedSettings)}:
+        raise TypeError(
+            f"{server} does not take {name}: it is a TwistedGateway-only setting (under ASGI, the server's "
+            "own settings cover the protocol and HTTP parsing)"
+        )
+    raise TypeError(
+        f"{name} is not a setting of {server}: the settings are the fields of rolo.settings.ServerSettings, "
+        "listed in rolo's documentation (docs/serving.rst, Settings)"
+    )

@@ -4,7 +4,8 @@ The build is Sphinx's, nitpicky, with warnings as errors, from scratch into a fr
 to a name that does not exist, a public class or function without a docstring, or broken markup fails it.
 The tutorial's first program, the seed's WebSocket route, runs as written against a real server and
 client; the other examples it shows are included from ``examples/``, whose commands ``test_examples``
-runs. Every Python block of every page at least compiles.
+runs. The testing page's first test module runs as written, and the program that serves with ``listen``
+ends. Every Python block of every page at least compiles.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rolo.serving.twisted import TwistedSettings
 from tests.documented import DOCS, REPO, Running, file_commands
 
 TUTORIAL = DOCS / "tutorial.rst"
+TESTING = DOCS / "testing.rst"
 
 # a code-block directive, its options, and its indented body
 _BLOCK = re.compile(r"^\.\. code-block:: (\w+)\n((?:[ ]{3}:.*\n)*)\n((?:(?:[ ]{4}.*)?\n)+)", re.MULTILINE)
@@ -84,3 +86,23 @@ def test_the_tutorials_test_runs_as_written(rolo_server, monkeypatch):
     namespace: dict[str, object] = {}
     exec(compile(test, str(TUTORIAL), "exec"), namespace)
     namespace["test_echo"](rolo_server)
+
+
+def test_the_testing_pages_first_test_runs_as_written(rolo_server):
+    # it used a router with routes no example had all of; now the block is a test module of its own
+    (module,) = [block for block in code_blocks(TESTING) if "def test_hello(rolo_server)" in block]
+    namespace: dict[str, object] = {}
+    exec(compile(module, str(TESTING), "exec"), namespace)
+    namespace["test_hello"](rolo_server)
+
+
+def test_the_program_that_runs_listen_serves_then_stops_and_exits():
+    # it stopped the service and left the reactor running, so the program never ended
+    (program,) = [block for block in code_blocks(DOCS / "serving.rst") if "await listen(" in block]
+    assert "deferLater(reactor, 60, " in program
+    program = program.replace("deferLater(reactor, 60, ", "deferLater(reactor, 0, ")  # not a minute here
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=REPO / "examples", capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("listening at IPv4Address(type='TCP', host='127.0.0.1', port="), done.stdout

@@ -39,6 +39,14 @@ def test_an_unknown_setting_is_a_type_error():
         TwistedGateway(Gateway(), max_queues=3)
 
 
+def test_a_twisted_only_setting_given_to_asgigateway_is_a_type_error_that_says_so():
+    # it was the dataclass's "ServerSettings.__init__() got an unexpected keyword argument"
+    with pytest.raises(TypeError, match=r"^AsgiGateway does not take max_message_size: it is a TwistedGateway-only "):
+        AsgiGateway(Gateway(), max_message_size=1024)
+    with pytest.raises(TypeError, match=r"^max_queues is not a setting of AsgiGateway: .*docs/serving\.rst"):
+        AsgiGateway(Gateway(), max_queues=3)
+
+
 def test_none_means_no_limit_only_where_a_setting_allows_it():
     assert TwistedSettings(header_timeout=None, write_timeout=None).header_timeout is None
     with pytest.raises(ValueError, match="close_timeout"):
@@ -52,6 +60,9 @@ def test_every_setting_is_a_twistd_option_with_its_help_and_unit():
     helps["allowed-origin"] = options.opt_allowed_origin.__doc__
     for declared in fields(TwistedSettings):
         option = declared.metadata["option"] or declared.name.replace("_", "-")
+        if isinstance(declared.default, bool):  # a flag that turns it off: its help says what it turns off
+            assert helps[option] == declared.metadata["off_help"], option
+            continue
         assert declared.metadata["help"].split(".")[0] in helps[option], option
         if declared.metadata["unit"]:
             assert helps[option].endswith(f"({declared.metadata['unit']})"), option

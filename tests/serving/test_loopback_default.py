@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 
 import pytest_twisted
 
@@ -41,7 +42,7 @@ async def test_listen_told_no_endpoint_listens_on_loopback_and_says_how_to_liste
     assert address.host == "127.0.0.1"
     assert listening_lines(caplog.records) == [
         f"rolo listening at 127.0.0.1:{address.port} (tcp:0:interface=127.0.0.1): this machine only; "
-        "to listen on every interface, use the endpoint tcp:0"
+        "to listen on every interface, use the endpoint tcp:0 (twistd rolo --listen tcp:0)"
     ]
 
 
@@ -64,6 +65,33 @@ def test_an_example_listens_on_loopback_and_says_so():
         server.stop()
     assert re.fullmatch(
         r"rolo listening at 127\.0\.0\.1:\d+ \(tcp:0:interface=127\.0\.0\.1\): this machine only; "
-        r"to listen on every interface, use the endpoint tcp:0",
+        r"to listen on every interface, use the endpoint tcp:0 \(twistd rolo --listen tcp:0\)",
         line,
     ), line
+
+
+def test_an_example_given_a_port_that_is_not_a_number_says_so_in_one_line():
+    # it printed int()'s traceback
+    server = Running(["./dev", "echo", "abc"])
+    assert server.rest(timeout=60) == [
+        "usage: python examples/echo.py [PORT]: the port is a number (0 picks a free one), not 'abc'"
+    ]
+    assert server.process.wait(10) == 1
+
+
+def test_the_asgi_example_listens_on_the_loopback_address_only():
+    # it listened on every interface: a socket bound to 127.0.0.1 is not reached at 127.0.0.2, one bound to
+    # every interface is
+    server = Running(["python", "examples/asgi_echo.py", "0"])
+    try:
+        port = int(server.wait_for(r"echo server on ws://localhost:(\d+)/").group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass
+        try:
+            socket.create_connection(("127.0.0.2", port), timeout=10).close()
+        except ConnectionRefusedError:
+            pass
+        else:
+            raise AssertionError("the ASGI example is reached at 127.0.0.2")
+    finally:
+        server.stop()

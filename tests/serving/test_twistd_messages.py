@@ -4,6 +4,7 @@ lines it logs as it starts and refuses upgrades."""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -37,6 +38,17 @@ def failing(*args: str, cwd: Path = REPO) -> list[str]:
 )
 def test_a_command_line_mistake_is_one_line_with_a_hint_not_the_usage(args, line):
     assert failing(*args) == [f"{line} (twistd rolo --help lists the options)"]
+
+
+def test_the_help_of_a_flag_that_turns_a_setting_off_says_what_it_turns_off():
+    # it repeated the setting's own help: "--no-compression  Accept the permessage-deflate extension …"
+    result = subprocess.run([twistd_command(), "rolo", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    usage = " ".join(result.stdout.split())  # the help of an option is wrapped over several lines
+    assert "--no-compression Decline the permessage-deflate extension (RFC 7692) a client offers" in usage
+    assert "--no-freeze-heap Leave every object to the garbage collector (no gc.freeze" in usage
+    assert "--no-global-futex-hash Leave the process's futexes hashed in a small table of its own" in usage
+    assert "Accept the permessage-deflate" not in usage and "out of later garbage collections" not in usage
 
 
 APPLICATIONS = {
@@ -135,7 +147,18 @@ def test_a_refused_upgrade_is_one_line_with_its_path_as_text(twistd):  # noqa: F
     with pytest.raises(wsclient.WebSocketBadStatusException) as refused:
         wsclient.create_connection(f"ws://127.0.0.1:{port}/echo/eve", origin="https://evil.example", timeout=10)
     assert refused.value.status_code == 403
-    server.wait_for(r"WebSocket refused /echo/eve from tcp4:127\.0\.0\.1:\d+ \(origin 'https://evil\.example'\): 403$")
+    server.wait_for(
+        r"WebSocket refused /echo/eve from tcp4:127\.0\.0\.1:\d+ \(origin 'https://evil\.example'\): 403 "
+        r"\(origin not allowed\)$"
+    )
+    # without an Origin header, the line says nothing of one ("origin None")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(
+            b"GET /echo/bob HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
+        )
+        assert client.recv(65536).startswith(b"HTTP/1.1 426 ")
+    server.wait_for(r"WebSocket refused /echo/bob from tcp4:127\.0\.0\.1:\d+: 426 \(WebSocket version 13 only\)$")
     assert server.stop() == 0
     assert sum("/echo/eve" in line for line in server.lines) == 1, server.output
 

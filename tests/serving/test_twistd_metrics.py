@@ -3,6 +3,7 @@ prometheus-client."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -52,6 +53,51 @@ def test_twistd_serves_the_metrics_on_the_loopback_interface_of_their_port(twist
     assert found[("process_cpu_seconds_total", ())] > 0  # prometheus-client's default registry, as it is
     assert server.stop() == 0
     assert not any("GET /metrics" in line for line in server.lines), server.output  # scrapes are not logged
+
+
+def refused_status(port: int, request: bytes) -> int:
+    """Send ``request`` on a connection of its own: the status the server answers before it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_a_request_refused_before_its_handler_is_counted_and_logged_as_a_response_is(twistd):  # noqa: F811
+    # 408 and 413 were written as bytes, neither logged nor counted in rolo_http_requests
+    server = twistd(
+        "--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--metrics", "tcp:0",
+        "--max-body-size", "10", "--body-timeout", "0.2", "--header-timeout", "0.2",
+    )  # fmt: skip
+    port = server.port()
+    metrics_port = int(server.wait_for(r"rolo metrics at 127\.0\.0\.1:(\d+)").group(1))
+    head = b"POST /hello/bob?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+
+    assert refused_status(port, head + b"Content-Length: 11\r\n\r\n" + bytes(11)) == 413
+    server.wait_for(
+        r"POST /hello/bob from tcp4:127\.0\.0\.1:\d+: 413 in \d+\.\d{3}s \(Content-Length over max_body_size\)$"
+    )
+    chunked = b"Transfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n"
+    assert refused_status(port, head + chunked) == 413
+    server.wait_for(r"POST /hello/bob from tcp4:127\.0\.0\.1:\d+: 413 in \d+\.\d{3}s \(body over max_body_size\)$")
+    assert refused_status(port, head + b"Content-Length: 5\r\n\r\n") == 408  # the body never comes
+    server.wait_for(
+        r"POST /hello/bob from tcp4:127\.0\.0\.1:\d+: 408 in \d+\.\d{3}s \(body not received within body_timeout\)$"
+    )
+    assert refused_status(port, b"GET /hello/b") == 408  # no request line: no method or path to log
+    server.wait_for(
+        r"- - from tcp4:127\.0\.0\.1:\d+: 408 in \d+\.\d{3}s "
+        r"\(request line and headers not received within header_timeout\)$"
+    )
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        found = samples(response.read().decode())
+    assert found[("rolo_http_requests_total", (("status", "413"),))] == 2
+    assert found[("rolo_http_requests_total", (("status", "408"),))] == 2
+    assert found[("rolo_http_request_duration_seconds_count", ())] == 4
+    assert server.stop() == 0
 
 
 def test_a_metrics_port_in_use_ends_twistd_with_one_line(twistd):  # noqa: F811 (the fixture)

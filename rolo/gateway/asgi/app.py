@@ -7,7 +7,7 @@ import logging
 from typing import Any, Protocol
 
 from rolo.gateway.gateway import App, as_gateway
-from rolo.settings import ServerSettings
+from rolo.settings import ServerSettings, refuse_unknown
 from rolo.websocket import WebSocketRequest
 
 from .http import HttpApp, Receive, Send
@@ -49,12 +49,14 @@ class AsgiGateway:
     :param settings: the fields of :class:`~rolo.settings.ServerSettings` (``http_threads``,
         ``max_connections``, ``max_queue``, ``grace_period`` …)
     :raises ValueError: for a setting's bad value
-    :raises TypeError: for an unknown setting
+    :raises TypeError: for a keyword that is not one of those settings, saying whether it is one of
+        TwistedGateway's alone (see :func:`~rolo.settings.refuse_unknown`)
     """
 
     def __init__(self, gateway: App, *, lifespan_listener: LifespanListener | None = None, **settings: Any) -> None:
         self.gateway = gateway = as_gateway(gateway)
         self.lifespan_listener = lifespan_listener
+        refuse_unknown(settings, "AsgiGateway")
         self.settings = ServerSettings(**settings)
         self.http = HttpApp(gateway, self.settings)
         self.websocket = WebSocketApp(WebSocketRequest.listener(gateway.accept), self.settings)

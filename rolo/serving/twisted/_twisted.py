@@ -74,6 +74,7 @@ __all__ = [
     "poll_is_known",
     "read_into",
     "read_now",
+    "request_line",
     "stop_reading_into",
     "unsent_bytes",
     "without_port_line",
@@ -299,6 +300,22 @@ def header_bytes_received(channel: HTTPChannel) -> int:
     """How many bytes of the current request's head (its line and headers) the channel has parsed; ``1``
     where that is unknown (as if the request line had been received)."""
     return int(getattr(channel, "_receivedHeaderSize", 1)) if _PARSER_FIELDS else 1
+
+
+_REQUEST_LINE_FIELDS = {"_command", "_path"} <= set(HTTPChannel.lineReceived.__code__.co_names)
+"""Whether Twisted's channel keeps the method and target of the request line it parsed where this module
+reads them."""
+
+
+def request_line(channel: HTTPChannel) -> tuple[str, str]:
+    """The method and path (without its query) of the request whose head the channel is parsing, as text
+    for the log; ``("-", "-")`` before its request line has arrived, or where that is unknown."""
+    if not channel.requests or not _REQUEST_LINE_FIELDS:
+        return "-", "-"
+    method, target = getattr(channel, "_command", None), getattr(channel, "_path", None)
+    if not isinstance(method, bytes) or not isinstance(target, bytes):
+        return "-", "-"
+    return method.decode("latin-1"), target.split(b"?", 1)[0].decode("utf-8", "replace")
 
 
 class _InheritedUNIXPort(unix.Port):

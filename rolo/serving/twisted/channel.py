@@ -117,6 +117,8 @@ class GatewayChannel(HTTPChannel):
       chunked. The rest is never read;
     - a request line or header line over ``MAX_LENGTH`` bytes gets a ``414`` or ``431`` where Twisted
       would close the connection without a word;
+    - each of these refusals is counted and logged as a response is, with its reason
+      (:meth:`~rolo.serving.twisted.http.HttpResource.refused`);
     - while the connection has more response bytes waiting than its transport's high-water mark
       (Twisted's ``bufferSize``, 64 KiB), no later request on it is started: requests pipelined behind
       stay unparsed, and the connection unread, until the client has taken them all;
@@ -139,6 +141,7 @@ class GatewayChannel(HTTPChannel):
     _deadline: Any = None  # of the request's head, then of its body: its delayed call, while it runs
     _deadline_call: Any = None  # that call, kept once the deadline is met, for the next one to move
     _refused = False
+    _head_began = 0.0  # when the current request's head began (reactor clock): its connection, or first bytes
     _send_blocked = False  # the transport paused the channel: its buffer is over the high-water mark
     _write_deadline: Any = None
     _written = 0  # response bytes written to the transport, ever
@@ -166,6 +169,7 @@ class GatewayChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self._head_began = self.site.reactor.seconds()
         self._start_deadline(self.header_timeout)
 
     def getHost(self) -> Any:
@@ -192,7 +196,9 @@ class GatewayChannel(HTTPChannel):
             self._held += data  # no request starts while earlier answers wait unsent
             return
         if self._deadline is None and self.line_mode and not handling_request(self):
-            self._start_deadline(self.header_timeout)  # the first bytes of another request on this connection
+            # the first bytes of another request on this connection (or, with no header_timeout, the latest)
+            self._head_began = self.site.reactor.seconds()
+            self._start_deadline(self.header_timeout)
         super().dataReceived(data)
 
     def headerReceived(self, line: bytes) -> bool:
@@ -207,7 +213,8 @@ class GatewayChannel(HTTPChannel):
     def allHeadersReceived(self) -> None:
         self._cancel_deadline()
         if self.max_body_size is not None and self.length is not None and self.length > self.max_body_size:
-            self._refuse(b"413 Content Too Large")  # before the 100 Continue Twisted would send
+            # before the 100 Continue Twisted would send
+            self._refuse(b"413 Content Too Large", "Content-Length over max_body_size")
             return
         super().allHeadersReceived()
         if self.length != 0:  # a body follows: of that length, or chunked
@@ -220,7 +227,7 @@ class GatewayChannel(HTTPChannel):
         try:
             super().rawDataReceived(data)
         except _BodyTooLarge:
-            self._refuse(b"413 Content Too Large")
+            self._refuse(b"413 Content Too Large", "body over max_body_size")
 
     def allContentReceived(self) -> None:
         self._cancel_deadline()
@@ -229,9 +236,9 @@ class GatewayChannel(HTTPChannel):
     def lineLengthExceeded(self, line: bytes) -> None:
         # no line completed yet means the request line itself is the long one
         if header_bytes_received(self) == 0:
-            self._refuse(b"414 URI Too Long")
+            self._refuse(b"414 URI Too Long", f"request line over {self.MAX_LENGTH} bytes")
         else:
-            self._refuse(b"431 Request Header Fields Too Large")
+            self._refuse(b"431 Request Header Fields Too Large", f"header line over {self.MAX_LENGTH} bytes")
 
     def gather_writes(self) -> bool:
         """Hold what responses write (heads included) until :meth:`flush_writes`, which writes it all at
@@ -366,7 +373,10 @@ class GatewayChannel(HTTPChannel):
         if self._deadline is None:
             return  # the deadline was met
         self._deadline = None
-        self._refuse(b"408 Request Timeout")
+        if self.line_mode:
+            self._refuse(b"408 Request Timeout", "request line and headers not received within header_timeout")
+        else:
+            self._refuse(b"408 Request Timeout", "body not received within body_timeout")
         # a client that reads nothing (or never finished its TLS handshake) cannot be closed politely:
         # it gets as long again to take the answer, then the connection is cut
         self._abortingCall = self.callLater(self.header_timeout or self.body_timeout, self.forceAbortClient)
@@ -391,14 +401,23 @@ class GatewayChannel(HTTPChannel):
                 return
         self.transport.abortConnection()
 
-    def _refuse(self, status: bytes) -> None:
+    def _refuse(self, status: bytes, reason: str) -> None:
+        """Answer ``status`` (``b"413 Content Too Large"``) and close the connection, the request unread;
+        counted and logged, with ``reason``, as the site's responses are."""
         if self._refused:
             return  # more of the same request arrived before the connection closed
         self._refused = True
-        if self.requests and self.requests[-1].content is not None:
-            self.requests[-1].content.close()  # the part of a body that came: its temporary file goes now
+        request = self.requests[-1] if self.requests else None  # once its request line arrived
+        if request is not None and request.content is not None:
+            request.content.close()  # the part of a body that came: its temporary file goes now
         assert self.transport is not None, "a request is refused on its open connection"
         self.transport.write(b"HTTP/1.1 %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n" % status)
+        if isinstance(request, GatewayRequest):
+            request.logged = True  # by the line below
+            began = request.received_at
+        else:
+            began = self._head_began
+        self.site.http.refused(self, int(status[:3]), reason, self.site.reactor.seconds() - began)
         self.loseConnection()
 
 

@@ -8,6 +8,7 @@ from functools import partial
 from http import HTTPStatus
 from typing import Any, cast
 
+from autobahn.twisted.util import peer2str
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
@@ -24,6 +25,7 @@ from rolo.response import Response
 from rolo.threads import HandlerCount, HandlerPool, PoolFull
 
 from ._interfaces import IStreamTransport
+from ._twisted import request_line
 from .channel import GatewayChannel, GatewayRequest
 from .environ import environ_for
 from .forwarded import peer_description
@@ -34,6 +36,9 @@ from .threads import BatchedCallFromThread
 __all__ = ["HttpResource", "log_response"]
 
 log = logger(__name__)
+
+_LINE = "{method} {path} from {peer}: {status} in {duration:.3f}s"
+"""The line logged for each response (:func:`log_response`), and each refusal with its reason after it."""
 
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 """The reason phrase of each status code Python knows. Twisted knows none for some (426 Upgrade Required),
@@ -63,7 +68,7 @@ class HttpResource(Resource):
     :ivar handlers: the requests between their arrival and their handler's return (and the end of its
         body's iteration)
     :ivar counters: the responses by status, for metrics (:mod:`rolo.metrics`), counted as they are logged
-        (see :func:`log_response`)
+        (see :func:`log_response`), refusals before a handler included (see :meth:`refused`)
     """
 
     isLeaf = True
@@ -98,6 +103,26 @@ class HttpResource(Resource):
         self.handlers.started()
         self._writers.add(writer)
         return NOT_DONE_YET
+
+    def refused(self, channel: GatewayChannel, status: int, reason: str, seconds: float) -> None:
+        """Count and log, as :func:`log_response` does a response and with ``reason``
+        (``"body over max_body_size"``), a request the channel answered ``status`` before any handler saw it
+        (408, 413, 414, 431), ``seconds`` after the request arrived (or its head began, where no request
+        line came: its method and path are then ``-``). Call it on the reactor thread."""
+        self.counters.responded(status, seconds)
+        if not enabled(log, LogLevel.info):
+            return
+        method, path = request_line(channel)
+        transport = channel.transport
+        log.info(
+            _LINE + " ({reason})",
+            method=method,
+            path=path,
+            peer=peer2str(transport) if transport is not None else "unknown",
+            status=status,
+            duration=seconds,
+            reason=reason,
+        )
 
     def _writer_done(self, writer: _ResponseWriter) -> None:
         # reactor thread: the handler returned and its body is spent, or abandoned
@@ -370,7 +395,7 @@ def log_response(request: GatewayRequest, now: float) -> None:
     if not enabled(log, LogLevel.info):
         return
     log.info(
-        "{method} {path} from {peer}: {status} in {duration:.3f}s",
+        _LINE,
         method=request.method.decode("latin-1"),
         path=request.path.decode("utf-8", "replace"),
         peer=peer_description(request),

@@ -84,13 +84,16 @@ def is_loopback(address: IAddress) -> bool:
 
 def listening_reach(address: IAddress, description: str) -> str:
     """What the listening line adds for a port on a loopback address: that other machines cannot connect,
-    and the endpoint that listens on every interface (the same without ``interface=``)."""
+    and the endpoint that listens on every interface (the same without ``interface=``), as ``twistd rolo``'s
+    ``--listen`` takes it."""
     if not is_loopback(address):
         return ""
     public = _INTERFACE.sub("", description)
     if public == description:
         return ": this machine only"
-    return f": this machine only; to listen on every interface, use the endpoint {public}"
+    # the examples and ./dev echo take a port alone: the hint says where the command line takes an endpoint
+    every = f"use the endpoint {public} (twistd rolo --listen {public})"
+    return f": this machine only; to listen on every interface, {every}"
 
 
 def log_listening(address: IAddress, description: str) -> None:

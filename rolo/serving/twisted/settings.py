@@ -43,6 +43,7 @@ class TwistedSettings(ServerSettings):
         "Accept the permessage-deflate extension (RFC 7692) when a client offers it.",
         is_bool,
         option="no-compression",
+        off_help="Decline the permessage-deflate extension (RFC 7692) a client offers: messages go uncompressed.",
     )
     freeze_heap: bool = setting(
         True,
@@ -50,6 +51,8 @@ class TwistedSettings(ServerSettings):
         "(gc.freeze): shorter collector pauses; an object frozen then is never freed.",
         is_bool,
         option="no-freeze-heap",
+        off_help="Leave every object to the garbage collector (no gc.freeze when the first port starts "
+        "listening): longer collector pauses, but an object alive then can be freed later.",
     )
     ping_interval: float = setting(
         20.0, "Between the pings sent to a WebSocket the peer is silent on (0: none).", non_negative, unit="seconds"

@@ -87,7 +87,7 @@ def _setting_options() -> tuple[list[list[Any]], list[list[Any]]]:
         if declared.name == "allowed_origins":
             continue
         if isinstance(declared.default, bool):
-            flags.append([_option(declared), None, _help(declared)])
+            flags.append([_option(declared), None, declared.metadata["off_help"]])
         else:
             parameters.append([_option(declared), None, declared.default, _help(declared), _parser(declared)])
     return parameters, flags

@@ -105,12 +105,14 @@ class WebSocketResource(Resource):
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         for name, value in refused.headers:
             request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        origin = request.getHeader("origin")
         log.info(
-            "WebSocket refused {path} from {peer} (origin {origin!r}): {status}",
+            "WebSocket refused {path} from {peer}{origin}: {status} ({reason})",
             path=request.path.decode("utf-8", "replace"),
             peer=peer_description(request),
-            origin=request.getHeader("origin"),
+            origin=f" (origin {origin!r})" if origin is not None else "",  # said where the request had one
             status=int(refused.status),
+            reason=refused.reason,
         )
         return refused.body
 
