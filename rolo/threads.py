@@ -247,7 +247,7 @@ class HandlerPool:
 
     def submit(
         self, job: Callable[[], object], *, then: Callable[[], object] | None = None, queue_anyway: bool = False
-    ) -> None:
+    ) -> bool:
         """Run ``job()`` in a thread of the pool: an idle one, a new one, or the first to be free.
 
         What ``job`` raises is logged; it should handle its own errors.
@@ -257,6 +257,8 @@ class HandlerPool:
             the pool full
         :param queue_anyway: let the job wait even past ``max_waiting``: for a job that goes on with work
             admitted before (the rest of a response), whose number the caller bounds
+        :returns: whether the job waits for a thread, every one being busy (what :attr:`waiting` counts),
+            without taking the pool's lock again to ask
         :raises PoolFull: if every thread is busy and ``max_waiting`` jobs wait already (and not
             ``queue_anyway``)
         :raises RuntimeError: if the pool is stopped, or a thread could not be started (the process is out
@@ -267,14 +269,16 @@ class HandlerPool:
                 raise RuntimeError(f"the {self.name} pool is stopped")
             # idle threads, and spares on their way to idle, that no queued job is promised to
             spare = self._idle + self._starting - self._queued
-            if spare > 0 or len(self.threads) >= self.max_threads:
-                if spare <= 0 and -spare >= self.max_waiting and not queue_anyway:
+            waits = spare <= 0
+            if not waits or len(self.threads) >= self.max_threads:
+                if waits and -spare >= self.max_waiting and not queue_anyway:
                     raise PoolFull(f"all {self.max_threads} {self.name} threads are busy")
                 self._queued += 1
                 self._jobs.put((job, then))
                 thread = None
                 spawner = self._want_spares()
             else:
+                waits = False  # a new thread takes it
                 thread = self._new_thread((job, then))
         if thread is not None:
             try:
@@ -288,6 +292,7 @@ class HandlerPool:
                 spawner = self._want_spares()
         if spawner is not None:
             self._start_spawner(spawner)
+        return waits
 
     def _new_thread(self, task: _Task | None) -> threading.Thread:
         # called holding the lock

@@ -211,6 +211,22 @@ def test_busy_threads_make_more_up_to_the_limit_then_jobs_wait_then_it_is_full()
     assert pool.join(TIMEOUT)
 
 
+def test_submit_says_whether_the_job_waits_for_a_thread() -> None:
+    pool = HandlerPool("test-pool", 1, max_waiting=2)
+    release = threading.Event()
+    done: queue.SimpleQueue[str] = queue.SimpleQueue()
+    assert pool.submit(release.wait) is False  # a new thread takes it
+    assert pool.submit(lambda: done.put("second")) is True  # the one thread is busy
+    assert pool.waiting == 1
+    release.set()
+    assert done.get(timeout=TIMEOUT) == "second"
+    assert wait_until(lambda: pool.busy == 0)
+    assert pool.submit(lambda: done.put("third")) is False  # the idle thread takes it
+    assert done.get(timeout=TIMEOUT) == "third"
+    pool.stop()
+    assert pool.join(TIMEOUT)
+
+
 def test_a_spare_still_starting_takes_a_job_and_is_joined_once_started() -> None:
     # the spare counts among the threads as soon as the spawner made it, and reaches the queue only once
     # it runs: a job submitted in between waits for it. Before, about half of these pools were full

