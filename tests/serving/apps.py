@@ -28,6 +28,12 @@ def stuck(request: WebSocketRequest):
         threading.Event().wait()
 
 
+@route("/never-accepts", methods=["WEBSOCKET"])
+def never_accepts(request: WebSocketRequest):
+    """A handler that never accepts nor rejects its connection, nor returns."""
+    threading.Event().wait()
+
+
 @route("/pid")
 def pid(request):
     """The serving process's pid: which worker answered."""
@@ -60,7 +66,7 @@ def note(request, level: str):
 logging.getLogger("tests.serving.apps.debug").setLevel(logging.DEBUG)
 
 router = Router()
-router.add([echo_handler, hello, stuck, pid, pid_websocket, boom, note])
+router.add([echo_handler, hello, stuck, never_accepts, pid, pid_websocket, boom, note])
 
 server = SimpleNamespace(router=router)  # an attribute path: tests.serving.apps:server.router
 

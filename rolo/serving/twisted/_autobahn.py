@@ -195,35 +195,61 @@ when a message is streamed through Autobahn's frame API, which rolo does not use
 protocol holds these only once they differ, and reads them off its class until then."""
 
 
-class _WarningsAsDebug:
-    """Autobahn's protocol log (``log``, a txaio logger) with its warnings logged as debug lines.
+_PEER_FAULTS = frozenset(
+    {
+        'failing WebSocket connection (code={code}): "{reason}"',  # a protocol error, a message too big
+        "Auto ping/pong: received non-pending pong",  # allowed: a unidirectional heartbeat (RFC 6455, 5.5.3)
+    }
+)
+"""Autobahn's warnings about what its peer did: a server's to make at the peer's will."""
 
-    A server's Autobahn protocol warns only of what its peer did: a protocol error that fails the
-    connection and the unclean drop that follows, or a pong nobody asked for. Any client can repeat those
-    at will, two lines each time; rolo's own line for the connection's close says how it ended, with the
-    server's reason.
-    """
+_DROPPING = "dropping connection to peer {peer} with abort={abort}: {reason}"
+_DROPPED_FOR_FAULT = ("the server failed the connection", "I dropped the WebSocket TCP connection: ")
+"""The reasons of Autobahn's warning as it drops a connection that failed for a peer's fault: rolo's
+(``GatewayWebSocketProtocol.processData``) and Autobahn's own (``failByDrop``)."""
+
+
+class _PeerFaultsAsDebug:
+    """Autobahn's protocol log (``log``, a txaio logger) with its warnings about the peer's faults logged
+    as debug lines: a protocol error that fails the connection and the drop that follows it, a pong nobody
+    asked for. Any client can make those at will, two lines each time; rolo's own line for the
+    connection's close says how it ended, with the server's reason. Autobahn's other warnings (a
+    handshake or ping that timed out …) stay warnings, and so does any of these whose text Autobahn
+    changes."""
 
     __slots__ = ("_log",)
 
     def __init__(self, log: Any) -> None:
         self._log = log
 
-    def __getattr__(self, name: str) -> Any:
+    # the levels Autobahn's protocols log at, forwarded as they are (the logger sets them by its level)
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        self._log.debug(*args, **kwargs)
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        self._log.info(*args, **kwargs)
+
+    def error(self, *args: Any, **kwargs: Any) -> None:
+        self._log.error(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # the others, which Autobahn's protocols do not use
         return getattr(self._log, name)
 
-    def warn(self, *args: Any, **kwargs: Any) -> None:
-        self._log.debug(*args, **kwargs)
+    def warn(self, format: str, **kwargs: Any) -> None:
+        if format in _PEER_FAULTS or (format == _DROPPING and str(kwargs.get("reason")).startswith(_DROPPED_FOR_FAULT)):
+            self._log.debug(format, **kwargs)
+        else:
+            self._log.warn(format, **kwargs)
 
 
 class ProtocolInternals(WebSocketServerProtocol):
     """Autobahn's server protocol with its receive path and its keep-alive pings made cheaper, and its
-    warnings about the peer logged as debug lines (:class:`_WarningsAsDebug`).
+    warnings about the peer's faults logged as debug lines (:class:`_PeerFaultsAsDebug`).
 
     :ivar heard_from_peer: whether the peer sent anything since the keep-alive ping was last scheduled
     """
 
-    log = _WarningsAsDebug(WebSocketServerProtocol.log)
+    log = _PeerFaultsAsDebug(WebSocketServerProtocol.log)
     heard_from_peer = False
 
     # Autobahn's options, which it copies from its factory, or rolo puts on the protocol's class
