@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, STDLibLogObserver, formatEvent, globalLogPublisher
 
 from rolo.serving.twisted import _twisted, logs
 
@@ -133,3 +133,26 @@ def test_configured_stdlib_logging_keeps_its_level(monkeypatch):
 def test_the_fence_knows_whether_twisted_logging_began():
     # pytest-twisted's reactor runs with no Twisted log observer begun by anyone but (perhaps) a test
     assert _twisted.logging_began() in (True, False)
+
+
+def test_under_twistd_rolo_a_record_nobody_takes_is_a_line_of_twisted_s_log_and_never_loops(monkeypatch):
+    with nothing_configured(monkeypatch) as (events, shown):
+        python_s = logging.lastResort
+        monkeypatch.setattr(logs, "logging_began", lambda: True)
+        logs.show_unhandled_logs()
+        logs.show_unhandled_logs()  # once only
+        assert logging.lastResort.python_s is python_s
+        logging.getLogger("app.quiet").info("not shown: below WARNING, as Python's last resort")
+        logging.getLogger("app.note").warning("to Twisted's log")
+        assert [(e["log_namespace"], e["log_level"], formatEvent(e)) for e in events] == [
+            ("app.note", LogLevel.warn, "to Twisted's log")
+        ]
+        assert shown == []
+        # twistd --logger twisted.logger.STDLibLogObserver: Twisted's log hands each event to logging
+        back = STDLibLogObserver()
+        globalLogPublisher.addObserver(back)
+        try:
+            logging.getLogger("app.loop").warning("around once")
+        finally:
+            globalLogPublisher.removeObserver(back)
+        assert [record.getMessage() for record in shown] == ["around once"]

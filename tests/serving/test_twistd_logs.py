@@ -7,9 +7,11 @@ from __future__ import annotations
 import re
 import urllib.request
 
+import pytest
 import websocket as wsclient
 
 from .test_twistd import LOOPBACK, close_frame, twistd  # noqa: F401 (a fixture)
+from .test_twistd_messages import failing
 
 
 def test_a_peer_fault_is_the_close_line_with_its_reason_not_a_warning(twistd):  # noqa: F811
@@ -49,11 +51,32 @@ def test_the_application_s_own_unconfigured_warnings_are_lines_of_twisted_s_log(
     server.wait_for(r"GET /note/debug from ")
     assert server.stop() == 0
     notes = [line.split(" ", 1)[1] for line in server.lines if "a note at" in line]
-    # as Python shows a library's records when nothing is configured (from WARNING, unless a logger's level
-    # says otherwise), with the logger's name and level, where a program's other lines are; not as lines of
+    # the records Python shows when nothing is configured (warnings and errors, whatever a logger's own
+    # level), with the logger's name and level, where a program's other lines are; not as lines of
     # standard error
     assert notes == [
         "[tests.serving.apps.warning#warn] a note at warning",
         "[tests.serving.apps.error#error] a note at error",
-        "[tests.serving.apps.debug#debug] a note at debug",
     ]
+
+
+def test_an_application_that_warns_then_fails_to_start_still_shows_its_warning(tmp_path):
+    (tmp_path / "warns.py").write_text(
+        "import logging\n\nlogging.getLogger('warns').warning('DATABASE_URL is not set')\n"
+        "raise RuntimeError('no database')\n"
+    )
+    # twistd's log never begins: the warning goes to standard error, as Python shows it
+    printed = failing("--app", "warns:router", cwd=tmp_path)
+    assert printed[0] == "DATABASE_URL is not set"
+    assert printed[1].startswith("rolo: --app 'warns:router': cannot import warns: RuntimeError: no database")
+
+
+def test_what_the_server_gave_up_on_stays_a_warning(twistd):  # noqa: F811
+    server = twistd(
+        "--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--open-timeout", "0.3", "--grace-period", "0.3"
+    )
+    port = server.port()
+    with pytest.raises((wsclient.WebSocketException, ConnectionError)):
+        wsclient.create_connection(f"ws://127.0.0.1:{port}/never-accepts", timeout=10)
+    # not a peer's fault: Autobahn's warning says that the handler did not accept in time
+    server.wait_for(r"#warn\] dropping connection to peer tcp4:127\.0\.0\.1:\d+ .*opening handshake timeout")

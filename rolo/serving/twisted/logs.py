@@ -19,6 +19,7 @@ no logging.
 from __future__ import annotations
 
 import logging
+import threading
 from types import TracebackType
 from typing import Any
 
@@ -105,17 +106,8 @@ class _TwistedLogSink(logging.Handler):
     it is written, else warnings and errors through :data:`logging.lastResort`."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self._handled_elsewhere(record):
-            return
-        last_resort = logging.lastResort
-        if isinstance(last_resort, _TwistedLastResort):  # the program's log is Twisted's (show_unhandled_logs)
-            _to_twisted(record)
-            return
-        began = logging_began()
-        if began is not False:
-            _to_twisted(record)
-        if began is not True and last_resort is not None and record.levelno >= last_resort.level:
-            last_resort.handle(record)
+        if not self._handled_elsewhere(record):
+            _show(record)
 
     def _handled_elsewhere(self, record: logging.LogRecord) -> bool:
         """Whether a handler other than this one sees ``record`` (the application configured logging)."""
@@ -149,21 +141,57 @@ _sink = _TwistedLogSink()
 
 
 class _TwistedLastResort(logging.Handler):
-    """:data:`logging.lastResort` in a program whose log is Twisted's: a record no handler takes becomes a
-    line of Twisted's log, with its logger's name and level."""
+    """:data:`logging.lastResort` in a program whose log is Twisted's: a warning or error no handler takes
+    becomes a line of Twisted's log, with its logger's name and level, once that log is written (before,
+    and for a record that comes back from Twisted's log, as Python's own last resort shows it).
+
+    :ivar python_s: Python's own last resort, which this one replaced
+    """
+
+    def __init__(self, python_s: logging.Handler | None) -> None:
+        super().__init__(logging.WARNING)  # as Python's own
+        self.python_s = python_s
+        self._inside = threading.local()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._inside, "record", None) is not None:
+            # Twisted's log hands its events back to logging (twistd --logger STDLibLogObserver), and nothing
+            # takes them there: show this one as Python would, rather than in a loop
+            if self.python_s is not None:
+                self.python_s.handle(record)
+            return
+        self._inside.record = record
+        try:
+            _show(record)
+        finally:
+            self._inside.record = None
+
+
+def _python_last_resort() -> logging.Handler | None:
+    """Python's own last resort, whether or not :func:`show_unhandled_logs` replaced it."""
+    last_resort = logging.lastResort
+    return last_resort.python_s if isinstance(last_resort, _TwistedLastResort) else last_resort
+
+
+def _show(record: logging.LogRecord) -> None:
+    """Show a record no handler of the application takes: in Twisted's log once it is written, else
+    warnings and errors through Python's last resort (both where it is unknown)."""
+    began = logging_began()
+    if began is not False:
         _to_twisted(record)
+    last_resort = _python_last_resort()
+    if began is not True and last_resort is not None and record.levelno >= last_resort.level:
+        last_resort.handle(record)
 
 
 def show_unhandled_logs() -> None:
-    """Make Twisted's log, rather than standard error, the place of records that no handler takes (those of
-    an application that configured no logging: from ``WARNING``, the root logger's level, unless a logger
-    has a level of its own), which Python shows through :data:`logging.lastResort`. For a program whose
-    log is Twisted's (``twistd rolo``): configuring logging (``logging.basicConfig`` …) works as ever, and
-    takes its loggers' records from there on."""
+    """Make Twisted's log, rather than standard error, the place of the warnings and errors that no handler
+    takes (those of an application that configured no logging), which Python shows through
+    :data:`logging.lastResort`. For a program whose log is Twisted's (``twistd rolo``): until that log is
+    written they still go to standard error; configuring logging (``logging.basicConfig`` …) works as
+    ever, and takes its loggers' records from there on."""
     if not isinstance(logging.lastResort, _TwistedLastResort):
-        logging.lastResort = _TwistedLastResort()  # the loggers' levels decide (WARNING unless set)
+        logging.lastResort = _TwistedLastResort(logging.lastResort)
 
 
 def show_rolo_logs() -> None:
