@@ -69,7 +69,7 @@ def test_a_request_refused_before_its_handler_is_counted_and_logged_as_a_respons
     # 408 and 413 were written as bytes, neither logged nor counted in rolo_http_requests
     server = twistd(
         "--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--metrics", "tcp:0",
-        "--max-body-size", "10", "--body-timeout", "0.2", "--header-timeout", "0.2",
+        "--max-body-size", "10", "--body-timeout", "1", "--header-timeout", "1",
     )  # fmt: skip
     port = server.port()
     metrics_port = int(server.wait_for(r"rolo metrics at 127\.0\.0\.1:(\d+)").group(1))
@@ -91,6 +91,8 @@ def test_a_request_refused_before_its_handler_is_counted_and_logged_as_a_respons
         r"- - from tcp4:127\.0\.0\.1:\d+: 408 in \d+\.\d{3}s "
         r"\(request line and headers not received within header_timeout\)$"
     )
+    # a connection on which no request began (a browser's preconnect) is closed, neither logged nor counted
+    assert refused_status(port, b"") == 408
 
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
         found = samples(response.read().decode())
@@ -98,6 +100,7 @@ def test_a_request_refused_before_its_handler_is_counted_and_logged_as_a_respons
     assert found[("rolo_http_requests_total", (("status", "408"),))] == 2
     assert found[("rolo_http_request_duration_seconds_count", ())] == 4
     assert server.stop() == 0
+    assert sum("] - - from " in line for line in server.lines) == 1
 
 
 def test_a_metrics_port_in_use_ends_twistd_with_one_line(twistd):  # noqa: F811 (the fixture)

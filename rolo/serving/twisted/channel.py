@@ -141,6 +141,7 @@ class GatewayChannel(HTTPChannel):
     _deadline: Any = None  # of the request's head, then of its body: its delayed call, while it runs
     _deadline_call: Any = None  # that call, kept once the deadline is met, for the next one to move
     _refused = False
+    _heard = False  # whether the client has sent any byte on this connection
     _head_began = 0.0  # when the current request's head began (reactor clock): its connection, or first bytes
     _send_blocked = False  # the transport paused the channel: its buffer is over the high-water mark
     _write_deadline: Any = None
@@ -192,6 +193,7 @@ class GatewayChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return  # the connection is closing after a refusal: nothing more is parsed
+        self._heard = True
         if self._held is not None:
             self._held += data  # no request starts while earlier answers wait unsent
             return
@@ -373,7 +375,10 @@ class GatewayChannel(HTTPChannel):
         if self._deadline is None:
             return  # the deadline was met
         self._deadline = None
-        if self.line_mode:
+        if not self._heard:
+            # no request: a connection opened ahead of one (a browser's preconnect) is closed, not logged
+            self._refuse(b"408 Request Timeout", None)
+        elif self.line_mode:
             self._refuse(b"408 Request Timeout", "request line and headers not received within header_timeout")
         else:
             self._refuse(b"408 Request Timeout", "body not received within body_timeout")
@@ -401,9 +406,10 @@ class GatewayChannel(HTTPChannel):
                 return
         self.transport.abortConnection()
 
-    def _refuse(self, status: bytes, reason: str) -> None:
+    def _refuse(self, status: bytes, reason: str | None) -> None:
         """Answer ``status`` (``b"413 Content Too Large"``) and close the connection, the request unread;
-        counted and logged, with ``reason``, as the site's responses are."""
+        counted and logged, with ``reason``, as the site's responses are (``None``: on a connection where
+        no request began, neither)."""
         if self._refused:
             return  # more of the same request arrived before the connection closed
         self._refused = True
@@ -412,12 +418,13 @@ class GatewayChannel(HTTPChannel):
             request.content.close()  # the part of a body that came: its temporary file goes now
         assert self.transport is not None, "a request is refused on its open connection"
         self.transport.write(b"HTTP/1.1 %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n" % status)
-        if isinstance(request, GatewayRequest):
-            request.logged = True  # by the line below
-            began = request.received_at
-        else:
-            began = self._head_began
-        self.site.http.refused(self, int(status[:3]), reason, self.site.reactor.seconds() - began)
+        if reason is not None:
+            if isinstance(request, GatewayRequest):
+                request.logged = True  # by the line below
+                began = request.received_at
+            else:
+                began = self._head_began
+            self.site.http.refused(self, int(status[:3]), reason, self.site.reactor.seconds() - began)
         self.loseConnection()
 
 
