@@ -131,8 +131,7 @@ class ServerSettings:
         "(rolo.threads.use_global_futex_hash).",
         is_bool,
         option="no-global-futex-hash",
-        off_help="Leave the process's futexes hashed in a small table of its own, not the kernel's global one "
-        "(see global_futex_hash).",
+        off_help="Leave the process's futexes hashed in a small table of its own, not the kernel's global one.",
     )
     gc_threshold: int | None = setting(
         None,

@@ -209,6 +209,9 @@ class HttpApp:
     client's leaving matters: once the request has waited ``WATCH_WAITING_AFTER`` seconds for a thread, and
     while a streamed response goes out.
 
+    The request's WSGI environment is built in its thread, so a target that does not parse takes a thread
+    too, for its ``400``, and waits for one as any request does (``503`` once ``http_queue`` wait).
+
     :ivar counters: the responses by status, for metrics (:mod:`rolo.metrics`)
     """
 

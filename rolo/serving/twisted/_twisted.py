@@ -24,6 +24,9 @@ changed, rolo takes the public path instead, which is slower but right:
   reads nothing; without them, a connection whose writes stay paused is taken for one that reads nothing.
 - :func:`handling_request` and :func:`header_bytes_received` read two fields of ``HTTPChannel``'s parser
   state; without them the header timeout starts on any data, and an over-long line is answered 431.
+  :func:`request_line` reads the method and target it keeps of the request line it parsed (``_command``,
+  ``_path``), for the line logged when a request is refused before its handler; without them, that line
+  shows ``- -`` for them.
 - :func:`adopt_unix_port` makes a worker's port on the listening UNIX socket its supervisor shares
   (``unix.Port._fromListeningDescriptor``, and ``_shouldShutdown`` off); the public path,
   ``reactor.adoptStreamPort``, makes the socket's file world-writable (0o666) as it starts, resets the
@@ -302,7 +305,9 @@ def header_bytes_received(channel: HTTPChannel) -> int:
     return int(getattr(channel, "_receivedHeaderSize", 1)) if _PARSER_FIELDS else 1
 
 
-_REQUEST_LINE_FIELDS = {"_command", "_path"} <= set(HTTPChannel.lineReceived.__code__.co_names)
+_REQUEST_LINE_FIELDS = {"_command", "_path"} <= set(
+    getattr(getattr(HTTPChannel.lineReceived, "__code__", None), "co_names", ())
+)
 """Whether Twisted's channel keeps the method and target of the request line it parsed where this module
 reads them."""
 

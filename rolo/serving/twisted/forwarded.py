@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from autobahn.twisted.util import peer2str
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -146,10 +147,14 @@ def _host(node: str) -> str:
     return node
 
 
+def connection_peer(transport: Any) -> str:
+    """A connection's peer, for the log (``tcp4:127.0.0.1:51234``; ``unknown`` once it has no transport)."""
+    return peer2str(transport) if transport is not None else "unknown"
+
+
 def peer_description(request: Request) -> str:
     """Who a request came from, for the log: its connection's peer (``tcp4:127.0.0.1:51234``), and the
     client behind it when a trusted proxy said (``203.0.113.7 via tcp4:127.0.0.1:51234``)."""
-    transport = request.transport
-    connection = peer2str(transport) if transport is not None else "unknown"
+    connection = connection_peer(request.transport)
     forwarded: ForwardedClient | None = getattr(request, "forwarded", None)
     return f"{forwarded.host} via {connection}" if forwarded is not None else connection

@@ -8,7 +8,6 @@ from functools import partial
 from http import HTTPStatus
 from typing import Any, cast
 
-from autobahn.twisted.util import peer2str
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
@@ -28,7 +27,7 @@ from ._interfaces import IStreamTransport
 from ._twisted import request_line
 from .channel import GatewayChannel, GatewayRequest
 from .environ import environ_for
-from .forwarded import peer_description
+from .forwarded import connection_peer, peer_description
 from .logs import enabled, logger
 from .settings import TwistedSettings
 from .threads import BatchedCallFromThread
@@ -113,12 +112,11 @@ class HttpResource(Resource):
         if not enabled(log, LogLevel.info):
             return
         method, path = request_line(channel)
-        transport = channel.transport
         log.info(
             _LINE + " ({reason})",
             method=method,
             path=path,
-            peer=peer2str(transport) if transport is not None else "unknown",
+            peer=connection_peer(channel.transport),  # the headers a proxy sets are not read yet
             status=status,
             duration=seconds,
             reason=reason,
