@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import socket
 import threading
@@ -386,8 +387,9 @@ async def test_handler_too_slow_to_accept_hits_open_timeout(serve):
 
 
 @pytest_twisted.ensureDeferred
-async def test_allowed_origins(serve):
+async def test_allowed_origins(serve, caplog):
     server = serve(echo, allowed_origins=["https://good.example"])
+    caplog.set_level(logging.INFO, logger="rolo")
 
     def client():
         ok = wsclient.create_connection(server.ws("/echo"), origin="https://good.example", timeout=10)
@@ -397,6 +399,8 @@ async def test_allowed_origins(serve):
         return info.value.status_code
 
     assert await in_thread(client) == 403
+    # logged before the response went out, on every server, with why
+    assert any("403 (origin not allowed)" in record.getMessage() for record in caplog.records)
 
 
 @pytest_twisted.ensureDeferred

@@ -428,7 +428,7 @@ class WebSocketApp:
     def _refusal_response(scope: dict[str, Any], refused: Refusal) -> list[dict[str, Any]]:
         body = refused.body
         headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *refused.headers]
-        LOG.info("WebSocket refused %s: %s", scope.get("path"), int(refused.status))
+        LOG.info("WebSocket refused %s: %s (%s)", scope.get("path"), int(refused.status), refused.reason)
         return denial(scope, refused.status, headers, body)
 
     async def shutdown(self, grace_period: float) -> None:
