@@ -154,17 +154,17 @@ class _TwistedLastResort(logging.Handler):
         self._inside = threading.local()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if getattr(self._inside, "record", None) is not None:
+        if getattr(self._inside, "active", False):
             # Twisted's log hands its events back to logging (twistd --logger STDLibLogObserver), and nothing
             # takes them there: show this one as Python would, rather than in a loop
             if self.python_s is not None:
                 self.python_s.handle(record)
             return
-        self._inside.record = record
+        self._inside.active = True
         try:
             _show(record)
         finally:
-            self._inside.record = None
+            self._inside.active = False
 
 
 def _python_last_resort() -> logging.Handler | None:
