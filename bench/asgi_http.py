@@ -8,8 +8,9 @@ keep-alive connections do. It prints:
 - each step of a request timed alone, hot (the best of several runs of many calls): building its WSGI
   environment (``environ_for``), ``Request()``, ``Gateway.serve`` with the benchmark's route, ``answer``
   and closing the response, and the handoff to the pool and back (a job through a
-  :class:`~rolo.threads.HandlerPool` that does nothing and hands its result back with
-  ``call_soon_threadsafe`` to a future the loop awaits, ``CONNECTIONS`` at once);
+  :class:`~rolo.threads.HandlerPool` that does nothing and hands its result back through a
+  :class:`~rolo.websocket.turns.BatchedCalls` to a future the loop awaits, ``CONNECTIONS`` at once, as
+  the application does);
 - the whole application under the stand-in server: CPU per request of the process and of the loop's
   thread (the rest is the pool's threads), for rolo's and for the bare application of
   ``bench/servers/asgi_app.py``.
@@ -27,6 +28,7 @@ import io
 import time
 import timeit
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from bench.servers import asgi_app, rolo_app
@@ -35,6 +37,7 @@ from rolo.gateway.asgi import AsgiGateway
 from rolo.gateway.asgi.environ import environ_for
 from rolo.request import Request, forget_request
 from rolo.threads import HandlerPool
+from rolo.websocket.turns import BatchedCalls
 
 CONNECTIONS = 50
 """Requests at once, as ``bench/wrk.py``'s connections."""
@@ -111,21 +114,22 @@ def handoff(rounds: int) -> float:
         if not done.done():
             done.set_result(None)
 
-    async def one(loop: asyncio.AbstractEventLoop) -> None:
+    async def one(loop: asyncio.AbstractEventLoop, calls: BatchedCalls) -> None:
         done = loop.create_future()
-        pool.submit(lambda: loop.call_soon_threadsafe(settle, done))
+        pool.submit(lambda: calls(partial(settle, done)))
         await done
 
-    async def client(loop: asyncio.AbstractEventLoop, count: int) -> None:
+    async def client(loop: asyncio.AbstractEventLoop, calls: BatchedCalls, count: int) -> None:
         for _ in range(count):
-            await one(loop)
+            await one(loop, calls)
 
     async def main() -> None:
         nonlocal spent
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(client(loop, 100) for _ in range(CONNECTIONS)))
+        calls = BatchedCalls(loop.call_soon_threadsafe)
+        await asyncio.gather(*(client(loop, calls, 100) for _ in range(CONNECTIONS)))
         started = time.process_time()
-        await asyncio.gather(*(client(loop, rounds // CONNECTIONS) for _ in range(CONNECTIONS)))
+        await asyncio.gather(*(client(loop, calls, rounds // CONNECTIONS) for _ in range(CONNECTIONS)))
         spent = time.process_time() - started
 
     _run(main)

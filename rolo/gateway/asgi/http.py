@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from http import HTTPStatus
 from typing import IO, Any
 
@@ -32,6 +33,7 @@ from rolo.response import Response
 from rolo.settings import ServerSettings
 from rolo.target import InvalidTarget
 from rolo.threads import HandlerPool, PoolFull
+from rolo.websocket.turns import BatchedCalls
 
 from .environ import environ_for
 
@@ -220,6 +222,8 @@ class HttpApp:
         self.settings = settings
         self.counters = HttpCounters()
         self._pool: HandlerPool | None = None
+        self._calls: BatchedCalls | None = None  # how the pool's threads hand results to the loop
+        self._calls_loop: asyncio.AbstractEventLoop | None = None  # the loop they are handed to
 
     @property
     def pool(self) -> HandlerPool | None:
@@ -298,21 +302,35 @@ class HttpApp:
         :raises PoolFull: if every thread is busy and ``http_queue`` jobs wait (unless ``queue_anyway``)
         """
         done: asyncio.Future[Any] = loop.create_future()
+        calls = self._calls
+        if calls is None or self._calls_loop is not loop:
+            calls = self._calls_to(loop)
 
         def run() -> None:
             try:
                 result = job(*args)
             except BaseException as error:
-                if not loop.is_closed():
-                    loop.call_soon_threadsafe(_settle, done, None, error)
+                calls(partial(_settle, done, None, error))
             else:
-                if not loop.is_closed():
-                    loop.call_soon_threadsafe(_settle, done, result, None)
+                calls(partial(_settle, done, result, None))
 
         if self._pool is None:
             settings = self.settings
             self._pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=settings.http_queue)
         return done, self._pool.submit(run, queue_anyway=queue_anyway)
+
+    def _calls_to(self, loop: asyncio.AbstractEventLoop) -> BatchedCalls:
+        """What the pool's threads hand their results to ``loop`` through: a batch of them wakes the loop
+        once (:class:`~rolo.websocket.turns.BatchedCalls`), where a ``call_soon_threadsafe`` each would
+        write to the loop's waker once per request. Made for the first request on a loop, and again if a
+        later one comes on another."""
+
+        def call_soon_threadsafe(call: Callable[[], None]) -> None:
+            if not loop.is_closed():  # closed: nobody awaits the result any more
+                loop.call_soon_threadsafe(call)
+
+        self._calls, self._calls_loop = BatchedCalls(call_soon_threadsafe), loop
+        return self._calls
 
     def _respond(self, scope: dict[str, Any], stream: IO[bytes], body: RequestBody | _NoBody) -> Answer | bytes | None:
         """Run the gateway (in a thread of the pool) on the request of ``scope``, whose body the handler reads
