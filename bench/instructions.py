@@ -8,8 +8,10 @@ rounds, it sends one 32-byte text message on every connection and waits for ever
 (``callgrind_control -z``), runs ``--rounds`` rounds and dumps them (``callgrind_control -d``): its
 instructions per message are the dump's total over ``rounds × connections``, and the median of the
 windows is the figure. The server's hash seed is fixed (``PYTHONHASHSEED=0``) so that dictionaries probe
-alike from run to run; valgrind runs its threads in the order they asked for the CPU (``--fair-sched``).
-Run to run, the figure stays within about 1% (the threads' interleaving still varies a little).
+alike from run to run; valgrind runs its threads in the order they asked for the CPU (``--fair-sched``);
+and the time rolo's reactor waits for the handlers of a turn is stretched as valgrind slows the server
+down (``BENCH_SLOWDOWN``), or every turn would end at its bound rather than when its handlers block, a
+path both slower and varying with the machine's load. Run to run, the figure stays within about 1%.
 
 What it counts: user-space instructions (callgrind's ``Ir``) of every thread of the server's process,
 Python and C alike, for the whole of each message: reading, parsing, the handler, the reply, and the event
@@ -36,6 +38,10 @@ from bench.servers import PEERS
 
 START_TIMEOUT = 600.0  # seconds a server may take to listen under valgrind
 
+SLOWDOWN = 100
+"""How many times slower than natively a Python server runs under callgrind, roughly: the time bounds of
+rolo's handler turns are stretched as much (see ``bench.servers``)."""
+
 # the threads take turns in the order they asked for the CPU (--fair-sched), which steadies the count
 VALGRIND = ("valgrind", "-q", "--tool=callgrind", "--fair-sched=yes", "--instr-atstart=no")
 
@@ -56,7 +62,7 @@ def measure(kind: str, connections: int, warmup: int, rounds: int, windows: int,
     """Instructions per message of server ``kind`` echoing on ``connections`` connections, in each of
     ``windows`` windows of ``rounds`` rounds, one after the other in one server process. The windows'
     dumps are kept in ``keep`` if given, as ``KIND-CONNECTIONS.callgrind.N``."""
-    os.environ["PYTHONHASHSEED"] = "0"  # the server inherits it
+    os.environ.update(PYTHONHASHSEED="0", BENCH_SLOWDOWN=str(SLOWDOWN))  # the server inherits them
     with tempfile.TemporaryDirectory(prefix="rolo-callgrind-") as directory:
         out = (keep or Path(directory)) / f"{kind}-{connections}.callgrind"
         wrapper = [*VALGRIND, f"--callgrind-out-file={out}"]
