@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,17 +83,28 @@ def descendants(pid: int) -> list[int]:
 
 class Server:
     """A server of :mod:`bench.servers` in a process of its own, listening on ``port`` once made; what it
-    writes goes to ``Server.log`` (an open file), or to this process's standard error."""
+    writes goes to ``Server.log`` (an open file), or to this process's standard error. ``wrapper``: a
+    command that runs the server's (valgrind and its options, say; it must exec, not fork, the server), and
+    ``start_timeout`` the seconds the server may take to listen."""
 
     log = None
 
-    def __init__(self, kind: str, port: int, *, deflate: bool = False) -> None:
+    def __init__(
+        self,
+        kind: str,
+        port: int,
+        *,
+        deflate: bool = False,
+        wrapper: Sequence[str] = (),
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
         self.kind, self.port = kind, port
-        command = [sys.executable, "-m", "bench.servers", kind, str(port)] + (["--deflate"] if deflate else [])
+        options = ["--deflate"] if deflate else []
+        command = [*wrapper, sys.executable, "-m", "bench.servers", kind, str(port), *options]
         self.process = subprocess.Popen(
             command, cwd=ROOT, stdout=self.log, stderr=self.log, preexec_fn=on_cpus(Placement.server_cpus)
         )
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + start_timeout
         while not self._listening():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()

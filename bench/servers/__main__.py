@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import resource
 
 from bench.servers import PEERS
@@ -27,6 +28,21 @@ ENTRY_POINTS = {
 }
 
 
+SLOWDOWN = "BENCH_SLOWDOWN"
+"""An environment variable: how many times slower than natively the server runs (under valgrind, for
+:mod:`bench.instructions`)."""
+
+
+def _slow_handler_turns(factor: float) -> None:
+    # rolo's reactor waits for the handlers of a turn a bounded time (HandlerTurns' handler_time and
+    # turn_limit); in a server slowed down, the bound would end every turn before its handlers block, and
+    # the count would measure that path, varying with the machine's load, rather than the native one
+    from rolo.websocket.turns import HandlerTurns
+
+    handler_time, turn_limit, handlers_per_turn = HandlerTurns.__init__.__defaults__ or (0.0001, 0.002, 64)
+    HandlerTurns.__init__.__defaults__ = (handler_time * factor, turn_limit * factor, handlers_per_turn)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.servers", description=__doc__)
     parser.add_argument("kind", choices=PEERS)
@@ -36,6 +52,8 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     logging.basicConfig(level=logging.WARNING)
+    if os.environ.get(SLOWDOWN):
+        _slow_handler_turns(float(os.environ[SLOWDOWN]))
     module, function = ENTRY_POINTS[args.kind]
     serve = getattr(importlib.import_module(f"bench.servers.{module}"), function)
     serve(args.port, args.deflate)

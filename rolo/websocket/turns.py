@@ -53,7 +53,11 @@ class BatchedCalls:
     def __call__(self, call: Call) -> None:
         """Run ``call`` on the loop thread, soon; callable from any thread."""
         self._calls.append(call)
-        if self._wake_pending.acquire(False):  # none was pending: this call wakes the loop
+        wake_pending = self._wake_pending
+        # locked() first, which parses no arguments where acquire does: under load a wake-up is usually
+        # pending, or the calls held. A wake-up pending then releases the lock after this append, before
+        # it counts the calls to run: this one is among them
+        if not wake_pending.locked() and wake_pending.acquire(False):  # none was pending: this call wakes the loop
             self._call_from_thread(self._run_calls)
 
     def hold(self) -> None:

@@ -80,6 +80,8 @@ __all__ = [
 
 _MISSING = object()
 
+_STATE_OPEN, _STATE_CLOSED = WebSocketProtocol.STATE_OPEN, WebSocketProtocol.STATE_CLOSED
+
 _RECEIVE = getattr(WebSocketProtocol, "_dataReceived", None)
 _SEND_AUTO_PING = getattr(WebSocketProtocol, "_sendAutoPing", None)
 _FAIL = getattr(WebSocketProtocol, "_fail_connection", None)
@@ -267,7 +269,14 @@ class ProtocolInternals(WebSocketServerProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.heard_from_peer = True
-        if _RECEIVE is not None:
+        if self.state == _STATE_OPEN:
+            # straight to the parser, as consumeData runs it on an open connection: Autobahn's receive path
+            # would add the read to trafficStats, which rolo never reads (one for all connections), and log
+            # it under logOctets, an option rolo never sets
+            self.data += data
+            while self.processData() and self.state != _STATE_CLOSED:
+                pass
+        elif _RECEIVE is not None:
             _RECEIVE(self, data)
         else:
             super().dataReceived(data)

@@ -196,6 +196,11 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         super().connectionMade()
         # Autobahn's is a deque, of which it uses len, append and popleft
         self.send_queue = _WriteQueue()
+        # read for every frame: on the instance, where CPython 3.11's specialised attribute reads find them,
+        # rather than through the class's defaults, which each read looks up in the class's bases (a
+        # message read and sent takes 1.5% fewer instructions); the instance's dictionary, of 16 keys,
+        # keeps its size with 19
+        self.reading_held, self.fragments, self.incoming = 0, None, None
 
     @cached_property
     def send_queue(self) -> _WriteQueue:  # type: ignore[override]

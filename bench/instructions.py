@@ -1,0 +1,119 @@
+"""Instructions a server executes per echoed message: ``python -m bench.instructions [--servers rolo,aiohttp]``.
+
+A figure that other processes on the machine do not move, for changes too small for the timed benchmark to
+see. Each server runs under ``valgrind --tool=callgrind``, with instrumentation off while it starts. The load
+generator (``bench/loadgen.c``, its ``hold`` mode) opens ``--connections`` connections to ``/echo``; then, in
+rounds, it sends one 32-byte text message on every connection and waits for every reply. After
+``--warmup`` rounds with instrumentation on, each of ``--windows`` windows zeroes the counts
+(``callgrind_control -z``), runs ``--rounds`` rounds and dumps them (``callgrind_control -d``): its
+instructions per message are the dump's total over ``rounds × connections``, and the median of the
+windows is the figure. The server's hash seed is fixed (``PYTHONHASHSEED=0``) so that dictionaries probe
+alike from run to run; valgrind runs its threads in the order they asked for the CPU (``--fair-sched``);
+and the time rolo's reactor waits for the handlers of a turn is stretched as valgrind slows the server
+down (``BENCH_SLOWDOWN``), or every turn would end at its bound rather than when its handlers block, a
+path both slower and varying with the machine's load. Run to run, the figure stays within about 1%.
+
+What it counts: user-space instructions (callgrind's ``Ir``) of every thread of the server's process,
+Python and C alike, for the whole of each message: reading, parsing, the handler, the reply, and the event
+loop's turns in between. What it does not: time in the kernel (system calls, the TCP stack, scheduling,
+context switches), time spent waiting (for the GIL, a lock, the next event), and the cost of an
+instruction, which is not the same for all (cache misses, mispredicted branches, atomic operations).
+Under valgrind the threads of a process run one at a time, so the interleaving of the reactor and handler
+threads, and with it how many messages one ``epoll_wait`` returns, is not the one of a native run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+from bench import loadgen
+from bench.processes import Ports, Server
+from bench.servers import PEERS
+
+START_TIMEOUT = 600.0  # seconds a server may take to listen under valgrind
+
+SLOWDOWN = 100
+"""How many times slower than natively a Python server runs under callgrind, roughly: the time bounds of
+rolo's handler turns are stretched as much (see ``bench.servers``)."""
+
+# the threads take turns in the order they asked for the CPU (--fair-sched), which steadies the count
+VALGRIND = ("valgrind", "-q", "--tool=callgrind", "--fair-sched=yes", "--instr-atstart=no")
+
+
+def callgrind_control(option: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True, timeout=120)
+
+
+def total_ir(dump: Path) -> int:
+    """The total of instructions (``Ir``) in a callgrind dump."""
+    found = re.search(r"^(?:summary|totals):\s+(\d+)", dump.read_text(), re.M)
+    if found is None:
+        raise RuntimeError(f"no total in {dump}")
+    return int(found.group(1))
+
+
+def measure(kind: str, connections: int, warmup: int, rounds: int, windows: int, keep: Path | None) -> list[float]:
+    """Instructions per message of server ``kind`` echoing on ``connections`` connections, in each of
+    ``windows`` windows of ``rounds`` rounds, one after the other in one server process. The windows'
+    dumps are kept in ``keep`` if given, as ``KIND-CONNECTIONS.callgrind.N``."""
+    os.environ.update(PYTHONHASHSEED="0", BENCH_SLOWDOWN=str(SLOWDOWN))  # the server inherits them
+    with tempfile.TemporaryDirectory(prefix="rolo-callgrind-") as directory:
+        out = (keep or Path(directory)) / f"{kind}-{connections}.callgrind"
+        wrapper = [*VALGRIND, f"--callgrind-out-file={out}"]
+        server = Server(kind, Ports(0).next(), wrapper=wrapper, start_timeout=START_TIMEOUT)
+        hold = loadgen.Hold(server.port, connections, connections, deflate=False)
+        try:
+            opened = hold.opened()[0]
+            if opened != connections:
+                raise RuntimeError(f"{opened} of {connections} connections opened on {kind}")
+            callgrind_control("--instr=on", server.pid)
+            for _ in range(warmup):
+                hold.echo()
+            figures = []
+            for window in range(1, windows + 1):
+                callgrind_control("-z", server.pid)
+                answered = sum(hold.echo()[0] for _ in range(rounds))
+                callgrind_control("-d", server.pid)
+                if answered != rounds * connections:
+                    raise RuntimeError(f"{answered} of {rounds * connections} messages answered on {kind}")
+                figures.append(total_ir(Path(f"{out}.{window}")) / answered)
+        finally:
+            hold.close()
+            server.stop()
+        return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", default="rolo", help="comma-separated kinds (of bench.servers)")
+    parser.add_argument("--connections", default="10", help="comma-separated connection counts")
+    parser.add_argument("--warmup", type=int, default=50, help="rounds before counting")
+    parser.add_argument("--rounds", type=int, default=100, help="rounds in a window (a message per connection each)")
+    parser.add_argument("--keep", type=Path, help="a directory to keep callgrind's dumps in (callgrind_annotate)")
+    parser.add_argument("--windows", type=int, default=3, help="windows counted, one after the other")
+    args = parser.parse_args()
+    kinds = args.servers.split(",")
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    for kind in kinds:
+        if kind not in PEERS or "echo" not in PEERS[kind].parts:
+            parser.error(f"{kind} does not serve the echo benchmark")
+    for connections in (int(count) for count in args.connections.split(",")):
+        for kind in kinds:
+            figures = measure(kind, connections, args.warmup, args.rounds, args.windows, args.keep)
+            each = ", ".join(f"{figure:,.0f}" for figure in figures)
+            print(
+                f"{kind:<15} {connections:>5,} conns  {statistics.median(figures):>10,.0f} instructions per message"
+                f" (median of {each})",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
