@@ -11,15 +11,22 @@ from rolo import Router
 from rolo.serving.twisted import GatewayService, listen
 
 
+def port_argument() -> int:
+    """The port given on the command line, ``python examples/X.py [PORT]``: 8000 if none is. A port that is
+    not a number ends the program (``SystemExit``, status 1) with a one-line usage error rather than
+    ``int()``'s traceback."""
+    try:
+        return int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    except ValueError:
+        sys.exit(f"usage: python {sys.argv[0]} [PORT]: the port is a number (0 picks a free one), not {sys.argv[1]!r}")
+
+
 def serve(router: Router, *urls: str) -> None:
     """Serve ``router`` on ``python examples/X.py [PORT]`` (8000 by default; 0 picks a free one) of the
     loopback interface, print ``urls`` with ``{port}`` filled in, and run until interrupted (then shut down
     gracefully). To reach it from other machines, serve the router with ``twistd rolo --listen tcp:PORT``.
-    A port that is not a number ends the program with a one-line usage error."""
-    try:
-        port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
-    except ValueError:
-        sys.exit(f"usage: python {sys.argv[0]} [PORT]: the port is a number (0 picks a free one), not {sys.argv[1]!r}")
+    A port that is not a number ends the program with a one-line usage error (see :func:`port_argument`)."""
+    port = port_argument()
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
 
     def listening(service: GatewayService) -> None:

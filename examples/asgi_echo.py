@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 
+from _serve import port_argument
 from echo import router
 
 from rolo.gateway import as_gateway
@@ -31,7 +32,7 @@ app = AsgiGateway(as_gateway(router))
 def main() -> None:
     import uvicorn
 
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    port = port_argument()
     # listening before the server starts, so the URL printed (port 0 picks a free one) is good at once; on the
     # loopback interface, as every example
     sock = socket.create_server(("127.0.0.1", port))

@@ -197,28 +197,30 @@ class ServerSettings:
             object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
 
 
-def refuse_unknown(names: Iterable[str], server: str) -> None:
-    """Refuse, among the keyword ``names`` given to a server that takes the :class:`ServerSettings` alone
-    (``server``, ``"AsgiGateway"``), one that is not among them, with an error that says what it is, where
-    the dataclass would only say it is unexpected.
+def refuse_unknown(names: Iterable[str], server: str, settings: type[ServerSettings] = ServerSettings) -> None:
+    """Refuse, among the keyword ``names`` given to a server (``server``, ``"AsgiGateway"``) that takes the
+    fields of ``settings`` (:class:`ServerSettings`, or a subclass that adds a server's own), one that is not
+    among them, with an error that says what it is, where the dataclass would only say it is unexpected.
 
-    :raises TypeError: naming the first such keyword (in sorted order): a setting of TwistedGateway's own
-        (the protocol's and HTTP parsing's, which an ASGI server has settings of its own for), or no
-        setting at all
+    :raises TypeError: naming the first such keyword (in sorted order): given to a server that takes the
+        :class:`ServerSettings` alone, a setting of TwistedGateway's own (the protocol's and HTTP
+        parsing's, which an ASGI server has settings of its own for); or no setting at all, with the class
+        whose fields the settings are and the documentation's section that lists them
     """
-    unknown = sorted(set(names).difference(declared.name for declared in fields(ServerSettings)))
+    unknown = sorted(set(names).difference(declared.name for declared in fields(settings)))
     if not unknown:
         return
-    # on this path alone: a server made without Twisted's settings imports none of Twisted
-    from rolo.serving.twisted.settings import TwistedSettings
-
     name = unknown[0]
-    if name in {declared.name for declared in fields(TwistedSettings)}:
-        raise TypeError(
-            f"{server} does not take {name}: it is a TwistedGateway-only setting (under ASGI, the server's "
-            "own settings cover the protocol and HTTP parsing)"
-        )
+    if settings is ServerSettings:
+        # on this path alone: a server made without Twisted's settings imports none of Twisted
+        from rolo.serving.twisted.settings import TwistedSettings
+
+        if name in {declared.name for declared in fields(TwistedSettings)}:
+            raise TypeError(
+                f"{server} does not take {name}: it is a TwistedGateway-only setting (under ASGI, the server's "
+                "own settings cover the protocol and HTTP parsing)"
+            )
     raise TypeError(
-        f"{name} is not a setting of {server}: the settings are the fields of rolo.settings.ServerSettings, "
-        "listed in rolo's documentation (docs/serving.rst, Settings)"
+        f"{name} is not a setting of {server}: the settings are the fields of {settings.__module__}."
+        f"{settings.__qualname__}, listed in rolo's documentation (docs/serving.rst, Settings)"
     )

@@ -34,8 +34,14 @@ def test_a_bad_setting_is_refused_when_the_server_is_made_naming_it(setting, val
             AsgiGateway(Gateway(), **{setting: value})
 
 
-def test_an_unknown_setting_is_a_type_error():
-    with pytest.raises(TypeError, match="max_queues"):
+def test_an_unknown_setting_is_a_type_error_that_names_it_and_where_the_settings_are_listed():
+    # it was the dataclass's "TwistedSettings.__init__() got an unexpected keyword argument 'max_queues'"
+    with pytest.raises(
+        TypeError,
+        match=r"^max_queues is not a setting of TwistedGateway: the settings are the fields of "
+        r"rolo\.serving\.twisted\.settings\.TwistedSettings, listed in rolo's documentation "
+        r"\(docs/serving\.rst, Settings\)$",
+    ):
         TwistedGateway(Gateway(), max_queues=3)
 
 

@@ -8,6 +8,7 @@ import logging
 import re
 import socket
 
+import pytest
 import pytest_twisted
 
 from rolo.serving.twisted import embed, listen
@@ -70,11 +71,15 @@ def test_an_example_listens_on_loopback_and_says_so():
     ), line
 
 
-def test_an_example_given_a_port_that_is_not_a_number_says_so_in_one_line():
-    # it printed int()'s traceback
-    server = Running(["./dev", "echo", "abc"])
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [(["./dev", "echo", "abc"], "echo"), (["python", "examples/asgi_echo.py", "abc"], "asgi_echo")],
+)
+def test_an_example_given_a_port_that_is_not_a_number_says_so_in_one_line(command, example):
+    # each printed int()'s traceback (asgi_echo.py until it took its port as the others do)
+    server = Running(command)
     assert server.rest(timeout=60) == [
-        "usage: python examples/echo.py [PORT]: the port is a number (0 picks a free one), not 'abc'"
+        f"usage: python examples/{example}.py [PORT]: the port is a number (0 picks a free one), not 'abc'"
     ]
     assert server.process.wait(10) == 1
 

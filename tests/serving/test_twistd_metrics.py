@@ -104,6 +104,42 @@ def test_a_request_refused_before_its_handler_is_counted_and_logged_as_a_respons
     assert sum("] - - from " in line for line in server.lines) == 1
 
 
+def test_a_400_twisted_web_answers_by_itself_is_counted_and_logged_with_its_reason(twistd):  # noqa: F811
+    # Twisted Web's parser wrote these 400s itself: no line in the log, nothing in rolo_http_requests
+    server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--metrics", "tcp:0")
+    port = server.port()
+    metrics_port = int(server.wait_for(r"rolo metrics at 127\.0\.0\.1:(\d+)").group(1))
+    head = b"POST /hello/bob?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    line = r"from tcp4:127\.0\.0\.1:\d+: 400 in \d+\.\d{3}s"
+    refusals = [
+        (b"GARBAGE\r\n\r\n", rf"- - {line} \(malformed request line\)$"),
+        (head + b"NoColon\r\n\r\n", rf"POST /hello/bob {line} \(malformed header, or a bad Content-Length or "),
+        (head + b"Content-Length: many\r\n\r\n", rf"POST /hello/bob {line} \(malformed header, or a bad "),
+        (
+            head + b"".join(b"X-%d: y\r\n" % i for i in range(501)) + b"\r\n",
+            rf"POST /hello/bob {line} \(more than 500 headers\)$",
+        ),
+        (
+            head + b"".join(b"X-%d: %s\r\n" % (i, b"y" * 1000) for i in range(20)) + b"\r\n",
+            rf"POST /hello/bob {line} \(request line and headers over 16384 bytes\)$",
+        ),
+        (head + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", rf"POST /hello/bob {line} \(malformed chunked body\)$"),
+        (
+            head + b"Content-Type: multipart/form-data\r\nContent-Length: 5\r\n\r\nhello",
+            rf"POST /hello/bob {line} \(malformed multipart/form-data body\)$",
+        ),
+    ]
+    for request, logged in refusals:
+        assert refused_status(port, request) == 400
+        server.wait_for(logged)
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        found = samples(response.read().decode())
+    assert found[("rolo_http_requests_total", (("status", "400"),))] == len(refusals)
+    assert server.stop() == 0
+    assert sum(": 400 in " in line for line in server.lines) == len(refusals)  # one line each
+
+
 def test_a_metrics_port_in_use_ends_twistd_with_one_line(twistd):  # noqa: F811 (the fixture)
     server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--metrics", "tcp:0")
     server.port()

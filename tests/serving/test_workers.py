@@ -163,6 +163,31 @@ def test_a_killed_worker_is_restarted_and_the_port_keeps_answering(supervisor):
     assert server.stop() == 0
 
 
+def _kind(line: str) -> str:
+    """What kind of log line ``line`` is: its system and namespace in brackets and the first word after
+    them, numbers left out (``[worker N rolo.serving.twisted.http#info] GET``); its time, if any, too."""
+    bracket = line.index("[")
+    return re.sub(r"\d+", "N", line[bracket:].split("] ", 1)[0] + "] " + line.split("] ", 1)[1].split(" ", 1)[0])
+
+
+@pytest.mark.slow
+def test_the_deployment_guide_shows_the_lines_a_supervisor_logs_as_its_workers_start(supervisor):
+    # its sample left out each worker's twistd start-up lines, and named the workers' namespace for the
+    # listening line, which is the service's
+    guide = (REPO / "docs" / "deployment.rst").read_text()
+    sample = guide.split("worker 2 killed and started again::\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    server = supervisor("--listen", LOOPBACK, "--pin-workers")
+    port = server.port()
+    get(f"http://127.0.0.1:{port}/hello/bob")
+    killed = worker_pids(server)[2]
+    os.kill(killed, signal.SIGKILL)
+    server.wait_for(rf"worker 2 \(pid (?!{killed}\))\d+\) serving", timeout=START)
+    logged = server.lines[:]
+    assert server.stop() == 0
+    # the same lines, by kind and number, whichever worker's come first
+    assert sorted(map(_kind, logged)) == sorted(map(_kind, sample)), "\n".join(logged)
+
+
 @pytest.mark.slow
 def test_sigterm_closes_websockets_on_every_worker_with_1001_and_exits_0(supervisor):
     server = supervisor("--listen", LOOPBACK, "--grace-period", "5")

@@ -27,6 +27,12 @@ changed, rolo takes the public path instead, which is slower but right:
   :func:`request_line` reads the method and target it keeps of the request line it parsed (``_command``,
   ``_path``), for the line logged when a request is refused before its handler; without them, that line
   shows ``- -`` for them.
+- :class:`BadRequestHeard` tells a channel of each ``400`` Twisted Web answers by itself (a malformed
+  request line or header, request line and headers over ``totalHeadersSize``, more than ``maxHeaders``
+  headers, a malformed chunked or multipart/form-data body), which it does through ``HTTPChannel``'s
+  ``_respondToBadRequestAndDisconnect``, with the reason read from the parser's state (``_command``,
+  ``_receivedHeaderCount``, and the two fields above); without that method, those ``400`` go untold, and
+  without the fields, the reason is ``"malformed request"``.
 - :func:`adopt_unix_port` makes a worker's port on the listening UNIX socket its supervisor shares
   (``unix.Port._fromListeningDescriptor``, and ``_shouldShutdown`` off); the public path,
   ``reactor.adoptStreamPort``, makes the socket's file world-writable (0o666) as it starts, resets the
@@ -67,6 +73,7 @@ from twisted.python import log
 from twisted.web.http import HTTPChannel
 
 __all__ = [
+    "BadRequestHeard",
     "adopt_unix_port",
     "collect_head",
     "dispatch_directly",
@@ -305,9 +312,12 @@ def header_bytes_received(channel: HTTPChannel) -> int:
     return int(getattr(channel, "_receivedHeaderSize", 1)) if _PARSER_FIELDS else 1
 
 
-_REQUEST_LINE_FIELDS = {"_command", "_path"} <= set(
-    getattr(getattr(HTTPChannel.lineReceived, "__code__", None), "co_names", ())
-)
+def _names(function: Any) -> set[str]:
+    """The names a function's code reads (its globals and attributes), none where it has no code."""
+    return set(getattr(getattr(function, "__code__", None), "co_names", ()))
+
+
+_REQUEST_LINE_FIELDS = {"_command", "_path"} <= _names(HTTPChannel.lineReceived)
 """Whether Twisted's channel keeps the method and target of the request line it parsed where this module
 reads them."""
 
@@ -321,6 +331,48 @@ def request_line(channel: HTTPChannel) -> tuple[str, str]:
     if not isinstance(method, bytes) or not isinstance(target, bytes):
         return "-", "-"
     return method.decode("latin-1"), target.split(b"?", 1)[0].decode("utf-8", "replace")
+
+
+_BAD_REQUEST_FIELDS = (
+    _PARSER_FIELDS
+    and _REQUEST_LINE_FIELDS
+    and "_receivedHeaderCount" in _names(HTTPChannel.headerReceived)
+    and isinstance(getattr(HTTPChannel, "totalHeadersSize", None), int)
+    and isinstance(getattr(HTTPChannel, "maxHeaders", None), int)
+)
+"""Whether the parser's state :func:`_bad_request_reason` reads is where it reads it."""
+
+
+class BadRequestHeard(HTTPChannel):
+    """Twisted Web's HTTP connection, told through :meth:`bad_request` of each ``400 Bad Request`` it answers
+    by itself before closing the connection, with the reason; where Twisted answers them otherwise,
+    :meth:`bad_request` is never called."""
+
+    def bad_request(self, reason: str) -> None:
+        """Twisted Web is about to answer ``400`` and close the connection, for ``reason`` (``"malformed
+        request line"``); the request it refuses, if its line arrived, is the last of ``requests``. Called on
+        the reactor thread; does nothing unless overridden."""
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        self.bad_request(_bad_request_reason(self))
+        super()._respondToBadRequestAndDisconnect()
+
+
+def _bad_request_reason(channel: HTTPChannel) -> str:
+    """Why Twisted Web answers ``400`` to what the channel is parsing, from the parser's state."""
+    if not _BAD_REQUEST_FIELDS:
+        return "malformed request"
+    if handling_request(channel):  # the whole request came: Twisted's request parsed its form body
+        return "malformed multipart/form-data body"
+    if not channel.line_mode:
+        return "malformed chunked body"
+    if header_bytes_received(channel) > channel.totalHeadersSize:
+        return f"request line and headers over {channel.totalHeadersSize} bytes"
+    if not isinstance(getattr(channel, "_command", None), bytes):  # set once the request line is parsed
+        return "malformed request line"
+    if getattr(channel, "_receivedHeaderCount", 0) > channel.maxHeaders:
+        return f"more than {channel.maxHeaders} headers"
+    return "malformed header, or a bad Content-Length or Transfer-Encoding"
 
 
 class _InheritedUNIXPort(unix.Port):

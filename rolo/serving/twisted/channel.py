@@ -14,7 +14,15 @@ from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.server import Request, version
 from zope.interface import provider
 
-from ._twisted import collect_head, handling_request, header_bytes_received, unsent_bytes, write_now
+from ._twisted import (
+    BadRequestHeard,
+    collect_head,
+    handling_request,
+    header_bytes_received,
+    request_line,
+    unsent_bytes,
+    write_now,
+)
 from .forwarded import ForwardedClient
 
 if TYPE_CHECKING:
@@ -103,7 +111,7 @@ class GatewayRequest(Request):
             self.on_connection_lost()
 
 
-class GatewayChannel(HTTPChannel):
+class GatewayChannel(BadRequestHeard):
     """Twisted Web's HTTP connection, with these changes:
 
     - it records each header line's name before Twisted canonicalises it (``GatewayRequest.raw_headers``);
@@ -117,7 +125,9 @@ class GatewayChannel(HTTPChannel):
       chunked. The rest is never read;
     - a request line or header line over ``MAX_LENGTH`` bytes gets a ``414`` or ``431`` where Twisted
       would close the connection without a word;
-    - each of these refusals is counted and logged as a response is, with its reason
+    - each of these refusals, and each ``400`` Twisted Web answers by itself (a malformed request line or
+      header, request line and headers over ``totalHeadersSize`` bytes …, see :meth:`bad_request`), is
+      counted and logged as a response is, with its reason
       (:meth:`~rolo.serving.twisted.http.HttpResource.refused`);
     - while the connection has more response bytes waiting than its transport's high-water mark
       (Twisted's ``bufferSize``, 64 KiB), no later request on it is started: requests pipelined behind
@@ -241,6 +251,13 @@ class GatewayChannel(HTTPChannel):
             self._refuse(b"414 URI Too Long", f"request line over {self.MAX_LENGTH} bytes")
         else:
             self._refuse(b"431 Request Header Fields Too Large", f"header line over {self.MAX_LENGTH} bytes")
+
+    def bad_request(self, reason: str) -> None:
+        """Count and log the ``400`` Twisted Web is about to answer, for ``reason``, as the refusals here
+        are; nothing more of the connection is parsed."""
+        if not self._refused:
+            self._refused = True
+            self._account_refusal(400, reason)
 
     def gather_writes(self) -> bool:
         """Hold what responses write (heads included) until :meth:`flush_writes`, which writes it all at
@@ -419,13 +436,23 @@ class GatewayChannel(HTTPChannel):
         assert self.transport is not None, "a request is refused on its open connection"
         self.transport.write(b"HTTP/1.1 %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n" % status)
         if reason is not None:
-            if isinstance(request, GatewayRequest):
-                request.logged = True  # by the line below
-                began = request.received_at
-            else:
-                began = self._head_began
-            self.site.http.refused(self, int(status[:3]), reason, self.site.reactor.seconds() - began)
+            self._account_refusal(int(status[:3]), reason)
         self.loseConnection()
+
+    def _account_refusal(self, status: int, reason: str) -> None:
+        """Count and log a refusal of the request whose head is being parsed (or, for Twisted's ``400`` to
+        a form body, that is in hand): from its arrival, or from the head's start where no request line
+        came."""
+        request = self.requests[-1] if self.requests else None  # once its request line arrived
+        method, path = request_line(self)
+        if isinstance(request, GatewayRequest):
+            request.logged = True  # by the line refused writes
+            began = request.received_at
+            if handling_request(self):  # received whole, its line is the request's own
+                method, path = request.method.decode("latin-1"), request.path.decode("utf-8", "replace")
+        else:
+            began = self._head_began
+        self.site.http.refused(self, method, path, status, reason, self.site.reactor.seconds() - began)
 
 
 def _cancel(call: Any) -> None:

@@ -24,7 +24,6 @@ from rolo.response import Response
 from rolo.threads import HandlerCount, HandlerPool, PoolFull
 
 from ._interfaces import IStreamTransport
-from ._twisted import request_line
 from .channel import GatewayChannel, GatewayRequest
 from .environ import environ_for
 from .forwarded import connection_peer, peer_description
@@ -103,15 +102,17 @@ class HttpResource(Resource):
         self._writers.add(writer)
         return NOT_DONE_YET
 
-    def refused(self, channel: GatewayChannel, status: int, reason: str, seconds: float) -> None:
+    def refused(
+        self, channel: GatewayChannel, method: str, path: str, status: int, reason: str, seconds: float
+    ) -> None:
         """Count and log, as :func:`log_response` does a response and with ``reason``
-        (``"body over max_body_size"``), a request the channel answered ``status`` before any handler saw it
-        (408, 413, 414, 431), ``seconds`` after the request arrived (or its head began, where no request
-        line came: its method and path are then ``-``). Call it on the reactor thread."""
+        (``"body over max_body_size"``), a request (``method`` and ``path``, ``-`` where no request line came)
+        the channel answered ``status`` before any handler saw it (400 from Twisted Web's parser, 408, 413,
+        414, 431), ``seconds`` after the request arrived (or its head began, where no request line came).
+        Call it on the reactor thread."""
         self.counters.responded(status, seconds)
         if not enabled(log, LogLevel.info):
             return
-        method, path = request_line(channel)
         log.info(
             _LINE + " ({reason})",
             method=method,

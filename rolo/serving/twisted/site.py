@@ -11,6 +11,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from rolo.gateway import App, as_gateway
 from rolo.heap import freeze_startup_heap
+from rolo.settings import refuse_unknown
 from rolo.target import InvalidTarget, is_valid_authority, split_target
 from rolo.websocket import WebSocketRequest
 
@@ -139,7 +140,8 @@ class TwistedGateway(Site):
     :param settings: the fields of :class:`~rolo.serving.twisted.TwistedSettings` (``http_threads``,
         ``max_connections``, ``max_message_size``, ``ping_interval`` …)
     :raises ValueError: for a setting's bad value
-    :raises TypeError: for an unknown setting
+    :raises TypeError: for a keyword that is not one of those settings, naming it and where the settings are
+        listed (see :func:`~rolo.settings.refuse_unknown`)
     :ivar settings: the :class:`~rolo.serving.twisted.TwistedSettings`
     :ivar http: the :class:`~rolo.serving.twisted.http.HttpResource` serving plain HTTP
     :ivar websocket: the :class:`~rolo.serving.twisted.upgrade.WebSocketResource` serving upgrades, whose
@@ -156,6 +158,7 @@ class TwistedGateway(Site):
     def __init__(self, gateway: App, *, reactor: Any = None, **settings: Any) -> None:
         if reactor is None:
             from twisted.internet import reactor
+        refuse_unknown(settings, "TwistedGateway", TwistedSettings)
         self.settings = TwistedSettings(**settings)
         show_rolo_logs()
         self.gateway = gateway = as_gateway(gateway)
