@@ -133,6 +133,19 @@ async def test_chunked_form_body(serve):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_form_body_reaches_the_handler_unparsed_by_the_server(serve):
+    # Twisted Web parsed every form body on the reactor thread, and answered 400 by itself to a multipart
+    # body its parser rejected (here: no boundary), before the handler saw it
+    server = serve(echo)
+    body = b"not multipart at all"
+    status, _, answer = await in_thread(
+        fetch, server, "POST", "/echo", body=body, headers={"Content-Type": "multipart/form-data"}
+    )
+    assert status == 200
+    assert json.loads(answer)["body"] == body.decode()
+
+
+@pytest_twisted.ensureDeferred
 async def test_header_casing_reaches_the_handler(serve):
     server = serve(header_names)
 

@@ -124,10 +124,6 @@ def test_a_400_twisted_web_answers_by_itself_is_counted_and_logged_with_its_reas
             rf"POST /hello/bob {line} \(request line and headers over 16384 bytes\)$",
         ),
         (head + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", rf"POST /hello/bob {line} \(malformed chunked body\)$"),
-        (
-            head + b"Content-Type: multipart/form-data\r\nContent-Length: 5\r\n\r\nhello",
-            rf"POST /hello/bob {line} \(malformed multipart/form-data body\)$",
-        ),
     ]
     for request, logged in refusals:
         assert refused_status(port, request) == 400

@@ -29,7 +29,7 @@ changed, rolo takes the public path instead, which is slower but right:
   shows ``- -`` for them.
 - :class:`BadRequestHeard` tells a channel of each ``400`` Twisted Web answers by itself (a malformed
   request line or header, request line and headers over ``totalHeadersSize``, more than ``maxHeaders``
-  headers, a malformed chunked or multipart/form-data body), which it does through ``HTTPChannel``'s
+  headers, a malformed chunked body), which it does through ``HTTPChannel``'s
   ``_respondToBadRequestAndDisconnect``, with the reason read from the parser's state (``_command``,
   ``_receivedHeaderCount``, and the two fields above); without that method, those ``400`` go untold, and
   without the fields, the reason is ``"malformed request"``.
@@ -362,8 +362,6 @@ def _bad_request_reason(channel: HTTPChannel) -> str:
     """Why Twisted Web answers ``400`` to what the channel is parsing, from the parser's state."""
     if not _BAD_REQUEST_FIELDS:
         return "malformed request"
-    if handling_request(channel):  # the whole request came: Twisted's request parsed its form body
-        return "malformed multipart/form-data body"
     if not channel.line_mode:
         return "malformed chunked body"
     if header_bytes_received(channel) > channel.totalHeadersSize:
