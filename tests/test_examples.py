@@ -52,7 +52,7 @@ def served_example(command: Command) -> list[str]:
         return ["echo"]
     if (found := re.match(r"(?:hypercorn|uvicorn) (\w+):app ", command.text)) and found.group(1) in example_names():
         return [found.group(1)]
-    if found := re.match(r"cd examples && twistd -n rolo --app (\w+):router ", command.text):
+    if found := re.match(r"cd examples && twistd -n --pidfile= rolo --app (\w+):router ", command.text):
         return [found.group(1)]
     return []
 

@@ -136,6 +136,24 @@ def test_a_400_twisted_web_answers_by_itself_is_counted_and_logged_with_its_reas
     assert sum(": 400 in " in line for line in server.lines) == len(refusals)  # one line each
 
 
+def test_a_400_the_server_answers_without_a_handler_says_why_in_its_line(twistd):  # noqa: F811
+    # the response's body said why, the line did not: "GET foo from tcp4:…: 400 in 0.000s"
+    server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK)
+    port = server.port()
+    line = r"from tcp4:127\.0\.0\.1:\d+: 400 in \d+\.\d{3}s"
+    refusals = [
+        (b"GET foo HTTP/1.1\r\nHost: a\r\n", rf"GET foo {line} \(.*target.*\)$"),
+        (
+            b"GET /hello/bob HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
+            rf"GET /hello/bob {line} \(more than one Host header\)$",
+        ),
+    ]
+    for request, logged in refusals:
+        assert refused_status(port, request + b"Connection: close\r\n\r\n") == 400
+        server.wait_for(logged)
+    assert server.stop() == 0
+
+
 def test_a_metrics_port_in_use_ends_twistd_with_one_line(twistd):  # noqa: F811 (the fixture)
     server = twistd("--app", "tests.serving.apps:router", "--listen", LOOPBACK, "--metrics", "tcp:0")
     server.port()

@@ -243,7 +243,8 @@ def test_a_unix_socket_is_handed_to_both_workers(supervisor, tmp_path):
 
     # a worker that stops on its own leaves the socket's file to the others, and is started again
     os.kill(pids[1], signal.SIGTERM)
-    server.wait_for(rf"worker 1 \(pid {pids[1]}\) exited with status 0; starting it again")
+    # an info line: a graceful stop is how the deployment guide recycles workers, not a fault to warn of
+    server.wait_for(rf"workers#info\] worker 1 \(pid {pids[1]}\) exited with status 0; starting it again")
     assert path.exists()
     assert pid_over_unix() != pids[1]
     server.wait_for(rf"worker 1 \(pid (?!{pids[1]}\))\d+\) serving", timeout=START)

@@ -63,6 +63,9 @@ class GatewayRequest(Request):
     """
 
     logged = False
+    refusal: str | None = None
+    """Why the server answered the request itself, without a handler (``"server shutting down"``), for its
+    log line; ``None`` for a request a handler answered."""
     body_received = 0
     forwarded: ForwardedClient | None = None
     on_connection_lost: Callable[[], None] | None = None

@@ -31,7 +31,7 @@ from .logs import enabled, logger
 from .settings import TwistedSettings
 from .threads import BatchedCallFromThread
 
-__all__ = ["HttpResource", "log_response"]
+__all__ = ["HttpResource", "log_response", "note_refusal"]
 
 log = logger(__name__)
 
@@ -93,10 +93,11 @@ class HttpResource(Resource):
         try:
             self.pool.submit(partial(self._serve, environ, writer))
         except PoolFull:
-            return _unavailable(request, b"every HTTP thread is busy and as many requests wait: try again\n")
+            text = b"every HTTP thread is busy and as many requests wait: try again\n"
+            return _unavailable(request, text, "every HTTP thread busy and http_queue requests waiting")
         except RuntimeError:
             request.setHeader(b"Connection", b"close")
-            return _unavailable(request, b"server shutting down\n")
+            return _unavailable(request, b"server shutting down\n", "server shutting down")
         writer.watch_connection()
         self.handlers.started()
         self._writers.add(writer)
@@ -155,7 +156,8 @@ class HttpResource(Resource):
             forget_request(environ)
 
 
-def _unavailable(request: Request, text: bytes) -> bytes:
+def _unavailable(request: Request, text: bytes, reason: str) -> bytes:
+    note_refusal(request, reason)
     request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
     request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
     request.setHeader(b"Retry-After", b"1")
@@ -382,6 +384,12 @@ class _ResponseWriter:
         self._resume()
 
 
+def note_refusal(request: Request, reason: str) -> None:
+    """Say, for its log line, why the server answers ``request`` itself, without a handler."""
+    if isinstance(request, GatewayRequest):
+        request.refusal = reason
+
+
 def log_response(request: GatewayRequest, now: float) -> None:
     """Log one line for a response that has been written: method, path, peer, status and how long since
     the request arrived (``now`` is the reactor's clock), and count it in its site's
@@ -393,11 +401,14 @@ def log_response(request: GatewayRequest, now: float) -> None:
     request.site.http.counters.responded(request.code, now - request.received_at)
     if not enabled(log, LogLevel.info):
         return
-    log.info(
-        _LINE,
-        method=request.method.decode("latin-1"),
-        path=request.path.decode("utf-8", "replace"),
-        peer=peer_description(request),
-        status=request.code,
-        duration=now - request.received_at,
-    )
+    fields = {
+        "method": request.method.decode("latin-1"),
+        "path": request.path.decode("utf-8", "replace"),
+        "peer": peer_description(request),
+        "status": request.code,
+        "duration": now - request.received_at,
+    }
+    if request.refusal is None:
+        log.info(_LINE, **fields)
+    else:
+        log.info(_LINE + " ({reason})", reason=request.refusal, **fields)

@@ -18,7 +18,7 @@ from rolo.websocket import WebSocketRequest
 from ._twisted import dispatch_directly
 from .channel import GatewayChannel, GatewayRequest
 from .forwarded import TrustedProxies
-from .http import HttpResource, log_response
+from .http import HttpResource, log_response, note_refusal
 from .logs import logger, show_rolo_logs
 from .settings import TwistedSettings
 from .threads import idle_within
@@ -119,6 +119,7 @@ def _host_problem(request: Request) -> str | None:
 
 
 def _bad_request(request: Request, reason: str) -> bytes:
+    note_refusal(request, reason)
     request.setResponseCode(400)
     request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
     return reason.encode("utf-8") + b"\n"

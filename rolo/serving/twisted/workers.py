@@ -230,7 +230,9 @@ class WorkerSupervisor(Service):
         previous = self._delays.get(number)
         delay = RESTART_DELAY if previous is None or lived >= STABLE else min(2 * previous, MAX_RESTART_DELAY)
         self._delays[number] = delay
-        log.warn(
+        # a worker that stopped gracefully (SIGTERM to it alone, to recycle it) is no fault: an info line
+        emit = log.info if isinstance(reason.value, ProcessDone) else log.warn
+        emit(
             "worker {number} (pid {pid}) {how}; starting it again in {delay:.1f}s",
             number=number,
             pid=pid,
