@@ -36,7 +36,10 @@ __all__ = ["HttpResource", "log_response", "note_refusal"]
 log = logger(__name__)
 
 _LINE = "{method} {path} from {peer}: {status} in {duration:.3f}s"
-"""The line logged for each response (:func:`log_response`), and each refusal with its reason after it."""
+"""The line logged for each response (:func:`log_response`)."""
+
+_REFUSED_LINE = _LINE + " ({reason})"
+"""The line of a request the server answered itself, without a handler, with the reason."""
 
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 """The reason phrase of each status code Python knows. Twisted knows none for some (426 Upgrade Required),
@@ -115,7 +118,7 @@ class HttpResource(Resource):
         if not enabled(log, LogLevel.info):
             return
         log.info(
-            _LINE + " ({reason})",
+            _REFUSED_LINE,
             method=method,
             path=path,
             peer=connection_peer(channel.transport),  # the headers a proxy sets are not read yet
@@ -401,14 +404,13 @@ def log_response(request: GatewayRequest, now: float) -> None:
     request.site.http.counters.responded(request.code, now - request.received_at)
     if not enabled(log, LogLevel.info):
         return
-    fields = {
-        "method": request.method.decode("latin-1"),
-        "path": request.path.decode("utf-8", "replace"),
-        "peer": peer_description(request),
-        "status": request.code,
-        "duration": now - request.received_at,
-    }
-    if request.refusal is None:
-        log.info(_LINE, **fields)
-    else:
-        log.info(_LINE + " ({reason})", reason=request.refusal, **fields)
+    reason = request.refusal
+    log.info(
+        _LINE if reason is None else _REFUSED_LINE,
+        method=request.method.decode("latin-1"),
+        path=request.path.decode("utf-8", "replace"),
+        peer=peer_description(request),
+        status=request.code,
+        duration=now - request.received_at,
+        reason=reason,
+    )
