@@ -43,6 +43,9 @@ class RedisBroker:
         seconds
     :param ttl: how long this process's record lives without a heartbeat, in seconds: the members of a
         process that died leave every ``members`` and ``count`` within ``ttl``
+    :param retry_interval: how often the link tries to reconnect while Redis cannot be reached, in seconds
+        (the first tries come sooner: a fifth and a half of it after a break): a broker that answers again
+        is in use within about this long
     :param max_pending: how many bytes of pushes may wait for Redis; a push beyond it fails at once
     :param backlog: how many bytes of pushes from other processes may wait for one member whose buffer is
         full, on the receiving side, before the member counts as slow
@@ -53,11 +56,13 @@ class RedisBroker:
     timeout: float = 1.0
     heartbeat: float = 1.0
     ttl: float = 5.0
+    retry_interval: float = 0.1
     max_pending: int = 16 * 1024 * 1024
     backlog: int = 1024 * 1024
 
     def __post_init__(self) -> None:
-        if min(self.timeout, self.heartbeat, self.ttl) <= 0 or min(self.max_pending, self.backlog) < 1:
+        timings = (self.timeout, self.heartbeat, self.ttl, self.retry_interval)
+        if min(timings) <= 0 or min(self.max_pending, self.backlog) < 1:
             raise ValueError("the broker's timings and sizes must be positive")
         if self.ttl <= self.heartbeat:
             raise ValueError(f"ttl ({self.ttl} s) must be longer than the heartbeat ({self.heartbeat} s)")

@@ -47,9 +47,9 @@ LOG = logging.getLogger("rolo.websocket.cluster")
 UNKNOWN = "*"
 """In :attr:`Published.failed`: the broker could not be asked, so which nodes have members is unknown."""
 
-_RECONNECT_DELAYS = (0.02, 0.05, 0.1)
-"""Seconds between attempts to reconnect (the last repeats): a broker that is back is in use within
-about 0.1 s of answering again."""
+_RETRY_FRACTIONS = (0.2, 0.5, 1.0)
+"""The waits between attempts to reconnect, as fractions of the broker's ``retry_interval`` (the last
+repeats): a broker that is back is in use within about ``retry_interval`` of answering again."""
 
 _MAX_BATCH = 256
 """Commands the writer sends in one round trip at most."""
@@ -262,15 +262,18 @@ class ClusterLink:
     def members(self, group: str) -> list[str]:
         """The ids of ``group``'s members on every live node.
 
-        :raises BrokerError: if Redis did not answer within the broker's timeout
+        :raises BrokerError: at once if the link is down, or if Redis did not answer within the broker's
+            timeout (the message says which)
         """
         answer: list[list[str]] = []
         published = Published()
-        self._call("members", (group,), published, lambda ids: answer.append([i.decode() for i in ids]))
+        asked = self._call("members", (group,), published, lambda ids: answer.append([i.decode() for i in ids]))
         published.wait(self.broker.timeout)
-        if not answer:
-            raise BrokerError(f"no answer from the broker within {self.broker.timeout} s")
-        return answer[0]
+        if answer:
+            return answer[0]
+        if not asked or not self._linked.is_set():
+            raise BrokerError("the link to the broker is down (it is reconnecting): no answer until it is back")
+        raise BrokerError(f"no answer from the broker within {self.broker.timeout} s")
 
     def close(self, timeout: float | None = None) -> None:
         """Leave the cluster (this node's members leave every count at once) and stop the threads."""
@@ -288,7 +291,10 @@ class ClusterLink:
         published: Published,
         on_result: Callable[[Any], None],
         size: int = 0,
-    ) -> None:
+    ) -> bool:
+        """Queue a script call (``None``: a ``PING``) for the writer; whether it was queued (if not,
+        ``published`` is unanswered already: the link is down, or ``max_pending`` is reached)."""
+
         def result(value: Any) -> None:
             on_result(value)
             published.answered()
@@ -302,6 +308,7 @@ class ClusterLink:
                 self._ops.put(_Op(command, result, published.unanswered, size))
         if not accepted:
             published.unanswered()
+        return accepted
 
     # -- the writer ------------------------------------------------------------------------------------
 
@@ -397,8 +404,9 @@ class ClusterLink:
         for op in batch:
             op.on_error()
 
-    def _go_down(self, why: str) -> None:
-        """The link broke: fail what waits, stop journaling, and remember who may miss pushes."""
+    def _go_down(self, why: str) -> bool:
+        """The link broke: fail what waits, stop journaling, and remember who may miss pushes. Whether it
+        was up (and the break logged)."""
         at_risk: list[str] = []
         with self._lock:
             was_up, self._up = self._up, False
@@ -410,6 +418,7 @@ class ClusterLink:
             LOG.warning("hub node %s lost its link to the broker (%s)", self.node, why)
         self._at_risk.update(at_risk)
         self._fail(list(self._drain_ops()))
+        return was_up
 
     def _drain_ops(self) -> Iterable[_Op]:
         while True:
@@ -423,9 +432,9 @@ class ClusterLink:
     def _recover(self, connection: Any, why: str) -> int:
         """Reconnect, load the scripts, wait for the subscription, and register every member; then report
         the members that may have missed pushes. Returns the subscription registered with."""
-        self._go_down(why)
+        reported = self._go_down(why)  # a break is logged once; a broker unreachable at start, below
         attempt = 0
-        while not self._closing.wait(_RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS)) - 1] if attempt else 0):
+        while not self._closing.wait(self._retry_delay(attempt)):
             attempt += 1
             try:
                 connection.disconnect()
@@ -443,6 +452,14 @@ class ClusterLink:
             except Exception as error:
                 with self._lock:
                     self._journaling = False
+                if not reported:
+                    reported = True
+                    LOG.warning(
+                        "hub node %s cannot reach its broker (%r); it tries again every %s s",
+                        self.node,
+                        error,
+                        self.broker.retry_interval,
+                    )
                 LOG.debug("hub node %s: the broker is not back yet (%r)", self.node, error)
                 continue
             with self._lock:
@@ -460,6 +477,13 @@ class ClusterLink:
                 self._hub._cluster_missed(at_risk)
             return subscription
         return 0
+
+    def _retry_delay(self, failures: int) -> float:
+        """Seconds to wait before the next attempt to reconnect, after ``failures`` attempts in a row
+        failed (none before the first)."""
+        if not failures:
+            return 0.0
+        return self.broker.retry_interval * _RETRY_FRACTIONS[min(failures, len(_RETRY_FRACTIONS)) - 1]
 
     def _start_journal(self) -> None:
         with self._lock:
@@ -481,14 +505,17 @@ class ClusterLink:
     # -- the subscriber --------------------------------------------------------------------------------
 
     def _subscribe(self) -> None:
-        attempt = 0
+        """Subscribe to the node's channel and read it until the link closes, reconnecting after every
+        failure. One connection serves every attempt (redis-py's pool makes at most 100), and no exception
+        ends the thread: a subscriber that died would leave the node unlinked for good."""
+        connection = self._pool.make_connection()
+        failures = 0
         while not self._closing.is_set():
-            connection = self._pool.make_connection()
             try:
                 connection.connect()
                 connection.send_command("SUBSCRIBE", self._channel)
                 connection.read_response()  # the confirmation
-                attempt = 0
+                failures = 0
                 with self._lock:
                     self._subscriptions += 1
                 self._subscribed.set()
@@ -497,13 +524,16 @@ class ClusterLink:
             except Exception as error:
                 if self._subscribed.is_set():
                     LOG.debug("hub node %s: the subscription broke (%r)", self.node, error)
-            finally:
-                self._subscribed.clear()
-                self._ops.put(_WAKE)
+                else:
+                    LOG.debug("hub node %s: could not subscribe (%r)", self.node, error)
+            self._subscribed.clear()
+            self._ops.put(_WAKE)
+            try:
                 connection.disconnect()
-            delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
-            attempt += 1
-            self._closing.wait(delay)
+            except Exception as error:
+                LOG.debug("hub node %s: could not close the subscriber's connection (%r)", self.node, error)
+            failures += 1
+            self._closing.wait(self._retry_delay(failures))
 
     def _read(self, connection: Any) -> None:
         """Hand each push on the channel to the Hub; ping every heartbeat, and give up on a connection
