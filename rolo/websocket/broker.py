@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 __all__ = ["BROKER_ENVIRONMENT_VARIABLE", "BrokerError", "RedisBroker", "broker_from"]
+
+_SCHEMES = ("redis", "rediss", "unix")
+"""The schemes of the URLs redis-py connects to."""
 
 BROKER_ENVIRONMENT_VARIABLE = "ROLO_BROKER"
 """The environment variable whose Redis URL a ``Hub()`` made without a ``broker`` argument uses."""
@@ -49,7 +53,9 @@ class RedisBroker:
     :param max_pending: how many bytes of pushes may wait for Redis; a push beyond it fails at once
     :param backlog: how many bytes of pushes from other processes may wait for one member whose buffer is
         full, on the receiving side, before the member counts as slow
-    :raises ValueError: for timings that are not positive, or a ``ttl`` not above ``heartbeat``
+    :raises ValueError: for a URL redis-py would refuse (a scheme other than ``redis``, ``rediss`` or
+        ``unix``, a port that is not a number from 0 to 65535), timings that are not positive, or a ``ttl``
+        not above ``heartbeat``
     """
 
     url: str
@@ -61,6 +67,17 @@ class RedisBroker:
     backlog: int = 1024 * 1024
 
     def __post_init__(self) -> None:
+        # checked here, without redis-py (imported only when a Hub first uses its broker), so that a bad URL
+        # fails where it is given rather than in the first handler that pushes; the message leaves the URL
+        # out, since it may hold a password
+        parts = urlsplit(self.url)
+        if parts.scheme not in _SCHEMES:
+            found = f"its scheme is {parts.scheme}:" if parts.scheme else "it has none"
+            raise ValueError(f"a broker URL needs the scheme redis://, rediss:// or unix://: {found}")
+        try:
+            parts.port  # noqa: B018 (read for its check)
+        except ValueError as error:
+            raise ValueError(f"a broker URL's port is a number from 0 to 65535: {error}") from None
         timings = (self.timeout, self.heartbeat, self.ttl, self.retry_interval)
         if min(timings) <= 0 or min(self.max_pending, self.backlog) < 1:
             raise ValueError("the broker's timings and sizes must be positive")

@@ -395,3 +395,12 @@ def test_broker_settings_are_checked():
         RedisBroker("redis://localhost", timeout=0)
     with pytest.raises(TypeError):
         Hub(broker=6379)  # type: ignore[arg-type]
+    # a URL redis-py cannot parse fails where it is given, not at the first push; without its password
+    for url, message in [
+        ("redis//user:secret@localhost", "needs the scheme redis://, rediss:// or unix://: it has none"),
+        ("http://user:secret@localhost", "its scheme is http:"),
+        ("redis://user:secret@localhost:abc", "port is a number from 0 to 65535"),
+    ]:
+        with pytest.raises(ValueError, match=message) as raised:
+            Hub(broker=url)
+        assert "secret" not in str(raised.value)
