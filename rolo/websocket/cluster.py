@@ -179,6 +179,7 @@ class ClusterLink:
         self._subscribed = threading.Event()
         self._linked = threading.Event()  # set while _up
         self._at_risk: set[str] = set()  # members that may have missed pushes while the link was down
+        self._down_logged = False  # the link being down was logged since it was last up: once is enough
         self._journaling = False
         self._journal: dict[str, dict[str, bool]] = {}  # group -> id -> joined (True) or left
         self._closing = threading.Event()
@@ -317,7 +318,8 @@ class ClusterLink:
         registered_with = 0  # the subscription the node last registered with
         beat_due = 0.0
         while not self._closing.is_set():
-            if not self._up or registered_with != self._subscriptions:
+            # the subscriber wakes the writer when its subscription breaks and when it is back
+            if not self._up or not self._subscribed.is_set() or registered_with != self._subscriptions:
                 registered_with = self._recover(connection, "the subscription broke" if self._up else "down")
                 beat_due = time.monotonic() + self.broker.heartbeat
                 continue
@@ -404,9 +406,8 @@ class ClusterLink:
         for op in batch:
             op.on_error()
 
-    def _go_down(self, why: str) -> bool:
-        """The link broke: fail what waits, stop journaling, and remember who may miss pushes. Whether it
-        was up (and the break logged)."""
+    def _go_down(self, why: str) -> None:
+        """The link broke: fail what waits, stop journaling, and remember who may miss pushes."""
         at_risk: list[str] = []
         with self._lock:
             was_up, self._up = self._up, False
@@ -416,9 +417,9 @@ class ClusterLink:
         if was_up:
             _, at_risk = self._hub._cluster_snapshot(lambda: None)
             LOG.warning("hub node %s lost its link to the broker (%s)", self.node, why)
+            self._down_logged = True
         self._at_risk.update(at_risk)
         self._fail(list(self._drain_ops()))
-        return was_up
 
     def _drain_ops(self) -> Iterable[_Op]:
         while True:
@@ -432,7 +433,7 @@ class ClusterLink:
     def _recover(self, connection: Any, why: str) -> int:
         """Reconnect, load the scripts, wait for the subscription, and register every member; then report
         the members that may have missed pushes. Returns the subscription registered with."""
-        reported = self._go_down(why)  # a break is logged once; a broker unreachable at start, below
+        self._go_down(why)
         attempt = 0
         while not self._closing.wait(self._retry_delay(attempt)):
             attempt += 1
@@ -452,8 +453,8 @@ class ClusterLink:
             except Exception as error:
                 with self._lock:
                     self._journaling = False
-                if not reported:
-                    reported = True
+                if not self._down_logged:  # a broker unreachable at start, or after the records expired
+                    self._down_logged = True
                     LOG.warning(
                         "hub node %s cannot reach its broker (%r); it tries again every %s s",
                         self.node,
@@ -465,6 +466,7 @@ class ClusterLink:
             with self._lock:
                 self._up = True
             self._linked.set()
+            self._down_logged = False
             at_risk = [i for i in self._at_risk if i in set(members)]
             self._at_risk.clear()
             LOG.info(

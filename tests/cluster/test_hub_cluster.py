@@ -321,9 +321,14 @@ def test_an_outage_longer_than_a_hundred_attempts_ends_with_the_nodes_linked_and
         redis_server.kill()
         for hub in (one, two):
             assert log.wait_for(f"hub node {hub.node}: could not subscribe", 150), "a subscriber stopped trying"
-    redis_server.start()
-    # linked again within about the retry interval of Redis answering (and room for a busy machine)
-    assert one._link.wait_up(1.0) and two._link.wait_up(max(0.0, 1.0 - (time.monotonic() - redis_server.ready_at)))
+            assert log.wait_for(f"hub node {hub.node} lost its link")
+        redis_server.start()
+        # linked again within about the retry interval of Redis answering (and room for a busy machine)
+        assert one._link.wait_up(1.0)
+        assert two._link.wait_up(max(0.0, 1.0 - (time.monotonic() - redis_server.ready_at)))
+    for hub in (one, two):  # the outage is logged once a node, not at every attempt
+        warnings = [r.getMessage() for r in log.matching(f"hub node {hub.node} ", logging.WARNING)]
+        assert len(warnings) == 1 and "lost its link" in warnings[0], warnings
     assert a.next() == ("close", 1012, "service restart") and b.next() == ("close", 1012, "service restart")
     c, d = Peer(), Peer()
     one.add(c.websocket, "room")
