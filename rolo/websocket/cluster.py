@@ -528,8 +528,9 @@ class ClusterLink:
                     LOG.debug("hub node %s: the subscription broke (%r)", self.node, error)
                 else:
                     LOG.debug("hub node %s: could not subscribe (%r)", self.node, error)
-            self._subscribed.clear()
-            self._ops.put(_WAKE)
+            if self._subscribed.is_set():  # the writer takes the link down (one wake a break, not an attempt)
+                self._subscribed.clear()
+                self._ops.put(_WAKE)
             try:
                 connection.disconnect()
             except Exception as error:
