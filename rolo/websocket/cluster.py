@@ -47,9 +47,9 @@ LOG = logging.getLogger("rolo.websocket.cluster")
 UNKNOWN = "*"
 """In :attr:`Published.failed`: the broker could not be asked, so which nodes have members is unknown."""
 
-_RECONNECT_DELAYS = (0.02, 0.05, 0.1)
-"""Seconds between attempts to reconnect (the last repeats): a broker that is back is in use within
-about 0.1 s of answering again."""
+_RETRY_FRACTIONS = (0.2, 0.5, 1.0)
+"""The waits between attempts to reconnect, as fractions of the broker's ``retry_interval`` (the last
+repeats): a broker that is back is in use within about ``retry_interval`` of answering again."""
 
 _MAX_BATCH = 256
 """Commands the writer sends in one round trip at most."""
@@ -179,6 +179,7 @@ class ClusterLink:
         self._subscribed = threading.Event()
         self._linked = threading.Event()  # set while _up
         self._at_risk: set[str] = set()  # members that may have missed pushes while the link was down
+        self._down_logged = False  # the link being down was logged since it was last up: once is enough
         self._journaling = False
         self._journal: dict[str, dict[str, bool]] = {}  # group -> id -> joined (True) or left
         self._closing = threading.Event()
@@ -262,15 +263,18 @@ class ClusterLink:
     def members(self, group: str) -> list[str]:
         """The ids of ``group``'s members on every live node.
 
-        :raises BrokerError: if Redis did not answer within the broker's timeout
+        :raises BrokerError: at once if the link is down, or if Redis did not answer within the broker's
+            timeout (the message says which)
         """
         answer: list[list[str]] = []
         published = Published()
-        self._call("members", (group,), published, lambda ids: answer.append([i.decode() for i in ids]))
+        asked = self._call("members", (group,), published, lambda ids: answer.append([i.decode() for i in ids]))
         published.wait(self.broker.timeout)
-        if not answer:
-            raise BrokerError(f"no answer from the broker within {self.broker.timeout} s")
-        return answer[0]
+        if answer:
+            return answer[0]
+        if not asked or not self._linked.is_set():
+            raise BrokerError("the link to the broker is down (it is reconnecting): no answer until it is back")
+        raise BrokerError(f"no answer from the broker within {self.broker.timeout} s")
 
     def close(self, timeout: float | None = None) -> None:
         """Leave the cluster (this node's members leave every count at once) and stop the threads."""
@@ -288,7 +292,10 @@ class ClusterLink:
         published: Published,
         on_result: Callable[[Any], None],
         size: int = 0,
-    ) -> None:
+    ) -> bool:
+        """Queue a script call (``None``: a ``PING``) for the writer; whether it was queued (if not,
+        ``published`` is unanswered already: the link is down, or ``max_pending`` is reached)."""
+
         def result(value: Any) -> None:
             on_result(value)
             published.answered()
@@ -302,6 +309,7 @@ class ClusterLink:
                 self._ops.put(_Op(command, result, published.unanswered, size))
         if not accepted:
             published.unanswered()
+        return accepted
 
     # -- the writer ------------------------------------------------------------------------------------
 
@@ -310,7 +318,8 @@ class ClusterLink:
         registered_with = 0  # the subscription the node last registered with
         beat_due = 0.0
         while not self._closing.is_set():
-            if not self._up or registered_with != self._subscriptions:
+            # the subscriber wakes the writer when its subscription breaks and when it is back
+            if not self._up or not self._subscribed.is_set() or registered_with != self._subscriptions:
                 registered_with = self._recover(connection, "the subscription broke" if self._up else "down")
                 beat_due = time.monotonic() + self.broker.heartbeat
                 continue
@@ -408,6 +417,7 @@ class ClusterLink:
         if was_up:
             _, at_risk = self._hub._cluster_snapshot(lambda: None)
             LOG.warning("hub node %s lost its link to the broker (%s)", self.node, why)
+            self._down_logged = True
         self._at_risk.update(at_risk)
         self._fail(list(self._drain_ops()))
 
@@ -425,7 +435,7 @@ class ClusterLink:
         the members that may have missed pushes. Returns the subscription registered with."""
         self._go_down(why)
         attempt = 0
-        while not self._closing.wait(_RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS)) - 1] if attempt else 0):
+        while not self._closing.wait(self._retry_delay(attempt)):
             attempt += 1
             try:
                 connection.disconnect()
@@ -443,11 +453,20 @@ class ClusterLink:
             except Exception as error:
                 with self._lock:
                     self._journaling = False
+                if not self._down_logged:  # a broker unreachable at start, or after the records expired
+                    self._down_logged = True
+                    LOG.warning(
+                        "hub node %s cannot reach its broker (%r); it tries again every %s s",
+                        self.node,
+                        error,
+                        self.broker.retry_interval,
+                    )
                 LOG.debug("hub node %s: the broker is not back yet (%r)", self.node, error)
                 continue
             with self._lock:
                 self._up = True
             self._linked.set()
+            self._down_logged = False
             at_risk = [i for i in self._at_risk if i in set(members)]
             self._at_risk.clear()
             LOG.info(
@@ -460,6 +479,13 @@ class ClusterLink:
                 self._hub._cluster_missed(at_risk)
             return subscription
         return 0
+
+    def _retry_delay(self, failures: int) -> float:
+        """Seconds to wait before the next attempt to reconnect, after ``failures`` attempts in a row
+        failed (none before the first)."""
+        if not failures:
+            return 0.0
+        return self.broker.retry_interval * _RETRY_FRACTIONS[min(failures, len(_RETRY_FRACTIONS)) - 1]
 
     def _start_journal(self) -> None:
         with self._lock:
@@ -481,14 +507,17 @@ class ClusterLink:
     # -- the subscriber --------------------------------------------------------------------------------
 
     def _subscribe(self) -> None:
-        attempt = 0
+        """Subscribe to the node's channel and read it until the link closes, reconnecting after every
+        failure. One connection serves every attempt (redis-py's pool makes at most 100), and no exception
+        ends the thread: a subscriber that died would leave the node unlinked for good."""
+        connection = self._pool.make_connection()
+        failures = 0
         while not self._closing.is_set():
-            connection = self._pool.make_connection()
             try:
                 connection.connect()
                 connection.send_command("SUBSCRIBE", self._channel)
                 connection.read_response()  # the confirmation
-                attempt = 0
+                failures = 0
                 with self._lock:
                     self._subscriptions += 1
                 self._subscribed.set()
@@ -497,13 +526,17 @@ class ClusterLink:
             except Exception as error:
                 if self._subscribed.is_set():
                     LOG.debug("hub node %s: the subscription broke (%r)", self.node, error)
-            finally:
+                else:
+                    LOG.debug("hub node %s: could not subscribe (%r)", self.node, error)
+            if self._subscribed.is_set():  # the writer takes the link down (one wake a break, not an attempt)
                 self._subscribed.clear()
                 self._ops.put(_WAKE)
+            try:
                 connection.disconnect()
-            delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
-            attempt += 1
-            self._closing.wait(delay)
+            except Exception as error:
+                LOG.debug("hub node %s: could not close the subscriber's connection (%r)", self.node, error)
+            failures += 1
+            self._closing.wait(self._retry_delay(failures))
 
     def _read(self, connection: Any) -> None:
         """Hand each push on the channel to the Hub; ping every heartbeat, and give up on a connection

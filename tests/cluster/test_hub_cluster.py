@@ -84,6 +84,40 @@ class Peer:
         return self.out.empty()
 
 
+class LinkLog(logging.Handler):
+    """The records of the cluster link's log, every level, while in a ``with`` block."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._changed = threading.Condition()
+        self._logger = logging.getLogger("rolo.websocket.cluster")
+        self._level = self._logger.level
+
+    def __enter__(self) -> LinkLog:
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._changed:
+            self.records.append(record)
+            self._changed.notify_all()
+
+    def matching(self, text: str, level: int | None = None) -> list[logging.LogRecord]:
+        with self._changed:
+            return [r for r in self.records if text in r.getMessage() and level in (None, r.levelno)]
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 30.0) -> bool:
+        """Wait until ``count`` records whose message contains ``text`` were logged; whether they were."""
+        with self._changed:
+            return self._changed.wait_for(lambda: sum(text in r.getMessage() for r in self.records) >= count, timeout)
+
+
 @pytest.fixture
 def hubs(redis_server: RedisServer) -> Iterator:
     """``hubs(n, **settings)``: n Hubs on the test's Redis, closed at the end."""
@@ -275,6 +309,54 @@ def test_a_broker_that_stops_answering_is_let_go_and_members_told_once_it_answer
         logging.getLogger("rolo.websocket.cluster").removeHandler(handler)
 
 
+def test_an_outage_longer_than_a_hundred_attempts_ends_with_the_nodes_linked_and_members_told(hubs, redis_server):
+    # each failed attempt to subscribe used to take a new connection from redis-py's pool, never given
+    # back: after 100 the pool refused (MaxConnectionsError), the subscriber thread died, and the node
+    # stayed unlinked for good, its members never told
+    one, two = hubs(2, broker={"retry_interval": 0.002})
+    a, b = Peer(), Peer()
+    one.add(a.websocket, "room")
+    two.add(b.websocket, "room")
+    with LinkLog() as log:
+        redis_server.kill()
+        for hub in (one, two):
+            assert log.wait_for(f"hub node {hub.node}: could not subscribe", 150), "a subscriber stopped trying"
+            assert log.wait_for(f"hub node {hub.node} lost its link")
+        redis_server.start()
+        # linked again within about the retry interval of Redis answering (and room for a busy machine)
+        assert one._link.wait_up(1.0)
+        assert two._link.wait_up(max(0.0, 1.0 - (time.monotonic() - redis_server.ready_at)))
+    for hub in (one, two):  # the outage is logged once a node, not at every attempt
+        warnings = [r.getMessage() for r in log.matching(f"hub node {hub.node} ", logging.WARNING)]
+        assert len(warnings) == 1 and "lost its link" in warnings[0], warnings
+    assert a.next() == ("close", 1012, "service restart") and b.next() == ("close", 1012, "service restart")
+    c, d = Peer(), Peer()
+    one.add(c.websocket, "room")
+    d_id = two.add(d.websocket, "room")
+    assert one.broadcast("room", "again").published == (two.node,) and d.next() == "again"
+    assert one.send(d_id, "and again").published == (two.node,) and d.next() == "and again"
+
+
+def test_a_broker_unreachable_at_start_is_reported_once_and_used_once_it_answers(hubs, redis_server):
+    redis_server.kill()
+    with LinkLog() as log:
+        [hub] = hubs(1, broker={"retry_interval": 0.002, "timeout": 0.3})
+        a = Peer()
+        a_id = hub.add(a.websocket, "room")  # waits for the link at most the timeout
+        assert log.wait_for(f"hub node {hub.node}: the broker is not back yet", 150)
+        started = time.monotonic()
+        with pytest.raises(BrokerError, match=r"^the link to the broker is down"):
+            hub.members("room")
+        assert time.monotonic() - started < 0.3  # at once: no timeout waited for
+        assert len(log.matching(f"hub node {hub.node} cannot reach its broker", logging.WARNING)) == 1
+        assert not log.matching("linked to the broker")
+        redis_server.start()
+        assert hub._link.wait_up(5)
+        assert log.wait_for(f"hub node {hub.node} linked to the broker with 1 members")
+    assert hub.members("room") == [a_id] and a.nothing_queued()  # registered; it missed nothing
+    assert len(log.matching("cannot reach its broker")) == 1
+
+
 def test_the_callback_hears_of_members_that_may_have_missed_pushes_instead(hubs, redis_server):
     told: queue.Queue = queue.Queue()
     [hub] = hubs(1, on_missed=told.put)
@@ -318,3 +400,12 @@ def test_broker_settings_are_checked():
         RedisBroker("redis://localhost", timeout=0)
     with pytest.raises(TypeError):
         Hub(broker=6379)  # type: ignore[arg-type]
+    # a URL redis-py cannot parse fails where it is given, not at the first push; without its password
+    for url, message in [
+        ("redis//user:secret@localhost", "needs the scheme redis://, rediss:// or unix://: it has none"),
+        ("http://user:secret@localhost", "its scheme is http:"),
+        ("redis://user:secret@localhost:abc", "port is a number from 0 to 65535"),
+    ]:
+        with pytest.raises(ValueError, match=message) as raised:
+            Hub(broker=url)
+        assert "secret" not in str(raised.value)

@@ -175,11 +175,11 @@ def test_options_parse_into_settings():
 
 
 def one_line_error(*args: str) -> str:
-    """Run ``twistd -n rolo *args``, which must fail at once: its whole output, a single line."""
+    """Run ``twistd -n rolo *args``, which must fail at once (exit status 1): its whole output, a single line."""
     result = subprocess.run(
         [twistd_command(), "-n", "--pidfile=", "rolo", *args], cwd=REPO, capture_output=True, text=True, timeout=60
     )
-    assert result.returncode != 0
+    assert result.returncode == 1
     output = (result.stdout + result.stderr).strip()
     assert "Traceback" not in output
     assert len(output.splitlines()) == 1, output
@@ -209,6 +209,12 @@ def test_a_bad_endpoint_is_a_one_line_error(endpoint, message):
     output = one_line_error("--app", "tests.serving.apps:router", "--listen", endpoint)
     assert output.startswith("rolo: --listen: ")
     assert message in output
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")])
+def test_a_broker_url_redis_py_cannot_parse_is_a_one_line_error(workers):
+    output = one_line_error("--app", "tests.serving.apps:router", "--broker", "redis//localhost", *workers)
+    assert output == "rolo: --broker: a broker URL needs the scheme redis://, rediss:// or unix://: it has none"
 
 
 def test_a_port_in_use_is_a_one_line_error():

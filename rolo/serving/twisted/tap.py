@@ -22,7 +22,7 @@ from twisted.application.service import IService
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
-from ...websocket.broker import BROKER_ENVIRONMENT_VARIABLE
+from ...websocket.broker import BROKER_ENVIRONMENT_VARIABLE, RedisBroker
 from ._twisted import forget_exit_signal
 from .app import AppError, load_app
 from .logs import show_unhandled_logs
@@ -274,11 +274,15 @@ def makeService(options: Options) -> IService:
     """The ``twistd rolo`` service for ``options``: with ``--workers``, a supervisor that does not load the
     application (each worker does).
 
-    :raises SystemExit: with a one-line message, for an ``--app`` that does not load, an endpoint that
-        does not parse, or ``--metrics`` without prometheus-client
+    :raises SystemExit: with a one-line message, for an ``--app`` that does not load, an endpoint or a
+        ``--broker`` URL that does not parse, or ``--metrics`` without prometheus-client
     """
     show_unhandled_logs()  # the program's log is Twisted's: the application's own warnings go there too
     if options["broker"]:
+        try:
+            RedisBroker(options["broker"])
+        except ValueError as error:
+            raise SystemExit(f"rolo: --broker: {error}") from None
         # before the app loads: Hub() reads it when made, often at import time
         os.environ[BROKER_ENVIRONMENT_VARIABLE] = options["broker"]
     from twisted.internet import reactor
