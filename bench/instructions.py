@@ -67,24 +67,26 @@ def measure(kind: str, connections: int, warmup: int, rounds: int, windows: int,
         out = (keep or Path(directory)) / f"{kind}-{connections}.callgrind"
         wrapper = [*VALGRIND, f"--callgrind-out-file={out}"]
         server = Server(kind, Ports(0).next(), wrapper=wrapper, start_timeout=START_TIMEOUT)
-        hold = loadgen.Hold(server.port, connections, connections, deflate=False)
         try:
-            opened = hold.opened()[0]
-            if opened != connections:
-                raise RuntimeError(f"{opened} of {connections} connections opened on {kind}")
-            callgrind_control("--instr=on", server.pid)
-            for _ in range(warmup):
-                hold.echo()
-            figures = []
-            for window in range(1, windows + 1):
-                callgrind_control("-z", server.pid)
-                answered = sum(hold.echo()[0] for _ in range(rounds))
-                callgrind_control("-d", server.pid)
-                if answered != rounds * connections:
-                    raise RuntimeError(f"{answered} of {rounds * connections} messages answered on {kind}")
-                figures.append(total_ir(Path(f"{out}.{window}")) / answered)
+            hold = loadgen.Hold(server.port, connections, connections, deflate=False)
+            try:
+                opened = hold.opened()[0]
+                if opened != connections:
+                    raise RuntimeError(f"{opened} of {connections} connections opened on {kind}")
+                callgrind_control("--instr=on", server.pid)
+                for _ in range(warmup):
+                    hold.echo()
+                figures = []
+                for window in range(1, windows + 1):
+                    callgrind_control("-z", server.pid)
+                    answered = sum(hold.echo()[0] for _ in range(rounds))
+                    callgrind_control("-d", server.pid)
+                    if answered != rounds * connections:
+                        raise RuntimeError(f"{answered} of {rounds * connections} messages answered on {kind}")
+                    figures.append(total_ir(Path(f"{out}.{window}")) / answered)
+            finally:
+                hold.close()
         finally:
-            hold.close()
             server.stop()
         return figures
 

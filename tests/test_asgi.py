@@ -190,6 +190,37 @@ def test_a_request_without_a_body_that_waits_for_a_thread_is_dropped_if_its_clie
     assert runs == []
 
 
+def test_one_application_answers_http_on_one_event_loop_after_another():
+    """The pool's threads hand each result to the loop that awaits it, whichever loop served the last
+    request (a test suite, or a program that runs the application under ``asyncio.run`` more than once)."""
+
+    @route("/hello")
+    def hello(request: Request):
+        return "hello"
+
+    app = AsgiGateway(gateway_for(hello))
+    scope = {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http", "path": "/hello",
+             "raw_path": b"/hello", "query_string": b"", "root_path": "", "headers": [(b"host", b"test")]}
+
+    async def get() -> list:
+        sent: list = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await asyncio.wait_for(app(dict(scope), receive, send), 10)
+        return [message.get("status", message.get("body")) for message in sent]
+
+    try:
+        for _ in range(3):  # each on a new loop; the one before is closed
+            assert asyncio.run(get()) == [200, b"hello"]
+    finally:
+        app.http.shutdown()
+
+
 @route("/echo", methods=["WEBSOCKET"])
 def echo(request):
     with request.accept() as ws:

@@ -49,6 +49,9 @@ def test_a_compressed_frame_sets_rsv1_and_nothing_else():
 def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _twisted._FAST_WRITE
     assert _twisted._PARSER_FIELDS
+    assert _twisted._REQUEST_LINE_FIELDS
+    assert _twisted._BAD_REQUEST_FIELDS
+    assert "_respondToBadRequestAndDisconnect" in vars(_twisted.HTTPChannel)
     assert _twisted._ADOPT_UNIX
     assert _autobahn._RECEIVE is not None
     assert _autobahn._SEND_AUTO_PING is not None

@@ -222,8 +222,8 @@ class HttpApp:
         self.settings = settings
         self.counters = HttpCounters()
         self._pool: HandlerPool | None = None
-        self._calls: BatchedCalls | None = None  # how the pool's threads hand results to the loop
-        self._calls_loop: asyncio.AbstractEventLoop | None = None  # the loop they are handed to
+        # the loop the pool's threads hand results to, and how: one pair, read and replaced at once
+        self._calls: tuple[asyncio.AbstractEventLoop, BatchedCalls] | None = None
 
     @property
     def pool(self) -> HandlerPool | None:
@@ -302,17 +302,18 @@ class HttpApp:
         :raises PoolFull: if every thread is busy and ``http_queue`` jobs wait (unless ``queue_anyway``)
         """
         done: asyncio.Future[Any] = loop.create_future()
-        calls = self._calls
-        if calls is None or self._calls_loop is not loop:
-            calls = self._calls_to(loop)
+        pair = self._calls
+        calls = pair[1] if pair is not None and pair[0] is loop else self._calls_to(loop)
 
         def run() -> None:
             try:
                 result = job(*args)
             except BaseException as error:
-                calls(partial(_settle, done, None, error))
+                if not loop.is_closed():  # closed: nobody awaits it, and nothing is kept for it
+                    calls(partial(_settle, done, None, error))
             else:
-                calls(partial(_settle, done, result, None))
+                if not loop.is_closed():
+                    calls(partial(_settle, done, result, None))
 
         if self._pool is None:
             settings = self.settings
@@ -326,11 +327,12 @@ class HttpApp:
         later one comes on another."""
 
         def call_soon_threadsafe(call: Callable[[], None]) -> None:
-            if not loop.is_closed():  # closed: nobody awaits the result any more
+            if not loop.is_closed():  # closed since the job's check: nobody awaits the result any more
                 loop.call_soon_threadsafe(call)
 
-        self._calls, self._calls_loop = BatchedCalls(call_soon_threadsafe), loop
-        return self._calls
+        calls = BatchedCalls(call_soon_threadsafe)
+        self._calls = (loop, calls)
+        return calls
 
     def _respond(self, scope: dict[str, Any], stream: IO[bytes], body: RequestBody | _NoBody) -> Answer | bytes | None:
         """Run the gateway (in a thread of the pool) on the request of ``scope``, whose body the handler reads

@@ -5,7 +5,9 @@ Autobahn is pinned below its next major release in the package's requirements, a
 rolo takes the public path, which is slower or plainer but right:
 
 - :class:`ProtocolInternals` feeds received bytes straight to the parser (``_dataReceived``), skipping a
-  debug line whose arguments the Twisted adapter formats on every read; public path: ``dataReceived``.
+  debug line whose arguments the Twisted adapter formats on every read; on an open connection, further
+  to the parser's loop itself (``data`` and ``processData``, as ``consumeData`` runs them), skipping the
+  count into the class-wide ``trafficStats`` and ``logOctets``; public path: ``dataReceived``.
   It pings only connections that were silent for a whole interval (``_sendAutoPing``); without it,
   Autobahn pings on its fixed schedule.
 - :func:`message_compressor` gives the negotiated permessage-deflate compressor
@@ -269,7 +271,7 @@ class ProtocolInternals(WebSocketServerProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.heard_from_peer = True
-        if self.state == _STATE_OPEN:
+        if _RECEIVE is not None and self.state == _STATE_OPEN:
             # straight to the parser, as consumeData runs it on an open connection: Autobahn's receive path
             # would add the read to trafficStats, which rolo never reads (one for all connections), and log
             # it under logOctets, an option rolo never sets

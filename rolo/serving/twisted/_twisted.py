@@ -354,8 +354,10 @@ class BadRequestHeard(HTTPChannel):
         the reactor thread; does nothing unless overridden."""
 
     def _respondToBadRequestAndDisconnect(self) -> None:
-        self.bad_request(_bad_request_reason(self))
-        super()._respondToBadRequestAndDisconnect()
+        try:
+            self.bad_request(_bad_request_reason(self))
+        finally:  # the client gets its 400 whatever telling of it raised
+            super()._respondToBadRequestAndDisconnect()
 
 
 def _bad_request_reason(channel: HTTPChannel) -> str:

@@ -443,16 +443,13 @@ class GatewayChannel(BadRequestHeard):
         self.loseConnection()
 
     def _account_refusal(self, status: int, reason: str) -> None:
-        """Count and log a refusal of the request whose head is being parsed (or, for Twisted's ``400`` to
-        a form body, that is in hand): from its arrival, or from the head's start where no request line
-        came."""
+        """Count and log a refusal of the request whose head is being parsed: from its arrival, or from the
+        head's start where no request line came."""
         request = self.requests[-1] if self.requests else None  # once its request line arrived
         method, path = request_line(self)
         if isinstance(request, GatewayRequest):
             request.logged = True  # by the line refused writes
             began = request.received_at
-            if handling_request(self):  # received whole, its line is the request's own
-                method, path = request.method.decode("latin-1"), request.path.decode("utf-8", "replace")
         else:
             began = self._head_began
         self.site.http.refused(self, method, path, status, reason, self.site.reactor.seconds() - began)
