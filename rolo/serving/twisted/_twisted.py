@@ -96,9 +96,15 @@ T = TypeVar("T")
 
 _MISSING = object()
 
+
+def _names(function: Any) -> set[str]:
+    """The names a function's code reads (its globals and attributes), none where it has no code."""
+    return set(getattr(getattr(function, "__code__", None), "co_names", ()))
+
+
 # the buffer fields write_now reads are set by FileDescriptor.__init__ and its write methods
 _FAST_WRITE = all(hasattr(tcp.Connection, name) for name in ("writeSomeData", "dataBuffer", "offset", "TLS")) and (
-    "_tempDataLen" in abstract.FileDescriptor.__init__.__code__.co_names
+    "_tempDataLen" in _names(abstract.FileDescriptor.__init__)
 )
 
 
@@ -295,9 +301,7 @@ def forget_exit_signal(reactor: Any) -> None:
         reactor._exitSignal = None
 
 
-_PARSER_FIELDS = {"_handlingRequest", "_receivedHeaderSize"} <= set(vars(HTTPChannel)) | set(
-    HTTPChannel.__init__.__code__.co_names
-)
+_PARSER_FIELDS = {"_handlingRequest", "_receivedHeaderSize"} <= set(vars(HTTPChannel)) | _names(HTTPChannel.__init__)
 
 
 def handling_request(channel: HTTPChannel) -> bool:
@@ -310,11 +314,6 @@ def header_bytes_received(channel: HTTPChannel) -> int:
     """How many bytes of the current request's head (its line and headers) the channel has parsed; ``1``
     where that is unknown (as if the request line had been received)."""
     return int(getattr(channel, "_receivedHeaderSize", 1)) if _PARSER_FIELDS else 1
-
-
-def _names(function: Any) -> set[str]:
-    """The names a function's code reads (its globals and attributes), none where it has no code."""
-    return set(getattr(getattr(function, "__code__", None), "co_names", ()))
 
 
 _REQUEST_LINE_FIELDS = {"_command", "_path"} <= _names(HTTPChannel.lineReceived)
@@ -424,7 +423,7 @@ _EPOLL_POLL_NAMES = frozenset(
 def poll_is_known(do_poll: Callable[..., Any]) -> bool:
     """Whether ``do_poll`` (``EPollReactor.doPoll``) names exactly what the one :func:`dispatch_directly`
     stands in for does: a poll that reads anything else may do more than that one, so it is kept."""
-    return frozenset(do_poll.__code__.co_names) == _EPOLL_POLL_NAMES
+    return _names(do_poll) == _EPOLL_POLL_NAMES
 
 
 _DIRECT_DISPATCH = poll_is_known(epollreactor.EPollReactor.doPoll)
