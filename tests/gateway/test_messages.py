@@ -180,6 +180,22 @@ def test_responses_share_their_default_status_line_and_content_type():
     )
 
 
+def test_responses_of_a_mimetype_share_its_content_type_as_werkzeug_builds_it():
+    first, second = Response("hello", mimetype="text/html"), Response("hello", mimetype="".join("text/html"))
+    assert first.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert first.headers["Content-Type"] is second.headers["Content-Type"]
+    assert Response(mimetype="application/json").content_type == "application/json"
+    assert Response(mimetype="image/svg+xml").content_type == "image/svg+xml; charset=utf-8"
+    # the mimetype wins over a Content-Type among the headers, and the content type over the mimetype
+    assert Response(headers={"Content-Type": "a/b"}, mimetype="text/csv").content_type == "text/csv; charset=utf-8"
+    assert Response(mimetype="text/csv", content_type="text/csv; header=present").content_type == (
+        "text/csv; header=present"
+    )
+    long = "text/x-" + "a" * 60
+    assert Response(mimetype=long).content_type == f"{long}; charset=utf-8"
+    assert Response(mimetype=long).content_type is not Response(mimetype=long).content_type  # not remembered
+
+
 def test_set_json():
     response = Response()
     response.set_json({"a": [1, 2]})
