@@ -147,7 +147,7 @@ def _shared(text: str) -> str:
 # werkzeug's get_host checks the characters of the host (a regular expression) for each request. Without
 # trusted hosts to match, its result depends on the scheme, the Host header and the server's address alone:
 # the latest 1,024 results for a Host header, or a server name, of at most 64 characters are remembered
-# (some 400 KB at most, whatever hosts clients send), and requests to one host share one copy of it
+# (some 500 KB at most, whatever hosts clients send), and requests to one host share one copy of it
 _remembered_host = lru_cache(maxsize=1024)(get_host)
 
 
