@@ -1,4 +1,5 @@
-"""Instructions a server executes per echoed message: ``python -m bench.instructions [--servers rolo,aiohttp]``.
+"""Instructions a server executes per echoed message, or per HTTP request:
+``python -m bench.instructions [--servers rolo,aiohttp] [--load echo|http]``.
 
 A figure that other processes on the machine do not move, for changes too small for the timed benchmark to
 see. Each server runs under ``valgrind --tool=callgrind``, with instrumentation off while it starts. The load
@@ -7,7 +8,9 @@ rounds, it sends one 32-byte text message on every connection and waits for ever
 ``--warmup`` rounds with instrumentation on, each of ``--windows`` windows zeroes the counts
 (``callgrind_control -z``), runs ``--rounds`` rounds and dumps them (``callgrind_control -d``): its
 instructions per message are the dump's total over ``rounds × connections``, and the median of the
-windows is the figure. The server's hash seed is fixed (``PYTHONHASHSEED=0``) so that dictionaries probe
+windows is the figure. With ``--load http`` the connections are HTTP/1.1 keep-alive ones, and a round sends
+``GET /hello`` (answered with 11 bytes) on every connection, then reads every response: the figure is per
+request. The server's hash seed is fixed (``PYTHONHASHSEED=0``) so that dictionaries probe
 alike from run to run; valgrind runs its threads in the order they asked for the CPU (``--fair-sched``);
 and the time rolo's reactor waits for the handlers of a turn is stretched as valgrind slows the server
 down (``BENCH_SLOWDOWN``), or every turn would end at its bound rather than when its handlers block, a
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from bench import loadgen
 from bench.processes import Ports, Server
-from bench.servers import PEERS
+from bench.servers import HELLO, PEERS
 
 START_TIMEOUT = 600.0  # seconds a server may take to listen under valgrind
 
@@ -58,34 +62,97 @@ def total_ir(dump: Path) -> int:
     return int(found.group(1))
 
 
-def measure(kind: str, connections: int, warmup: int, rounds: int, windows: int, keep: Path | None) -> list[float]:
-    """Instructions per message of server ``kind`` echoing on ``connections`` connections, in each of
-    ``windows`` windows of ``rounds`` rounds, one after the other in one server process. The windows'
-    dumps are kept in ``keep`` if given, as ``KIND-CONNECTIONS.callgrind.N``."""
+class _Echo:
+    """The echo load: ``loadgen.c``'s ``hold`` mode on ``/echo``."""
+
+    def __init__(self, port: int, connections: int) -> None:
+        self._hold = loadgen.Hold(port, connections, connections, deflate=False)
+        self.opened = self._hold.opened()[0]
+
+    def round(self) -> int:
+        """One message on each connection; how many were answered."""
+        return self._hold.echo()[0]
+
+    def close(self) -> None:
+        self._hold.close()
+
+
+class _Http:
+    """The HTTP load: keep-alive connections to ``/hello``, from this process (the server is the slow side)."""
+
+    def __init__(self, port: int, connections: int) -> None:
+        self._request = f"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode("ascii")
+        self._connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(connections)]
+        self._pending = [b""] * connections  # bytes read past the last response, per connection
+        self.opened = len(self._connections)
+
+    def round(self) -> int:
+        """``GET /hello`` on each connection, then each response read; how many answered ``HELLO``."""
+        for connection in self._connections:
+            connection.sendall(self._request)
+        return sum(self._response(index) == HELLO for index in range(len(self._connections)))
+
+    def _response(self, index: int) -> bytes:
+        """The body of the next response on connection ``index`` (it must give its Content-Length)."""
+        connection, data = self._connections[index], self._pending[index]
+        while b"\r\n\r\n" not in data:
+            data += self._received(connection)
+        head, _, data = data.partition(b"\r\n\r\n")
+        length = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
+        if length is None:
+            raise RuntimeError(f"a response without Content-Length: {head!r}")
+        size = int(length.group(1))
+        while len(data) < size:
+            data += self._received(connection)
+        self._pending[index] = data[size:]
+        return data[:size]
+
+    @staticmethod
+    def _received(connection: socket.socket) -> bytes:
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise RuntimeError("the server closed a keep-alive connection")
+        return chunk
+
+    def close(self) -> None:
+        for connection in self._connections:
+            connection.close()
+
+
+LOADS = {"echo": _Echo, "http": _Http}
+"""The loads, by name: what a round sends on each connection."""
+
+
+def measure(
+    kind: str, connections: int, warmup: int, rounds: int, windows: int, keep: Path | None, load: str = "echo"
+) -> list[float]:
+    """Instructions per message (per request, for the ``http`` load) of server ``kind`` under ``load`` on
+    ``connections`` connections, in each of ``windows`` windows of ``rounds`` rounds, one after the other
+    in one server process. The windows' dumps are kept in ``keep`` if given, as
+    ``KIND-LOAD-CONNECTIONS.callgrind.N``."""
     os.environ.update(PYTHONHASHSEED="0", BENCH_SLOWDOWN=str(SLOWDOWN))  # the server inherits them
     with tempfile.TemporaryDirectory(prefix="rolo-callgrind-") as directory:
-        out = (keep or Path(directory)) / f"{kind}-{connections}.callgrind"
+        out = (keep or Path(directory)) / f"{kind}-{load}-{connections}.callgrind"
         wrapper = [*VALGRIND, f"--callgrind-out-file={out}"]
         server = Server(kind, Ports(0).next(), wrapper=wrapper, start_timeout=START_TIMEOUT)
         try:
-            hold = loadgen.Hold(server.port, connections, connections, deflate=False)
+            clients = LOADS[load](server.port, connections)
             try:
-                opened = hold.opened()[0]
-                if opened != connections:
-                    raise RuntimeError(f"{opened} of {connections} connections opened on {kind}")
+                if clients.opened != connections:
+                    raise RuntimeError(f"{clients.opened} of {connections} connections opened on {kind}")
                 callgrind_control("--instr=on", server.pid)
                 for _ in range(warmup):
-                    hold.echo()
+                    clients.round()
                 figures = []
                 for window in range(1, windows + 1):
                     callgrind_control("-z", server.pid)
-                    answered = sum(hold.echo()[0] for _ in range(rounds))
+                    answered = sum(clients.round() for _ in range(rounds))
                     callgrind_control("-d", server.pid)
                     if answered != rounds * connections:
-                        raise RuntimeError(f"{answered} of {rounds * connections} messages answered on {kind}")
+                        raise RuntimeError(f"{answered} of {rounds * connections} answered on {kind}")
                     figures.append(total_ir(Path(f"{out}.{window}")) / answered)
             finally:
-                hold.close()
+                clients.close()
         finally:
             server.stop()
         return figures
@@ -99,19 +166,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100, help="rounds in a window (a message per connection each)")
     parser.add_argument("--keep", type=Path, help="a directory to keep callgrind's dumps in (callgrind_annotate)")
     parser.add_argument("--windows", type=int, default=3, help="windows counted, one after the other")
+    parser.add_argument("--load", choices=sorted(LOADS), default="echo", help="WebSocket echo, or HTTP GET")
     args = parser.parse_args()
     kinds = args.servers.split(",")
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     for kind in kinds:
-        if kind not in PEERS or "echo" not in PEERS[kind].parts:
-            parser.error(f"{kind} does not serve the echo benchmark")
+        if kind not in PEERS or args.load not in PEERS[kind].parts:
+            parser.error(f"{kind} does not serve the {args.load} benchmark")
+    unit = "request" if args.load == "http" else "message"
     for connections in (int(count) for count in args.connections.split(",")):
         for kind in kinds:
-            figures = measure(kind, connections, args.warmup, args.rounds, args.windows, args.keep)
+            figures = measure(kind, connections, args.warmup, args.rounds, args.windows, args.keep, args.load)
             each = ", ".join(f"{figure:,.0f}" for figure in figures)
             print(
-                f"{kind:<15} {connections:>5,} conns  {statistics.median(figures):>10,.0f} instructions per message"
+                f"{kind:<15} {connections:>5,} conns  {statistics.median(figures):>10,.0f} instructions per {unit}"
                 f" (median of {each})",
                 flush=True,
             )

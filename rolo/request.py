@@ -144,6 +144,25 @@ def _shared(text: str) -> str:
     return _remembered(text) if len(text) <= 64 else text
 
 
+# werkzeug's get_host checks the characters of the host (a regular expression) for each request. Without
+# trusted hosts to match, its result depends on the scheme, the Host header and the server's address alone:
+# the latest 1,024 results for a Host header, or a server name, of at most 64 characters are remembered
+# (some 500 KB at most, whatever hosts clients send), and requests to one host share one copy of it
+_remembered_host = lru_cache(maxsize=1024)(get_host)
+
+
+def _host_of(scheme: str, host_header: str | None, server: tuple[str, int | None] | None) -> str:
+    """werkzeug's :func:`~werkzeug.sansio.utils.get_host` without trusted hosts, remembered where the
+    bound of the cache holds."""
+    if host_header is not None:
+        if len(host_header) <= 64:
+            # the Host header wins over the server's address, which get_host then ignores: not in the key
+            return _remembered_host(scheme, host_header, None)
+    elif server is None or len(server[0]) <= 64:
+        return _remembered_host(scheme, None, server)
+    return get_host(scheme, host_header, server)
+
+
 class Request(_WerkzeugRequest):
     """An HTTP request: a :class:`werkzeug.wrappers.Request` that can also be built from its parts.
 
@@ -203,8 +222,12 @@ class Request(_WerkzeugRequest):
         Setting it sets the value; deleting it has it computed again."""
         host = self._host
         if host is None:
-            host = get_host(self.scheme, self.headers.get("host"), self.server, self.trusted_hosts)
-            host = self._host = _shared(host)
+            trusted_hosts = self.trusted_hosts
+            if trusted_hosts:
+                host = _shared(get_host(self.scheme, self.headers.get("host"), self.server, trusted_hosts))
+            else:
+                host = _host_of(self.scheme, self.headers.get("host"), self.server)
+            self._host = host
         return host
 
     @host.setter

@@ -14,8 +14,15 @@ from werkzeug.wrappers import Response as _WerkzeugResponse
 __all__ = ["Response", "merges_as_itself"]
 
 
-@lru_cache(maxsize=64)
+# the mimetypes of responses are few, mostly the application's own: the content types of the latest 64 of
+# at most 64 characters are remembered, one copy of each for all responses
+_remembered_content_type = lru_cache(maxsize=64)(get_content_type)
+
+
 def _content_type(mimetype: str) -> str:
+    """werkzeug's content type for ``mimetype``: with ``; charset=utf-8`` for a text one."""
+    if len(mimetype) <= 64:
+        return _remembered_content_type(mimetype, "utf-8")
     return get_content_type(mimetype, "utf-8")
 
 
@@ -37,11 +44,15 @@ class Response(_WerkzeugResponse):
         content_type: str | None = None,
         direct_passthrough: bool = False,
     ) -> None:
-        if content_type is None and mimetype is None and not headers and self.default_mimetype is not None:
-            # the content type werkzeug gives a response told none, without its look-up of Content-Type in
-            # the empty headers, which raises and catches a KeyError: a gateway makes such a response for
-            # every request; one copy of it for all (a WebSocket request's lives as long as its connection)
-            content_type = _content_type(self.default_mimetype)
+        if content_type is None:
+            if mimetype is not None:
+                # as werkzeug builds it from the mimetype, once for all responses of that mimetype
+                content_type = _content_type(mimetype)
+            elif not headers and self.default_mimetype is not None:
+                # the content type werkzeug gives a response told none, without its look-up of Content-Type in
+                # the empty headers, which raises and catches a KeyError: a gateway makes such a response for
+                # every request; one copy of it for all (a WebSocket request's lives as long as its connection)
+                content_type = _content_type(self.default_mimetype)
         if status is None and type(self.default_status) is int:
             status = _status_line(self.default_status)  # the one copy of werkzeug's status line, as above
         super().__init__(response, status, headers, mimetype, content_type, direct_passthrough)

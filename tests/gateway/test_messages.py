@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gc
 import io
+from typing import ClassVar
 
 import pytest
 from werkzeug.datastructures import Headers
+from werkzeug.exceptions import SecurityError
+from werkzeug.sansio.utils import get_host
 from werkzeug.test import EnvironBuilder
 
 from rolo import Request, Response
@@ -105,6 +108,60 @@ def test_request_host_is_computed_once_set_and_cleared_as_werkzeug_has_it_withou
     assert request.host == "api.example:4566"
 
 
+HOSTS = [
+    # scheme, Host header, server, host
+    ("http", None, ("example.com", 80), "example.com"),
+    ("http", None, ("example.com", 443), "example.com:443"),
+    ("https", None, ("example.com", 443), "example.com"),
+    ("https", None, ("example.com", 80), "example.com:80"),
+    ("http", None, ("::1", 8080), "[::1]:8080"),
+    ("http", None, ("/run/rolo.sock", None), ""),  # a Unix socket: no host
+    ("http", "api.example:80", ("example.com", 8080), "api.example"),
+    ("https", "api.example:80", ("example.com", 8080), "api.example:80"),
+    ("https", "api.example:443", ("example.com", 8080), "api.example"),
+    ("http", "api.example:443", ("example.com", 8080), "api.example:443"),
+    ("http", "api.example:4566", ("other.example", 80), "api.example:4566"),
+    ("http", "bad host", ("example.com", 80), ""),  # a character a host has not
+]
+
+
+def test_request_host_of_each_scheme_port_host_header_and_server_as_werkzeug_has_it():
+    # the host of each request is remembered by what it depends on: asked again, in another order, each
+    # request still has its own
+    for scheme, header, server, host in HOSTS + HOSTS[::-1]:
+        request = Request("GET", "/", headers={"Host": header} if header else None, scheme=scheme, server=server)
+        assert request.host == host == get_host(scheme, header, server), (scheme, header, server)
+
+
+def test_request_host_longer_than_64_characters_is_right_and_the_request_own():
+    name = "a" * 60 + ".example"
+    for header, server, host in [
+        (f"{name}:8080", ("example.com", 80), f"{name}:8080"),
+        (None, (name, 8080), f"{name}:8080"),
+        (f"{name}:80", ("example.com", 80), name),
+    ]:
+        first, second = (
+            Request("GET", "/", headers={"Host": "".join(header)} if header else None, server=server) for _ in "12"
+        )
+        assert first.host == second.host == host
+        assert first.host is not second.host  # not remembered: the bound of the cache is for shorter ones
+
+
+class _TrustingRequest(Request):
+    trusted_hosts: ClassVar[list[str]] = ["api.example"]
+
+
+def test_request_host_is_still_checked_against_trusted_hosts():
+    assert Request("GET", "/", headers={"Host": "evil.example"}).host == "evil.example"  # remembered now
+    with pytest.raises(SecurityError):
+        _ = _TrustingRequest("GET", "/", headers={"Host": "evil.example"}).host
+    assert _TrustingRequest("GET", "/", headers={"Host": "api.example:8080"}).host == "api.example:8080"
+    request = Request("GET", "/", headers={"Host": "evil.example"})
+    request.trusted_hosts = ["api.example"]
+    with pytest.raises(SecurityError):
+        _ = request.host
+
+
 def test_request_bytes_path():
     request = Request("GET", "/caf\xc3\xa9".encode("latin-1"))
     assert request.path == "/café"
@@ -121,6 +178,22 @@ def test_responses_share_their_default_status_line_and_content_type():
         "404 NOT FOUND",
         "application/json",
     )
+
+
+def test_responses_of_a_mimetype_share_its_content_type_as_werkzeug_builds_it():
+    first, second = Response("hello", mimetype="text/html"), Response("hello", mimetype="".join("text/html"))
+    assert first.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert first.headers["Content-Type"] is second.headers["Content-Type"]
+    assert Response(mimetype="application/json").content_type == "application/json"
+    assert Response(mimetype="image/svg+xml").content_type == "image/svg+xml; charset=utf-8"
+    # the mimetype wins over a Content-Type among the headers, and the content type over the mimetype
+    assert Response(headers={"Content-Type": "a/b"}, mimetype="text/csv").content_type == "text/csv; charset=utf-8"
+    assert Response(mimetype="text/csv", content_type="text/csv; header=present").content_type == (
+        "text/csv; header=present"
+    )
+    long = "text/x-" + "a" * 60
+    assert Response(mimetype=long).content_type == f"{long}; charset=utf-8"
+    assert Response(mimetype=long).content_type is not Response(mimetype=long).content_type  # not remembered
 
 
 def test_set_json():
