@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .errors import WebSocketProtocolError
+
 __all__ = [
     "WEBSOCKET_KEY",
     "BytesMessage",
@@ -24,6 +26,7 @@ __all__ = [
     "WebSocketAdapter",
     "WebSocketEnvironment",
     "WebSocketListener",
+    "message_data",
 ]
 
 WEBSOCKET_KEY = "rolo.websocket"
@@ -77,6 +80,17 @@ Message = TextMessage | BytesMessage
 Event = CreateConnection | TextMessage | BytesMessage
 
 
+def message_data(event: Event) -> str | bytes:
+    """The data of a message an adapter received: ``str`` for a text message, ``bytes`` for a binary one.
+
+    :raises WebSocketProtocolError: if ``event`` is the opening handshake's :class:`CreateConnection`,
+        which the request takes before accepting, never the open connection
+    """
+    if isinstance(event, CreateConnection):
+        raise WebSocketProtocolError("received the opening handshake on an open connection")
+    return event.data
+
+
 class WebSocketAdapter(abc.ABC):
     """One WebSocket connection as a server presents it to a handler thread.
 
@@ -95,6 +109,17 @@ class WebSocketAdapter(abc.ABC):
         :raises TimeoutError: if no event came within ``timeout``
         :raises WebSocketDisconnectedError: once the connection is closed and every message was received
         """
+
+    def receive_data(self, timeout: float | None = None) -> str | bytes:
+        """The data of the next message, once the connection is open: ``str`` for a text message,
+        ``bytes`` for a binary one (:func:`message_data` of :meth:`receive`). An adapter may override it
+        to give the data without making the message.
+
+        :raises WebSocketProtocolError: if the next event is :class:`CreateConnection`
+        :raises TimeoutError: if no message came within ``timeout``
+        :raises WebSocketDisconnectedError: once the connection is closed and every message was received
+        """
+        return message_data(self.receive(timeout))
 
     @abc.abstractmethod
     def accept(

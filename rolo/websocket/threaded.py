@@ -32,7 +32,7 @@ from typing import Final, Protocol, TypeVar, final
 
 from rolo.counters import WebSocketCounters
 
-from .adapter import CreateConnection, Event, Message, TextMessage, WebSocketAdapter
+from .adapter import CreateConnection, Event, Message, TextMessage, WebSocketAdapter, message_data
 from .errors import WebSocketDisconnectedError, WebSocketStateError
 from .frames import Close, CloseCode, fit_close_reason
 
@@ -270,6 +270,25 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     # -- handler side ------------------------------------------------------------------------------
 
     def receive(self, timeout: float | None = None) -> Event:
+        event = self._take(timeout)
+        if isinstance(event, EncodedText):
+            return TextMessage(event.data.decode("utf-8"))
+        return event
+
+    def receive_data(self, timeout: float | None = None) -> str | bytes:
+        # a text message's data without the TextMessage that receive would make only to be unwrapped
+        event = self._take(timeout)
+        if isinstance(event, EncodedText):
+            return event.data.decode("utf-8")
+        return message_data(event)
+
+    def _take(self, timeout: float | None) -> Event | EncodedText:
+        """Take the next event from the inbox, and resume reading if that drained it: a message (text that
+        came as UTF-8 not decoded yet) or :class:`CreateConnection`.
+
+        :raises TimeoutError: if no event came within ``timeout`` seconds
+        :raises WebSocketDisconnectedError: once the connection is closed and every message was taken
+        """
         inbox = self._inbox
         if self._wake_ups is not None and inbox.empty():
             self._wake_ups.blocking(self)
@@ -294,8 +313,6 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             lock.release()
         if resume:
             self._call_in_loop(self._resume_reading)
-        if isinstance(event, EncodedText):
-            return TextMessage(event.data.decode("utf-8"))
         return event
 
     def _drained(self) -> bool:
