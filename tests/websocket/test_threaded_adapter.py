@@ -22,7 +22,7 @@ from rolo.websocket import (
 )
 from rolo.websocket.errors import WebSocketProtocolError, WebSocketStateError
 from rolo.websocket.frames import Close
-from rolo.websocket.threaded import _QUEUED_SIZE, EncodedText, ThreadedWebSocketAdapter, offer_each
+from rolo.websocket.threaded import _QUEUED_SIZE, ThreadedWebSocketAdapter, offer_each
 
 
 class RecordingConnection:
@@ -200,13 +200,14 @@ def test_receive_data_gives_what_receive_gives_the_data_of_and_text_that_came_as
     with pytest.raises(WebSocketProtocolError):  # the handshake's event is the request's, not a message
         adapter.receive_data(timeout=0)
     adapter, _connection, _loop = open_adapter()
-    sent: list = [EncodedText("caf\u00e9".encode()), TextMessage("t"), BytesMessage(b"\xff"), EncodedText(b"e")]
+    sent: list = ["caf\u00e9".encode(), TextMessage("t"), BytesMessage(b"\xff"), "\u00e9".encode()]
     for message in sent:
         adapter.on_message(message)
+    assert adapter._counters.received_bytes == 5 + 1 + 1 + 2
     assert adapter.receive_data(timeout=0) == "caf\u00e9"
     assert adapter.receive_data(timeout=0) == "t"
     assert adapter.receive_data(timeout=0) == b"\xff"
-    assert adapter.receive(timeout=0) == TextMessage("e")
+    assert adapter.receive(timeout=0) == TextMessage("\u00e9")
     assert adapter._bytes_taken == adapter._bytes_read  # every message taken, counted out as it was in
     adapter.on_close(Close(1000))
     with pytest.raises(WebSocketDisconnectedError):
