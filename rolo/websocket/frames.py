@@ -97,10 +97,14 @@ def frame_header(opcode: int, length: int, compressed: bool = False) -> bytes:
     return bytes((first, 127)) + length.to_bytes(8, "big")
 
 
+# read once here rather than as a global and an attribute twice per frame unmasked
+_from_bytes = int.from_bytes
+
+
 def unmask(payload: bytes, mask: bytes) -> bytes:
     """``payload`` with a client's masking undone (RFC 6455, 5.3): each byte XOR'ed with the 4-byte mask."""
     words = (len(payload) + 3) // 4
-    unmasked = int.from_bytes(payload, "little") ^ int.from_bytes(mask * words, "little")
+    unmasked = _from_bytes(payload, "little") ^ _from_bytes(mask * words, "little")
     return unmasked.to_bytes(4 * words, "little")[: len(payload)]
 
 

@@ -32,11 +32,11 @@ from typing import Final, Protocol, TypeVar, final
 
 from rolo.counters import WebSocketCounters
 
-from .adapter import CreateConnection, Event, Message, TextMessage, WebSocketAdapter
+from .adapter import CreateConnection, Event, Message, TextMessage, WebSocketAdapter, message_data
 from .errors import WebSocketDisconnectedError, WebSocketStateError
 from .frames import Close, CloseCode, fit_close_reason
 
-__all__ = ["EncodedText", "ServerConnection", "ThreadedWebSocketAdapter", "WakeUps", "offer_each"]
+__all__ = ["Arrival", "ServerConnection", "ThreadedWebSocketAdapter", "WakeUps", "offer_each"]
 
 LOG = logging.getLogger("rolo.websocket")
 
@@ -53,8 +53,8 @@ _BYTES_SIZE: Final = getsizeof(b"")
 
 def _size_in_memory(data: str | bytes) -> int:
     """What a received message's data takes in memory, in bytes, as ``getsizeof`` says; worked out for
-    ``bytes``, what the server hands over for most messages (text as it came, :class:`EncodedText`),
-    where ``getsizeof`` looks ``__sizeof__`` up on each call and costs as much as the rest of the count."""
+    ``bytes``, what the server hands over for most messages (text as it came, see :data:`Arrival`), where
+    ``getsizeof`` looks ``__sizeof__`` up on each call and costs as much as the rest of the count."""
     return len(data) + _BYTES_SIZE if type(data) is bytes else getsizeof(data)
 
 
@@ -105,16 +105,11 @@ class ServerConnection(Protocol):
         """Read from the socket again."""
 
 
-@final
-class EncodedText:
-    """A text message as it came off the wire: UTF-8 the server has validated. The handler's ``receive``
-    decodes it, so that the inbox holds it at its size on the wire (as a ``str`` it may take up to four
-    times that) and the event loop does not spend its time decoding."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+Arrival = Message | bytes
+"""What a server hands to :meth:`ThreadedWebSocketAdapter.on_message`: a message, or, for a text message,
+``bytes``: its UTF-8 as it came off the wire, which the server has validated. The handler decodes it when
+it takes it, so that the inbox holds it at its size on the wire (as a ``str`` it may take up to four
+times that), no message object is made for it, and the event loop does not spend its time decoding."""
 
 
 class _End(enum.Enum):
@@ -240,13 +235,13 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
         # the inbox is a C queue: a receiver blocks in it without the GIL, and putting a message wakes it
         # without a Python-level condition; _END behind the last message marks the close
-        self._inbox: queue.SimpleQueue[Event | EncodedText | _End] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Event | bytes | _End] = queue.SimpleQueue()
         self._inbox.put(_CREATE_CONNECTION)
         # loop side: read, not yet handed to the inbox. None while empty, as it is on an idle connection; the
         # message itself while one waits, as each does in a burst over many connections; a list once more
         # do. No list of its own per waiting message: in a burst, those waiting for their handler's turn
         # outlive the collector's younger generations, and what reaches the oldest sets off full collections
-        self._arrived: list[Message | EncodedText] | Message | EncodedText | None = None
+        self._arrived: list[Arrival] | Arrival | None = None
         # the bytes of the messages read (written on the loop thread only) and of those the handler took
         # (under the lock: several threads may receive): their difference is the inbox's size
         self._bytes_read = 0
@@ -270,6 +265,25 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     # -- handler side ------------------------------------------------------------------------------
 
     def receive(self, timeout: float | None = None) -> Event:
+        event = self._take(timeout)
+        if isinstance(event, bytes):
+            return TextMessage(event.decode("utf-8"))
+        return event
+
+    def receive_data(self, timeout: float | None = None) -> str | bytes:
+        # a text message's data without the TextMessage that receive would make only to be unwrapped
+        event = self._take(timeout)
+        if isinstance(event, bytes):
+            return event.decode("utf-8")
+        return message_data(event)
+
+    def _take(self, timeout: float | None) -> Event | bytes:
+        """Take the next event from the inbox, and resume reading if that drained it: an :data:`Arrival`
+        (a text message's UTF-8 ``bytes``, not decoded yet) or :class:`CreateConnection`.
+
+        :raises TimeoutError: if no event came within ``timeout`` seconds
+        :raises WebSocketDisconnectedError: once the connection is closed and every message was taken
+        """
         inbox = self._inbox
         if self._wake_ups is not None and inbox.empty():
             self._wake_ups.blocking(self)
@@ -282,7 +296,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             raise self._disconnected()
         if isinstance(event, CreateConnection):  # comes before any message: reading is not held yet
             return event
-        size = _size_in_memory(event.data)
+        size = _size_in_memory(event if isinstance(event, bytes) else event.data)
         lock = self._lock  # once for the count and, while reading is held, for whether to resume it
         lock.acquire()
         try:
@@ -294,8 +308,6 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             lock.release()
         if resume:
             self._call_in_loop(self._resume_reading)
-        if isinstance(event, EncodedText):
-            return TextMessage(event.data.decode("utf-8"))
         return event
 
     def _drained(self) -> bool:
@@ -474,11 +486,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._notify_all()
                 self._counters.upgrades.add(101)
 
-    def on_message(self, message: Message | EncodedText) -> None:
-        """A complete message arrived."""
+    def on_message(self, message: Arrival) -> None:
+        """A complete message arrived: a message, or a text message's validated UTF-8 (see :data:`Arrival`)."""
         self._arrived = arrived = _added(self._arrived, message)
         waiting = _count(arrived)
-        data = message.data
+        data = message if isinstance(message, bytes) else message.data
         self._bytes_read += _size_in_memory(data)
         counters = self._counters
         counters.messages_received += 1

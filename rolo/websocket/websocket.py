@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
-from .adapter import BytesMessage, CreateConnection, Message, TextMessage, WebSocketAdapter
+from .adapter import BytesMessage, Message, TextMessage, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketProtocolError
 from .frames import CloseCode
 from .threaded import offer_each as offer_each_adapters
@@ -100,11 +100,7 @@ class WebSocket:
         :raises TimeoutError: if no message came within ``timeout`` seconds
         :raises WebSocketDisconnectedError: once the peer closed the connection, with its code and reason
         """
-        event = self._adapter.receive(timeout)
-        if isinstance(event, CreateConnection):
-            # the handshake event belongs to the request, which takes it before accepting
-            raise WebSocketProtocolError("received the opening handshake on an open connection")
-        return event.data
+        return self._adapter.receive_data(timeout)
 
     def close(self, code: int = 1000, reason: str | None = None, timeout: float | None = None) -> None:
         """Perform the closing handshake with ``code`` and ``reason``. Closing a closed socket does nothing.

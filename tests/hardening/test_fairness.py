@@ -35,7 +35,11 @@ def test_a_flood_of_tiny_frames_leaves_the_others_answered(server_process, flood
         probe.sendall(client_frame(OPCODE_TEXT, b"probe"))
         received = b""
         while b"probe" not in received:
-            received += probe.recv(64)
+            # each recv waits at most open_websocket's 10 s timeout (TimeoutError); a closed connection
+            # returns b"" at once, forever: either fails the test rather than hanging it
+            chunk = probe.recv(64)
+            assert chunk, "the server closed the probe's connection"
+            received += chunk
         return time.monotonic() - started
 
     round_trip()  # warm up

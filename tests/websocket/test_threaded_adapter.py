@@ -12,7 +12,14 @@ from typing import ClassVar
 
 import pytest
 
-from rolo.websocket import BytesMessage, CreateConnection, TextMessage, WebSocketDisconnectedError
+from rolo.websocket import (
+    BytesMessage,
+    CreateConnection,
+    TextMessage,
+    WebSocket,
+    WebSocketAdapter,
+    WebSocketDisconnectedError,
+)
 from rolo.websocket.errors import WebSocketProtocolError, WebSocketStateError
 from rolo.websocket.frames import Close
 from rolo.websocket.threaded import _QUEUED_SIZE, ThreadedWebSocketAdapter, offer_each
@@ -186,6 +193,53 @@ def test_a_message_waiting_for_its_turn_is_held_without_a_list_and_counts_agains
     turn_end.run()
     assert adapter._arrived is None
     assert [adapter.receive(timeout=0).data for _ in range(3)] == ["a", "b", "c"]
+
+
+def test_receive_data_gives_what_receive_gives_the_data_of_and_text_that_came_as_utf8_decoded():
+    adapter = ThreadedWebSocketAdapter(RecordingConnection(), Loop())
+    with pytest.raises(WebSocketProtocolError):  # the handshake's event is the request's, not a message
+        adapter.receive_data(timeout=0)
+    adapter, _connection, _loop = open_adapter()
+    sent: list = ["caf\u00e9".encode(), TextMessage("t"), BytesMessage(b"\xff"), "\u00e9".encode()]
+    for message in sent:
+        adapter.on_message(message)
+    assert adapter._counters.received_bytes == 5 + 1 + 1 + 2
+    assert adapter.receive_data(timeout=0) == "caf\u00e9"
+    assert adapter.receive_data(timeout=0) == "t"
+    assert adapter.receive_data(timeout=0) == b"\xff"
+    assert adapter.receive(timeout=0) == TextMessage("\u00e9")
+    assert adapter._bytes_taken == adapter._bytes_read  # every message taken, counted out as it was in
+    adapter.on_close(Close(1000))
+    with pytest.raises(WebSocketDisconnectedError):
+        adapter.receive_data(timeout=0)
+
+
+class ScriptedAdapter(WebSocketAdapter):
+    """An adapter of one's own, not threaded: it receives the events it is given, and does nothing else."""
+
+    def __init__(self, events: list) -> None:
+        self.events = events
+
+    def receive(self, timeout=None):
+        return self.events.pop(0)
+
+    def accept(self, subprotocol=None, headers=(), timeout=None): ...
+
+    def reject(self, status, headers, body): ...
+
+    def send(self, message, timeout=None): ...
+
+    def close(self, code=1000, reason=None, timeout=None): ...
+
+    def add_close_listener(self, listener): ...
+
+
+def test_an_adapter_of_ones_own_gives_the_websocket_its_data_through_receive():
+    websocket = WebSocket(ScriptedAdapter([TextMessage("t"), BytesMessage(b"b"), CreateConnection()]))
+    assert websocket.receive() == "t"
+    assert websocket.receive() == b"b"
+    with pytest.raises(WebSocketProtocolError):
+        websocket.receive()
 
 
 def test_a_receiver_about_to_block_says_it_settled():

@@ -39,7 +39,7 @@ from rolo.websocket.frames import (
     unmask,
 )
 from rolo.websocket.host import NO_THREAD, WebSocketHost
-from rolo.websocket.threaded import EncodedText, ThreadedWebSocketAdapter
+from rolo.websocket.threaded import Arrival, ThreadedWebSocketAdapter
 
 from ._autobahn import (
     ProtocolInternals,
@@ -396,11 +396,11 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             if not fin:
                 return True
             fragments, self.fragments = self.fragments, None
-        message: BytesMessage | TextMessage | EncodedText
+        message: Arrival
         if self.fragments_binary:
             message = BytesMessage(bytes(fragments))
         elif opcode == _CONTINUATION or fragments.isascii():
-            message = EncodedText(bytes(fragments))  # validated on the way
+            message = bytes(fragments)  # text, validated on the way: the handler decodes it
         else:
             try:
                 message = TextMessage(fragments.decode("utf-8"))
@@ -519,10 +519,11 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             log.info("WebSocket open {path} from {peer}", path=self.environ.get("PATH_INFO"), peer=self.peer)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.deliver(BytesMessage(payload) if isBinary else EncodedText(payload))
+        self.deliver(BytesMessage(payload) if isBinary else payload)
 
-    def deliver(self, message: BytesMessage | TextMessage | EncodedText) -> None:
-        """Hand a message that arrived to the handler's side, unless the server has closed already."""
+    def deliver(self, message: Arrival) -> None:
+        """Hand a message that arrived to the handler's side, unless the server has closed already: a
+        text message as its validated UTF-8 ``bytes`` (see :data:`~rolo.websocket.threaded.Arrival`)."""
         if self.state == _STATE_CLOSING:
             # the server closed: nobody will read it, and the peer's close reply is what counts. A large
             # frame read straight into its buffer may end here after the close (read_frames reads no
