@@ -48,7 +48,7 @@ class BatchedCalls:
         raises ``RuntimeError`` if the loop is closed
     """
 
-    def __init__(self, call_from_thread: Callable[[Call], None]) -> None:
+    def __init__(self, call_from_thread: Callable[[Call], object]) -> None:
         self._call_from_thread = call_from_thread
         self._calls: deque[Call] = deque()
         # held while a wake-up is pending (or the calls are held): taking it is the one check a call makes,
