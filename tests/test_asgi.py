@@ -279,6 +279,20 @@ def test_one_application_serves_again_after_its_server_stopped(kind):
     assert app.websocket.host.handlers.running == 0
 
 
+@pytest.mark.parametrize("kind", ["hypercorn", "uvicorn"])
+def test_a_shutdown_without_a_grace_period_warns_of_no_handler_when_none_runs(kind, caplog):
+    # asyncio.wait_for with no time at all times out even on an event that is set: the shutdown used to
+    # warn that 0 handlers were still running
+    app = AsgiGateway(gateway_for(hello), grace_period=0)
+    sock, stop = serve_asgi(kind, app, {})
+    host, port = sock.getsockname()
+    with urllib.request.urlopen(f"http://{host}:{port}/hello/alice", timeout=10) as response:
+        assert response.read() == b"hello alice"
+    stop()
+    assert not app.websocket.host.accepting  # the shutdown ran
+    assert "still running" not in caplog.text
+
+
 class Listener:
     def __init__(self) -> None:
         self.events: queue.Queue[str] = queue.Queue()

@@ -451,7 +451,8 @@ class WebSocketApp:
         idle = asyncio.Event()
         host.handlers.when_idle(idle.set)
         try:
-            await asyncio.wait_for(idle.wait(), grace_period)
+            if not idle.is_set():  # wait_for with no time at all would time out on a set event too
+                await asyncio.wait_for(idle.wait(), grace_period)
         except asyncio.TimeoutError:
             LOG.warning(
                 "%d WebSocket handlers still running %ss after shutdown began; not waiting longer",
