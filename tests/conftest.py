@@ -103,7 +103,7 @@ def _asgi_server_config(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _serve_asgi(kind: str, app: AsgiGateway, config: dict[str, Any]) -> tuple[socket.socket, Callable[[], None]]:
+def serve_asgi(kind: str, app: AsgiGateway, config: dict[str, Any]) -> tuple[socket.socket, Callable[[], None]]:
     """Run ``app`` under the ASGI server ``kind`` in a thread of its own; return its socket and a stop."""
     sock = listening_socket()
     loop = asyncio.new_event_loop()
@@ -205,7 +205,7 @@ def serve_gateway(server_kind: str) -> Iterator[Callable[..., Server]]:
             app_settings = {k: v for k, v in settings.items() if k in _APP_SETTINGS}
             config = _asgi_server_config(server_kind, {k: v for k, v in settings.items() if k not in _APP_SETTINGS})
             app = AsgiGateway(gateway, **app_settings)
-            sock, stop = _serve_asgi(server_kind, app, config)
+            sock, stop = serve_asgi(server_kind, app, config)
             server = Server(server_kind, app, *sock.getsockname(), stop)
         servers.append(server)
         return server

@@ -22,7 +22,7 @@ import websocket as wsclient
 from rolo import Request, Response, route
 from rolo.gateway.asgi import AsgiGateway
 from rolo.websocket import WebSocketDisconnectedError
-from tests.conftest import gateway_for, listening_socket
+from tests.conftest import gateway_for, listening_socket, serve_asgi
 from tests.helpers import Signal, in_thread
 
 
@@ -226,6 +226,71 @@ def echo(request):
     with request.accept() as ws:
         for message in ws:
             ws.send(message)
+
+
+@pytest.mark.parametrize("kind", ["hypercorn", "uvicorn"])
+def test_one_application_serves_again_after_its_server_stopped(kind):
+    """The same application object served, stopped (with its lifespan's shutdown), and served again, each
+    time on a new event loop (a process that restarts its server in place): both times it answers HTTP and
+    echoes on a WebSocket.
+
+    The first time, a handler outlives its server: it returns (closing its WebSocket) only once that
+    server's loop is closed. Before, its calls to the closed loop left the calls of every later handler
+    waiting for that loop for good, the second server never accepted a WebSocket, and the lifespan's
+    shutdown had left the handler threads stopped: a 503 before that."""
+    lingering, release = Signal(), Signal()
+
+    @route("/hello")
+    def hello(request: Request):
+        return "hello"
+
+    @route("/linger", methods=["WEBSOCKET"])
+    def linger(request):
+        with request.accept() as ws:
+            lingering.set()
+            with pytest.raises(WebSocketDisconnectedError):
+                ws.receive()
+            release.wait()
+
+    app = AsgiGateway(gateway_for(hello, echo, linger), grace_period=0.5)
+    # how long the server waits for the lingering connection's task before it cancels it, in seconds
+    graceful = {"uvicorn": {"timeout_graceful_shutdown": 0.5}, "hypercorn": {"graceful_timeout": 0.5}}[kind]
+    for round in ("first", "second"):
+        sock, stop = serve_asgi(kind, app, graceful)
+        host, port = sock.getsockname()
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/hello", timeout=10) as response:
+                assert response.read() == b"hello", round
+            ws = wsclient.create_connection(f"ws://{host}:{port}/echo", timeout=10)
+            ws.send(round)
+            assert ws.recv() == round
+            ws.close()
+            if round == "first":
+                staying = wsclient.create_connection(f"ws://{host}:{port}/linger", timeout=10)
+                lingering.wait()
+                pool = app.websocket.host.pool
+        finally:
+            stop()
+        if round == "first":
+            release.set()  # the loop is closed: the handler closes its WebSocket and returns
+            assert pool.join(10)
+            staying.close()
+    # the second server counted its own handlers, from none: the one that returned late is not among them
+    assert app.websocket.host.handlers.running == 0
+
+
+@pytest.mark.parametrize("kind", ["hypercorn", "uvicorn"])
+def test_a_shutdown_without_a_grace_period_warns_of_no_handler_when_none_runs(kind, caplog):
+    # asyncio.wait_for with no time at all times out even on an event that is set: the shutdown used to
+    # warn that 0 handlers were still running
+    app = AsgiGateway(gateway_for(hello), grace_period=0)
+    sock, stop = serve_asgi(kind, app, {})
+    host, port = sock.getsockname()
+    with urllib.request.urlopen(f"http://{host}:{port}/hello/alice", timeout=10) as response:
+        assert response.read() == b"hello alice"
+    stop()
+    assert not app.websocket.host.accepting  # the shutdown ran
+    assert "still running" not in caplog.text
 
 
 class Listener:

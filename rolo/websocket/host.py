@@ -10,7 +10,9 @@ between an upgrade request and its handler it relies on one :class:`WebSocketHos
    over the server's :class:`~rolo.websocket.threaded.ServerConnection`, and runs the listener (the
    gateway) with it in a handler thread.
 3. :meth:`~WebSocketHost.go_away` closes every open connection with 1001 when the server shuts down,
-   and :attr:`~WebSocketHost.handlers` tells when the last handler has returned.
+   and :attr:`~WebSocketHost.handlers` tells when the last handler has returned; :meth:`~WebSocketHost.stop`
+   lets the handler threads go, and :meth:`~WebSocketHost.start` takes connections again (a server that
+   starts anew, on the same or another event loop).
 
 Every method runs on the server's event-loop thread unless it says otherwise.
 """
@@ -52,9 +54,10 @@ class WebSocketHost:
         gateway's :meth:`~rolo.gateway.Gateway.accept` through
         :meth:`~rolo.websocket.WebSocketRequest.listener`)
     :param settings: the server's settings (``max_connections``, ``max_queue``, ``allowed_origins`` …)
-    :param call_in_loop: runs a callable on the loop thread, from any thread
+    :param call_in_loop: runs a callable on the loop thread, from any thread: for a server whose loop is
+        known from the start (Twisted's reactor); without it, each :meth:`open` says which loop
     :param wake_ups: what wakes handlers for new messages, for a loop that has one (see
-        :class:`~rolo.websocket.threaded.WakeUps`)
+        :class:`~rolo.websocket.threaded.WakeUps`); with ``call_in_loop``
 
     :ivar accepting: whether upgrade requests are taken; :meth:`go_away` clears it
     :ivar handlers: the handlers running, counted on the loop thread
@@ -68,7 +71,7 @@ class WebSocketHost:
         self,
         listener: WebSocketListener,
         settings: ServerSettings,
-        call_in_loop: Callable[[Callable[[], None]], None],
+        call_in_loop: Callable[[Callable[[], None]], None] | None = None,
         wake_ups: WakeUps | None = None,
     ) -> None:
         self.listener = listener
@@ -81,21 +84,26 @@ class WebSocketHost:
             use_global_futex_hash()
         if settings.gc_threshold is not None:
             set_young_threshold(settings.gc_threshold)
-        # a handler runs as long as its connection: its thread then serves the next connection, or exits
-        # when idle; a few are kept ready, so that opening a connection does not wait for a thread to start
-        self.pool = HandlerPool(
-            "rolo-websocket",
-            settings.max_connections,
-            stack_size=settings.thread_stack_size,
-            idle_timeout=settings.thread_idle_timeout,
-            spares=min(SPARE_THREADS, settings.max_connections),
-        )
+        self.pool = self._new_pool()
+        self._stopped = False
         self._call_in_loop = call_in_loop
         self._wake_ups = wake_ups
         # the settings are frozen: one float for every connection's adapter rather than one each
         self._close_timeout = settings.close_timeout + 1
         origins = settings.allowed_origins
         self._origins = OriginPolicy(origins) if origins is not None else None
+
+    def _new_pool(self) -> HandlerPool:
+        # a handler runs as long as its connection: its thread then serves the next connection, or exits
+        # when idle; a few are kept ready, so that opening a connection does not wait for a thread to start
+        settings = self.settings
+        return HandlerPool(
+            "rolo-websocket",
+            settings.max_connections,
+            stack_size=settings.thread_stack_size,
+            idle_timeout=settings.thread_idle_timeout,
+            spares=min(SPARE_THREADS, settings.max_connections),
+        )
 
     def refusal(self, origin: str | None) -> Refusal | None:
         """Why an upgrade request whose ``Origin`` header is ``origin`` is refused, or ``None`` to take it.
@@ -116,6 +124,9 @@ class WebSocketHost:
         connection: ServerConnection,
         environ: WebSocketEnvironment,
         on_finished: Callable[[], None] | None = None,
+        *,
+        call_in_loop: Callable[[Callable[[], None]], None] | None = None,
+        wake_ups: WakeUps | None = None,
     ) -> ThreadedWebSocketAdapter:
         """Make the adapter of a connection whose handshake request arrived, put it into ``environ``
         (under :data:`~rolo.websocket.adapter.WEBSOCKET_KEY`), and run the listener with ``environ`` in a
@@ -124,22 +135,31 @@ class WebSocketHost:
         :param connection: the connection's I/O side
         :param environ: the upgrade request's WSGI environment
         :param on_finished: called on the loop thread once the handler has returned
+        :param call_in_loop: runs a callable on the thread of the loop that serves this connection, from
+            any thread; the host's own (given when it was made) without it
+        :param wake_ups: what wakes the handler for new messages on that loop, with ``call_in_loop`` (see
+            :class:`~rolo.websocket.threaded.WakeUps`)
         :raises RuntimeError: if no thread could run the handler (the process is out of threads); then
             the connection holds no handler slot
+        :raises TypeError: if neither this call nor the host has a ``call_in_loop``
         """
+        if call_in_loop is None:
+            if self._call_in_loop is None:
+                raise TypeError("no call_in_loop: the host was made without one, and open() was given none")
+            call_in_loop, wake_ups = self._call_in_loop, self._wake_ups
         settings = self.settings
         adapter = ThreadedWebSocketAdapter(
             connection,
-            self._call_in_loop,
+            call_in_loop,
             max_queue=settings.max_queue,
             max_queue_bytes=settings.max_queue_bytes,
             write_high_water=settings.write_high_water,
             close_timeout=self._close_timeout,
-            wake_ups=self._wake_ups,
+            wake_ups=wake_ups,
             counters=self.counters,
         )
         environ[WEBSOCKET_KEY] = adapter
-        handler = _Handler(self, adapter, environ, on_finished)
+        handler = _Handler(self, adapter, environ, call_in_loop, on_finished)
         # counted out once its thread is back in the pool: a connection admitted by the count gets a thread
         try:
             self.pool.submit(handler.run, then=handler.returned)
@@ -161,6 +181,18 @@ class WebSocketHost:
     def stop(self) -> None:
         """Let the handler threads exit once their handlers return (see :meth:`HandlerPool.stop`)."""
         self.pool.stop()
+        self._stopped = True
+
+    def start(self) -> None:
+        """Take upgrade requests again, after :meth:`go_away` and :meth:`stop`: a server that starts anew
+        (an ASGI lifespan's startup). Handlers then run in a new pool, and :attr:`handlers` counts them
+        anew: those still running in the stopped pool (past the server's grace period) finish there,
+        counted apart, for the loop that ran them may be gone and never count them out."""
+        self.accepting = True
+        if self._stopped:
+            self.pool = self._new_pool()
+            self.handlers = HandlerCount()
+            self._stopped = False
 
 
 class _Handler:
@@ -171,18 +203,21 @@ class _Handler:
     connection is open: less memory per connection, and less for the garbage collector to go through.
     """
 
-    __slots__ = ("adapter", "environ", "host", "on_finished")
+    __slots__ = ("adapter", "call_in_loop", "count", "environ", "host", "on_finished")
 
     def __init__(
         self,
         host: WebSocketHost,
         adapter: ThreadedWebSocketAdapter,
         environ: WebSocketEnvironment,
+        call_in_loop: Callable[[Callable[[], None]], None],
         on_finished: Callable[[], None] | None,
     ) -> None:
         self.host = host
         self.adapter = adapter
         self.environ = environ
+        self.call_in_loop = call_in_loop
+        self.count = host.handlers  # the count it started in (a later start() counts anew)
         self.on_finished = on_finished
 
     def run(self) -> None:
@@ -194,11 +229,11 @@ class _Handler:
 
     def returned(self) -> None:
         """The handler returned and its thread is back in the pool (that thread)."""
-        self.host._call_in_loop(self.finished)
+        self.call_in_loop(self.finished)
 
     def finished(self) -> None:
         """Count the handler out (the loop thread)."""
-        self.host.handlers.finished()
+        self.count.finished()
         if self.on_finished is not None:
             self.on_finished()
 

@@ -40,10 +40,15 @@ class BatchedCalls:
     pending join it, and the loop runs them all, in the order they were made, when it wakes; under load one
     wake-up carries the sends of many connections.
 
-    :param call_from_thread: runs a callable on the loop thread soon, from any thread, waking the loop
+    Once the loop is closed (``call_from_thread`` raises ``RuntimeError``, as asyncio's
+    ``call_soon_threadsafe`` does), the calls waiting are dropped, since nothing will run them, and a later
+    call tries to wake the loop again.
+
+    :param call_from_thread: runs a callable on the loop thread soon, from any thread, waking the loop;
+        raises ``RuntimeError`` if the loop is closed
     """
 
-    def __init__(self, call_from_thread: Callable[[Call], None]) -> None:
+    def __init__(self, call_from_thread: Callable[[Call], object]) -> None:
         self._call_from_thread = call_from_thread
         self._calls: deque[Call] = deque()
         # held while a wake-up is pending (or the calls are held): taking it is the one check a call makes,
@@ -58,7 +63,13 @@ class BatchedCalls:
         # pending, or the calls held. A wake-up pending then releases the lock after this append, before
         # it counts the calls to run: this one is among them
         if not wake_pending.locked() and wake_pending.acquire(False):  # none was pending: this call wakes the loop
-            self._call_from_thread(self._run_calls)
+            try:
+                self._call_from_thread(self._run_calls)
+            except RuntimeError:
+                # the loop is closed: whoever made these calls is gone with it. Held, the lock would make
+                # every later call wait for a wake-up that never comes, and keep it
+                self._calls.clear()
+                wake_pending.release()
 
     def hold(self) -> None:
         """Queue calls without waking the loop, until :meth:`release`; call this on the loop thread, which

@@ -1,6 +1,9 @@
 """The WebSocket host's admission check, which both servers make before an upgrade reaches a handler."""
 
+import threading
 from http import HTTPStatus
+
+import pytest
 
 from rolo.settings import ServerSettings
 from rolo.websocket.host import WebSocketHost
@@ -38,8 +41,6 @@ class _NoIO:
 def test_a_connection_admitted_as_a_handler_returns_gets_a_thread_though_that_one_is_not_back_yet():
     """The loop counts a handler out before its thread is back in the pool: a connection admitted in
     between still gets a thread."""
-    import threading
-
     opened = []
     done = threading.Event()
 
@@ -58,3 +59,31 @@ def test_a_connection_admitted_as_a_handler_returns_gets_a_thread_though_that_on
     assert done.wait(10)
     made.stop()
     assert made.pool.join(10)
+
+
+def test_open_needs_a_call_in_loop_from_the_host_or_its_caller():
+    made = WebSocketHost(lambda environ: None, ServerSettings(max_connections=1))
+    try:
+        with pytest.raises(TypeError):
+            made.open(_NoIO(), {})
+        assert made.handlers.running == 0
+        done = threading.Event()
+        made.open(_NoIO(), {}, on_finished=done.set, call_in_loop=lambda call: call())
+        assert done.wait(10)
+    finally:
+        made.stop()
+    assert made.pool.join(10)
+
+
+def test_a_stopped_host_started_again_runs_handlers_in_a_new_pool():
+    made = WebSocketHost(lambda environ: None, ServerSettings(max_connections=1), lambda call: call())
+    made.go_away()
+    made.stop()
+    stopped = made.pool
+    made.start()
+    assert made.accepting and made.pool is not stopped
+    done = threading.Event()
+    made.open(_NoIO(), {}, on_finished=done.set)
+    assert done.wait(10)
+    made.stop()
+    assert made.pool.join(10) and stopped.join(10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -307,3 +308,28 @@ def test_a_delivery_that_raises_as_the_turn_ends_leaves_the_rest_of_the_turn_to_
     loop_thread.start()
     loop_thread.join(3 * TIMEOUT)
     assert result == [["woken", "busy"]]
+
+
+def test_calls_to_a_closed_loop_are_dropped_and_the_next_call_tries_again():
+    # a server's loop closed while handler threads still call it (their sends, their handlers returning).
+    # Before, the first call's failed wake-up left the wake-up pending for good: every later call was kept
+    # in the queue, with what it holds, and none tried to wake the loop again
+    class Job:
+        def __call__(self) -> None: ...
+
+    loop = asyncio.new_event_loop()
+    attempts = []
+
+    def call_soon_threadsafe(call: Callable[[], None]) -> None:
+        attempts.append(call)
+        loop.call_soon_threadsafe(call)
+
+    calls = BatchedCalls(call_soon_threadsafe)
+    loop.close()
+    job = Job()
+    dropped = weakref.ref(job)
+    calls(job)
+    del job
+    assert dropped() is None
+    calls(Job())
+    assert len(attempts) == 2

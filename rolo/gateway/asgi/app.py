@@ -89,7 +89,7 @@ class AsgiGateway:
     async def _start(self) -> None:
         if self.lifespan_listener is not None:
             await asyncio.to_thread(self.lifespan_listener.on_startup)
-        self.websocket.host.accepting = True
+        self.websocket.host.start()  # after a shutdown: take WebSockets again, in a new pool
 
     async def _stop(self) -> None:
         await self.shutdown()

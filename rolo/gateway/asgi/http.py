@@ -273,8 +273,11 @@ class HttpApp:
                 if isinstance(parts.body, bytes):  # most responses: nothing to stream, nor to close after
                     try:
                         await send(start)
-                        last = {"type": "http.response.body", "body": parts.body}
-                        await self._send_last(send, started, parts.status, last)
+                        # what _send_last does, without a coroutine of its own for each request
+                        try:
+                            await send({"type": "http.response.body", "body": parts.body})
+                        finally:
+                            self.counters.responded(parts.status, time.monotonic() - started)
                     except OSError:
                         pass  # the client left
                 else:
@@ -324,13 +327,9 @@ class HttpApp:
         """What the pool's threads hand their results to ``loop`` through: a batch of them wakes the loop
         once (:class:`~rolo.websocket.turns.BatchedCalls`), where a ``call_soon_threadsafe`` each would
         write to the loop's waker once per request. Made for the first request on a loop, and again if a
-        later one comes on another."""
-
-        def call_soon_threadsafe(call: Callable[[], None]) -> None:
-            if not loop.is_closed():  # closed since the job's check: nobody awaits the result any more
-                loop.call_soon_threadsafe(call)
-
-        calls = BatchedCalls(call_soon_threadsafe)
+        later one comes on another. A result handed over as the loop closes is dropped (see
+        :class:`~rolo.websocket.turns.BatchedCalls`): nobody awaits it any more."""
+        calls = BatchedCalls(loop.call_soon_threadsafe)
         self._calls = (loop, calls)
         return calls
 

@@ -52,6 +52,9 @@ of empty messages is bounded too."""
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+_LoopSide = tuple[asyncio.AbstractEventLoop, BatchedCalls, HandlerTurns]
+"""A loop, how handler threads hand it their calls, and how it wakes them: what serves the connections on it."""
+
 
 def _encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
@@ -347,10 +350,12 @@ class WebSocketApp:
     """Serves ASGI ``websocket`` scopes: each connection's listener runs in a handler thread of
     :attr:`host`.
 
-    Nothing here touches an event loop before the server calls it: the host hands work to the loop that
-    serves the first connection. Handlers are woken at the end of the loop's turn (with more than one
+    Nothing here touches an event loop before the server calls it: a connection's handler hands work to
+    the loop that serves it. Handlers are woken at the end of the loop's turn (with more than one
     connection open, of the turn after), which waits for them, and their calls reach the loop in batches
-    (:mod:`rolo.websocket.turns`).
+    (:mod:`rolo.websocket.turns`). What does that for a loop is made with its first connection, and made
+    anew for a connection on another loop: a server stopped and started again in the same process (a new
+    loop) is served as the first was.
 
     :param listener: called in a handler thread with each upgrade request's environment
     :param settings: the server's settings
@@ -359,32 +364,34 @@ class WebSocketApp:
 
     def __init__(self, listener: WebSocketListener, settings: ServerSettings) -> None:
         self.settings = settings
-        self._loop: asyncio.AbstractEventLoop | None = None
-        calls = BatchedCalls(self._call_soon_threadsafe)
-        self.host = WebSocketHost(listener, settings, calls, HandlerTurns(self._call_soon, calls))
+        self.host = WebSocketHost(listener, settings)
+        # the loop of the last connection, and how handler threads hand it their calls and how it wakes
+        # them: one triple, read and replaced at once
+        self._loop_side: _LoopSide | None = None
 
-    def _call_soon_threadsafe(self, call: Callable[[], None]) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return  # the server is gone: nobody waits for this any more
-        loop.call_soon_threadsafe(call)
+    def _serve_on(self, loop: asyncio.AbstractEventLoop) -> _LoopSide:
+        """What hands the handlers' calls to ``loop`` and wakes them from it (the first connection on it)."""
+        connections = self.host.connections
 
-    def _call_soon(self, call: Callable[[], None]) -> None:
-        # on the loop thread, which has served a connection: the loop is set
-        loop: asyncio.AbstractEventLoop = self._loop  # type: ignore[assignment]
-        if len(self.host.connections) > 1:
-            # a message reaches its reader two turns of the loop after its bytes: the server's task reads
-            # and parses them, then the reader's task takes the message. Readers of connections that were
-            # readable in successive turns therefore wake in successive turns; one turn more lets a turn
-            # of handlers take those in, rather than each paying for a turn of its own
-            loop.call_soon(loop.call_soon, call)
-        else:
-            loop.call_soon(call)
+        def call_soon(call: Callable[[], None]) -> None:
+            if len(connections) > 1:
+                # a message reaches its reader two turns of the loop after its bytes: the server's task reads
+                # and parses them, then the reader's task takes the message. Readers of connections that were
+                # readable in successive turns therefore wake in successive turns; one turn more lets a turn
+                # of handlers take those in, rather than each paying for a turn of its own
+                loop.call_soon(loop.call_soon, call)
+            else:
+                loop.call_soon(call)
+
+        # once the loop is closed, the calls of handlers still running are dropped (see BatchedCalls)
+        calls = BatchedCalls(loop.call_soon_threadsafe)
+        side = self._loop_side = (loop, calls, HandlerTurns(call_soon, calls))
+        return side
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return  # the client left before the application was called
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         origin = next((v.decode("latin-1") for n, v in scope.get("headers", ()) if n.lower() == b"origin"), None)
         refused = self.host.refusal(origin)
         if refused is None:
@@ -401,9 +408,14 @@ class WebSocketApp:
             return
 
         settings = self.settings
+        side = self._loop_side
+        if side is None or side[0] is not loop:
+            side = self._serve_on(loop)
         connection = AsgiConnection(scope, receive, send, settings.write_high_water, settings.close_timeout)
         try:
-            connection.adapter = self.host.open(connection, environ, connection.handler_returned)
+            connection.adapter = self.host.open(
+                connection, environ, connection.handler_returned, call_in_loop=side[1], wake_ups=side[2]
+            )
         except RuntimeError:  # the process is out of threads
             LOG.exception("could not start a handler thread for WebSocket %s", scope.get("path"))
             for message in self._refusal_response(scope, NO_THREAD):
@@ -439,7 +451,8 @@ class WebSocketApp:
         idle = asyncio.Event()
         host.handlers.when_idle(idle.set)
         try:
-            await asyncio.wait_for(idle.wait(), grace_period)
+            if not idle.is_set():  # wait_for with no time at all would time out on a set event too
+                await asyncio.wait_for(idle.wait(), grace_period)
         except asyncio.TimeoutError:
             LOG.warning(
                 "%d WebSocket handlers still running %ss after shutdown began; not waiting longer",
