@@ -13,7 +13,8 @@ Two ideas, for any event loop, which a server gives its two ways of scheduling a
 A woken handler thread only contends with a busy loop for the GIL: each system call of the loop lets the
 GIL go to a handler, and the loop waits for it back (up to the interpreter's switch interval, 5 ms, while
 thousands of handlers are runnable). Waiting for them instead costs the loop the time the handlers would
-hold the GIL anyway, and saves the contention.
+hold the GIL anyway, and saves the contention. A lone handler has no other handler to contend with, and
+the loop has no other message at hand: it is woken, and the loop does not wait for it.
 """
 
 from __future__ import annotations
@@ -112,6 +113,13 @@ class HandlerTurns:
     handlers of its turn after it, by that at most: once the bound has passed, the loop wakes those at
     once. The loop sleeps through the whole wait, rather than waking to check on each handler.
 
+    A turn of one handler is not waited for: its handler is woken, and its sends wake the loop as they
+    would outside a turn. The loop would gain nothing for the wait: the handler has no other to contend
+    with for the GIL, and the loop, with no other message at hand, is about to wait for I/O. Waiting cost
+    more: at one connection (an echo of 32 bytes, server pinned to a CPU), 10 to 17 µs more server CPU per
+    message than the pipe write, read and ``epoll_wait`` of the wake-up it saves, and 5 to 36% fewer
+    messages a second. Either way the two threads take the CPU from each other once each per message.
+
     :param call_soon: runs a callable on the loop thread once the I/O at hand is handled; called on the
         loop thread
     :param calls: how the handlers hand calls to the loop; held during the wait
@@ -184,6 +192,14 @@ class HandlerTurns:
         adapters, self._to_wake = self._to_wake[:cut], self._to_wake[cut:]
         if self._to_wake:
             self._call_soon(self._run_turn)  # the rest after the loop's next look at I/O
+        if len(adapters) == 1:  # a lone handler, not waited for (see above)
+            try:
+                adapters[0].deliver()
+            except Exception:
+                LOG.exception("delivering messages to a handler failed")
+            return
+        # counted before the turn: waking its handlers pops them off the list
+        bound = min(self._turn_limit, self._handler_time * len(adapters))
         self._calls.hold()
         try:
             with self._lock:
@@ -192,7 +208,7 @@ class HandlerTurns:
                 self._all_blocked.acquire(False)  # free between turns: each turn's end releases it
                 self._wake_next()
             # released by the last handler to block; otherwise the bound ends the wait
-            self._all_blocked.acquire(timeout=min(self._turn_limit, self._handler_time * len(adapters)))
+            self._all_blocked.acquire(timeout=bound)
         finally:
             self._end_turn()
 

@@ -134,6 +134,22 @@ def test_sends_made_during_a_turn_run_at_its_end_without_waking_the_loop():
     assert asyncio.run(run()) == 0
 
 
+def test_a_lone_handler_is_woken_without_the_loop_waiting_for_it():
+    # a turn of one: the loop would gain nothing for waiting (no other handler to contend with for the
+    # GIL), and waiting cost more than the wake-up its send makes instead, one for each echo here
+    async def run() -> int:
+        server = Server(1, handler_time=TIMEOUT, turn_limit=TIMEOUT)
+        await server.open()
+        server.wake_ups = 0
+        for round_number in range(20):
+            server.adapters[0].on_message(TextMessage(str(round_number)))
+            assert await server.echoes(1) == [str(round_number)]
+        server.close()
+        return server.wake_ups
+
+    assert asyncio.run(run()) == 20
+
+
 class Awake(ThreadedWebSocketAdapter):
     """An adapter that counts the handlers woken and not blocked again in rolo, at most, over all of its kind."""
 
