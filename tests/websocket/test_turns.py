@@ -118,36 +118,32 @@ def test_a_turn_wakes_at_most_handlers_per_turn_and_the_rest_in_later_turns():
     assert asyncio.run(run()) == 3  # 2 + 2 + 1
 
 
-def test_sends_made_during_a_turn_run_at_its_end_without_waking_the_loop():
+def wake_ups_in_echo_rounds(handlers: int) -> int:
+    """The wake-ups of the loop while each of ``handlers`` echoes a message in each of 20 rounds."""
+
     async def run() -> int:
         # the loop waits until every handler it woke blocks again, however long that takes
-        server = Server(3, handler_time=TIMEOUT, turn_limit=TIMEOUT)
+        server = Server(handlers, handler_time=TIMEOUT, turn_limit=TIMEOUT)
         await server.open()
         server.wake_ups = 0
         for round_number in range(20):
             for adapter in server.adapters:
                 adapter.on_message(TextMessage(str(round_number)))
-            assert await server.echoes(3) == [str(round_number)] * 3
+            assert await server.echoes(handlers) == [str(round_number)] * handlers
         server.close()
         return server.wake_ups
 
-    assert asyncio.run(run()) == 0
+    return asyncio.run(run())
+
+
+def test_sends_made_during_a_turn_run_at_its_end_without_waking_the_loop():
+    assert wake_ups_in_echo_rounds(3) == 0
 
 
 def test_a_lone_handler_is_woken_without_the_loop_waiting_for_it():
     # a turn of one: the loop would gain nothing for waiting (no other handler to contend with for the
     # GIL), and waiting cost more than the wake-up its send makes instead, one for each echo here
-    async def run() -> int:
-        server = Server(1, handler_time=TIMEOUT, turn_limit=TIMEOUT)
-        await server.open()
-        server.wake_ups = 0
-        for round_number in range(20):
-            server.adapters[0].on_message(TextMessage(str(round_number)))
-            assert await server.echoes(1) == [str(round_number)]
-        server.close()
-        return server.wake_ups
-
-    assert asyncio.run(run()) == 20
+    assert wake_ups_in_echo_rounds(1) == 20
 
 
 class Awake(ThreadedWebSocketAdapter):
