@@ -21,7 +21,7 @@ import websocket as wsclient
 
 from rolo import Request, Response, route
 from rolo.gateway.asgi import AsgiGateway
-from rolo.websocket import WebSocketDisconnectedError
+from rolo.websocket import WEBSOCKET_KEY, WebSocketDisconnectedError
 from tests.conftest import gateway_for, listening_socket, serve_asgi
 from tests.helpers import Signal, in_thread
 
@@ -356,8 +356,14 @@ async def test_a_message_its_handler_took_is_held_by_the_handler_alone(serve):
 
     @route("/holders", methods=["WEBSOCKET"])
     def holders(request):
+        adapter = request.environ[WEBSOCKET_KEY]
         with request.accept() as ws:
             data = ws.receive()
+            # the reader hands a message over from within its step on the loop, and lets go of it as the step
+            # ends: once a call of ours has run on the loop after it, the reader waits for the next message
+            reader_moved_on = threading.Event()
+            adapter._call_in_loop(reader_moved_on.set)
+            assert reader_moved_on.wait(10)
             ws.send(str(sys.getrefcount(data) - 1))  # less getrefcount's own argument
             for _ in ws:
                 pass
