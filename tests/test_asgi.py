@@ -23,7 +23,7 @@ from rolo import Request, Response, route
 from rolo.gateway.asgi import AsgiGateway
 from rolo.websocket import WEBSOCKET_KEY, WebSocketDisconnectedError
 from tests.conftest import gateway_for, listening_socket, serve_asgi
-from tests.helpers import Signal, in_thread
+from tests.helpers import Signal, in_thread, send_until_unread
 
 
 @route("/hello/<name>")
@@ -108,15 +108,15 @@ async def test_request_body_is_received_only_as_fast_as_the_handler_reads(serve)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
         sock.sendall(b"POST /slow-upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n")
         arrived.wait()
-        sock.settimeout(2)
-        pending, started = memoryview(b""), 0
-        try:
+        started = 0
+
+        def chunks():
+            nonlocal started
             while started < limit:
-                if not pending:
-                    pending, started = memoryview(chunk), started + 1
-                pending = pending[sock.send(pending) :]
-        except TimeoutError:
-            pass  # the server stopped reading: our send buffer is full
+                started += 1  # counted once it starts going out: the rest of it follows the release
+                yield chunk
+
+        _, pending = send_until_unread(sock, chunks())  # until the server stopped reading
         release.set()
         sock.settimeout(10)
         sock.sendall(pending)
