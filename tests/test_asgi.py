@@ -21,9 +21,9 @@ import websocket as wsclient
 
 from rolo import Request, Response, route
 from rolo.gateway.asgi import AsgiGateway
-from rolo.websocket import WebSocketDisconnectedError
+from rolo.websocket import WEBSOCKET_KEY, WebSocketDisconnectedError
 from tests.conftest import gateway_for, listening_socket, serve_asgi
-from tests.helpers import Signal, in_thread
+from tests.helpers import Signal, in_thread, send_until_unread
 
 
 @route("/hello/<name>")
@@ -108,15 +108,15 @@ async def test_request_body_is_received_only_as_fast_as_the_handler_reads(serve)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
         sock.sendall(b"POST /slow-upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n")
         arrived.wait()
-        sock.settimeout(2)
-        pending, started = memoryview(b""), 0
-        try:
+        started = 0
+
+        def chunks():
+            nonlocal started
             while started < limit:
-                if not pending:
-                    pending, started = memoryview(chunk), started + 1
-                pending = pending[sock.send(pending) :]
-        except TimeoutError:
-            pass  # the server stopped reading: our send buffer is full
+                started += 1  # counted once it starts going out: the rest of it follows the release
+                yield chunk
+
+        _, pending = send_until_unread(sock, chunks())  # until the server stopped reading
         release.set()
         sock.settimeout(10)
         sock.sendall(pending)
@@ -356,8 +356,14 @@ async def test_a_message_its_handler_took_is_held_by_the_handler_alone(serve):
 
     @route("/holders", methods=["WEBSOCKET"])
     def holders(request):
+        adapter = request.environ[WEBSOCKET_KEY]
         with request.accept() as ws:
             data = ws.receive()
+            # the reader hands a message over from within its step on the loop, and lets go of it as the step
+            # ends: once a call of ours has run on the loop after it, the reader waits for the next message
+            reader_moved_on = threading.Event()
+            adapter._call_in_loop(reader_moved_on.set)
+            assert reader_moved_on.wait(10)
             ws.send(str(sys.getrefcount(data) - 1))  # less getrefcount's own argument
             for _ in ws:
                 pass

@@ -3,12 +3,14 @@ resources."""
 
 from __future__ import annotations
 
+import itertools
 import os
-import select
 import socket
 import stat
 import struct
 import zlib
+
+from tests.helpers import send_until_unread
 
 WEBSOCKET_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -144,22 +146,9 @@ def open_websocket(address: tuple[str, int], path: str, extensions: str | None =
     return sock
 
 
-def send_until_stalled(sock: socket.socket, data: bytes, limit: int, stall: float = 1.0) -> int:
-    """Send ``data`` over and over until ``limit`` bytes are out, or until the socket took nothing for
-    ``stall`` seconds (the server stopped reading, and the kernel's buffers between are full), or until the
-    server closed the connection; return how many bytes went out."""
-    sock.setblocking(False)
-    sent = 0
-    try:
-        while sent < limit:
-            if not select.select([], [sock], [], stall)[1]:
-                break
-            try:
-                sent += sock.send(data)
-            except BlockingIOError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                break  # the server closed the connection
-    finally:
-        sock.setblocking(True)
+def send_until_stalled(sock: socket.socket, data: bytes, limit: int) -> int:
+    """Send ``data`` over and over until ``limit`` bytes are out, or until the server stopped reading (the
+    kernel's buffers between are full: :func:`tests.helpers.send_until_unread`), or until it closed the
+    connection; return how many bytes went out."""
+    sent, _ = send_until_unread(sock, itertools.repeat(data, -(-limit // len(data))))
     return sent

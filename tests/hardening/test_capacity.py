@@ -80,10 +80,12 @@ async def test_over_capacity_under_churn(serve):
     def churn(cycles: int) -> tuple[int, int]:
         """Connect, echo and leave ``cycles`` times, retrying on 503; return (connections, 503s)."""
         connected = busy = 0
+        deadline = time.monotonic() + 60  # a way out: capacity that never comes back fails the test
         while connected < cycles:
             status, _, ws = attempt(url)
             if status == 503:
                 busy += 1
+                assert time.monotonic() < deadline, f"{connected} of {cycles} connections in 60 s"
                 continue
             ws.send("hi")
             assert ws.recv() == "hi"

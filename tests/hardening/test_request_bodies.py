@@ -18,14 +18,15 @@ CHUNK = MiB
 
 
 def send_until_answered(
-    address: tuple[str, int], head: bytes, body: Iterator[bytes], quiet: float = 2.0
+    address: tuple[str, int], head: bytes, body: Iterator[bytes], quiet: float = 10.0
 ) -> tuple[int | None, int, float]:
     """Send ``head``, then the chunks of ``body`` as fast as the server takes them, until it answers.
 
     Returns the answer's status (None if there was none), the body bytes the client got out before the
     answer came (into the server or the sockets' buffers), and the seconds from the head to the answer.
     Gives up once the server has neither taken a byte nor answered for ``quiet`` seconds, or ``body``
-    is spent and ``quiet`` seconds have passed.
+    is spent and ``quiet`` seconds have passed: a way out only, the tests wait for an answer (a server
+    process that a loaded machine holds up for a second or two has not stopped answering).
     """
     sent = 0
     pending = b""

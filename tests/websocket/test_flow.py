@@ -24,7 +24,7 @@ from rolo.serving.twisted.threads import idle_within
 from rolo.websocket import WEBSOCKET_KEY, WebSocketDisconnectedError, WebSocketRequest
 from rolo.websocket.threaded import _QUEUED_SIZE
 from tests.conftest import gateway_for, listening_socket
-from tests.helpers import Signal, in_thread
+from tests.helpers import Signal, in_thread, send_until_unread
 
 
 @route("/idle", methods=["WEBSOCKET"])
@@ -92,35 +92,48 @@ async def test_full_receive_queue_stops_reading(serve):
     def slow(request: WebSocketRequest):
         adapters.put(request.environ[WEBSOCKET_KEY])
         with request.accept() as ws:
-            release.wait()
+            release.wait(60)
             done.put(sum(1 for _ in ws))
 
     server = serve(slow, max_queue=4)
+    limit = 100_000  # 100 MiB: far more than the buffers on the way hold
 
     def flood():
-        ws = wsclient.create_connection(server.ws("/slow"), timeout=10)
+        # the timeouts are ways out only: each wait below ends on what the server did
+        ws = wsclient.create_connection(server.ws("/slow"), timeout=30)
         ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        adapter = adapters.get(timeout=5)
-        sent = 0
-        ws.settimeout(2)
+        adapter = adapters.get(timeout=30)
         payload = "x" * 1024
-        try:
-            while sent < 100_000:
-                ws.send(payload)
-                sent += 1
-        except (TimeoutError, wsclient.WebSocketTimeoutException):
-            pass  # the server stopped reading: our send buffer is full
-        paused = adapter._reading_paused
-        backlog = adapter._inbox.qsize()
-        release.set()
-        ws.close()
-        return sent, paused, backlog
+        sent = 0
+        # the server reads until its handler's queue is full: a send waits only for a moment meanwhile
+        while not adapter._reading_paused and sent < limit:
+            ws.send(payload)
+            sent += 1
+        frame = wsclient.ABNF.create_frame(payload, wsclient.ABNF.OPCODE_TEXT)
 
-    sent, paused, backlog = await in_thread(flood)
-    assert sent < 100_000, "the client could send without bound"
+        def frames():
+            nonlocal sent
+            while sent < limit:
+                sent += 1  # counted once it starts going out: the rest of it follows in finish()
+                yield frame.format()
+
+        # then until the buffers between them are full: the server's is once it stopped reading
+        _, pending = send_until_unread(ws.sock, frames())
+        return ws, adapter, sent, pending
+
+    def finish(ws, pending):
+        ws.sock.sendall(pending)  # the rest of the message the buffers had no room for
+        ws.close(timeout=30)  # once the handler took every message, the server answers the close
+        return done.get(timeout=30)
+
+    ws, adapter, sent, pending = await in_thread(flood)
+    # on the reactor's thread, where TwistedGateway has handled the whole of the read that filled the queue
+    paused, backlog = adapter._reading_paused, adapter._inbox.qsize()
+    release.set()
+    assert sent < limit, "the client could send without bound"
     assert paused
     assert backlog <= 64, "a read chunk at most past the queue bound"
-    assert done.get(timeout=10) == sent
+    assert await in_thread(finish, ws, pending) == sent
 
 
 @pytest_twisted.ensureDeferred
