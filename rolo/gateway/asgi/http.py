@@ -273,11 +273,8 @@ class HttpApp:
                 if isinstance(parts.body, bytes):  # most responses: nothing to stream, nor to close after
                     try:
                         await send(start)
-                        # what _send_last does, without a coroutine of its own for each request
-                        try:
-                            await send({"type": "http.response.body", "body": parts.body})
-                        finally:
-                            self.counters.responded(parts.status, time.monotonic() - started)
+                        last = {"type": "http.response.body", "body": parts.body}
+                        await self._send_last(send, started, parts.status, last)
                     except OSError:
                         pass  # the client left
                 else:
