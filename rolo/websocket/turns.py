@@ -95,6 +95,16 @@ class BatchedCalls:
                 LOG.exception("a call handed to the event loop failed")
 
 
+def _delivered(adapter: ThreadedWebSocketAdapter) -> bool:
+    """Hand ``adapter`` the messages that arrived, waking its handler: whether it was woken (not if its
+    close handed them over already, nor if delivering failed, which costs its own connection only)."""
+    try:
+        return adapter.deliver()
+    except Exception:
+        LOG.exception("delivering messages to a handler failed")
+        return False
+
+
 class HandlerTurns:
     """Wakes WebSocket handlers at the end of each turn of the loop, one at a time, then lends them the
     loop's time (:class:`~rolo.websocket.threaded.WakeUps`).
@@ -176,12 +186,8 @@ class HandlerTurns:
         waiting = self._waiting
         while waiting:
             adapter = waiting.pop()
-            try:
-                if not adapter.deliver():
-                    continue  # its close handed its messages over: already woken, not this turn's to wait for
-            except Exception:
-                LOG.exception("delivering messages to a handler failed")
-                continue
+            if not _delivered(adapter):
+                continue  # its close handed its messages over, or it failed: not this turn's to wait for
             self._running.add(adapter)
             return
         if not self._running:
@@ -193,10 +199,7 @@ class HandlerTurns:
         if self._to_wake:
             self._call_soon(self._run_turn)  # the rest after the loop's next look at I/O
         if len(adapters) == 1:  # a lone handler, not waited for (see above)
-            try:
-                adapters[0].deliver()
-            except Exception:
-                LOG.exception("delivering messages to a handler failed")
+            _delivered(adapters[0])
             return
         # counted before the turn: waking its handlers pops them off the list
         bound = min(self._turn_limit, self._handler_time * len(adapters))
