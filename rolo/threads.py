@@ -415,6 +415,11 @@ class HandlerPool:
                     return None
                 self._idle += 1  # one of the spares: it stays
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called: the pool takes no more jobs."""
+        return self._stopped
+
     def stop(self) -> None:
         """Take no more jobs. The jobs submitted already still run; then the threads exit, the idle ones
         at once. Does not wait: see :meth:`join`."""

@@ -85,7 +85,6 @@ class WebSocketHost:
         if settings.gc_threshold is not None:
             set_young_threshold(settings.gc_threshold)
         self.pool = self._new_pool()
-        self._stopped = False
         self._call_in_loop = call_in_loop
         self._wake_ups = wake_ups
         # the settings are frozen: one float for every connection's adapter rather than one each
@@ -181,7 +180,6 @@ class WebSocketHost:
     def stop(self) -> None:
         """Let the handler threads exit once their handlers return (see :meth:`HandlerPool.stop`)."""
         self.pool.stop()
-        self._stopped = True
 
     def start(self) -> None:
         """Take upgrade requests again, after :meth:`go_away` and :meth:`stop`: a server that starts anew
@@ -189,10 +187,9 @@ class WebSocketHost:
         anew: those still running in the stopped pool (past the server's grace period) finish there,
         counted apart, for the loop that ran them may be gone and never count them out."""
         self.accepting = True
-        if self._stopped:
+        if self.pool.stopped:
             self.pool = self._new_pool()
             self.handlers = HandlerCount()
-            self._stopped = False
 
 
 class _Handler:
