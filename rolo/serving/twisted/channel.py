@@ -66,6 +66,9 @@ class GatewayRequest(Request):
     refusal: str | None = None
     """Why the server answered the request itself, without a handler (``"server shutting down"``), for its
     log line; ``None`` for a request a handler answered."""
+    cut: str | None = None
+    """Why the response a handler made did not reach the client whole (``"the client left before the end of
+    the response"``), for its log line; ``None`` for one that did."""
     body_received = 0
     forwarded: ForwardedClient | None = None
     on_connection_lost: Callable[[], None] | None = None
