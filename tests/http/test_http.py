@@ -364,6 +364,11 @@ async def test_a_response_that_did_not_reach_its_client_whole_says_so_in_its_lin
         "GET /release from tcp4:127.0.0.1: 200",
         "GET /slow from tcp4:127.0.0.1: 201 (the client left before the response)",
     ]
+    # the failed body's traceback is an error of the application's, as a handler's is, not a critical line
+    failures = [record for record in caplog.records if record.levelno > logging.INFO]
+    assert [(record.levelname, record.getMessage()) for record in failures] == [
+        ("ERROR", "HTTP request to /broken failed")
+    ]
 
 
 @pytest_twisted.ensureDeferred

@@ -379,7 +379,10 @@ class _ResponseWriter:
         if request.finished or self._lost:
             return
         if failure is not None:
-            log.failure("HTTP request to {path} failed", failure, path=request.path.decode("utf-8", "replace"))
+            # the application's error, as a handler's is (rolo.gateway): not a critical one of the server
+            log.failure(
+                "HTTP request to {path} failed", failure, LogLevel.error, path=request.path.decode("utf-8", "replace")
+            )
         if self._started and (failure is not None or self._gone):
             # part of the body may be out: only a cut connection tells the client it is incomplete
             request.loseConnection()
