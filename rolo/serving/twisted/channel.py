@@ -37,7 +37,7 @@ fewer wait), or its connection is cut."""
 
 
 @lru_cache(maxsize=2)
-def _http_date(second: int) -> bytes:
+def http_date(second: int) -> bytes:
     """The HTTP date (RFC 9110 5.6.7) of a second since the epoch: made once for all the responses of
     that second."""
     date: bytes = datetimeToString(second)
@@ -98,7 +98,7 @@ class GatewayRequest(Request):
         self.prepath, self.postpath = [], []
         self.sitepath: list[bytes] = []
         self.setHeader(b"Server", version)
-        self.setHeader(b"Date", _http_date(int(time.time())))
+        self.setHeader(b"Date", http_date(int(time.time())))
         try:
             self.render(resource)
         except BaseException:

@@ -10,6 +10,7 @@ frame to the socket itself, and hands several, or compressed ones, to
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
@@ -23,6 +24,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import connectionDone
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
+from twisted.web.server import version
 from zope.interface import implementer
 
 from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketEnvironment
@@ -51,6 +53,7 @@ from ._autobahn import (
     use_reactor_timer,
 )
 from ._twisted import read_into, read_now, stop_reading_into, write_each, write_now
+from .channel import http_date
 from .logs import enabled, logger
 from .settings import TwistedSettings
 
@@ -688,6 +691,13 @@ class AutobahnConnection:
         except ValueError:
             phrase = "Unknown"
         lines = [f"HTTP/1.1 {status} {phrase}"]
+        # the headers of the site's every other response, unless the handler's response has them: a Date
+        # is owed in a 4xx (RFC 9110, section 6.6.1)
+        given = {name.lower() for name, _ in headers}
+        if "server" not in given:
+            lines.append(f"Server: {version.decode('latin-1')}")
+        if "date" not in given:
+            lines.append(f"Date: {http_date(int(time.time())).decode('latin-1')}")
         # framing is ours: the body is sent whole and the connection closes after it
         framing = ("content-length", "connection", "transfer-encoding")
         lines.extend(f"{name}: {value}" for name, value in headers if name.lower() not in framing)
