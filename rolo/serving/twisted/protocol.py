@@ -54,6 +54,7 @@ from ._autobahn import (
 )
 from ._twisted import read_into, read_now, stop_reading_into, write_each, write_now
 from .channel import http_date
+from .forwarded import bracket_ipv6
 from .logs import enabled, logger
 from .settings import TwistedSettings
 
@@ -197,6 +198,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        if self.peer is not None:  # Autobahn's description of it, for the log lines: as the HTTP ones name it
+            self.peer = bracket_ipv6(self.peer)
         # Autobahn's is a deque, of which it uses len, append and popleft
         self.send_queue = _WriteQueue()
         # read for every frame: on the instance, where CPython 3.11's specialised attribute reads find them,
