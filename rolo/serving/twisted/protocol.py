@@ -546,6 +546,15 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         super().connectionLost(reason)
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
+        fault = _close_frame_fault(code, reasonRaw) if self.state == _STATE_OPEN else None
+        if fault is not None:
+            # Autobahn would send its close, then take the peer's invalid one for the reply to it and abort
+            # the TCP connection, dropping its close unsent: the peer saw a reset. Fail the connection as
+            # processData does, the close frame out before the TCP connection closes (RFC 6455, 7.1.7)
+            self._fail_connection(*fault)
+            self.wasNotCleanReason = "the server failed the connection"
+            self.dropConnection(abort=False)
+            return True
         self.close_received = True
         if super().onCloseFrame(code, reasonRaw):  # type: ignore[arg-type]  # None without a code
             self.close_received = False  # not a valid close frame: the server failed the connection
@@ -595,6 +604,22 @@ _PIECES_PER_WRITE = 64
 
 _JOIN_BELOW = 16 * 1024
 """A payload this small is joined to its frame's header, a larger one written beside it."""
+
+
+def _close_frame_fault(code: int | None, reason: bytes | None) -> tuple[int, str] | None:
+    """What is wrong with a close frame the peer sent, as Autobahn judges it: the close code to fail the
+    connection with, and why; ``None`` for a valid one. Its code must be one RFC 6455 lets an endpoint
+    send (section 7.4), its reason UTF-8 (section 5.5.1)."""
+    if code is not None and (
+        code < 1000 or code >= 5000 or (code < 3000 and code not in WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED)
+    ):
+        return CloseCode.PROTOCOL_ERROR, f"invalid close code {code}"
+    if reason:
+        try:
+            reason.decode("utf-8")
+        except UnicodeDecodeError:
+            return CloseCode.INVALID_FRAME_PAYLOAD_DATA, "invalid close reason (non-UTF8 payload)"
+    return None
 
 
 def _frame(message: Message) -> tuple[bytes, ...]:
