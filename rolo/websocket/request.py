@@ -99,7 +99,8 @@ class WebSocketRequest(Request):
         return self._websocket
 
     def reject(self, response: _WerkzeugResponse) -> None:
-        """Answer with ``response`` (status, headers and body exactly) instead of upgrading, then close.
+        """Answer with ``response`` (status, headers and body exactly) instead of upgrading, then close. The
+        server adds the headers it adds to every response (``Date``, ``Server``) where ``response`` has none.
 
         :raises WebSocketStateError: (a ``ValueError``) if the request was accepted or rejected already
         :raises ValueError: if a header of ``response`` is not a valid field (see :meth:`accept`)

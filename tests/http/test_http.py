@@ -8,7 +8,9 @@ import gzip
 import http.client
 import json
 import logging
+import re
 import socket
+import struct
 import threading
 import time
 import weakref
@@ -17,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
 from twisted.web.resource import EncodingResourceWrapper
 from twisted.web.server import GzipEncoderFactory
 
@@ -24,6 +27,7 @@ from rolo import Response, Router, route
 from rolo.gateway import Gateway
 from rolo.gateway.handlers import RouterHandler
 from rolo.serving.twisted import TwistedGateway
+from rolo.serving.twisted.threads import idle_within
 from tests.helpers import Signal, in_thread
 
 TIMEOUT = 10
@@ -63,6 +67,17 @@ def header_names(request):
 @route("/fail")
 def fail(request):
     raise RuntimeError("the handler failed")
+
+
+@route("/broken")
+def broken(request):
+    """A streamed body that fails once its first chunk went out."""
+
+    def body():
+        yield b"partial"
+        raise RuntimeError("the stream failed")
+
+    return Response(body())
 
 
 @pytest_twisted.ensureDeferred
@@ -270,14 +285,6 @@ async def test_a_router_is_served_as_as_gateway_makes_it_a_gateway(serve_gateway
 
 @pytest_twisted.ensureDeferred
 async def test_a_failing_stream_cuts_the_connection(serve):
-    @route("/broken")
-    def broken(request):
-        def body():
-            yield b"partial"
-            raise RuntimeError("the stream failed")
-
-        return Response(body())
-
     server = serve(broken)
 
     def get():
@@ -290,6 +297,78 @@ async def test_a_failing_stream_cuts_the_connection(serve):
         return info.value.partial
 
     assert await in_thread(get) == b"partial"
+
+
+def response_lines(caplog) -> list[str]:
+    """The lines logged for HTTP responses (``GET /x from tcp4:…: 200 in 0.001s``), without the peer's port."""
+    return [
+        re.sub(r" from tcp4:127\.0\.0\.1:\d+: (\d+) in \d+\.\d{3}s", r" from tcp4:127.0.0.1: \1", record.getMessage())
+        for record in caplog.records
+        if record.name == "rolo.serving.twisted.http" and record.levelno == logging.INFO
+    ]
+
+
+@pytest.mark.servers("twisted", reason="TwistedGateway's line per response")
+@pytest_twisted.ensureDeferred
+async def test_a_response_that_did_not_reach_its_client_whole_says_so_in_its_line(serve, caplog):
+    # a client that gave up before a slow 201 was logged "200 in 1.5s", the 200 a response nobody sent
+    # defaults to; one that left mid-stream, or a body that failed, had the line of a whole response
+    started, release = Signal(), Signal()
+
+    @route("/slow")
+    def slow(request):
+        started.set()
+        release.wait()
+        return Response("made", status=201)
+
+    @route("/release")
+    def release_slow(request):
+        release.set()
+        return "released"
+
+    stream = EndlessStream(1024)
+    server = serve(slow, release_slow, broken, stream, http_threads=2)
+
+    def leave_before_the_response():
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        client.sendall(b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        started.wait()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset
+        client.close()
+        # the server reads the reset before this request, which comes on a connection made after it
+        assert fetch(server, "GET", "/release")[0] == 200
+
+    def leave_mid_stream():
+        conn = connect(server)
+        conn.request("GET", "/endless")
+        conn.getresponse().read(1024)
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.close()
+
+    def read_the_broken_stream():
+        conn = connect(server)
+        conn.request("GET", "/broken")
+        with pytest.raises(http.client.IncompleteRead):
+            conn.getresponse().read()
+        conn.close()
+
+    with caplog.at_level(logging.INFO, logger="rolo.serving.twisted.http"):
+        await in_thread(leave_before_the_response)
+        await in_thread(leave_mid_stream)
+        await in_thread(stream.closed.wait)
+        await in_thread(read_the_broken_stream)
+        assert await idle_within(server.app.http.handlers, TIMEOUT, reactor)
+    assert sorted(response_lines(caplog)) == [
+        "GET /broken from tcp4:127.0.0.1: 200 (the body failed: connection cut)",
+        "GET /endless from tcp4:127.0.0.1: 200 (the client left before the end of the response)",
+        "GET /release from tcp4:127.0.0.1: 200",
+        "GET /slow from tcp4:127.0.0.1: 201 (the client left before the response)",
+    ]
+    # the failed body's traceback is an error of the application's, as a handler's is, not a critical line
+    failures = [record for record in caplog.records if record.levelno > logging.INFO]
+    assert [(record.levelname, record.getMessage()) for record in failures] == [
+        ("ERROR", "HTTP request to /broken failed")
+    ]
 
 
 @pytest_twisted.ensureDeferred

@@ -82,3 +82,19 @@ def test_what_the_server_gave_up_on_stays_a_warning(twistd):  # noqa: F811
         wsclient.create_connection(f"ws://127.0.0.1:{port}/never-accepts", timeout=10)
     # not a peer's fault: Autobahn's warning says that the handler did not accept in time
     server.wait_for(r"#warn\] dropping connection to peer tcp4:127\.0\.0\.1:\d+ .*opening handshake timeout")
+
+
+def test_an_ipv6_peer_is_named_with_its_address_in_brackets(twistd):  # noqa: F811 (the fixture)
+    # the lines said "from tcp6:::1:34062", where the reader had to tell the port from the address
+    server = twistd("--app", "tests.serving.apps:router", "--listen", r"tcp6:0:interface=\:\:1")
+    port = int(server.wait_for(r"rolo listening at \[::1\]:(\d+)").group(1))
+    with urllib.request.urlopen(f"http://[::1]:{port}/hello/bob", timeout=10) as response:
+        assert response.read() == b"hello bob"
+    ws = wsclient.create_connection(f"ws://[::1]:{port}/echo/six", timeout=10)
+    assert ws.recv() == "thanks for connecting six"
+    ws.close()
+
+    server.wait_for(r"GET /hello/bob from tcp6:\[::1\]:\d+: 200 in \d+\.\d{3}s$")
+    server.wait_for(r"WebSocket open /echo/six from tcp6:\[::1\]:\d+$")
+    server.wait_for(r"WebSocket closed by the peer /echo/six from tcp6:\[::1\]:\d+: code 1000 after ")
+    assert server.stop() == 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import queue
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -171,6 +173,31 @@ async def test_reject_sends_the_response_exactly(serve):
         return first, second
 
     assert await in_thread(allowed) == ("hello world!", "got ping")
+
+
+@pytest.mark.servers("twisted", reason="an ASGI server writes the head of a rejection, with its own headers")
+@pytest_twisted.ensureDeferred
+async def test_a_rejection_has_the_date_and_server_of_every_response_unless_the_handler_gave_them(serve):
+    # a handler's rejection came without Date (RFC 9110, section 6.6.1: owed in a 4xx) and Server, which
+    # every other response of the site has, the 404 of an upgrade nothing routes among them
+    @route("/dated", methods=["WEBSOCKET"])
+    def dated(request: WebSocketRequest):
+        request.reject(Response("old", 410, headers={"Date": "Sun, 06 Nov 1994 08:49:37 GMT", "Server": "mine"}))
+
+    server = serve(auth_app, dated)
+
+    def refused(path: str) -> dict[str, str]:
+        with pytest.raises(wsclient.WebSocketBadStatusException) as info:
+            wsclient.create_connection(server.ws(path), timeout=10)
+        return info.value.resp_headers
+
+    before = time.time()
+    for path in ("/auth", "/nowhere"):
+        headers = await in_thread(refused, path)
+        assert headers["server"]
+        assert before - 1 <= email.utils.parsedate_to_datetime(headers["date"]).timestamp() <= time.time() + 1
+    headers = await in_thread(refused, "/dated")
+    assert (headers["date"], headers["server"]) == ("Sun, 06 Nov 1994 08:49:37 GMT", "mine")
 
 
 @pytest_twisted.ensureDeferred

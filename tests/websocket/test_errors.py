@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 
+import pytest
 import pytest_twisted
 import websocket as wsclient
 
@@ -39,9 +40,9 @@ def test_the_disconnected_error_says_who_closed_and_with_what():
     assert str(WebSocketDisconnectedError(4000, "bye")) == "WebSocket is closed (code=4000, reason='bye')"
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_handler_learns_who_closed(serve):
-    ended: queue.Queue[WebSocketDisconnectedError | Exception] = queue.Queue()
+def waiting_route(ended: queue.Queue[WebSocketDisconnectedError | Exception]):
+    """A WebSocket route at ``/wait`` that accepts, waits for a message and puts the
+    :class:`WebSocketDisconnectedError` that ends its wait into ``ended``."""
 
     @route("/wait", methods=["WEBSOCKET"])
     def wait(request: WebSocketRequest):
@@ -50,6 +51,14 @@ async def test_a_handler_learns_who_closed(serve):
                 websocket.receive()
             except WebSocketDisconnectedError as error:
                 ended.put(error)
+
+    return wait
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_handler_learns_who_closed(serve):
+    ended: queue.Queue[WebSocketDisconnectedError | Exception] = queue.Queue()
+    wait = waiting_route(ended)
 
     @route("/twice", methods=["WEBSOCKET"])
     def twice(request: WebSocketRequest):
@@ -123,3 +132,34 @@ async def test_after_the_loop_ends_receive_says_how_the_connection_ended(serve):
         assert (error.code, error.closed_by) == (1006, None)
     else:
         assert (error.code, error.reason, error.closed_by) == (4002, "enough", "peer")
+
+
+@pytest.mark.servers("twisted", reason="an ASGI server answers an invalid close frame itself")
+@pytest_twisted.ensureDeferred
+async def test_an_invalid_close_frame_is_answered_with_a_close_that_says_why_before_the_connection_ends(serve):
+    # the server sent its close, then took the peer's invalid one for the reply to it and reset the TCP
+    # connection, dropping its close unsent: the peer saw ECONNRESET and never learnt what it did wrong
+    ended: queue.Queue[WebSocketDisconnectedError | Exception] = queue.Queue()
+    wait = waiting_route(ended)
+
+    server = serve(wait)
+
+    def close_with(payload: bytes) -> tuple[int, bytes, bytes]:
+        ws = wsclient.create_connection(server.ws("/wait"), timeout=10)
+        ws.send(payload, opcode=wsclient.ABNF.OPCODE_CLOSE)
+        reply = ws.recv_frame()
+        assert reply.opcode == wsclient.ABNF.OPCODE_CLOSE
+        after = ws.sock.recv(1)  # the end of the connection, not a reset
+        ws.sock.close()
+        return int.from_bytes(reply.data[:2], "big"), reply.data[2:], after
+
+    assert await in_thread(close_with, (999).to_bytes(2, "big")) == (1002, b"invalid close code 999", b"")
+    error = ended.get(timeout=10)
+    # the server closed, and the peer's close frame was no valid reply
+    assert (error.closed_by, error.sent, error.received) == ("server", Close(1002, "invalid close code 999"), None)
+    assert await in_thread(close_with, (1000).to_bytes(2, "big") + b"\xff") == (
+        1007,
+        b"invalid close reason (non-UTF8 payload)",
+        b"",
+    )
+    assert ended.get(timeout=10).sent == Close(1007, "invalid close reason (non-UTF8 payload)")

@@ -37,7 +37,7 @@ fewer wait), or its connection is cut."""
 
 
 @lru_cache(maxsize=2)
-def _http_date(second: int) -> bytes:
+def http_date(second: int) -> bytes:
     """The HTTP date (RFC 9110 5.6.7) of a second since the epoch: made once for all the responses of
     that second."""
     date: bytes = datetimeToString(second)
@@ -66,6 +66,9 @@ class GatewayRequest(Request):
     refusal: str | None = None
     """Why the server answered the request itself, without a handler (``"server shutting down"``), for its
     log line; ``None`` for a request a handler answered."""
+    cut: str | None = None
+    """Why the response a handler made did not reach the client whole (``"the client left before the end of
+    the response"``), for its log line; ``None`` for one that did."""
     body_received = 0
     forwarded: ForwardedClient | None = None
     on_connection_lost: Callable[[], None] | None = None
@@ -95,7 +98,7 @@ class GatewayRequest(Request):
         self.prepath, self.postpath = [], []
         self.sitepath: list[bytes] = []
         self.setHeader(b"Server", version)
-        self.setHeader(b"Date", _http_date(int(time.time())))
+        self.setHeader(b"Date", http_date(int(time.time())))
         try:
             self.render(resource)
         except BaseException:

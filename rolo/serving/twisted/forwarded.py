@@ -148,8 +148,19 @@ def _host(node: str) -> str:
 
 
 def connection_peer(transport: Any) -> str:
-    """A connection's peer, for the log (``tcp4:127.0.0.1:51234``; ``unknown`` once it has no transport)."""
-    return peer2str(transport) if transport is not None else "unknown"
+    """A connection's peer, for the log (``tcp4:127.0.0.1:51234``, ``tcp6:[::1]:51234``; ``unknown`` once it
+    has no transport)."""
+    return bracket_ipv6(peer2str(transport)) if transport is not None else "unknown"
+
+
+def bracket_ipv6(peer: str) -> str:
+    """Autobahn's description of a peer (``peer2str``) with an IPv6 address in brackets, as in a URL (RFC
+    3986, section 3.2.2), so that its port stands apart: ``tcp6:2001:db8::1:443`` becomes
+    ``tcp6:[2001:db8::1]:443``; any other description is returned as it is."""
+    if not peer.startswith("tcp6:"):
+        return peer
+    host, _, port = peer[5:].rpartition(":")
+    return f"tcp6:[{host}]:{port}"
 
 
 def peer_description(request: Request) -> str:

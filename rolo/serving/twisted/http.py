@@ -39,7 +39,8 @@ _LINE = "{method} {path} from {peer}: {status} in {duration:.3f}s"
 """The line logged for each response (:func:`log_response`)."""
 
 _REFUSED_LINE = _LINE + " ({reason})"
-"""The line of a request the server answered itself, without a handler, with the reason."""
+"""The line of a request the server answered itself, without a handler, or whose response did not reach
+its end, with the reason."""
 
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 """The reason phrase of each status code Python knows. Twisted knows none for some (426 Upgrade Required),
@@ -291,9 +292,12 @@ class _ResponseWriter:
         the channel pause and resume the body's iteration."""
         head, self._head = self._head, None
         request = self._request
-        if head is None or request.finished or self._lost:
+        if head is None or request.finished:
             return
         status, headers = head
+        if self._lost:
+            request.code = status  # for the log line: what the handler answered, though none of it is sent
+            return
         request.setResponseCode(status, _REASONS.get(status))
         for name, value in headers:
             request.responseHeaders.addRawHeader(name, value)
@@ -346,7 +350,23 @@ class _ResponseWriter:
             self._end()
             # a client that read the whole body may have left before the finish: log its response anyway
             if isinstance(self._request, GatewayRequest):
+                self._request.cut = self._cut(failure)
                 log_response(self._request, self._reactor.seconds())
+
+    def _cut(self, failure: Failure | None) -> str | None:
+        """Why the response did not reach its client whole, for its log line; ``None`` if it did (or the
+        client left once it had it all: the whole body its ``Content-Length`` announced)."""
+        request = self._request
+        if not (self._lost or (self._started and (failure is not None or self._gone))):
+            return None
+        length = request.responseHeaders.getRawHeaders(b"Content-Length")
+        if self._lost and length and request.sentLength >= int(length[0]):
+            return None
+        if not self._lost:
+            return "the body failed: connection cut" if failure is not None else "server stopping: connection cut"
+        if request.sentLength == 0 and not request.startedWriting:
+            return "the client left before the response"
+        return "the client left before the end of the response"
 
     def _end(self) -> None:
         """The handler returned and the body is spent, or abandoned."""
@@ -359,7 +379,10 @@ class _ResponseWriter:
         if request.finished or self._lost:
             return
         if failure is not None:
-            log.failure("HTTP request to {path} failed", failure, path=request.path.decode("utf-8", "replace"))
+            # the application's error, as a handler's is (rolo.gateway): not a critical one of the server
+            log.failure(
+                "HTTP request to {path} failed", failure, LogLevel.error, path=request.path.decode("utf-8", "replace")
+            )
         if self._started and (failure is not None or self._gone):
             # part of the body may be out: only a cut connection tells the client it is incomplete
             request.loseConnection()
@@ -404,7 +427,7 @@ def log_response(request: GatewayRequest, now: float) -> None:
     request.site.http.counters.responded(request.code, now - request.received_at)
     if not enabled(log, LogLevel.info):
         return
-    reason = request.refusal
+    reason = request.refusal or request.cut
     log.info(
         _LINE if reason is None else _REFUSED_LINE,
         method=request.method.decode("latin-1"),

@@ -10,6 +10,7 @@ frame to the socket itself, and hands several, or compressed ones, to
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
@@ -23,6 +24,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import connectionDone
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
+from twisted.web.server import version
 from zope.interface import implementer
 
 from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketEnvironment
@@ -51,6 +53,8 @@ from ._autobahn import (
     use_reactor_timer,
 )
 from ._twisted import read_into, read_now, stop_reading_into, write_each, write_now
+from .channel import http_date
+from .forwarded import bracket_ipv6
 from .logs import enabled, logger
 from .settings import TwistedSettings
 
@@ -194,6 +198,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        if self.peer is not None:  # Autobahn's description of it, for the log lines: as the HTTP ones name it
+            self.peer = bracket_ipv6(self.peer)
         # Autobahn's is a deque, of which it uses len, append and popleft
         self.send_queue = _WriteQueue()
         # read for every frame: on the instance, where CPython 3.11's specialised attribute reads find them,
@@ -540,6 +546,15 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         super().connectionLost(reason)
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
+        fault = _close_frame_fault(code, reasonRaw) if self.state == _STATE_OPEN else None
+        if fault is not None:
+            # Autobahn would send its close, then take the peer's invalid one for the reply to it and abort
+            # the TCP connection, dropping its close unsent: the peer saw a reset. Fail the connection as
+            # processData does, the close frame out before the TCP connection closes (RFC 6455, 7.1.7)
+            self._fail_connection(*fault)
+            self.wasNotCleanReason = "the server failed the connection"
+            self.dropConnection(abort=False)
+            return True
         self.close_received = True
         if super().onCloseFrame(code, reasonRaw):  # type: ignore[arg-type]  # None without a code
             self.close_received = False  # not a valid close frame: the server failed the connection
@@ -589,6 +604,22 @@ _PIECES_PER_WRITE = 64
 
 _JOIN_BELOW = 16 * 1024
 """A payload this small is joined to its frame's header, a larger one written beside it."""
+
+
+def _close_frame_fault(code: int | None, reason: bytes | None) -> tuple[int, str] | None:
+    """What is wrong with a close frame the peer sent, as Autobahn judges it: the close code to fail the
+    connection with, and why; ``None`` for a valid one. Its code must be one RFC 6455 lets an endpoint
+    send (section 7.4), its reason UTF-8 (section 5.5.1)."""
+    if code is not None and (
+        code < 1000 or code >= 5000 or (code < 3000 and code not in WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED)
+    ):
+        return CloseCode.PROTOCOL_ERROR, f"invalid close code {code}"
+    if reason:
+        try:
+            reason.decode("utf-8")
+        except UnicodeDecodeError:
+            return CloseCode.INVALID_FRAME_PAYLOAD_DATA, "invalid close reason (non-UTF8 payload)"
+    return None
 
 
 def _frame(message: Message) -> tuple[bytes, ...]:
@@ -688,6 +719,13 @@ class AutobahnConnection:
         except ValueError:
             phrase = "Unknown"
         lines = [f"HTTP/1.1 {status} {phrase}"]
+        # the headers of the site's every other response, unless the handler's response has them: a Date
+        # is owed in a 4xx (RFC 9110, section 6.6.1)
+        given = {name.lower() for name, _ in headers}
+        if "server" not in given:
+            lines.append(f"Server: {version.decode('latin-1')}")
+        if "date" not in given:
+            lines.append(f"Date: {http_date(int(time.time())).decode('latin-1')}")
         # framing is ours: the body is sent whole and the connection closes after it
         framing = ("content-length", "connection", "transfer-encoding")
         lines.extend(f"{name}: {value}" for name, value in headers if name.lower() not in framing)
