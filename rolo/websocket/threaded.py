@@ -50,12 +50,19 @@ _BYTES_SIZE: Final = getsizeof(b"")
 """What a ``bytes`` object holds beyond its data, in bytes (``bytes`` is not tracked by the collector, so
 ``getsizeof`` adds nothing for it)."""
 
+_ASCII_SIZE: Final = getsizeof("")
+"""What a ``str`` of ASCII characters holds beyond them, in bytes (one byte each)."""
+
 
 def _size_in_memory(data: str | bytes) -> int:
     """What a received message's data takes in memory, in bytes, as ``getsizeof`` says; worked out for
-    ``bytes``, what the server hands over for most messages (text as it came, see :data:`Arrival`), where
+    ``bytes`` and ASCII ``str``, what the servers hand over for most messages (see :data:`Arrival`), where
     ``getsizeof`` looks ``__sizeof__`` up on each call and costs as much as the rest of the count."""
-    return len(data) + _BYTES_SIZE if type(data) is bytes else getsizeof(data)
+    if type(data) is bytes:
+        return len(data) + _BYTES_SIZE
+    if type(data) is str and data.isascii():
+        return len(data) + _ASCII_SIZE
+    return getsizeof(data)
 
 
 class WakeUps(Protocol):
@@ -105,11 +112,12 @@ class ServerConnection(Protocol):
         """Read from the socket again."""
 
 
-Arrival = Message | bytes
+Arrival = Message | bytes | str
 """What a server hands to :meth:`ThreadedWebSocketAdapter.on_message`: a message, or, for a text message,
-``bytes``: its UTF-8 as it came off the wire, which the server has validated. The handler decodes it when
-it takes it, so that the inbox holds it at its size on the wire (as a ``str`` it may take up to four
-times that), no message object is made for it, and the event loop does not spend its time decoding."""
+its data alone. As ``bytes``: its UTF-8 as it came off the wire, which the server has validated; the
+handler decodes it when it takes it, so that the inbox holds it at its size on the wire (as a ``str`` it
+may take up to four times that), and the event loop does not spend its time decoding. As ``str``: its
+text, from a server that decoded it already (an ASGI server). Either way no message object is made for it."""
 
 
 class _End(enum.Enum):
@@ -235,7 +243,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
         # the inbox is a C queue: a receiver blocks in it without the GIL, and putting a message wakes it
         # without a Python-level condition; _END behind the last message marks the close
-        self._inbox: queue.SimpleQueue[Event | bytes | _End] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Event | Arrival | _End] = queue.SimpleQueue()
         self._inbox.put(_CREATE_CONNECTION)
         # loop side: read, not yet handed to the inbox. None while empty, as it is on an idle connection; the
         # message itself while one waits, as each does in a burst over many connections; a list once more
@@ -268,6 +276,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         event = self._take(timeout)
         if isinstance(event, bytes):
             return TextMessage(event.decode("utf-8"))
+        if isinstance(event, str):
+            return TextMessage(event)
         return event
 
     def receive_data(self, timeout: float | None = None) -> str | bytes:
@@ -275,11 +285,13 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         event = self._take(timeout)
         if isinstance(event, bytes):
             return event.decode("utf-8")
+        if isinstance(event, str):
+            return event
         return message_data(event)
 
-    def _take(self, timeout: float | None) -> Event | bytes:
+    def _take(self, timeout: float | None) -> Event | Arrival:
         """Take the next event from the inbox, and resume reading if that drained it: an :data:`Arrival`
-        (a text message's UTF-8 ``bytes``, not decoded yet) or :class:`CreateConnection`.
+        (a text message's UTF-8 ``bytes``, not decoded yet, or its ``str``) or :class:`CreateConnection`.
 
         :raises TimeoutError: if no event came within ``timeout`` seconds
         :raises WebSocketDisconnectedError: once the connection is closed and every message was taken
@@ -296,7 +308,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             raise self._disconnected()
         if isinstance(event, CreateConnection):  # comes before any message: reading is not held yet
             return event
-        size = _size_in_memory(event if isinstance(event, bytes) else event.data)
+        size = _size_in_memory(event if isinstance(event, (bytes, str)) else event.data)
         lock = self._lock  # once for the count and, while reading is held, for whether to resume it
         lock.acquire()
         try:
@@ -487,10 +499,15 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 self._counters.upgrades.add(101)
 
     def on_message(self, message: Arrival) -> None:
-        """A complete message arrived: a message, or a text message's validated UTF-8 (see :data:`Arrival`)."""
-        self._arrived = arrived = _added(self._arrived, message)
-        waiting = _count(arrived)
-        data = message if isinstance(message, bytes) else message.data
+        """A complete message arrived: a message, or a text message's data (see :data:`Arrival`)."""
+        arrived = self._arrived
+        if arrived is None:  # the one message its handler is woken for, usually: no box to count
+            self._arrived = message
+            waiting = 1
+        else:
+            self._arrived = arrived = _added(arrived, message)
+            waiting = _count(arrived)
+        data = message if isinstance(message, (bytes, str)) else message.data
         self._bytes_read += _size_in_memory(data)
         counters = self._counters
         counters.messages_received += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from sys import getsizeof
 from typing import ClassVar
 
 import pytest
@@ -195,19 +196,32 @@ def test_a_message_waiting_for_its_turn_is_held_without_a_list_and_counts_agains
     assert [adapter.receive(timeout=0).data for _ in range(3)] == ["a", "b", "c"]
 
 
-def test_receive_data_gives_what_receive_gives_the_data_of_and_text_that_came_as_utf8_decoded():
+def test_receive_data_gives_what_receive_gives_the_data_of_and_text_that_came_as_utf8_decoded_or_as_str():
     adapter = ThreadedWebSocketAdapter(RecordingConnection(), Loop())
     with pytest.raises(WebSocketProtocolError):  # the handshake's event is the request's, not a message
         adapter.receive_data(timeout=0)
     adapter, _connection, _loop = open_adapter()
-    sent: list = ["caf\u00e9".encode(), TextMessage("t"), BytesMessage(b"\xff"), "\u00e9".encode()]
+    # text as its UTF-8 (Twisted's protocol), as a message, or as its str (an ASGI server's)
+    sent: list = [
+        "caf\u00e9".encode(),
+        TextMessage("t"),
+        BytesMessage(b"\xff"),
+        "\u00e9".encode(),
+        "ok",
+        "\u00e9t\u00e9",
+    ]
     for message in sent:
         adapter.on_message(message)
-    assert adapter._counters.received_bytes == 5 + 1 + 1 + 2
+    assert adapter._counters.received_bytes == 5 + 1 + 1 + 2 + 2 + 3  # text that came as str: its characters
+    # each message counts against max_queue_bytes at its size in memory
+    data = [sent[0], "t", b"\xff", sent[3], "ok", "\u00e9t\u00e9"]
+    assert adapter._bytes_read == sum(map(getsizeof, data))
     assert adapter.receive_data(timeout=0) == "caf\u00e9"
     assert adapter.receive_data(timeout=0) == "t"
     assert adapter.receive_data(timeout=0) == b"\xff"
     assert adapter.receive(timeout=0) == TextMessage("\u00e9")
+    assert adapter.receive_data(timeout=0) == "ok"
+    assert adapter.receive(timeout=0) == TextMessage("\u00e9t\u00e9")
     assert adapter._bytes_taken == adapter._bytes_read  # every message taken, counted out as it was in
     adapter.on_close(Close(1000))
     with pytest.raises(WebSocketDisconnectedError):

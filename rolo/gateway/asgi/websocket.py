@@ -240,8 +240,8 @@ class AsgiConnection:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
-                text = message.get("text")
-                adapter.on_message(TextMessage(text) if text is not None else BytesMessage(message.get("bytes") or b""))
+                text = message.get("text")  # handed over as it is: no TextMessage made only to be unwrapped
+                adapter.on_message(text if text is not None else BytesMessage(message.get("bytes") or b""))
                 # not held while the next is awaited: once its handler has taken it, a message (up to
                 # max_message_size bytes) is gone, and its event does not outlive the burst it came in
                 del message, text
