@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from http import HTTPStatus
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import LogLevel
@@ -30,6 +30,9 @@ from .forwarded import connection_peer, peer_description
 from .logs import enabled, logger
 from .settings import TwistedSettings
 from .threads import BatchedCallFromThread
+
+if TYPE_CHECKING:
+    from .site import TwistedGateway
 
 __all__ = ["HttpResource", "log_response", "note_refusal"]
 
@@ -387,13 +390,15 @@ class _ResponseWriter:
 
     def _finish(self, failure: Failure | None) -> None:
         request = self._request
-        if request.finished or self._lost:
-            return
         if failure is not None:
-            # the application's error, as a handler's is (rolo.gateway): not a critical one of the server
+            # the application's error, as a handler's is (rolo.gateway): not a critical one of the server,
+            # and counted among the handlers' errors, whether its client is still there or not
+            cast("TwistedGateway", request.site).gateway.handler_errors.add("http")
             log.failure(
                 "HTTP request to {path} failed", failure, LogLevel.error, path=request.path.decode("utf-8", "replace")
             )
+        if request.finished or self._lost:
+            return
         if self._started and (failure is not None or self._gone):
             # part of the body may be out: only a cut connection tells the client it is incomplete
             request.loseConnection()
