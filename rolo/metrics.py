@@ -151,7 +151,8 @@ class ServerCollector:
         )
         yield _labelled(
             "rolo_handler_errors",
-            "Requests whose handler raised an error that is no answer, by kind (http, websocket).",
+            "Requests whose handler, or streamed HTTP body, raised an error that is no answer, by kind "
+            "(http, websocket).",
             ["kind"],
             _seeded(self.server.gateway.handler_errors, "http", "websocket"),
         )

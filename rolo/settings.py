@@ -172,7 +172,12 @@ class ServerSettings:
     open_timeout: float = setting(
         10.0, "From the upgrade request to the handler's accept or reject.", non_negative, unit="seconds"
     )
-    close_timeout: float = setting(10.0, "For the closing handshake.", non_negative, unit="seconds")
+    close_timeout: float = setting(
+        10.0,
+        "For the closing handshake (at shutdown, at most half of grace_period).",
+        non_negative,
+        unit="seconds",
+    )
     allowed_origins: Sequence[str] | None = setting(
         None,
         "Origin patterns allowed to open WebSockets, * as wildcard (https://*.example.com); others get 403. "
@@ -182,7 +187,12 @@ class ServerSettings:
         option="allowed-origin",
     )
     grace_period: float = setting(
-        10.0, "How long a shutdown waits for running handlers.", non_negative, unit="seconds"
+        10.0,
+        "How long a shutdown waits for running handlers, and so at most how long it takes: a WebSocket "
+        "whose client has not answered the close by min(close_timeout, grace_period / 2) is dropped, so that "
+        "its handler has the rest to return.",
+        non_negative,
+        unit="seconds",
     )
 
     def __post_init__(self) -> None:

@@ -293,6 +293,30 @@ def test_a_shutdown_without_a_grace_period_warns_of_no_handler_when_none_runs(ki
     assert "still running" not in caplog.text
 
 
+@pytest.mark.parametrize("kind", ["hypercorn", "uvicorn"])
+def test_a_shutdown_drops_a_client_that_does_not_answer_its_close_within_the_grace_period(kind, caplog):
+    # close_timeout and grace_period alike, as by default: the close ran out as the grace period did, and
+    # the handler, woken only then, was reported as still running
+    from tests.serving.test_embed import open_without_answering_closes
+
+    app = AsgiGateway(gateway_for(echo), grace_period=2, close_timeout=2)
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def recording(scope, receive, send):
+        loops.append(asyncio.get_running_loop())
+        await app(scope, receive, send)
+
+    sock, stop = serve_asgi(kind, recording, {})  # type: ignore[arg-type]
+    client = open_without_answering_closes(sock.getsockname()[1], "/echo")
+    try:
+        asyncio.run_coroutine_threadsafe(app.shutdown(), loops[0]).result(10)
+        assert app.websocket.host.handlers.running == 0
+        assert "still running" not in caplog.text
+    finally:
+        client.close()
+        stop()
+
+
 class Listener:
     def __init__(self) -> None:
         self.events: queue.Queue[str] = queue.Queue()

@@ -3,6 +3,7 @@ with prometheus-client's own parser, on every server (Twisted, hypercorn, uvicor
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import time
@@ -209,6 +210,35 @@ async def test_what_clients_do_shows_in_the_scraped_metrics(serve_gateway):
     assert value(found, "rolo_hub_deliveries_total", hub=hub.name, outcome="sent") == 2
     assert value(found, "rolo_hub_deliveries_total", hub=hub.name, outcome="slow") == 0
     assert value(found, "rolo_hub_deliveries_total", hub=hub.name, outcome="gone") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_streamed_body_that_fails_is_a_handler_error(serve_gateway):
+    # only a handler's error before the body began was counted; one its streamed body raised was not
+    from tests.conftest import gateway_for
+
+    @route("/broken")
+    def broken(request: Request):
+        def body() -> Iterator[bytes]:
+            yield b"partial"
+            raise RuntimeError("the stream fails, as the test wants")
+
+        return Response(body())
+
+    server = serve_gateway(gateway_for(broken))
+    registry = CollectorRegistry()
+    register(server.app, registry)
+
+    def read_the_broken_stream() -> Samples:
+        with pytest.raises(http.client.IncompleteRead):
+            with urllib.request.urlopen(server.http("/broken"), timeout=TIMEOUT) as answer:
+                answer.read()
+        # the server counted it before it cut the connection
+        with exposed(registry) as scrape:
+            return scrape()
+
+    found = await in_thread(read_the_broken_stream)
+    assert value(found, "rolo_handler_errors_total", kind="http") == 1
 
 
 def test_the_documentation_lists_every_metric():

@@ -36,7 +36,8 @@ class Gateway:
     :param context_class: the :class:`RequestContext` subclass made for each request
     :ivar handler_errors: how many requests a handler failed with an error that is no answer (not an HTTP
         error, nor a WebSocket peer that went away), by kind: ``"http"`` or ``"websocket"``; for metrics
-        (:mod:`rolo.metrics`)
+        (:mod:`rolo.metrics`). The servers add those of what runs after the chain: an HTTP response that
+        could not be answered, or whose streamed body or ``close`` raised
     """
 
     _handlers_now: tuple[tuple[Any, ...], ...] = ()

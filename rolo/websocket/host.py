@@ -10,9 +10,11 @@ between an upgrade request and its handler it relies on one :class:`WebSocketHos
    over the server's :class:`~rolo.websocket.threaded.ServerConnection`, and runs the listener (the
    gateway) with it in a handler thread.
 3. :meth:`~WebSocketHost.go_away` closes every open connection with 1001 when the server shuts down,
-   and :attr:`~WebSocketHost.handlers` tells when the last handler has returned; :meth:`~WebSocketHost.stop`
-   lets the handler threads go, and :meth:`~WebSocketHost.start` takes connections again (a server that
-   starts anew, on the same or another event loop).
+   :meth:`~WebSocketHost.drop_open` ends those whose peer has not answered within
+   :meth:`~WebSocketHost.closing_time`, and :attr:`~WebSocketHost.handlers` tells when the last handler
+   has returned; :meth:`~WebSocketHost.stop` lets the handler threads go, and
+   :meth:`~WebSocketHost.start` takes connections again (a server that starts anew, on the same or
+   another event loop).
 
 Every method runs on the server's event-loop thread unless it says otherwise.
 """
@@ -176,6 +178,21 @@ class WebSocketHost:
         self.accepting = False
         for adapter in list(self.connections):
             adapter.go_away()
+
+    def closing_time(self, grace_period: float) -> float:
+        """How long the peers of a shutdown have to answer :meth:`go_away`'s close, in seconds, before
+        :meth:`drop_open` ends their connections: the ``close_timeout`` setting, or half of
+        ``grace_period`` (the seconds the shutdown waits for handlers) if shorter. A handler waiting on its
+        connection then has the rest of the grace period, at least half, to return once its ``receive``
+        ends; one that does not is stuck, and the server says so."""
+        return min(self.settings.close_timeout, grace_period / 2)
+
+    def drop_open(self) -> None:
+        """End every connection not closed yet at once (see
+        :meth:`~rolo.websocket.threaded.ThreadedWebSocketAdapter.drop`): at shutdown, :meth:`closing_time`
+        after :meth:`go_away`, those whose peer has not answered."""
+        for adapter in list(self.connections):
+            adapter.drop()
 
     def stop(self) -> None:
         """Let the handler threads exit once their handlers return (see :meth:`HandlerPool.stop`)."""

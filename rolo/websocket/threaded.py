@@ -105,6 +105,11 @@ class ServerConnection(Protocol):
         """Start the closing handshake (or drop the connection if it never opened). ``reason`` fits in a
         close frame (:func:`fit_close_reason`)."""
 
+    def drop(self) -> None:
+        """End the connection at once, without waiting any longer for the peer's answer to a close the
+        server sent: the server shuts down, and the peer has not answered in time. The connection's end is
+        reported to :meth:`ThreadedWebSocketAdapter.on_close`."""
+
     def pause_reading(self) -> None:
         """Stop reading from the socket."""
 
@@ -573,6 +578,15 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             self._sent = Close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
             self._notify_all()
         self._flush_and_close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
+
+    def drop(self) -> None:
+        """End a connection not closed yet at once, without waiting for the rest of its closing handshake
+        (loop thread): at shutdown, one whose peer has not answered :meth:`go_away`'s close in time. Its
+        handler's ``receive`` then ends, as for any lost connection."""
+        with self._lock:
+            if self._state in (_State.CLOSED, _State.REJECTED):
+                return  # over, or its rejection on its way out
+        self._connection.drop()
 
     def on_pause_writing(self) -> None:
         """The transport's buffer is over its high-water mark: hold ``send``."""

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import pytest_twisted
+import websocket as wsclient
 from twisted.internet import reactor
 from twisted.web.resource import EncodingResourceWrapper
 from twisted.web.server import GzipEncoderFactory
@@ -300,9 +301,10 @@ async def test_a_failing_stream_cuts_the_connection(serve):
 
 
 def response_lines(caplog) -> list[str]:
-    """The lines logged for HTTP responses (``GET /x from tcp4:…: 200 in 0.001s``), without the peer's port."""
+    """The lines logged for HTTP requests (``GET /x from tcp4:…: 200 in 0.001s``), without the peer's port and
+    the duration."""
     return [
-        re.sub(r" from tcp4:127\.0\.0\.1:\d+: (\d+) in \d+\.\d{3}s", r" from tcp4:127.0.0.1: \1", record.getMessage())
+        re.sub(r" from tcp4:127\.0\.0\.1:\d+: (\d+|-) in \d+\.\d{3}s", r" from tcp4:127.0.0.1: \1", record.getMessage())
         for record in caplog.records
         if record.name == "rolo.serving.twisted.http" and record.levelno == logging.INFO
     ]
@@ -369,6 +371,56 @@ async def test_a_response_that_did_not_reach_its_client_whole_says_so_in_its_lin
     assert [(record.levelname, record.getMessage()) for record in failures] == [
         ("ERROR", "HTTP request to /broken failed")
     ]
+
+
+@pytest.mark.servers("twisted", reason="TwistedGateway's line per request")
+@pytest_twisted.ensureDeferred
+async def test_a_request_whose_client_left_before_a_handler_had_it_has_its_line(serve, caplog):
+    # a client that left amid its request's head or body, or while its request waited for a thread, had
+    # no line at all
+    started, release = Signal(), Signal()
+
+    @route("/slow")
+    def slow(request):
+        started.set()
+        release.wait()
+        return "made"
+
+    @route("/release", methods=["WEBSOCKET"])
+    def release_slow(request):
+        release.set()
+        with request.accept():
+            pass
+
+    server = serve(slow, release_slow, http_threads=1)
+
+    def leave(request: bytes) -> None:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as client:
+            client.sendall(request)
+
+    def leave_early() -> None:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as holder:
+            holder.sendall(b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            started.wait()  # the one HTTP thread is taken: the next request waits for it
+            leave(b"GET /queued HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            leave(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nhalf")
+            leave(b"GET /head HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            # the server reads the ends of those connections before this upgrade request, which comes on
+            # a connection made after them
+            wsclient.create_connection(f"ws://127.0.0.1:{server.port}/release", timeout=TIMEOUT).close()
+            assert holder.recv(4096).startswith(b"HTTP/1.1 200 OK")
+
+    with caplog.at_level(logging.INFO, logger="rolo.serving.twisted.http"):
+        await in_thread(leave_early)
+        assert await idle_within(server.app.http.handlers, TIMEOUT, reactor)
+    assert sorted(response_lines(caplog)) == [
+        "GET /head from tcp4:127.0.0.1: - (the client left before the request headers ended)",
+        "GET /queued from tcp4:127.0.0.1: - (the client left while waiting for a thread)",
+        "GET /slow from tcp4:127.0.0.1: 200",
+        "POST /upload from tcp4:127.0.0.1: - (the client left before the request body ended)",
+    ]
+    # no response was written for them: only the one that was is counted
+    assert server.app.http.counters.responses.counts() == {200: 1}
 
 
 @pytest_twisted.ensureDeferred

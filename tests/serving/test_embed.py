@@ -136,3 +136,48 @@ async def test_a_connection_kept_alive_past_the_stop_gets_503():
         assert await in_thread(get) == (503, b"server shutting down\n", "close")
     finally:
         connection.close()
+
+
+def open_without_answering_closes(port: int, path: str) -> socket.socket:
+    """A WebSocket client on a raw socket, opened on ``path`` and past the server's first message: one
+    that will not answer the server's close."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += client.recv(4096)
+    assert received.startswith(b"HTTP/1.1 101 "), received
+    return client
+
+
+def read_until_gone(client: socket.socket) -> bytes:
+    """What the server sends until it ends the connection (closes or resets it)."""
+    received = []
+    try:
+        while chunk := client.recv(4096):
+            received.append(chunk)
+    except ConnectionResetError:  # the server dropped it
+        pass
+    return b"".join(received)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_does_not_answer_the_shutdowns_close_leaves_its_handler_time_to_return(caplog):
+    # close_timeout and grace_period alike, as by default: the closing handshake used to run out as the
+    # grace period did, and the handler, woken only then, was reported as still running
+    service = await listen(router, LOOPBACK, grace_period=2, close_timeout=2)
+    client = await in_thread(open_without_answering_closes, service.ports[0].getHost().port, "/ws/pid")
+    try:
+        received = in_thread(read_until_gone, client)
+        started = reactor.seconds()
+        await service.stopService()
+        assert service.site.websocket.host.handlers.running == 0
+        assert "still running" not in caplog.text
+        # dropped at half the grace period, and its handler returned within the other half
+        assert reactor.seconds() - started < 2
+        assert (await received).endswith(b"\x88\x16\x03\xe9server shutting down")
+    finally:
+        client.close()

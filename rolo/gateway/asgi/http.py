@@ -260,6 +260,7 @@ class HttpApp:
                 await self._send_error(send, started, HTTPStatus.SERVICE_UNAVAILABLE, text, [(b"retry-after", b"1")])
                 return
             except Exception:
+                self.gateway.handler_errors.add("http")
                 LOG.exception("HTTP request to %s failed", scope.get("path"))
                 await self._send_error(send, started, HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n")
                 return
@@ -282,6 +283,7 @@ class HttpApp:
                         pump = loop.create_task(body.pump(receive))  # the stream stops if its client leaves
                     await self._send_stream(loop, send, started, body, start, parts, parts.body)
             except Exception:
+                self.gateway.handler_errors.add("http")
                 LOG.exception("HTTP request to %s failed", scope.get("path"))
                 raise  # part of the body is out: only a cut connection tells the client it is incomplete
         finally:

@@ -200,6 +200,10 @@ class AsgiConnection:
         # read on whatever the inbox holds: the peer's close reply is behind its last messages
         self.resume_reading()
 
+    def drop(self) -> None:
+        # the ASGI server's connection ends once the handler has returned and __call__ with it
+        self.lost()
+
     def pause_reading(self) -> None:
         if not self._closing:
             self._reading_paused = True
@@ -445,9 +449,12 @@ class WebSocketApp:
 
     async def shutdown(self, grace_period: float) -> None:
         """Stop taking connections, close every open one with 1001 (going away), and return once every
-        handler has returned or ``grace_period`` seconds have passed, whichever comes first."""
+        handler has returned or ``grace_period`` seconds have passed, whichever comes first. A connection
+        whose peer has not answered the close within :meth:`~rolo.websocket.host.WebSocketHost.closing_time`
+        (half the grace period at most) is dropped then, so that its handler has the rest to return."""
         host = self.host
         host.go_away()
+        dropping = asyncio.get_running_loop().call_later(host.closing_time(grace_period), host.drop_open)
         idle = asyncio.Event()
         host.handlers.when_idle(idle.set)
         try:
@@ -459,4 +466,6 @@ class WebSocketApp:
                 host.handlers.running,
                 grace_period,
             )
+        finally:
+            dropping.cancel()  # every handler returned first: the closes left finish in their own time
         host.stop()

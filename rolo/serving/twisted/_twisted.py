@@ -310,6 +310,12 @@ def handling_request(channel: HTTPChannel) -> bool:
     return bool(getattr(channel, "_handlingRequest", False)) if _PARSER_FIELDS else False
 
 
+def reading_request(channel: HTTPChannel) -> bool:
+    """Whether the channel is amid a request's head or body: its request line has arrived, and the rest of
+    the request has not (no handler has it); ``False`` where that is unknown."""
+    return _PARSER_FIELDS and bool(channel.requests) and not getattr(channel, "_handlingRequest", True)
+
+
 def header_bytes_received(channel: HTTPChannel) -> int:
     """How many bytes of the current request's head (its line and headers) the channel has parsed; ``1``
     where that is unknown (as if the request line had been received)."""

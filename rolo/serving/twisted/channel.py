@@ -19,11 +19,12 @@ from ._twisted import (
     collect_head,
     handling_request,
     header_bytes_received,
+    reading_request,
     request_line,
     unsent_bytes,
     write_now,
 )
-from .forwarded import ForwardedClient
+from .forwarded import ForwardedClient, connection_peer
 
 if TYPE_CHECKING:
     from ._interfaces import IStreamTransport
@@ -370,6 +371,8 @@ class GatewayChannel(BadRequestHeard):
         super().timeoutConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self._refused and self._switched_to is None and reading_request(self):
+            self._account_left()
         self._cancel_deadline()
         _cancel(self._deadline_call)
         self._deadline_call = None
@@ -444,6 +447,21 @@ class GatewayChannel(BadRequestHeard):
         if reason is not None:
             self._account_refusal(int(status[:3]), reason)
         self.loseConnection()
+
+    def _account_left(self) -> None:
+        """Log the request whose head or body was arriving when its client left: no handler saw it, and
+        it got no response."""
+        request = self.requests[-1]
+        method, path = request_line(self)
+        began = request.received_at if isinstance(request, GatewayRequest) else self._head_began
+        part = "headers" if self.line_mode else "body"
+        self.site.http.unanswered(
+            connection_peer(self.transport),
+            method,
+            path,
+            f"the client left before the request {part} ended",
+            self.site.reactor.seconds() - began,
+        )
 
     def _account_refusal(self, status: int, reason: str) -> None:
         """Count and log a refusal of the request whose head is being parsed: from its arrival, or from the

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from http import HTTPStatus
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import LogLevel
@@ -31,6 +31,9 @@ from .logs import enabled, logger
 from .settings import TwistedSettings
 from .threads import BatchedCallFromThread
 
+if TYPE_CHECKING:
+    from .site import TwistedGateway
+
 __all__ = ["HttpResource", "log_response", "note_refusal"]
 
 log = logger(__name__)
@@ -39,8 +42,8 @@ _LINE = "{method} {path} from {peer}: {status} in {duration:.3f}s"
 """The line logged for each response (:func:`log_response`)."""
 
 _REFUSED_LINE = _LINE + " ({reason})"
-"""The line of a request the server answered itself, without a handler, or whose response did not reach
-its end, with the reason."""
+"""The line of a request the server answered itself, without a handler, whose response did not reach its
+end, or that got no response at all (status ``-``), with the reason."""
 
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 """The reason phrase of each status code Python knows. Twisted knows none for some (426 Upgrade Required),
@@ -116,17 +119,15 @@ class HttpResource(Resource):
         414, 431), ``seconds`` after the request arrived (or its head began, where no request line came).
         Call it on the reactor thread."""
         self.counters.responded(status, seconds)
-        if not enabled(log, LogLevel.info):
-            return
-        log.info(
-            _REFUSED_LINE,
-            method=method,
-            path=path,
-            peer=connection_peer(channel.transport),  # the headers a proxy sets are not read yet
-            status=status,
-            duration=seconds,
-            reason=reason,
-        )
+        # the headers a proxy sets are not read yet
+        _log_with_reason(connection_peer(channel.transport), method, path, status, seconds, reason)
+
+    def unanswered(self, peer: str, method: str, path: str, reason: str, seconds: float) -> None:
+        """Log, as :meth:`refused` does, with status ``-`` and ``reason`` (``"the client left while waiting
+        for a thread"``), a request (``method`` and ``path``, from ``peer``) whose client left before any
+        handler answered it, ``seconds`` after it arrived. It is not counted: no response was written.
+        Call it on the reactor thread."""
+        _log_with_reason(peer, method, path, "-", seconds, reason)
 
     def _writer_done(self, writer: _ResponseWriter) -> None:
         # reactor thread: the handler returned and its body is spent, or abandoned
@@ -222,7 +223,7 @@ class _ResponseWriter:
 
     def dropped(self) -> None:
         """The request is dropped without running: its client left while it waited for a thread."""
-        self._to_reactor(self._end)
+        self._to_reactor(self._dropped)
 
     def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """The response's status and header lines, which go to the reactor with the body (:meth:`respond`)
@@ -286,6 +287,19 @@ class _ResponseWriter:
     def _connection_lost(self) -> None:
         self._lost = True
         self.stopProducing()
+
+    def _dropped(self) -> None:
+        self._end()
+        request = self._request
+        if isinstance(request, GatewayRequest):
+            request.logged = True
+            request.site.http.unanswered(
+                peer_description(request),
+                request.method.decode("latin-1"),
+                request.path.decode("utf-8", "replace"),
+                "the client left while waiting for a thread",
+                self._reactor.seconds() - request.received_at,
+            )
 
     def _start(self, producing: bool = True) -> None:
         """Set the handler's status and headers on the request, if not yet; then, if ``producing``, have
@@ -376,13 +390,15 @@ class _ResponseWriter:
 
     def _finish(self, failure: Failure | None) -> None:
         request = self._request
-        if request.finished or self._lost:
-            return
         if failure is not None:
-            # the application's error, as a handler's is (rolo.gateway): not a critical one of the server
+            # the application's error, as a handler's is (rolo.gateway): not a critical one of the server,
+            # and counted among the handlers' errors, whether its client is still there or not
+            cast("TwistedGateway", request.site).gateway.handler_errors.add("http")
             log.failure(
                 "HTTP request to {path} failed", failure, LogLevel.error, path=request.path.decode("utf-8", "replace")
             )
+        if request.finished or self._lost:
+            return
         if self._started and (failure is not None or self._gone):
             # part of the body may be out: only a cut connection tells the client it is incomplete
             request.loseConnection()
@@ -414,6 +430,13 @@ def note_refusal(request: Request, reason: str) -> None:
     """Say, for its log line, why the server answers ``request`` itself, without a handler."""
     if isinstance(request, GatewayRequest):
         request.refusal = reason
+
+
+def _log_with_reason(peer: str, method: str, path: str, status: int | str, seconds: float, reason: str) -> None:
+    """Log the line of a request the server answered itself, or that got no answer (``status`` ``-``),
+    with why; nothing of it is made when its level is not logged."""
+    if enabled(log, LogLevel.info):
+        log.info(_REFUSED_LINE, method=method, path=path, peer=peer, status=status, duration=seconds, reason=reason)
 
 
 def log_response(request: GatewayRequest, now: float) -> None:

@@ -786,6 +786,9 @@ class AutobahnConnection:
         elif protocol.state == WebSocketProtocol.STATE_CONNECTING:
             protocol.dropConnection(abort=True)
 
+    def drop(self) -> None:
+        self._protocol.dropConnection(abort=True)
+
     def pause_reading(self) -> None:
         self._protocol.hold_reading(HOLD_FOR_INBOX)
 

@@ -232,12 +232,15 @@ class TwistedGateway(Site):
 
         async def stop() -> None:
             host.go_away()
+            dropping = self.reactor.callLater(host.closing_time(grace_period), host.drop_open)
             websocket_done, http_done = await gatherResults(
                 [
                     idle_within(host.handlers, grace_period, self.reactor),
                     idle_within(self.http.handlers, grace_period, self.reactor),
                 ]
             )
+            if dropping.active():  # every handler returned first: the closes left finish in their own time
+                dropping.cancel()
             if not (websocket_done and http_done):
                 log.warn(
                     "{websocket} WebSocket and {http} HTTP handlers still running {grace_period}s after "
