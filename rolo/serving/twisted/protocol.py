@@ -551,7 +551,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             # Autobahn would send its close, then take the peer's invalid one for the reply to it and abort
             # the TCP connection, dropping its close unsent: the peer saw a reset. Fail the connection as
             # processData does, the close frame out before the TCP connection closes (RFC 6455, 7.1.7)
-            self._fail_connection(*fault)
+            fail_connection(self, *fault)
             self.wasNotCleanReason = "the server failed the connection"
             self.dropConnection(abort=False)
             return True
