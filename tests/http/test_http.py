@@ -423,6 +423,42 @@ async def test_a_request_whose_client_left_before_a_handler_had_it_has_its_line(
     assert server.app.http.counters.responses.counts() == {200: 1}
 
 
+@pytest.mark.servers("twisted", reason="TwistedGateway's line per response")
+@pytest_twisted.ensureDeferred
+async def test_a_response_with_a_content_length_that_is_no_number_still_has_its_line(serve, caplog):
+    # the line of a response whose client left asked whether the body its Content-Length announced was
+    # all sent: int() of a handler's "lots" raised on the reactor, and the response went unlogged, uncounted
+    closed = Signal()
+
+    @route("/lots")
+    def lots(request):
+        def body():
+            try:
+                while True:
+                    yield b"x" * 1024
+            finally:
+                closed.set()
+
+        return Response(body(), headers={"Content-Length": "lots"})
+
+    server = serve(lots)
+
+    def leave_mid_stream():
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        client.sendall(b"GET /lots HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert client.recv(1024)
+        client.close()
+        closed.wait()
+
+    with caplog.at_level(logging.INFO, logger="rolo.serving.twisted.http"):
+        await in_thread(leave_mid_stream)
+        assert await idle_within(server.app.http.handlers, TIMEOUT, reactor)
+    assert response_lines(caplog) == [
+        "GET /lots from tcp4:127.0.0.1: 200 (the client left before the end of the response)"
+    ]
+    assert server.app.http.counters.responses.counts() == {200: 1}
+
+
 @pytest_twisted.ensureDeferred
 async def test_absolute_form_target_routes_by_path(serve):
     server = serve(echo)

@@ -8,6 +8,7 @@ import queue
 import pytest
 import pytest_twisted
 import websocket as wsclient
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from rolo import route
 from rolo.websocket import WebSocketDisconnectedError, WebSocketProtocolError, WebSocketRequest
@@ -163,3 +164,50 @@ async def test_an_invalid_close_frame_is_answered_with_a_close_that_says_why_bef
         b"",
     )
     assert ended.get(timeout=10).sent == Close(1007, "invalid close reason (non-UTF8 payload)")
+
+
+@pytest.mark.servers("twisted", reason="an ASGI server answers an invalid close frame itself")
+@pytest_twisted.ensureDeferred
+async def test_an_invalid_reply_to_the_server_s_close_is_no_close_received_and_no_warning(serve):
+    # the server's close was answered with a close no endpoint may send: the handler was told the peer
+    # replied 1000, a code it never sent, and Autobahn's drop that followed was a warning any client could
+    # raise at will
+    ended: queue.Queue[WebSocketDisconnectedError] = queue.Queue()
+
+    @route("/closes", methods=["WEBSOCKET"])
+    def closes(request: WebSocketRequest):
+        with request.accept() as websocket:
+            websocket.close(4000, "bye")
+            try:
+                websocket.receive()
+            except WebSocketDisconnectedError as error:
+                ended.put(error)
+
+    server = serve(closes)
+
+    def reply_with(payload: bytes) -> tuple[int, bytes]:
+        ws = wsclient.create_connection(server.ws("/closes"), timeout=10)
+        close = ws.recv_frame()
+        assert close.opcode == wsclient.ABNF.OPCODE_CLOSE
+        ws.send(payload, opcode=wsclient.ABNF.OPCODE_CLOSE)
+        after = ws.sock.recv(1)  # the end of the connection, not a reset
+        ws.sock.close()
+        return int.from_bytes(close.data[:2], "big"), after
+
+    warnings: list[str] = []
+
+    def observe(event: dict) -> None:
+        if event.get("log_level", LogLevel.info) >= LogLevel.warn:
+            warnings.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        assert await in_thread(reply_with, (999).to_bytes(2, "big")) == (4000, b"")
+        error = ended.get(timeout=10)
+        assert (error.code, error.closed_by, error.sent, error.received) == (1006, "server", Close(4000, "bye"), None)
+        assert await in_thread(reply_with, (1000).to_bytes(2, "big") + b"\xff") == (4000, b"")
+        error = ended.get(timeout=10)
+        assert (error.code, error.closed_by, error.received) == (1006, "server", None)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert warnings == []

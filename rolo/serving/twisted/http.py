@@ -369,12 +369,13 @@ class _ResponseWriter:
 
     def _cut(self, failure: Failure | None) -> str | None:
         """Why the response did not reach its client whole, for its log line; ``None`` if it did (or the
-        client left once it had it all: the whole body its ``Content-Length`` announced)."""
+        client left once it had it all: the whole body its ``Content-Length`` announced, where that is a
+        number, ``1*DIGIT`` as RFC 9110 section 8.6 has it: a handler may set any text)."""
         request = self._request
         if not (self._lost or (self._started and (failure is not None or self._gone))):
             return None
         length = request.responseHeaders.getRawHeaders(b"Content-Length")
-        if self._lost and length and request.sentLength >= int(length[0]):
+        if self._lost and length and length[0].isdigit() and request.sentLength >= int(length[0]):
             return None
         if not self._lost:
             return "the body failed: connection cut" if failure is not None else "server stopping: connection cut"

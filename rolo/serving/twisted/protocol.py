@@ -546,13 +546,16 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         super().connectionLost(reason)
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
-        fault = _close_frame_fault(code, reasonRaw) if self.state == _STATE_OPEN else None
+        fault = _close_frame_fault(code, reasonRaw)
         if fault is not None:
             # Autobahn would send its close, then take the peer's invalid one for the reply to it and abort
             # the TCP connection, dropping its close unsent: the peer saw a reset. Fail the connection as
-            # processData does, the close frame out before the TCP connection closes (RFC 6455, 7.1.7)
-            self._fail_connection(*fault)
+            # processData does, the close frame out before the TCP connection closes (RFC 6455, 7.1.7).
+            # As the reply to the server's close, the invalid frame is no close received either: Autobahn
+            # would report 1000, which the peer never sent (the connection is dropped at once, its reason
+            # set first to make the drop a peer's fault, not a warning)
             self.wasNotCleanReason = "the server failed the connection"
+            fail_connection(self, *fault)
             self.dropConnection(abort=False)
             return True
         self.close_received = True
