@@ -6,8 +6,10 @@ Run as ``python -m tests.serving.background_script``; prints what it saw as one 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
+import time
 import urllib.request
 
 import websocket as wsclient
@@ -15,9 +17,10 @@ from twisted.internet import reactor
 from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
+from rolo import Router, route
 from rolo.serving.twisted import run_in_thread
 
-from .apps import make_gateway, router
+from .apps import make_gateway, router, stuck
 from .test_twistd import close_frame
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -75,7 +78,41 @@ def main() -> None:
     # left running: the atexit hook stops it with the reactor
     fourth = run_in_thread(router, LOOPBACK)
     seen["fourth_port"] = fourth.port
+
+    # stopped with the reactor while a WebSocket and an HTTP handler never return: stopping it afterwards
+    # waits for the threads of both pools one grace period in all, not one each
+    fifth = run_in_thread(stuck_in_both_pools(), LOOPBACK, grace_period=1.0)
+    websocket = wsclient.create_connection(f"ws://127.0.0.1:{fifth.port}/stuck", timeout=10)
+    seen["fifth_stuck"] = websocket.recv()
+    request = socket.create_connection(("127.0.0.1", fifth.port), timeout=10)
+    request.sendall(b"GET /stuck-http HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    http_started.wait(10)
+    reactor_thread = next(thread for thread in threading.enumerate() if thread.name == "rolo-reactor")
+    reactor.callFromThread(reactor.stop)
+    reactor_thread.join(30)
+    started = time.monotonic()
+    seen["fifth_stopped_cleanly"] = fifth.stop()
+    seen["fifth_stop_seconds"] = time.monotonic() - started
+    websocket.close()
+    request.close()
     print("RESULT " + json.dumps(seen), flush=True)
+
+
+http_started = threading.Event()
+
+
+def stuck_in_both_pools() -> Router:
+    """``/stuck``, a WebSocket handler that never returns (:func:`tests.serving.apps.stuck`), and
+    ``/stuck-http``, an HTTP handler that never returns once it has set :data:`http_started`."""
+
+    @route("/stuck-http")
+    def stuck_http(request):
+        http_started.set()
+        threading.Event().wait()
+
+    stuck_router = Router()
+    stuck_router.add([stuck, stuck_http])
+    return stuck_router
 
 
 if __name__ == "__main__":

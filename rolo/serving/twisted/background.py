@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import functools
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
@@ -55,8 +56,8 @@ class ServerHandle:
         still running, stop the thread pools and wait for their threads to exit.
 
         The reactor thread keeps running, for other servers (see :func:`run_in_thread`). Stopping again,
-        or after the reactor stopped (which stopped the server), only waits for the threads. Do not call it
-        on the reactor thread.
+        or after the reactor stopped (which stopped the server), only waits for the threads, up to the
+        grace period in all. Do not call it on the reactor thread.
 
         :returns: whether every handler returned in time, and their threads exited; the threads of handlers
             still running after the grace period are left behind as daemon threads, which do not keep the
@@ -64,8 +65,9 @@ class ServerHandle:
         """
         service = self.service
         if not self.reactor.running:  # it stopped, stopping the server: give the threads the grace period
-            joined = [pool.join(service.grace_period) for pool in self._pools()]  # every pool, not up to a False
-            return all(joined)
+            deadline = time.monotonic() + service.grace_period  # one for every pool, not one each
+            joined = [pool.join(max(0.0, deadline - time.monotonic())) for pool in self._pools()]
+            return all(joined)  # every pool was joined, not up to a False
 
         async def stop_service() -> bool:
             if grace_period is not None:
