@@ -181,3 +181,22 @@ async def test_a_client_that_does_not_answer_the_shutdowns_close_leaves_its_hand
         assert (await received).endswith(b"\x88\x16\x03\xe9server shutting down")
     finally:
         client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_shutdown_whose_clients_answer_its_close_leaves_no_drop_behind():
+    # the drop is for clients that do not answer in time: once every handler has returned first, it is
+    # cancelled, or it would still cut connections later (those of the service started again meanwhile)
+    service = await listen(router, LOOPBACK, grace_period=10, close_timeout=10)
+    port = service.ports[0].getHost().port
+    client = await in_thread(wsclient.create_connection, f"ws://127.0.0.1:{port}/ws/pid", timeout=10)
+    try:
+        await in_thread(client.recv)  # the pid: the handler runs
+        answered = in_thread(client.recv)  # websocket-client answers the close as it receives it
+        await service.stopService()
+        await answered
+        assert service.site.websocket.host.handlers.running == 0
+        drop_open = service.site.websocket.host.drop_open
+        assert [call for call in reactor.getDelayedCalls() if call.func == drop_open] == []
+    finally:
+        client.close()
