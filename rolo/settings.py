@@ -188,9 +188,10 @@ class ServerSettings:
     )
     grace_period: float = setting(
         10.0,
-        "How long a shutdown waits for running handlers, and so at most how long it takes: a WebSocket "
-        "whose client has not answered the close by min(close_timeout, grace_period / 2) is dropped, so that "
-        "its handler has the rest to return.",
+        "How long a shutdown waits for running handlers, and so at most how long it takes under Twisted (an "
+        "ASGI server's own shutdown comes before the lifespan's): a WebSocket whose client has not answered "
+        "the close by min(close_timeout, grace_period / 2) is dropped, so that its handler has the rest to "
+        "return.",
         non_negative,
         unit="seconds",
     )

@@ -241,6 +241,59 @@ async def test_a_streamed_body_that_fails_is_a_handler_error(serve_gateway):
     assert value(found, "rolo_handler_errors_total", kind="http") == 1
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_streamed_response_whose_close_fails_is_a_handler_error(serve_gateway):
+    # under ASGI the close ran in a thread of the pool and what it raised was left in a future nobody
+    # awaited: neither counted nor logged by rolo
+    from tests.conftest import gateway_for
+
+    def refuse_to_close() -> None:
+        raise RuntimeError("the close fails, as the test wants")
+
+    @route("/closing")
+    def closing(request: Request):
+        response = Response(iter([b"whole"]))
+        response.call_on_close(refuse_to_close)
+        return response
+
+    @route("/both")
+    def both(request: Request):
+        def body() -> Iterator[bytes]:
+            yield b"partial"
+            raise RuntimeError("the stream fails, as the test wants")
+
+        response = Response(body())
+        response.call_on_close(refuse_to_close)
+        return response
+
+    @route("/after")
+    def after(request: Request):
+        return "after"
+
+    # one HTTP thread: the request after runs once the responses' closes have
+    server = serve_gateway(gateway_for(closing, both, after), http_threads=1)
+    registry = CollectorRegistry()
+    register(server.app, registry)
+
+    def read_then_scrape() -> Samples:
+        try:
+            with urllib.request.urlopen(server.http("/closing"), timeout=TIMEOUT) as answer:
+                answer.read()
+        except http.client.IncompleteRead:
+            pass  # under Twisted the connection is cut: the failure comes before the body's last chunk
+        with pytest.raises(http.client.IncompleteRead):
+            with urllib.request.urlopen(server.http("/both"), timeout=TIMEOUT) as answer:
+                answer.read()
+        with urllib.request.urlopen(server.http("/after"), timeout=TIMEOUT) as answer:
+            assert answer.read() == b"after"
+        with exposed(registry) as scrape:
+            return scrape()
+
+    found = await in_thread(read_then_scrape)
+    # one each: a request whose body and close both failed is one error
+    assert value(found, "rolo_handler_errors_total", kind="http") == 2
+
+
 def test_the_documentation_lists_every_metric():
     names = {family.name for family in ServerCollector(TwistedGateway(Gateway())).collect()}
     section = (REPO / "docs" / "serving.rst").read_text().split("\nThe metrics\n~~~~~~~~~~~\n", 1)[1]

@@ -80,8 +80,8 @@ def main() -> None:
     seen["fourth_port"] = fourth.port
 
     # stopped with the reactor while a WebSocket and an HTTP handler never return: stopping it afterwards
-    # waits for the threads of both pools one grace period in all, not one each
-    fifth = run_in_thread(stuck_in_both_pools(), LOOPBACK, grace_period=1.0)
+    # waits for the threads of both pools one grace period in all, not one each: the one stop is given
+    fifth = run_in_thread(stuck_in_both_pools(), LOOPBACK, grace_period=2.0)
     websocket = wsclient.create_connection(f"ws://127.0.0.1:{fifth.port}/stuck", timeout=10)
     seen["fifth_stuck"] = websocket.recv()
     request = socket.create_connection(("127.0.0.1", fifth.port), timeout=10)
@@ -91,7 +91,7 @@ def main() -> None:
     reactor.callFromThread(reactor.stop)
     reactor_thread.join(30)
     started = time.monotonic()
-    seen["fifth_stopped_cleanly"] = fifth.stop()
+    seen["fifth_stopped_cleanly"] = fifth.stop(grace_period=0.6)
     seen["fifth_stop_seconds"] = time.monotonic() - started
     websocket.close()
     request.close()

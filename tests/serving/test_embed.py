@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import logging
+import re
 import socket
 import urllib.request
 from typing import Any
@@ -181,3 +183,66 @@ async def test_a_client_that_does_not_answer_the_shutdowns_close_leaves_its_hand
         assert (await received).endswith(b"\x88\x16\x03\xe9server shutting down")
     finally:
         client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_shutdown_whose_clients_answer_its_close_leaves_no_drop_behind():
+    # the drop is for clients that do not answer in time: once every handler has returned first, it is
+    # cancelled, or it would still cut connections later (those of the service started again meanwhile)
+    service = await listen(router, LOOPBACK, grace_period=10, close_timeout=10)
+    port = service.ports[0].getHost().port
+    client = await in_thread(wsclient.create_connection, f"ws://127.0.0.1:{port}/ws/pid", timeout=10)
+    try:
+        await in_thread(client.recv)  # the pid: the handler runs
+        answered = in_thread(client.recv)  # websocket-client answers the close as it receives it
+        await service.stopService()
+        await answered
+        assert service.site.websocket.host.handlers.running == 0
+        drop_open = service.site.websocket.host.drop_open
+        assert [call for call in reactor.getDelayedCalls() if call.func == drop_open] == []
+    finally:
+        client.close()
+
+
+
+class FirstRecord(logging.Handler):
+    """A logging handler whose :attr:`logged` fires with the first record's message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logged: Deferred[str] = Deferred()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.logged.called:
+            self.logged.callback(record.getMessage())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_whose_connection_ends_amid_its_body_once_stopping_says_so():
+    # the process's exit cuts such a connection too, after the stop: its line said "the client left"
+    service = await listen(router, LOOPBACK, grace_period=1)
+    port = service.ports[0].getHost().port
+
+    def send_half() -> socket.socket:
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        client.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf")
+        return client
+
+    http_log = logging.getLogger("rolo.serving.twisted.http")
+    first = FirstRecord()
+    http_log.addHandler(first)
+    level = http_log.level
+    http_log.setLevel(logging.INFO)
+    try:
+        client = await in_thread(send_half)
+        await service.stopService()
+        client.close()
+        line = await first.logged.addTimeout(10, reactor)
+    finally:
+        http_log.removeHandler(first)
+        http_log.setLevel(level)
+    assert re.fullmatch(
+        r"POST /upload from tcp4:127\.0\.0\.1:\d+: - in \d+\.\d{3}s "
+        r"\(server stopping: the connection ended before the request body did\)",
+        line,
+    )

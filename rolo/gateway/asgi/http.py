@@ -281,7 +281,7 @@ class HttpApp:
                 else:
                     if pump is None:
                         pump = loop.create_task(body.pump(receive))  # the stream stops if its client leaves
-                    await self._send_stream(loop, send, started, body, start, parts, parts.body)
+                    await self._send_stream(loop, send, started, body, start, parts, parts.body, scope.get("path"))
             except Exception:
                 self.gateway.handler_errors.add("http")
                 LOG.exception("HTTP request to %s failed", scope.get("path"))
@@ -377,9 +377,10 @@ class HttpApp:
         start: dict[str, Any],
         answer: Answer,
         chunks: Iterator[bytes],
+        path: str | None,
     ) -> None:
         """Send a response with a streamed body, ``chunks`` (``answer``'s body), whose chunks are taken in
-        threads of the pool, one ahead.
+        threads of the pool, one ahead; ``path``, the request's, for the log.
 
         A client that leaves ends the iteration.
 
@@ -404,15 +405,26 @@ class HttpApp:
         except OSError:
             pass  # the client left
         finally:
-            self._close_after(pending, answer.response)
+            self._close_after(pending, answer.response, path)
 
-    def _close_after(self, pending: asyncio.Future[Any] | None, response: Response) -> None:
+    def _close_after(self, pending: asyncio.Future[Any] | None, response: Response, path: str | None) -> None:
         """Close ``response`` in a thread of the pool (it may run the body's own code), once the iteration
-        in ``pending`` has returned."""
+        in ``pending`` has returned. What closing raises is logged and counted as a handler's error (unless
+        the iteration raised, which was: one error per request), as Twisted's server does."""
+
+        def close_response(counted: bool) -> None:
+            # a thread of the pool
+            try:
+                response.close()
+            except Exception:
+                if not counted:
+                    self.gateway.handler_errors.add("http")
+                LOG.exception("HTTP request to %s failed", path)
 
         def close(_: object = None) -> None:
+            counted = pending is not None and not pending.cancelled() and pending.exception() is not None
             try:
-                self._in_thread(asyncio.get_running_loop(), response.close, queue_anyway=True)
+                self._in_thread(asyncio.get_running_loop(), close_response, counted, queue_anyway=True)
             except RuntimeError:
                 LOG.warning("could not close a response body: no thread to close it in")
 

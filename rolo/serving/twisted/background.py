@@ -65,7 +65,8 @@ class ServerHandle:
         """
         service = self.service
         if not self.reactor.running:  # it stopped, stopping the server: give the threads the grace period
-            deadline = time.monotonic() + service.grace_period  # one for every pool, not one each
+            limit = service.grace_period if grace_period is None else grace_period
+            deadline = time.monotonic() + limit  # one for every pool, not one each
             joined = [pool.join(max(0.0, deadline - time.monotonic())) for pool in self._pools()]
             return all(joined)  # every pool was joined, not up to a False
 

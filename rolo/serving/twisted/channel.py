@@ -449,18 +449,19 @@ class GatewayChannel(BadRequestHeard):
         self.loseConnection()
 
     def _account_left(self) -> None:
-        """Log the request whose head or body was arriving when its client left: no handler saw it, and
-        it got no response."""
+        """Log the request whose head or body was arriving when its connection ended: no handler saw it,
+        and it got no response. Its client left; or, once the server is stopping, the process's exit may
+        have cut it as well."""
         request = self.requests[-1]
         method, path = request_line(self)
         began = request.received_at if isinstance(request, GatewayRequest) else self._head_began
         part = "headers" if self.line_mode else "body"
+        if self.site.websocket.host.accepting:
+            reason = f"the client left before the request {part} ended"
+        else:
+            reason = f"server stopping: the connection ended before the request {part} did"
         self.site.http.unanswered(
-            connection_peer(self.transport),
-            method,
-            path,
-            f"the client left before the request {part} ended",
-            self.site.reactor.seconds() - began,
+            connection_peer(self.transport), method, path, reason, self.site.reactor.seconds() - began
         )
 
     def _account_refusal(self, status: int, reason: str) -> None:
