@@ -206,15 +206,19 @@ async def test_a_shutdown_whose_clients_answer_its_close_leaves_no_drop_behind()
 
 
 class FirstRecord(logging.Handler):
-    """A logging handler whose :attr:`logged` fires with the first record's message."""
+    """A logging handler whose :attr:`logged` fires with the first record's message, once the logging call
+    that made it has returned: fired within it, the test would go on and end while the record still goes
+    on to the root logger's handlers, those of whichever test runs next."""
 
     def __init__(self) -> None:
         super().__init__()
         self.logged: Deferred[str] = Deferred()
+        self._seen = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.logged.called:
-            self.logged.callback(record.getMessage())
+        if not self._seen:
+            self._seen = True
+            reactor.callLater(0, self.logged.callback, record.getMessage())
 
 
 @pytest_twisted.ensureDeferred
