@@ -357,28 +357,27 @@ class _ResponseWriter:
             self._end()
 
     def _done(self, failure: Failure | None) -> None:
+        cut = None
         try:
             self._start(producing=False)  # a failure after start: the log line shows the handler's status
-            self._finish(failure)
+            cut = self._finish(failure)
         finally:
             self._end()
             # a client that read the whole body may have left before the finish: log its response anyway
             if isinstance(self._request, GatewayRequest):
-                self._request.cut = self._cut(failure)
+                self._request.cut = cut or self._left()
                 log_response(self._request, self._reactor.seconds())
 
-    def _cut(self, failure: Failure | None) -> str | None:
-        """Why the response did not reach its client whole, for its log line; ``None`` if it did (or the
-        client left once it had it all: the whole body its ``Content-Length`` announced, where that is a
-        number, ``1*DIGIT`` as RFC 9110 section 8.6 has it: a handler may set any text)."""
-        request = self._request
-        if not (self._lost or (self._started and (failure is not None or self._gone))):
-            return None
-        length = request.responseHeaders.getRawHeaders(b"Content-Length")
-        if self._lost and length and length[0].isdigit() and request.sentLength >= int(length[0]):
-            return None
+    def _left(self) -> str | None:
+        """Why the response did not reach its client whole, if its client left, for its log line; ``None``
+        if it did not leave, or left once it had it all: the whole body its ``Content-Length`` announced,
+        where that is a number (``1*DIGIT``, RFC 9110 section 8.6: a handler may set any text)."""
         if not self._lost:
-            return "the body failed: connection cut" if failure is not None else "server stopping: connection cut"
+            return None
+        request = self._request
+        length = request.responseHeaders.getRawHeaders(b"Content-Length")
+        if length and length[0].isdigit() and request.sentLength >= int(length[0]):
+            return None
         if request.sentLength == 0 and not request.startedWriting:
             return "the client left before the response"
         return "the client left before the end of the response"
@@ -389,7 +388,9 @@ class _ResponseWriter:
             self._request.on_connection_lost = None  # which would keep request and writer in a cycle
         self._finished(self)
 
-    def _finish(self, failure: Failure | None) -> None:
+    def _finish(self, failure: Failure | None) -> str | None:
+        """Finish the response, or cut its connection if part of its body may be out and the rest will not
+        come: why it was cut, for its log line; ``None`` if it was not."""
         request = self._request
         if failure is not None:
             # the application's error, as a handler's is (rolo.gateway): not a critical one of the server,
@@ -399,11 +400,11 @@ class _ResponseWriter:
                 "HTTP request to {path} failed", failure, LogLevel.error, path=request.path.decode("utf-8", "replace")
             )
         if request.finished or self._lost:
-            return
+            return None
         if self._started and (failure is not None or self._gone):
             # part of the body may be out: only a cut connection tells the client it is incomplete
             request.loseConnection()
-            return
+            return "the body failed: connection cut" if failure is not None else "server stopping: connection cut"
         if failure is not None:
             request.setResponseCode(HTTPStatus.INTERNAL_SERVER_ERROR)
             request.responseHeaders.setRawHeaders(b"Content-Type", [b"text/plain; charset=utf-8"])
@@ -411,6 +412,7 @@ class _ResponseWriter:
         if request.producer is not None:
             request.unregisterProducer()
         request.finish()
+        return None
 
     def pauseProducing(self) -> None:
         with self._lock:
