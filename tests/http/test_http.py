@@ -423,6 +423,28 @@ async def test_a_request_whose_client_left_before_a_handler_had_it_has_its_line(
     assert server.app.http.counters.responses.counts() == {200: 1}
 
 
+@pytest.mark.servers("twisted", reason="TwistedGateway's line per request, and its keep_alive_timeout")
+@pytest_twisted.ensureDeferred
+async def test_a_request_that_stalls_past_the_idle_timeout_has_a_line_that_says_it_timed_out(serve, caplog):
+    # without header_timeout and body_timeout, Twisted Web's idle timeout (keep_alive_timeout) ends a request
+    # whose head or body stalls: its line said the client had left
+    server = serve(echo, header_timeout=None, body_timeout=None, keep_alive_timeout=0.2)
+
+    def stall(request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as client:
+            client.sendall(request)
+            return client.recv(1024)  # nothing: the server closes the connection
+
+    with caplog.at_level(logging.INFO, logger="rolo.serving.twisted.http"):
+        assert await in_thread(stall, b"GET /head HTTP/1.1\r\nHost: 127.0.0.1\r\n") == b""
+        upload = b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nhalf"
+        assert await in_thread(stall, upload) == b""
+    assert response_lines(caplog) == [
+        "GET /head from tcp4:127.0.0.1: - (timed out: no more of the request headers within keep_alive_timeout (0.2s))",
+        "POST /upload from tcp4:127.0.0.1: - (timed out: no more of the request body within keep_alive_timeout (0.2s))",
+    ]
+
+
 @pytest.mark.servers("twisted", reason="TwistedGateway's line per response")
 @pytest_twisted.ensureDeferred
 async def test_a_response_with_a_content_length_that_is_no_number_still_has_its_line(serve, caplog):
