@@ -29,6 +29,7 @@ from rolo.gateway import Gateway
 from rolo.gateway.handlers import RouterHandler
 from rolo.serving.twisted import TwistedGateway
 from rolo.serving.twisted.threads import idle_within
+from rolo.threads import HandlerThread
 from tests.helpers import Signal, in_thread
 
 TIMEOUT = 10
@@ -992,6 +993,57 @@ async def test_past_http_queue_a_request_gets_503_at_once(serve):
     assert (status, headers["Retry-After"]) == (503, "1")
     assert refused_in < 1.0
     assert (first, second) == (b"done", b"done")
+
+
+def out_of_http_threads(monkeypatch, *, once: bool) -> list[str]:
+    """Make the start of an HTTP handler thread fail from now on (``once``: the first only), as in a process
+    out of threads; the names of the threads that did not start."""
+    start = HandlerThread.start
+    refused: list[str] = []
+
+    def fail_to_start(thread: HandlerThread) -> None:
+        if thread.name.startswith("rolo-http-") and not (once and refused):
+            refused.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(HandlerThread, "start", fail_to_start)
+    return refused
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_no_handler_thread_can_start_for_gets_503_and_is_no_handler_error(serve, monkeypatch, caplog):
+    # under ASGI it was a 500 counted among the handlers' errors, as if the handler had failed; under
+    # Twisted a 503 that said the server was shutting down, and closed the connection
+    server = serve(echo)
+    refused = out_of_http_threads(monkeypatch, once=True)
+
+    def two_requests() -> tuple[int, http.client.HTTPMessage, bytes, int]:
+        conn = connect(server)
+        try:
+            conn.request("GET", "/echo")
+            first = conn.getresponse()
+            first_body = first.read()
+            conn.request("GET", "/echo")  # on the same connection, which stays open
+            second = conn.getresponse()
+            second.read()
+            return first.status, first.headers, first_body, second.status
+        finally:
+            conn.close()
+
+    with caplog.at_level(logging.INFO):
+        status, headers, body, then = await in_thread(two_requests)
+    assert (status, headers["Retry-After"], body, then) == (503, "1", b"no thread for a handler\n", 200)
+    assert len(refused) == 1
+    assert server.app.gateway.handler_errors.counts() == {}
+    errors = [(record.levelname, record.getMessage()) for record in caplog.records if record.levelno > logging.INFO]
+    assert errors == [("ERROR", "no thread for the handler of HTTP request to /echo")]
+    if server.kind == "twisted":  # counted as logged; under ASGI, once the server's send returned
+        assert server.app.http.counters.responses.counts() == {503: 1, 200: 1}
+        assert response_lines(caplog) == [
+            "GET /echo from tcp4:127.0.0.1: 503 (no thread for a handler)",
+            "GET /echo from tcp4:127.0.0.1: 200",
+        ]
 
 
 @pytest_twisted.ensureDeferred

@@ -22,6 +22,7 @@ from rolo.request import Request as RoloRequest
 from rolo.request import forget_request
 from rolo.response import Response
 from rolo.threads import HandlerCount, HandlerPool, PoolFull
+from rolo.websocket.host import NO_THREAD
 
 from ._interfaces import IStreamTransport
 from .channel import GatewayChannel, GatewayRequest
@@ -63,8 +64,10 @@ class HttpResource(Resource):
 
     When every thread is busy, up to ``http_queue`` requests wait for one; beyond that a request is
     answered ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped
-    without running. Once the pool has stopped, a request (on a connection kept alive from before) is
-    answered 503 and the connection closed.
+    without running. A request for which no thread could be started (the process is out of threads) is
+    answered ``503`` with ``Retry-After`` too, and logged as an error of the server's, not of a handler's.
+    Once the pool has stopped, a request (on a connection kept alive from before) is answered 503 and the
+    connection closed.
 
     :param gateway: the gateway to serve
     :param settings: the server's settings (``http_threads``, ``http_queue``, ``write_high_water``)
@@ -103,6 +106,10 @@ class HttpResource(Resource):
             text = b"every HTTP thread is busy and as many requests wait: try again\n"
             return _unavailable(request, text, "every HTTP thread busy and http_queue requests waiting")
         except RuntimeError:
+            if not self.pool.stopped:  # no thread could be started: the server's trouble, not the handler's
+                path = request.path.decode("utf-8", "replace")
+                log.failure("no thread for the handler of HTTP request to {path}", level=LogLevel.error, path=path)
+                return _unavailable(request, NO_THREAD.body, NO_THREAD.reason)
             request.setHeader(b"Connection", b"close")
             return _unavailable(request, b"server shutting down\n", "server shutting down")
         writer.watch_connection()
