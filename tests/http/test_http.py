@@ -1047,6 +1047,56 @@ async def test_a_request_no_handler_thread_can_start_for_gets_503_and_is_no_hand
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_whole_response_whose_close_fails_stands_and_is_a_handler_error(serve, caplog):
+    # WSGI (PEP 3333) closes the body once it is sent: the response is complete by then, and what close()
+    # raises is the application's error, not the response's. Twisted wrote a bytes body, then cut the
+    # connection (and cut a streamed one before its last chunk); ASGI answered 500 in place of a bytes body
+    def refuse_to_close() -> None:
+        raise RuntimeError("the close fails, as the test wants")
+
+    @route("/closing")
+    def closing(request):
+        response = Response("whole")
+        response.call_on_close(refuse_to_close)
+        return response
+
+    @route("/closing-stream")
+    def closing_stream(request):
+        response = Response(iter([b"whole ", b"stream"]))
+        response.call_on_close(refuse_to_close)
+        return response
+
+    # one HTTP thread: the request after runs once the responses' closes have
+    server = serve(closing, closing_stream, echo, http_threads=1)
+
+    def on_one_connection() -> list[tuple[int, bytes]]:
+        conn = connect(server)
+        answers = []
+        try:
+            for path in ("/closing", "/closing-stream", "/echo"):
+                conn.request("GET", path)
+                response = conn.getresponse()
+                answers.append((response.status, response.read()))
+        finally:
+            conn.close()
+        return answers
+
+    with caplog.at_level(logging.INFO):
+        answers = await in_thread(on_one_connection)
+    assert answers[:2] == [(200, b"whole"), (200, b"whole stream")]
+    assert answers[2][0] == 200
+    assert server.app.gateway.handler_errors.counts() == {"http": 2}
+    errors = [(record.levelname, record.getMessage()) for record in caplog.records if record.levelno > logging.INFO]
+    assert errors == [("ERROR", "HTTP request to /closing failed"), ("ERROR", "HTTP request to /closing-stream failed")]
+    if server.kind == "twisted":
+        assert response_lines(caplog) == [
+            "GET /closing from tcp4:127.0.0.1: 200",
+            "GET /closing-stream from tcp4:127.0.0.1: 200",
+            "GET /echo from tcp4:127.0.0.1: 200",
+        ]
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_body_that_trickles_in_gets_a_408_at_body_timeout_and_holds_no_thread(serve):
     server = serve(echo, http_threads=1, body_timeout=0.5)
 

@@ -369,7 +369,10 @@ class HttpApp:
         finally:
             forget_request(environ)
         if isinstance(parts.body, bytes):
-            response.close()
+            try:
+                response.close()
+            except Exception:
+                self._close_failed(scope.get("path"))
         return parts
 
     async def _send_last(self, send: Send, started: float, status: int, message: dict[str, Any]) -> None:
@@ -420,17 +423,14 @@ class HttpApp:
 
     def _close_after(self, pending: asyncio.Future[Any] | None, response: Response, path: str | None) -> None:
         """Close ``response`` in a thread of the pool (it may run the body's own code), once the iteration
-        in ``pending`` has returned. What closing raises is logged and counted as a handler's error (unless
-        the iteration raised, which was: one error per request), as Twisted's server does."""
+        in ``pending`` has returned (see :meth:`_close_failed`)."""
 
         def close_response(counted: bool) -> None:
             # a thread of the pool
             try:
                 response.close()
             except Exception:
-                if not counted:
-                    self.gateway.handler_errors.add("http")
-                LOG.exception("HTTP request to %s failed", path)
+                self._close_failed(path, counted)
 
         def close(_: object = None) -> None:
             counted = pending is not None and not pending.cancelled() and pending.exception() is not None
@@ -443,6 +443,15 @@ class HttpApp:
             pending.add_done_callback(close)
         else:
             close()
+
+    def _close_failed(self, path: str | None, counted: bool = False) -> None:
+        """Log what closing the response to the request for ``path`` raised (call it in the ``except``), and
+        count it as a handler's error unless it is ``counted`` already (the body's iteration raised: one
+        error per request), as Twisted's server does. A response whose body was whole stands: WSGI closes
+        a body once it is sent (PEP 3333), so what closing raises does not undo the answer."""
+        if not counted:
+            self.gateway.handler_errors.add("http")
+        LOG.exception("HTTP request to %s failed", path)
 
     async def _send_error(
         self,

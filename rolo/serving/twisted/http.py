@@ -241,7 +241,7 @@ class _ResponseWriter:
     def respond(self, content: bytes, response: Response) -> None:
         """Close ``response``, then hand the whole response to the reactor: status, headers and
         ``content``, its body."""
-        self._to_reactor(partial(self._respond, content, self._close(response, None)))
+        self._to_reactor(partial(self._respond, content, self._close(response)))
 
     def stream(self, chunks: Iterator[bytes], response: Response) -> None:
         """Iterate a streamed body to the client from now on; ``response`` is closed once it is spent."""
@@ -275,19 +275,19 @@ class _ResponseWriter:
         self.finish(response, failure)
 
     def finish(self, response: Response | None, failure: Failure | None) -> None:
-        """The handler and the body are done with (``failure``: what went wrong): close the response (if the
-        gateway gave one), then finish it, or fail it with a 500."""
-        self._to_reactor(partial(self._done, self._close(response, failure)))
+        """The handler and the body are done with (``failure``: what went wrong in them): close the response
+        (if the gateway gave one), then finish it, or fail it with a 500 (see :meth:`_finish`)."""
+        self._to_reactor(partial(self._done, failure, self._close(response)))
 
     @staticmethod
-    def _close(response: Response | None, failure: Failure | None) -> Failure | None:
-        """Close ``response``; what went wrong: ``failure``, else what closing raised, if anything."""
+    def _close(response: Response | None) -> Failure | None:
+        """Close ``response`` (if the gateway gave one): what closing raised, if anything."""
         try:
             if response is not None:
                 response.close()
         except BaseException:
-            failure = failure or Failure()
-        return failure
+            return Failure()
+        return None
 
     # reactor thread
 
@@ -325,14 +325,14 @@ class _ResponseWriter:
         if producing:
             request.registerProducer(self, True)
 
-    def _respond(self, content: bytes, failure: Failure | None) -> None:
+    def _respond(self, content: bytes, closing: Failure | None) -> None:
         channel = self._request.channel  # None once the connection is lost
         gathering = channel if isinstance(channel, GatewayChannel) and channel.gather_writes() else None
         try:
             self._start(producing=False)
             if not self._gone and not self._lost:
                 self._request.write(content)  # with its head: one write to the socket
-            self._done(failure)
+            self._done(None, closing)
         finally:
             if gathering is not None:
                 gathering.flush_writes()
@@ -363,11 +363,11 @@ class _ResponseWriter:
                 cast(IStreamTransport, transport).abortConnection()
             self._end()
 
-    def _done(self, failure: Failure | None) -> None:
+    def _done(self, failure: Failure | None, closing: Failure | None = None) -> None:
         cut = None
         try:
             self._start(producing=False)  # a failure after start: the log line shows the handler's status
-            cut = self._finish(failure)
+            cut = self._finish(failure, closing)
         finally:
             self._end()
             # a client that read the whole body may have left before the finish: log its response anyway
@@ -395,16 +395,20 @@ class _ResponseWriter:
             self._request.on_connection_lost = None  # which would keep request and writer in a cycle
         self._finished(self)
 
-    def _finish(self, failure: Failure | None) -> str | None:
+    def _finish(self, failure: Failure | None, closing: Failure | None) -> str | None:
         """Finish the response, or cut its connection if part of its body may be out and the rest will not
-        come: why it was cut, for its log line; ``None`` if it was not."""
+        come (``failure``: what the handler or the body's iteration raised): why it was cut, for its log
+        line; ``None`` if it was not. What closing the response raised (``closing``) is an error of the
+        handler's too, but the response stands: WSGI closes a body once it is sent (PEP 3333), so a body
+        that was whole is the client's whole answer."""
         request = self._request
-        if failure is not None:
+        error = failure or closing  # one error per request
+        if error is not None:
             # the application's error, as a handler's is (rolo.gateway): not a critical one of the server,
             # and counted among the handlers' errors, whether its client is still there or not
             cast("TwistedGateway", request.site).gateway.handler_errors.add("http")
             log.failure(
-                "HTTP request to {path} failed", failure, LogLevel.error, path=request.path.decode("utf-8", "replace")
+                "HTTP request to {path} failed", error, LogLevel.error, path=request.path.decode("utf-8", "replace")
             )
         if request.finished or self._lost:
             return None
