@@ -1046,6 +1046,47 @@ async def test_a_request_no_handler_thread_can_start_for_gets_503_and_is_no_hand
         ]
 
 
+@pytest.mark.servers("twisted", reason="TwistedGateway's line per response")
+@pytest_twisted.ensureDeferred
+async def test_a_stream_no_thread_can_go_on_with_is_cut_with_its_line(serve, monkeypatch, caplog):
+    # a streamed body that waited for its client to read, then found no thread to go on in, was cut
+    # without a line
+    stream = EndlessStream(65536)
+    server = serve(stream, http_threads=2)
+    pool = server.app.http.pool
+    pool.idle_timeout = 0.01  # the stream's thread exits as soon as the stream waits for its client
+
+    def stop_reading() -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        conn = connect(server)
+        conn.connect()
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.request("GET", "/endless")
+        response = conn.getresponse()
+        stream.streaming.wait()
+        deadline = time.monotonic() + TIMEOUT
+        while pool.threads and time.monotonic() < deadline:
+            time.sleep(0.001)  # paces the polling of the pool: it has no event for a thread's exit
+        assert not pool.threads, "the stream's thread did not go back to the pool and exit"
+        return conn, response
+
+    conn, response = await in_thread(stop_reading)
+    refused = out_of_http_threads(monkeypatch, once=False)
+
+    def read_rest() -> None:
+        with pytest.raises((http.client.IncompleteRead, ConnectionResetError)):
+            response.read()
+        conn.close()
+
+    with caplog.at_level(logging.INFO, logger="rolo.serving.twisted.http"):
+        await in_thread(read_rest)
+        assert await idle_within(server.app.http.handlers, TIMEOUT, reactor)
+    assert refused
+    assert response_lines(caplog) == [
+        "GET /endless from tcp4:127.0.0.1: 200 (no thread for the rest of the body: connection cut)"
+    ]
+    assert server.app.http.counters.responses.counts() == {200: 1}
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_whole_response_whose_close_fails_stands_and_is_a_handler_error(serve, caplog):
     # WSGI (PEP 3333) closes the body once it is sent: the response is complete by then, and what close()

@@ -355,13 +355,22 @@ class _ResponseWriter:
             # not refused when the pool is full: this request was admitted already
             self._pool.submit(self._produce, queue_anyway=True)
         except RuntimeError:
-            # the pool has stopped (the server stops): the body cannot be iterated any more
+            # the pool has stopped (the server stops), or no thread could be started (the process is out of
+            # threads): the body cannot be iterated any more, nor closed (its code never runs on the reactor)
             self._gone = True
+            cut = None
             if not self._lost:
+                if self._pool.stopped:
+                    cut = "server stopping: connection cut"
+                else:
+                    path = self._request.path.decode("utf-8", "replace")
+                    log.failure("no thread for the rest of the response to {path}", level=LogLevel.error, path=path)
+                    cut = "no thread for the rest of the body: connection cut"
                 transport = self._request.channel.transport
                 assert transport is not None, "the connection is not lost"
                 cast(IStreamTransport, transport).abortConnection()
             self._end()
+            self._log(cut)
 
     def _done(self, failure: Failure | None, closing: Failure | None = None) -> None:
         cut = None
@@ -370,10 +379,15 @@ class _ResponseWriter:
             cut = self._finish(failure, closing)
         finally:
             self._end()
-            # a client that read the whole body may have left before the finish: log its response anyway
-            if isinstance(self._request, GatewayRequest):
-                self._request.cut = cut or self._left()
-                log_response(self._request, self._reactor.seconds())
+            self._log(cut)
+
+    def _log(self, cut: str | None) -> None:
+        """Log the response's line (once), with why it was ``cut``, if it was; else why it did not reach its
+        client whole, if it did not. A client that read the whole body may have left before the end of the
+        response: its line is logged all the same."""
+        if isinstance(self._request, GatewayRequest):
+            self._request.cut = cut or self._left()
+            log_response(self._request, self._reactor.seconds())
 
     def _left(self) -> str | None:
         """Why the response did not reach its client whole, if its client left, for its log line; ``None``
