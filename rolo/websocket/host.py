@@ -43,7 +43,7 @@ _TRY_AGAIN = (("Retry-After", "1"),)
 
 NO_THREAD = Refusal(HTTPStatus.SERVICE_UNAVAILABLE, "no thread for a handler", _TRY_AGAIN)
 """What a server answers when :meth:`WebSocketHost.open` raises ``RuntimeError``: no thread could be started
-for the handler (the host has counted it)."""
+for the handler (the host has counted it); and an HTTP request for which no handler thread could be started."""
 
 SPARE_THREADS = 64
 """Idle handler threads a host keeps ready for connections to come."""

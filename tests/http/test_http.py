@@ -29,6 +29,7 @@ from rolo.gateway import Gateway
 from rolo.gateway.handlers import RouterHandler
 from rolo.serving.twisted import TwistedGateway
 from rolo.serving.twisted.threads import idle_within
+from rolo.threads import HandlerThread
 from tests.helpers import Signal, in_thread
 
 TIMEOUT = 10
@@ -421,6 +422,28 @@ async def test_a_request_whose_client_left_before_a_handler_had_it_has_its_line(
     ]
     # no response was written for them: only the one that was is counted
     assert server.app.http.counters.responses.counts() == {200: 1}
+
+
+@pytest.mark.servers("twisted", reason="TwistedGateway's line per request, and its keep_alive_timeout")
+@pytest_twisted.ensureDeferred
+async def test_a_request_that_stalls_past_the_idle_timeout_has_a_line_that_says_it_timed_out(serve, caplog):
+    # without header_timeout and body_timeout, Twisted Web's idle timeout (keep_alive_timeout) ends a request
+    # whose head or body stalls: its line said the client had left
+    server = serve(echo, header_timeout=None, body_timeout=None, keep_alive_timeout=0.2)
+
+    def stall(request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as client:
+            client.sendall(request)
+            return client.recv(1024)  # nothing: the server closes the connection
+
+    with caplog.at_level(logging.INFO, logger="rolo.serving.twisted.http"):
+        assert await in_thread(stall, b"GET /head HTTP/1.1\r\nHost: 127.0.0.1\r\n") == b""
+        upload = b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nhalf"
+        assert await in_thread(stall, upload) == b""
+    assert response_lines(caplog) == [
+        "GET /head from tcp4:127.0.0.1: - (timed out: no more of the request headers within keep_alive_timeout (0.2s))",
+        "POST /upload from tcp4:127.0.0.1: - (timed out: no more of the request body within keep_alive_timeout (0.2s))",
+    ]
 
 
 @pytest.mark.servers("twisted", reason="TwistedGateway's line per response")
@@ -970,6 +993,148 @@ async def test_past_http_queue_a_request_gets_503_at_once(serve):
     assert (status, headers["Retry-After"]) == (503, "1")
     assert refused_in < 1.0
     assert (first, second) == (b"done", b"done")
+
+
+def out_of_http_threads(monkeypatch, *, once: bool) -> list[str]:
+    """Make the start of an HTTP handler thread fail from now on (``once``: the first only), as in a process
+    out of threads; the names of the threads that did not start."""
+    start = HandlerThread.start
+    refused: list[str] = []
+
+    def fail_to_start(thread: HandlerThread) -> None:
+        if thread.name.startswith("rolo-http-") and not (once and refused):
+            refused.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(HandlerThread, "start", fail_to_start)
+    return refused
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_no_handler_thread_can_start_for_gets_503_and_is_no_handler_error(serve, monkeypatch, caplog):
+    # under ASGI it was a 500 counted among the handlers' errors, as if the handler had failed; under
+    # Twisted a 503 that said the server was shutting down, and closed the connection
+    server = serve(echo)
+    refused = out_of_http_threads(monkeypatch, once=True)
+
+    def two_requests() -> tuple[int, http.client.HTTPMessage, bytes, int]:
+        conn = connect(server)
+        try:
+            conn.request("GET", "/echo")
+            first = conn.getresponse()
+            first_body = first.read()
+            conn.request("GET", "/echo")  # on the same connection, which stays open
+            second = conn.getresponse()
+            second.read()
+            return first.status, first.headers, first_body, second.status
+        finally:
+            conn.close()
+
+    with caplog.at_level(logging.INFO):
+        status, headers, body, then = await in_thread(two_requests)
+    assert (status, headers["Retry-After"], body, then) == (503, "1", b"no thread for a handler\n", 200)
+    assert len(refused) == 1
+    assert server.app.gateway.handler_errors.counts() == {}
+    errors = [(record.levelname, record.getMessage()) for record in caplog.records if record.levelno > logging.INFO]
+    assert errors == [("ERROR", "no thread for the handler of HTTP request to /echo")]
+    if server.kind == "twisted":  # counted as logged; under ASGI, once the server's send returned
+        assert server.app.http.counters.responses.counts() == {503: 1, 200: 1}
+        assert response_lines(caplog) == [
+            "GET /echo from tcp4:127.0.0.1: 503 (no thread for a handler)",
+            "GET /echo from tcp4:127.0.0.1: 200",
+        ]
+
+
+@pytest.mark.servers("twisted", reason="TwistedGateway's line per response")
+@pytest_twisted.ensureDeferred
+async def test_a_stream_no_thread_can_go_on_with_is_cut_with_its_line(serve, monkeypatch, caplog):
+    # a streamed body that waited for its client to read, then found no thread to go on in, was cut
+    # without a line
+    stream = EndlessStream(65536)
+    server = serve(stream, http_threads=2)
+    pool = server.app.http.pool
+    pool.idle_timeout = 0.01  # the stream's thread exits as soon as the stream waits for its client
+
+    def stop_reading() -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        conn = connect(server)
+        conn.connect()
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.request("GET", "/endless")
+        response = conn.getresponse()
+        stream.streaming.wait()
+        deadline = time.monotonic() + TIMEOUT
+        while pool.threads and time.monotonic() < deadline:
+            time.sleep(0.001)  # paces the polling of the pool: it has no event for a thread's exit
+        assert not pool.threads, "the stream's thread did not go back to the pool and exit"
+        return conn, response
+
+    conn, response = await in_thread(stop_reading)
+    refused = out_of_http_threads(monkeypatch, once=False)
+
+    def read_rest() -> None:
+        with pytest.raises((http.client.IncompleteRead, ConnectionResetError)):
+            response.read()
+        conn.close()
+
+    with caplog.at_level(logging.INFO, logger="rolo.serving.twisted.http"):
+        await in_thread(read_rest)
+        assert await idle_within(server.app.http.handlers, TIMEOUT, reactor)
+    assert refused
+    assert response_lines(caplog) == [
+        "GET /endless from tcp4:127.0.0.1: 200 (no thread for the rest of the body: connection cut)"
+    ]
+    assert server.app.http.counters.responses.counts() == {200: 1}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_whole_response_whose_close_fails_stands_and_is_a_handler_error(serve, caplog):
+    # WSGI (PEP 3333) closes the body once it is sent: the response is complete by then, and what close()
+    # raises is the application's error, not the response's. Twisted wrote a bytes body, then cut the
+    # connection (and cut a streamed one before its last chunk); ASGI answered 500 in place of a bytes body
+    def refuse_to_close() -> None:
+        raise RuntimeError("the close fails, as the test wants")
+
+    @route("/closing")
+    def closing(request):
+        response = Response("whole")
+        response.call_on_close(refuse_to_close)
+        return response
+
+    @route("/closing-stream")
+    def closing_stream(request):
+        response = Response(iter([b"whole ", b"stream"]))
+        response.call_on_close(refuse_to_close)
+        return response
+
+    # one HTTP thread: the request after runs once the responses' closes have
+    server = serve(closing, closing_stream, echo, http_threads=1)
+
+    def on_one_connection() -> list[tuple[int, bytes]]:
+        conn = connect(server)
+        answers = []
+        try:
+            for path in ("/closing", "/closing-stream", "/echo"):
+                conn.request("GET", path)
+                response = conn.getresponse()
+                answers.append((response.status, response.read()))
+        finally:
+            conn.close()
+        return answers
+
+    with caplog.at_level(logging.INFO):
+        answers = await in_thread(on_one_connection)
+    assert answers[:2] == [(200, b"whole"), (200, b"whole stream")]
+    assert answers[2][0] == 200
+    assert server.app.gateway.handler_errors.counts() == {"http": 2}
+    errors = [(record.levelname, record.getMessage()) for record in caplog.records if record.levelno > logging.INFO]
+    assert errors == [("ERROR", "HTTP request to /closing failed"), ("ERROR", "HTTP request to /closing-stream failed")]
+    if server.kind == "twisted":
+        assert response_lines(caplog) == [
+            "GET /closing from tcp4:127.0.0.1: 200",
+            "GET /closing-stream from tcp4:127.0.0.1: 200",
+            "GET /echo from tcp4:127.0.0.1: 200",
+        ]
 
 
 @pytest_twisted.ensureDeferred

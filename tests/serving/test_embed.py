@@ -175,7 +175,8 @@ async def test_a_client_that_does_not_answer_the_shutdowns_close_leaves_its_hand
     try:
         received = in_thread(read_until_gone, client)
         started = reactor.seconds()
-        await service.stopService()
+        with caplog.at_level(logging.INFO, logger="rolo.serving.twisted.protocol"):
+            await service.stopService()
         assert service.site.websocket.host.handlers.running == 0
         assert "still running" not in caplog.text
         # dropped at half the grace period, and its handler returned within the other half
@@ -183,6 +184,16 @@ async def test_a_client_that_does_not_answer_the_shutdowns_close_leaves_its_hand
         assert (await received).endswith(b"\x88\x16\x03\xe9server shutting down")
     finally:
         client.close()
+    # its line says it was dropped, unanswered, where it said "closed by the server" as after a closing handshake
+    ends = [message for message in caplog.messages if message.startswith(("WebSocket closed", "WebSocket dropped"))]
+    assert len(ends) == 1, ends
+    dropped = re.fullmatch(
+        r"WebSocket dropped by the server /ws/pid from tcp4:127\.0\.0\.1:\d+: code 1001 after \d+\.\d{3}s: "
+        r"server shutting down; the client did not answer the close in (\d+\.\d{3})s",
+        ends[0],
+    )
+    assert dropped is not None, ends[0]
+    assert float(dropped[1]) >= 1.0  # the closing time: half the grace period
 
 
 @pytest_twisted.ensureDeferred

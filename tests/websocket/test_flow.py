@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import socket
 import threading
 import time
@@ -470,7 +471,7 @@ async def test_a_handler_blocked_outside_rolo_holds_up_nobody(serve):
 
 @pytest.mark.servers("twisted", "hypercorn", reason="uvicorn waits a fixed 10 s for the peer's close reply")
 @pytest_twisted.ensureDeferred
-async def test_peer_that_never_answers_the_close_is_dropped_after_close_timeout(serve):
+async def test_peer_that_never_answers_the_close_is_dropped_after_close_timeout(serve, caplog):
     closed = queue.Queue()
 
     @route("/leave", methods=["WEBSOCKET"])
@@ -494,11 +495,23 @@ async def test_peer_that_never_answers_the_close_is_dropped_after_close_timeout(
         ws.sock.close()
         return received, outcome
 
-    received, outcome = await in_thread(client)
+    with caplog.at_level(logging.INFO, logger="rolo.serving.twisted.protocol"):
+        received, outcome = await in_thread(client)
     assert outcome == "closed"
     # the close frame went out before the drop; a reset may discard it unread, so look only if it came
     if received:
         assert received[0] == 0x88 and int.from_bytes(received[2:4], "big") == 4000
+    if server.kind == "twisted":
+        # its line says it was dropped, unanswered, where it said "closed by the server" as after a closing
+        # handshake
+        dropped = re.search(
+            r"WebSocket dropped by the server /leave from tcp4:127\.0\.0\.1:\d+: code 4000 after \d+\.\d{3}s: "
+            r"leaving; the client did not answer the close in (\d+\.\d{3})s$",
+            caplog.text,
+            re.MULTILINE,
+        )
+        assert dropped is not None, caplog.text
+        assert 0.4 < float(dropped[1]) < 5  # close_timeout, as Autobahn's timer keeps it
 
 
 def refused_then_served(server) -> tuple[int, str]:

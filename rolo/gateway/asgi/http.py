@@ -33,6 +33,7 @@ from rolo.response import Response
 from rolo.settings import ServerSettings
 from rolo.target import InvalidTarget
 from rolo.threads import HandlerPool, PoolFull
+from rolo.websocket.host import NO_THREAD
 from rolo.websocket.turns import BatchedCalls
 
 from .environ import environ_for
@@ -152,6 +153,9 @@ requests drains in a few milliseconds), and a task that receives, then is cancel
 _END = object()
 """What a body's iteration gives once it is spent."""
 
+_TRY_AGAIN = [(b"retry-after", b"1")]
+"""The header of a ``503`` answered for want of a thread: try again in a second (RFC 9110 10.2.3)."""
+
 
 class _NoBody:
     """What stands for the body of a request that has none (most): nothing to buffer or wait for, only the
@@ -203,7 +207,9 @@ class HttpApp:
 
     When every thread is busy, up to ``http_queue`` requests wait for one; beyond, a request is answered
     ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped without
-    running. The pool starts with the first request, and :meth:`shutdown` stops it; a later request starts
+    running. A request for which no thread could be started (the process is out of threads) is answered
+    ``503`` with ``Retry-After`` too, and logged as an error of the server's, not counted as a handler's.
+    The pool starts with the first request, and :meth:`shutdown` stops it; a later request starts
     a new one.
 
     A request's body is received by a task of its own (:meth:`RequestBody.pump`) while the handler runs,
@@ -244,7 +250,16 @@ class HttpApp:
         watch: asyncio.TimerHandle | None = None
         try:
             try:
-                answered, waits = self._in_thread(loop, self._respond, scope, stream, body)
+                try:
+                    answered, waits = self._in_thread(loop, self._respond, scope, stream, body)
+                except PoolFull:
+                    text = b"every HTTP thread is busy and as many requests wait: try again\n"
+                    await self._send_error(send, started, HTTPStatus.SERVICE_UNAVAILABLE, text, _TRY_AGAIN)
+                    return
+                except RuntimeError:  # no thread could be started: the server's trouble, not the handler's
+                    LOG.exception("no thread for the handler of HTTP request to %s", scope.get("path"))
+                    await self._send_error(send, started, NO_THREAD.status, NO_THREAD.body, _TRY_AGAIN)
+                    return
                 if pump is None and waits:
 
                     def watch_client() -> None:
@@ -255,10 +270,6 @@ class HttpApp:
                     # it waits: it is dropped if its client leaves meanwhile, once it has waited a while
                     watch = loop.call_later(WATCH_WAITING_AFTER, watch_client)
                 parts = await answered
-            except PoolFull:
-                text = b"every HTTP thread is busy and as many requests wait: try again\n"
-                await self._send_error(send, started, HTTPStatus.SERVICE_UNAVAILABLE, text, [(b"retry-after", b"1")])
-                return
             except Exception:
                 self.gateway.handler_errors.add("http")
                 LOG.exception("HTTP request to %s failed", scope.get("path"))
@@ -358,7 +369,10 @@ class HttpApp:
         finally:
             forget_request(environ)
         if isinstance(parts.body, bytes):
-            response.close()
+            try:
+                response.close()
+            except Exception:
+                self._close_failed(scope.get("path"))
         return parts
 
     async def _send_last(self, send: Send, started: float, status: int, message: dict[str, Any]) -> None:
@@ -409,17 +423,14 @@ class HttpApp:
 
     def _close_after(self, pending: asyncio.Future[Any] | None, response: Response, path: str | None) -> None:
         """Close ``response`` in a thread of the pool (it may run the body's own code), once the iteration
-        in ``pending`` has returned. What closing raises is logged and counted as a handler's error (unless
-        the iteration raised, which was: one error per request), as Twisted's server does."""
+        in ``pending`` has returned (see :meth:`_close_failed`)."""
 
         def close_response(counted: bool) -> None:
             # a thread of the pool
             try:
                 response.close()
             except Exception:
-                if not counted:
-                    self.gateway.handler_errors.add("http")
-                LOG.exception("HTTP request to %s failed", path)
+                self._close_failed(path, counted)
 
         def close(_: object = None) -> None:
             counted = pending is not None and not pending.cancelled() and pending.exception() is not None
@@ -432,6 +443,15 @@ class HttpApp:
             pending.add_done_callback(close)
         else:
             close()
+
+    def _close_failed(self, path: str | None, counted: bool = False) -> None:
+        """Log what closing the response to the request for ``path`` raised (call it in the ``except``), and
+        count it as a handler's error unless it is ``counted`` already (the body's iteration raised: one
+        error per request), as Twisted's server does. A response whose body was whole stands: WSGI closes
+        a body once it is sent (PEP 3333), so what closing raises does not undo the answer."""
+        if not counted:
+            self.gateway.handler_errors.add("http")
+        LOG.exception("HTTP request to %s failed", path)
 
     async def _send_error(
         self,

@@ -160,6 +160,7 @@ class GatewayChannel(BadRequestHeard):
     _refused = False
     _heard = False  # whether the client has sent any byte on this connection
     _head_began = 0.0  # when the current request's head began (reactor clock): its connection, or first bytes
+    _idle_timed_out: float | None = None  # the idle timeout that closed the connection, in seconds, once it did
     _send_blocked = False  # the transport paused the channel: its buffer is over the high-water mark
     _write_deadline: Any = None
     _written = 0  # response bytes written to the transport, ever
@@ -368,6 +369,7 @@ class GatewayChannel(BadRequestHeard):
         if self.transport is not None and unsent_bytes(self.transport):
             self.setTimeout(self.timeOut)  # the client is still reading an answer: write_timeout's business
             return
+        self._idle_timed_out = self.timeOut  # amid a request's head or body, without header_timeout or body_timeout
         super().timeoutConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -450,13 +452,16 @@ class GatewayChannel(BadRequestHeard):
 
     def _account_left(self) -> None:
         """Log the request whose head or body was arriving when its connection ended: no handler saw it,
-        and it got no response. Its client left; or, once the server is stopping, the process's exit may
-        have cut it as well."""
+        and it got no response. Its client left; or Twisted Web's idle timeout closed it (without
+        ``header_timeout`` or ``body_timeout``, nothing else limits a request that stalls); or, once the
+        server is stopping, the process's exit may have cut it as well."""
         request = self.requests[-1]
         method, path = request_line(self)
         began = request.received_at if isinstance(request, GatewayRequest) else self._head_began
         part = "headers" if self.line_mode else "body"
-        if self.site.websocket.host.accepting:
+        if self._idle_timed_out is not None:
+            reason = f"timed out: no more of the request {part} within keep_alive_timeout ({self._idle_timed_out:g}s)"
+        elif self.site.websocket.host.accepting:
             reason = f"the client left before the request {part} ended"
         else:
             reason = f"server stopping: the connection ended before the request {part} did"

@@ -22,6 +22,7 @@ from rolo.request import Request as RoloRequest
 from rolo.request import forget_request
 from rolo.response import Response
 from rolo.threads import HandlerCount, HandlerPool, PoolFull
+from rolo.websocket.host import NO_THREAD
 
 from ._interfaces import IStreamTransport
 from .channel import GatewayChannel, GatewayRequest
@@ -63,8 +64,10 @@ class HttpResource(Resource):
 
     When every thread is busy, up to ``http_queue`` requests wait for one; beyond that a request is
     answered ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped
-    without running. Once the pool has stopped, a request (on a connection kept alive from before) is
-    answered 503 and the connection closed.
+    without running. A request for which no thread could be started (the process is out of threads) is
+    answered ``503`` with ``Retry-After`` too, and logged as an error of the server's, not of a handler's.
+    Once the pool has stopped, a request (on a connection kept alive from before) is answered 503 and the
+    connection closed.
 
     :param gateway: the gateway to serve
     :param settings: the server's settings (``http_threads``, ``http_queue``, ``write_high_water``)
@@ -103,6 +106,10 @@ class HttpResource(Resource):
             text = b"every HTTP thread is busy and as many requests wait: try again\n"
             return _unavailable(request, text, "every HTTP thread busy and http_queue requests waiting")
         except RuntimeError:
+            if not self.pool.stopped:  # no thread could be started: the server's trouble, not the handler's
+                path = request.path.decode("utf-8", "replace")
+                log.failure("no thread for the handler of HTTP request to {path}", level=LogLevel.error, path=path)
+                return _unavailable(request, NO_THREAD.body, NO_THREAD.reason)
             request.setHeader(b"Connection", b"close")
             return _unavailable(request, b"server shutting down\n", "server shutting down")
         writer.watch_connection()
@@ -234,7 +241,7 @@ class _ResponseWriter:
     def respond(self, content: bytes, response: Response) -> None:
         """Close ``response``, then hand the whole response to the reactor: status, headers and
         ``content``, its body."""
-        self._to_reactor(partial(self._respond, content, self._close(response, None)))
+        self._to_reactor(partial(self._respond, content, self._close(response)))
 
     def stream(self, chunks: Iterator[bytes], response: Response) -> None:
         """Iterate a streamed body to the client from now on; ``response`` is closed once it is spent."""
@@ -268,19 +275,19 @@ class _ResponseWriter:
         self.finish(response, failure)
 
     def finish(self, response: Response | None, failure: Failure | None) -> None:
-        """The handler and the body are done with (``failure``: what went wrong): close the response (if the
-        gateway gave one), then finish it, or fail it with a 500."""
-        self._to_reactor(partial(self._done, self._close(response, failure)))
+        """The handler and the body are done with (``failure``: what went wrong in them): close the response
+        (if the gateway gave one), then finish it, or fail it with a 500 (see :meth:`_finish`)."""
+        self._to_reactor(partial(self._done, failure, self._close(response)))
 
     @staticmethod
-    def _close(response: Response | None, failure: Failure | None) -> Failure | None:
-        """Close ``response``; what went wrong: ``failure``, else what closing raised, if anything."""
+    def _close(response: Response | None) -> Failure | None:
+        """Close ``response`` (if the gateway gave one): what closing raised, if anything."""
         try:
             if response is not None:
                 response.close()
         except BaseException:
-            failure = failure or Failure()
-        return failure
+            return Failure()
+        return None
 
     # reactor thread
 
@@ -318,14 +325,14 @@ class _ResponseWriter:
         if producing:
             request.registerProducer(self, True)
 
-    def _respond(self, content: bytes, failure: Failure | None) -> None:
+    def _respond(self, content: bytes, closing: Failure | None) -> None:
         channel = self._request.channel  # None once the connection is lost
         gathering = channel if isinstance(channel, GatewayChannel) and channel.gather_writes() else None
         try:
             self._start(producing=False)
             if not self._gone and not self._lost:
                 self._request.write(content)  # with its head: one write to the socket
-            self._done(failure)
+            self._done(None, closing)
         finally:
             if gathering is not None:
                 gathering.flush_writes()
@@ -348,25 +355,39 @@ class _ResponseWriter:
             # not refused when the pool is full: this request was admitted already
             self._pool.submit(self._produce, queue_anyway=True)
         except RuntimeError:
-            # the pool has stopped (the server stops): the body cannot be iterated any more
+            # the pool has stopped (the server stops), or no thread could be started (the process is out of
+            # threads): the body cannot be iterated any more, nor closed (its code never runs on the reactor)
             self._gone = True
+            cut = None
             if not self._lost:
+                if self._pool.stopped:
+                    cut = "server stopping: connection cut"
+                else:
+                    path = self._request.path.decode("utf-8", "replace")
+                    log.failure("no thread for the rest of the response to {path}", level=LogLevel.error, path=path)
+                    cut = "no thread for the rest of the body: connection cut"
                 transport = self._request.channel.transport
                 assert transport is not None, "the connection is not lost"
                 cast(IStreamTransport, transport).abortConnection()
             self._end()
+            self._log(cut)
 
-    def _done(self, failure: Failure | None) -> None:
+    def _done(self, failure: Failure | None, closing: Failure | None = None) -> None:
         cut = None
         try:
             self._start(producing=False)  # a failure after start: the log line shows the handler's status
-            cut = self._finish(failure)
+            cut = self._finish(failure, closing)
         finally:
             self._end()
-            # a client that read the whole body may have left before the finish: log its response anyway
-            if isinstance(self._request, GatewayRequest):
-                self._request.cut = cut or self._left()
-                log_response(self._request, self._reactor.seconds())
+            self._log(cut)
+
+    def _log(self, cut: str | None) -> None:
+        """Log the response's line (once), with why it was ``cut``, if it was; else why it did not reach its
+        client whole, if it did not. A client that read the whole body may have left before the end of the
+        response: its line is logged all the same."""
+        if isinstance(self._request, GatewayRequest):
+            self._request.cut = cut or self._left()
+            log_response(self._request, self._reactor.seconds())
 
     def _left(self) -> str | None:
         """Why the response did not reach its client whole, if its client left, for its log line; ``None``
@@ -388,16 +409,20 @@ class _ResponseWriter:
             self._request.on_connection_lost = None  # which would keep request and writer in a cycle
         self._finished(self)
 
-    def _finish(self, failure: Failure | None) -> str | None:
+    def _finish(self, failure: Failure | None, closing: Failure | None) -> str | None:
         """Finish the response, or cut its connection if part of its body may be out and the rest will not
-        come: why it was cut, for its log line; ``None`` if it was not."""
+        come (``failure``: what the handler or the body's iteration raised): why it was cut, for its log
+        line; ``None`` if it was not. What closing the response raised (``closing``) is an error of the
+        handler's too, but the response stands: WSGI closes a body once it is sent (PEP 3333), so a body
+        that was whole is the client's whole answer."""
         request = self._request
-        if failure is not None:
+        error = failure or closing  # one error per request
+        if error is not None:
             # the application's error, as a handler's is (rolo.gateway): not a critical one of the server,
             # and counted among the handlers' errors, whether its client is still there or not
             cast("TwistedGateway", request.site).gateway.handler_errors.add("http")
             log.failure(
-                "HTTP request to {path} failed", failure, LogLevel.error, path=request.path.decode("utf-8", "replace")
+                "HTTP request to {path} failed", error, LogLevel.error, path=request.path.decode("utf-8", "replace")
             )
         if request.finished or self._lost:
             return None

@@ -189,6 +189,13 @@ class GatewayWebSocketProtocol(ProtocolInternals):
     fragments_binary = False
     close_received = False
     """Whether the peer's close frame came (with or without a status code)."""
+    close_sent_at = 0.0
+    """When the server's own close frame went out (by :attr:`clock`), if it did: not one replying to the
+    peer's."""
+    dropped_unanswered = False
+    """Whether the server dropped the connection, at shutdown, while it waited for the peer to answer its
+    close (:meth:`AutobahnConnection.drop`); Autobahn's ``wasCloseHandshakeTimeout`` says the same of its
+    own timeout, ``close_timeout``."""
     if TYPE_CHECKING:
         # set by makeConnection, before any of its methods but makeConnection runs; never unset
         transport: IStreamTransport
@@ -564,6 +571,11 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             return True
         return None
 
+    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False) -> None:
+        if not isReply and self.state == _STATE_OPEN:
+            self.close_sent_at = self.clock.seconds()
+        super().sendCloseFrame(code, reasonUtf8, isReply)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.adapter is None:
             return  # the handshake never got to the application
@@ -581,8 +593,13 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             why = ""  # the server's own reason; a peer's is its text, not the log's
             if closed_by == "server":
                 ending, code = "closed by the server", self.localCloseCode
-                if sent is not None and sent.reason:
-                    why = f": {sent.reason}"
+                reasons = [sent.reason] if sent is not None and sent.reason else []
+                if received is None and (self.dropped_unanswered or self.wasCloseHandshakeTimeout):
+                    ending = "dropped by the server"
+                    waited = self.clock.seconds() - self.close_sent_at
+                    reasons.append(f"the client did not answer the close in {waited:.3f}s")
+                if reasons:
+                    why = ": " + "; ".join(reasons)
             elif received is not None:  # closed by the peer
                 ending, code = "closed by the peer", received.code
             else:
@@ -790,7 +807,10 @@ class AutobahnConnection:
             protocol.dropConnection(abort=True)
 
     def drop(self) -> None:
-        self._protocol.dropConnection(abort=True)
+        protocol = self._protocol
+        if protocol.state == _STATE_CLOSING and protocol.closedByMe:
+            protocol.dropped_unanswered = True  # for its log line
+        protocol.dropConnection(abort=True)
 
     def pause_reading(self) -> None:
         self._protocol.hold_reading(HOLD_FOR_INBOX)
