@@ -308,12 +308,15 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             event = inbox.get(True, timeout)
         except queue.Empty:
             raise TimeoutError(f"no message within {timeout} seconds") from None
-        if event is _END:
+        if type(event) is bytes:  # a text message's UTF-8, as Twisted's protocol hands most over
+            size = len(event) + _BYTES_SIZE
+        elif event is _END:
             inbox.put(_END)  # for the next receive, in this thread or another
             raise self._disconnected()
-        if isinstance(event, CreateConnection):  # comes before any message: reading is not held yet
+        elif isinstance(event, CreateConnection):  # comes before any message: reading is not held yet
             return event
-        size = _size_in_memory(event if isinstance(event, (bytes, str)) else event.data)
+        else:
+            size = _size_in_memory(event if isinstance(event, (bytes, str)) else event.data)
         lock = self._lock  # once for the count and, while reading is held, for whether to resume it
         lock.acquire()
         try:
@@ -389,7 +392,9 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _queue(self, message: Message) -> bool:
         """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
         rather than a flush being asked for already."""
-        self._outbox = _added(self._outbox, message)
+        outbox = self._outbox
+        # a lone message, the commonest, without a call to _added
+        self._outbox = message if outbox is None else _added(outbox, message)
         self._outbox_bytes += len(message.data) + _QUEUED_SIZE
         flush = not self._flush_pending
         self._flush_pending = True
@@ -505,6 +510,16 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def on_message(self, message: Arrival) -> None:
         """A complete message arrived: a message, or a text message's data (see :data:`Arrival`)."""
+        if type(message) is bytes:  # a text message's UTF-8, as Twisted's protocol hands most over
+            received = len(message)
+            self._bytes_read += received + _BYTES_SIZE  # its _size_in_memory, without the call
+        else:
+            data = message if isinstance(message, (bytes, str)) else message.data
+            received = len(data)
+            self._bytes_read += _size_in_memory(data)
+        counters = self._counters
+        counters.messages_received += 1
+        counters.received_bytes += received
         arrived = self._arrived
         if arrived is None:  # the one message its handler is woken for, usually: no box to count
             self._arrived = message
@@ -512,11 +527,6 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         else:
             self._arrived = arrived = _added(arrived, message)
             waiting = _count(arrived)
-        data = message if isinstance(message, (bytes, str)) else message.data
-        self._bytes_read += _size_in_memory(data)
-        counters = self._counters
-        counters.messages_received += 1
-        counters.received_bytes += len(data)
         if waiting == 1:
             if self._wake_ups is None:
                 self.deliver()
@@ -608,7 +618,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _flush(self) -> None:
         outbox = self._take_outbox()
         if outbox is not None:
-            self._connection.send(_listed(outbox))
+            self._connection.send(outbox if isinstance(outbox, list) else [outbox])  # _listed, without its call
 
     def _take_outbox(self) -> list[Message] | Message | None:
         """Empty the outbox, counting its messages as sent: what it held (as it holds it), for the loop to
@@ -616,12 +626,14 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         lock = self._lock
         lock.acquire()
         try:
-            outbox, self._outbox = self._outbox, None
-            counters = self._counters
-            count = _count(outbox)
-            counters.messages_sent += count
-            counters.sent_bytes += self._outbox_bytes - _QUEUED_SIZE * count
-            self._outbox_bytes = 0
+            outbox = self._outbox
+            if outbox is not None:  # None once closed, or flushed by a close
+                self._outbox = None
+                count = len(outbox) if type(outbox) is list else 1
+                counters = self._counters
+                counters.messages_sent += count
+                counters.sent_bytes += self._outbox_bytes - _QUEUED_SIZE * count
+                self._outbox_bytes = 0
             self._flush_pending = False
             if self._senders_waiting:
                 self._notify_all()

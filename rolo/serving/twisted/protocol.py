@@ -152,6 +152,9 @@ _CONTINUATION, _TEXT, _BINARY, _PING = Opcode.CONTINUATION, Opcode.TEXT, Opcode.
 
 _PARSED_HERE = frozenset((_CONTINUATION, _TEXT, _BINARY, _PING))
 
+# the first byte of a frame that holds a whole message, text or binary, without extension bits
+_WHOLE_TEXT, _WHOLE_BINARY = FIN | _TEXT, FIN | _BINARY
+
 # likewise the protocol's states those paths compare with (a class's attribute takes three times as long)
 _STATE_OPEN, _STATE_CLOSING = WebSocketProtocol.STATE_OPEN, WebSocketProtocol.STATE_CLOSING
 
@@ -322,10 +325,40 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         data = self.data
         start = 0
         max_size = self.maxMessagePayloadSize
+        # the longest payload of the frames read below without read_frame: at most 125 bytes, the most
+        # a length in the frame's second byte says, and not over max_message_size
+        small = 125 if max_size <= 0 else min(125, max_size)
         received = len(data)
         try:
             # the read is usually used up by whole frames: stopping at its end spares a call to read_frame
             while start < received and self.frames_this_turn < FRAMES_PER_TURN:
+                first = data[start]
+                if (first == _WHOLE_TEXT or first == _WHOLE_BINARY) and self.fragments is None:
+                    # the commonest frame by far: a whole small message, masked (the mask bit, cleared
+                    # here, leaves a length up to 127; a frame without it, 128 or more). Read here as
+                    # read_frame and take_data would, without their calls
+                    length = data[start + 1] ^ 0x80 if start + 1 < received else 128
+                    end = start + 6 + length
+                    if length <= small and end <= received:
+                        payload = unmask(data[start + 6 : end], data[start + 2 : start + 6])
+                        start = end
+                        self.frames_this_turn += 1
+                        message: Arrival | None
+                        if first == _WHOLE_BINARY:
+                            message = BytesMessage(payload)
+                        elif payload.isascii():
+                            message = payload  # text, valid UTF-8: the handler decodes it
+                        elif self.take_data(_TEXT, True, payload):  # text beyond ASCII: validated, decoded
+                            message = None
+                        else:
+                            return False  # not UTF-8: failed
+                        if message is not None:
+                            if self.autoPingTimeoutCall is not None:  # data_arrived's test, without its call
+                                data_arrived(self)
+                            self.deliver(message)
+                        if self.reading_held:
+                            return False
+                        continue
                 head = read_frame(data, start)
                 if head is None:
                     return False
