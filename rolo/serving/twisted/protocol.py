@@ -641,6 +641,10 @@ _PIECES_PER_WRITE = 64
 _JOIN_BELOW = 16 * 1024
 """A payload this small is joined to its frame's header, a larger one written beside it."""
 
+_SMALL_HEADERS = {opcode: tuple(frame_header(opcode, length) for length in range(126)) for opcode in (_TEXT, _BINARY)}
+"""The headers of uncompressed text and binary frames of up to 125 bytes (the length in the second byte),
+by opcode and length."""
+
 
 def _close_frame_fault(code: int | None, reason: bytes | None) -> tuple[int, str] | None:
     """What is wrong with a close frame the peer sent, as Autobahn judges it: the close code to fail the
@@ -669,8 +673,12 @@ def _frame(message: Message) -> tuple[bytes, ...]:
             opcode, payload = _TEXT, message.data.encode("utf-8")
         else:
             opcode, payload = _BINARY, message.data
-        header = frame_header(opcode, len(payload))
-        frame = (header + payload,) if len(payload) < _JOIN_BELOW else (header, payload)
+        length = len(payload)
+        if length < 126:  # the commonest: its header made once, without a call
+            frame = (_SMALL_HEADERS[opcode][length] + payload,)
+        else:
+            header = frame_header(opcode, length)
+            frame = (header + payload,) if length < _JOIN_BELOW else (header, payload)
         _last_framed = message, frame
     return frame
 
