@@ -308,8 +308,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             event = inbox.get(True, timeout)
         except queue.Empty:
             raise TimeoutError(f"no message within {timeout} seconds") from None
-        if type(event) is bytes:  # a text message's UTF-8, as Twisted's protocol hands most over
+        # its _size_in_memory, without the call, for most messages (see on_message)
+        if type(event) is bytes:
             size = len(event) + _BYTES_SIZE
+        elif type(event) is str and event.isascii():
+            size = len(event) + _ASCII_SIZE
         elif event is _END:
             inbox.put(_END)  # for the next receive, in this thread or another
             raise self._disconnected()
@@ -510,9 +513,14 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def on_message(self, message: Arrival) -> None:
         """A complete message arrived: a message, or a text message's data (see :data:`Arrival`)."""
-        if type(message) is bytes:  # a text message's UTF-8, as Twisted's protocol hands most over
+        # its _size_in_memory, without the call, for what servers hand over for most messages: a text
+        # message's UTF-8 (Twisted's protocol) or its ASCII text (an ASGI server)
+        if type(message) is bytes:
             received = len(message)
-            self._bytes_read += received + _BYTES_SIZE  # its _size_in_memory, without the call
+            self._bytes_read += received + _BYTES_SIZE
+        elif type(message) is str and message.isascii():
+            received = len(message)
+            self._bytes_read += received + _ASCII_SIZE
         else:
             data = message if isinstance(message, (bytes, str)) else message.data
             received = len(data)

@@ -156,7 +156,11 @@ _PARSED_HERE = frozenset((_CONTINUATION, _TEXT, _BINARY, _PING))
 _WHOLE_TEXT, _WHOLE_BINARY = FIN | _TEXT, FIN | _BINARY
 
 # likewise the protocol's states those paths compare with (a class's attribute takes three times as long)
-_STATE_OPEN, _STATE_CLOSING = WebSocketProtocol.STATE_OPEN, WebSocketProtocol.STATE_CLOSING
+_STATE_OPEN, _STATE_CLOSING, _STATE_CLOSED = (
+    WebSocketProtocol.STATE_OPEN,
+    WebSocketProtocol.STATE_CLOSING,
+    WebSocketProtocol.STATE_CLOSED,
+)
 
 
 class GatewayWebSocketProtocol(ProtocolInternals):
@@ -240,7 +244,25 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             data = self.take_incoming(data)
             if not data:
                 return
-        super().dataReceived(data)
+        if (
+            self.parses_directly
+            and not self.data
+            and not self.reading_held
+            and self.state == _STATE_OPEN
+            and self.current_frame is None
+            and not self.inside_message
+        ):
+            # a read that starts with a frame, as ProtocolInternals.dataReceived and processData would go
+            # about it (rolo's parser first), without their two calls
+            self.heard_from_peer = True
+            self.data = data
+            if self.read_frames():  # a frame for Autobahn's parser: on as they would
+                while self.processData() and self.state != _STATE_CLOSED:
+                    pass
+            elif self.frames_this_turn >= FRAMES_PER_TURN or self.failedByMe:
+                self.frames_read()
+        else:
+            super().dataReceived(data)
         if self.incoming is not None and not self.reading_held:
             read_now(self.transport)  # a large frame began: the socket often holds more of it already
 
@@ -288,22 +310,30 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             and self.state == _STATE_OPEN
             and not self.read_frames()
         ):
-            more = False
-            if self.frames_this_turn >= FRAMES_PER_TURN and self.data and not self.reading_held:
-                self._yield_turn()
-        else:
-            self.frames_this_turn += 1
-            more = super().processData()
+            self.frames_read()
+            return False
+        self.frames_this_turn += 1
+        more = super().processData()
+        return not self.dropped_if_failed() and more
+
+    def frames_read(self) -> None:
+        """rolo's parser stopped short of a frame for Autobahn's: yield the turn if this connection's frames
+        for it are done, and drop the connection if the server failed it."""
+        if self.frames_this_turn >= FRAMES_PER_TURN and self.data and not self.reading_held:
+            self._yield_turn()
+        self.dropped_if_failed()
+
+    def dropped_if_failed(self) -> bool:
+        """Drop the connection if the server failed it (a protocol error, a message too big) and its close
+        frame is out: whether it did. Autobahn would read on for the peer's reply, but its parser may be
+        stuck in the frame that failed (a compressed one over the limit), keeping all it reads: the TCP
+        connection is closed instead, as failing a connection is (RFC 6455, 7.1.7)."""
         if self.failedByMe and self.state == _STATE_CLOSING:
-            # the server failed the connection (a protocol error, a message too big) and its close frame
-            # is out. Autobahn would read on for the peer's reply, but its parser may be stuck in the frame
-            # that failed (a compressed one over the limit), keeping all it reads: close the TCP
-            # connection instead, as failing a connection is (RFC 6455, 7.1.7)
             self.data = b""
             self.wasNotCleanReason = "the server failed the connection"
             self.dropConnection(abort=False)
-            return False
-        return more
+            return True
+        return False
 
     def _yield_turn(self) -> None:
         # a read of many small frames (pings, fragments) is parsed over several turns of the reactor, so
@@ -355,7 +385,11 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                         if message is not None:
                             if self.autoPingTimeoutCall is not None:  # data_arrived's test, without its call
                                 data_arrived(self)
-                            self.deliver(message)
+                            if TYPE_CHECKING:  # set before the connection opened (onConnect)
+                                assert self.adapter is not None
+                            # as deliver, without its call: the connection is open (its parser stops once
+                            # it fails), so the message is the handler's
+                            self.adapter.on_message(message)
                         if self.reading_held:
                             return False
                         continue
