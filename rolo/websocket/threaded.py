@@ -372,9 +372,10 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def send(self, message: Message, timeout: float | None = None) -> None:
         with self._lock:
-            if not self._can_send_now():
+            flush = self._queued(message)
+            if flush is None:  # no room now
                 self._wait_to_send(timeout)
-            flush = self._queue(message)
+                flush = self._queued(message)  # there is room once it returns
         if flush:
             self._call_in_loop(self._flush)
 
@@ -386,16 +387,23 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         :raises WebSocketDisconnectedError: if the connection is closed or closing
         """
         with self._lock:
-            if not self._can_send_now():
-                if not self._is_open():
-                    raise self._not_open()
-                return None
-            return self._queue(message)
+            flush = self._queued(message)
+            if flush is None and not self._is_open():
+                raise self._not_open()
+            return flush
 
-    def _queue(self, message: Message) -> bool:
-        """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
-        rather than a flush being asked for already."""
+    def _queued(self, message: Message) -> bool | None:
+        """Put ``message`` in the outbox if there is room now (holding the lock; see
+        :meth:`_can_send_now`, whose test it makes without the call): whether the loop must be asked to
+        flush it, rather than a flush being asked for already; ``None`` if there is no room."""
         outbox = self._outbox
+        if not (
+            self._state is _OPEN
+            and self._sent is None
+            and not self._writing_paused
+            and (outbox is None or self._outbox_bytes < self._write_high_water)
+        ):
+            return None
         # a lone message, the commonest, without a call to _added
         self._outbox = message if outbox is None else _added(outbox, message)
         self._outbox_bytes += len(message.data) + _QUEUED_SIZE
