@@ -308,12 +308,18 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             event = inbox.get(True, timeout)
         except queue.Empty:
             raise TimeoutError(f"no message within {timeout} seconds") from None
-        if event is _END:
+        # its _size_in_memory, without the call, for most messages (see on_message)
+        if type(event) is bytes:
+            size = len(event) + _BYTES_SIZE
+        elif type(event) is str and event.isascii():
+            size = len(event) + _ASCII_SIZE
+        elif event is _END:
             inbox.put(_END)  # for the next receive, in this thread or another
             raise self._disconnected()
-        if isinstance(event, CreateConnection):  # comes before any message: reading is not held yet
+        elif isinstance(event, CreateConnection):  # comes before any message: reading is not held yet
             return event
-        size = _size_in_memory(event if isinstance(event, (bytes, str)) else event.data)
+        else:
+            size = _size_in_memory(event if isinstance(event, (bytes, str)) else event.data)
         lock = self._lock  # once for the count and, while reading is held, for whether to resume it
         lock.acquire()
         try:
@@ -366,9 +372,10 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def send(self, message: Message, timeout: float | None = None) -> None:
         with self._lock:
-            if not self._can_send_now():
+            flush = self._queued(message)
+            if flush is None:  # no room now
                 self._wait_to_send(timeout)
-            flush = self._queue(message)
+                flush = self._queued(message)  # there is room once it returns
         if flush:
             self._call_in_loop(self._flush)
 
@@ -380,16 +387,25 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         :raises WebSocketDisconnectedError: if the connection is closed or closing
         """
         with self._lock:
-            if not self._can_send_now():
-                if not self._is_open():
-                    raise self._not_open()
-                return None
-            return self._queue(message)
+            flush = self._queued(message)
+            if flush is None and not self._is_open():
+                raise self._not_open()
+            return flush
 
-    def _queue(self, message: Message) -> bool:
-        """Put ``message`` in the outbox (holding the lock): whether the loop must be asked to flush it,
-        rather than a flush being asked for already."""
-        self._outbox = _added(self._outbox, message)
+    def _queued(self, message: Message) -> bool | None:
+        """Put ``message`` in the outbox if there is room now (holding the lock; see
+        :meth:`_can_send_now`, whose test it makes without the call): whether the loop must be asked to
+        flush it, rather than a flush being asked for already; ``None`` if there is no room."""
+        outbox = self._outbox
+        if not (
+            self._state is _OPEN
+            and self._sent is None
+            and not self._writing_paused
+            and (outbox is None or self._outbox_bytes < self._write_high_water)
+        ):
+            return None
+        # a lone message, the commonest, without a call to _added
+        self._outbox = message if outbox is None else _added(outbox, message)
         self._outbox_bytes += len(message.data) + _QUEUED_SIZE
         flush = not self._flush_pending
         self._flush_pending = True
@@ -505,6 +521,21 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
 
     def on_message(self, message: Arrival) -> None:
         """A complete message arrived: a message, or a text message's data (see :data:`Arrival`)."""
+        # its _size_in_memory, without the call, for what servers hand over for most messages: a text
+        # message's UTF-8 (Twisted's protocol) or its ASCII text (an ASGI server)
+        if type(message) is bytes:
+            received = len(message)
+            self._bytes_read += received + _BYTES_SIZE
+        elif type(message) is str and message.isascii():
+            received = len(message)
+            self._bytes_read += received + _ASCII_SIZE
+        else:
+            data = message if isinstance(message, (bytes, str)) else message.data
+            received = len(data)
+            self._bytes_read += _size_in_memory(data)
+        counters = self._counters
+        counters.messages_received += 1
+        counters.received_bytes += received
         arrived = self._arrived
         if arrived is None:  # the one message its handler is woken for, usually: no box to count
             self._arrived = message
@@ -512,11 +543,6 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         else:
             self._arrived = arrived = _added(arrived, message)
             waiting = _count(arrived)
-        data = message if isinstance(message, (bytes, str)) else message.data
-        self._bytes_read += _size_in_memory(data)
-        counters = self._counters
-        counters.messages_received += 1
-        counters.received_bytes += len(data)
         if waiting == 1:
             if self._wake_ups is None:
                 self.deliver()
@@ -608,7 +634,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     def _flush(self) -> None:
         outbox = self._take_outbox()
         if outbox is not None:
-            self._connection.send(_listed(outbox))
+            self._connection.send(outbox if isinstance(outbox, list) else [outbox])  # _listed, without its call
 
     def _take_outbox(self) -> list[Message] | Message | None:
         """Empty the outbox, counting its messages as sent: what it held (as it holds it), for the loop to
@@ -616,12 +642,14 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         lock = self._lock
         lock.acquire()
         try:
-            outbox, self._outbox = self._outbox, None
-            counters = self._counters
-            count = _count(outbox)
-            counters.messages_sent += count
-            counters.sent_bytes += self._outbox_bytes - _QUEUED_SIZE * count
-            self._outbox_bytes = 0
+            outbox = self._outbox
+            if outbox is not None:  # None once closed, or flushed by a close
+                self._outbox = None
+                count = len(outbox) if type(outbox) is list else 1
+                counters = self._counters
+                counters.messages_sent += count
+                counters.sent_bytes += self._outbox_bytes - _QUEUED_SIZE * count
+                self._outbox_bytes = 0
             self._flush_pending = False
             if self._senders_waiting:
                 self._notify_all()

@@ -518,6 +518,40 @@ async def test_the_reactor_dispatching_directly_still_logs_what_a_protocol_raise
         assert await in_thread(client.recv, 1) == b""  # the connection is closed
 
 
+@pytest_twisted.ensureDeferred
+async def test_calls_after_the_poll_run_in_order_and_one_that_raises_is_logged_without_stopping_the_rest():
+    assert _twisted.dispatch_directly(reactor)  # what a TwistedGateway's start does
+    ran: list[str] = []
+    failures: list[dict] = []
+    done: Deferred[None] = Deferred()
+
+    def observe(event: dict) -> None:
+        if "failure" in event:  # a legacy log.err
+            failures.append(event)
+
+    def first() -> None:
+        ran.append("first")
+        _twisted.call_after_poll(reactor, later)  # made by a call after the poll: after the next poll
+
+    def raising() -> None:
+        ran.append("raising")
+        raise RuntimeError("a call after the poll that fails")
+
+    def later() -> None:
+        ran.append("later")
+        done.callback(None)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        for call in (first, raising, lambda: ran.append("after the one that raised")):
+            assert _twisted.call_after_poll(reactor, call)
+        await done.addTimeout(10, reactor)  # the poll does not wait for an event: none comes
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert ran == ["first", "raising", "after the one that raised", "later"]
+    assert [event["failure"].check(RuntimeError) for event in failures] == [RuntimeError]
+
+
 def test_a_poll_that_names_more_than_the_one_tested_is_kept():
     def do_poll(self, timeout):  # names what EPollReactor.doPoll does, and one thing more
         try:

@@ -52,8 +52,9 @@ of empty messages is bounded too."""
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_LoopSide = tuple[asyncio.AbstractEventLoop, BatchedCalls, HandlerTurns]
-"""A loop, how handler threads hand it their calls, and how it wakes them: what serves the connections on it."""
+_LoopSide = tuple[asyncio.AbstractEventLoop, Callable[[Callable[[], None]], None], HandlerTurns]
+"""A loop, how handler threads hand it their calls (a :class:`~rolo.websocket.turns.BatchedCalls`' bound
+``__call__``, see there), and how it wakes them: what serves the connections on it."""
 
 
 def _encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -389,7 +390,7 @@ class WebSocketApp:
 
         # once the loop is closed, the calls of handlers still running are dropped (see BatchedCalls)
         calls = BatchedCalls(loop.call_soon_threadsafe)
-        side = self._loop_side = (loop, calls, HandlerTurns(call_soon, calls))
+        side = self._loop_side = (loop, calls.__call__, HandlerTurns(call_soon, calls))
         return side
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:

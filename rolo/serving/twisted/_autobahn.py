@@ -255,6 +255,10 @@ class ProtocolInternals(WebSocketServerProtocol):
 
     log = _PeerFaultsAsDebug(WebSocketServerProtocol.log)
     heard_from_peer = False
+    parses_directly = _RECEIVE is not None
+    """Whether :meth:`dataReceived` hands an open connection's reads to the parser itself (``data`` and
+    ``processData``): a subclass may do as it does (``heard_from_peer`` set, the read added to ``data``,
+    ``processData`` called while it returns true and the connection is not closed)."""
 
     # Autobahn's options, which it copies from its factory, or rolo puts on the protocol's class
     # (build_factory): unknown to mypy

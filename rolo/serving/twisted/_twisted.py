@@ -53,6 +53,9 @@ changed, rolo takes the public path instead, which is slower but right:
   escapes ``_doReadOrWrite`` (a raising ``connectionLost``) is logged under the connection's
   ``logPrefix``, as before. rolo logs through :mod:`logging`, which none of this touches. Any other
   reactor, or one whose ``doPoll`` names anything it did not (:func:`poll_is_known`), is left as it is.
+  Its poll then also runs the calls :func:`call_after_poll` was given once it has handled its events,
+  where ``reactor.callLater(0, …)`` would have each wait in the reactor's heap of timed calls; without
+  it, the caller makes that timed call.
 - :func:`logging_began` reads whether ``globalLogBeginner`` still holds its buffer for the events logged
   before logging began (``_temporaryObserver``); without it, rolo's records go both to Twisted's log and
   to standard error, so that none is lost.
@@ -75,6 +78,7 @@ from twisted.web.http import HTTPChannel
 __all__ = [
     "BadRequestHeard",
     "adopt_unix_port",
+    "call_after_poll",
     "collect_head",
     "dispatch_directly",
     "forget_exit_signal",
@@ -445,12 +449,36 @@ def dispatch_directly(reactor: Any) -> bool:
     ):
         return False
     if "doIteration" not in vars(reactor):
+        vars(reactor)[_AFTER_POLL] = []
         vars(reactor)["doIteration"] = MethodType(_do_poll, reactor)  # the instance's, before its class's
     return True
 
 
+_AFTER_POLL = "_rolo_after_poll"
+"""The reactor's attribute (rolo's own, set by :func:`dispatch_directly`) that lists the calls to run once
+its next poll's events are handled (:func:`call_after_poll`)."""
+
+
+def call_after_poll(reactor: Any, call: Callable[[], None]) -> bool:
+    """Run ``call`` on the reactor's thread once the events of its next poll are handled, the poll then
+    not waiting (at once when no event is ready): whether it will, which it does where
+    :func:`dispatch_directly` holds. Call it on the reactor's thread.
+
+    Where ``reactor.callLater(0, call)`` makes a timed call, which the reactor keeps in a heap and runs
+    on its next turn, this is a list's append, run where the poll returns. A call that raises is logged,
+    as the reactor logs a timed call that raises."""
+    after: list[Callable[[], None]] | None = vars(reactor).get(_AFTER_POLL)
+    if after is None:
+        return False
+    after.append(call)
+    return True
+
+
 def _do_poll(reactor: Any, timeout: float | None) -> None:
-    # EPollReactor.doPoll, calling _doReadOrWrite directly
+    # EPollReactor.doPoll, calling _doReadOrWrite directly; then the calls made for after it (call_after_poll)
+    after = vars(reactor)[_AFTER_POLL]
+    if after:  # calls wait for the end of this poll: it does not wait for events
+        timeout = 0
     try:
         events = reactor._poller.poll(-1 if timeout is None else timeout, len(reactor._selectables))
     except OSError as error:
@@ -469,6 +497,19 @@ def _do_poll(reactor: Any, timeout: float | None) -> None:
             raise
         except BaseException:  # as log.callWithLogger: what escapes is logged under the connection's name
             log.err(system=_log_prefix(selectable))
+    if after:
+        # those made so far: one made by these calls runs after the next poll
+        count = len(after)
+        try:
+            for index in range(count):
+                try:
+                    after[index]()
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:  # as the reactor logs a timed call that raised
+                    log.err()
+        finally:
+            del after[:count]
 
 
 def _log_prefix(selectable: Any) -> str:

@@ -152,8 +152,15 @@ _CONTINUATION, _TEXT, _BINARY, _PING = Opcode.CONTINUATION, Opcode.TEXT, Opcode.
 
 _PARSED_HERE = frozenset((_CONTINUATION, _TEXT, _BINARY, _PING))
 
+# the first byte of a frame that holds a whole message, text or binary, without extension bits
+_WHOLE_TEXT, _WHOLE_BINARY = FIN | _TEXT, FIN | _BINARY
+
 # likewise the protocol's states those paths compare with (a class's attribute takes three times as long)
-_STATE_OPEN, _STATE_CLOSING = WebSocketProtocol.STATE_OPEN, WebSocketProtocol.STATE_CLOSING
+_STATE_OPEN, _STATE_CLOSING, _STATE_CLOSED = (
+    WebSocketProtocol.STATE_OPEN,
+    WebSocketProtocol.STATE_CLOSING,
+    WebSocketProtocol.STATE_CLOSED,
+)
 
 
 class GatewayWebSocketProtocol(ProtocolInternals):
@@ -244,7 +251,25 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             data = self.take_incoming(data)
             if not data:
                 return
-        super().dataReceived(data)
+        if (
+            self.parses_directly
+            and not self.data
+            and not self.reading_held
+            and self.state == _STATE_OPEN
+            and self.current_frame is None
+            and not self.inside_message
+        ):
+            # a read that starts with a frame, as ProtocolInternals.dataReceived and processData would go
+            # about it (rolo's parser first), without their two calls
+            self.heard_from_peer = True
+            self.data = data
+            if self.read_frames():  # a frame for Autobahn's parser: on as they would
+                while self.processData() and self.state != _STATE_CLOSED:
+                    pass
+            elif self.frames_this_turn >= FRAMES_PER_TURN or self.failedByMe:
+                self.frames_read()
+        else:
+            super().dataReceived(data)
         if self.incoming is not None and not self.reading_held:
             read_now(self.transport)  # a large frame began: the socket often holds more of it already
 
@@ -292,22 +317,30 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             and self.state == _STATE_OPEN
             and not self.read_frames()
         ):
-            more = False
-            if self.frames_this_turn >= FRAMES_PER_TURN and self.data and not self.reading_held:
-                self._yield_turn()
-        else:
-            self.frames_this_turn += 1
-            more = super().processData()
+            self.frames_read()
+            return False
+        self.frames_this_turn += 1
+        more = super().processData()
+        return not self.dropped_if_failed() and more
+
+    def frames_read(self) -> None:
+        """rolo's parser stopped short of a frame for Autobahn's: yield the turn if this connection's frames
+        for it are done, and drop the connection if the server failed it."""
+        if self.frames_this_turn >= FRAMES_PER_TURN and self.data and not self.reading_held:
+            self._yield_turn()
+        self.dropped_if_failed()
+
+    def dropped_if_failed(self) -> bool:
+        """Drop the connection if the server failed it (a protocol error, a message too big) and its close
+        frame is out: whether it did. Autobahn would read on for the peer's reply, but its parser may be
+        stuck in the frame that failed (a compressed one over the limit), keeping all it reads: the TCP
+        connection is closed instead, as failing a connection is (RFC 6455, 7.1.7)."""
         if self.failedByMe and self.state == _STATE_CLOSING:
-            # the server failed the connection (a protocol error, a message too big) and its close frame
-            # is out. Autobahn would read on for the peer's reply, but its parser may be stuck in the frame
-            # that failed (a compressed one over the limit), keeping all it reads: close the TCP
-            # connection instead, as failing a connection is (RFC 6455, 7.1.7)
             self.data = b""
             self.wasNotCleanReason = "the server failed the connection"
             self.dropConnection(abort=False)
-            return False
-        return more
+            return True
+        return False
 
     def _yield_turn(self) -> None:
         # a read of many small frames (pings, fragments) is parsed over several turns of the reactor, so
@@ -329,10 +362,44 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         data = self.data
         start = 0
         max_size = self.maxMessagePayloadSize
+        # the longest payload of the frames read below without read_frame: at most 125 bytes, the most
+        # a length in the frame's second byte says, and not over max_message_size
+        small = 125 if max_size <= 0 else min(125, max_size)
         received = len(data)
         try:
             # the read is usually used up by whole frames: stopping at its end spares a call to read_frame
             while start < received and self.frames_this_turn < FRAMES_PER_TURN:
+                first = data[start]
+                if (first == _WHOLE_TEXT or first == _WHOLE_BINARY) and self.fragments is None:
+                    # the commonest frame by far: a whole small message, masked (the mask bit, cleared
+                    # here, leaves a length up to 127; a frame without it, 128 or more). Read here as
+                    # read_frame and take_data would, without their calls
+                    length = data[start + 1] ^ 0x80 if start + 1 < received else 128
+                    end = start + 6 + length
+                    if length <= small and end <= received:
+                        payload = unmask(data[start + 6 : end], data[start + 2 : start + 6])
+                        start = end
+                        self.frames_this_turn += 1
+                        message: Arrival | None
+                        if first == _WHOLE_BINARY:
+                            message = BytesMessage(payload)
+                        elif payload.isascii():
+                            message = payload  # text, valid UTF-8: the handler decodes it
+                        elif self.take_data(_TEXT, True, payload):  # text beyond ASCII: validated, decoded
+                            message = None
+                        else:
+                            return False  # not UTF-8: failed
+                        if message is not None:
+                            if self.autoPingTimeoutCall is not None:  # data_arrived's test, without its call
+                                data_arrived(self)
+                            if TYPE_CHECKING:  # set before the connection opened (onConnect)
+                                assert self.adapter is not None
+                            # as deliver, without its call: the connection is open (its parser stops once
+                            # it fails), so the message is the handler's
+                            self.adapter.on_message(message)
+                        if self.reading_held:
+                            return False
+                        continue
                 head = read_frame(data, start)
                 if head is None:
                     return False
@@ -625,6 +692,10 @@ _PIECES_PER_WRITE = 64
 _JOIN_BELOW = 16 * 1024
 """A payload this small is joined to its frame's header, a larger one written beside it."""
 
+_SMALL_HEADERS = {opcode: tuple(frame_header(opcode, length) for length in range(126)) for opcode in (_TEXT, _BINARY)}
+"""The headers of uncompressed text and binary frames of up to 125 bytes (the length in the second byte),
+by opcode and length."""
+
 
 def _close_frame_fault(code: int | None, reason: bytes | None) -> tuple[int, str] | None:
     """What is wrong with a close frame the peer sent, as Autobahn judges it: the close code to fail the
@@ -653,8 +724,12 @@ def _frame(message: Message) -> tuple[bytes, ...]:
             opcode, payload = _TEXT, message.data.encode("utf-8")
         else:
             opcode, payload = _BINARY, message.data
-        header = frame_header(opcode, len(payload))
-        frame = (header + payload,) if len(payload) < _JOIN_BELOW else (header, payload)
+        length = len(payload)
+        if length < 126:  # the commonest: its header made once, without a call
+            frame = (_SMALL_HEADERS[opcode][length] + payload,)
+        else:
+            header = frame_header(opcode, length)
+            frame = (header + payload,) if length < _JOIN_BELOW else (header, payload)
         _last_framed = message, frame
     return frame
 

@@ -4,6 +4,7 @@ the reactor for handlers to return."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -11,6 +12,8 @@ from twisted.internet.interfaces import IReactorFromThreads
 
 from rolo.threads import HandlerCount
 from rolo.websocket import turns
+
+from ._twisted import call_after_poll
 
 __all__ = ["BatchedCallFromThread", "HandlerTurns", "idle_within"]
 
@@ -52,4 +55,9 @@ class HandlerTurns(turns.HandlerTurns):
     """
 
     def __init__(self, reactor: Any, calls: BatchedCallFromThread, **limits: Any) -> None:
-        super().__init__(lambda call: reactor.callLater(0, call), calls, **limits)
+        def call_soon(call: Callable[[], None]) -> None:
+            # once the poll's events are handled, without a timed call where the reactor allows it
+            if not call_after_poll(reactor, call):
+                reactor.callLater(0, call)
+
+        super().__init__(call_soon, calls, **limits)

@@ -51,7 +51,7 @@ class WebSocketResource(Resource):
         super().__init__()
         self.call_from_thread = BatchedCallFromThread(reactor)
         self.host = WebSocketHost(
-            listener, settings, self.call_from_thread, HandlerTurns(reactor, self.call_from_thread)
+            listener, settings, self.call_from_thread.__call__, HandlerTurns(reactor, self.call_from_thread)
         )
         self.factory = build_factory(self.host, settings, reactor)
 
