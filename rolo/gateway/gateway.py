@@ -68,7 +68,12 @@ class Gateway:
         # C alone: no call back into Python, which would deepen the handler thread's C stack; and one
         # comparison of every handler rather than a tuple of each list, then a loop over them (some 7,000
         # instructions less per request)
-        lists = (self.request_handlers, self.response_handlers, self.finalizers, self.exception_handlers)
+        lists: tuple[list[Any], ...] = (
+            self.request_handlers,
+            self.response_handlers,
+            self.finalizers,
+            self.exception_handlers,
+        )
         lengths, handlers = tuple(map(len, lists)), [*lists[0], *lists[1], *lists[2], *lists[3]]
         now = self._handlers_now
         if lengths != now[0] or not all(map(is_, handlers, now[1])):
