@@ -174,8 +174,8 @@ class HandlerTurns:
         woken now, by this thread, which is about to let go of the GIL."""
         if adapter not in self._running:
             # not woken by a turn (a lone handler, or one the turn gave up on): nothing to do, and no lock
-            # to take for it. As the same test under the lock, taken now: one delivering to this adapter
-            # meanwhile makes it running after this test either way, and its handler finds the message
+            # to take for it. As the same test under the lock: the turn counts an adapter as running
+            # before it delivers to it (_wake_next), so a handler this delivery wakes finds it running
             return
         lock = self._lock  # taken for every message a handler receives: acquire and release cost less than with
         lock.acquire()
@@ -192,13 +192,16 @@ class HandlerTurns:
         # A handler thread may deliver here: the loop waits in the turn meanwhile, and does not touch the
         # adapters of the turn until it has emptied _waiting under the lock
         waiting = self._waiting
+        running = self._running
         while waiting:
             adapter = waiting.pop()
-            if not _delivered(adapter):
-                continue  # its close handed its messages over, or it failed: not this turn's to wait for
-            self._running.add(adapter)
-            return
-        if not self._running:
+            # running before its handler is woken: that handler may block again before the delivery
+            # returns (this thread losing the GIL to it), and blocking, without the lock, must find it
+            running.add(adapter)
+            if _delivered(adapter):
+                return
+            running.discard(adapter)  # its close handed its messages over, or it failed: not this turn's
+        if not running:
             self._all_blocked.release()
 
     def _run_turn(self) -> None:

@@ -552,6 +552,29 @@ async def test_calls_after_the_poll_run_in_order_and_one_that_raises_is_logged_w
     assert [event["failure"].check(RuntimeError) for event in failures] == [RuntimeError]
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_call_after_the_poll_interrupted_leaves_the_calls_behind_it_to_run():
+    # a KeyboardInterrupt passes out of the poll (as out of log.callWithLogger); the reactor's main loop
+    # logs it and goes on. Before, the calls made for after the poll behind the interrupted one were
+    # dropped unrun: a turn of WebSocket handlers among them was never run, and no turn after it either
+    assert _twisted.dispatch_directly(reactor)  # what a TwistedGateway's start does
+    ran: list[str] = []
+    done: Deferred[None] = Deferred()
+
+    def interrupted() -> None:
+        ran.append("interrupted")
+        raise KeyboardInterrupt
+
+    def behind() -> None:
+        ran.append("behind")
+        done.callback(None)
+
+    for call in (interrupted, behind):
+        assert _twisted.call_after_poll(reactor, call)
+    await done.addTimeout(10, reactor)
+    assert ran == ["interrupted", "behind"]
+
+
 def test_a_poll_that_names_more_than_the_one_tested_is_kept():
     def do_poll(self, timeout):  # names what EPollReactor.doPoll does, and one thing more
         try:

@@ -13,7 +13,8 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from rolo import route
 from rolo.websocket import WebSocketDisconnectedError, WebSocketProtocolError, WebSocketRequest
 from rolo.websocket.errors import WebSocketStateError
-from rolo.websocket.frames import Close, CloseCode
+from rolo.websocket.frames import Close, CloseCode, Opcode
+from tests.hardening.support import client_frame, deflated, open_websocket
 from tests.helpers import in_thread
 
 
@@ -211,3 +212,39 @@ async def test_an_invalid_reply_to_the_server_s_close_is_no_close_received_and_n
     finally:
         globalLogPublisher.removeObserver(observe)
     assert warnings == []
+
+
+@pytest.mark.servers("twisted", reason="an ASGI server parses the frames itself")
+@pytest_twisted.ensureDeferred
+async def test_a_compressed_message_inside_a_fragmented_one_fails_the_connection(serve):
+    # the fragments of one message must not be interleaved with another's (RFC 6455, 5.4), and
+    # permessage-deflate allows no interleaving (RFC 7692). Before, a compressed message (RSV1 set) that
+    # came between an uncompressed message's fragments went to Autobahn's parser, which knew nothing of the
+    # message rolo's parser was gathering: both were delivered, the compressed one first
+    @route("/echo", methods=["WEBSOCKET"])
+    def echo(request: WebSocketRequest):
+        with request.accept() as websocket:
+            for message in websocket:
+                websocket.send(message)
+
+    server = serve(echo)
+
+    def interleave() -> bytes:
+        sock = open_websocket(("127.0.0.1", server.port), "/echo", "permessage-deflate")
+        try:
+            sock.sendall(
+                client_frame(Opcode.TEXT, b"ab", fin=False)
+                + client_frame(Opcode.TEXT, deflated(b"zipped"), compressed=True)
+                + client_frame(Opcode.CONTINUATION, b"cd")
+            )
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            return received
+        finally:
+            sock.close()
+
+    received = await in_thread(interleave)
+    # the server's close frame alone, with 1002 (protocol error), and no message
+    assert received[0] == 0x88, received
+    assert int.from_bytes(received[2:4], "big") == CloseCode.PROTOCOL_ERROR, received

@@ -76,7 +76,7 @@ class Server:
             loop.call_soon(call)
 
         calls = BatchedCalls(call_soon_threadsafe)
-        turns = HandlerTurns(call_soon, calls, **limits)
+        self.turns = turns = HandlerTurns(call_soon, calls, **limits)
         self.opened: asyncio.Queue = asyncio.Queue()
         self.sent: asyncio.Queue = asyncio.Queue()
         self.adapters = []
@@ -181,6 +181,89 @@ def test_a_turn_wakes_its_handlers_one_at_a_time_each_as_the_one_before_blocks()
         return most
 
     assert asyncio.run(run()) == 1
+
+
+class _LockTellingContention:
+    """A lock that sets ``contended`` when a thread finds it held, then waits for it as usual."""
+
+    def __init__(self, contended: threading.Event) -> None:
+        self._lock = threading.Lock()
+        self._contended = contended
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(False):
+            return True
+        self._contended.set()
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+class _TellingBlocked:
+    """``wake_ups`` for one adapter: its turns, telling ``passed`` once its handler went through ``blocking``."""
+
+    def __init__(self, turns: HandlerTurns, passed: threading.Event) -> None:
+        self._turns = turns
+        self._passed = passed
+
+    def wake(self, adapter: ThreadedWebSocketAdapter) -> None:
+        self._turns.wake(adapter)
+
+    def blocking(self, adapter: ThreadedWebSocketAdapter) -> None:
+        self._turns.blocking(adapter)
+        self._passed.set()
+
+
+class PreemptedAfterDelivery(ThreadedWebSocketAdapter):
+    """An adapter whose delivery, while ``armed``, returns only once its handler has handled the message and
+    is about to block again (it went through the turn's ``blocking``, or waits for the turn's lock there):
+    as when the thread that delivers loses the GIL to the handler it woke just as the delivery returns."""
+
+    armed = False
+    handler_on = threading.Event()
+
+    def __init__(self, connection, call_in_loop, wake_ups: HandlerTurns, **options) -> None:
+        handler_on = PreemptedAfterDelivery.handler_on
+        wake_ups._lock = _LockTellingContention(handler_on)  # type: ignore[assignment]
+        super().__init__(connection, call_in_loop, wake_ups=_TellingBlocked(wake_ups, handler_on), **options)
+
+    def deliver(self) -> bool:
+        woken = super().deliver()
+        if PreemptedAfterDelivery.armed:
+            PreemptedAfterDelivery.armed = False
+            PreemptedAfterDelivery.handler_on.wait(TIMEOUT)
+        return woken
+
+
+def test_a_handler_that_blocks_again_before_its_delivery_returns_still_ends_its_part_of_the_turn():
+    # the thread that delivers a message may lose the GIL as the delivery returns, and the handler it woke
+    # echo and block again before it goes on. Before, the turn counted the handler as running only once
+    # the delivery returned: the handler, blocking before, was not counted as blocked, and the turn held
+    # the loop and its next handler for its whole bound (here 2 x TIMEOUT)
+    async def run() -> list:
+        kinds = (PreemptedAfterDelivery, ThreadedWebSocketAdapter)
+        server = Server(2, adapter_types=kinds, handler_time=TIMEOUT, turn_limit=2 * TIMEOUT)
+        await server.open()
+        PreemptedAfterDelivery.handler_on.clear()
+        PreemptedAfterDelivery.armed = True
+        for adapter, text in zip(server.adapters, ("preempted", "next")):
+            adapter.on_message(TextMessage(text))
+        echoed = await server.echoes(2)
+        server.close()
+        return echoed
+
+    result: list = []
+    loop_thread = threading.Thread(target=lambda: result.append(asyncio.run(run())), daemon=True)
+    loop_thread.start()
+    loop_thread.join(TIMEOUT)
+    assert result == [["next", "preempted"]]
 
 
 class Failing(ThreadedWebSocketAdapter):

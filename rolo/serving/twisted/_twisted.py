@@ -498,18 +498,23 @@ def _do_poll(reactor: Any, timeout: float | None) -> None:
         except BaseException:  # as log.callWithLogger: what escapes is logged under the connection's name
             log.err(system=_log_prefix(selectable))
     if after:
-        # those made so far: one made by these calls runs after the next poll
+        # those made so far: one made by these calls runs after the next poll. A KeyboardInterrupt passes
+        # out, as out of the events above (the reactor's main loop logs it and goes on): the calls behind
+        # the interrupted one stay for after the next poll
         count = len(after)
+        ran = 0
         try:
-            for index in range(count):
+            while ran < count:
+                call = after[ran]
+                ran += 1
                 try:
-                    after[index]()
+                    call()
                 except KeyboardInterrupt:
                     raise
                 except BaseException:  # as the reactor logs a timed call that raised
                     log.err()
         finally:
-            del after[:count]
+            del after[:ran]
 
 
 def _log_prefix(selectable: Any) -> str:
