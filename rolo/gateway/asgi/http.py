@@ -221,8 +221,8 @@ class HttpApp:
     The pool starts with the first request, and :meth:`shutdown` stops it. From then until :meth:`start`
     (the next lifespan startup, when a server is started anew in the process) no thread is started: a
     request (on a connection kept alive from before) is answered ``503`` and its connection closed, and a
-    streamed response still going out is cut once the chunk being taken is sent (the cut logged, the body
-    left unclosed: its code runs in the pool's threads alone). The first request after :meth:`start` starts
+    streamed response still going out is cut before its next chunk (the cut logged, the body left
+    unclosed: its code runs in the pool's threads alone). The first request after :meth:`start` starts
     a new pool.
 
     A request's body is received by a task of its own (:meth:`RequestBody.pump`) while the handler runs,
