@@ -14,6 +14,7 @@ import textwrap
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 import pytest
 import pytest_twisted
@@ -314,6 +315,81 @@ def test_a_shutdown_drops_a_client_that_does_not_answer_its_close_within_the_gra
         assert "still running" not in caplog.text
     finally:
         client.close()
+        stop()
+
+
+def _serve_recording_loop(kind: str, app: AsgiGateway) -> tuple[str, int, list, Callable[[], None]]:
+    """Serve ``app`` under ``kind``: its host and port, a list that gets the server's loop with the first
+    request, and the server's stop."""
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def recording(scope, receive, send):
+        loops.append(asyncio.get_running_loop())
+        await app(scope, receive, send)
+
+    sock, stop = serve_asgi(kind, recording, {})  # type: ignore[arg-type]
+    host, port = sock.getsockname()
+    return host, port, loops, stop
+
+
+@pytest.mark.parametrize("kind", ["hypercorn", "uvicorn"])
+def test_a_request_after_the_shutdown_is_answered_503_and_starts_no_threads(kind):
+    """Once the application was shut down, a request on a connection kept alive from before is answered 503
+    and the connection closed, as Twisted's server does; no handler thread is started for it, which nothing
+    would stop. Before, it ran in a new pool of threads that outlived the shutdown."""
+    app = AsgiGateway(gateway_for(hello))
+    host, port, loops, stop = _serve_recording_loop(kind, app)
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        connection.request("GET", "/hello/alice")
+        assert connection.getresponse().read() == b"hello alice"
+        pool = app.http.pool
+        asyncio.run_coroutine_threadsafe(app.shutdown(), loops[0]).result(10)
+        connection.request("GET", "/hello/bob")
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (503, b"server shutting down\n")
+        assert response.getheader("Connection") == "close"
+        assert app.http.pool is None
+        assert pool is not None and pool.join(10)
+    finally:
+        connection.close()
+        stop()
+
+
+@pytest.mark.parametrize("kind", ["hypercorn", "uvicorn"])
+def test_a_streamed_response_going_out_at_the_shutdown_is_cut(kind, caplog):
+    """The rest of a streamed body is not taken once the application was shut down: the connection is cut
+    (the client sees the body incomplete) and the cut logged. Before, its next chunk started a new pool of
+    threads that outlived the shutdown."""
+    release = Signal()
+
+    @route("/stream")
+    def stream(request: Request):
+        def chunks():
+            yield b"first"
+            release.wait()
+            yield b"second"
+            yield b"third"
+
+        return Response(chunks())
+
+    app = AsgiGateway(gateway_for(stream))
+    host, port, loops, stop = _serve_recording_loop(kind, app)
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        connection.request("GET", "/stream")
+        response = connection.getresponse()
+        assert response.read(5) == b"first"  # the iteration now waits for the release, in the pool's thread
+        pool = app.http.pool
+        asyncio.run_coroutine_threadsafe(app.shutdown(), loops[0]).result(10)
+        release.set()
+        with pytest.raises(http.client.IncompleteRead):
+            response.read()
+        assert app.http.pool is None
+        assert pool is not None and pool.join(10)
+        assert "server shutting down: the rest of the response to /stream cut" in caplog.text
+    finally:
+        connection.close()
         stop()
 
 

@@ -543,12 +543,9 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         else:
             self._arrived = arrived = _added(arrived, message)
             waiting = _count(arrived)
-        if waiting == 1:
-            if self._wake_ups is None:
-                self.deliver()
-                waiting = 0  # in the inbox now, where qsize counts it
-            else:
-                self._wake_ups.wake(self)
+        wake_ups = self._wake_ups
+        if waiting == 1 and wake_ups is not None:
+            wake_ups.wake(self)
         if not self._reading_paused and (
             self._inbox.qsize() + waiting >= self._max_queue
             or self._bytes_read - self._bytes_taken >= self._max_queue_bytes
@@ -556,6 +553,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             with self._lock:
                 self._reading_paused = True
             self._connection.pause_reading()
+        if wake_ups is None:
+            # only now (counted above in waiting, not in the inbox): a handler that takes it sees reading
+            # paused, and resumes it once it drained the inbox (one that drained it before the pause was
+            # said would not have)
+            self.deliver()
 
     def on_close(self, received: Close | None, sent: Close | None = None, closed_by: str | None = None) -> None:
         """The connection is closed.

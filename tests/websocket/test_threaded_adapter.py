@@ -7,6 +7,7 @@ end-to-end tests can only observe from outside.
 from __future__ import annotations
 
 import gc
+import queue
 import threading
 from sys import getsizeof
 from typing import ClassVar
@@ -24,6 +25,7 @@ from rolo.websocket import (
 from rolo.websocket.errors import WebSocketProtocolError, WebSocketStateError
 from rolo.websocket.frames import Close
 from rolo.websocket.threaded import _QUEUED_SIZE, ThreadedWebSocketAdapter, offer_each
+from tests.helpers import Signal
 
 
 class RecordingConnection:
@@ -285,6 +287,55 @@ def test_full_inbox_pauses_reading_and_draining_resumes_it():
     assert connection.calls[-1] == ("resume_reading",)
     got += [adapter.receive(timeout=0) for _ in range(2)]
     assert [m.data for m in got] == [b"\x00", b"\x01", b"\x02", b"\x03", b"late"]
+
+
+class InboxDrainedWhileCounted(queue.SimpleQueue):
+    """An inbox that, once armed, has the handler drain it the first time it is counted (on the loop
+    thread, deciding whether the inbox is full), between that count and what the loop does with it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.counting, self.drained = Signal(), Signal()
+
+    def qsize(self) -> int:
+        size = super().qsize()
+        if self.armed:
+            self.armed = False
+            self.counting.set()
+            self.drained.wait()
+        return size
+
+
+def test_a_handler_that_drains_the_inbox_as_reading_pauses_resumes_it():
+    """Without turns (a server that passes no WakeUps), a message goes into the inbox as it arrives. A
+    handler that takes every message while the loop decides to pause reading, before it says so, asks for no
+    resume; the pause must then be said before the message is in the inbox, so that the handler's taking
+    it sees the pause and resumes reading. Before, reading stayed paused with the inbox empty: the
+    connection stalled."""
+    adapter, connection, loop = open_adapter(max_queue=2)
+    inbox = InboxDrainedWhileCounted()
+    adapter._inbox = inbox  # empty: open_adapter took CreateConnection
+    got: list = []
+
+    def handler() -> None:
+        inbox.counting.wait()
+        while not inbox.empty():
+            got.append(adapter.receive(timeout=0))
+        inbox.drained.set()
+        while len(got) < 2:
+            got.append(adapter.receive(timeout=5))
+
+    adapter.on_message(BytesMessage(b"1"))
+    taking = threading.Thread(target=handler)
+    taking.start()
+    inbox.armed = True
+    adapter.on_message(BytesMessage(b"2"))  # fills the inbox: reading pauses, as the handler drains it
+    taking.join(10)
+    assert not taking.is_alive()
+    assert [message.data for message in got] == [b"1", b"2"]
+    loop.run()
+    assert [call for call in connection.calls if "reading" in call[0]] == [("pause_reading",), ("resume_reading",)]
 
 
 def test_send_blocks_past_high_water_until_the_loop_flushes():

@@ -39,7 +39,8 @@ class AsgiGateway:
     their own, at most ``max_connections`` of them. Neither can starve the other.
 
     On the lifespan's shutdown it refuses new WebSockets, closes the open ones with 1001, waits for their
-    handlers (at most ``grace_period`` seconds) and stops the HTTP pool.
+    handlers (at most ``grace_period`` seconds) and stops the HTTP pool: until the next startup, an HTTP
+    request is answered ``503``, with ``Connection: close``.
 
     The protocol itself (message size limit, pings, compression) is the ASGI server's: configure it there.
 
@@ -89,7 +90,9 @@ class AsgiGateway:
     async def _start(self) -> None:
         if self.lifespan_listener is not None:
             await asyncio.to_thread(self.lifespan_listener.on_startup)
-        self.websocket.host.start()  # after a shutdown: take WebSockets again, in a new pool
+        # after a shutdown: take WebSockets and HTTP requests again, in new pools
+        self.websocket.host.start()
+        self.http.start()
 
     async def _stop(self) -> None:
         await self.shutdown()

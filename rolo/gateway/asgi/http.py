@@ -156,6 +156,15 @@ _END = object()
 _TRY_AGAIN = [(b"retry-after", b"1")]
 """The header of a ``503`` answered for want of a thread: try again in a second (RFC 9110 10.2.3)."""
 
+_GOING_AWAY = [*_TRY_AGAIN, (b"connection", b"close")]
+"""The headers of the ``503`` answered once the application was shut down: and close the connection
+(RFC 9112 9.6), so that its client asks the next server (or this one started anew)."""
+
+
+class _ShutDown(Exception):
+    """Raised by :meth:`HttpApp._in_thread` once :meth:`HttpApp.shutdown` stopped the pool (until
+    :meth:`HttpApp.start`): no new pool is started, which nothing would stop."""
+
 
 class _NoBody:
     """What stands for the body of a request that has none (most): nothing to buffer or wait for, only the
@@ -209,8 +218,12 @@ class HttpApp:
     ``503`` with ``Retry-After`` at once, and a waiting request whose client has left is dropped without
     running. A request for which no thread could be started (the process is out of threads) is answered
     ``503`` with ``Retry-After`` too, and logged as an error of the server's, not counted as a handler's.
-    The pool starts with the first request, and :meth:`shutdown` stops it; a later request starts
-    a new one.
+    The pool starts with the first request, and :meth:`shutdown` stops it. From then until :meth:`start`
+    (the next lifespan startup, when a server is started anew in the process) no thread is started: a
+    request (on a connection kept alive from before) is answered ``503`` and its connection closed, and a
+    streamed response still going out is cut before its next chunk (the cut logged, the body left
+    unclosed: its code runs in the pool's threads alone). The first request after :meth:`start` starts
+    a new pool.
 
     A request's body is received by a task of its own (:meth:`RequestBody.pump`) while the handler runs,
     which then watches for the client leaving. A request without a body (most) has that task only when the
@@ -228,6 +241,7 @@ class HttpApp:
         self.settings = settings
         self.counters = HttpCounters()
         self._pool: HandlerPool | None = None
+        self._stopped = False  # shut down, and not started again
         # the loop the pool's threads hand results to, and how: one pair, read and replaced at once
         self._calls: tuple[asyncio.AbstractEventLoop, BatchedCalls] | None = None
 
@@ -255,6 +269,10 @@ class HttpApp:
                 except PoolFull:
                     text = b"every HTTP thread is busy and as many requests wait: try again\n"
                     await self._send_error(send, started, HTTPStatus.SERVICE_UNAVAILABLE, text, _TRY_AGAIN)
+                    return
+                except _ShutDown:
+                    text = b"server shutting down\n"
+                    await self._send_error(send, started, HTTPStatus.SERVICE_UNAVAILABLE, text, _GOING_AWAY)
                     return
                 except RuntimeError:  # no thread could be started: the server's trouble, not the handler's
                     LOG.exception("no thread for the handler of HTTP request to %s", scope.get("path"))
@@ -313,6 +331,8 @@ class HttpApp:
         :param queue_anyway: for a job that goes on with a request admitted before (see
             :meth:`~rolo.threads.HandlerPool.submit`)
         :raises PoolFull: if every thread is busy and ``http_queue`` jobs wait (unless ``queue_anyway``)
+        :raises _ShutDown: if :meth:`shutdown` stopped the pool (and :meth:`start` was not called since)
+        :raises RuntimeError: if no thread could be started (the process is out of threads)
         """
         done: asyncio.Future[Any] = loop.create_future()
         pair = self._calls
@@ -329,6 +349,8 @@ class HttpApp:
                     calls(partial(_settle, done, result, None))
 
         if self._pool is None:
+            if self._stopped:
+                raise _ShutDown
             settings = self.settings
             self._pool = HandlerPool("rolo-http", settings.http_threads, max_waiting=settings.http_queue)
         return done, self._pool.submit(run, queue_anyway=queue_anyway)
@@ -396,7 +418,8 @@ class HttpApp:
         """Send a response with a streamed body, ``chunks`` (``answer``'s body), whose chunks are taken in
         threads of the pool, one ahead; ``path``, the request's, for the log.
 
-        A client that leaves ends the iteration.
+        A client that leaves ends the iteration; so does the application's :meth:`shutdown`, which cuts the
+        connection (the response returns unfinished) and logs it.
 
         :raises Exception: what the body's iteration raised
         """
@@ -418,6 +441,9 @@ class HttpApp:
                 )
         except OSError:
             pass  # the client left
+        except _ShutDown:
+            # returned unfinished: the server cuts the connection, which tells the client so
+            LOG.warning("server shutting down: the rest of the response to %s cut", path)
         finally:
             self._close_after(pending, answer.response, path)
 
@@ -436,8 +462,8 @@ class HttpApp:
             counted = pending is not None and not pending.cancelled() and pending.exception() is not None
             try:
                 self._in_thread(asyncio.get_running_loop(), close_response, counted, queue_anyway=True)
-            except RuntimeError:
-                LOG.warning("could not close a response body: no thread to close it in")
+            except (_ShutDown, RuntimeError):
+                LOG.warning("could not close the response body to %s: no thread to close it in", path)
 
         if pending is not None and not pending.done():
             pending.add_done_callback(close)
@@ -466,8 +492,15 @@ class HttpApp:
         await send({"type": "http.response.start", "status": status.value, "headers": headers})
         await self._send_last(send, started, status.value, {"type": "http.response.body", "body": text})
 
+    def start(self) -> None:
+        """Serve again after :meth:`shutdown` (a lifespan startup), in a new pool started with the next
+        request."""
+        self._stopped = False
+
     def shutdown(self) -> None:
-        """Stop the pool once the requests in it are done; do not wait for them."""
+        """Stop the pool once the requests in it are done; do not wait for them. Until :meth:`start`, start
+        no other (see the class)."""
+        self._stopped = True
         if self._pool is not None:
             self._pool.stop()
             self._pool = None
