@@ -973,16 +973,27 @@ async def test_past_http_queue_a_request_gets_503_at_once(serve):
         return "done"
 
     server = serve(busy, http_threads=1, http_queue=1)
+    queued = threading.Event()
+
+    def listen_for_a_waiting_job(pool):
+        # the pool has no event for a job that waits for a thread: its submit says so, and the test listens
+        submit = pool.submit
+
+        def submit_and_tell(*args, **kwargs):
+            waits = submit(*args, **kwargs)
+            if waits:
+                queued.set()
+            return waits
+
+        pool.submit = submit_and_tell
 
     def clients():
         with ThreadPoolExecutor(2) as executor:
             first = executor.submit(fetch, server, "GET", "/busy")
             running.wait()
+            listen_for_a_waiting_job(server.app.http.pool)  # under ASGI, the first request started the pool
             second = executor.submit(fetch, server, "GET", "/busy")
-            pool = server.app.http.pool
-            deadline = time.monotonic() + TIMEOUT
-            while pool.waiting < 1 and time.monotonic() < deadline:
-                time.sleep(0.001)  # paces the polling of the pool: it has no event for a waiting job
+            assert queued.wait(TIMEOUT)
             started = time.monotonic()
             refused = fetch(server, "GET", "/busy")
             refused_in = time.monotonic() - started
