@@ -13,10 +13,12 @@ import types
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
-__all__ = ["run_eagerly"]
+__all__ = ["RETURNED", "resume", "run_eagerly"]
 
-_RETURNED = object()
-"""What stepping a coroutine gives once it has returned (it yields anything else, ``None`` included)."""
+RETURNED = object()
+"""What stepping a coroutine gives once it has returned (it yields anything else, ``None`` included):
+``next(coroutine.__await__(), RETURNED)`` is the first step :func:`run_eagerly` takes, for a caller that
+takes it itself, a call fewer per coroutine."""
 
 
 def run_eagerly(coroutine: Awaitable[None]) -> Awaitable[None] | None:
@@ -36,14 +38,16 @@ def run_eagerly(coroutine: Awaitable[None]) -> Awaitable[None] | None:
         return coroutine
     # stepped as an iterator with a default: a coroutine that returns (most sends) makes no StopIteration
     # to raise and catch, where ``coroutine.send(None)`` does: some 800 instructions less per message sent
-    waiting = next(coroutine.__await__(), _RETURNED)
-    if waiting is _RETURNED:
+    waiting = next(coroutine.__await__(), RETURNED)
+    if waiting is RETURNED:
         return None
-    return _resumed(coroutine, waiting)
+    return resume(coroutine, waiting)
 
 
 @types.coroutine
-def _resumed(coroutine: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
+def resume(coroutine: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
+    """The rest of a native ``coroutine`` that waits on ``waiting`` after its first step (see
+    :data:`RETURNED`), for a task to await: it goes on from where it waits, and raises what it raises."""
     # what ``await coroutine`` does (PEP 380's ``yield from``), taken up where the coroutine first waited:
     # what it waits on goes up to the task, and what the task sends or throws goes down to it
     while True:

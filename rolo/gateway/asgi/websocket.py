@@ -22,6 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from sys import getsizeof
+from types import CoroutineType
 from typing import Any
 
 from rolo.settings import ServerSettings
@@ -33,7 +34,7 @@ from rolo.websocket.host import NO_THREAD, WebSocketHost
 from rolo.websocket.threaded import ThreadedWebSocketAdapter
 from rolo.websocket.turns import BatchedCalls, HandlerTurns
 
-from .eager import run_eagerly
+from .eager import RETURNED, resume, run_eagerly
 from .environ import environ_for
 
 __all__ = ["AsgiConnection", "WebSocketApp"]
@@ -164,30 +165,37 @@ class AsgiConnection:
     def send(self, messages: list[Message]) -> None:
         if self._closing or self.gone:
             return
-        send = self._send
         for message in messages:
             event: dict[str, Any]
             if isinstance(message, TextMessage):
                 event = {"type": "websocket.send", "text": message.data}
             else:
                 event = {"type": "websocket.send", "bytes": message.data}
-            size = len(message.data) + _EVENT_SIZE
-            if self._sending is not None or self._outgoing:
-                self._queue(event, size)  # behind one the server makes wait
+            if self._outgoing:  # behind one the server makes wait (a task is sending it)
+                self._queue(event, len(message.data) + _EVENT_SIZE)
+                self._pause_writing_if_full()
                 continue
-            # nothing ahead of it: sent at once, without the queue's bookkeeping (what _send_queued does)
+            # nothing ahead of it: sent at once, without the queue's bookkeeping (what _send_queued does),
+            # and run_eagerly's step taken here, a call fewer per message
             try:
-                rest = run_eagerly(send(event))
+                sending = self._send(event)
+                if type(sending) is CoroutineType:
+                    waiting = next(sending.__await__(), RETURNED)
+                    if waiting is RETURNED:
+                        continue
+                    rest: Awaitable[None] | None = resume(sending, waiting)
+                else:
+                    rest = run_eagerly(sending)  # not a native coroutine
             except Exception as error:
                 self._send_failed(error)
                 return
-            if rest is not None:
-                self._outgoing.append((event, size))
-                self._outgoing_bytes += size
-                self._sending = asyncio.ensure_future(self._finish_sending(rest))
-        if self._outgoing_bytes > self._write_high_water and not self._writing_paused:
-            self._writing_paused = True
-            self.adapter.on_pause_writing()
+            if rest is None:
+                continue
+            size = len(message.data) + _EVENT_SIZE
+            self._outgoing.append((event, size))
+            self._outgoing_bytes += size
+            self._sending = asyncio.ensure_future(self._finish_sending(rest))
+            self._pause_writing_if_full()
 
     def close(self, code: int, reason: str | None) -> None:
         if self._closing or self.gone:
@@ -259,6 +267,12 @@ class AsgiConnection:
         self._outgoing_bytes += size
         if self._sending is None:
             self._send_queued()
+
+    def _pause_writing_if_full(self) -> None:
+        """Hold the handler's sends while the messages waiting for the server exceed the high-water mark."""
+        if self._outgoing_bytes > self._write_high_water and not self._writing_paused:
+            self._writing_paused = True
+            self.adapter.on_pause_writing()
 
     def _send_queued(self) -> None:
         """Send the queued messages in order, each at once, until one has to wait: a task finishes that
