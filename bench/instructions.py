@@ -46,8 +46,9 @@ SLOWDOWN = 100
 """How many times slower than natively a Python server runs under callgrind, roughly: the time bounds of
 rolo's handler turns are stretched as much (see ``bench.servers``)."""
 
-# the threads take turns in the order they asked for the CPU (--fair-sched), which steadies the count
-VALGRIND = ("valgrind", "-q", "--tool=callgrind", "--fair-sched=yes", "--instr-atstart=no")
+# the threads take turns in the order they asked for the CPU (--fair-sched), which steadies the count; rolo
+# runs a thread per WebSocket handler, more than valgrind's default bound of 500 at 1,000 connections
+VALGRIND = ("valgrind", "-q", "--tool=callgrind", "--fair-sched=yes", "--instr-atstart=no", "--max-threads=5000")
 
 
 def callgrind_control(option: str, pid: int) -> None:
