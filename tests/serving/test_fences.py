@@ -3,9 +3,12 @@ in use with the versions tested (a fallback taken silently would only cost time)
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 import select
 import socket
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -59,6 +62,7 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _autobahn._TAKE_PARSED
     assert _twisted._READ_INTO
     assert _twisted._DIRECT_DISPATCH
+    assert _twisted._WAKE_BY_PIPE
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
     assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows
     assert autobahn.websocket.protocol.hltype is _autobahn._hltype_once
@@ -573,6 +577,46 @@ async def test_a_call_after_the_poll_interrupted_leaves_the_calls_behind_it_to_r
         assert _twisted.call_after_poll(reactor, call)
     await done.addTimeout(10, reactor)
     assert ran == ["interrupted", "behind"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_from_threads_run_on_the_reactor_in_order():
+    call_from_thread = _twisted.call_from_thread(reactor)
+    assert call_from_thread != reactor.callFromThread  # the fast path, with the versions tested
+    reactor_thread = threading.get_ident()
+    ran: list[tuple[int, bool]] = []
+    done: Deferred[None] = Deferred()
+
+    def make_calls() -> None:
+        for number in range(1000):
+            call_from_thread(lambda number=number: ran.append((number, threading.get_ident() == reactor_thread)))
+        call_from_thread(lambda: done.callback(None))
+
+    await in_thread(make_calls)
+    await done.addTimeout(10, reactor)
+    assert ran == [(number, True) for number in range(1000)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_from_a_thread_finds_the_waker_pipe_full_and_still_runs():
+    # filled here, on the reactor's thread, so that the reactor cannot read it meanwhile: the wake-up's
+    # write fails with EAGAIN, which says the reactor has wake-ups to read already
+    for size in (4096, 1):  # a write of up to 4 KiB is all or nothing: the last bytes one at a time
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(reactor.waker.o, b"x" * size)
+    done: Deferred[str] = Deferred()
+    _twisted.call_from_thread(reactor)(lambda: done.callback("ran"))
+    assert await done.addTimeout(10, reactor) == "ran"
+
+
+def test_a_reactor_that_wakes_otherwise_calls_from_threads_its_own_way():
+    class Reactor:
+        def callFromThread(self, call):
+            pass
+
+    other = Reactor()
+    assert _twisted.call_from_thread(other) == other.callFromThread
 
 
 def test_a_poll_that_names_more_than_the_one_tested_is_kept():
