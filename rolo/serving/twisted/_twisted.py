@@ -55,7 +55,13 @@ changed, rolo takes the public path instead, which is slower but right:
   reactor, or one whose ``doPoll`` names anything it did not (:func:`poll_is_known`), is left as it is.
   Its poll then also runs the calls :func:`call_after_poll` was given once it has handled its events,
   where ``reactor.callLater(0, …)`` would have each wait in the reactor's heap of timed calls; without
-  it, the caller makes that timed call.
+  it, the caller makes that timed call. The poll reads the pipe of the reactor's ``_UnixWaker`` itself
+  when it is ready to read, as its ``doRead`` does (``fdesc.readFromFD``, 8 KiB at most), rather than
+  through ``_doReadOrWrite`` and two calls more; where the waker's ``doRead`` names anything else, or
+  the read fails otherwise than with ``EAGAIN``, the waker reads it. And the reactor's ``timeout``
+  (``ReactorBase.timeout``, reading ``_pendingTimedCalls``) is one without its calls of ``min`` and
+  ``max``, unless it names anything else: with Twisted Web's timer that updates the log's date every
+  second, every turn of the reactor makes them.
 - :func:`call_from_thread` is ``reactor.callFromThread`` for calls without arguments, which writes the byte
   that wakes the reactor itself (to the pipe of Twisted's ``_UnixWaker``, its ``o``), as the waker's
   ``wakeUp`` does, without the retry helper it reaches through a deprecated module's proxy: at one
@@ -76,7 +82,7 @@ from collections.abc import Callable, Sequence
 from types import MethodType
 from typing import Any, TypeVar, cast
 
-from twisted.internet import abstract, base, epollreactor, main, tcp, unix
+from twisted.internet import abstract, base, epollreactor, fdesc, main, tcp, unix
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import globalLogBeginner
 from twisted.python import log
@@ -447,6 +453,41 @@ def poll_is_known(do_poll: Callable[..., Any]) -> bool:
 _DIRECT_DISPATCH = poll_is_known(epollreactor.EPollReactor.doPoll)
 
 
+def _unix_waker() -> Any:
+    """Twisted's ``_UnixWaker`` class, ``None`` where there is none."""
+    try:
+        from twisted.internet._signals import _UnixWaker
+    except ImportError:
+        return None
+    return _UnixWaker
+
+
+_UnixWaker = _unix_waker()
+
+# _FDWaker.doRead reads the pipe through fdesc.readFromFD, which reads up to 8 KiB and ignores EAGAIN
+_READ_WAKER = (
+    _UnixWaker is not None
+    and _names(_UnixWaker.doRead) == {"fdesc", "readFromFD", "fileno"}
+    and {"read", "EAGAIN", "EINTR"} <= _names(fdesc.readFromFD)
+)
+
+# ReactorBase.timeout: the time to the first timed call once the new ones are in the heap, in [0, 2147483]
+_TIMEOUT_KNOWN = _names(base.ReactorBase.timeout) == {
+    "_insertNewDelayedCalls",
+    "_pendingTimedCalls",
+    "time",
+    "seconds",
+    "max",
+    "min",
+}
+
+_EPOLLIN = epollreactor.EPOLLIN
+
+_LONGEST_POLL = 2147483
+"""The longest a poll waits, in seconds, as ``ReactorBase.timeout`` bounds it (epoll_wait takes
+milliseconds as a C ``int``)."""
+
+
 def dispatch_directly(reactor: Any) -> bool:
     """Have an epoll ``reactor`` handle each I/O event without a legacy log context around it (see the
     module's docstring); whether it does. Call it on the reactor's thread, before or while it runs."""
@@ -459,19 +500,23 @@ def dispatch_directly(reactor: Any) -> bool:
     if "doIteration" not in vars(reactor):
         vars(reactor)[_AFTER_POLL] = []
         vars(reactor)["doIteration"] = MethodType(_do_poll, reactor)  # the instance's, before its class's
+        if _TIMEOUT_KNOWN and type(reactor).timeout is base.ReactorBase.timeout:
+            vars(reactor)["timeout"] = MethodType(_timeout, reactor)
     return True
 
 
-def _unix_waker() -> Any:
-    """Twisted's ``_UnixWaker`` class, ``None`` where there is none."""
-    try:
-        from twisted.internet._signals import _UnixWaker
-    except ImportError:
+def _timeout(reactor: Any) -> float | None:
+    # ReactorBase.timeout, without its calls of min and max: a microsecond for every turn of the reactor
+    reactor._insertNewDelayedCalls()
+    pending = reactor._pendingTimedCalls
+    if not pending:
         return None
-    return _UnixWaker
+    delay = pending[0].time - reactor.seconds()
+    if delay <= 0:
+        return 0
+    return delay if delay < _LONGEST_POLL else _LONGEST_POLL
 
 
-_UnixWaker = _unix_waker()
 
 # ReactorBase.callFromThread appends (f, args, kwargs) to threadCallQueue and calls wakeUp, which calls the
 # waker's; _UnixWaker.wakeUp writes a byte to its pipe's end ``o`` unless it is None, ignoring EAGAIN
@@ -548,10 +593,21 @@ def _do_poll(reactor: Any, timeout: float | None) -> None:
         raise
     selectables = reactor._selectables
     handle = reactor._doReadOrWrite
+    waker = reactor.waker if _READ_WAKER else None
     for fd, event in events:
         selectable = selectables.get(fd)
         if selectable is None:
             continue
+        if selectable is waker and type(waker) is _UnixWaker and event == _EPOLLIN:
+            # a handler's wake-up (call_from_thread): the pipe read as the waker's doRead reads it,
+            # without the three calls between. An error other than EAGAIN goes the waker's way below
+            try:
+                os.read(fd, 8192)
+                continue
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                pass
         try:
             handle(selectable, fd, event)
         except KeyboardInterrupt:
