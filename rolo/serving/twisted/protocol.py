@@ -461,7 +461,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             return False
         finally:
             if start:
-                self.data = data[start:]
+                # a read used up by whole frames, the commonest, leaves the empty bytes without a slice
+                self.data = data[start:] if start < received else b""
 
     def take_data(self, opcode: int, fin: bool, payload: bytes) -> bool:
         """Take a data frame's payload (unmasked): deliver a message it ends; ``False`` if it fails the
