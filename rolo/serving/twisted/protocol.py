@@ -370,7 +370,6 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         is held, or the turn's frames are done."""
         data = self.data
         start = 0
-        max_size = self.maxMessagePayloadSize
         small = self.small_payload_limit  # the longest payload of the frames read below without read_frame
         received = len(data)
         try:
@@ -430,7 +429,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                 if opcode == _PING:
                     if not first & FIN or end - payload_start > 125:
                         return True
-                elif 0 < max_size < end - payload_start + len(self.fragments or b""):
+                elif 0 < (max_size := self.maxMessagePayloadSize) < end - payload_start + len(self.fragments or b""):
                     if self.fragments is None:
                         return True  # Autobahn closes with 1009
                     fail_connection(self, CloseCode.MESSAGE_TOO_BIG, f"a message over {max_size} bytes")
