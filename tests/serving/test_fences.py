@@ -64,6 +64,7 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _twisted._DIRECT_DISPATCH
     assert _twisted._WAKE_BY_PIPE
     assert _twisted._READ_WAKER
+    assert _twisted._READ_ALONE
     assert _twisted._TIMEOUT_KNOWN
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
     assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows

@@ -58,7 +58,10 @@ changed, rolo takes the public path instead, which is slower but right:
   it, the caller makes that timed call. The poll reads the pipe of the reactor's ``_UnixWaker`` itself
   when it is ready to read, as its ``doRead`` does (``fdesc.readFromFD``, 8 KiB at most), rather than
   through ``_doReadOrWrite`` and two calls more; where the waker's ``doRead`` names anything else, or
-  the read fails otherwise than with ``EAGAIN``, the waker reads it. And the reactor's ``timeout``
+  the read fails otherwise than with ``EAGAIN``, the waker reads it. It takes an event that is a read
+  alone (the commonest) as ``_doReadOrWrite`` (``_PollLikeMixin``'s) does, reading ``_NO_FILEDESC``
+  and calling ``_disconnectSelectable``, without its call and its tests of the other events; where
+  ``_doReadOrWrite`` names anything else, it calls it. And the reactor's ``timeout``
   (``ReactorBase.timeout``, reading ``_pendingTimedCalls``) is one without its calls of ``min`` and
   ``max``, unless it names anything else: with Twisted Web's timer that updates the log's date every
   second, every turn of the reactor makes them.
@@ -82,7 +85,7 @@ from collections.abc import Callable, Sequence
 from types import MethodType
 from typing import Any, TypeVar, cast
 
-from twisted.internet import abstract, base, epollreactor, fdesc, main, tcp, unix
+from twisted.internet import abstract, base, epollreactor, fdesc, main, posixbase, tcp, unix
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import globalLogBeginner
 from twisted.python import log
@@ -483,6 +486,29 @@ _TIMEOUT_KNOWN = _names(base.ReactorBase.timeout) == {
 
 _EPOLLIN = epollreactor.EPOLLIN
 
+_DO_READ_OR_WRITE = getattr(getattr(posixbase, "_PollLikeMixin", None), "_doReadOrWrite", None)
+
+# _PollLikeMixin._doReadOrWrite: for an event that is a read alone, checks fileno() against -1 (then
+# _NO_FILEDESC), calls doRead, logs what raises (log.err), and disconnects for a reason returned or raised
+_READ_ALONE = _names(_DO_READ_OR_WRITE) == {
+    "_POLL_DISCONNECTED",
+    "_POLL_IN",
+    "_reads",
+    "CONNECTION_DONE",
+    "CONNECTION_LOST",
+    "fileno",
+    "_NO_FILEDESC",
+    "doRead",
+    "_POLL_OUT",
+    "doWrite",
+    "BaseException",
+    "sys",
+    "exc_info",
+    "log",
+    "err",
+    "_disconnectSelectable",
+} and isinstance(getattr(posixbase, "_NO_FILEDESC", None), BaseException)
+
 _LONGEST_POLL = 2147483
 """The longest a poll waits, in seconds, as ``ReactorBase.timeout`` bounds it (epoll_wait takes
 milliseconds as a C ``int``)."""
@@ -594,6 +620,7 @@ def _do_poll(reactor: Any, timeout: float | None) -> None:
     selectables = reactor._selectables
     handle = reactor._doReadOrWrite
     waker = reactor.waker if _READ_WAKER else None
+    read_alone = _READ_ALONE and type(reactor)._doReadOrWrite is _DO_READ_OR_WRITE
     for fd, event in events:
         selectable = selectables.get(fd)
         if selectable is None:
@@ -609,7 +636,24 @@ def _do_poll(reactor: Any, timeout: float | None) -> None:
             except OSError:
                 pass
         try:
-            handle(selectable, fd, event)
+            if event != _EPOLLIN or not read_alone:
+                handle(selectable, fd, event)
+                continue
+            # a read alone, the commonest event, as _doReadOrWrite takes it, without its call and the
+            # tests of the other events
+            why: Any = None
+            reading = False
+            try:
+                if selectable.fileno() == -1:
+                    why = posixbase._NO_FILEDESC
+                else:
+                    why = selectable.doRead()
+                    reading = True
+            except BaseException as error:
+                why = error
+                log.err()
+            if why:
+                reactor._disconnectSelectable(selectable, why, reading)
         except KeyboardInterrupt:
             raise
         except BaseException:  # as log.callWithLogger: what escapes is logged under the connection's name
