@@ -3,9 +3,12 @@ in use with the versions tested (a fallback taken silently would only cost time)
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 import select
 import socket
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,7 +19,7 @@ import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionRequest
-from twisted.internet import reactor
+from twisted.internet import base, epollreactor, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
@@ -59,6 +62,10 @@ def test_the_fast_paths_are_in_use_with_the_versions_tested():
     assert _autobahn._TAKE_PARSED
     assert _twisted._READ_INTO
     assert _twisted._DIRECT_DISPATCH
+    assert _twisted._WAKE_BY_PIPE
+    assert _twisted._READ_WAKER
+    assert _twisted._READ_ALONE
+    assert _twisted._TIMEOUT_KNOWN
     assert "_sendAutoPing" in vars(_autobahn.ProtocolInternals)
     assert autobahn.util.hl("plain") == "plain"  # no colours for debug lines nobody shows
     assert autobahn.websocket.protocol.hltype is _autobahn._hltype_once
@@ -573,6 +580,78 @@ async def test_a_call_after_the_poll_interrupted_leaves_the_calls_behind_it_to_r
         assert _twisted.call_after_poll(reactor, call)
     await done.addTimeout(10, reactor)
     assert ran == ["interrupted", "behind"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_from_threads_run_on_the_reactor_in_order():
+    call_from_thread = _twisted.call_from_thread(reactor)
+    assert call_from_thread != reactor.callFromThread  # the fast path, with the versions tested
+    reactor_thread = threading.get_ident()
+    ran: list[tuple[int, bool]] = []
+    done: Deferred[None] = Deferred()
+
+    def make_calls() -> None:
+        for number in range(1000):
+            call_from_thread(lambda number=number: ran.append((number, threading.get_ident() == reactor_thread)))
+        call_from_thread(lambda: done.callback(None))
+
+    await in_thread(make_calls)
+    await done.addTimeout(10, reactor)
+    assert ran == [(number, True) for number in range(1000)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_from_a_thread_finds_the_waker_pipe_full_and_still_runs():
+    # filled here, on the reactor's thread, so that the reactor cannot read it meanwhile: the wake-up's
+    # write fails with EAGAIN, which says the reactor has wake-ups to read already
+    for size in (4096, 1):  # a write of up to 4 KiB is all or nothing: the last bytes one at a time
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(reactor.waker.o, b"x" * size)
+    done: Deferred[str] = Deferred()
+    _twisted.call_from_thread(reactor)(lambda: done.callback("ran"))
+    assert await done.addTimeout(10, reactor) == "ran"
+
+
+@pytest.mark.parametrize(("delay", "elapsed"), [(None, 0.0), (1.0, 6.0), (0.0, 0.0), (3.5, 0.0), (1e10, 0.0)])
+def test_the_reactors_timeout_without_min_and_max_is_twisteds(delay, elapsed):
+    other = epollreactor.EPollReactor()  # never run: its clock is set below
+    try:
+        other.seconds = lambda: 1000.0
+        if delay is not None:
+            other.callLater(delay, lambda: None)
+        other.seconds = lambda: 1000.0 + elapsed
+        ours = _twisted._timeout(other)
+        assert ours == base.ReactorBase.timeout(other)
+        assert type(ours) is type(base.ReactorBase.timeout(other))
+    finally:
+        other.waker.connectionLost(None)
+        other._poller.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_poll_reads_the_wakers_pipe_and_the_reactor_sleeps_again():
+    assert _twisted.dispatch_directly(reactor)  # what a TwistedGateway's start does
+    assert "timeout" in vars(reactor)
+    # each wake-up read (8 KiB at most at a time: a test before may have filled the pipe), or the pipe
+    # would stay readable and the poll never wait
+    for _ in range(20):
+        done: Deferred[None] = Deferred()
+        await in_thread(lambda done=done: _twisted.call_from_thread(reactor)(lambda: done.callback(None)))
+        await done.addTimeout(10, reactor)
+        readable, _, _ = select.select([reactor.waker.i], [], [], 0)
+        if not readable:
+            break
+    assert not readable
+
+
+def test_a_reactor_that_wakes_otherwise_calls_from_threads_its_own_way():
+    class Reactor:
+        def callFromThread(self, call):
+            pass
+
+    other = Reactor()
+    assert _twisted.call_from_thread(other) == other.callFromThread
 
 
 def test_a_poll_that_names_more_than_the_one_tested_is_kept():

@@ -19,6 +19,14 @@ def test_unmask_is_autobahns_masker(payload, mask):
     assert unmask(payload, mask) == create_xor_masker(mask, len(payload)).process(payload)
 
 
+def test_unmask_is_autobahns_masker_at_every_length_around_its_tables():
+    # up to 128 bytes the mask is repeated by a multiplication and cut to the length; beyond, by bytes
+    mask = b"\xff\x80\x01\x7e"
+    for length in range(140):
+        payload = bytes((7 * i + 3) % 256 for i in range(length))
+        assert unmask(payload, mask) == create_xor_masker(mask, length).process(payload), length
+
+
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 0xFFFF, 0x10000])
 @pytest.mark.parametrize(("opcode", "fin"), [(0x1, True), (0x2, True), (0x0, False), (0x9, True), (0x2, False)])
 def test_a_masked_frame_is_read(opcode, fin, length):

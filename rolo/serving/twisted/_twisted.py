@@ -55,7 +55,22 @@ changed, rolo takes the public path instead, which is slower but right:
   reactor, or one whose ``doPoll`` names anything it did not (:func:`poll_is_known`), is left as it is.
   Its poll then also runs the calls :func:`call_after_poll` was given once it has handled its events,
   where ``reactor.callLater(0, …)`` would have each wait in the reactor's heap of timed calls; without
-  it, the caller makes that timed call.
+  it, the caller makes that timed call. The poll reads the pipe of the reactor's ``_UnixWaker`` itself
+  when it is ready to read, as its ``doRead`` does (``fdesc.readFromFD``, 8 KiB at most), rather than
+  through ``_doReadOrWrite`` and two calls more; where the waker's ``doRead`` names anything else, or
+  the read fails otherwise than with ``EAGAIN``, the waker reads it. It takes an event that is a read
+  alone (the commonest) as ``_doReadOrWrite`` (``_PollLikeMixin``'s) does, reading ``_NO_FILEDESC``
+  and calling ``_disconnectSelectable``, without its call and its tests of the other events; where
+  ``_doReadOrWrite`` names anything else, it calls it. And the reactor's ``timeout``
+  (``ReactorBase.timeout``, reading ``_pendingTimedCalls``) is one without its calls of ``min`` and
+  ``max``, unless it names anything else: with Twisted Web's timer that updates the log's date every
+  second, every turn of the reactor makes them.
+- :func:`call_from_thread` is ``reactor.callFromThread`` for calls without arguments, which writes the byte
+  that wakes the reactor itself (to the pipe of Twisted's ``_UnixWaker``, its ``o``), as the waker's
+  ``wakeUp`` does, without the retry helper it reaches through a deprecated module's proxy: at one
+  connection, a fifth of what a handler's send costs the handler's thread. It puts the call into the
+  reactor's ``threadCallQueue`` as ``callFromThread`` does. A reactor whose ``callFromThread`` or
+  ``wakeUp`` is not ``ReactorBase``'s, or a waker of another kind, takes the public path.
 - :func:`logging_began` reads whether ``globalLogBeginner`` still holds its buffer for the events logged
   before logging began (``_temporaryObserver``); without it, rolo's records go both to Twisted's log and
   to standard error, so that none is lost.
@@ -64,12 +79,13 @@ changed, rolo takes the public path instead, which is slower but right:
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from collections.abc import Callable, Sequence
 from types import MethodType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from twisted.internet import abstract, epollreactor, main, tcp, unix
+from twisted.internet import abstract, base, epollreactor, fdesc, main, posixbase, tcp, unix
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import globalLogBeginner
 from twisted.python import log
@@ -79,6 +95,7 @@ __all__ = [
     "BadRequestHeard",
     "adopt_unix_port",
     "call_after_poll",
+    "call_from_thread",
     "collect_head",
     "dispatch_directly",
     "forget_exit_signal",
@@ -439,6 +456,64 @@ def poll_is_known(do_poll: Callable[..., Any]) -> bool:
 _DIRECT_DISPATCH = poll_is_known(epollreactor.EPollReactor.doPoll)
 
 
+def _unix_waker() -> Any:
+    """Twisted's ``_UnixWaker`` class, ``None`` where there is none."""
+    try:
+        from twisted.internet._signals import _UnixWaker
+    except ImportError:
+        return None
+    return _UnixWaker
+
+
+_UnixWaker = _unix_waker()
+
+# _FDWaker.doRead reads the pipe through fdesc.readFromFD, which reads up to 8 KiB and ignores EAGAIN
+_READ_WAKER = (
+    _UnixWaker is not None
+    and _names(_UnixWaker.doRead) == {"fdesc", "readFromFD", "fileno"}
+    and {"read", "EAGAIN", "EINTR"} <= _names(fdesc.readFromFD)
+)
+
+# ReactorBase.timeout: the time to the first timed call once the new ones are in the heap, in [0, 2147483]
+_TIMEOUT_KNOWN = _names(base.ReactorBase.timeout) == {
+    "_insertNewDelayedCalls",
+    "_pendingTimedCalls",
+    "time",
+    "seconds",
+    "max",
+    "min",
+}
+
+_EPOLLIN = epollreactor.EPOLLIN
+
+_DO_READ_OR_WRITE = getattr(getattr(posixbase, "_PollLikeMixin", None), "_doReadOrWrite", None)
+
+# _PollLikeMixin._doReadOrWrite: for an event that is a read alone, checks fileno() against -1 (then
+# _NO_FILEDESC), calls doRead, logs what raises (log.err), and disconnects for a reason returned or raised
+_READ_ALONE = _names(_DO_READ_OR_WRITE) == {
+    "_POLL_DISCONNECTED",
+    "_POLL_IN",
+    "_reads",
+    "CONNECTION_DONE",
+    "CONNECTION_LOST",
+    "fileno",
+    "_NO_FILEDESC",
+    "doRead",
+    "_POLL_OUT",
+    "doWrite",
+    "BaseException",
+    "sys",
+    "exc_info",
+    "log",
+    "err",
+    "_disconnectSelectable",
+} and isinstance(getattr(posixbase, "_NO_FILEDESC", None), BaseException)
+
+_LONGEST_POLL = 2147483
+"""The longest a poll waits, in seconds, as ``ReactorBase.timeout`` bounds it (epoll_wait takes
+milliseconds as a C ``int``)."""
+
+
 def dispatch_directly(reactor: Any) -> bool:
     """Have an epoll ``reactor`` handle each I/O event without a legacy log context around it (see the
     module's docstring); whether it does. Call it on the reactor's thread, before or while it runs."""
@@ -451,7 +526,64 @@ def dispatch_directly(reactor: Any) -> bool:
     if "doIteration" not in vars(reactor):
         vars(reactor)[_AFTER_POLL] = []
         vars(reactor)["doIteration"] = MethodType(_do_poll, reactor)  # the instance's, before its class's
+        if _TIMEOUT_KNOWN and type(reactor).timeout is base.ReactorBase.timeout:
+            vars(reactor)["timeout"] = MethodType(_timeout, reactor)
     return True
+
+
+def _timeout(reactor: Any) -> float | None:
+    # ReactorBase.timeout, without its calls of min and max: a microsecond for every turn of the reactor
+    reactor._insertNewDelayedCalls()
+    pending = reactor._pendingTimedCalls
+    if not pending:
+        return None
+    delay = pending[0].time - reactor.seconds()
+    if delay <= 0:
+        return 0
+    return delay if delay < _LONGEST_POLL else _LONGEST_POLL
+
+
+
+# ReactorBase.callFromThread appends (f, args, kwargs) to threadCallQueue and calls wakeUp, which calls the
+# waker's; _UnixWaker.wakeUp writes a byte to its pipe's end ``o`` unless it is None, ignoring EAGAIN
+_WAKE_BY_PIPE = (
+    _UnixWaker is not None
+    and {"threadCallQueue", "wakeUp"} <= _names(base.ReactorBase.callFromThread)
+    and {"o", "write", "EAGAIN"} <= _names(_UnixWaker.wakeUp)
+)
+
+_NO_KEYWORDS: dict[str, Any] = {}
+"""The keyword arguments of every call :func:`call_from_thread` queues: the reactor only unpacks them."""
+
+
+def call_from_thread(reactor: Any) -> Callable[[Callable[[], object]], None]:
+    """``reactor.callFromThread`` for calls without arguments (see the module's docstring): puts the call
+    into the reactor's queue and wakes it, from any thread; ``reactor.callFromThread`` itself where the
+    fast path does not apply."""
+    if not (
+        _WAKE_BY_PIPE
+        and type(reactor).callFromThread is base.ReactorBase.callFromThread
+        and type(reactor).wakeUp is base.ReactorBase.wakeUp
+        and isinstance(getattr(reactor, "threadCallQueue", None), list)
+    ):
+        return cast("Callable[[Callable[[], object]], None]", reactor.callFromThread)
+    write = os.write
+
+    def call_from_thread(call: Callable[[], object]) -> None:
+        reactor.threadCallQueue.append((call, (), _NO_KEYWORDS))
+        waker = reactor.waker
+        if type(waker) is not _UnixWaker:
+            if waker:  # as ReactorBase.wakeUp: none while the reactor does not run
+                waker.wakeUp()
+            return
+        pipe = waker.o
+        if pipe is not None:
+            try:
+                write(pipe, b"x")
+            except BlockingIOError:  # the pipe is full of wake-ups the reactor has not read: it wakes anyway
+                pass
+
+    return call_from_thread
 
 
 _AFTER_POLL = "_rolo_after_poll"
@@ -487,12 +619,41 @@ def _do_poll(reactor: Any, timeout: float | None) -> None:
         raise
     selectables = reactor._selectables
     handle = reactor._doReadOrWrite
+    waker = reactor.waker if _READ_WAKER else None
+    read_alone = _READ_ALONE and type(reactor)._doReadOrWrite is _DO_READ_OR_WRITE
     for fd, event in events:
         selectable = selectables.get(fd)
         if selectable is None:
             continue
+        if selectable is waker and type(waker) is _UnixWaker and event == _EPOLLIN:
+            # a handler's wake-up (call_from_thread): the pipe read as the waker's doRead reads it,
+            # without the three calls between. An error other than EAGAIN goes the waker's way below
+            try:
+                os.read(fd, 8192)
+                continue
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                pass
         try:
-            handle(selectable, fd, event)
+            if event != _EPOLLIN or not read_alone:
+                handle(selectable, fd, event)
+                continue
+            # a read alone, the commonest event, as _doReadOrWrite takes it, without its call and the
+            # tests of the other events
+            why: Any = None
+            reading = False
+            try:
+                if selectable.fileno() == -1:
+                    why = posixbase._NO_FILEDESC
+                else:
+                    why = selectable.doRead()
+                    reading = True
+            except BaseException as error:
+                why = error
+                log.err()
+            if why:
+                reactor._disconnectSelectable(selectable, why, reading)
         except KeyboardInterrupt:
             raise
         except BaseException:  # as log.callWithLogger: what escapes is logged under the connection's name

@@ -97,6 +97,8 @@ def build_factory(host: WebSocketHost, settings: TwistedSettings, reactor: Any) 
     # line on every connection, logged or not (a fifth of what opening one cost): with the options on the
     # class, it has nothing to list
     attributes: dict[str, Any] = {"host": host, "clock": reactor, "CONFIG_ATTRS": ()}
+    max_size = settings.max_message_size
+    attributes["small_payload_limit"] = 125 if max_size <= 0 else min(125, max_size)
     for name in GatewayWebSocketProtocol.CONFIG_ATTRS:
         value = getattr(factory, name)
         # a function on the class would be bound to the protocol, and called with it as first argument
@@ -196,6 +198,11 @@ class GatewayWebSocketProtocol(ProtocolInternals):
     incoming_filled = 0
     incoming_head: tuple[int, bytes] = (0, b"")
     fragments_binary = False
+    small_payload_limit = 125
+    """The longest payload of a whole message that :meth:`read_frames` reads without :func:`read_frame`:
+    125 bytes, the most a length in a frame's second byte says, or ``max_message_size`` if less (set by
+    :func:`build_factory`, with the limit; worked out there rather than with a call of ``min`` for every
+    read, a thousand instructions)."""
     close_received = False
     """Whether the peer's close frame came (with or without a status code)."""
     close_sent_at = 0.0
@@ -363,10 +370,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         is held, or the turn's frames are done."""
         data = self.data
         start = 0
-        max_size = self.maxMessagePayloadSize
-        # the longest payload of the frames read below without read_frame: at most 125 bytes, the most
-        # a length in the frame's second byte says, and not over max_message_size
-        small = 125 if max_size <= 0 else min(125, max_size)
+        small = self.small_payload_limit  # the longest payload of the frames read below without read_frame
         received = len(data)
         try:
             # the read is usually used up by whole frames: stopping at its end spares a call to read_frame
@@ -425,7 +429,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
                 if opcode == _PING:
                     if not first & FIN or end - payload_start > 125:
                         return True
-                elif 0 < max_size < end - payload_start + len(self.fragments or b""):
+                elif 0 < (max_size := self.maxMessagePayloadSize) < end - payload_start + len(self.fragments or b""):
                     if self.fragments is None:
                         return True  # Autobahn closes with 1009
                     fail_connection(self, CloseCode.MESSAGE_TOO_BIG, f"a message over {max_size} bytes")
@@ -456,7 +460,8 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             return False
         finally:
             if start:
-                self.data = data[start:]
+                # a read used up by whole frames, the commonest, leaves the empty bytes without a slice
+                self.data = data[start:] if start < received else b""
 
     def take_data(self, opcode: int, fin: bool, payload: bytes) -> bool:
         """Take a data frame's payload (unmasked): deliver a message it ends; ``False`` if it fails the

@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IReactorFromThreads
 from rolo.threads import HandlerCount
 from rolo.websocket import turns
 
-from ._twisted import call_after_poll
+from ._twisted import call_after_poll, call_from_thread
 
 __all__ = ["BatchedCallFromThread", "HandlerTurns", "idle_within"]
 
@@ -41,7 +41,7 @@ class BatchedCallFromThread(turns.BatchedCalls):
     """
 
     def __init__(self, reactor: IReactorFromThreads) -> None:
-        super().__init__(reactor.callFromThread)
+        super().__init__(call_from_thread(reactor))
 
 
 class HandlerTurns(turns.HandlerTurns):
