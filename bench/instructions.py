@@ -10,7 +10,12 @@ rounds, it sends one 32-byte text message on every connection and waits for ever
 instructions per message are the dump's total over ``rounds × connections``, and the median of the
 windows is the figure. With ``--load http`` the connections are HTTP/1.1 keep-alive ones, and a round sends
 ``GET /hello`` (answered with 11 bytes) on every connection, then reads every response: the figure is per
-request. The server's hash seed is fixed (``PYTHONHASHSEED=0``) so that dictionaries probe
+request. With ``--load open``, a round opens ``--connections`` new WebSocket connections to ``/echo``
+(``hold``'s ``open``), all of their handshakes under way at once, and holds them, then waits for the server to be
+idle (no CPU time in 0.5 s, read from ``/proc``), so that what an opening sets off after its
+``101`` (rolo's handler reaching its first ``receive``) is counted with it: the figure is per opened
+connection, and the connections of every round stay open to the end, as ``./dev bench --only scale``
+holds its 10,000. The server's hash seed is fixed (``PYTHONHASHSEED=0``) so that dictionaries probe
 alike from run to run; valgrind runs its threads in the order they asked for the CPU (``--fair-sched``);
 and the time rolo's reactor waits for the handlers of a turn is stretched as valgrind slows the server
 down (``BENCH_SLOWDOWN``), or every turn would end at its bound rather than when its handlers block, a
@@ -34,6 +39,7 @@ import socket
 import statistics
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from bench import loadgen
@@ -120,16 +126,53 @@ class _Http:
             connection.close()
 
 
-LOADS = {"echo": _Echo, "http": _Http}
-"""The loads, by name: what a round sends on each connection."""
+class _Open:
+    """The opening load: each round opens ``connections`` new WebSocket connections to ``/echo`` and holds
+    them (the load generator's ``hold`` mode, with room for ``rounds`` rounds)."""
+
+    def __init__(self, port: int, connections: int, rounds: int, server: Server) -> None:
+        self._connections = connections
+        self._server = server
+        self._hold = loadgen.Hold(port, 0, connections, deflate=False, more=connections * rounds)
+        self._hold.opened()
+        self.opened = connections  # none held yet: each round checks that all of its own opened
+
+    def round(self) -> int:
+        """Open ``connections`` more and wait for the server to be idle; how many opened."""
+        opened = self._hold.open(self._connections)[0]
+        _settle(self._server)
+        return opened
+
+    def close(self) -> None:
+        self._hold.close()
+
+
+def _settle(server: Server, quiet: float = 0.5, timeout: float = 120.0) -> None:
+    """Wait until ``server`` uses no CPU time for ``quiet`` seconds (at most ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    before = server.cpu_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = server.cpu_seconds()
+        if now == before:
+            return
+        before = now
+    raise RuntimeError(f"the server was still busy {timeout:.0f} s after a round")
+
+
+LOADS = {"echo": _Echo, "http": _Http, "open": _Open}
+"""The loads, by name: what a round sends on each connection (or, ``open``, how it opens them)."""
+
+PART = {"echo": "echo", "http": "http", "open": "scale"}
+"""The part of ``./dev bench`` (:data:`bench.servers.PEERS`) that a server serving each load takes part in."""
 
 
 def measure(
     kind: str, connections: int, warmup: int, rounds: int, windows: int, keep: Path | None, load: str = "echo"
 ) -> list[float]:
-    """Instructions per message (per request, for the ``http`` load) of server ``kind`` under ``load`` on
-    ``connections`` connections, in each of ``windows`` windows of ``rounds`` rounds, one after the other
-    in one server process. The windows' dumps are kept in ``keep`` if given, as
+    """Instructions per message (per request for the ``http`` load, per opened connection for ``open``)
+    of server ``kind`` under ``load`` on ``connections`` connections, in each of ``windows`` windows of
+    ``rounds`` rounds, one after the other in one server process. The windows' dumps are kept in ``keep`` if given, as
     ``KIND-LOAD-CONNECTIONS.callgrind.N``."""
     os.environ.update(PYTHONHASHSEED="0", BENCH_SLOWDOWN=str(SLOWDOWN))  # the server inherits them
     with tempfile.TemporaryDirectory(prefix="rolo-callgrind-") as directory:
@@ -137,7 +180,10 @@ def measure(
         wrapper = [*VALGRIND, f"--callgrind-out-file={out}"]
         server = Server(kind, Ports(0).next(), wrapper=wrapper, start_timeout=START_TIMEOUT)
         try:
-            clients = LOADS[load](server.port, connections)
+            if load == "open":
+                clients = _Open(server.port, connections, warmup + windows * rounds, server)
+            else:
+                clients = LOADS[load](server.port, connections)
             try:
                 if clients.opened != connections:
                     raise RuntimeError(f"{clients.opened} of {connections} connections opened on {kind}")
@@ -167,15 +213,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100, help="rounds in a window (a message per connection each)")
     parser.add_argument("--keep", type=Path, help="a directory to keep callgrind's dumps in (callgrind_annotate)")
     parser.add_argument("--windows", type=int, default=3, help="windows counted, one after the other")
-    parser.add_argument("--load", choices=sorted(LOADS), default="echo", help="WebSocket echo, or HTTP GET")
+    parser.add_argument(
+        "--load", choices=sorted(LOADS), default="echo", help="WebSocket echo, HTTP GET, or WebSocket opening"
+    )
     args = parser.parse_args()
     kinds = args.servers.split(",")
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     for kind in kinds:
-        if kind not in PEERS or args.load not in PEERS[kind].parts:
+        if kind not in PEERS or PART[args.load] not in PEERS[kind].parts:
             parser.error(f"{kind} does not serve the {args.load} benchmark")
-    unit = "request" if args.load == "http" else "message"
+    unit = {"http": "request", "open": "opened connection"}.get(args.load, "message")
     for connections in (int(count) for count in args.connections.split(",")):
         for kind in kinds:
             figures = measure(kind, connections, args.warmup, args.rounds, args.windows, args.keep, args.load)

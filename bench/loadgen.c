@@ -9,12 +9,13 @@
  *       messages per second, round-trip percentiles, its own CPU use, and the server's CPU time and
  *       context switches per message (from /proc/SERVER_PID).
  *
- *   loadgen hold PORT PATH CONNECTIONS AT_ONCE DEFLATE
+ *   loadgen hold PORT PATH CONNECTIONS AT_ONCE DEFLATE [MORE]
  *       Opens CONNECTIONS connections, at most AT_ONCE handshakes at a time, offering permessage-deflate
  *       if DEFLATE is 1, and prints "open N SECONDS NEGOTIATED CPU" (CPU: the seconds of CPU it used itself meanwhile). Then, driven by lines on stdin: "echo"
  *       sends one 32-byte text message on each (compressed, as a stored deflate block, where deflate was
- *       negotiated) and prints "answered N SECONDS" once every reply is in (or after 120 s); "close" closes
- *       them all and exits.
+ *       negotiated) and prints "answered N SECONDS" once every reply is in (or after 120 s); "open COUNT"
+ *       opens COUNT more, as many as MORE allows in all, and prints "open ..." for them as above; "close"
+ *       closes them all and exits.
  *
  *   loadgen broadcast PORT CLIENTS IN_FLIGHT WARMUP DURATION SERVER_PID
  *       Opens CLIENTS connections to /room, waits for each one's first message (the server's word that it
@@ -531,6 +532,16 @@ static void hold_reply(struct conn *c, double t) {
     all_settled = answered >= opened;
 }
 
+/* open conns[first .. first + count) and print "open N SECONDS NEGOTIATED CPU" for them; returns first + count */
+static int hold_open(int port, int first, int count, int at_once) {
+    double t = now(), cpu = own_cpu();
+    int done = open_all(port, first, count, at_once, 300), negotiated = 0;
+    for (int i = first; i < first + count; i++) negotiated += conns[i].state == OPEN && conns[i].deflate;
+    printf("open %d %.4f %d %.4f\n", done, now() - t, negotiated, own_cpu() - cpu);
+    fflush(stdout);
+    return first + count;
+}
+
 static int run_hold(int port, const char *path, int count, int at_once, int deflate) {
     static unsigned char plain[64], compressed[64];
     unsigned char text[32], stored[38];
@@ -549,19 +560,17 @@ static int run_hold(int port, const char *path, int count, int at_once, int defl
     size_t compressed_len = frame(compressed, 0xc1, stored, sizeof stored); /* RSV1: a compressed message */
     set_request(path, port, deflate);
     on_message = hold_reply;
-    double t = now(), cpu = own_cpu();
-    open_all(port, 0, count, at_once, 300);
-    int negotiated = 0;
-    for (int i = 0; i < count; i++) negotiated += conns[i].state == OPEN && conns[i].deflate;
-    printf("open %d %.4f %d %.4f\n", opened, now() - t, negotiated, own_cpu() - cpu);
-    fflush(stdout);
+    int first = hold_open(port, 0, count, at_once); /* connections opened so far, open or not: conns[0 .. first) */
     char line[64];
     while (fgets(line, sizeof line, stdin)) {
-        if (!strncmp(line, "echo", 4)) {
+        if (!strncmp(line, "open ", 5)) {
+            int more = atoi(line + 5);
+            first = hold_open(port, first, more < 0 || more > nconns - first ? nconns - first : more, at_once);
+        } else if (!strncmp(line, "echo", 4)) {
             answered = 0;
             all_settled = 0;
-            t = now();
-            for (int i = 0; i < count; i++) {
+            double t = now();
+            for (int i = 0; i < first; i++) {
                 if (conns[i].state != OPEN) continue;
                 if (conns[i].deflate) send_bytes(&conns[i], compressed, compressed_len);
                 else send_bytes(&conns[i], plain, plain_len);
@@ -670,10 +679,10 @@ int main(int argc, char **argv) {
         return run_echo(atoi(argv[2]), argv[3], nconns, strtoul(argv[5], NULL, 10), atof(argv[6]), atof(argv[7]),
                         atoi(argv[8]));
     }
-    if (argc == 7 && !strcmp(argv[1], "hold")) {
-        nconns = atoi(argv[4]);
+    if ((argc == 7 || argc == 8) && !strcmp(argv[1], "hold")) {
+        nconns = atoi(argv[4]) + (argc == 8 ? atoi(argv[7]) : 0);
         conns = calloc(nconns, sizeof *conns);
-        return run_hold(atoi(argv[2]), argv[3], nconns, atoi(argv[5]), atoi(argv[6]));
+        return run_hold(atoi(argv[2]), argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
     }
     if (argc == 8 && !strcmp(argv[1], "broadcast")) {
         nconns = atoi(argv[3]) + 1;
@@ -681,7 +690,7 @@ int main(int argc, char **argv) {
         return run_broadcast(atoi(argv[2]), nconns - 1, atoi(argv[4]), atof(argv[5]), atof(argv[6]), atoi(argv[7]));
     }
     fprintf(stderr, "usage: loadgen echo PORT PATH CONNECTIONS SIZE WARMUP DURATION SERVER_PID\n"
-                    "       loadgen hold PORT PATH CONNECTIONS AT_ONCE DEFLATE\n"
+                    "       loadgen hold PORT PATH CONNECTIONS AT_ONCE DEFLATE [MORE]\n"
                     "       loadgen broadcast PORT CLIENTS IN_FLIGHT WARMUP DURATION SERVER_PID\n");
     return 2;
 }

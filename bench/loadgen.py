@@ -58,8 +58,12 @@ def broadcast(port: int, clients: int, in_flight: int, warmup: float, duration: 
 class Hold:
     """Connections held open to ``/echo`` by one load generator process, driven a step at a time."""
 
-    def __init__(self, port: int, connections: int, at_once: int, deflate: bool) -> None:
+    def __init__(self, port: int, connections: int, at_once: int, deflate: bool, more: int = 0) -> None:
+        """Open ``connections`` (read how many opened with :meth:`opened`), at most ``at_once`` handshakes at
+        a time, with room for ``more`` to be opened later (:meth:`open`)."""
         arguments = ["hold", str(port), "/echo", str(connections), str(at_once), str(int(deflate))]
+        if more:
+            arguments.append(str(more))
         self.process = subprocess.Popen(
             [str(binary()), *arguments],
             stdin=subprocess.PIPE,
@@ -79,6 +83,13 @@ class Hold:
         the CPU seconds the load generator used meanwhile."""
         count, seconds, negotiated, cpu = self._line("open")
         return int(count), seconds, int(negotiated), cpu
+
+    def open(self, count: int) -> tuple[int, float, int, float]:
+        """Open ``count`` more connections (no more than the room made for them), held with the others;
+        then as :meth:`opened`, for these."""
+        self.process.stdin.write(f"open {count}\n")
+        self.process.stdin.flush()
+        return self.opened()
 
     def echo(self) -> tuple[int, float]:
         """One 32-byte message on each connection: how many were answered, in how many seconds."""

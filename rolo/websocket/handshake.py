@@ -52,18 +52,28 @@ def check_request(method: str, http_version: str, target: str, headers: Iterable
         return Refusal(HTTPStatus.BAD_REQUEST, "a WebSocket upgrade needs HTTP/1.1")
     if "#" in target:
         return Refusal(HTTPStatus.BAD_REQUEST, "a WebSocket URI has no fragment")
-    fields: dict[str, list[str]] = {}
+    # one pass over the fields, for the few that are the handshake's; then each checked in turn
+    versions: list[str] = []
+    keys: list[str] = []
+    origins = 0
+    offered: list[str] = []
     for name, value in headers:
-        fields.setdefault(name.lower(), []).append(value)
+        field = name.lower()
+        if field == "sec-websocket-version":
+            versions.append(value)
+        elif field == "sec-websocket-key":
+            keys.append(value)
+        elif field == "origin":
+            origins += 1
+        elif field == "sec-websocket-protocol":
+            offered += (token.strip() for token in value.split(","))
 
-    versions = fields.get("sec-websocket-version", [])
     if len(versions) != 1:
         return Refusal(HTTPStatus.BAD_REQUEST, "a WebSocket handshake needs one Sec-WebSocket-Version header")
     if versions[0].strip() != SUPPORTED_VERSION:
         required = (("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", SUPPORTED_VERSION))
         return Refusal(HTTPStatus.UPGRADE_REQUIRED, f"WebSocket version {SUPPORTED_VERSION} only", required)
 
-    keys = fields.get("sec-websocket-key", [])
     if len(keys) != 1:
         return Refusal(HTTPStatus.BAD_REQUEST, "a WebSocket handshake needs one Sec-WebSocket-Key header")
     try:
@@ -73,10 +83,10 @@ def check_request(method: str, http_version: str, target: str, headers: Iterable
     if len(nonce) != 16:
         return Refusal(HTTPStatus.BAD_REQUEST, "Sec-WebSocket-Key is not 16 bytes in base64")
 
-    if len(fields.get("origin", [])) > 1:
+    if origins > 1:
         return Refusal(HTTPStatus.BAD_REQUEST, "more than one Origin header")
-    offered = [token.strip() for value in fields.get("sec-websocket-protocol", []) for token in value.split(",")]
-    offered = [token for token in offered if token]
-    if len(offered) != len(set(offered)):
-        return Refusal(HTTPStatus.BAD_REQUEST, "a subprotocol is offered twice in Sec-WebSocket-Protocol")
+    if offered:
+        offered = [token for token in offered if token]
+        if len(offered) != len(set(offered)):
+            return Refusal(HTTPStatus.BAD_REQUEST, "a subprotocol is offered twice in Sec-WebSocket-Protocol")
     return None

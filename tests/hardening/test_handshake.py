@@ -79,6 +79,11 @@ MALFORMED = {
         headers=plus(("Content-Length", "4"), ("Transfer-Encoding", "chunked"))
     ),
     "duplicate subprotocols": upgrade_request(headers=plus(("Sec-WebSocket-Protocol", "chat, chat"))),
+    "a subprotocol in two headers": upgrade_request(
+        headers=plus(("Sec-WebSocket-Protocol", "chat, , v2"), ("sec-websocket-protocol", " chat"))
+    ),
+    "two Origins": upgrade_request(headers=plus(("Origin", "http://127.0.0.1"), ("origin", "http://127.0.0.1"))),
+    "version 13 and, in lower case, 12": upgrade_request(headers=plus(("sec-websocket-version", "12"))),
 }
 
 calls: list[str] = []
