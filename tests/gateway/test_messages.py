@@ -11,8 +11,10 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import SecurityError
 from werkzeug.sansio.utils import get_host
 from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request as WerkzeugRequest
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+import rolo.request
 import rolo.response
 from rolo import Request, Response
 
@@ -180,6 +182,28 @@ def test_responses_share_their_default_status_line_and_content_type():
         "404 NOT FOUND",
         "application/json",
     )
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {"method": "post", "path": "/caf\xc3\xa9//x", "root_path": "/m\xc3\xa9/", "query_string": "q=\xe9&r"},
+        {"path": b"/\xff", "server": ("example.com", None), "remote_addr": "10.0.0.1", "scheme": "https"},
+        {"headers": [("Host", "a.example:8080"), ("X-Mixed-Case", "v")], "server": ("x" * 70, 8080)},
+    ],
+)
+def test_a_request_is_what_werkzeug_makes(environ):
+    # rolo sets most requests up itself (rolo.request._set_up): nothing but the headers' casing may differ
+    built = Request(**environ).environ
+    ours, theirs = Request(dict(built)), WerkzeugRequest(dict(built))
+    assert rolo.request._SET_ALIKE
+    assert vars(ours).keys() == vars(theirs).keys()
+    for name in ("method", "scheme", "server", "root_path", "path", "query_string", "remote_addr", "shallow"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert list(ours.headers) == list(Headers(environ.get("headers", [])))
+    assert (ours.url, ours.host) == (theirs.url, theirs.host)
+    assert ours.environ["werkzeug.request"] is ours
 
 
 @pytest.mark.parametrize(
