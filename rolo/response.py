@@ -179,5 +179,10 @@ def merges_as_itself(other: _WerkzeugResponse) -> TypeGuard[Response]:
     headers = other.headers
     if type(headers) is not Headers:
         return False
-    names = [name.lower() for name, _ in headers]
-    return bool(names) and names[0] == "content-type" and len(set(names)) == len(names)
+    names: set[str] = set()
+    for name, _ in headers:
+        lower = name.lower()
+        if lower in names or (not names and lower != "content-type"):
+            return False
+        names.add(lower)
+    return bool(names)
