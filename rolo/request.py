@@ -216,7 +216,7 @@ def _set_up(request: _WerkzeugRequest, environ: dict[str, Any], headers: Headers
     request.scheme = environ.get("wsgi.url_scheme", "http")
     name = environ.get("SERVER_NAME")
     port = environ.get("SERVER_PORT")
-    if name is not None and len(name) <= 64 and (port is None or len(port) <= 64):
+    if type(name) is str and len(name) <= 64 and (port is None or (type(port) is str and len(port) <= 64)):
         request.server = _remembered_server(name, port)
     else:
         request.server = _server_of(name, port)

@@ -117,7 +117,7 @@ class Response(_WerkzeugResponse):
             if (
                 _LAID_OUT
                 and type(self) is Response
-                and not headers
+                and (headers is None or not (headers or isinstance(headers, Headers)))  # werkzeug keeps its Headers
                 and (response is None or type(response) is bytes or type(response) is str)
                 and (content_type is None or ("\n" not in content_type and "\r" not in content_type))
                 and self.automatically_set_content_length

@@ -236,6 +236,13 @@ def test_a_response_is_what_werkzeug_makes(args):
     assert ours.get_wsgi_headers({}) == theirs.get_wsgi_headers({})
 
 
+def test_a_response_keeps_the_headers_object_it_is_given_even_empty():
+    headers = Headers()
+    response = Response(b"x", headers=headers)
+    assert response.headers is headers
+    assert list(headers) == [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "1")]
+
+
 def test_a_content_type_with_a_line_break_is_refused_as_werkzeug_refuses_it():
     with pytest.raises(ValueError):
         Response(b"x", content_type="text/plain\r\nX-Evil: 1")
