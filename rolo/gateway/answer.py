@@ -52,9 +52,10 @@ def answer(response: Response, environ: dict[str, Any]) -> Answer:
     status = response.status_code
     if status < 200:
         raise ValueError(f"a handler's response must be final, not interim: status {status} is below 200")
-    encoded = _encoded_headers(response, status, environ)
+    sequence = response.is_sequence
+    encoded = _encoded_headers(response, status, sequence, environ)
     if (
-        response.is_sequence
+        sequence
         and not response.direct_passthrough
         and type(response).get_app_iter is _GET_APP_ITER
     ):
@@ -75,18 +76,21 @@ def answer(response: Response, environ: dict[str, Any]) -> Answer:
             return Answer(status, encoded, body[0], response)
         return Answer(status, encoded, response.get_data(), response)
     chunks = response.get_app_iter(environ)
-    if response.is_sequence:
+    if sequence:
         return Answer(status, encoded, b"".join(chunks), response)
     return Answer(status, encoded, iter(chunks), response)
 
 
-def _encoded_headers(response: Response, status: int, environ: dict[str, Any]) -> list[tuple[bytes, bytes]]:
-    """The header lines of werkzeug's :meth:`~werkzeug.wrappers.Response.get_wsgi_headers`, encoded. Most
-    responses it would leave as they are (a status with content, a ``Content-Length`` or a stream, no
-    ``Location``): their own headers are encoded, without the copy it makes of them."""
+def _encoded_headers(
+    response: Response, status: int, sequence: bool, environ: dict[str, Any]
+) -> list[tuple[bytes, bytes]]:
+    """The header lines of werkzeug's :meth:`~werkzeug.wrappers.Response.get_wsgi_headers`, encoded, for a
+    response whose body is a ``sequence`` or not. Most responses it would leave as they are (a status with
+    content, a ``Content-Length`` or a stream, no ``Location``): their own headers are encoded, without the
+    copy it makes of them."""
     if type(response).get_wsgi_headers is _GET_WSGI_HEADERS and status not in (204, 304):
         encoded = []
-        sized = not (response.automatically_set_content_length and response.is_sequence)
+        sized = not (sequence and response.automatically_set_content_length)
         for name, value in response.headers:
             lower = name.lower()
             if lower in _ADJUSTED:

@@ -107,7 +107,7 @@ class HandlerChain(Generic[RC]):
         self.response = self._response = response
         try:
             self._run(self.request_handlers, context)
-            if not self.terminated:
+            if not self.terminated and self.response_handlers:
                 self._run(self.response_handlers, context, ignore_stop=True)
         finally:
             response = self._made_response()

@@ -11,7 +11,11 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import SecurityError
 from werkzeug.sansio.utils import get_host
 from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request as WerkzeugRequest
+from werkzeug.wrappers import Response as WerkzeugResponse
 
+import rolo.request
+import rolo.response
 from rolo import Request, Response
 
 
@@ -178,6 +182,72 @@ def test_responses_share_their_default_status_line_and_content_type():
         "404 NOT FOUND",
         "application/json",
     )
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {"method": "post", "path": "/caf\xc3\xa9//x", "root_path": "/m\xc3\xa9/", "query_string": "q=\xe9&r"},
+        {"path": b"/\xff", "server": ("example.com", None), "remote_addr": "10.0.0.1", "scheme": "https"},
+        {"headers": [("Host", "a.example:8080"), ("X-Mixed-Case", "v")], "server": ("x" * 70, 8080)},
+    ],
+)
+def test_a_request_is_what_werkzeug_makes(environ):
+    # rolo sets most requests up itself (rolo.request._set_up): nothing but the headers' casing may differ
+    built = Request(**environ).environ
+    ours, theirs = Request(dict(built)), WerkzeugRequest(dict(built))
+    assert rolo.request._SET_ALIKE
+    assert vars(ours).keys() == vars(theirs).keys()
+    for name in ("method", "scheme", "server", "root_path", "path", "query_string", "remote_addr", "shallow"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert list(ours.headers) == list(Headers(environ.get("headers", [])))
+    assert (ours.url, ours.host) == (theirs.url, theirs.host)
+    assert ours.environ["werkzeug.request"] is ours
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {},
+        {"response": b"hello"},
+        {"response": "caf\xe9", "status": 201},
+        {"response": b"", "mimetype": "application/json"},
+        {"response": b"x", "content_type": "text/csv; header=present", "direct_passthrough": True},
+        {"status": 404},
+        {"response": b"x", "status": 299},
+        {"response": b"x", "headers": {"X-A": "1"}},
+        {"response": b"x", "status": "201 MADE"},
+        {"response": [b"a", b"b"]},
+    ],
+)
+def test_a_response_is_what_werkzeug_makes(args):
+    # rolo lays most responses out itself (rolo.response._lay_out): nothing may tell them apart
+    ours, theirs = Response(**args), WerkzeugResponse(**args)
+    assert rolo.response._LAID_OUT
+    assert vars(ours).keys() == vars(theirs).keys()
+    assert list(ours.headers) == list(theirs.headers)
+    assert (ours.status, ours.status_code, ours.response, ours.direct_passthrough) == (
+        theirs.status,
+        theirs.status_code,
+        theirs.response,
+        theirs.direct_passthrough,
+    )
+    assert ours.get_wsgi_headers({}) == theirs.get_wsgi_headers({})
+
+
+def test_a_response_keeps_the_headers_object_it_is_given_even_empty():
+    headers = Headers()
+    response = Response(b"x", headers=headers)
+    assert response.headers is headers
+    assert list(headers) == [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "1")]
+
+
+def test_a_content_type_with_a_line_break_is_refused_as_werkzeug_refuses_it():
+    with pytest.raises(ValueError):
+        Response(b"x", content_type="text/plain\r\nX-Evil: 1")
+    with pytest.raises(ValueError):
+        Response(b"x", mimetype="text/plain\nX-Evil: 1")
 
 
 def test_responses_of_a_mimetype_share_its_content_type_as_werkzeug_builds_it():

@@ -1095,6 +1095,9 @@ async def test_a_stream_no_thread_can_go_on_with_is_cut_with_its_line(serve, mon
         "GET /endless from tcp4:127.0.0.1: 200 (no thread for the rest of the body: connection cut)"
     ]
     assert server.app.http.counters.responses.counts() == {200: 1}
+    # its body cannot be closed (its code runs in the pool's threads alone), which is said, as under ASGI
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == ["could not close the response body to /endless: no thread to close it in"]
 
 
 @pytest_twisted.ensureDeferred

@@ -57,19 +57,22 @@ def environ_for(scope: dict[str, Any], body: IO[bytes] | None = None, method: st
     client = scope.get("client")
     server = scope.get("server")
     raw_target = scope.get("raw_path") or scope["path"].encode("utf-8")
+    scheme = scope.get("scheme", "http")
     environ = build_environ(
         method=method or scope.get("method", "GET"),
         path=path,
         headers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope.get("headers", ())],
         body=body,
-        scheme=_HTTP_SCHEMES.get(scope.get("scheme", "http"), scope.get("scheme", "http")),
+        scheme=_HTTP_SCHEMES.get(scheme, scheme),
         root_path=scope.get("root_path", "") or "/",
         query_string=query,
         remote_addr=client[0] if client else None,
-        server=(server[0], server[1]) if server else None,
+        server=server or None,
         raw_uri=(raw_target + (b"?" + query if query else b"")).decode("latin-1"),
     )
-    environ["SERVER_PROTOCOL"] = f"HTTP/{scope.get('http_version', '1.1')}"
+    version = scope.get("http_version", "1.1")
+    if version != "1.1":  # build_environ's
+        environ["SERVER_PROTOCOL"] = f"HTTP/{version}"
     if body is not None:
         # the stream ends where the body ends, whatever the framing
         environ["wsgi.input_terminated"] = True

@@ -295,7 +295,7 @@ class HttpApp:
                 return
             if parts is None:
                 return  # the client left while the request waited for a thread
-            if isinstance(parts, bytes):  # the request's target, which says why
+            if type(parts) is bytes:  # the request's target, which says why
                 await self._send_error(send, started, HTTPStatus.BAD_REQUEST, parts)
                 return
             start = {"type": "http.response.start", "status": parts.status, "headers": parts.headers}

@@ -356,19 +356,22 @@ class _ResponseWriter:
             self._pool.submit(self._produce, queue_anyway=True)
         except RuntimeError:
             # the pool has stopped (the server stops), or no thread could be started (the process is out of
-            # threads): the body cannot be iterated any more, nor closed (its code never runs on the reactor)
+            # threads): the body cannot be iterated any more, nor closed (its code never runs on the reactor),
+            # which is logged, as under ASGI; the writer lets go of it
             self._gone = True
+            self._chunks = self._response = None
             cut = None
+            path = self._request.path.decode("utf-8", "replace")
             if not self._lost:
                 if self._pool.stopped:
                     cut = "server stopping: connection cut"
                 else:
-                    path = self._request.path.decode("utf-8", "replace")
                     log.failure("no thread for the rest of the response to {path}", level=LogLevel.error, path=path)
                     cut = "no thread for the rest of the body: connection cut"
                 transport = self._request.channel.transport
                 assert transport is not None, "the connection is not lost"
                 cast(IStreamTransport, transport).abortConnection()
+            log.warn("could not close the response body to {path}: no thread to close it in", path=path)
             self._end()
             self._log(cut)
 
