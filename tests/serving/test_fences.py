@@ -654,6 +654,29 @@ def test_a_reactor_that_wakes_otherwise_calls_from_threads_its_own_way():
     assert _twisted.call_from_thread(other) == other.callFromThread
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_reactor_whose_wake_up_does_more_than_the_one_tested_is_woken_through_it(monkeypatch):
+    # as a Twisted whose ReactorBase.wakeUp does more than call the waker's would be: call_from_thread
+    # stands in for that wakeUp too, so it takes the public path rather than skip what it does
+    woken: list[int] = []  # the threads that woke the reactor
+    wake_up = base.ReactorBase.wakeUp
+
+    def counted_wake_up(self) -> None:
+        woken.append(threading.get_ident())
+        wake_up(self)
+
+    monkeypatch.setattr(base.ReactorBase, "wakeUp", counted_wake_up)
+    done: Deferred[None] = Deferred()
+    call_from_thread = _twisted.call_from_thread(reactor)
+
+    def call() -> int:
+        call_from_thread(lambda: done.callback(None))
+        return woken.count(threading.get_ident())
+
+    assert await in_thread(call) == 1
+    await done.addTimeout(10, reactor)
+
+
 def test_a_poll_that_names_more_than_the_one_tested_is_kept():
     def do_poll(self, timeout):  # names what EPollReactor.doPoll does, and one thing more
         try:

@@ -70,7 +70,9 @@ changed, rolo takes the public path instead, which is slower but right:
   ``wakeUp`` does, without the retry helper it reaches through a deprecated module's proxy: at one
   connection, a fifth of what a handler's send costs the handler's thread. It puts the call into the
   reactor's ``threadCallQueue`` as ``callFromThread`` does. A reactor whose ``callFromThread`` or
-  ``wakeUp`` is not ``ReactorBase``'s, or a waker of another kind, takes the public path.
+  ``wakeUp`` is not ``ReactorBase``'s, or a waker of another kind, takes the public path, as does any
+  reactor where ``ReactorBase.callFromThread``, ``ReactorBase.wakeUp`` or ``_UnixWaker.wakeUp`` names
+  anything other than what the ones it was written against do.
 - :func:`logging_began` reads whether ``globalLogBeginner`` still holds its buffer for the events logged
   before logging began (``_temporaryObserver``); without it, rolo's records go both to Twisted's log and
   to standard error, so that none is lost.
@@ -543,14 +545,22 @@ def _timeout(reactor: Any) -> float | None:
     return delay if delay < _LONGEST_POLL else _LONGEST_POLL
 
 
+def _if_names(function: Any, names: set[str]) -> Any:
+    """``function`` if its code names exactly ``names``, else ``None``."""
+    return function if _names(function) == names else None
 
-# ReactorBase.callFromThread appends (f, args, kwargs) to threadCallQueue and calls wakeUp, which calls the
-# waker's; _UnixWaker.wakeUp writes a byte to its pipe's end ``o`` unless it is None, ignoring EAGAIN
-_WAKE_BY_PIPE = (
-    _UnixWaker is not None
-    and {"threadCallQueue", "wakeUp"} <= _names(base.ReactorBase.callFromThread)
-    and {"o", "write", "EAGAIN"} <= _names(_UnixWaker.wakeUp)
+
+# call_from_thread stands in for three methods, each kept here where it names exactly what the one it was
+# written against does, and compared with the reactor's as call_from_thread is made: ReactorBase.callFromThread
+# appends (f, args, kwargs) to threadCallQueue and calls wakeUp; ReactorBase.wakeUp calls the waker's unless
+# there is none; _UnixWaker.wakeUp writes a byte to its pipe's end ``o`` unless it is None, ignoring EAGAIN
+_CALL_FROM_THREAD = _if_names(base.ReactorBase.callFromThread, {"callable", "threadCallQueue", "append", "wakeUp"})
+_REACTOR_WAKE_UP = _if_names(base.ReactorBase.wakeUp, {"waker", "wakeUp"})
+_PIPE_WAKE_UP = _if_names(
+    getattr(_UnixWaker, "wakeUp", None),
+    {"o", "os", "write", "util", "untilConcludes", "OSError", "errno", "EAGAIN"},
 )
+_WAKE_BY_PIPE = None not in (_CALL_FROM_THREAD, _REACTOR_WAKE_UP, _PIPE_WAKE_UP)
 
 _NO_KEYWORDS: dict[str, Any] = {}
 """The keyword arguments of every call :func:`call_from_thread` queues: the reactor only unpacks them."""
@@ -562,8 +572,9 @@ def call_from_thread(reactor: Any) -> Callable[[Callable[[], object]], None]:
     fast path does not apply."""
     if not (
         _WAKE_BY_PIPE
-        and type(reactor).callFromThread is base.ReactorBase.callFromThread
-        and type(reactor).wakeUp is base.ReactorBase.wakeUp
+        and type(reactor).callFromThread is _CALL_FROM_THREAD
+        and type(reactor).wakeUp is _REACTOR_WAKE_UP
+        and _UnixWaker.wakeUp is _PIPE_WAKE_UP
         and isinstance(getattr(reactor, "threadCallQueue", None), list)
     ):
         return cast("Callable[[Callable[[], object]], None]", reactor.callFromThread)
