@@ -386,9 +386,9 @@ static int all_settled;
 
 /* open conns[first .. first + count), at most at_once handshakes at a time; returns how many opened */
 static int open_all(int port, int first, int count, int at_once, double timeout) {
-    int next = first, end = first + count, before = opened;
+    int next = first, end = first + count, before = opened, failed_before = failed;
     double until = now() + timeout;
-    while (opened + failed - before < count && now() < until) {
+    while (opened - before + failed - failed_before < count && now() < until) {
         while (next < end && opening < at_once) {
             start_connect(&conns[next++], port);
             opening++;
