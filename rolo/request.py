@@ -10,7 +10,7 @@ import io
 import sys
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from werkzeug.datastructures import Headers
 from werkzeug.sansio.utils import get_host
@@ -294,7 +294,7 @@ class Request(_WerkzeugRequest):
                 raw_uri=raw_uri,
             )
         raw_headers = environ.get(RAW_HEADERS_KEY)
-        if _SET_ALIKE and raw_headers is not None:
+        if raw_headers is not None and self._sets_itself_up:
             _set_up(self, environ, raw_headers)
             return
         super().__init__(environ)
@@ -306,6 +306,15 @@ class Request(_WerkzeugRequest):
         # werkzeug's constructor sets ``headers`` from the HTTP_* keys, which fold the client's casing away
         if raw_headers is not None:
             self.headers = raw_headers
+
+    _sets_itself_up: ClassVar[bool] = _SET_ALIKE
+    """Whether a request of this class with rolo's raw headers is set up by :func:`_set_up` rather than by
+    werkzeug's constructor: not where a base of a subclass puts a constructor of its own (a mixin's) between
+    this one and werkzeug's, which would not run otherwise."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._sets_itself_up = _SET_ALIKE and super().__init__ is _WerkzeugRequest.__init__
 
     _host: str | None = None
 

@@ -206,6 +206,24 @@ def test_a_request_is_what_werkzeug_makes(environ):
     assert ours.environ["werkzeug.request"] is ours
 
 
+class _Stamped(WerkzeugRequest):
+    """A werkzeug request subclass with a constructor of its own, as a mixin of an application's may be."""
+
+    def __init__(self, environ, *args, **kwargs):
+        super().__init__(environ, *args, **kwargs)
+        self.stamp = environ["PATH_INFO"]
+
+
+def test_a_request_subclass_runs_the_constructor_its_bases_put_before_werkzeugs():
+    # rolo sets a request up itself only where werkzeug's constructor is the next one; a mixin's runs
+    class StampedRequest(Request, _Stamped):
+        pass
+
+    request = StampedRequest("GET", "/stamped", headers={"Host": "h"})
+    assert request.stamp == "/stamped"
+    assert (request.path, request.host, list(request.headers)) == ("/stamped", "h", [("Host", "h")])
+
+
 @pytest.mark.parametrize(
     "args",
     [
