@@ -16,6 +16,7 @@ import autobahn.util
 import autobahn.websocket.protocol
 import pytest
 import pytest_twisted
+import websocket as wsclient
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionRequest
@@ -28,9 +29,11 @@ from twisted.python import log
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 
+from rolo import route
 from rolo.serving.twisted import _autobahn, _twisted
 from rolo.serving.twisted.protocol import GatewayWebSocketProtocol
 from rolo.serving.twisted.upgrade import _replayed
+from rolo.websocket import WebSocketRequest
 from rolo.websocket.frames import Opcode, frame_header, unmask
 
 from ..helpers import in_thread
@@ -694,3 +697,60 @@ def test_a_poll_that_names_more_than_the_one_tested_is_kept():
             self.events_handled += 1
 
     assert not _twisted.poll_is_known(do_poll)
+
+
+@route("/echo-frames", methods=["WEBSOCKET"])
+def _echo_frames(request: WebSocketRequest) -> None:
+    with request.accept() as websocket:
+        for message in websocket:
+            websocket.send(message)
+
+
+@pytest.mark.servers("twisted", reason="Autobahn's receive path, which only TwistedGateway takes")
+@pytest.mark.parametrize("parses_directly", [True, False])
+@pytest_twisted.ensureDeferred
+async def test_reads_go_to_the_parser_directly_or_through_autobahns_data_received_alike(
+    serve, monkeypatch, parses_directly
+):
+    # the protocol hands an open connection's reads to rolo's parser itself where Autobahn's dataReceived
+    # is the one it was written against; otherwise Autobahn's dataReceived does, with the same result
+    monkeypatch.setattr(_autobahn.ProtocolInternals, "parses_directly", parses_directly)
+    server = serve(_echo_frames)
+
+    def client() -> list[tuple[int, bytes]]:
+        ws = wsclient.create_connection(server.ws("/echo-frames"), timeout=10)
+        try:
+            got = []
+            for payload in (b"a", b"t" * 125, b"u" * 126, "zwölf".encode()):
+                ws.send(payload.decode(), opcode=wsclient.ABNF.OPCODE_TEXT)
+                got.append(ws.recv_data())
+            ws.send_binary(bytes(range(256)) * 300)
+            got.append(ws.recv_data())
+            # a message in three fragments with a ping between them, and two frames in one write
+            ws.send_frame(wsclient.ABNF.create_frame(b"frag", wsclient.ABNF.OPCODE_TEXT, fin=0))
+            ws.ping(b"p")
+            ws.send_frame(wsclient.ABNF.create_frame(b"men", wsclient.ABNF.OPCODE_CONT, fin=0))
+            ws.send_frame(wsclient.ABNF.create_frame(b"ted", wsclient.ABNF.OPCODE_CONT, fin=1))
+            got.append(ws.recv_data(control_frame=True))  # the pong
+            got.append(ws.recv_data())
+            both = b"".join(
+                wsclient.ABNF.create_frame(text, wsclient.ABNF.OPCODE_TEXT).format() for text in (b"one", b"two")
+            )
+            ws.sock.sendall(both)
+            got += [ws.recv_data(), ws.recv_data()]
+            return got
+        finally:
+            ws.close()
+
+    text, binary, pong = wsclient.ABNF.OPCODE_TEXT, wsclient.ABNF.OPCODE_BINARY, wsclient.ABNF.OPCODE_PONG
+    assert await in_thread(client) == [
+        (text, b"a"),
+        (text, b"t" * 125),
+        (text, b"u" * 126),
+        (text, "zwölf".encode()),
+        (binary, bytes(range(256)) * 300),
+        (pong, b"p"),
+        (text, b"fragmented"),
+        (text, b"one"),
+        (text, b"two"),
+    ]
