@@ -141,6 +141,15 @@ class WebSocketAdapter(abc.ABC):
         :raises TimeoutError: if the peer did not make room within ``timeout``
         """
 
+    def send_text(self, text: str, /, timeout: float | None = None) -> None:
+        """Send ``text`` as a text message (:meth:`send` of its :class:`TextMessage`). An adapter may
+        override it to send the text without making the message. The caller makes sure ``text`` has a UTF-8
+        form (no lone surrogate).
+
+        :raises TimeoutError: if the peer did not make room within ``timeout``
+        """
+        self.send(TextMessage(text), timeout)
+
     @abc.abstractmethod
     def close(self, code: int = 1000, reason: str | None = None, timeout: float | None = None) -> None:
         """Perform the closing handshake, and return when the connection is closed. Closing twice is a no-op."""

@@ -36,13 +36,21 @@ from .adapter import CreateConnection, Event, Message, TextMessage, WebSocketAda
 from .errors import WebSocketDisconnectedError, WebSocketStateError
 from .frames import Close, CloseCode, fit_close_reason
 
-__all__ = ["Arrival", "ServerConnection", "ThreadedWebSocketAdapter", "WakeUps", "offer_each"]
+__all__ = ["Arrival", "Outgoing", "ServerConnection", "ThreadedWebSocketAdapter", "WakeUps", "offer_each"]
 
 LOG = logging.getLogger("rolo.websocket")
 
 _QUEUED_SIZE: Final = getsizeof(TextMessage("")) + 8
-"""What a message waiting in the outbox holds beyond its data, in bytes (the message object and its place in
-a list): counted with the data against ``write_high_water``, so that empty messages fill the outbox too."""
+"""What a message waiting in the outbox holds beyond its data, in bytes (the message object, or a text's
+``str`` header, and its place in a list): counted with the data against ``write_high_water``, so that empty
+messages fill the outbox too."""
+
+Outgoing = Message | str
+"""What the outbox holds and :meth:`ServerConnection.send` writes: a message, or, for a text message, its
+text alone, as :meth:`ThreadedWebSocketAdapter.send_text` takes it (what
+:meth:`~rolo.websocket.WebSocket.send` hands over for ASCII text): no message object is made for it on the
+handler's side only to be unwrapped on the loop's. A ``str`` always has a UTF-8 form (the handler's side
+checked)."""
 
 GOING_AWAY_REASON = "server shutting down"
 
@@ -98,8 +106,9 @@ class ServerConnection(Protocol):
     def reject(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         """Send this HTTP response instead of the ``101``, then close the connection."""
 
-    def send(self, messages: list[Message]) -> None:
-        """Write these messages to the peer, in order."""
+    def send(self, messages: list[Outgoing]) -> None:
+        """Write these messages to the peer, in order: a ``str`` as a text message (see
+        :data:`Outgoing`)."""
 
     def close(self, code: int, reason: str | None) -> None:
         """Start the closing handshake (or drop the connection if it never opened). ``reason`` fits in a
@@ -266,7 +275,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # broadcast leaves one message on each of its members: a list for each would be as many containers
         # alive at once, which set the garbage collector off (a full collection every hundred broadcasts
         # to 1,000 members)
-        self._outbox: list[Message] | Message | None = None
+        self._outbox: list[Outgoing] | Outgoing | None = None
         self._outbox_bytes = 0
         self._flush_pending = False
         self._writing_paused = False
@@ -370,7 +379,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         self._counters.upgrades.add(status)
         self._call_in_loop(lambda: self._connection.reject(status, list(headers), body))
 
-    def send(self, message: Message, timeout: float | None = None) -> None:
+    def send(self, message: Outgoing, timeout: float | None = None) -> None:
+        # also send_text's: a str is queued as it is (see Outgoing)
         with self._lock:
             flush = self._queued(message)
             if flush is None:  # no room now
@@ -378,6 +388,8 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 flush = self._queued(message)  # there is room once it returns
         if flush:
             self._call_in_loop(self._flush)
+
+    send_text = send
 
     def _offer(self, message: Message) -> bool | None:
         """Queue ``message`` if there is room now, without handing it to the loop: ``True`` if it is
@@ -392,7 +404,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
                 raise self._not_open()
             return flush
 
-    def _queued(self, message: Message) -> bool | None:
+    def _queued(self, message: Outgoing) -> bool | None:
         """Put ``message`` in the outbox if there is room now (holding the lock; see
         :meth:`_can_send_now`, whose test it makes without the call): whether the loop must be asked to
         flush it, rather than a flush being asked for already; ``None`` if there is no room."""
@@ -406,7 +418,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             return None
         # a lone message, the commonest, without a call to _added
         self._outbox = message if outbox is None else _added(outbox, message)
-        self._outbox_bytes += len(message.data) + _QUEUED_SIZE
+        self._outbox_bytes += (len(message) if isinstance(message, str) else len(message.data)) + _QUEUED_SIZE
         flush = not self._flush_pending
         self._flush_pending = True
         return flush
@@ -638,7 +650,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         if outbox is not None:
             self._connection.send(outbox if isinstance(outbox, list) else [outbox])  # _listed, without its call
 
-    def _take_outbox(self) -> list[Message] | Message | None:
+    def _take_outbox(self) -> list[Outgoing] | Outgoing | None:
         """Empty the outbox, counting its messages as sent: what it held (as it holds it), for the loop to
         write."""
         lock = self._lock

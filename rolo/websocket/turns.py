@@ -198,8 +198,11 @@ class HandlerTurns:
             # running before its handler is woken: that handler may block again before the delivery
             # returns (this thread losing the GIL to it), and blocking, without the lock, must find it
             running.add(adapter)
-            if _delivered(adapter):
-                return
+            try:  # _delivered, without its call: this runs for every message of a turn
+                if adapter.deliver():
+                    return
+            except Exception:
+                LOG.exception("delivering messages to a handler failed")
             running.discard(adapter)  # its close handed its messages over, or it failed: not this turn's
         if not running:
             self._all_blocked.release()
@@ -222,7 +225,7 @@ class HandlerTurns:
                 self._all_blocked.acquire(False)  # free between turns: each turn's end releases it
                 self._wake_next()
             # released by the last handler to block; otherwise the bound ends the wait
-            self._all_blocked.acquire(timeout=bound)
+            self._all_blocked.acquire(True, bound)  # positional: no keyword parsing
         finally:
             self._end_turn()
 

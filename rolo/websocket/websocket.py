@@ -6,14 +6,12 @@ from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
-from .adapter import BytesMessage, Message, TextMessage, WebSocketAdapter, _set_text
+from .adapter import BytesMessage, Message, TextMessage, WebSocketAdapter
 from .errors import WebSocketDisconnectedError, WebSocketProtocolError
 from .frames import CloseCode
 from .threaded import offer_each as offer_each_adapters
 
 __all__ = ["INTERNAL_ERROR_REASON", "Received", "WebSocket", "message_for", "offer_each"]
-
-_new = object.__new__
 
 INTERNAL_ERROR_REASON = "internal error"
 """The reason of the close frame (1011) that a handler's error ends its connection with."""
@@ -85,16 +83,12 @@ class WebSocket:
         :raises TimeoutError: if the peer made no room within ``timeout`` seconds
         :raises WebSocketDisconnectedError: if the connection is closed
         """
-        message: Message
         if type(data) is str and data.isascii():
-            # ASCII text, the commonest, made into its message here: one call fewer than message_for, and
-            # none of TextMessage's __init__, which CPython calls from C in an interpreter frame of its own
-            # (a thousand instructions more)
-            message = _new(TextMessage)
-            _set_text(message, data)
+            # ASCII text, the commonest, handed over as it is: no message is made for it (send_text),
+            # and it has a UTF-8 form without the check message_for makes
+            self._adapter.send_text(data, timeout)
         else:
-            message = message_for(data)
-        self._adapter.send(message, timeout)
+            self._adapter.send(message_for(data), timeout)
 
     def send_message(self, message: Message, timeout: float | None = None) -> None:
         """Send a message made by :func:`message_for`: for one message sent to many connections, which the

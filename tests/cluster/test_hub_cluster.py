@@ -65,7 +65,7 @@ class Peer:
 
     def send(self, messages) -> None:
         for message in messages:
-            self.out.put(message.data)
+            self.out.put(message if isinstance(message, str) else message.data)  # str: a text's text
 
     def close(self, code, reason) -> None:
         self.out.put(("close", code, reason))

@@ -131,6 +131,22 @@ def test_sends_are_batched_into_one_hand_off():
     assert connection.calls[-1] == ("send", [TextMessage(str(i)) for i in range(5)])
 
 
+def test_ascii_text_goes_to_the_server_as_its_str_and_other_data_as_messages():
+    # WebSocket.send hands ASCII text over as it is (send_text): the server is given the str, in order
+    # with the messages of other sends, and counts its bytes as for a TextMessage
+    adapter, connection, loop = open_adapter()
+    websocket = WebSocket(adapter)
+    websocket.send("ascii")
+    websocket.send("\u00e9t\u00e9")
+    websocket.send(b"\x00\xff")
+    adapter.send_text("more")
+    loop.run()
+    assert connection.calls[-1] == ("send", ["ascii", TextMessage("\u00e9t\u00e9"), BytesMessage(b"\x00\xff"), "more"])
+    assert adapter._counters.sent_bytes == len("ascii") + len("\u00e9t\u00e9") + 2 + len("more")
+    with pytest.raises(UnicodeEncodeError):
+        websocket.send("\ud800")  # no UTF-8 form: refused in the handler's thread, never queued
+
+
 def test_an_adapter_between_messages_holds_no_dict_and_no_empty_lists():
     # one per open connection: its attributes in slots, and no empty inbox-side or outbox list while idle
     # (56 bytes each), before and after a message each way
@@ -235,6 +251,7 @@ class ScriptedAdapter(WebSocketAdapter):
 
     def __init__(self, events: list) -> None:
         self.events = events
+        self.sent: list = []
 
     def receive(self, timeout=None):
         return self.events.pop(0)
@@ -243,7 +260,8 @@ class ScriptedAdapter(WebSocketAdapter):
 
     def reject(self, status, headers, body): ...
 
-    def send(self, message, timeout=None): ...
+    def send(self, message, timeout=None):
+        self.sent.append((message, timeout))
 
     def close(self, code=1000, reason=None, timeout=None): ...
 
@@ -256,6 +274,13 @@ def test_an_adapter_of_ones_own_gives_the_websocket_its_data_through_receive():
     assert websocket.receive() == b"b"
     with pytest.raises(WebSocketProtocolError):
         websocket.receive()
+
+
+def test_an_adapter_of_ones_own_is_sent_text_as_a_text_message():
+    # send_text's default makes the message for the adapter's send
+    adapter = ScriptedAdapter([])
+    WebSocket(adapter).send("t", timeout=3)
+    assert adapter.sent == [(TextMessage("t"), 3)]
 
 
 def test_a_receiver_about_to_block_says_it_settled():

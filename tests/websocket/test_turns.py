@@ -34,7 +34,7 @@ class EchoSide:
 
     def send(self, messages) -> None:
         for message in messages:
-            self._sent.put_nowait(message.data)
+            self._sent.put_nowait(message if isinstance(message, str) else message.data)  # str: a text's text
 
     def close(self, code, reason) -> None:
         self.adapter.on_close(None)

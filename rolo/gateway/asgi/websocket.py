@@ -27,11 +27,11 @@ from typing import Any
 
 from rolo.settings import ServerSettings
 from rolo.target import InvalidTarget
-from rolo.websocket.adapter import BytesMessage, Message, TextMessage, WebSocketListener
+from rolo.websocket.adapter import BytesMessage, WebSocketListener
 from rolo.websocket.frames import Close, CloseCode
 from rolo.websocket.handshake import Refusal
 from rolo.websocket.host import NO_THREAD, WebSocketHost
-from rolo.websocket.threaded import ThreadedWebSocketAdapter
+from rolo.websocket.threaded import Outgoing, ThreadedWebSocketAdapter
 from rolo.websocket.turns import BatchedCalls, HandlerTurns
 
 from .eager import RETURNED, resume, run_eagerly
@@ -162,17 +162,18 @@ class AsgiConnection:
             self._queue(message)
         LOG.info("WebSocket rejected %s: %s", self._scope.get("path"), status)
 
-    def send(self, messages: list[Message]) -> None:
+    def send(self, messages: list[Outgoing]) -> None:
         if self._closing or self.gone:
             return
         for message in messages:
+            data = message if isinstance(message, str) else message.data  # a str is a text message's text
             event: dict[str, Any]
-            if isinstance(message, TextMessage):
-                event = {"type": "websocket.send", "text": message.data}
+            if isinstance(data, str):
+                event = {"type": "websocket.send", "text": data}
             else:
-                event = {"type": "websocket.send", "bytes": message.data}
+                event = {"type": "websocket.send", "bytes": data}
             if self._outgoing:  # behind one the server makes wait (a task is sending it)
-                self._queue(event, len(message.data) + _EVENT_SIZE)
+                self._queue(event, len(data) + _EVENT_SIZE)
                 self._pause_writing_if_full()
                 continue
             # nothing ahead of it: sent at once, without the queue's bookkeeping (what _send_queued does),
@@ -191,7 +192,7 @@ class AsgiConnection:
                 return
             if rest is None:
                 continue
-            size = len(message.data) + _EVENT_SIZE
+            size = len(data) + _EVENT_SIZE
             self._outgoing.append((event, size))
             self._outgoing_bytes += size
             self._sending = asyncio.ensure_future(self._finish_sending(rest))

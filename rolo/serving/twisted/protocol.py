@@ -41,7 +41,7 @@ from rolo.websocket.frames import (
     unmask,
 )
 from rolo.websocket.host import NO_THREAD, WebSocketHost
-from rolo.websocket.threaded import Arrival, ThreadedWebSocketAdapter
+from rolo.websocket.threaded import Arrival, Outgoing, ThreadedWebSocketAdapter
 
 from ._autobahn import (
     ProtocolInternals,
@@ -539,7 +539,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
             self.onMessage(data if isinstance(data, bytes) else bytes(data), self.message_is_binary)
         self.message_data = None
 
-    def send_messages(self, messages: list[Message], compressor: Any) -> None:
+    def send_messages(self, messages: list[Outgoing], compressor: Any) -> None:
         """Frame ``messages`` and write them to the socket in one go, compressed with ``compressor`` (what
         :func:`~rolo.serving.twisted._autobahn.message_compressor` gives for this connection).
 
@@ -550,20 +550,17 @@ class GatewayWebSocketProtocol(ProtocolInternals):
         """
         if compressor is NotImplemented:
             for message in messages:
-                if isinstance(message, BytesMessage):
-                    self.sendMessage(message.data, True)
-                else:
-                    self.sendMessage(message.data.encode("utf-8"), False)
+                opcode, payload = _payload(message)
+                self.sendMessage(payload, opcode == _BINARY)
             return
         pieces: list[bytes] = []
         for message in messages:
             if compressor is None:
                 pieces.extend(_frame(message))
                 continue
-            payload = message.data.encode("utf-8") if isinstance(message, TextMessage) else message.data
+            opcode, payload = _payload(message)
             compressor.start_compress_message()
             payload = compressor.compress_message_data(payload) + compressor.end_compress_message()
-            opcode = _TEXT if isinstance(message, TextMessage) else _BINARY
             pieces.append(frame_header(opcode, len(payload), compressed=True))
             pieces.append(payload)
         write_now(self.transport, pieces if len(pieces) <= _PIECES_PER_WRITE else [b"".join(pieces)])
@@ -693,7 +690,7 @@ class GatewayWebSocketProtocol(ProtocolInternals):
 
 _UNKNOWN: Any = object()
 
-_last_framed: tuple[Message | None, tuple[bytes, ...]] = (None, ())
+_last_framed: tuple[Outgoing | None, tuple[bytes, ...]] = (None, ())
 
 _PIECES_PER_WRITE = 64
 """The most pieces written with one ``sendmsg``: more are joined first (an iovec has its limits)."""
@@ -722,14 +719,27 @@ def _close_frame_fault(code: int | None, reason: bytes | None) -> tuple[int, str
     return None
 
 
-def _frame(message: Message) -> tuple[bytes, ...]:
+def _payload(message: Outgoing) -> tuple[int, bytes]:
+    """The opcode and the uncompressed payload of a message the adapter hands over (a ``str`` is a text
+    message's text, :data:`~rolo.websocket.threaded.Outgoing`)."""
+    if isinstance(message, str):
+        return _TEXT, message.encode("utf-8")
+    if isinstance(message, TextMessage):
+        return _TEXT, message.data.encode("utf-8")
+    return _BINARY, message.data
+
+
+def _frame(message: Outgoing) -> tuple[bytes, ...]:
     """The frame of an uncompressed message, as one piece or a header and the payload (for a large one,
     so that the payload is not copied); the same message sent to many connections in a row (a broadcast)
     is framed once."""
     global _last_framed
     last, frame = _last_framed
     if message is not last:
-        if isinstance(message, TextMessage):
+        # _payload, without its call: a text message's text alone is what most sends hand over
+        if isinstance(message, str):
+            opcode, payload = _TEXT, message.encode("utf-8")
+        elif isinstance(message, TextMessage):
             opcode, payload = _TEXT, message.data.encode("utf-8")
         else:
             opcode, payload = _BINARY, message.data
@@ -845,7 +855,7 @@ class AutobahnConnection:
             status=status,
         )
 
-    def send(self, messages: list[Message]) -> None:
+    def send(self, messages: list[Outgoing]) -> None:
         protocol = self._protocol
         if protocol.state != _STATE_OPEN:
             return
