@@ -1,7 +1,7 @@
 """What opening many WebSocket connections at once costs the reactor in starting handler threads, and what
 a client already connected waits meanwhile.
 
-``python -m bench.spawning [--connections N] [--at-once N] [--rounds N]``: for each round, a fresh rolo
+``python -m bench.spawning [--connections N] [--at-once N] [--rounds N] [--pin]``: for each round, a fresh rolo
 server (``TwistedGateway``, the benchmark's application) in a process of its own, instrumented; the load
 generator's ``hold`` mode opens ``--connections`` connections to ``/echo``, ``--at-once`` handshakes at a
 time, while two probes ask one at a time, one every :data:`PROBE_INTERVAL` at most: a ``GET /hello`` on a
@@ -12,13 +12,14 @@ kept-alive HTTP connection, and an echo on a WebSocket opened before. Per round,
 - ``submit_wall_us`` and ``submit_cpu_us``: the reactor's time inside ``HandlerPool.submit`` per opened
   connection, wall-clock and its thread's CPU time (the difference is waiting: for a thread to start);
 - ``open_s``: the time to open them all, as the load generator measured it, and ``open_cpu_us`` the
-  server's CPU time meanwhile per opened connection (the probes' included), ``switches_per_open`` the
-  context switches of its threads (those alive at the end);
+  server's CPU time meanwhile per opened connection (the probes' included), ``open_system_us`` the part
+  of it in the kernel, ``switches_per_open`` the context switches of its threads (those alive at the end);
 - ``http_ms`` and ``ws_ms``: the probes' round trips while the connections opened (median, 90th
   percentile, most, and how many).
 
-The figures of a round depend on the machine's load; its load average is printed with them. To compare two
-versions of rolo, run it from each checkout, a round of each in turn.
+The figures of a round depend on the machine's load; its load average is printed with them. ``--pin`` puts
+the server on the last CPU and the load generator and the probes on the others, as ``./dev bench --pin``
+does. To compare two versions of rolo, run it from each checkout, a round of each in turn.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import threading
 import time
 
 from bench import loadgen
-from bench.processes import ROOT, Ports, stat_fields
+from bench.processes import ROOT, Placement, Ports, on_cpus, stat_fields
 
 STATS = "/spawn-stats"
 
@@ -120,9 +121,11 @@ def _summary(times: list[float]) -> dict:
     }
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """The process's user and system CPU time so far, in seconds."""
     fields = stat_fields(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _switches(pid: int) -> int:
@@ -141,7 +144,8 @@ def measure(port: int, connections: int, at_once: int) -> dict:
     """One round on a fresh server."""
     import websocket as wsclient
 
-    server = subprocess.Popen([sys.executable, "-m", "bench.spawning", "--serve", str(port)], cwd=ROOT)
+    command = [sys.executable, "-m", "bench.spawning", "--serve", str(port)]
+    server = subprocess.Popen(command, cwd=ROOT, preexec_fn=on_cpus(Placement.server_cpus))
     hold = None
     try:
         deadline = time.monotonic() + 30
@@ -157,7 +161,7 @@ def measure(port: int, connections: int, at_once: int) -> dict:
         ws = wsclient.create_connection(f"ws://127.0.0.1:{port}/echo", timeout=30)
         time.sleep(1.0)  # the spares start
         _get(conn, STATS + "?reset")
-        cpu, switches = _cpu_seconds(server.pid), _switches(server.pid)
+        (user, system), switches = _cpu_seconds(server.pid), _switches(server.pid)
         done = threading.Event()
         http_times: list[float] = []
         ws_times: list[float] = []
@@ -174,7 +178,8 @@ def measure(port: int, connections: int, at_once: int) -> dict:
             probe.start()
         hold = loadgen.Hold(port, connections, at_once, False)
         opened, open_seconds, _, _ = hold.opened()
-        cpu, switches = _cpu_seconds(server.pid) - cpu, _switches(server.pid) - switches
+        user_after, system_after = _cpu_seconds(server.pid)
+        user, system, switches = user_after - user, system_after - system, _switches(server.pid) - switches
         done.set()
         for probe in probes:
             probe.join()
@@ -189,7 +194,8 @@ def measure(port: int, connections: int, at_once: int) -> dict:
     return {
         "opened": opened,
         "open_s": round(open_seconds, 2),
-        "open_cpu_us": round(cpu / per * 1e6),
+        "open_cpu_us": round((user + system) / per * 1e6),
+        "open_system_us": round(system / per * 1e6),
         "switches_per_open": round(switches / per, 1),
         "starts_per_1000": round(figures["starts"] / per * 1000, 1),
         "all_starts_per_1000": round(figures["all_starts"] / per * 1000, 1),
@@ -206,6 +212,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--at-once", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pin", action="store_true", help="the server on the last CPU, the clients on the others")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the server's process, on this port
     args = parser.parse_args()
     if args.serve:
@@ -215,6 +222,9 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         serve(args.serve)
         return
+    if args.pin:
+        Placement.pin()
+        os.sched_setaffinity(0, Placement.client_cpus)  # the probes too
     ports = Ports(0)
     for _ in range(args.rounds):
         print(json.dumps(measure(ports.next(), args.connections, args.at_once)), flush=True)
