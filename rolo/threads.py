@@ -315,8 +315,9 @@ class HandlerPool:
             self._all_started.notify_all()
 
     def _want_spares(self) -> threading.Thread | None:
-        # called holding the lock: wake the spawner if fewer idle threads are ready than the spares. The
-        # first time, the spawner is made, and returned for the caller to start once it let go of the lock
+        # called holding the lock: wake the spawner if fewer idle threads are ready than the spares, the
+        # jobs owed a thread counted against them. The first time, the spawner is made, and returned for
+        # the caller to start once it let go of the lock
         made = None
         if self.spares and self._idle - self._queued + self._starting < self.spares:
             if self._spawner is None:
