@@ -264,8 +264,9 @@ class HandlerPool:
             without taking the pool's lock again to ask; not for a job the spawner starts a thread for
         :raises PoolFull: if every thread is busy and ``max_waiting`` jobs wait already (and not
             ``queue_anyway``)
-        :raises RuntimeError: if the pool is stopped, or a thread could not be started (the process is out
-            of threads); then the job will not run
+        :raises RuntimeError: if the pool is stopped, or this call could not start the job's thread (the
+            process is out of threads); then the job will not run. A job left to the spawner, whose start
+            fails, waits for a thread of the pool to be free instead
         """
         with self._lock:
             if self._stopped:
