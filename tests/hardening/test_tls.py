@@ -39,10 +39,15 @@ def hello(request):
 
 
 @pytest.fixture
-def tls_server(tmp_path):
-    """A TwistedGateway on an ``ssl:`` endpoint: yields (port number, certificate path)."""
+def tls_server(request, tmp_path):
+    """A TwistedGateway on an ``ssl:`` endpoint: yields (port number, certificate path).
+
+    Its header timeout is 10 seconds, or the seconds a test passes as the fixture's indirect parameter: a
+    short one would cut off a client whose TLS handshake a loaded machine slows down.
+    """
     key, cert = self_signed_certificate(tmp_path)
-    site = TwistedGateway(gateway_for(echo, hello), header_timeout=0.5, max_message_size=2 * 1024 * 1024)
+    header_timeout = getattr(request, "param", 10.0)
+    site = TwistedGateway(gateway_for(echo, hello), header_timeout=header_timeout, max_message_size=2 * 1024 * 1024)
     key_argument, cert_argument = quoteStringArgument(str(key)), quoteStringArgument(str(cert))
     description = f"ssl:0:interface=127.0.0.1:privateKey={key_argument}:certKey={cert_argument}"
     port = pytest_twisted.blockon(serverFromString(reactor, description).listen(site))
@@ -114,6 +119,7 @@ async def test_untrusted_client_certificate_check_fails_and_server_keeps_serving
     assert await in_thread(clients) == "secure=True"
 
 
+@pytest.mark.parametrize("tls_server", [0.5], indirect=True)
 @pytest_twisted.ensureDeferred
 async def test_client_that_never_starts_tls_is_dropped(tls_server):
     port, _ = tls_server

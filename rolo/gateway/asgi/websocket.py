@@ -252,16 +252,21 @@ class AsgiConnection:
             if self._reading_paused and self._reading is not None:
                 await self._reading.wait()
             message = await receive()
-            kind = message["type"]
-            if kind == "websocket.receive":
-                text = message.get("text")  # handed over as it is: no TextMessage made only to be unwrapped
-                adapter.on_message(text if text is not None else BytesMessage(message.get("bytes") or b""))
-                # not held while the next is awaited: once its handler has taken it, a message (up to
-                # max_message_size bytes) is gone, and its event does not outlive the burst it came in
-                del message, text
-            elif kind == "websocket.disconnect":
-                self.lost(message.get("code"), message.get("reason") or None)
-                return
+            # a text message's event is the only one with text: looked for first, the commonest is known
+            # without reading its type
+            text = message.get("text")
+            if text is not None:
+                adapter.on_message(text)  # handed over as it is: no TextMessage made only to be unwrapped
+            else:
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    adapter.on_message(BytesMessage(message.get("bytes") or b""))
+                elif kind == "websocket.disconnect":
+                    self.lost(message.get("code"), message.get("reason") or None)
+                    return
+            # not held while the next is awaited: once its handler has taken it, a message (up to
+            # max_message_size bytes) is gone, and its event does not outlive the burst it came in
+            del message, text
 
     def _queue(self, message: dict[str, Any], size: int = 0) -> None:
         self._outgoing.append((message, size))
