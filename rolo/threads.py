@@ -181,9 +181,11 @@ class HandlerPool:
     job takes the next one, and one idle for ``idle_timeout`` seconds exits (unless it is one of the
     ``spares``).
 
-    Starting a thread makes its starter wait until the thread runs: with ``spares``, a thread of the
-    pool's own starts threads ahead of the jobs, so that a job (a connection being opened) finds one idle
-    and whoever submits it (the event loop) does not wait, unless more come at once than there are spares.
+    Starting a thread makes its starter wait until the thread runs, and hand it the GIL: with ``spares``,
+    a thread of the pool's own, the spawner, starts threads ahead of the jobs, so that a job (a connection
+    being opened) finds one idle. Once the spawner runs, it also starts the thread of a job that finds
+    none idle, which takes the job as it starts: whoever submits jobs (the event loop) starts none itself
+    but the first, and does not wait, however many come at once.
 
     When every thread is busy, up to ``max_waiting`` jobs wait for one, in order; beyond that
     :meth:`submit` raises :class:`PoolFull` at once, so that the server can answer "try later" rather than
@@ -229,6 +231,7 @@ class HandlerPool:
         self._spare_wanted: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._spawn_pending = False
         self._spawner: threading.Thread | None = None
+        self._spawning = False  # whether the spawner runs and starts threads: jobs owed one are left to it
         self._stopped = False
         self.threads: set[threading.Thread] = set()
         """The pool's live threads."""
@@ -258,28 +261,30 @@ class HandlerPool:
         :param queue_anyway: let the job wait even past ``max_waiting``: for a job that goes on with work
             admitted before (the rest of a response), whose number the caller bounds
         :returns: whether the job waits for a thread, every one being busy (what :attr:`waiting` counts),
-            without taking the pool's lock again to ask
+            without taking the pool's lock again to ask; not for a job the spawner starts a thread for
         :raises PoolFull: if every thread is busy and ``max_waiting`` jobs wait already (and not
             ``queue_anyway``)
-        :raises RuntimeError: if the pool is stopped, or a thread could not be started (the process is out
-            of threads); then the job will not run
+        :raises RuntimeError: if the pool is stopped, or this call could not start the job's thread (the
+            process is out of threads); then the job will not run. A job left to the spawner, whose start
+            fails, waits for a thread of the pool to be free instead
         """
         with self._lock:
             if self._stopped:
                 raise RuntimeError(f"the {self.name} pool is stopped")
-            # idle threads, and spares on their way to idle, that no queued job is promised to
+            # idle threads, and spares on their way to idle, that no queued job is promised to; below 0,
+            # the queued jobs owed a thread: the spawner starts one for each, up to max_threads in all
             spare = self._idle + self._starting - self._queued
-            waits = spare <= 0
-            if not waits or len(self.threads) >= self.max_threads:
+            has_room = len(self.threads) - min(spare, 0) < self.max_threads
+            waits = spare <= 0 and not has_room
+            thread = None
+            if spare <= 0 and has_room and not self._spawning:
+                thread = self._new_thread((job, then))  # this caller starts it, and waits for it
+            else:
                 if waits and -spare >= self.max_waiting and not queue_anyway:
                     raise PoolFull(f"all {self.max_threads} {self.name} threads are busy")
                 self._queued += 1
                 self._jobs.put((job, then))
-                thread = None
                 spawner = self._want_spares()
-            else:
-                waits = False  # a new thread takes it
-                thread = self._new_thread((job, then))
         if thread is not None:
             try:
                 thread.start()
@@ -311,8 +316,9 @@ class HandlerPool:
             self._all_started.notify_all()
 
     def _want_spares(self) -> threading.Thread | None:
-        # called holding the lock: wake the spawner if fewer idle threads are ready than the spares. The
-        # first time, the spawner is made, and returned for the caller to start once it let go of the lock
+        # called holding the lock: wake the spawner if fewer idle threads are ready than the spares, the
+        # jobs owed a thread counted against them. The first time, the spawner is made, and returned for
+        # the caller to start once it let go of the lock
         made = None
         if self.spares and self._idle - self._queued + self._starting < self.spares:
             if self._spawner is None:
@@ -340,30 +346,36 @@ class HandlerPool:
             self._started(spawner)
 
     def _spawn(self) -> None:
-        """Start spare threads whenever fewer are ready than wanted (the spawner's thread)."""
+        """Start threads whenever fewer are ready than the spares, jobs owed a thread counted against them
+        (the spawner's thread); once the pool is stopped, only for the jobs owed one, then end."""
+        with self._lock:
+            self._spawning = True
         while True:
             self._spare_wanted.get()
             while True:
                 with self._lock:
                     self._spawn_pending = False
-                    if self._stopped:
-                        return
-                    if (
-                        self._idle - self._queued + self._starting >= self.spares
-                        or len(self.threads) >= self.max_threads
-                    ):
+                    ready = self._idle - self._queued + self._starting
+                    if ready >= (0 if self._stopped else self.spares) or len(self.threads) >= self.max_threads:
+                        if self._stopped:
+                            self._spawning = False
+                            return
                         break
                     thread = self._new_thread(None)
                     self._starting += 1
                 try:
                     thread.start()
-                except RuntimeError:  # out of threads: jobs start their own, or are refused
+                except RuntimeError:
+                    # out of threads: until a start succeeds here again (tried at the next job), jobs start
+                    # their own, or are refused; those owed a thread already wait for one to be free
                     with self._lock:
                         self._started(thread, failed=True)
                         self._starting -= 1
+                        self._spawning = False
                     break
                 with self._lock:
                     self._started(thread)
+                    self._spawning = True
 
     def _work(self, task: _Task | None) -> None:
         # a spare starts without a job
@@ -434,12 +446,21 @@ class HandlerPool:
         (``None``: no limit). Never call it on an event-loop thread a job may wait for. Whether they all
         exited."""
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
         with self._lock:
             # a thread being started as the pool stopped is waited for too, once it can be joined
             self._all_started.wait_for(lambda: not self._unstarted, timeout)
-            threads = list(self.threads) + ([self._spawner] if self._spawner is not None else [])
+            spawner = self._spawner
+        if spawner is not None:  # first: it ends once every job owed a thread has one
+            spawner.join(left())
+        with self._lock:
+            self._all_started.wait_for(lambda: not self._unstarted, left())
+            threads = list(self.threads) + ([spawner] if spawner is not None else [])
         for thread in threads:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            thread.join(left())
         return not any(thread.is_alive() for thread in threads)
 
 

@@ -243,6 +243,83 @@ def test_a_spare_still_starting_takes_a_job_and_is_joined_once_started() -> None
         assert pool.join(TIMEOUT)
 
 
+def counted_starts(pool: HandlerPool, monkeypatch: pytest.MonkeyPatch, before: Callable[[], None] = lambda: None):
+    """The threads that start the pool's threads (the spawner's own start is not counted), in order;
+    ``before`` is called before each start, in the starting thread."""
+    starters: list[threading.Thread] = []
+    start = pool._thread_class.start
+
+    def counted(thread: threading.Thread) -> None:
+        starters.append(threading.current_thread())
+        before()
+        start(thread)
+
+    monkeypatch.setattr(pool._thread_class, "start", counted)
+    return starters
+
+
+def test_once_the_spawner_runs_it_starts_the_threads_of_a_burst_up_to_the_limit(monkeypatch) -> None:
+    # whoever submits (the event loop) starts the first thread only, and does not wait for the others
+    pool = HandlerPool("test-pool", 12, spares=2)
+    starters = counted_starts(pool, monkeypatch)
+    together = threading.Barrier(13, timeout=TIMEOUT)  # passed once all twelve jobs run at once
+    pool.submit(together.wait)
+    assert wait_until(lambda: len(pool.threads) == 3)  # the first job's, and the spawner's two spares
+    for _ in range(11):  # two take the spares, nine are owed a thread
+        assert pool.submit(together.wait) is False
+    with pytest.raises(PoolFull):  # twelve jobs, each running or owed a thread: none more
+        pool.submit(lambda: None)
+    together.wait()
+    assert len(pool.threads) == 12
+    assert starters.count(threading.current_thread()) == 1
+    pool.stop()
+    assert pool.join(TIMEOUT)
+
+
+def test_the_jobs_owed_a_thread_when_the_pool_stops_still_run(monkeypatch) -> None:
+    spawning, go_on = threading.Event(), threading.Event()
+
+    def hold_the_spawner() -> None:
+        if threading.current_thread() is not threading.main_thread():
+            spawning.set()
+            assert go_on.wait(TIMEOUT)
+
+    pool = HandlerPool("test-pool", 4, spares=1)
+    counted_starts(pool, monkeypatch, hold_the_spawner)
+    release = threading.Event()
+    reports = [run_and_report(pool, release)]
+    assert spawning.wait(TIMEOUT)  # the spawner runs, and is about to start a spare
+    reports += [run_and_report(pool), run_and_report(pool)]  # both owed a thread
+    pool.stop()
+    go_on.set()
+    release.set()
+    assert all(report.get(timeout=TIMEOUT) for report in reports)
+    assert pool.join(TIMEOUT)
+
+
+def test_a_spawner_out_of_threads_leaves_the_next_job_to_start_its_own(monkeypatch) -> None:
+    failed: list[threading.Thread] = []
+
+    def fail_once_in_the_spawner() -> None:
+        if threading.current_thread() is not threading.main_thread() and not failed:
+            failed.append(threading.current_thread())
+            raise RuntimeError("can't start new thread")
+
+    pool = HandlerPool("test-pool", 4, spares=1)
+    starters = counted_starts(pool, monkeypatch, fail_once_in_the_spawner)
+    release = threading.Event()
+    reports = [run_and_report(pool, release)]
+    assert wait_until(lambda: bool(failed))
+    assert wait_until(lambda: pool.waiting == 0)  # the spawner gave up: no spare, none owed
+    reports.append(run_and_report(pool, release))  # started here, as no spare is ready
+    assert starters[:3] == [threading.current_thread(), failed[0], threading.current_thread()]
+    assert wait_until(lambda: len(pool.threads) == 3)  # the spawner tried again: a spare
+    release.set()
+    assert all(report.get(timeout=TIMEOUT) for report in reports)
+    pool.stop()
+    assert pool.join(TIMEOUT)
+
+
 def test_an_idle_thread_exits_after_the_idle_timeout() -> None:
     pool = HandlerPool("test-pool", 2, idle_timeout=0.05)
     run_and_report(pool).get(timeout=TIMEOUT)
