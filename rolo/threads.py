@@ -347,7 +347,8 @@ class HandlerPool:
 
     def _spawn(self) -> None:
         """Start threads whenever fewer are ready than the spares, jobs owed a thread counted against them
-        (the spawner's thread); once the pool is stopped, only for the jobs owed one, then end."""
+        (the spawner's thread); once the pool is stopped, only for the jobs owed one, then end (at once if
+        a start fails: those left wait for a busy thread, which a stopped pool keeps while jobs wait)."""
         with self._lock:
             self._spawning = True
         while True:
@@ -367,11 +368,14 @@ class HandlerPool:
                     thread.start()
                 except RuntimeError:
                     # out of threads: until a start succeeds here again (tried at the next job), jobs start
-                    # their own, or are refused; those owed a thread already wait for one to be free
+                    # their own, or are refused; those owed a thread already wait for one to be free. A
+                    # stopped pool has no next job: it ends now
                     with self._lock:
                         self._started(thread, failed=True)
                         self._starting -= 1
                         self._spawning = False
+                        if self._stopped:
+                            return
                     break
                 with self._lock:
                     self._started(thread)

@@ -320,6 +320,36 @@ def test_a_spawner_out_of_threads_leaves_the_next_job_to_start_its_own(monkeypat
     assert pool.join(TIMEOUT)
 
 
+def spawner_alive(pool: HandlerPool) -> bool:
+    """Whether the pool's spawner thread runs (found by its name)."""
+    return any(thread.name == f"{pool.name}-spawner" for thread in threading.enumerate())
+
+
+def test_a_stopped_spawner_out_of_threads_ends_and_its_jobs_owed_a_thread_still_run(monkeypatch) -> None:
+    # it ended only once every job owed a thread had one: out of threads, it waited for a wake-up that a
+    # stopped pool never gives, and join() without a timeout (a server's stop) never returned
+    spawning, go_on = threading.Event(), threading.Event()
+
+    def fail_in_the_spawner() -> None:
+        if threading.current_thread() is not threading.main_thread():
+            spawning.set()
+            assert go_on.wait(TIMEOUT)
+            raise RuntimeError("can't start new thread")
+
+    pool = HandlerPool("test-pool", 4, spares=1)
+    counted_starts(pool, monkeypatch, fail_in_the_spawner)
+    release = threading.Event()
+    reports = [run_and_report(pool, release)]
+    assert spawning.wait(TIMEOUT)  # the spawner runs, and is about to start a spare
+    reports += [run_and_report(pool), run_and_report(pool)]  # one for the spare, one owed a thread
+    pool.stop()
+    go_on.set()  # every start of the spawner fails from now on
+    assert wait_until(lambda: not spawner_alive(pool))  # before the busy thread is free
+    release.set()  # the busy thread runs the jobs left
+    assert all(report.get(timeout=TIMEOUT) for report in reports)
+    assert pool.join(TIMEOUT)
+
+
 def test_an_idle_thread_exits_after_the_idle_timeout() -> None:
     pool = HandlerPool("test-pool", 2, idle_timeout=0.05)
     run_and_report(pool).get(timeout=TIMEOUT)
