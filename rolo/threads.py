@@ -280,7 +280,8 @@ class HandlerPool:
             if spare <= 0 and has_room and not self._spawning:
                 thread = self._new_thread((job, then))  # this caller starts it, and waits for it
             else:
-                if waits and -spare >= self.max_waiting and not queue_anyway:
+                # past max_threads, the jobs owed a thread wait for a busy one: those count against max_waiting
+                if waits and len(self.threads) - spare - self.max_threads >= self.max_waiting and not queue_anyway:
                     raise PoolFull(f"all {self.max_threads} {self.name} threads are busy")
                 self._queued += 1
                 self._jobs.put((job, then))

@@ -350,6 +350,32 @@ def test_a_stopped_spawner_out_of_threads_ends_and_its_jobs_owed_a_thread_still_
     assert pool.join(TIMEOUT)
 
 
+def test_jobs_owed_a_thread_count_against_max_waiting_only_past_max_threads(monkeypatch) -> None:
+    # a job owed a thread does not wait for one to be free: max_waiting more may still wait
+    spawning, go_on = threading.Event(), threading.Event()
+
+    def hold_the_spawner() -> None:
+        if threading.current_thread() is not threading.main_thread():
+            spawning.set()
+            assert go_on.wait(TIMEOUT)
+
+    pool = HandlerPool("test-pool", 3, spares=1, max_waiting=1)
+    counted_starts(pool, monkeypatch, hold_the_spawner)
+    release = threading.Event()
+    reports = [run_and_report(pool, release)]
+    assert spawning.wait(TIMEOUT)  # the spawner runs, and is about to start a spare
+    reports += [run_and_report(pool), run_and_report(pool)]  # one for the spare, one owed the third thread
+    reports.append(queue.SimpleQueue())
+    assert pool.submit(lambda: reports[-1].put("waited")) is True  # waits for one of the three
+    with pytest.raises(PoolFull):
+        pool.submit(lambda: None)
+    go_on.set()
+    release.set()
+    assert all(report.get(timeout=TIMEOUT) for report in reports)
+    pool.stop()
+    assert pool.join(TIMEOUT)
+
+
 def test_an_idle_thread_exits_after_the_idle_timeout() -> None:
     pool = HandlerPool("test-pool", 2, idle_timeout=0.05)
     run_and_report(pool).get(timeout=TIMEOUT)
