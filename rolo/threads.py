@@ -367,10 +367,10 @@ class HandlerPool:
                     self._starting += 1
                 try:
                     thread.start()
-                except RuntimeError:
-                    # out of threads: until a start succeeds here again (tried at the next job), jobs start
-                    # their own, or are refused; those owed a thread already wait for one to be free. A
-                    # stopped pool has no next job: it ends now
+                except (RuntimeError, MemoryError):
+                    # out of threads (or of memory for one's state): until a start succeeds here again (tried
+                    # at the next job), jobs start their own, or are refused; those owed a thread already wait
+                    # for one to be free. A stopped pool has no next job: it ends now
                     with self._lock:
                         self._started(thread, failed=True)
                         self._starting -= 1
