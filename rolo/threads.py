@@ -407,6 +407,9 @@ class HandlerPool:
                 self.threads.discard(threading.current_thread())
             else:
                 self._idle += 1
+                if self._stopped and self._idle > self._queued:
+                    # threads back at once for fewer jobs: the one left without a job is woken to exit
+                    self._jobs.put(_WAKE)
         if then is not None:
             try:
                 then()

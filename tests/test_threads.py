@@ -406,6 +406,21 @@ def test_stopping_runs_what_was_submitted_wakes_idle_threads_and_refuses_more() 
     assert idle.join(TIMEOUT)
 
 
+def test_threads_back_together_in_a_stopped_pool_for_one_job_left_all_exit_at_once() -> None:
+    # both threads count themselves idle before either takes the job: the other waited in the queue for
+    # the idle timeout, and so did join()
+    pool = HandlerPool("test-pool", 2, max_waiting=1, idle_timeout=60)
+    release = threading.Event()
+    both_back = threading.Barrier(2, timeout=TIMEOUT)  # passed once both are back in the pool
+    for _ in range(2):
+        pool.submit(lambda: release.wait(TIMEOUT), then=both_back.wait)
+    last = run_and_report(pool)  # waits for one of them
+    pool.stop()
+    release.set()
+    assert last.get(timeout=TIMEOUT)
+    assert pool.join(TIMEOUT)  # not the 60 s idle timeout
+
+
 def test_a_failing_job_is_logged_and_its_thread_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     pool = HandlerPool("test-pool", 1, max_waiting=1)
 
