@@ -276,20 +276,31 @@ def test_once_the_spawner_runs_it_starts_the_threads_of_a_burst_up_to_the_limit(
     assert pool.join(TIMEOUT)
 
 
-def test_the_jobs_owed_a_thread_when_the_pool_stops_still_run(monkeypatch) -> None:
+def hold_the_spawner(
+    pool: HandlerPool, monkeypatch: pytest.MonkeyPatch, error: Exception | None = None
+) -> tuple[threading.Event, threading.Event]:
+    """Have each thread start of the pool's spawner wait until the second event returned is set, then fail
+    with ``error`` if given; the first is set once the spawner is about to start one."""
     spawning, go_on = threading.Event(), threading.Event()
 
-    def hold_the_spawner() -> None:
+    def hold() -> None:
         if threading.current_thread() is not threading.main_thread():
             spawning.set()
             assert go_on.wait(TIMEOUT)
+            if error is not None:
+                raise error
 
+    counted_starts(pool, monkeypatch, hold)
+    return spawning, go_on
+
+
+def test_the_jobs_owed_a_thread_when_the_pool_stops_still_run(monkeypatch) -> None:
     pool = HandlerPool("test-pool", 4, spares=1)
-    counted_starts(pool, monkeypatch, hold_the_spawner)
+    spawning, go_on = hold_the_spawner(pool, monkeypatch)
     release = threading.Event()
     reports = [run_and_report(pool, release)]
     assert spawning.wait(TIMEOUT)  # the spawner runs, and is about to start a spare
-    reports += [run_and_report(pool), run_and_report(pool)]  # both owed a thread
+    reports += [run_and_report(pool), run_and_report(pool)]  # one for the spare, one owed a thread
     pool.stop()
     go_on.set()
     release.set()
@@ -331,16 +342,8 @@ def spawner_alive(pool: HandlerPool) -> bool:
 def test_a_stopped_spawner_out_of_threads_ends_and_its_jobs_owed_a_thread_still_run(monkeypatch) -> None:
     # it ended only once every job owed a thread had one: out of threads, it waited for a wake-up that a
     # stopped pool never gives, and join() without a timeout (a server's stop) never returned
-    spawning, go_on = threading.Event(), threading.Event()
-
-    def fail_in_the_spawner() -> None:
-        if threading.current_thread() is not threading.main_thread():
-            spawning.set()
-            assert go_on.wait(TIMEOUT)
-            raise RuntimeError("can't start new thread")
-
     pool = HandlerPool("test-pool", 4, spares=1)
-    counted_starts(pool, monkeypatch, fail_in_the_spawner)
+    spawning, go_on = hold_the_spawner(pool, monkeypatch, RuntimeError("can't start new thread"))
     release = threading.Event()
     reports = [run_and_report(pool, release)]
     assert spawning.wait(TIMEOUT)  # the spawner runs, and is about to start a spare
@@ -355,15 +358,8 @@ def test_a_stopped_spawner_out_of_threads_ends_and_its_jobs_owed_a_thread_still_
 
 def test_jobs_owed_a_thread_count_against_max_waiting_only_past_max_threads(monkeypatch) -> None:
     # a job owed a thread does not wait for one to be free: max_waiting more may still wait
-    spawning, go_on = threading.Event(), threading.Event()
-
-    def hold_the_spawner() -> None:
-        if threading.current_thread() is not threading.main_thread():
-            spawning.set()
-            assert go_on.wait(TIMEOUT)
-
     pool = HandlerPool("test-pool", 3, spares=1, max_waiting=1)
-    counted_starts(pool, monkeypatch, hold_the_spawner)
+    spawning, go_on = hold_the_spawner(pool, monkeypatch)
     release = threading.Event()
     reports = [run_and_report(pool, release)]
     assert spawning.wait(TIMEOUT)  # the spawner runs, and is about to start a spare
