@@ -334,13 +334,10 @@ class InboxDrainedWhileCounted(queue.SimpleQueue):
         return size
 
 
-def test_a_handler_that_drains_the_inbox_as_reading_pauses_resumes_it():
-    """Without turns (a server that passes no WakeUps), a message goes into the inbox as it arrives. A
-    handler that takes every message while the loop decides to pause reading, before it says so, asks for no
-    resume; the pause must then be said before the message is in the inbox, so that the handler's taking
-    it sees the pause and resumes reading. Before, reading stayed paused with the inbox empty: the
-    connection stalled."""
-    adapter, connection, loop = open_adapter(max_queue=2)
+def drain_while_counted(adapter: ThreadedWebSocketAdapter, total: int):
+    """Give ``adapter`` an :class:`InboxDrainedWhileCounted` and a handler thread that drains it as it is
+    counted, then takes messages until it has ``total``: the inbox (to arm), the thread (started) and the
+    data of what it took."""
     inbox = InboxDrainedWhileCounted()
     adapter._inbox = inbox  # empty: open_adapter took CreateConnection
     got: list = []
@@ -348,19 +345,30 @@ def test_a_handler_that_drains_the_inbox_as_reading_pauses_resumes_it():
     def handler() -> None:
         inbox.counting.wait()
         while not inbox.empty():
-            got.append(adapter.receive(timeout=0))
+            got.append(adapter.receive_data(timeout=0))
         inbox.drained.set()
-        while len(got) < 2:
-            got.append(adapter.receive(timeout=5))
+        while len(got) < total:
+            got.append(adapter.receive_data(timeout=5))
 
-    adapter.on_message(BytesMessage(b"1"))
     taking = threading.Thread(target=handler)
     taking.start()
+    return inbox, taking, got
+
+
+def test_a_handler_that_drains_the_inbox_as_reading_pauses_resumes_it():
+    """Without turns (a server that passes no WakeUps), a message goes into the inbox as it arrives. A
+    handler that takes every message while the loop decides to pause reading, before it says so, asks for no
+    resume; the pause must then be said before the message is in the inbox, so that the handler's taking
+    it sees the pause and resumes reading. Before, reading stayed paused with the inbox empty: the
+    connection stalled."""
+    adapter, connection, loop = open_adapter(max_queue=2)
+    inbox, taking, got = drain_while_counted(adapter, 2)
+    adapter.on_message(BytesMessage(b"1"))
     inbox.armed = True
     adapter.on_message(BytesMessage(b"2"))  # fills the inbox: reading pauses, as the handler drains it
     taking.join(10)
     assert not taking.is_alive()
-    assert [message.data for message in got] == [b"1", b"2"]
+    assert got == [b"1", b"2"]
     loop.run()
     assert [call for call in connection.calls if "reading" in call[0]] == [("pause_reading",), ("resume_reading",)]
 
@@ -391,22 +399,10 @@ def test_the_loop_counts_a_message_the_handler_takes_as_it_counts_the_inbox_unti
     many the inbox still holds. A handler taking while the loop counts makes that count stale, by more
     messages than the inbox holds, never fewer: the loop's bytes are over until its next count, not under."""
     adapter, _connection, _loop = open_adapter(max_queue=100)
-    inbox = InboxDrainedWhileCounted()
-    adapter._inbox = inbox  # empty: open_adapter took CreateConnection
-    got: list = []
-
-    def handler() -> None:
-        inbox.counting.wait()
-        while not inbox.empty():
-            got.append(adapter.receive_data(timeout=0))
-        inbox.drained.set()
-        got.append(adapter.receive_data(timeout=5))
-
+    inbox, taking, got = drain_while_counted(adapter, 3)
     size = getsizeof(b"1")
     adapter.on_message(b"1")
     adapter.on_message(b"2")
-    taking = threading.Thread(target=handler)
-    taking.start()
     inbox.armed = True
     adapter.on_message(b"3")  # counted 2 in the inbox, which the handler empties meanwhile
     assert adapter._bytes_waiting == 3 * size  # the two taken still counted: over, not under
