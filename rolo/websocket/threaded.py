@@ -185,8 +185,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
     __slots__ = (
         "__weakref__",
         "_arrived",
-        "_bytes_read",
-        "_bytes_taken",
+        "_bytes_waiting",
         "_call_in_loop",
         "_changed",
         "_close_listeners",
@@ -207,6 +206,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         "_resume_pending",
         "_senders_waiting",
         "_sent",
+        "_sizes",
         "_state",
         "_waiting",
         "_wake_ups",
@@ -264,10 +264,11 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # do. No list of its own per waiting message: in a burst, those waiting for their handler's turn
         # outlive the collector's younger generations, and what reaches the oldest sets off full collections
         self._arrived: list[Arrival] | Arrival | None = None
-        # the bytes of the messages read (written on the loop thread only) and of those the handler took
-        # (under the lock: several threads may receive): their difference is the inbox's size
-        self._bytes_read = 0
-        self._bytes_taken = 0
+        # loop side, for the inbox's bound in bytes: the sizes of the messages read that the handler may not
+        # have taken yet, oldest first (a box, as _arrived: None, a size, or a list of them), and their sum.
+        # The handler counts nothing as it takes a message: the loop forgets those taken (_forget_taken)
+        self._sizes: list[int] | int | None = None
+        self._bytes_waiting = 0
         self._reading_paused = False
         self._resume_pending = False
 
@@ -304,7 +305,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         return message_data(event)
 
     def _take(self, timeout: float | None) -> Event | Arrival:
-        """Take the next event from the inbox, and resume reading if that drained it: an :data:`Arrival`
+        """Take the next event from the inbox, and have reading resumed if that drained it: an :data:`Arrival`
         (a text message's UTF-8 ``bytes``, not decoded yet, or its ``str``) or :class:`CreateConnection`.
 
         :raises TimeoutError: if no event came within ``timeout`` seconds
@@ -317,37 +318,58 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
             event = inbox.get(True, timeout)
         except queue.Empty:
             raise TimeoutError(f"no message within {timeout} seconds") from None
-        # its _size_in_memory, without the call, for most messages (see on_message)
-        if type(event) is bytes:
-            size = len(event) + _BYTES_SIZE
-        elif type(event) is str and event.isascii():
-            size = len(event) + _ASCII_SIZE
-        elif event is _END:
+        if event is _END:
             inbox.put(_END)  # for the next receive, in this thread or another
             raise self._disconnected()
-        elif isinstance(event, CreateConnection):  # comes before any message: reading is not held yet
-            return event
-        else:
-            size = _size_in_memory(event if isinstance(event, (bytes, str)) else event.data)
-        lock = self._lock  # once for the count and, while reading is held, for whether to resume it
-        lock.acquire()
-        try:
-            self._bytes_taken += size
-            resume = self._reading_paused and not self._resume_pending and self._drained()
-            if resume:
-                self._resume_pending = True
-        finally:
-            lock.release()
-        if resume:
-            self._call_in_loop(self._resume_reading)
+        # nothing to count, and no lock to take, while reading goes on: the loop keeps the inbox's bytes. It
+        # says reading is paused before it hands over the message that filled the inbox, so the handler that
+        # takes that message sees the pause
+        if self._reading_paused:
+            self._ask_to_resume()
         return event
 
+    def _ask_to_resume(self) -> None:
+        """Reading is paused and a message was taken: have the loop resume reading if the inbox is below half
+        its bounds (handler side). The count, which the handler can tell, is checked here first: the loop is
+        asked only once that is below half, and once at a time; each message taken after it said no asks
+        again, so the one that empties the inbox is the last to ask at most."""
+        if self._inbox.qsize() + _count(self._arrived) >= self._resume_below:
+            return
+        with self._lock:
+            if self._resume_pending:
+                return  # the loop looks at the inbox after this take
+            self._resume_pending = True
+        self._call_in_loop(self._resume_reading)
+
+    def _forget_taken(self, sizes: list[int] | int, queued: int) -> list[int] | int | None:
+        """Forget the sizes of the messages the handler took (loop thread): the oldest of those recorded, as
+        many as the inbox and ``_arrived`` (``queued`` messages between them) no longer hold. Returns the sizes
+        left.
+
+        Race-free without a lock: only the loop records sizes and puts messages into the inbox (or hands
+        them over in a turn, while the loop waits), all in the order read, and receivers only take the
+        oldest. ``queued``, counted before, can only be more than the inbox holds by now, never less: it
+        forgets no message still waiting; those taken meanwhile stay counted until the next count.
+        """
+        taken = (len(sizes) if isinstance(sizes, list) else 1) - queued
+        if taken <= 0:
+            return sizes
+        if isinstance(sizes, list):
+            self._bytes_waiting -= sum(sizes[:taken])
+            del sizes[:taken]
+            left: list[int] | int | None = sizes if len(sizes) > 1 else sizes[0] if sizes else None
+        else:
+            self._bytes_waiting -= sizes
+            left = None
+        self._sizes = left
+        return left
+
     def _drained(self) -> bool:
-        """Whether the inbox is below half its bounds, so that reading may go on."""
-        return (
-            self._inbox.qsize() + _count(self._arrived) < self._resume_below
-            and self._bytes_read - self._bytes_taken < self._max_queue_bytes // 2
-        )
+        """Whether the inbox is below half its bounds, so that reading may go on (loop thread)."""
+        queued = self._inbox.qsize() + _count(self._arrived)
+        if self._sizes is not None:
+            self._forget_taken(self._sizes, queued)
+        return queued < self._resume_below and self._bytes_waiting < self._max_queue_bytes // 2
 
     def accept(
         self,
@@ -537,18 +559,29 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         # message's UTF-8 (Twisted's protocol) or its ASCII text (an ASGI server)
         if type(message) is bytes:
             received = len(message)
-            self._bytes_read += received + _BYTES_SIZE
+            size = received + _BYTES_SIZE
         elif type(message) is str and message.isascii():
             received = len(message)
-            self._bytes_read += received + _ASCII_SIZE
+            size = received + _ASCII_SIZE
         else:
             data = message if isinstance(message, (bytes, str)) else message.data
             received = len(data)
-            self._bytes_read += _size_in_memory(data)
+            size = _size_in_memory(data)
         counters = self._counters
         counters.messages_received += 1
         counters.received_bytes += received
+        queued = self._inbox.qsize()
         arrived = self._arrived
+        sizes = self._sizes
+        if sizes is not None:
+            if arrived is None and not queued and type(sizes) is int:
+                # the commonest: the handler took the one message before this one. _forget_taken, inline
+                self._bytes_waiting -= sizes
+                sizes = None
+            else:
+                sizes = self._forget_taken(sizes, queued + _count(arrived))
+        self._sizes = size if sizes is None else _added(sizes, size)
+        waiting_bytes = self._bytes_waiting = self._bytes_waiting + size
         if arrived is None:  # the one message its handler is woken for, usually: no box to count
             self._arrived = message
             waiting = 1
@@ -559,8 +592,7 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         if waiting == 1 and wake_ups is not None:
             wake_ups.wake(self)
         if not self._reading_paused and (
-            self._inbox.qsize() + waiting >= self._max_queue
-            or self._bytes_read - self._bytes_taken >= self._max_queue_bytes
+            queued + waiting >= self._max_queue or waiting_bytes >= self._max_queue_bytes
         ):
             with self._lock:
                 self._reading_paused = True

@@ -233,14 +233,16 @@ def test_receive_data_gives_what_receive_gives_the_data_of_and_text_that_came_as
     assert adapter._counters.received_bytes == 5 + 1 + 1 + 2 + 2 + 3  # text that came as str: its characters
     # each message counts against max_queue_bytes at its size in memory
     data = [sent[0], "t", b"\xff", sent[3], "ok", "\u00e9t\u00e9"]
-    assert adapter._bytes_read == sum(map(getsizeof, data))
+    assert adapter._bytes_waiting == sum(map(getsizeof, data))
     assert adapter.receive_data(timeout=0) == "caf\u00e9"
     assert adapter.receive_data(timeout=0) == "t"
     assert adapter.receive_data(timeout=0) == b"\xff"
     assert adapter.receive(timeout=0) == TextMessage("\u00e9")
     assert adapter.receive_data(timeout=0) == "ok"
     assert adapter.receive(timeout=0) == TextMessage("\u00e9t\u00e9")
-    assert adapter._bytes_taken == adapter._bytes_read  # every message taken, counted out as it was in
+    adapter.on_message(b"x")  # the loop forgets the sizes of those taken as the next one comes
+    assert adapter._bytes_waiting == getsizeof(b"x")
+    assert adapter.receive_data(timeout=0) == "x"
     adapter.on_close(Close(1000))
     with pytest.raises(WebSocketDisconnectedError):
         adapter.receive_data(timeout=0)
@@ -332,13 +334,10 @@ class InboxDrainedWhileCounted(queue.SimpleQueue):
         return size
 
 
-def test_a_handler_that_drains_the_inbox_as_reading_pauses_resumes_it():
-    """Without turns (a server that passes no WakeUps), a message goes into the inbox as it arrives. A
-    handler that takes every message while the loop decides to pause reading, before it says so, asks for no
-    resume; the pause must then be said before the message is in the inbox, so that the handler's taking
-    it sees the pause and resumes reading. Before, reading stayed paused with the inbox empty: the
-    connection stalled."""
-    adapter, connection, loop = open_adapter(max_queue=2)
+def drain_while_counted(adapter: ThreadedWebSocketAdapter, total: int):
+    """Give ``adapter`` an :class:`InboxDrainedWhileCounted` and a handler thread that drains it as it is
+    counted, then takes messages until it has ``total``: the inbox (to arm), the thread (started) and the
+    data of what it took."""
     inbox = InboxDrainedWhileCounted()
     adapter._inbox = inbox  # empty: open_adapter took CreateConnection
     got: list = []
@@ -346,21 +345,72 @@ def test_a_handler_that_drains_the_inbox_as_reading_pauses_resumes_it():
     def handler() -> None:
         inbox.counting.wait()
         while not inbox.empty():
-            got.append(adapter.receive(timeout=0))
+            got.append(adapter.receive_data(timeout=0))
         inbox.drained.set()
-        while len(got) < 2:
-            got.append(adapter.receive(timeout=5))
+        while len(got) < total:
+            got.append(adapter.receive_data(timeout=5))
 
-    adapter.on_message(BytesMessage(b"1"))
     taking = threading.Thread(target=handler)
     taking.start()
+    return inbox, taking, got
+
+
+def test_a_handler_that_drains_the_inbox_as_reading_pauses_resumes_it():
+    """Without turns (a server that passes no WakeUps), a message goes into the inbox as it arrives. A
+    handler that takes every message while the loop decides to pause reading, before it says so, asks for no
+    resume; the pause must then be said before the message is in the inbox, so that the handler's taking
+    it sees the pause and resumes reading. Before, reading stayed paused with the inbox empty: the
+    connection stalled."""
+    adapter, connection, loop = open_adapter(max_queue=2)
+    inbox, taking, got = drain_while_counted(adapter, 2)
+    adapter.on_message(BytesMessage(b"1"))
     inbox.armed = True
     adapter.on_message(BytesMessage(b"2"))  # fills the inbox: reading pauses, as the handler drains it
     taking.join(10)
     assert not taking.is_alive()
-    assert [message.data for message in got] == [b"1", b"2"]
+    assert got == [b"1", b"2"]
     loop.run()
     assert [call for call in connection.calls if "reading" in call[0]] == [("pause_reading",), ("resume_reading",)]
+
+
+def test_the_inbox_bound_in_bytes_pauses_reading_and_the_loop_resumes_it_below_half():
+    size = getsizeof(b"x" * 1000)
+    adapter, connection, loop = open_adapter(max_queue=100, max_queue_bytes=4 * size)
+    for _ in range(3):
+        adapter.on_message(BytesMessage(b"x" * 1000))
+    assert ("pause_reading",) not in connection.calls
+    adapter.on_message(BytesMessage(b"x" * 1000))  # 4 × size: the bound
+    assert connection.calls[-1] == ("pause_reading",)
+    for left in (3, 2):
+        adapter.receive(timeout=0)
+        # few enough by count: each take asks the loop, which forgets the sizes of those taken
+        assert len(loop.pending) == 1
+        loop.run()
+        assert connection.calls[-1] == ("pause_reading",)  # left × size: not below half
+        assert adapter._bytes_waiting == left * size
+    adapter.receive(timeout=0)
+    loop.run()
+    assert connection.calls[-1] == ("resume_reading",)
+    assert adapter._bytes_waiting == size
+
+
+def test_the_loop_counts_a_message_the_handler_takes_as_it_counts_the_inbox_until_the_next_count():
+    """The handler counts nothing as it takes a message: the loop forgets the sizes of those taken from how
+    many the inbox still holds. A handler taking while the loop counts makes that count stale, by more
+    messages than the inbox holds, never fewer: the loop's bytes are over until its next count, not under."""
+    adapter, _connection, _loop = open_adapter(max_queue=100)
+    inbox, taking, got = drain_while_counted(adapter, 3)
+    size = getsizeof(b"1")
+    adapter.on_message(b"1")
+    adapter.on_message(b"2")
+    inbox.armed = True
+    adapter.on_message(b"3")  # counted 2 in the inbox, which the handler empties meanwhile
+    assert adapter._bytes_waiting == 3 * size  # the two taken still counted: over, not under
+    taking.join(10)
+    assert not taking.is_alive()
+    assert got == ["1", "2", "3"]
+    adapter.on_message(b"4")  # counted again: none of the three is waiting
+    assert adapter._bytes_waiting == size
 
 
 def test_send_blocks_past_high_water_until_the_loop_flushes():
