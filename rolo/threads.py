@@ -280,7 +280,8 @@ class HandlerPool:
             if spare <= 0 and has_room and not self._spawning:
                 thread = self._new_thread((job, then))  # this caller starts it, and waits for it
             else:
-                if waits and -spare >= self.max_waiting and not queue_anyway:
+                # past max_threads, the jobs owed a thread wait for a busy one: those count against max_waiting
+                if waits and len(self.threads) - spare - self.max_threads >= self.max_waiting and not queue_anyway:
                     raise PoolFull(f"all {self.max_threads} {self.name} threads are busy")
                 self._queued += 1
                 self._jobs.put((job, then))
@@ -347,7 +348,8 @@ class HandlerPool:
 
     def _spawn(self) -> None:
         """Start threads whenever fewer are ready than the spares, jobs owed a thread counted against them
-        (the spawner's thread); once the pool is stopped, only for the jobs owed one, then end."""
+        (the spawner's thread); once the pool is stopped, only for the jobs owed one, then end (at once if
+        a start fails: those left wait for a busy thread, which a stopped pool keeps while jobs wait)."""
         with self._lock:
             self._spawning = True
         while True:
@@ -365,13 +367,16 @@ class HandlerPool:
                     self._starting += 1
                 try:
                     thread.start()
-                except RuntimeError:
-                    # out of threads: until a start succeeds here again (tried at the next job), jobs start
-                    # their own, or are refused; those owed a thread already wait for one to be free
+                except (RuntimeError, MemoryError):
+                    # out of threads (or of memory for one's state): until a start succeeds here again (tried
+                    # at the next job), jobs start their own, or are refused; those owed a thread already wait
+                    # for one to be free. A stopped pool has no next job: it ends now
                     with self._lock:
                         self._started(thread, failed=True)
                         self._starting -= 1
                         self._spawning = False
+                        if self._stopped:
+                            return
                     break
                 with self._lock:
                     self._started(thread)
@@ -402,6 +407,9 @@ class HandlerPool:
                 self.threads.discard(threading.current_thread())
             else:
                 self._idle += 1
+                if self._stopped and self._idle > self._queued:
+                    # threads back at once for fewer jobs: the one left without a job is woken to exit
+                    self._jobs.put(_WAKE)
         if then is not None:
             try:
                 then()

@@ -276,20 +276,31 @@ def test_once_the_spawner_runs_it_starts_the_threads_of_a_burst_up_to_the_limit(
     assert pool.join(TIMEOUT)
 
 
-def test_the_jobs_owed_a_thread_when_the_pool_stops_still_run(monkeypatch) -> None:
+def hold_the_spawner(
+    pool: HandlerPool, monkeypatch: pytest.MonkeyPatch, error: Exception | None = None
+) -> tuple[threading.Event, threading.Event]:
+    """Have each thread start of the pool's spawner wait until the second event returned is set, then fail
+    with ``error`` if given; the first is set once the spawner is about to start one."""
     spawning, go_on = threading.Event(), threading.Event()
 
-    def hold_the_spawner() -> None:
+    def hold() -> None:
         if threading.current_thread() is not threading.main_thread():
             spawning.set()
             assert go_on.wait(TIMEOUT)
+            if error is not None:
+                raise error
 
+    counted_starts(pool, monkeypatch, hold)
+    return spawning, go_on
+
+
+def test_the_jobs_owed_a_thread_when_the_pool_stops_still_run(monkeypatch) -> None:
     pool = HandlerPool("test-pool", 4, spares=1)
-    counted_starts(pool, monkeypatch, hold_the_spawner)
+    spawning, go_on = hold_the_spawner(pool, monkeypatch)
     release = threading.Event()
     reports = [run_and_report(pool, release)]
     assert spawning.wait(TIMEOUT)  # the spawner runs, and is about to start a spare
-    reports += [run_and_report(pool), run_and_report(pool)]  # both owed a thread
+    reports += [run_and_report(pool), run_and_report(pool)]  # one for the spare, one owed a thread
     pool.stop()
     go_on.set()
     release.set()
@@ -297,23 +308,67 @@ def test_the_jobs_owed_a_thread_when_the_pool_stops_still_run(monkeypatch) -> No
     assert pool.join(TIMEOUT)
 
 
-def test_a_spawner_out_of_threads_leaves_the_next_job_to_start_its_own(monkeypatch) -> None:
+# out of threads, or of memory for the thread's state: a spawner that died of the latter left every job
+# finding no idle thread to it, and one for the spare it was starting to a thread that never ran
+@pytest.mark.parametrize("error", [RuntimeError("can't start new thread"), MemoryError()])
+def test_a_spawner_out_of_threads_leaves_the_next_job_to_start_its_own(monkeypatch, error) -> None:
     failed: list[threading.Thread] = []
 
     def fail_once_in_the_spawner() -> None:
         if threading.current_thread() is not threading.main_thread() and not failed:
             failed.append(threading.current_thread())
-            raise RuntimeError("can't start new thread")
+            raise error
 
     pool = HandlerPool("test-pool", 4, spares=1)
     starters = counted_starts(pool, monkeypatch, fail_once_in_the_spawner)
     release = threading.Event()
     reports = [run_and_report(pool, release)]
     assert wait_until(lambda: bool(failed))
-    assert wait_until(lambda: pool.waiting == 0)  # the spawner gave up: no spare, none owed
+    assert wait_until(lambda: len(pool.threads) == 1)  # the spawner gave up: the spare it made is gone
     reports.append(run_and_report(pool, release))  # started here, as no spare is ready
     assert starters[:3] == [threading.current_thread(), failed[0], threading.current_thread()]
     assert wait_until(lambda: len(pool.threads) == 3)  # the spawner tried again: a spare
+    release.set()
+    assert all(report.get(timeout=TIMEOUT) for report in reports)
+    pool.stop()
+    assert pool.join(TIMEOUT)
+
+
+def spawner_alive(pool: HandlerPool) -> bool:
+    """Whether the pool's spawner thread runs (found by its name)."""
+    return any(thread.name == f"{pool.name}-spawner" for thread in threading.enumerate())
+
+
+def test_a_stopped_spawner_out_of_threads_ends_and_its_jobs_owed_a_thread_still_run(monkeypatch) -> None:
+    # it ended only once every job owed a thread had one: out of threads, it waited for a wake-up that a
+    # stopped pool never gives, and join() without a timeout (a server's stop) never returned
+    pool = HandlerPool("test-pool", 4, spares=1)
+    spawning, go_on = hold_the_spawner(pool, monkeypatch, RuntimeError("can't start new thread"))
+    release = threading.Event()
+    reports = [run_and_report(pool, release)]
+    assert spawning.wait(TIMEOUT)  # the spawner runs, and is about to start a spare
+    reports += [run_and_report(pool), run_and_report(pool)]  # one for the spare, one owed a thread
+    pool.stop()
+    go_on.set()  # every start of the spawner fails from now on
+    assert wait_until(lambda: not spawner_alive(pool))  # before the busy thread is free
+    release.set()  # the busy thread runs the jobs left
+    assert all(report.get(timeout=TIMEOUT) for report in reports)
+    assert pool.join(TIMEOUT)
+
+
+def test_jobs_owed_a_thread_count_against_max_waiting_only_past_max_threads(monkeypatch) -> None:
+    # a job owed a thread does not wait for one to be free: max_waiting more may still wait
+    pool = HandlerPool("test-pool", 3, spares=1, max_waiting=1)
+    spawning, go_on = hold_the_spawner(pool, monkeypatch)
+    release = threading.Event()
+    reports = [run_and_report(pool, release)]
+    assert spawning.wait(TIMEOUT)  # the spawner runs, and is about to start a spare
+    reports += [run_and_report(pool), run_and_report(pool)]  # one for the spare, one owed the third thread
+    reports.append(queue.SimpleQueue())
+    assert pool.submit(lambda: reports[-1].put("waited")) is True  # waits for one of the three
+    with pytest.raises(PoolFull):
+        pool.submit(lambda: None)
+    go_on.set()
     release.set()
     assert all(report.get(timeout=TIMEOUT) for report in reports)
     pool.stop()
@@ -345,6 +400,21 @@ def test_stopping_runs_what_was_submitted_wakes_idle_threads_and_refuses_more() 
     assert wait_until(lambda: idle.busy == 0)
     idle.stop()
     assert idle.join(TIMEOUT)
+
+
+def test_threads_back_together_in_a_stopped_pool_for_one_job_left_all_exit_at_once() -> None:
+    # both threads count themselves idle before either takes the job: the other waited in the queue for
+    # the idle timeout, and so did join()
+    pool = HandlerPool("test-pool", 2, max_waiting=1, idle_timeout=60)
+    release = threading.Event()
+    both_back = threading.Barrier(2, timeout=TIMEOUT)  # passed once both are back in the pool
+    for _ in range(2):
+        pool.submit(lambda: release.wait(TIMEOUT), then=both_back.wait)
+    last = run_and_report(pool)  # waits for one of them
+    pool.stop()
+    release.set()
+    assert last.get(timeout=TIMEOUT)
+    assert pool.join(TIMEOUT)  # not the 60 s idle timeout
 
 
 def test_a_failing_job_is_logged_and_its_thread_goes_on(caplog: pytest.LogCaptureFixture) -> None:
