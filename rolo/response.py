@@ -11,6 +11,8 @@ from werkzeug.datastructures import Headers
 from werkzeug.utils import get_content_type
 from werkzeug.wrappers import Response as _WerkzeugResponse
 
+from rolo.request import _listed
+
 __all__ = ["Response", "merges_as_itself"]
 
 
@@ -49,14 +51,12 @@ def _lay_out(
     if type(body) is str:
         body = body.encode()
     # fenced: werkzeug's private attributes, set only where _LAID_OUT found that its constructor sets these
-    headers = Headers.__new__(Headers)
     if body is None:
-        headers._list = [] if content_type is None else [("Content-Type", content_type)]
+        response.headers = _listed([] if content_type is None else [("Content-Type", content_type)])
     elif content_type is None:
-        headers._list = [("Content-Length", str(len(body)))]
+        response.headers = _listed([("Content-Length", str(len(body)))])
     else:
-        headers._list = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    response.headers = headers
+        response.headers = _listed([("Content-Type", content_type), ("Content-Length", str(len(body)))])
     response._status = status
     response._status_code = status_code
     response.direct_passthrough = direct_passthrough
