@@ -15,7 +15,6 @@ from rolo.gateway.asgi.environ import environ_for, request_for
 from rolo.request import RAW_HEADERS_KEY, Request, forget_request
 from rolo.target import InvalidTarget
 
-# uvicorn's for GET /hello, but for the keys no request reads (type, asgi, state)
 # what uvicorn passes for GET /hello, but for the keys no request reads (type, asgi, state)
 UVICORN = {
     "method": "GET", "path": "/hello", "raw_path": b"/hello", "query_string": b"", "root_path": "",
