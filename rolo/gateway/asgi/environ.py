@@ -98,10 +98,9 @@ def request_for(scope: dict[str, Any], body: IO[bytes]) -> Request:
         server = ("127.0.0.1", 443 if scheme == "https" else 80)
     elif server[1] is None:
         server = (server[0], 443 if scheme == "https" else 80)
-    root_path = scope.get("root_path")
+    root_path = (scope.get("root_path") or "").rstrip("/")  # SCRIPT_NAME, which werkzeug decodes
     if root_path:
-        root_path = root_path.rstrip("/")
-        root_path = root_path.encode("latin-1").decode("utf-8", "replace").rstrip("/") if root_path else ""
+        root_path = root_path.encode("latin-1").decode("utf-8", "replace").rstrip("/")
     method = scope.get("method", "GET")
     client = scope.get("client")
     return request_of_parts(
@@ -110,7 +109,7 @@ def request_for(scope: dict[str, Any], body: IO[bytes]) -> Request:
         method if method.isupper() else method.upper(),
         scheme,
         server,
-        root_path or "",
+        root_path,
         path,
         scope.get("query_string") or b"",
         headers_of([(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope.get("headers", ())]),
