@@ -5,9 +5,9 @@ calls the application with the scope uvicorn gives ``GET /hello`` (one ``Host`` 
 requests at once, each calling it again as soon as its response's last message is sent, as wrk's
 keep-alive connections do. It prints:
 
-- each step of a request timed alone, hot (the best of several runs of many calls): building its WSGI
-  environment (``environ_for``), ``Request()``, ``Gateway.serve`` with the benchmark's route, ``answer``
-  and closing the response, and the handoff to the pool and back (a job through a
+- each step of a request timed alone, hot (the best of several runs of many calls): making its request
+  (``request_for``, which builds no WSGI environment), ``Gateway.serve`` with the benchmark's route,
+  ``answer`` and closing the response, and the handoff to the pool and back (a job through a
   :class:`~rolo.threads.HandlerPool` that does nothing and hands its result back through a
   :class:`~rolo.websocket.turns.BatchedCalls` to a future the loop awaits, ``CONNECTIONS`` at once, as
   the application does);
@@ -34,7 +34,7 @@ from typing import Any
 from bench.servers import asgi_app, rolo_app
 from rolo.gateway.answer import answer
 from rolo.gateway.asgi import AsgiGateway
-from rolo.gateway.asgi.environ import environ_for
+from rolo.gateway.asgi.environ import request_for
 from rolo.request import Request, forget_request
 from rolo.threads import HandlerPool
 from rolo.websocket.turns import BatchedCalls
@@ -68,27 +68,21 @@ def best(call: Callable[[], object], number: int = 5_000, repeat: int = 9) -> fl
 def steps() -> list[tuple[str, float]]:
     """Each step of a request, timed alone: (what, µs)."""
     gateway = rolo_app.gateway()
-    environ = environ_for(SCOPE, io.BytesIO())
 
-    def request() -> None:
-        fresh = dict(environ)
-        Request(fresh)
-        forget_request(fresh)
+    def request() -> Request:
+        return request_for(SCOPE, io.BytesIO())
 
     def serve() -> None:
-        fresh = dict(environ)
-        gateway.serve(Request(fresh))
-        forget_request(fresh)
+        gateway.serve(request())
 
     def respond() -> None:
-        fresh = dict(environ)
-        response = gateway.serve(Request(fresh))
-        answer(response, fresh)
-        forget_request(fresh)
+        made = request()
+        response = gateway.serve(made)
+        answer(response, made)
+        forget_request(made)
         response.close()
 
-    timed = [("environ_for", best(lambda: environ_for(SCOPE, io.BytesIO())))]
-    timed.append(("Request(environ)", best(request)))
+    timed = [("request_for", best(request))]
     served = best(serve)
     timed.append(("Gateway.serve", served - timed[-1][1]))
     timed.append(("answer, close", best(respond) - served))

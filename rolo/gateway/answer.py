@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from rolo.request import Request
 from rolo.response import Response
 
 __all__ = ["Answer", "answer"]
@@ -25,6 +26,11 @@ _ADJUSTED = frozenset({"location", "content-location"})
 """The headers werkzeug's ``get_wsgi_headers`` may rewrite (as URIs)."""
 
 
+_made = tuple.__new__
+"""Makes an :class:`Answer` of its four fields at once, without the named tuple's ``__new__``, a Python
+function (some 1,000 instructions less a response)."""
+
+
 class Answer(NamedTuple):
     """What a server writes for a response, once the handlers are done with it."""
 
@@ -37,12 +43,14 @@ class Answer(NamedTuple):
     it already, and the response may be closed at once)."""
 
 
-def answer(response: Response, environ: dict[str, Any]) -> Answer:
-    """What to send for ``response`` to the request of ``environ``, as werkzeug makes a response for WSGI
+def answer(response: Response, request: Request) -> Answer:
+    """What to send for ``response`` to ``request``, as werkzeug makes a response for WSGI
     (:meth:`~werkzeug.wrappers.Response.get_wsgi_headers` and
     :meth:`~werkzeug.wrappers.Response.get_app_iter`): no body for ``HEAD``, 204 and 304, and a
     ``Content-Length`` where the body is a sequence. The header lines are encoded here, in the handler's
-    thread, so that one that is not Latin-1 fails the request (a 500) before anything is sent.
+    thread, so that one that is not Latin-1 fails the request (a 500) before anything is sent. Most responses
+    are answered without the request's WSGI environment, which werkzeug's methods take: one that needs them
+    has it built (see :func:`~rolo.request.request_of_parts`).
 
     :raises ValueError: if the status is not a final one (below 200): a 1xx response is interim, and a
         client waits for the final response after it (RFC 9110 15.2)
@@ -53,36 +61,33 @@ def answer(response: Response, environ: dict[str, Any]) -> Answer:
     if status < 200:
         raise ValueError(f"a handler's response must be final, not interim: status {status} is below 200")
     sequence = response.is_sequence
-    encoded = _encoded_headers(response, status, sequence, environ)
-    if (
-        sequence
-        and not response.direct_passthrough
-        and type(response).get_app_iter is _GET_APP_ITER
-    ):
+    encoded = _encoded_headers(response, status, sequence, request)
+    kind = type(response)
+    if sequence and not response.direct_passthrough and kind.get_app_iter is _GET_APP_ITER:
         # what get_app_iter gives, joined, without the closing iterator it makes (a third of the cost of
         # answering a small response): nothing for HEAD and the statuses without content (RFC 9110 6.4.1)
-        if environ["REQUEST_METHOD"] == "HEAD" or status in (204, 304):
-            return Answer(status, encoded, b"", response)
+        if request.method == "HEAD" or status in (204, 304):
+            return _made(Answer, (status, encoded, b"", response))
         body = response.response
         if (
             type(body) is list
             and len(body) == 1
             and type(body[0]) is bytes
-            and type(response).get_data is _GET_DATA
-            and type(response).iter_encoded is _ITER_ENCODED
+            and kind.get_data is _GET_DATA
+            and kind.iter_encoded is _ITER_ENCODED
         ):
             # what set_data leaves, one bytes chunk: what get_data would join, without its generator (some
             # 5,000 instructions a response)
-            return Answer(status, encoded, body[0], response)
+            return _made(Answer, (status, encoded, body[0], response))
         return Answer(status, encoded, response.get_data(), response)
-    chunks = response.get_app_iter(environ)
+    chunks = response.get_app_iter(request.environ)
     if sequence:
         return Answer(status, encoded, b"".join(chunks), response)
     return Answer(status, encoded, iter(chunks), response)
 
 
 def _encoded_headers(
-    response: Response, status: int, sequence: bool, environ: dict[str, Any]
+    response: Response, status: int, sequence: bool, request: Request
 ) -> list[tuple[bytes, bytes]]:
     """The header lines of werkzeug's :meth:`~werkzeug.wrappers.Response.get_wsgi_headers`, encoded, for a
     response whose body is a ``sequence`` or not. Most responses it would leave as they are (a status with
@@ -101,4 +106,5 @@ def _encoded_headers(
         else:
             if sized:
                 return encoded
-    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.get_wsgi_headers(environ)]
+    headers = response.get_wsgi_headers(request.environ)
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]

@@ -75,7 +75,7 @@ def request(method: str = "GET", path: str = "/") -> Request:
 
 def wire(response: Response, method: str = "GET") -> tuple:
     """What a server sends for ``response``: status, header lines in order, and the body."""
-    status, headers, body, _ = answer(response, request(method).environ)
+    status, headers, body, _ = answer(response, request(method))
     return status, headers, body if isinstance(body, bytes) else b"".join(body)
 
 

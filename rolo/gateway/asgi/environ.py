@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
-from rolo.request import build_environ
+from rolo.request import Request, build_environ, headers_of, request_of_parts
 from rolo.target import split_target
 
-__all__ = ["environ_for"]
+__all__ = ["environ_for", "request_for"]
 
 # a WebSocket scope names its scheme ws/wss; the request a handler sees is the HTTP request that upgraded
 _HTTP_SCHEMES = {"ws": "http", "wss": "https"}
@@ -77,3 +77,41 @@ def environ_for(scope: dict[str, Any], body: IO[bytes] | None = None, method: st
         # the stream ends where the body ends, whatever the framing
         environ["wsgi.input_terminated"] = True
     return environ
+
+
+def request_for(scope: dict[str, Any], body: IO[bytes]) -> Request:
+    """The request of an ``http`` scope, as ``Request(environ_for(scope, body))`` makes it, but for its WSGI
+    environment, which :func:`environ_for` builds only when the request's ``environ`` is first read (see
+    :func:`~rolo.request.request_of_parts`).
+
+    :param body: the request body stream, read by the handler
+    :raises UnicodeDecodeError: if the path is not UTF-8
+    :raises rolo.target.InvalidTarget: if the request target cannot be parsed
+    """
+    # each attribute as werkzeug's constructor computes it from what environ_for and build_environ make
+    path = _path_of(scope).decode("utf-8")
+    if path[:1] != "/" or path[1:2] == "/":
+        path = "/" + path.lstrip("/")
+    scheme = scope.get("scheme", "http")
+    server = scope.get("server")
+    if not server:
+        server = ("127.0.0.1", 443 if scheme == "https" else 80)
+    elif server[1] is None:
+        server = (server[0], 443 if scheme == "https" else 80)
+    root_path = (scope.get("root_path") or "").rstrip("/")  # SCRIPT_NAME, which werkzeug decodes
+    if root_path:
+        root_path = root_path.encode("latin-1").decode("utf-8", "replace").rstrip("/")
+    method = scope.get("method", "GET")
+    client = scope.get("client")
+    return request_of_parts(
+        environ_for,
+        (scope, body),
+        method if method.isupper() else method.upper(),
+        scheme,
+        server,
+        root_path,
+        path,
+        scope.get("query_string") or b"",
+        headers_of([(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope.get("headers", ())]),
+        (client[0] if client else None) or "",
+    )

@@ -154,8 +154,9 @@ class HttpResource(Resource):
             return
         response = None
         try:
-            response = self.gateway.serve(RoloRequest(environ))
-            status, headers, body, _ = answer(response, environ)
+            request = RoloRequest(environ)
+            response = self.gateway.serve(request)
+            status, headers, body, _ = answer(response, request)
             writer.start(status, headers)
             if not isinstance(body, bytes):
                 writer.stream(body, response)  # goes on in threads of the pool, then closes it
