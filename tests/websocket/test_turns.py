@@ -77,6 +77,20 @@ class Server:
 
         calls = BatchedCalls(call_soon_threadsafe)
         self.turns = turns = HandlerTurns(call_soon, calls, **limits)
+        # the handlers' calls to blocking, counted: a test waits for them (blocked) before it has a turn
+        # deliver, so that no turn delivers to a handler between its look at its empty inbox and its call to
+        # blocking (it would count that delivery's handler as blocked, and wake the turn's next one itself)
+        self._blocks = 0
+        self._blocks_changed = threading.Condition()
+        blocking = turns.blocking
+
+        def blocking_counted(adapter: ThreadedWebSocketAdapter) -> None:
+            blocking(adapter)
+            with self._blocks_changed:
+                self._blocks += 1
+                self._blocks_changed.notify_all()
+
+        turns.blocking = blocking_counted  # type: ignore[method-assign]
         self.opened: asyncio.Queue = asyncio.Queue()
         self.sent: asyncio.Queue = asyncio.Queue()
         self.adapters = []
@@ -93,6 +107,16 @@ class Server:
             thread.start()
         for _ in self.adapters:
             await asyncio.wait_for(self.opened.get(), TIMEOUT)
+        await self.blocked(len(self.adapters))  # each handler once, past its accept
+
+    async def blocked(self, times: int) -> None:
+        """Wait until the handlers have called blocking ``times`` times in all (once a message each)."""
+
+        def wait() -> bool:
+            with self._blocks_changed:
+                return self._blocks_changed.wait_for(lambda: self._blocks >= times, TIMEOUT)
+
+        assert await asyncio.to_thread(wait)
 
     async def echoes(self, count: int) -> list:
         return sorted([await asyncio.wait_for(self.sent.get(), TIMEOUT) for _ in range(count)])
@@ -171,11 +195,13 @@ def test_a_turn_wakes_its_handlers_one_at_a_time_each_as_the_one_before_blocks()
     async def run() -> int:
         server = Server(4, adapter_types=(Awake,) * 4, handler_time=TIMEOUT, turn_limit=TIMEOUT)
         await server.open()
+        Awake.awake.clear()  # of a run before, whose close delivered to its handlers
         Awake.most = 0
         for round_number in range(10):
             for adapter in server.adapters:  # all arrive in one callback of the loop: one turn
                 adapter.on_message(TextMessage(str(round_number)))
             assert await server.echoes(4) == [str(round_number)] * 4
+            await server.blocked(4 * (round_number + 2))  # each back in receive, its inbox empty
         most = Awake.most  # before the close, which delivers to all four at once
         server.close()
         return most
