@@ -586,6 +586,25 @@ async def test_a_large_frame_that_ends_after_the_server_closed_is_not_delivered(
     assert await in_thread(client) == "dropped"
 
 
+@pytest_twisted.ensureDeferred
+async def test_an_inbox_bound_of_one_byte_still_takes_one_message_at_a_time(serve):
+    # max_queue_bytes=1 (the least the setting takes) pauses reading at every message; reading must resume
+    # once the handler took it. Below half of one byte, floored, was below 0 bytes: never, and the
+    # connection stalled at its second message
+    server = serve(echo, max_queue_bytes=1)
+
+    def client() -> list[str]:
+        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+        echoed = []
+        for text in ("a", "b", "c"):
+            ws.send(text)
+            echoed.append(ws.recv())
+        ws.close()
+        return echoed
+
+    assert await in_thread(client) == ["a", "b", "c"]
+
+
 @pytest.mark.servers("twisted", reason="breaks TwistedGateway's host on purpose")
 @pytest_twisted.ensureDeferred
 async def test_an_upgrade_the_server_fails_to_take_is_a_500_and_the_next_is_served(serve, monkeypatch):
