@@ -365,11 +365,12 @@ class ThreadedWebSocketAdapter(WebSocketAdapter):
         return left
 
     def _drained(self) -> bool:
-        """Whether the inbox is below half its bounds, so that reading may go on (loop thread)."""
+        """Whether the inbox is below half its bounds, so that reading may go on (loop thread). Half, not
+        half floored: an empty inbox is below half of ``max_queue_bytes=1``."""
         queued = self._inbox.qsize() + _count(self._arrived)
         if self._sizes is not None:
             self._forget_taken(self._sizes, queued)
-        return queued < self._resume_below and self._bytes_waiting < self._max_queue_bytes // 2
+        return queued < self._resume_below and 2 * self._bytes_waiting < self._max_queue_bytes
 
     def accept(
         self,

@@ -586,6 +586,54 @@ async def test_a_large_frame_that_ends_after_the_server_closed_is_not_delivered(
     assert await in_thread(client) == "dropped"
 
 
+@pytest_twisted.ensureDeferred
+async def test_messages_a_peer_floods_after_the_servers_close_are_dropped_not_queued(serve):
+    # the server reads on after its close only to find the peer's (RFC 6455, 5.5.1), and stops reading
+    # into a full inbox no longer: what comes before that close is dropped, so that it cannot grow the
+    # inbox past its bounds however long the peer keeps sending. Under hypercorn it went into the inbox:
+    # thousands of messages (megabytes) against max_queue=4
+    left: queue.Queue[int] = queue.Queue()
+
+    @route("/bye", methods=["WEBSOCKET"])
+    def bye(request: WebSocketRequest):
+        ws = request.accept()
+        ws.close(4000, "bye", timeout=30)
+        left.put(sum(1 for _ in ws))  # what is still in the inbox once the close is over
+
+    server = serve(bye, max_queue=4)
+    count = 4000  # 4 MiB of 1 KiB messages: far past the inbox's bounds (512 KiB, 4 messages)
+    frame = wsclient.ABNF.create_frame("x" * 1024, wsclient.ABNF.OPCODE_TEXT).format()
+
+    def client() -> tuple[int, int]:
+        ws = wsclient.create_connection(server.ws("/bye"), timeout=30)
+        # recv_frame, not recv_data_frame: that would answer the close at once
+        assert ws.recv_frame().opcode == wsclient.ABNF.OPCODE_CLOSE
+        sent, _ = send_until_unread(ws.sock, (frame for _ in range(count)))
+        ws.send_close()
+        return sent, left.get(timeout=30)
+
+    assert await in_thread(client) == (count * len(frame), 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_inbox_bound_of_one_byte_still_takes_one_message_at_a_time(serve):
+    # max_queue_bytes=1 (the least the setting takes) pauses reading at every message; reading must resume
+    # once the handler took it. Below half of one byte, floored, was below 0 bytes: never, and the
+    # connection stalled at its second message
+    server = serve(echo, max_queue_bytes=1)
+
+    def client() -> list[str]:
+        ws = wsclient.create_connection(server.ws("/echo"), timeout=10)
+        echoed = []
+        for text in ("a", "b", "c"):
+            ws.send(text)
+            echoed.append(ws.recv())
+        ws.close()
+        return echoed
+
+    assert await in_thread(client) == ["a", "b", "c"]
+
+
 @pytest.mark.servers("twisted", reason="breaks TwistedGateway's host on purpose")
 @pytest_twisted.ensureDeferred
 async def test_an_upgrade_the_server_fails_to_take_is_a_500_and_the_next_is_served(serve, monkeypatch):

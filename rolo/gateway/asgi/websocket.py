@@ -253,14 +253,19 @@ class AsgiConnection:
                 await self._reading.wait()
             message = await receive()
             # a text message's event is the only one with text: looked for first, the commonest is known
-            # without reading its type
+            # without reading its type. Once the application sent its close, reading goes on, whatever the
+            # inbox holds, only to find the peer's close (RFC 6455, 5.5.1): the messages before it are
+            # dropped, as TwistedGateway drops them, or a peer that keeps sending would grow the inbox
+            # until the close timeout
             text = message.get("text")
             if text is not None:
-                adapter.on_message(text)  # handed over as it is: no TextMessage made only to be unwrapped
+                if not self._closing:
+                    adapter.on_message(text)  # handed over as it is: no TextMessage made only to be unwrapped
             else:
                 kind = message["type"]
                 if kind == "websocket.receive":
-                    adapter.on_message(BytesMessage(message.get("bytes") or b""))
+                    if not self._closing:
+                        adapter.on_message(BytesMessage(message.get("bytes") or b""))
                 elif kind == "websocket.disconnect":
                     self.lost(message.get("code"), message.get("reason") or None)
                     return
