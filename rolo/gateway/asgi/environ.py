@@ -102,11 +102,15 @@ def request_for(scope: dict[str, Any], body: IO[bytes]) -> Request:
     if root_path:
         root_path = root_path.encode("latin-1").decode("utf-8", "replace").rstrip("/")
     method = scope.get("method", "GET")
+    if not method.isupper():
+        # another method than its capitals (RFC 9110 9.1), which werkzeug's method shows: one made from its
+        # environment, which keeps the method as sent for answer()
+        return Request(environ_for(scope, body))
     client = scope.get("client")
     return request_of_parts(
         environ_for,
         (scope, body),
-        method if method.isupper() else method.upper(),
+        method,
         scheme,
         server,
         root_path,
