@@ -41,6 +41,12 @@ SCOPES = {
     "a Unix socket": {**UVICORN, "server": ("/run/app.sock", None), "client": None},
     "a lowercase method, no host": {**UVICORN, "method": "get", "headers": []},
     "HTTP/2": {**UVICORN, "http_version": "2"},
+    # ASGI asks for an iterable of host and port: daphne passes lists
+    "addresses as lists, no host": {
+        **UVICORN, "server": ["127.0.0.1", 8000], "client": ["127.0.0.1", 50000], "headers": [], "http_version": "1.0"
+    },
+    "addresses as lists": {**UVICORN, "server": ["127.0.0.1", 8000], "client": ["127.0.0.1", 50000]},
+    "a Unix socket as a list": {**UVICORN, "server": ["/run/app.sock", None]},
 }
 
 ATTRIBUTES = (

@@ -98,6 +98,8 @@ def request_for(scope: dict[str, Any], body: IO[bytes]) -> Request:
         server = ("127.0.0.1", 443 if scheme == "https" else 80)
     elif server[1] is None:
         server = (server[0], 443 if scheme == "https" else 80)
+    elif type(server) is not tuple:  # any iterable of host and port, to ASGI (a list, from daphne)
+        server = (server[0], server[1])
     root_path = (scope.get("root_path") or "").rstrip("/")  # SCRIPT_NAME, which werkzeug decodes
     if root_path:
         root_path = root_path.encode("latin-1").decode("utf-8", "replace").rstrip("/")
