@@ -24,6 +24,7 @@ __all__ = [
     "forget_request",
     "headers_of",
     "request_of_parts",
+    "sent_method",
 ]
 
 RAW_HEADERS_KEY = "rolo.raw_headers"
@@ -432,7 +433,8 @@ def request_of_parts(
     environment: such a request is an HTTP request's, answered at once, not a WebSocket's, which lives as
     long as its connection.
 
-    :param method: the method, in capitals
+    :param method: the method as the client sent it, which must be in capitals (werkzeug's ``method`` is
+        always; :func:`sent_method` takes it for the one sent)
     :param server: the server's host and port
     :param root_path: the mount point, decoded, without a trailing slash
     :param path: the path, decoded, with one leading slash
@@ -469,6 +471,17 @@ def forget_request(where: dict[str, Any] | Request) -> None:
             return
         where = where.environ
     where.pop("werkzeug.request", None)
+
+
+def sent_method(request: Request) -> str:
+    """The method of ``request`` as the client sent it, by which a server frames the answer: werkzeug's
+    ``method`` is in capitals, but methods are case-sensitive (RFC 9110 9.1), and the answer to ``head`` has
+    its body where the answer to ``HEAD`` has none. It is the WSGI environment's; for a request whose
+    environment is not built yet (see :func:`request_of_parts`), its ``method``."""
+    if request._environ_of is not None:
+        return request.method
+    method: str = request.environ["REQUEST_METHOD"]
+    return method
 
 
 def _share_attribute_names() -> None:

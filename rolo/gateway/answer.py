@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from rolo.request import Request
+from rolo.request import Request, sent_method
 from rolo.response import Response
 
 __all__ = ["Answer", "answer"]
@@ -66,7 +66,7 @@ def answer(response: Response, request: Request) -> Answer:
     if sequence and not response.direct_passthrough and kind.get_app_iter is _GET_APP_ITER:
         # what get_app_iter gives, joined, without the closing iterator it makes (a third of the cost of
         # answering a small response): nothing for HEAD and the statuses without content (RFC 9110 6.4.1)
-        if request.method == "HEAD" or status in (204, 304):
+        if status in (204, 304) or sent_method(request) == "HEAD":
             return _made(Answer, (status, encoded, b"", response))
         body = response.response
         if (

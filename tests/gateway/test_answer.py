@@ -22,7 +22,7 @@ def test_no_body_where_http_has_none(method, status):
     assert answer(response, Request(method, "/")).body == b""
 
 
-@pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "head"])  # head: another method (RFC 9110 9.1)
 @pytest.mark.parametrize("status", [200, 201, 204, 205, 206, 299, 304, 404, 500])
 @pytest.mark.parametrize("body", [[b"whole"], [b"in ", "two"], (b"a", b"tuple")])
 def test_a_whole_body_is_what_werkzeugs_wsgi_iterable_gives(method, status, body):

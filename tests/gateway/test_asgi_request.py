@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rolo.gateway.asgi.environ import environ_for, request_for
-from rolo.request import RAW_HEADERS_KEY, Request, forget_request
+from rolo.request import RAW_HEADERS_KEY, Request, forget_request, sent_method
 from rolo.target import InvalidTarget
 
 # what uvicorn passes for GET /hello, but for the keys no request reads (type, asgi, state)
@@ -41,6 +41,12 @@ SCOPES = {
     "a Unix socket": {**UVICORN, "server": ("/run/app.sock", None), "client": None},
     "a lowercase method, no host": {**UVICORN, "method": "get", "headers": []},
     "HTTP/2": {**UVICORN, "http_version": "2"},
+    # ASGI asks for an iterable of host and port: daphne passes lists
+    "addresses as lists, no host": {
+        **UVICORN, "server": ["127.0.0.1", 8000], "client": ["127.0.0.1", 50000], "headers": [], "http_version": "1.0"
+    },
+    "addresses as lists": {**UVICORN, "server": ["127.0.0.1", 8000], "client": ["127.0.0.1", 50000]},
+    "a Unix socket as a list": {**UVICORN, "server": ["/run/app.sock", None]},
 }
 
 ATTRIBUTES = (
@@ -69,7 +75,11 @@ def test_the_request_is_the_one_its_environment_makes(scope: dict[str, Any]):
     assert list(made.headers) == list(wrapped.headers)
 
 
-@pytest.mark.parametrize("scope", SCOPES.values(), ids=SCOPES.keys())
+# a method not in capitals is another method than werkzeug's method shows: made from its environment
+LAZY = {name: scope for name, scope in SCOPES.items() if scope["method"].isupper()}
+
+
+@pytest.mark.parametrize("scope", LAZY.values(), ids=LAZY.keys())
 def test_the_environment_is_built_when_first_read(scope: dict[str, Any]):
     body = io.BytesIO(b"the body")
     request = request_for(scope, body)
@@ -85,6 +95,22 @@ def test_the_environment_is_built_when_first_read(scope: dict[str, Any]):
     assert request.get_data() == b"the body"
     forget_request(request)
     assert "werkzeug.request" not in environ
+
+
+@pytest.mark.parametrize(("sent", "method"), [("GET", "GET"), ("head", "HEAD"), ("Get", "GET")])
+def test_the_method_as_sent_is_kept_for_the_answer(sent: str, method: str):
+    # methods are case-sensitive (RFC 9110 9.1): the server frames the answer to head as any other's
+    request = request_for({**UVICORN, "method": sent}, io.BytesIO())
+    assert (request.method, sent_method(request)) == (method, sent)
+
+
+def test_a_mount_point_not_in_ascii_is_the_one_the_scope_names():
+    # ASGI's root_path is text; WSGI's SCRIPT_NAME is its UTF-8 bytes as Latin-1, which werkzeug decodes
+    root = "/caf\xe9/\u20ac"
+    scope = {**UVICORN, "root_path": root, "path": f"{root}/a", "raw_path": b"/caf%C3%A9/%E2%82%AC/a"}
+    for request in (request_for(scope, io.BytesIO()), Request(environ_for(scope, io.BytesIO()))):
+        assert (request.root_path, request.path) == (root, "/a")
+        assert request.url == "http://127.0.0.1:8000/caf\xe9/\u20ac/a"  # werkzeug gives an IRI
 
 
 def test_a_request_whose_environment_was_never_built_has_nothing_to_forget():

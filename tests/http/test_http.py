@@ -767,6 +767,27 @@ async def test_pipelined_answers_come_in_order_up_to_an_upgrade_behind_them(serv
     assert answers[5][1] == b"\x81\x05hello"
 
 
+@pytest.mark.servers("twisted", "uvicorn", reason="hypercorn hands the method on in capitals: head is HEAD to it")
+@pytest_twisted.ensureDeferred
+async def test_a_method_head_not_in_capitals_is_answered_with_its_body(serve):
+    """Methods are case-sensitive (RFC 9110 9.1): ``head`` is not ``HEAD``, and the server frames its answer
+    as any other's, by its Content-Length. The handler, which werkzeug shows the method in capitals, is
+    answered with the body it returned, so that the next answer on the connection starts where it should."""
+    server = serve(echo)
+    host = f"Host: 127.0.0.1:{server.port}\r\n"
+
+    def pipeline() -> list[tuple[bytes, bytes]]:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(f"head /echo?n=1 HTTP/1.1\r\n{host}\r\nGET /echo?n=2 HTTP/1.1\r\n{host}\r\n".encode())
+            first, body, rest = read_response(sock, b"")
+            second, _, _ = read_response(sock, rest)
+            return [(first.split(b"\r\n")[0], body), (second.split(b"\r\n")[0], b"")]
+
+    (first, body), (second, _) = await in_thread(pipeline)
+    assert (first, second) == (b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK")
+    assert json.loads(body)["method"] == "HEAD"
+
+
 @pytest.mark.parametrize("upgrade", [False, True])
 @pytest.mark.parametrize("target", ["http://[::1/echo", "http://[zz::1]/echo", "http://host:port/echo", "echo"])
 @pytest_twisted.ensureDeferred

@@ -64,7 +64,8 @@ def environ_for(scope: dict[str, Any], body: IO[bytes] | None = None, method: st
         headers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope.get("headers", ())],
         body=body,
         scheme=_HTTP_SCHEMES.get(scheme, scheme),
-        root_path=scope.get("root_path", "") or "/",
+        # ASGI's root_path is text; SCRIPT_NAME, as WSGI's strings, its UTF-8 bytes as Latin-1
+        root_path=(scope.get("root_path") or "/").encode("utf-8").decode("latin-1"),
         query_string=query,
         remote_addr=client[0] if client else None,
         server=server or None,
@@ -98,15 +99,19 @@ def request_for(scope: dict[str, Any], body: IO[bytes]) -> Request:
         server = ("127.0.0.1", 443 if scheme == "https" else 80)
     elif server[1] is None:
         server = (server[0], 443 if scheme == "https" else 80)
-    root_path = (scope.get("root_path") or "").rstrip("/")  # SCRIPT_NAME, which werkzeug decodes
-    if root_path:
-        root_path = root_path.encode("latin-1").decode("utf-8", "replace").rstrip("/")
+    elif type(server) is not tuple:  # any iterable of host and port, to ASGI (a list, from daphne)
+        server = (server[0], server[1])
+    root_path = (scope.get("root_path") or "").rstrip("/")  # as werkzeug decodes SCRIPT_NAME
     method = scope.get("method", "GET")
+    if not method.isupper():
+        # another method than its capitals (RFC 9110 9.1), which werkzeug's method shows: one made from its
+        # environment, which keeps the method as sent for answer()
+        return Request(environ_for(scope, body))
     client = scope.get("client")
     return request_of_parts(
         environ_for,
         (scope, body),
-        method if method.isupper() else method.upper(),
+        method,
         scheme,
         server,
         root_path,
